@@ -1,0 +1,129 @@
+/**
+ * The ports the broker needs from the outside world. Adapters (memory, sqlite, redis)
+ * implement them; only the composition root (server/) picks one.
+ */
+import type { Message } from './message.js';
+import type { QoS, ProtocolVersion } from '../protocol/packets.js';
+
+/** Options of one subscription, as granted. */
+export interface SubscriptionOptions {
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  /** v5 subscription identifier, 0 when absent. */
+  subscriptionId: number;
+}
+
+export interface StoredSubscription extends SubscriptionOptions {
+  /** The filter as the client sent it (including any `$share/group/` prefix). */
+  filter: string;
+}
+
+/** The durable part of a session: what survives a restart. */
+export interface SessionRecord {
+  clientId: string;
+  protocolVersion: ProtocolVersion;
+  /** Seconds; 0xFFFFFFFF never expires. */
+  expiryInterval: number;
+  /** ms since epoch when the client disconnected; 0 while connected. */
+  disconnectedAt: number;
+  subscriptions: StoredSubscription[];
+}
+
+/** State of an outbound message held for a persistent session. */
+export type OutboundState = 'queued' | 'publish-sent' | 'pubrel-sent';
+
+/** One outbound message owned by a session, as stored. */
+export interface StoredOutbound {
+  /** Per-store unique, increasing sequence number: the delivery order. */
+  seq: number;
+  clientId: string;
+  message: Message;
+  /** QoS granted for this delivery (may be lower than message.qos). */
+  qos: QoS;
+  /** Retain flag as it will be sent. */
+  retainFlag: boolean;
+  subscriptionIds: number[];
+  state: OutboundState;
+  /** Packet id once sent; 0 while queued. */
+  packetId: number;
+}
+
+export interface PersistedState {
+  sessions: SessionRecord[];
+  outbound: StoredOutbound[];
+  /** clientId → packet ids of QoS 2 PUBLISHes received and not yet released. */
+  incomingQos2: Map<string, number[]>;
+  retained: Message[];
+}
+
+/**
+ * Durable storage of persistent sessions. Writes are recorded synchronously and made
+ * durable in batches; `afterFlush` calls back once everything recorded so far is durable.
+ * Acknowledgements to publishers wait on it.
+ */
+export interface SessionStore {
+  load(): PersistedState;
+  saveSession(record: SessionRecord): void;
+  deleteSession(clientId: string): void;
+  addOutbound(entry: StoredOutbound): void;
+  updateOutbound(clientId: string, seq: number, state: OutboundState, packetId: number): void;
+  removeOutbound(clientId: string, seq: number): void;
+  addIncomingQos2(clientId: string, packetId: number): void;
+  removeIncomingQos2(clientId: string, packetId: number): void;
+  /** The next sequence number for addOutbound (continues after a restart). */
+  nextSeq(): number;
+  /** True when writes are waiting to be made durable. */
+  readonly dirty: boolean;
+  /** Calls `cb` when all writes recorded before this call are durable. */
+  afterFlush(cb: () => void): void;
+  /** Makes all recorded writes durable now. */
+  flush(): void;
+  close(): void;
+}
+
+/** Durable retained messages. Same batching contract as SessionStore. */
+export interface RetainStore {
+  /** Stores or, with `null`, clears the retained message of `topic`. */
+  setRetained(topic: string, message: Message | null): void;
+}
+
+/** Who the client is, as established by the transport and authentication. */
+export interface ClientIdentity {
+  /** The authenticated principal, e.g. the certificate CN; null for anonymous. */
+  principal: string | null;
+  /** How it was established. */
+  method: 'certificate' | 'anonymous';
+  /** Verified client certificate details, when there is one. */
+  certificate?: { commonName: string; serialNumber: string; fingerprint256: string };
+  remoteAddress: string;
+  listener: string;
+}
+
+export interface AuthRequest {
+  clientId: string;
+  username: string | undefined;
+  password: Buffer | undefined;
+  identity: ClientIdentity;
+  allowAnonymous: boolean;
+}
+
+export type AuthResult = { ok: true; principal: string | null } | { ok: false; reasonCode: number; reason: string };
+
+/** Decides whether a CONNECT is admitted. May be async (JWKS, remote stores). */
+export interface Authenticator {
+  authenticate(req: AuthRequest): AuthResult | Promise<AuthResult>;
+}
+
+/** Decides what an admitted client may do. SECURITY: must fail closed. */
+export interface Authorizer {
+  canPublish(client: AuthorizedClient, topic: string): boolean;
+  canSubscribe(client: AuthorizedClient, filter: string): boolean;
+}
+
+export interface AuthorizedClient {
+  clientId: string;
+  principal: string | null;
+  identity: ClientIdentity;
+}

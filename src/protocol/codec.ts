@@ -1,0 +1,59 @@
+/**
+ * Decoding and encoding behind our own types. Decoding takes one complete frame (from
+ * FrameReader) and returns one packet or throws ProtocolViolation; the wire codec itself
+ * (mqtt-packet) is an implementation detail of this file.
+ */
+import mqttPacket from 'mqtt-packet';
+import { ProtocolViolation } from '../core/errors.js';
+import { ReasonCode } from './reason-codes.js';
+import type { Packet, ProtocolVersion } from './packets.js';
+
+export class PacketDecoder {
+  private readonly parser: mqttPacket.Parser;
+  private result: Packet | null = null;
+  private error: Error | null = null;
+
+  constructor() {
+    this.parser = mqttPacket.parser({ protocolVersion: 4 });
+    this.parser.on('packet', (p: Packet) => {
+      this.result = p;
+    });
+    this.parser.on('error', (e: Error) => {
+      this.error = e;
+    });
+  }
+
+  /** Decodes exactly one frame. */
+  decode(frame: Buffer): Packet {
+    this.result = null;
+    this.error = null;
+    this.parser.parse(frame);
+    if (this.error !== null) {
+      const message = (this.error as Error).message;
+      const code = message.includes('protocol version') ? ReasonCode.UnsupportedProtocolVersion : ReasonCode.MalformedPacket;
+      throw new ProtocolViolation(code, message);
+    }
+    const packet = this.result as Packet | null;
+    if (packet === null) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'incomplete packet');
+    return packet;
+  }
+}
+
+const encodeOptions: Record<ProtocolVersion, { protocolVersion: number }> = {
+  3: { protocolVersion: 3 },
+  4: { protocolVersion: 4 },
+  5: { protocolVersion: 5 },
+};
+
+export function encodePacket(packet: Packet, version: ProtocolVersion): Buffer {
+  return mqttPacket.generate(packet, encodeOptions[version]);
+}
+
+/** Offset of the packet identifier inside an encoded QoS>0 PUBLISH, for patching. */
+export function publishPacketIdOffset(encoded: Buffer): number {
+  let pos = 1;
+  while ((encoded[pos]! & 0x80) !== 0) pos++;
+  pos++;
+  const topicLen = encoded.readUInt16BE(pos);
+  return pos + 2 + topicLen;
+}
