@@ -1,0 +1,91 @@
+/**
+ * Schema of the SQLite session/retain store, as an ordered list of migrations tracked in
+ * `PRAGMA user_version`. Owns: the DDL and applying it. Must not: touch rows of the
+ * running broker. Append new migrations; never edit one that has shipped.
+ *
+ * Encodings (see sqlite-store.ts): booleans are 0/1; `sessions.subscriptions` is JSON
+ * `[[filter, packedOptions, subscriptionId], ...]`; `outbound.subscription_ids` is a
+ * comma-separated list ('' when none); `properties` is JSON text or NULL when the
+ * message has none; `outbound.state` is 0 queued, 1 publish-sent, 2 pubrel-sent.
+ */
+import type Database from 'better-sqlite3';
+import { BastionError } from '../../core/errors.js';
+
+export interface Migration {
+  /** The user_version after this migration. Versions are 1, 2, 3, ... in order. */
+  readonly version: number;
+  readonly sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE sessions (
+        client_id        TEXT    NOT NULL PRIMARY KEY,
+        protocol_version INTEGER NOT NULL,
+        expiry_interval  INTEGER NOT NULL,
+        disconnected_at  INTEGER NOT NULL,
+        subscriptions    TEXT    NOT NULL
+      );
+      CREATE TABLE outbound (
+        client_id        TEXT    NOT NULL,
+        seq              INTEGER NOT NULL,
+        topic            TEXT    NOT NULL,
+        payload          BLOB    NOT NULL,
+        qos              INTEGER NOT NULL,
+        granted_qos      INTEGER NOT NULL,
+        retain_flag      INTEGER NOT NULL,
+        msg_retain       INTEGER NOT NULL,
+        origin           TEXT    NOT NULL,
+        expires_at       INTEGER NOT NULL,
+        properties       TEXT,
+        subscription_ids TEXT    NOT NULL,
+        state            INTEGER NOT NULL CHECK (state IN (0, 1, 2)),
+        packet_id        INTEGER NOT NULL,
+        PRIMARY KEY (client_id, seq)
+      );
+      CREATE TABLE incoming_qos2 (
+        client_id TEXT    NOT NULL,
+        packet_id INTEGER NOT NULL,
+        PRIMARY KEY (client_id, packet_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE retained (
+        topic      TEXT    NOT NULL PRIMARY KEY,
+        payload    BLOB    NOT NULL,
+        qos        INTEGER NOT NULL,
+        msg_retain INTEGER NOT NULL,
+        origin     TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL,
+        properties TEXT
+      );
+    `,
+  },
+];
+
+/** The schema version this code writes. */
+export const SCHEMA_VERSION: number = migrations.length;
+
+/**
+ * Brings the database to SCHEMA_VERSION, each migration in its own transaction.
+ * Refuses a database written by a newer version (ERR_STORE_VERSION) rather than guess.
+ */
+export function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true });
+  if (typeof current !== 'number' || !Number.isInteger(current) || current < 0) {
+    throw new BastionError('ERR_STORE_VERSION', `unreadable schema version: ${String(current)}`);
+  }
+  if (current > SCHEMA_VERSION) {
+    throw new BastionError(
+      'ERR_STORE_VERSION',
+      `database schema version ${current} is newer than this broker supports (${SCHEMA_VERSION})`,
+    );
+  }
+  for (const m of migrations) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    })();
+  }
+}
