@@ -127,3 +127,30 @@ export interface AuthorizedClient {
   principal: string | null;
   identity: ClientIdentity;
 }
+
+/** Extends Authorizer with the delivery-time re-check [ARCHITECTURE idea 4]. */
+export interface DeliveryAuthorizer extends Authorizer {
+  canReceive(client: AuthorizedClient, topic: string): boolean;
+}
+
+/**
+ * An MQTT 5 enhanced authentication method (AUTH packet exchange). Methods are registered
+ * by name; a CONNECT naming an unknown method is refused with BadAuthenticationMethod.
+ */
+export interface EnhancedAuthMethod {
+  readonly name: string;
+  /** First step, from CONNECT's Authentication Data; later steps from AUTH packets. */
+  step(state: EnhancedAuthState, data: Buffer | undefined): EnhancedAuthStep | Promise<EnhancedAuthStep>;
+}
+
+export interface EnhancedAuthState {
+  clientId: string;
+  identity: ClientIdentity;
+  /** Method-private state carried between steps. */
+  scratch: Map<string, unknown>;
+}
+
+export type EnhancedAuthStep =
+  | { kind: 'continue'; data: Buffer }
+  | { kind: 'success'; principal: string; data?: Buffer }
+  | { kind: 'failure'; reasonCode: number; reason: string };

@@ -18,3 +18,8 @@ export function decodedStringIsFaithful(value: string, frame: Buffer): boolean {
   if (!value.includes('\uFFFD')) return true;
   return frame.includes(Buffer.from(value, 'utf8'));
 }
+
+/** Payload Format Indicator 1 promises UTF-8 [MQTT-3.3.2-4]. */
+export function isUtf8Payload(bytes: Uint8Array): boolean {
+  return isUtf8(bytes);
+}

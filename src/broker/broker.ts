@@ -1,0 +1,336 @@
+/**
+ * The broker: sessions, routing, retained messages and wills. Owns: the PUBLISH path
+ * from an accepted message to every matching session (retain → route → deliver), session
+ * lifetime (takeover, expiry) and recovery from the store. Must not: touch sockets or
+ * bytes (channels and transport do).
+ */
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
+import type { MqttConfig } from '../core/config.js';
+import { defaultMqttConfig } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { silentLogger } from '../core/logger.js';
+import type { ProtocolVersion, QoS } from '../protocol/packets.js';
+import { parseSharedFilter } from '../protocol/topic.js';
+import type { Message } from './message.js';
+import type { AuthorizedClient, Authenticator, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionStore, StoredSubscription } from './ports.js';
+import { RetainedMessages } from './retain/retained-messages.js';
+import { TopicRouter } from './router/topic-router.js';
+import { SlotPublishCache } from './session/outbound.js';
+import { NEVER_EXPIRES, Session, type PendingWill, type SessionCounters, type WillSpec } from './session/session.js';
+
+/** What the broker needs from a connected channel. */
+export interface ChannelHandle {
+  readonly clientId: string;
+  /** True while the socket's write buffer is over its high-water mark. */
+  readonly congested: boolean;
+  /** Calls `cb` once when the socket drains or closes. */
+  onDrain(cb: () => void): void;
+  /** Disconnects the client (v5: with this reason code) and releases the session. */
+  kick(reasonCode: number): void;
+  /** Hands over the connection's will (and forgets it), for publishing at shutdown. */
+  takeWill(): WillSpec | null;
+}
+
+export interface BrokerOptions {
+  mqtt?: MqttConfig;
+  store?: (SessionStore & RetainStore) | null;
+  authenticator: Authenticator;
+  authorizer: DeliveryAuthorizer;
+  enhancedAuth?: EnhancedAuthMethod[];
+  clock?: Clock;
+  logger?: Logger;
+  nodeId?: string;
+}
+
+export interface PublishOutcome {
+  /** Number of sessions the message was delivered or queued to. */
+  matched: number;
+  /** A subscriber connection that is behind; the publisher should wait for it. */
+  congested: ChannelHandle | null;
+}
+
+export interface BrokerCounters extends SessionCounters {
+  published: number;
+  delivered: number;
+  deniedAtDelivery: number;
+}
+
+interface MergedMatch {
+  session: Session;
+  qos: QoS;
+  retainAsPublished: boolean;
+  subscriptionIds: number[];
+}
+
+export class Broker {
+  readonly config: MqttConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly authenticator: Authenticator;
+  readonly authorizer: DeliveryAuthorizer;
+  readonly enhancedAuth: Map<string, EnhancedAuthMethod>;
+  readonly store: (SessionStore & RetainStore) | null;
+  readonly nodeId: string;
+  readonly router = new TopicRouter<Session>();
+  readonly retained: RetainedMessages;
+  readonly sessions = new Map<string, Session>();
+  /** Which channel owns each online session. */
+  readonly owners = new Map<Session, ChannelHandle>();
+  /** Last known identity per session, for delivery-time authorization. */
+  readonly clients = new Map<Session, AuthorizedClient>();
+  readonly counters: BrokerCounters = { published: 0, delivered: 0, deniedAtDelivery: 0, droppedQueueFull: 0, droppedExpired: 0, droppedTooLarge: 0 };
+  shuttingDown = false;
+
+  constructor(opts: BrokerOptions) {
+    this.config = opts.mqtt ?? defaultMqttConfig();
+    this.clock = opts.clock ?? systemClock;
+    this.logger = opts.logger ?? silentLogger;
+    this.authenticator = opts.authenticator;
+    this.authorizer = opts.authorizer;
+    this.enhancedAuth = new Map((opts.enhancedAuth ?? []).map((m) => [m.name, m]));
+    this.store = opts.store ?? null;
+    this.nodeId = opts.nodeId ?? 'node-1';
+    this.retained = new RetainedMessages(this.store, this.clock);
+  }
+
+  private get sessionContext() {
+    return { clock: this.clock, store: this.store, maxQueued: this.config.maxQueued, counters: this.counters };
+  }
+
+  /** Loads persisted sessions, their messages and retained messages. */
+  recover(): { sessions: number; messages: number; retained: number } {
+    if (this.store === null) return { sessions: 0, messages: 0, retained: 0 };
+    const state = this.store.load();
+    const now = this.clock.now();
+    this.retained.restore(state.retained.filter((m) => m.expiresAt === 0 || m.expiresAt > now));
+    let messages = 0;
+    for (const rec of state.sessions) {
+      const disconnectedAt = rec.disconnectedAt === 0 ? now : rec.disconnectedAt;
+      const remainingMs = rec.expiryInterval === NEVER_EXPIRES ? Infinity : disconnectedAt + rec.expiryInterval * 1000 - now;
+      if (remainingMs <= 0) {
+        this.store.deleteSession(rec.clientId);
+        continue;
+      }
+      const session = new Session(rec.clientId, rec.protocolVersion, rec.expiryInterval, this.sessionContext);
+      session.disconnectedAt = disconnectedAt;
+      this.sessions.set(rec.clientId, session);
+      for (const sub of rec.subscriptions) this.addRoute(session, sub);
+      for (const sub of rec.subscriptions) session.subscriptions.set(sub.filter, sub);
+      for (const id of state.incomingQos2.get(rec.clientId) ?? []) session.incomingQos2.add(id);
+      this.armExpiry(session, remainingMs);
+    }
+    for (const o of state.outbound) {
+      const session = this.sessions.get(o.clientId);
+      if (session === undefined) continue;
+      session.restore({ seq: o.seq, message: o.message, qos: o.qos, retainFlag: o.retainFlag, subscriptionIds: o.subscriptionIds, state: o.state, packetId: o.packetId });
+      messages++;
+    }
+    return { sessions: this.sessions.size, messages, retained: this.retained.size };
+  }
+
+  /**
+   * Opens the session for a newly admitted connection: takes over a connected owner
+   * [MQTT-3.1.4-3], discards state on clean start [MQTT-3.1.2-4], or resumes it.
+   */
+  openSession(clientId: string, cleanStart: boolean, expiryInterval: number, version: ProtocolVersion, owner: ChannelHandle, client: AuthorizedClient): { session: Session; present: boolean } {
+    let session = this.sessions.get(clientId);
+    if (session !== undefined) {
+      const previous = this.owners.get(session);
+      if (previous !== undefined) previous.kick(0x8e /* SessionTakenOver */);
+      // The old owner's close may have ended a session with expiry 0.
+      session = this.sessions.get(clientId);
+    }
+    if (session !== undefined && cleanStart) {
+      this.endSession(session, { publishWill: true });
+      session = undefined;
+    }
+    let present = false;
+    if (session === undefined) {
+      session = new Session(clientId, version, expiryInterval, this.sessionContext);
+      this.sessions.set(clientId, session);
+    } else {
+      present = true;
+      session.expiryTimer?.cancel();
+      session.expiryTimer = null;
+      // A reconnect before the will delay passed cancels the will [MQTT-3.1.3-9].
+      session.pendingWill?.timer?.cancel();
+      session.pendingWill = null;
+      const wasPersistent = session.persistent;
+      session.expiryInterval = expiryInterval;
+      session.protocolVersion = version;
+      if (wasPersistent && !session.persistent) this.store?.deleteSession(clientId);
+    }
+    this.owners.set(session, owner);
+    this.clients.set(session, client);
+    session.saveRecord();
+    return { session, present };
+  }
+
+  /**
+   * A connection closed. Schedules or publishes its will, and ends or keeps the session.
+   * `will` is null after a normal DISCONNECT [MQTT-3.1.2-10].
+   */
+  closeSession(session: Session, owner: ChannelHandle, will: WillSpec | null): void {
+    if (this.owners.get(session) !== owner) {
+      // Taken over: the session belongs to the new connection now; only the will remains.
+      if (will !== null && will.delay === 0) this.publishWill(session, will);
+      return;
+    }
+    this.owners.delete(session);
+    session.detach(this.clock.now());
+    if (will !== null) {
+      const delay = Math.min(will.delay, session.expiryInterval);
+      if (delay === 0 || this.shuttingDown) this.publishWill(session, will);
+      else {
+        const pending: PendingWill = { will, timer: null };
+        pending.timer = this.clock.setTimeout(() => {
+          if (session.pendingWill === pending) {
+            session.pendingWill = null;
+            this.publishWill(session, pending.will);
+          }
+        }, delay * 1000);
+        session.pendingWill = pending;
+      }
+    }
+    if (!session.persistent) {
+      this.endSession(session, { publishWill: true });
+      return;
+    }
+    session.saveRecord();
+    if (session.expiryInterval !== NEVER_EXPIRES) this.armExpiry(session, session.expiryInterval * 1000);
+  }
+
+  /** Ends a session: publishes a pending will, removes subscriptions and stored state. */
+  endSession(session: Session, opts: { publishWill: boolean }): void {
+    session.expiryTimer?.cancel();
+    session.expiryTimer = null;
+    const will = session.pendingWill;
+    session.pendingWill = null;
+    will?.timer?.cancel();
+    for (const sub of session.subscriptions.values()) this.removeRoute(session, sub.filter);
+    session.subscriptions.clear();
+    session.clearMessages();
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.owners.delete(session);
+    this.store?.deleteSession(session.clientId);
+    if (opts.publishWill && will !== null) this.publishWill(session, will.will);
+    this.clients.delete(session);
+  }
+
+  private armExpiry(session: Session, ms: number): void {
+    if (!Number.isFinite(ms)) return;
+    session.expiryTimer?.cancel();
+    // Timers beyond ~24.8 days overflow setTimeout; re-arm in steps.
+    const step = Math.min(ms, 2_000_000_000);
+    session.expiryTimer = this.clock.setTimeout(() => {
+      if (step < ms) this.armExpiry(session, ms - step);
+      else if (!session.online) this.endSession(session, { publishWill: true });
+    }, step);
+  }
+
+  /** Adds a subscription to the router. Returns true when it did not exist before. */
+  addRoute(session: Session, sub: StoredSubscription): boolean {
+    const shared = parseSharedFilter(sub.filter);
+    const entry = { subscriber: session, options: sub };
+    return shared !== null ? this.router.add(shared.filter, entry, shared.group) : this.router.add(sub.filter, entry);
+  }
+
+  removeRoute(session: Session, filter: string): boolean {
+    const shared = parseSharedFilter(filter);
+    return shared !== null ? this.router.remove(shared.filter, session.clientId, shared.group) : this.router.remove(filter, session.clientId);
+  }
+
+  private publishWill(session: Session, will: WillSpec): void {
+    const client = this.clients.get(session);
+    // SECURITY: a will is a publish like any other and is authorized when it goes out.
+    if (client === undefined || !this.authorizer.canPublish(client, will.message.topic)) {
+      this.logger.warn({ clientId: session.clientId, topic: will.message.topic }, 'will message denied by authorization');
+      return;
+    }
+    const expiresAt = will.expiryInterval > 0 ? this.clock.now() + will.expiryInterval * 1000 : 0;
+    this.publish({ ...will.message, expiresAt }, null);
+  }
+
+  /**
+   * Publishes an authorized message: retained store update, then one delivery per matching
+   * session (overlapping subscriptions merged: highest QoS, all subscription ids).
+   */
+  publish(message: Message, _publisher: ChannelHandle | null): PublishOutcome {
+    this.counters.published++;
+    if (message.retain && this.config.retainAvailable) this.retained.update(message);
+    let single: MergedMatch | null = null;
+    let many: Map<Session, MergedMatch> | null = null;
+    this.router.match(message.topic, (entry, shared) => {
+      const opts = entry.options;
+      const session = entry.subscriber;
+      if (!shared && opts.noLocal && session.clientId === message.origin) return;
+      let m: MergedMatch | undefined;
+      if (single !== null && single.session === session) m = single;
+      else if (many !== null) m = many.get(session);
+      if (m === undefined) {
+        m = { session, qos: opts.qos, retainAsPublished: opts.retainAsPublished, subscriptionIds: opts.subscriptionId !== 0 ? [opts.subscriptionId] : [] };
+        if (single === null && many === null) single = m;
+        else {
+          if (many === null) {
+            many = new Map();
+            many.set(single!.session, single!);
+          }
+          many.set(session, m);
+        }
+        return;
+      }
+      if (opts.qos > m.qos) m.qos = opts.qos;
+      if (opts.retainAsPublished) m.retainAsPublished = true;
+      if (opts.subscriptionId !== 0) m.subscriptionIds.push(opts.subscriptionId);
+    });
+    const outcome: PublishOutcome = { matched: 0, congested: null };
+    if (single === null) return outcome;
+    const cache = new SlotPublishCache();
+    if (many === null) this.deliverTo(single, message, cache, outcome);
+    else for (const m of (many as Map<Session, MergedMatch>).values()) this.deliverTo(m, message, cache, outcome);
+    return outcome;
+  }
+
+  private deliverTo(m: MergedMatch, message: Message, cache: SlotPublishCache, outcome: PublishOutcome): void {
+    const session = m.session;
+    const client = this.clients.get(session);
+    // SECURITY: authorization again at delivery; a revoked right stops delivery at once.
+    if (client === undefined || !this.authorizer.canReceive(client, message.topic)) {
+      this.counters.deniedAtDelivery++;
+      return;
+    }
+    const qos = (message.qos < m.qos ? message.qos : m.qos) as QoS;
+    const retainFlag = m.retainAsPublished ? message.retain : false;
+    session.deliver(message, qos, retainFlag, m.subscriptionIds, m.subscriptionIds.length === 0 ? cache : null);
+    this.counters.delivered++;
+    outcome.matched++;
+    if (outcome.congested === null) {
+      const owner = this.owners.get(session);
+      if (owner !== undefined && owner.congested) outcome.congested = owner;
+    }
+  }
+
+  /** Graceful stop: wills first (while subscribers are still connected), then disconnects. */
+  shutdown(): void {
+    this.shuttingDown = true;
+    const owners = [...this.owners.values()];
+    // Wills go out while their subscribers are still connected, then everyone is told.
+    for (const owner of owners) {
+      const will = owner.takeWill();
+      const session = this.sessions.get(owner.clientId);
+      if (will !== null && session !== undefined) this.publishWill(session, will);
+    }
+    for (const owner of owners) owner.kick(0x8b /* ServerShuttingDown */);
+    for (const session of this.sessions.values()) {
+      const will = session.pendingWill;
+      if (will !== null) {
+        session.pendingWill = null;
+        will.timer?.cancel();
+        this.publishWill(session, will.will);
+      }
+      session.expiryTimer?.cancel();
+    }
+    this.store?.flush();
+  }
+}

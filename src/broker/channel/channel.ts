@@ -1,0 +1,309 @@
+/**
+ * One client connection's protocol state machine. Owns: the MQTT conversation of one
+ * connection (CONNECT to close), keep-alive, topic aliases, flow control, and turning
+ * protocol errors into CONNACK/DISCONNECT codes in one place. Must not: touch sockets
+ * (it talks to a ConnectionPort) or route messages (the broker does).
+ */
+import { BastionError, ProtocolViolation } from '../../core/errors.js';
+import type { TimerHandle } from '../../core/clock.js';
+import { encodePacket } from '../../protocol/codec.js';
+import type { Packet, ProtocolVersion, QoS } from '../../protocol/packets.js';
+import { ReasonCode, toV3ConnackCode } from '../../protocol/reason-codes.js';
+import type { Broker, ChannelHandle } from '../broker.js';
+import type { Message } from '../message.js';
+import type { AuthorizedClient, EnhancedAuthState } from '../ports.js';
+import type { DeliveryTarget, PublishCache } from '../session/outbound.js';
+import type { Session } from '../session/session.js';
+import type { ConnectionPort } from './connection-port.js';
+import { handleConnect } from './handlers/connect.js';
+import { handlePublish, handlePubrel } from './handlers/publish.js';
+import { handlePuback, handlePubcomp, handlePubrec } from './handlers/acks.js';
+import { handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
+import { handleAuth, handleDisconnect } from './handlers/session-control.js';
+import { buildPublishPacket, encodeShared } from './publish-encoding.js';
+
+export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
+
+export type { WillSpec as ChannelWill } from '../session/session.js';
+import type { WillSpec as ChannelWill } from '../session/session.js';
+
+export class Channel implements ChannelHandle, DeliveryTarget {
+  state: ChannelState = 'awaiting-connect';
+  version: ProtocolVersion = 4;
+  clientId = '';
+  session: Session | null = null;
+  client: AuthorizedClient | null = null;
+  will: ChannelWill | null = null;
+  /** Client's Receive Maximum: our QoS 1/2 send window [MQTT-3.3.4-7]. */
+  sendQuota: number;
+  clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
+  /** Outbound topic aliases, when the client allows them. */
+  outAliases: Map<string, number> | null = null;
+  clientTopicAliasMax = 0;
+  /** Inbound topic aliases [MQTT-3.3.2-12]. */
+  readonly inAliases = new Map<number, string>();
+  /** v5 Request Problem Information: false forbids reason strings on most packets. */
+  problemInfo = true;
+  /** QoS 1 acknowledgements waiting for durability, counted against our Receive Maximum. */
+  pendingAcks = 0;
+  enhancedAuth: { method: string; state: EnhancedAuthState } | null = null;
+  private backlog: Array<[Packet, Buffer]> | null = null;
+  private connectTimer: TimerHandle | null;
+  private keepAliveTimer: TimerHandle | null = null;
+  private keepAliveMs = 0;
+  lastActivity: number;
+
+  constructor(
+    readonly conn: ConnectionPort,
+    readonly broker: Broker,
+  ) {
+    this.sendQuota = broker.config.maxInflight;
+    this.lastActivity = broker.clock.now();
+    // A connection that sends no complete CONNECT in time is closed [MQTT-3.1.4-*].
+    this.connectTimer = broker.clock.setTimeout(() => {
+      if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.abort();
+    }, broker.config.connectTimeout * 1000);
+  }
+
+  get congested(): boolean {
+    return this.conn.congested;
+  }
+
+  onDrain(cb: () => void): void {
+    this.conn.onDrain(cb);
+  }
+
+  /** Entry point for every decoded packet; `frame` is its raw bytes (for UTF-8 checks). */
+  handlePacket(packet: Packet, frame: Buffer): void {
+    if (this.state === 'closed') return;
+    if (this.backlog !== null) {
+      this.backlog.push([packet, frame]);
+      return;
+    }
+    this.lastActivity = this.broker.clock.now();
+    try {
+      this.dispatch(packet, frame);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private dispatch(packet: Packet, frame: Buffer): void {
+    if (this.state === 'awaiting-connect') {
+      // The first packet must be CONNECT [MQTT-3.1.0-1]; anything else: close, no answer.
+      if (packet.cmd !== 'connect') {
+        this.abort();
+        return;
+      }
+      handleConnect(this, packet, frame);
+      return;
+    }
+    if (this.state === 'authenticating') {
+      if (packet.cmd === 'auth') {
+        handleAuth(this, packet);
+        return;
+      }
+      throw new ProtocolViolation(ReasonCode.ProtocolError, `${packet.cmd} during authentication`);
+    }
+    switch (packet.cmd) {
+      case 'publish':
+        handlePublish(this, packet, frame);
+        return;
+      case 'puback':
+        handlePuback(this, packet);
+        return;
+      case 'pubrec':
+        handlePubrec(this, packet);
+        return;
+      case 'pubrel':
+        handlePubrel(this, packet);
+        return;
+      case 'pubcomp':
+        handlePubcomp(this, packet);
+        return;
+      case 'subscribe':
+        handleSubscribe(this, packet, frame);
+        return;
+      case 'unsubscribe':
+        handleUnsubscribe(this, packet, frame);
+        return;
+      case 'pingreq':
+        this.send({ cmd: 'pingresp' });
+        return;
+      case 'disconnect':
+        handleDisconnect(this, packet);
+        return;
+      case 'auth':
+        handleAuth(this, packet);
+        return;
+      case 'connect':
+        // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
+        throw new ProtocolViolation(ReasonCode.ProtocolError, 'second CONNECT');
+      case 'connack':
+      case 'suback':
+      case 'unsuback':
+      case 'pingresp':
+        throw new ProtocolViolation(ReasonCode.ProtocolError, `${packet.cmd} is sent by servers only`);
+      default: {
+        const unreachable: never = packet;
+        throw new ProtocolViolation(ReasonCode.ProtocolError, `unexpected packet ${(unreachable as Packet).cmd}`);
+      }
+    }
+  }
+
+  /** Holds incoming packets while an asynchronous authentication runs. */
+  holdIncoming(): void {
+    this.backlog ??= [];
+    this.conn.pauseReading();
+  }
+
+  /** Replays packets held during authentication. */
+  releaseIncoming(): void {
+    const held = this.backlog;
+    this.backlog = null;
+    this.conn.resumeReading();
+    if (held === null) return;
+    for (const [packet, frame] of held) this.handlePacket(packet, frame);
+  }
+
+  send(packet: Packet): void {
+    if (this.state === 'closed') return;
+    this.conn.write(encodePacket(packet, this.version));
+  }
+
+  /** Strips reason strings and user properties when the client asked for no problem info [MQTT-3.1.2-29]. */
+  reasonString(text: string): { reasonString: string } | undefined {
+    return this.version === 5 && this.problemInfo ? { reasonString: text } : undefined;
+  }
+
+  /** Marks the channel connected and starts keep-alive. */
+  connected(keepAliveSeconds: number): void {
+    this.state = 'connected';
+    this.connectTimer?.cancel();
+    this.connectTimer = null;
+    if (keepAliveSeconds > 0) {
+      // The server allows one and a half keep-alive periods [MQTT-3.1.2-24].
+      this.keepAliveMs = keepAliveSeconds * 1500;
+      this.armKeepAlive(this.keepAliveMs);
+    }
+  }
+
+  private armKeepAlive(ms: number): void {
+    this.keepAliveTimer = this.broker.clock.setTimeout(() => {
+      if (this.state !== 'connected') return;
+      const idle = this.broker.clock.now() - this.lastActivity;
+      if (idle >= this.keepAliveMs) this.disconnect(ReasonCode.KeepAliveTimeout, true);
+      else this.armKeepAlive(this.keepAliveMs - idle);
+    }, ms);
+  }
+
+  // ---- DeliveryTarget ----
+
+  sendPublish(message: Message, qos: QoS, retainFlag: boolean, subscriptionIds: number[], packetId: number, dup: boolean, cache: PublishCache | null): boolean {
+    if (this.state !== 'connected') return true;
+    const now = this.broker.clock.now();
+    let bytes: Buffer;
+    if (cache !== null && !dup && this.outAliases === null) {
+      bytes = encodeShared(cache, message, qos, retainFlag, packetId, this.version, now);
+    } else {
+      bytes = encodePacket(buildPublishPacket(message, qos, retainFlag, packetId, dup, this.version, subscriptionIds, this.outboundAlias(message.topic), now), this.version);
+    }
+    // Never send a packet larger than the client accepts [MQTT-3.1.2-24].
+    if (bytes.length > this.clientMaxPacketSize) return false;
+    this.conn.write(bytes);
+    return true;
+  }
+
+  sendPubrel(packetId: number): void {
+    this.send({ cmd: 'pubrel', messageId: packetId });
+  }
+
+  private outboundAlias(topic: string): { topic: string; alias: number } | null {
+    const aliases = this.outAliases;
+    if (aliases === null) return null;
+    const known = aliases.get(topic);
+    if (known !== undefined) return { topic: '', alias: known };
+    if (aliases.size >= this.clientTopicAliasMax) return null;
+    const alias = aliases.size + 1;
+    aliases.set(topic, alias);
+    return { topic, alias };
+  }
+
+  // ---- ChannelHandle ----
+
+  kick(reasonCode: number): void {
+    this.disconnect(reasonCode, true);
+  }
+
+  takeWill(): ChannelWill | null {
+    const will = this.will;
+    this.will = null;
+    return will;
+  }
+
+  // ---- closing ----
+
+  /** Sends DISCONNECT (v5, when connected) and closes; the will follows unless suppressed. */
+  disconnect(reasonCode: number, publishWill: boolean, reason?: string): void {
+    if (this.state === 'closed') return;
+    if (this.version === 5 && this.state === 'connected') {
+      const props = reason !== undefined ? this.reasonString(reason) : undefined;
+      this.send(props !== undefined ? { cmd: 'disconnect', reasonCode, properties: props } : { cmd: 'disconnect', reasonCode });
+    }
+    if (!publishWill) this.will = null;
+    this.finish();
+  }
+
+  /** Refuses a CONNECT with the right code for the client's version, then closes. */
+  refuseConnect(reasonCode: number, reason: string): void {
+    if (this.state === 'closed') return;
+    this.broker.logger.info({ clientId: this.clientId, remote: this.conn.remoteAddress, reasonCode, reason }, 'connection refused');
+    if (this.version === 5) {
+      const props = this.reasonString(reason);
+      this.send(props !== undefined ? { cmd: 'connack', sessionPresent: false, reasonCode, properties: props } : { cmd: 'connack', sessionPresent: false, reasonCode });
+    } else {
+      this.send({ cmd: 'connack', sessionPresent: false, returnCode: toV3ConnackCode(reasonCode) });
+    }
+    this.will = null;
+    this.finish();
+  }
+
+  /** Closes without a word (before CONNECT, or the socket is gone). */
+  abort(): void {
+    this.finish();
+  }
+
+  /** The socket closed underneath us: an abnormal close, so the will is published. */
+  handleSocketClosed(): void {
+    this.finish();
+  }
+
+  /** Maps any error thrown while handling a packet to the wire (one place, ARCHITECTURE idea 2). */
+  fail(err: unknown): void {
+    if (err instanceof ProtocolViolation) {
+      this.broker.logger.info({ clientId: this.clientId, remote: this.conn.remoteAddress, reasonCode: err.reasonCode, err: err.message }, 'protocol violation');
+      if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(err.reasonCode, err.message);
+      else this.disconnect(err.reasonCode, true, err.message);
+      return;
+    }
+    const code = err instanceof BastionError ? err.code : 'ERR_INTERNAL';
+    this.broker.logger.error({ clientId: this.clientId, code, err: err instanceof Error ? err.stack : String(err) }, 'error while handling a packet');
+    if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(ReasonCode.UnspecifiedError, 'internal error');
+    else this.disconnect(ReasonCode.ImplementationSpecificError, true, 'internal error');
+  }
+
+  private finish(): void {
+    if (this.state === 'closed') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'closed';
+    this.backlog = null;
+    this.connectTimer?.cancel();
+    this.keepAliveTimer?.cancel();
+    this.conn.end();
+    if (wasConnected && this.session !== null) {
+      const will = this.will;
+      this.will = null;
+      this.broker.closeSession(this.session, this, will);
+    }
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Turns PUBLISH packets and wills into broker messages, keeping only the properties that
+ * are forwarded to subscribers [MQTT-3.3.2-*].
+ */
+import type { ConnectPacket, PublishPacket } from '../../../protocol/packets.js';
+import type { Message, MessageProperties } from '../../message.js';
+
+type ForwardedSource = {
+  payloadFormatIndicator?: boolean;
+  contentType?: string;
+  responseTopic?: string;
+  correlationData?: Buffer;
+  userProperties?: MessageProperties['userProperties'];
+};
+
+function forwarded(p: ForwardedSource | undefined): MessageProperties | undefined {
+  if (p === undefined) return undefined;
+  let out: MessageProperties | undefined;
+  if (p.payloadFormatIndicator !== undefined) (out ??= {}).payloadFormatIndicator = p.payloadFormatIndicator;
+  if (p.contentType !== undefined) (out ??= {}).contentType = p.contentType;
+  if (p.responseTopic !== undefined) (out ??= {}).responseTopic = p.responseTopic;
+  if (p.correlationData !== undefined) (out ??= {}).correlationData = p.correlationData;
+  if (p.userProperties !== undefined) (out ??= {}).userProperties = p.userProperties;
+  return out;
+}
+
+function toBuffer(payload: string | Buffer): Buffer {
+  return typeof payload === 'string' ? Buffer.from(payload) : payload;
+}
+
+export function messageFromPublish(packet: PublishPacket, topic: string, origin: string, now: number): Message {
+  const props = packet.properties;
+  const expiry = props?.messageExpiryInterval;
+  return {
+    topic,
+    payload: toBuffer(packet.payload),
+    qos: packet.qos,
+    retain: packet.retain,
+    properties: forwarded(props),
+    expiresAt: expiry !== undefined ? now + expiry * 1000 : 0,
+    origin,
+  };
+}
+
+/** The will as a message; its expiry starts when it is published, so it is returned apart. */
+/** The will as a message; its expiry starts when it is published, so it is returned apart. */
+export function messageFromWill(will: NonNullable<ConnectPacket['will']>, origin: string): { message: Message; expiryInterval: number } {
+  const props = will.properties;
+  const message: Message = {
+    topic: will.topic,
+    payload: toBuffer(will.payload),
+    qos: will.qos ?? 0,
+    retain: will.retain ?? false,
+    properties: forwarded(props),
+    expiresAt: 0,
+    origin,
+  };
+  return { message, expiryInterval: props?.messageExpiryInterval ?? 0 };
+}

@@ -1,0 +1,123 @@
+/**
+ * Inbound PUBLISH and PUBREL. The checks run as a named pipeline (ARCHITECTURE idea 2):
+ * capabilities → topic alias → topic validity → receive maximum → authorization; then the
+ * broker routes, and the acknowledgement waits for the store when a persistent session
+ * took the message.
+ */
+import { ProtocolViolation } from '../../../core/errors.js';
+import type { PublishPacket, PubrelPacket } from '../../../protocol/packets.js';
+import { ReasonCode } from '../../../protocol/reason-codes.js';
+import { isValidTopicName } from '../../../protocol/topic.js';
+import { decodedStringIsFaithful, isUtf8Payload } from '../../../protocol/utf8.js';
+import type { Channel } from '../channel.js';
+import { messageFromPublish } from './message-properties.js';
+
+/** Capabilities: QoS and retain the server offered [MQTT-3.2.2-11] [MQTT-3.2.2-14]. */
+function checkCapabilities(ch: Channel, packet: PublishPacket): void {
+  const cfg = ch.broker.config;
+  if (packet.qos > cfg.maxQos) throw new ProtocolViolation(ReasonCode.QosNotSupported, `QoS ${packet.qos} above the maximum of ${cfg.maxQos}`);
+  if (packet.retain && !cfg.retainAvailable) throw new ProtocolViolation(ReasonCode.RetainNotSupported, 'retained messages are not available');
+  if (packet.qos === 0 && packet.dup) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'DUP set on a QoS 0 PUBLISH');
+}
+
+/** Resolves a topic alias [MQTT-3.3.2-12..-14]. Returns the topic to route on. */
+function resolveTopicAlias(ch: Channel, packet: PublishPacket): string {
+  const alias = ch.version === 5 ? packet.properties?.topicAlias : undefined;
+  if (alias === undefined) return packet.topic;
+  if (alias === 0 || alias > ch.broker.config.topicAliasMax) throw new ProtocolViolation(ReasonCode.TopicAliasInvalid, `topic alias ${alias} out of range`);
+  if (packet.topic.length > 0) {
+    ch.inAliases.set(alias, packet.topic);
+    return packet.topic;
+  }
+  const topic = ch.inAliases.get(alias);
+  if (topic === undefined) throw new ProtocolViolation(ReasonCode.ProtocolError, `unknown topic alias ${alias}`);
+  return topic;
+}
+
+function checkTopic(ch: Channel, topic: string, frame: Buffer): void {
+  if (!isValidTopicName(topic) || !decodedStringIsFaithful(topic, frame)) throw new ProtocolViolation(ReasonCode.TopicNameInvalid, 'invalid topic name');
+  let levels = 1;
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) levels++;
+  if (levels > ch.broker.config.maxTopicLevels) throw new ProtocolViolation(ReasonCode.TopicNameInvalid, `topic has more than ${ch.broker.config.maxTopicLevels} levels`);
+}
+
+/** Our Receive Maximum bounds unacknowledged QoS 1/2 from the client [MQTT-3.3.4-9]. */
+function checkReceiveMaximum(ch: Channel, packet: PublishPacket): void {
+  if (packet.qos === 0) return;
+  const outstanding = ch.pendingAcks + (ch.session?.incomingQos2.size ?? 0);
+  if (outstanding >= ch.broker.config.maxInflight) throw new ProtocolViolation(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded');
+}
+
+export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer): void {
+  const session = ch.session!;
+  checkCapabilities(ch, packet);
+  const topic = resolveTopicAlias(ch, packet);
+  checkTopic(ch, topic, frame);
+  const packetId = packet.messageId ?? 0;
+  if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
+    // Re-sent before PUBREL: acknowledge again, never deliver twice [MQTT-4.3.3-10].
+    ch.send({ cmd: 'pubrec', messageId: packetId });
+    return;
+  }
+  checkReceiveMaximum(ch, packet);
+
+  const v5 = ch.version === 5;
+  // SECURITY: authorization is asked for every PUBLISH; a denial is data, not an exception.
+  if (!ch.broker.authorizer.canPublish(ch.client!, topic)) {
+    ch.broker.logger.info({ clientId: ch.clientId, topic }, 'publish denied');
+    acknowledge(ch, packet, packetId, v5 ? ReasonCode.NotAuthorized : ReasonCode.Success, false);
+    return;
+  }
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  if (v5 && packet.properties?.payloadFormatIndicator === true && !isUtf8Payload(payload)) {
+    acknowledge(ch, packet, packetId, ReasonCode.PayloadFormatInvalid, false);
+    return;
+  }
+  const message = messageFromPublish(packet, topic, ch.clientId, ch.broker.clock.now());
+  const outcome = ch.broker.publish(message, ch);
+  if (packet.qos === 2) {
+    session.incomingQos2.add(packetId);
+    if (session.persistent) ch.broker.store?.addIncomingQos2(ch.clientId, packetId);
+  }
+  const code = v5 && outcome.matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success;
+  acknowledge(ch, packet, packetId, code, true);
+  if (outcome.congested !== null) {
+    // Stop reading from this publisher until the slow subscriber catches up.
+    ch.conn.pauseReading();
+    outcome.congested.onDrain(() => ch.conn.resumeReading());
+  }
+}
+
+/**
+ * PUBACK/PUBREC. When the store has unflushed writes (a persistent session took the
+ * message), the acknowledgement waits until they are durable; acknowledgements keep
+ * their order [MQTT-4.6.0-2].
+ */
+function acknowledge(ch: Channel, packet: PublishPacket, packetId: number, reasonCode: number, routed: boolean): void {
+  if (packet.qos === 0) return;
+  const cmd = packet.qos === 1 ? 'puback' : 'pubrec';
+  const v5 = ch.version === 5;
+  const send = (): void => {
+    if (v5 && reasonCode !== ReasonCode.Success) ch.send({ cmd, messageId: packetId, reasonCode });
+    else ch.send({ cmd, messageId: packetId });
+  };
+  const store = ch.broker.store;
+  if (store !== null && ((routed && store.dirty) || ch.pendingAcks > 0)) {
+    ch.pendingAcks++;
+    store.afterFlush(() => {
+      ch.pendingAcks--;
+      send();
+    });
+    return;
+  }
+  send();
+}
+
+export function handlePubrel(ch: Channel, packet: PubrelPacket): void {
+  const session = ch.session!;
+  const packetId = packet.messageId ?? 0;
+  const known = session.incomingQos2.delete(packetId);
+  if (known && session.persistent) ch.broker.store?.removeIncomingQos2(ch.clientId, packetId);
+  if (ch.version === 5 && !known) ch.send({ cmd: 'pubcomp', messageId: packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
+  else ch.send({ cmd: 'pubcomp', messageId: packetId });
+}

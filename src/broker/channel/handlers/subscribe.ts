@@ -1,0 +1,81 @@
+/**
+ * SUBSCRIBE/SUBACK and UNSUBSCRIBE/UNSUBACK, with retained-message delivery by retain
+ * handling [MQTT-3.3.1-9..-11] and shared subscriptions [MQTT-4.8.2].
+ */
+import { ProtocolViolation } from '../../../core/errors.js';
+import type { QoS, SubscribePacket, UnsubscribePacket } from '../../../protocol/packets.js';
+import { ReasonCode } from '../../../protocol/reason-codes.js';
+import { isValidTopicFilter, parseSharedFilter } from '../../../protocol/topic.js';
+import { decodedStringIsFaithful } from '../../../protocol/utf8.js';
+import type { StoredSubscription } from '../../ports.js';
+import { SlotPublishCache } from '../../session/outbound.js';
+import type { Channel } from '../channel.js';
+
+const V3_FAILURE = 0x80;
+
+export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buffer): void {
+  const session = ch.session!;
+  const broker = ch.broker;
+  const v5 = ch.version === 5;
+  const subscriptionId = v5 ? (packet.properties?.subscriptionIdentifier ?? 0) : 0;
+  if (v5 && packet.properties?.subscriptionIdentifier === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'subscription identifier 0');
+  const granted: number[] = [];
+  const retainedToSend: Array<{ sub: StoredSubscription }> = [];
+  for (const req of packet.subscriptions) {
+    const filter = req.topic;
+    if (!decodedStringIsFaithful(filter, frame)) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'topic filter is not valid UTF-8');
+    const shared = parseSharedFilter(filter);
+    const valid = shared !== null ? shared.filter !== '' : isValidTopicFilter(filter);
+    if (!valid) {
+      granted.push(v5 ? ReasonCode.TopicFilterInvalid : V3_FAILURE);
+      continue;
+    }
+    // No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
+    if (shared !== null && req.nl === true) throw new ProtocolViolation(ReasonCode.ProtocolError, 'no local on a shared subscription');
+    // SECURITY: authorization of every filter at subscribe time (and again at delivery).
+    if (!broker.authorizer.canSubscribe(ch.client!, filter)) {
+      broker.logger.info({ clientId: ch.clientId, filter }, 'subscribe denied');
+      granted.push(v5 ? ReasonCode.NotAuthorized : V3_FAILURE);
+      continue;
+    }
+    const qos = Math.min(req.qos, broker.config.maxQos) as QoS;
+    const sub: StoredSubscription = {
+      filter,
+      qos,
+      noLocal: req.nl === true,
+      retainAsPublished: req.rap === true,
+      retainHandling: (req.rh ?? 0) as 0 | 1 | 2,
+      subscriptionId,
+    };
+    const isNew = !session.subscriptions.has(filter);
+    session.subscriptions.set(filter, sub);
+    broker.addRoute(session, sub);
+    granted.push(qos);
+    // Retained messages: not for shared subscriptions; rh 1 only for a new subscription.
+    if (shared === null && (sub.retainHandling === 0 || (sub.retainHandling === 1 && isNew))) retainedToSend.push({ sub });
+  }
+  session.saveRecord();
+  ch.send({ cmd: 'suback', messageId: packet.messageId ?? 0, granted });
+  for (const { sub } of retainedToSend) {
+    for (const message of broker.retained.match(sub.filter)) {
+      if (!broker.authorizer.canReceive(ch.client!, message.topic)) continue;
+      const qos = (message.qos < sub.qos ? message.qos : sub.qos) as QoS;
+      // A retained message sent because of a subscription carries retain=1 [MQTT-3.3.1-8].
+      session.deliver(message, qos, true, sub.subscriptionId !== 0 ? [sub.subscriptionId] : [], sub.subscriptionId !== 0 ? null : new SlotPublishCache());
+    }
+  }
+}
+
+export function handleUnsubscribe(ch: Channel, packet: UnsubscribePacket, frame: Buffer): void {
+  const session = ch.session!;
+  const codes: number[] = [];
+  for (const filter of packet.unsubscriptions) {
+    if (!decodedStringIsFaithful(filter, frame)) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'topic filter is not valid UTF-8');
+    const existed = session.subscriptions.delete(filter);
+    if (existed) ch.broker.removeRoute(session, filter);
+    codes.push(existed ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted);
+  }
+  session.saveRecord();
+  if (ch.version === 5) ch.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: codes });
+  else ch.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: [] });
+}

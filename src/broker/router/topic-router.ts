@@ -1,0 +1,185 @@
+/**
+ * Subscription routing: a topic trie from filter levels to subscribers, with shared
+ * subscription groups picked round-robin. Owns: who is subscribed to what on this node.
+ * Must not: deliver anything (the broker does), or know about sockets.
+ *
+ * Cluster door: `match` answers for local subscribers only; a cluster layer adds a
+ * filter → node table beside it.
+ */
+import type { SubscriptionOptions } from '../ports.js';
+
+export interface RoutableSubscriber {
+  readonly clientId: string;
+  /** True when a connection is attached: shared groups prefer online members. */
+  readonly online: boolean;
+}
+
+export interface RouteEntry<S extends RoutableSubscriber> {
+  subscriber: S;
+  options: SubscriptionOptions;
+}
+
+class SharedGroup<S extends RoutableSubscriber> {
+  readonly members: RouteEntry<S>[] = [];
+  private next = 0;
+
+  upsert(entry: RouteEntry<S>): boolean {
+    const i = this.members.findIndex((m) => m.subscriber.clientId === entry.subscriber.clientId);
+    if (i >= 0) {
+      this.members[i] = entry;
+      return false;
+    }
+    this.members.push(entry);
+    return true;
+  }
+
+  remove(clientId: string): boolean {
+    const i = this.members.findIndex((m) => m.subscriber.clientId === clientId);
+    if (i < 0) return false;
+    this.members.splice(i, 1);
+    if (this.next > i) this.next--;
+    return true;
+  }
+
+  /** Round-robin over the group, skipping offline members while an online one exists. */
+  pick(): RouteEntry<S> | undefined {
+    const n = this.members.length;
+    for (let k = 0; k < n; k++) {
+      const idx = (this.next + k) % n;
+      const m = this.members[idx]!;
+      if (m.subscriber.online) {
+        this.next = (idx + 1) % n;
+        return m;
+      }
+    }
+    if (n === 0) return undefined;
+    const idx = this.next % n;
+    this.next = (idx + 1) % n;
+    return this.members[idx];
+  }
+}
+
+class TrieNode<S extends RoutableSubscriber> {
+  children: Map<string, TrieNode<S>> | null = null;
+  subscribers: Map<string, RouteEntry<S>> | null = null;
+  shared: Map<string, SharedGroup<S>> | null = null;
+
+  isEmpty(): boolean {
+    return (this.children === null || this.children.size === 0) && (this.subscribers === null || this.subscribers.size === 0) && (this.shared === null || this.shared.size === 0);
+  }
+}
+
+export type MatchVisitor<S extends RoutableSubscriber> = (entry: RouteEntry<S>, shared: boolean) => void;
+
+export class TopicRouter<S extends RoutableSubscriber> {
+  private readonly root = new TrieNode<S>();
+  private count = 0;
+
+  /** Number of subscriptions (a shared group member counts once). */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Adds or replaces a subscription. Returns true when it is new. */
+  add(filter: string, entry: RouteEntry<S>, shareGroup?: string): boolean {
+    let node = this.root;
+    for (const level of filter.split('/')) {
+      node.children ??= new Map();
+      let child = node.children.get(level);
+      if (child === undefined) {
+        child = new TrieNode<S>();
+        node.children.set(level, child);
+      }
+      node = child;
+    }
+    let added: boolean;
+    if (shareGroup !== undefined) {
+      node.shared ??= new Map();
+      let group = node.shared.get(shareGroup);
+      if (group === undefined) {
+        group = new SharedGroup<S>();
+        node.shared.set(shareGroup, group);
+      }
+      added = group.upsert(entry);
+    } else {
+      node.subscribers ??= new Map();
+      added = !node.subscribers.has(entry.subscriber.clientId);
+      node.subscribers.set(entry.subscriber.clientId, entry);
+    }
+    if (added) this.count++;
+    return added;
+  }
+
+  /** Removes a subscription. Returns true when it existed. */
+  remove(filter: string, clientId: string, shareGroup?: string): boolean {
+    const path: Array<[TrieNode<S>, string]> = [];
+    let node: TrieNode<S> | undefined = this.root;
+    for (const level of filter.split('/')) {
+      const child: TrieNode<S> | undefined = node.children?.get(level);
+      if (child === undefined) return false;
+      path.push([node, level]);
+      node = child;
+    }
+    let removed = false;
+    if (shareGroup !== undefined) {
+      const group = node.shared?.get(shareGroup);
+      if (group !== undefined) {
+        removed = group.remove(clientId);
+        if (group.members.length === 0) node.shared!.delete(shareGroup);
+      }
+    } else {
+      removed = node.subscribers?.delete(clientId) ?? false;
+    }
+    if (removed) this.count--;
+    // Prune empty nodes so a churn of unique filters does not leak memory.
+    for (let i = path.length - 1; i >= 0 && node.isEmpty(); i--) {
+      const [parent, level] = path[i]!;
+      parent.children!.delete(level);
+      node = parent;
+    }
+    return removed;
+  }
+
+  /**
+   * Calls `visit` for every subscription matching `topic`; for each shared group, once,
+   * with the member picked round-robin. A leading wildcard never matches a `$` topic
+   * [MQTT-4.7.2-1].
+   */
+  match(topic: string, visit: MatchVisitor<S>): void {
+    const levels = topic.split('/');
+    this.walk(this.root, levels, 0, topic.charCodeAt(0) === 0x24, visit);
+  }
+
+  private walk(node: TrieNode<S>, levels: string[], depth: number, dollar: boolean, visit: MatchVisitor<S>): void {
+    const children = node.children;
+    if (depth === levels.length) {
+      this.emit(node, visit);
+      // "a/#" also matches "a" [MQTT-4.7.1-2].
+      const hash = children?.get('#');
+      if (hash !== undefined) this.emit(hash, visit);
+      return;
+    }
+    if (children === null) return;
+    const wildcardsAllowed = !(depth === 0 && dollar);
+    if (wildcardsAllowed) {
+      const hash = children.get('#');
+      if (hash !== undefined) this.emit(hash, visit);
+      const plus = children.get('+');
+      if (plus !== undefined) this.walk(plus, levels, depth + 1, dollar, visit);
+    }
+    const exact = children.get(levels[depth]!);
+    if (exact !== undefined) this.walk(exact, levels, depth + 1, dollar, visit);
+  }
+
+  private emit(node: TrieNode<S>, visit: MatchVisitor<S>): void {
+    if (node.subscribers !== null) {
+      for (const entry of node.subscribers.values()) visit(entry, false);
+    }
+    if (node.shared !== null) {
+      for (const group of node.shared.values()) {
+        const picked = group.pick();
+        if (picked !== undefined) visit(picked, true);
+      }
+    }
+  }
+}

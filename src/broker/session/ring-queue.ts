@@ -1,0 +1,54 @@
+/**
+ * A FIFO with O(1) push and shift on a growable ring buffer. Queues of outbound messages
+ * use it because `Array.shift()` on a long backlog is O(n) and once ate half a broker's
+ * CPU (shared/tools/README.md).
+ */
+export class RingQueue<T> {
+  private items: Array<T | undefined>;
+  private head = 0;
+  private count = 0;
+
+  constructor(initialCapacity = 16) {
+    this.items = new Array<T | undefined>(initialCapacity);
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  push(item: T): void {
+    if (this.count === this.items.length) this.grow();
+    this.items[(this.head + this.count) % this.items.length] = item;
+    this.count++;
+  }
+
+  shift(): T | undefined {
+    if (this.count === 0) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head] = undefined;
+    this.head = (this.head + 1) % this.items.length;
+    this.count--;
+    return item;
+  }
+
+  peek(): T | undefined {
+    return this.count === 0 ? undefined : this.items[this.head];
+  }
+
+  clear(): void {
+    this.items = new Array<T | undefined>(16);
+    this.head = 0;
+    this.count = 0;
+  }
+
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let i = 0; i < this.count; i++) yield this.items[(this.head + i) % this.items.length] as T;
+  }
+
+  private grow(): void {
+    const next = new Array<T | undefined>(this.items.length * 2);
+    for (let i = 0; i < this.count; i++) next[i] = this.items[(this.head + i) % this.items.length];
+    this.items = next;
+    this.head = 0;
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * One client session: subscriptions, the inflight window, the bounded queue, and QoS 2
+ * receive state. Owns: delivery order and acknowledgement bookkeeping, and keeping the
+ * store in step for persistent sessions. Must not: encode or write bytes (its
+ * DeliveryTarget does) or route (the broker does).
+ */
+import type { Clock, TimerHandle } from '../../core/clock.js';
+import type { ProtocolVersion, QoS } from '../../protocol/packets.js';
+import type { Message } from '../message.js';
+import type { SessionRecord, SessionStore, StoredSubscription } from '../ports.js';
+import type { DeliveryTarget, Outbound, PublishCache } from './outbound.js';
+import { RingQueue } from './ring-queue.js';
+
+export const NEVER_EXPIRES = 0xffffffff;
+
+export interface SessionCounters {
+  droppedQueueFull: number;
+  droppedExpired: number;
+  droppedTooLarge: number;
+}
+
+export interface SessionContext {
+  clock: Clock;
+  store: SessionStore | null;
+  maxQueued: number;
+  counters: SessionCounters;
+}
+
+/** A will as the connection declared it. */
+export interface WillSpec {
+  message: Message;
+  /** Will Delay Interval, seconds. */
+  delay: number;
+  /** Message Expiry Interval, seconds, counted from publication; 0 for none. */
+  expiryInterval: number;
+}
+
+export interface PendingWill {
+  will: WillSpec;
+  timer: TimerHandle | null;
+}
+
+export class Session {
+  readonly clientId: string;
+  protocolVersion: ProtocolVersion;
+  /** Seconds the session outlives its connection; 0 ends it with the connection. */
+  expiryInterval: number;
+  readonly subscriptions = new Map<string, StoredSubscription>();
+  /** QoS 2 packet ids received and not yet released [MQTT-4.3.3-9]. */
+  readonly incomingQos2 = new Set<number>();
+  private readonly inflight = new Map<number, Outbound>();
+  private readonly queue = new RingQueue<Outbound>();
+  private target: DeliveryTarget | null = null;
+  private nextPacketId = 1;
+  disconnectedAt = 0;
+  expiryTimer: TimerHandle | null = null;
+  pendingWill: PendingWill | null = null;
+
+  constructor(
+    clientId: string,
+    protocolVersion: ProtocolVersion,
+    expiryInterval: number,
+    private readonly ctx: SessionContext,
+  ) {
+    this.clientId = clientId;
+    this.protocolVersion = protocolVersion;
+    this.expiryInterval = expiryInterval;
+  }
+
+  get online(): boolean {
+    return this.target !== null;
+  }
+
+  /** A persistent session outlives its connection and is written to the store. */
+  get persistent(): boolean {
+    return this.expiryInterval > 0;
+  }
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  get queuedCount(): number {
+    return this.queue.length;
+  }
+
+  private get store(): SessionStore | null {
+    return this.persistent ? this.ctx.store : null;
+  }
+
+  toRecord(): SessionRecord {
+    return {
+      clientId: this.clientId,
+      protocolVersion: this.protocolVersion,
+      expiryInterval: this.expiryInterval,
+      disconnectedAt: this.disconnectedAt,
+      subscriptions: [...this.subscriptions.values()],
+    };
+  }
+
+  /** Writes the session record (not its messages) when the session is persistent. */
+  saveRecord(): void {
+    this.store?.saveSession(this.toRecord());
+  }
+
+  /** Attaches a connection and resends what was in flight [MQTT-4.4.0-1]. */
+  attach(target: DeliveryTarget): void {
+    this.target = target;
+    this.disconnectedAt = 0;
+    for (const o of this.inflight.values()) {
+      if (o.state === 'pubrel-sent') target.sendPubrel(o.packetId);
+      else if (!this.isExpired(o)) target.sendPublish(o.message, o.qos, o.retainFlag, o.subscriptionIds, o.packetId, true, null);
+    }
+    this.drain();
+  }
+
+  detach(now: number): void {
+    this.target = null;
+    this.disconnectedAt = now;
+  }
+
+  /** Delivers one message to this session; QoS 0 to an offline session is not queued. */
+  deliver(message: Message, qos: QoS, retainFlag: boolean, subscriptionIds: number[], cache: PublishCache | null): void {
+    const target = this.target;
+    if (qos === 0) {
+      if (target !== null && !target.sendPublish(message, 0, retainFlag, subscriptionIds, 0, false, cache)) this.ctx.counters.droppedTooLarge++;
+      return;
+    }
+    const store = this.store;
+    const o: Outbound = { seq: store !== null ? store.nextSeq() : 0, message, qos, retainFlag, subscriptionIds, state: 'queued', packetId: 0 };
+    if (target !== null && this.queue.length === 0 && this.inflight.size < target.sendQuota) {
+      if (!this.send(target, o, cache)) {
+        this.ctx.counters.droppedTooLarge++;
+        return;
+      }
+    } else {
+      if (this.queue.length >= this.ctx.maxQueued) {
+        this.ctx.counters.droppedQueueFull++;
+        return;
+      }
+      this.queue.push(o);
+    }
+    store?.addOutbound({ ...o, clientId: this.clientId });
+  }
+
+  /** PUBACK for QoS 1, PUBCOMP for QoS 2: the delivery is complete. */
+  complete(packetId: number, expectState: 'publish-sent' | 'pubrel-sent'): boolean {
+    const o = this.inflight.get(packetId);
+    if (o === undefined || o.state !== expectState || (expectState === 'publish-sent' && o.qos !== 1)) return false;
+    this.inflight.delete(packetId);
+    this.store?.removeOutbound(this.clientId, o.seq);
+    this.drain();
+    return true;
+  }
+
+  /** PUBREC: the receiver has the message; answer PUBREL. A failure code ends the delivery. */
+  received(packetId: number, failed: boolean): boolean {
+    const o = this.inflight.get(packetId);
+    if (o === undefined || o.qos !== 2) return false;
+    if (failed) {
+      this.inflight.delete(packetId);
+      this.store?.removeOutbound(this.clientId, o.seq);
+      this.drain();
+      return true;
+    }
+    o.state = 'pubrel-sent';
+    this.store?.updateOutbound(this.clientId, o.seq, 'pubrel-sent', packetId);
+    this.target?.sendPubrel(packetId);
+    return true;
+  }
+
+  /** Moves queued messages into the inflight window while it has room. */
+  drain(): void {
+    const target = this.target;
+    if (target === null) return;
+    while (this.queue.length > 0 && this.inflight.size < target.sendQuota) {
+      const o = this.queue.shift()!;
+      if (this.isExpired(o)) {
+        this.ctx.counters.droppedExpired++;
+        this.store?.removeOutbound(this.clientId, o.seq);
+        continue;
+      }
+      if (!this.send(target, o, null)) {
+        this.ctx.counters.droppedTooLarge++;
+        this.store?.removeOutbound(this.clientId, o.seq);
+        continue;
+      }
+      this.store?.updateOutbound(this.clientId, o.seq, 'publish-sent', o.packetId);
+    }
+  }
+
+  /** Restores an outbound message from the store after a restart. */
+  restore(o: Outbound): void {
+    if (o.state === 'queued' || o.packetId === 0) {
+      o.state = 'queued';
+      this.queue.push(o);
+      return;
+    }
+    this.inflight.set(o.packetId, o);
+    if (o.packetId >= this.nextPacketId) this.nextPacketId = (o.packetId % 65535) + 1;
+  }
+
+  /** Drops every message and QoS 2 state (clean start or session end). */
+  clearMessages(): void {
+    this.inflight.clear();
+    this.queue.clear();
+    this.incomingQos2.clear();
+  }
+
+  private send(target: DeliveryTarget, o: Outbound, cache: PublishCache | null): boolean {
+    o.packetId = this.allocatePacketId();
+    o.state = 'publish-sent';
+    if (!target.sendPublish(o.message, o.qos, o.retainFlag, o.subscriptionIds, o.packetId, false, cache)) return false;
+    this.inflight.set(o.packetId, o);
+    return true;
+  }
+
+  private allocatePacketId(): number {
+    // The window is at most 65535 wide, so a free id always exists.
+    let id = this.nextPacketId;
+    while (this.inflight.has(id)) id = (id % 65535) + 1;
+    this.nextPacketId = (id % 65535) + 1;
+    return id;
+  }
+
+  private isExpired(o: Outbound): boolean {
+    return o.message.expiresAt !== 0 && o.message.expiresAt <= this.ctx.clock.now();
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * `bastion serve`: start the broker from a config file, or with no config a secure
+ * zero-config broker (mutual TLS on 127.0.0.1:8883, development PKI in the data dir).
+ */
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { pino } from 'pino';
+import { BastionError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { ensureDevPki } from '../server/dev-pki.js';
+import { loadConfigFile } from '../server/load-config.js';
+import { startServer } from '../server/server.js';
+import { connectHints, zeroConfig } from '../server/zero-config.js';
+
+interface ServeOptions {
+  config?: string;
+  dataDir?: string;
+  port?: string;
+  logLevel?: string;
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('start the broker (with no config: mutual TLS on 127.0.0.1:8883 and a development PKI)')
+    .option('-c, --config <file>', 'YAML config file')
+    .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
+    .option('--port <port>', 'port of the zero-config TLS listener (default 8883)')
+    .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
+    .action(async (opts: ServeOptions) => {
+      await serve(opts);
+    });
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
+  const cwd = process.cwd();
+  let loaded;
+  let hints: string[] = [];
+  if (opts.config !== undefined) {
+    loaded = loadConfigFile(opts.config);
+    if (opts.dataDir !== undefined) loaded.config.dataDir = resolve(cwd, opts.dataDir);
+  } else {
+    const dataDir = resolve(cwd, opts.dataDir ?? 'bastion-data');
+    const port = opts.port !== undefined ? Number(opts.port) : 8883;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BastionError('ERR_USAGE', `invalid --port ${opts.port}`);
+    const pki = await ensureDevPki(dataDir);
+    if (pki.created) process.stdout.write(`Created a development PKI in ${pki.dir}\n`);
+    loaded = { config: zeroConfig(dataDir, pki, port), baseDir: cwd };
+    hints = connectHints(pki, port, cwd);
+  }
+  const level = opts.logLevel ?? loaded.config.log.level;
+  const logger: Logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
+  const server = await startServer({ config: loaded.config, baseDir: loaded.baseDir, logger });
+  for (const l of server.listeners) {
+    const secure = l.config.protocol === 'mqtts' ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
+    process.stdout.write(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port} (${l.config.name}; ${secure})\n`);
+  }
+  if (hints.length > 0) {
+    const port = server.listeners[0]!.port;
+    const fixed = hints.map((h) => h.replace(/-p \d+/, `-p ${port}`));
+    process.stdout.write(`\nConnect with the demo device certificate:\n  ${fixed.join('\n  ')}\n\n`);
+  }
+  let exiting = false;
+  const shutdown = (signal: string): void => {
+    if (exiting) return;
+    exiting = true;
+    logger.info({ signal }, 'shutting down');
+    server.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`bastion: shutdown failed: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}

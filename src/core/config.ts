@@ -1,0 +1,97 @@
+/**
+ * The configuration schema with the secure defaults. Owns: what a valid config is and
+ * what an omitted key means. Must not: read files (server/ does).
+ *
+ * SECURITY: every default is the secure one. A plaintext listener needs `insecure: true`
+ * in writing; anonymous access needs `allowAnonymous: true` in writing.
+ */
+import { z } from 'zod';
+
+const tlsSchema = z
+  .object({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    ca: z.string().min(1).optional(),
+    clientCerts: z.enum(['required', 'optional', 'none']).default('required'),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    ciphers: z.string().optional(),
+  })
+  .strict();
+
+const listenerSchema = z
+  .object({
+    name: z.string().min(1),
+    protocol: z.enum(['mqtt', 'mqtts']),
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535),
+    tls: tlsSchema.optional(),
+    insecure: z.boolean().default(false),
+    allowAnonymous: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((l, ctx) => {
+    if (l.protocol === 'mqtt' && !l.insecure) {
+      ctx.addIssue({ code: 'custom', path: ['insecure'], message: 'a plaintext (protocol: mqtt) listener must say insecure: true' });
+    }
+    if (l.protocol === 'mqtts' && l.tls === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'an mqtts listener needs tls.cert and tls.key' });
+    }
+    if (l.protocol === 'mqtts' && l.tls !== undefined && l.tls.clientCerts !== 'none' && l.tls.ca === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls', 'ca'], message: 'client certificates need tls.ca (the trust anchors)' });
+    }
+  });
+
+const mqttSchema = z
+  .object({
+    maxPacketSize: z.number().int().min(64).max(268435460).default(1048576),
+    maxQos: z.number().int().min(0).max(2).default(2),
+    retainAvailable: z.boolean().default(true),
+    maxInflight: z.number().int().min(1).max(65535).default(100),
+    maxQueued: z.number().int().min(0).default(10000),
+    sessionExpiryMax: z.number().int().min(0).max(0xffffffff).default(604800),
+    connectTimeout: z.number().positive().default(10),
+    maxKeepAlive: z.number().int().min(1).max(65535).default(65535),
+    topicAliasMax: z.number().int().min(0).max(65535).default(64),
+    maxTopicLevels: z.number().int().min(1).default(128),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    dataDir: z.string().default('./bastion-data'),
+    listeners: z.array(listenerSchema).min(1),
+    mqtt: mqttSchema.default(mqttSchema.parse({})),
+    log: z
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+    persistence: z
+      .object({ enabled: z.boolean().default(true), synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL') })
+      .strict()
+      .default({ enabled: true, synchronous: 'NORMAL' }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const names = new Set<string>();
+    c.listeners.forEach((l, i) => {
+      if (names.has(l.name)) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'name'], message: `duplicate listener name "${l.name}"` });
+      names.add(l.name);
+    });
+  });
+
+export type BastionConfig = z.infer<typeof configSchema>;
+export type ListenerConfig = BastionConfig['listeners'][number];
+export type MqttConfig = BastionConfig['mqtt'];
+
+/** Turns a zod error into one readable line naming the key. */
+export function formatConfigError(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (issue === undefined) return 'invalid configuration';
+  const path = issue.path.length > 0 ? issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[') : '(root)';
+  return `config error at ${path}: ${issue.message}`;
+}
+
+/** The mqtt section with every default applied, for code that runs without a config file. */
+export function defaultMqttConfig(overrides: Partial<MqttConfig> = {}): MqttConfig {
+  return { ...mqttSchema.parse({}), ...overrides };
+}

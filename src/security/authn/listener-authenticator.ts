@@ -1,0 +1,21 @@
+/**
+ * The authenticator until the provider chain arrives: a verified client certificate
+ * admits its CN; otherwise only a listener with `allowAnonymous: true` admits a client.
+ * SECURITY: fails closed; a username/password is not accepted by anything yet, so a
+ * client relying on one alone is refused with BadUserNameOrPassword.
+ */
+import type { AuthRequest, AuthResult, Authenticator } from '../../broker/ports.js';
+import { ReasonCode } from '../../protocol/reason-codes.js';
+
+export class ListenerAuthenticator implements Authenticator {
+  authenticate(req: AuthRequest): AuthResult {
+    if (req.identity.method === 'certificate' && req.identity.certificate !== undefined) {
+      return { ok: true, principal: req.identity.certificate.commonName };
+    }
+    if (req.allowAnonymous) return { ok: true, principal: null };
+    if (req.username !== undefined || req.password !== undefined) {
+      return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'password authentication is not enabled on this listener' };
+    }
+    return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'a verified client certificate is required' };
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The composition root: config → adapters → broker → listeners, and graceful shutdown.
+ * Only this module (and the CLI) picks adapters.
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Broker } from '../broker/broker.js';
+import type { RetainStore, SessionStore } from '../broker/ports.js';
+import type { BastionConfig } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { silentLogger } from '../core/logger.js';
+import { DefaultAuthorizer } from '../security/authz/default-authorizer.js';
+import { ListenerAuthenticator } from '../security/authn/listener-authenticator.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import { startListener, type RunningListener } from '../transport/listener.js';
+
+export interface ServerOptions {
+  config: BastionConfig;
+  /** Relative paths in the config resolve against this directory. */
+  baseDir: string;
+  logger?: Logger;
+}
+
+export interface BastionServer {
+  readonly broker: Broker;
+  readonly listeners: RunningListener[];
+  readonly store: (SessionStore & RetainStore) | null;
+  /** Graceful stop: stop accepting, DISCONNECT 0x8B, wills, flush, close the store. */
+  stop(): Promise<void>;
+}
+
+export async function startServer(opts: ServerOptions): Promise<BastionServer> {
+  const { config } = opts;
+  const logger = opts.logger ?? silentLogger;
+  const dataDir = resolve(opts.baseDir, config.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const store = config.persistence.enabled ? new SqliteStore({ path: join(dataDir, 'bastion.db'), synchronous: config.persistence.synchronous }) : null;
+  const broker = new Broker({
+    mqtt: config.mqtt,
+    store,
+    authenticator: new ListenerAuthenticator(),
+    authorizer: new DefaultAuthorizer(),
+    logger,
+  });
+  const recovered = broker.recover();
+  if (store !== null) logger.info(recovered, 'state recovered');
+
+  const listeners: RunningListener[] = [];
+  try {
+    for (const l of config.listeners) {
+      const running = await startListener(l, broker, logger, (p) => resolve(opts.baseDir, p));
+      listeners.push(running);
+      logger.info({ listener: l.name, protocol: l.protocol, host: running.host, port: running.port }, 'listening');
+    }
+  } catch (err) {
+    for (const l of listeners) await l.stopAccepting();
+    store?.close();
+    throw err;
+  }
+
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      for (const l of listeners) await l.stopAccepting();
+      broker.shutdown();
+      await Promise.all(listeners.map((l) => l.closeConnections(2000)));
+      store?.close();
+      logger.info({}, 'stopped');
+    })();
+    return stopping;
+  };
+  return { broker, listeners, store, stop };
+}

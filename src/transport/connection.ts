@@ -1,0 +1,151 @@
+/**
+ * One client socket: reads bytes, frames and decodes them, hands packets to the channel,
+ * and writes what the channel sends, batched per event-loop turn with backpressure.
+ * Owns: the socket. Must not: make protocol decisions (the channel does).
+ */
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { Broker } from '../broker/broker.js';
+import { Channel } from '../broker/channel/channel.js';
+import type { ConnectionPort, TlsPeer } from '../broker/channel/connection-port.js';
+import { PacketDecoder } from '../protocol/codec.js';
+import { FrameReader } from '../protocol/framing.js';
+import { scheduleFlush, type Flushable } from './write-scheduler.js';
+
+/** Write buffer size above which a connection counts as congested. */
+const HIGH_WATER_MARK = 512 * 1024;
+/** How long a closing socket may linger waiting for the peer before it is destroyed. */
+const CLOSE_LINGER_MS = 2000;
+
+export interface ListenerInfo {
+  name: string;
+  allowAnonymous: boolean;
+}
+
+export class Connection implements ConnectionPort, Flushable {
+  readonly channel: Channel;
+  readonly remoteAddress: string;
+  readonly listenerName: string;
+  readonly allowAnonymous: boolean;
+  readonly peer: TlsPeer | null;
+  private readonly framer: FrameReader;
+  private readonly decoder = new PacketDecoder();
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private closing = false;
+  private drainWaiters: Array<() => void> | null = null;
+  private paused = 0;
+  private readonly onFrame = (frame: Buffer): void => {
+    if (this.closing) return;
+    this.channel.handlePacket(this.decoder.decode(frame), frame);
+  };
+
+  constructor(
+    private readonly socket: Socket,
+    broker: Broker,
+    listener: ListenerInfo,
+    private readonly onClosed: (c: Connection) => void,
+  ) {
+    this.remoteAddress = socket.remoteAddress ?? 'unknown';
+    this.listenerName = listener.name;
+    this.allowAnonymous = listener.allowAnonymous;
+    this.peer = socket instanceof TLSSocket ? verifiedPeer(socket) : null;
+    this.framer = new FrameReader(broker.config.maxPacketSize);
+    socket.setNoDelay(true);
+    this.channel = new Channel(this, broker);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.fireDrain());
+    socket.on('error', () => {
+      /* 'close' follows; the channel treats it as an abnormal close. */
+    });
+    socket.on('close', () => {
+      this.closing = true;
+      this.channel.handleSocketClosed();
+      this.fireDrain();
+      this.onClosed(this);
+    });
+  }
+
+  get congested(): boolean {
+    return this.socket.writableLength + this.pendingBytes > HIGH_WATER_MARK;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    try {
+      this.framer.push(chunk, this.onFrame);
+    } catch (err) {
+      this.channel.fail(err);
+    }
+  }
+
+  write(bytes: Buffer): void {
+    if (this.closing && this.socket.destroyed) return;
+    if (this.pending.length === 0) scheduleFlush(this);
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+  }
+
+  flush(): void {
+    const pending = this.pending;
+    if (pending.length === 0 || this.socket.destroyed) {
+      this.pending = [];
+      this.pendingBytes = 0;
+      return;
+    }
+    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.socket.write(data);
+  }
+
+  end(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.flush();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
+  }
+
+  pauseReading(): void {
+    if (this.paused++ === 0) this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (this.paused > 0 && --this.paused === 0 && !this.closing) this.socket.resume();
+  }
+
+  onDrain(cb: () => void): void {
+    if (this.socket.destroyed) {
+      cb();
+      return;
+    }
+    (this.drainWaiters ??= []).push(cb);
+  }
+
+  setMaxIncomingPacketSize(bytes: number): void {
+    this.framer.setMaxPacketSize(bytes);
+  }
+
+  private fireDrain(): void {
+    const waiters = this.drainWaiters;
+    if (waiters === null) return;
+    this.drainWaiters = null;
+    for (const cb of waiters) cb();
+  }
+
+  /** Closes the socket at once (shutdown). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** SECURITY: only a certificate that the TLS layer verified is an identity. */
+function verifiedPeer(socket: TLSSocket): TlsPeer | null {
+  if (!socket.authorized) return null;
+  const cert = socket.getPeerCertificate();
+  if (cert === null || typeof cert !== 'object' || cert.subject === undefined) return null;
+  const cn = cert.subject.CN;
+  const commonName = Array.isArray(cn) ? (cn[0] ?? '') : (cn ?? '');
+  return { commonName, serialNumber: cert.serialNumber, fingerprint256: cert.fingerprint256 };
+}
