@@ -1,0 +1,42 @@
+/**
+ * Distinguished names for the certificates we issue. Owns: validating the text of a
+ * commonName / organizationalUnit and building the subject. Must not: accept control
+ * characters or over-long values (they end up in logs, audit records and ACL patterns).
+ */
+import { PkiError } from './pki-error.js';
+import type { x509 } from './x509.js';
+
+/** X.520 upper bound for CN and OU (ub-common-name, ub-organizational-unit-name). */
+export const MAX_NAME_LENGTH = 64;
+
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Throws ERR_PKI_INVALID_INPUT unless `value` is 1..64 characters of well-formed text with no
+ * control characters and no leading or trailing whitespace.
+ * SECURITY: control characters in a subject can forge log lines and confuse DN parsers.
+ */
+export function assertNameText(field: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new PkiError('ERR_PKI_INVALID_INPUT', `${field} must be a non-empty string`);
+  }
+  if ([...value].length > MAX_NAME_LENGTH) {
+    throw new PkiError('ERR_PKI_INVALID_INPUT', `${field} is longer than ${MAX_NAME_LENGTH} characters`);
+  }
+  if (CONTROL_CHARACTER.test(value) || LONE_SURROGATE.test(value)) {
+    throw new PkiError('ERR_PKI_INVALID_INPUT', `${field} contains control characters or malformed text`);
+  }
+  if (value.trim() !== value) {
+    throw new PkiError('ERR_PKI_INVALID_INPUT', `${field} has leading or trailing whitespace`);
+  }
+}
+
+/** Subject name: OU (when given) then CN, most significant first, as X.500 orders them. */
+export function buildSubject(commonName: string, organizationalUnit?: string): x509.JsonName {
+  assertNameText('commonName', commonName);
+  if (organizationalUnit === undefined) return [{ CN: [commonName] }];
+  assertNameText('organizationalUnit', organizationalUnit);
+  return [{ OU: [organizationalUnit] }, { CN: [commonName] }];
+}
