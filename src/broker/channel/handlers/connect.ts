@@ -3,21 +3,15 @@
  * takeover, and the v5 capabilities the broker announces.
  */
 import { ProtocolViolation } from '../../../core/errors.js';
-import type { ConnectPacket, ConnackPacket, ProtocolVersion } from '../../../protocol/packets.js';
+import type { ConnectPacket, ProtocolVersion } from '../../../protocol/packets.js';
 import { ReasonCode } from '../../../protocol/reason-codes.js';
 import { isValidTopicName } from '../../../protocol/topic.js';
 import { decodedStringIsFaithful } from '../../../protocol/utf8.js';
 import type { AuthResult, ClientIdentity } from '../../ports.js';
-import { NEVER_EXPIRES } from '../../session/session.js';
 import type { Channel } from '../channel.js';
-import { messageFromWill } from './message-properties.js';
-import { runEnhancedAuthStep } from './session-control.js';
+import { runEnhancedAuthStep } from './enhanced-auth.js';
+import { openSession, type PendingConnect } from './open-session.js';
 
-/** State kept from CONNECT until the session opens. */
-export interface PendingConnect {
-  packet: ConnectPacket;
-  assignedClientId: string | null;
-}
 
 export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer): void {
   const version = (packet.protocolVersion ?? 4) as ProtocolVersion;
@@ -130,66 +124,3 @@ function completeAuthentication(ch: Channel, result: AuthResult, pending: Pendin
   openSession(ch, pending, { ...identity, principal: result.principal }, undefined);
 }
 
-/** Opens the session and answers CONNACK. Called after any successful authentication. */
-export function openSession(ch: Channel, pending: PendingConnect, identity: ClientIdentity, authData: Buffer | undefined): void {
-  const { packet } = pending;
-  const cfg = ch.broker.config;
-  const v5 = ch.version === 5;
-
-  let keepAlive = packet.keepalive ?? 0;
-  let serverKeepAlive: number | undefined;
-  if (v5 && (keepAlive > cfg.maxKeepAlive || (keepAlive === 0 && cfg.maxKeepAlive < 65535))) {
-    keepAlive = cfg.maxKeepAlive;
-    serverKeepAlive = keepAlive;
-  }
-
-  let expiry: number;
-  let expiryAnnounced: number | undefined;
-  if (v5) {
-    const requested = packet.properties?.sessionExpiryInterval ?? 0;
-    expiry = Math.min(requested, cfg.sessionExpiryMax);
-    if (expiry !== requested) expiryAnnounced = expiry;
-  } else {
-    expiry = packet.clean ? 0 : cfg.sessionExpiryMax === 0 ? 0 : cfg.sessionExpiryMax;
-  }
-  if (expiry > NEVER_EXPIRES) expiry = NEVER_EXPIRES;
-
-  if (packet.will !== undefined) {
-    const { message, expiryInterval } = messageFromWill(packet.will, ch.clientId);
-    ch.will = { message, expiryInterval, delay: v5 ? (packet.will.properties?.willDelayInterval ?? 0) : 0 };
-  }
-  const client = { clientId: ch.clientId, principal: identity.principal, identity };
-  ch.client = client;
-  const { session, present } = ch.broker.openSession(ch.clientId, packet.clean !== false, expiry, ch.version, ch, client);
-  ch.session = session;
-
-  const connack: ConnackPacket = { cmd: 'connack', sessionPresent: present };
-  if (v5) {
-    connack.reasonCode = ReasonCode.Success;
-    const p: NonNullable<ConnackPacket['properties']> = {
-      receiveMaximum: cfg.maxInflight,
-      maximumPacketSize: cfg.maxPacketSize,
-      topicAliasMaximum: cfg.topicAliasMax,
-      wildcardSubscriptionAvailable: true,
-      subscriptionIdentifiersAvailable: true,
-      sharedSubscriptionAvailable: true,
-    };
-    if (cfg.maxQos < 2) p.maximumQoS = cfg.maxQos;
-    if (!cfg.retainAvailable) p.retainAvailable = false;
-    if (pending.assignedClientId !== null) p.assignedClientIdentifier = pending.assignedClientId;
-    if (serverKeepAlive !== undefined) p.serverKeepAlive = serverKeepAlive;
-    if (expiryAnnounced !== undefined) p.sessionExpiryInterval = expiryAnnounced;
-    if (ch.enhancedAuth !== null) {
-      p.authenticationMethod = ch.enhancedAuth.method;
-      if (authData !== undefined) p.authenticationData = authData;
-    }
-    connack.properties = p;
-  } else {
-    connack.returnCode = 0;
-  }
-  ch.send(connack);
-  ch.connected(keepAlive);
-  ch.broker.logger.debug({ clientId: ch.clientId, principal: identity.principal, remote: identity.remoteAddress, present }, 'client connected');
-  // Resend in-flight messages and drain the queue only after CONNACK [MQTT-4.4.0-1].
-  session.attach(ch);
-}

@@ -5,9 +5,8 @@
 import { ProtocolViolation } from '../../../core/errors.js';
 import type { AuthPacket, DisconnectPacket } from '../../../protocol/packets.js';
 import { ReasonCode } from '../../../protocol/reason-codes.js';
-import type { EnhancedAuthStep } from '../../ports.js';
 import type { Channel } from '../channel.js';
-import { openSession, type PendingConnect } from './connect.js';
+import { runEnhancedAuthStep } from './enhanced-auth.js';
 
 export function handleDisconnect(ch: Channel, packet: DisconnectPacket): void {
   const session = ch.session!;
@@ -40,51 +39,3 @@ export function handleAuth(ch: Channel, packet: AuthPacket): void {
   runEnhancedAuthStep(ch, packet.properties?.authenticationData, null);
 }
 
-/** The CONNECT of each channel in an enhanced-auth exchange, until it ends. */
-const pendingByChannel = new WeakMap<Channel, PendingConnect>();
-
-/** Runs one step of the method; the CONNECT is remembered until the exchange ends. */
-export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pending: PendingConnect | null): void {
-  const auth = ch.enhancedAuth!;
-  if (pending !== null) pendingByChannel.set(ch, pending);
-  const method = ch.broker.enhancedAuth.get(auth.method)!;
-  const apply = (step: EnhancedAuthStep): void => {
-    if (ch.state === 'closed') return;
-    const connecting = ch.state === 'authenticating';
-    switch (step.kind) {
-      case 'continue':
-        ch.send({ cmd: 'auth', reasonCode: ReasonCode.ContinueAuthentication, properties: { authenticationMethod: auth.method, authenticationData: step.data } });
-        return;
-      case 'success':
-        if (connecting) {
-          const p = pendingByChannel.get(ch)!;
-          pendingByChannel.delete(ch);
-          auth.state.identity = { ...auth.state.identity, principal: step.principal };
-          openSession(ch, p, auth.state.identity, step.data);
-        } else {
-          const props = step.data !== undefined ? { authenticationMethod: auth.method, authenticationData: step.data } : { authenticationMethod: auth.method };
-          ch.send({ cmd: 'auth', reasonCode: ReasonCode.Success, properties: props });
-        }
-        return;
-      case 'failure':
-        if (connecting) ch.refuseConnect(step.reasonCode, step.reason);
-        else ch.disconnect(step.reasonCode, true, step.reason);
-        return;
-      default: {
-        const unreachable: never = step;
-        return unreachable;
-      }
-    }
-  };
-  const result = method.step(auth.state, data);
-  if (result instanceof Promise) {
-    ch.holdIncoming();
-    result.then(
-      (step) => {
-        apply(step);
-        ch.releaseIncoming();
-      },
-      () => ch.fail(new ProtocolViolation(ReasonCode.NotAuthorized, 'authentication method failed')),
-    );
-  } else apply(result);
-}

@@ -1,0 +1,117 @@
+/**
+ * The dependency linter: enforces ARCHITECTURE.md's import rules on src/ and forbids
+ * import cycles. Reads the TypeScript sources as text, so it runs in the test command
+ * with no extra tool.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+
+const ROOT = resolve(process.cwd(), 'src');
+
+/** Which top-level modules each module may import from (besides itself). */
+const ALLOWED: Record<string, string[]> = {
+  core: [],
+  protocol: ['core'],
+  broker: ['core', 'protocol'],
+  security: ['core', 'protocol', 'broker'],
+  pki: ['core'],
+  transport: ['core', 'protocol', 'broker', 'security', 'pki'],
+  store: ['core', 'protocol', 'broker'],
+  cluster: ['core', 'protocol', 'broker', 'store'],
+  ota: ['core', 'protocol', 'broker', 'security', 'pki'],
+  admin: ['core', 'protocol', 'broker', 'security', 'pki'],
+  client: ['core', 'protocol', 'pki'],
+  server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client'],
+  cli: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'server'],
+};
+
+/** Modules that must stay free of I/O: no sockets, files, databases. */
+const PURE = new Set(['core', 'protocol', 'broker', 'security', 'pki']);
+const IO_MODULES = ['node:net', 'node:tls', 'node:http', 'node:https', 'node:fs', 'node:fs/promises', 'node:child_process', 'node:dgram', 'better-sqlite3', 'ioredis', 'net', 'tls', 'http', 'fs'];
+/** node:crypto only where ARCHITECTURE allows it. */
+const CRYPTO_ALLOWED = (file: string): boolean => file.startsWith('pki/') || file.startsWith('security/audit/') || !PURE.has(file.split('/')[0]!);
+
+function sources(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) sources(full, out);
+    else if (name.endsWith('.ts')) out.push(full);
+  }
+  return out;
+}
+
+const IMPORT_RE = /(?:^|\n)\s*(?:import|export)\s+(type\s+)?(?:[^'"]*?\sfrom\s+)?['"]([^'"]+)['"]/g;
+const DYNAMIC_RE = /import\(\s*['"]([^'"]+)['"]\s*\)/g;
+
+/** Import specifiers of a file; `typeOnly` imports are erased at run time. */
+function importsOf(file: string): Array<{ spec: string; typeOnly: boolean }> {
+  const text = readFileSync(file, 'utf8');
+  const out: Array<{ spec: string; typeOnly: boolean }> = [];
+  IMPORT_RE.lastIndex = 0;
+  let m: RegExpExecArray | null;
+  while ((m = IMPORT_RE.exec(text)) !== null) out.push({ spec: m[2]!, typeOnly: m[1] !== undefined });
+  DYNAMIC_RE.lastIndex = 0;
+  while ((m = DYNAMIC_RE.exec(text)) !== null) out.push({ spec: m[1]!, typeOnly: false });
+  return out;
+}
+
+function resolveLocal(from: string, spec: string): string {
+  return resolve(dirname(from), spec).replace(/\.js$/, '.ts');
+}
+
+const files = sources(ROOT);
+const graph = new Map<string, string[]>();
+const violations: string[] = [];
+for (const file of files) {
+  const rel = relative(ROOT, file);
+  const layer = rel.split('/')[0]!;
+  const allowed = ALLOWED[layer];
+  const edges: string[] = [];
+  for (const { spec, typeOnly } of importsOf(file)) {
+    if (spec.startsWith('.')) {
+      const target = resolveLocal(file, spec);
+      const targetLayer = relative(ROOT, target).split('/')[0]!;
+      // Type-only imports vanish at run time, so only value imports can form a cycle.
+      if (!typeOnly) edges.push(target);
+      if (allowed === undefined) violations.push(`${rel}: module "${layer}" is not in the architecture map`);
+      else if (targetLayer !== layer && !allowed.includes(targetLayer)) violations.push(`${rel} imports ${relative(ROOT, target)}: ${layer} may not depend on ${targetLayer}`);
+    } else {
+      if (PURE.has(layer) && IO_MODULES.includes(spec)) violations.push(`${rel} imports ${spec}: ${layer} must not do I/O`);
+      if ((spec === 'node:crypto' || spec === 'crypto') && !CRYPTO_ALLOWED(rel)) violations.push(`${rel} imports ${spec}: only pki and security/audit may use node:crypto`);
+    }
+  }
+  graph.set(file, edges);
+}
+
+test('imports follow the layering of ARCHITECTURE.md', () => {
+  assert.ok(files.length > 10, 'the linter found the sources');
+  assert.deepEqual(violations, []);
+});
+
+test('there are no run-time import cycles', () => {
+  const state = new Map<string, 'visiting' | 'done'>();
+  const cycles: string[] = [];
+  const stack: string[] = [];
+  const visit = (f: string): void => {
+    state.set(f, 'visiting');
+    stack.push(f);
+    for (const g of graph.get(f) ?? []) {
+      const s = state.get(g);
+      if (s === 'visiting') cycles.push([...stack.slice(stack.indexOf(g)), g].map((x) => relative(ROOT, x)).join(' → '));
+      else if (s === undefined && graph.has(g)) visit(g);
+    }
+    stack.pop();
+    state.set(f, 'done');
+  };
+  for (const f of graph.keys()) if (!state.has(f)) visit(f);
+  assert.deepEqual(cycles, []);
+});
+
+test('the linter catches a forbidden import (self-check)', () => {
+  const fake = join(ROOT, 'broker', 'fake.ts');
+  const target = resolveLocal(fake, '../transport/connection.js');
+  const targetLayer = relative(ROOT, target).split('/')[0]!;
+  assert.equal(ALLOWED.broker!.includes(targetLayer), false);
+});

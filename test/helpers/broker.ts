@@ -1,0 +1,65 @@
+/**
+ * Starts a real Bastion server in-process on port 0 for tests: a plaintext listener
+ * (insecure, anonymous) and a mutual-TLS listener with certificates from our own PKI.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/server/load-config.js';
+import { startServer, type BastionServer } from '../../src/server/server.js';
+import { makeTestPki, type TestPki } from './pki.js';
+
+export interface TestBroker {
+  server: BastionServer;
+  plainPort: number;
+  tlsPort: number;
+  pki: TestPki;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export interface TestBrokerOptions {
+  mqtt?: Record<string, unknown>;
+  persistence?: boolean;
+  clients?: string[];
+  dataDir?: string;
+  /** Allow anonymous clients on the TLS listener (certificates become optional). */
+  tlsClientCerts?: 'required' | 'optional' | 'none';
+}
+
+export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
+  const dir = mkdtempSync(join(tmpdir(), 'bastion-test-'));
+  const pki = await makeTestPki(join(dir, 'pki'), opts.clients ?? ['client1', 'client2']);
+  const dataDir = opts.dataDir ?? join(dir, 'data');
+  const { config, baseDir } = parseConfig(
+    {
+      dataDir,
+      listeners: [
+        { name: 'plain', protocol: 'mqtt', host: '127.0.0.1', port: 0, insecure: true, allowAnonymous: true },
+        {
+          name: 'mqtts',
+          protocol: 'mqtts',
+          host: '127.0.0.1',
+          port: 0,
+          tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, clientCerts: opts.tlsClientCerts ?? 'required' },
+        },
+      ],
+      mqtt: opts.mqtt ?? {},
+      persistence: { enabled: opts.persistence ?? false },
+      log: { level: 'silent' },
+    },
+    dir,
+  );
+  const server = await startServer({ config, baseDir });
+  return {
+    server,
+    plainPort: server.listeners[0]!.port,
+    tlsPort: server.listeners[1]!.port,
+    pki,
+    dataDir,
+    async stop() {
+      await server.stop();
+      if (opts.dataDir === undefined) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
