@@ -1,0 +1,95 @@
+/**
+ * The channel as a pure state machine: a whole broker driven through in-memory
+ * connection ports, no sockets (Aedes' style), to show protocol rules are testable alone.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import mqttPacket from 'mqtt-packet';
+import { Broker } from '../../src/broker/broker.js';
+import { Channel } from '../../src/broker/channel/channel.js';
+import type { ConnectionPort, TlsPeer } from '../../src/broker/channel/connection-port.js';
+import type { Packet } from '../../src/protocol/packets.js';
+import { PacketDecoder, encodePacket } from '../../src/protocol/codec.js';
+import { DefaultAuthorizer } from '../../src/security/authz/default-authorizer.js';
+import { ListenerAuthenticator } from '../../src/security/authn/listener-authenticator.js';
+
+class RecordingPort implements ConnectionPort {
+  readonly remoteAddress = '127.0.0.1';
+  readonly listenerName = 'memory';
+  congested = false;
+  ended = false;
+  readonly out: Packet[] = [];
+  private readonly parser = mqttPacket.parser({ protocolVersion: 5 });
+  constructor(
+    readonly allowAnonymous: boolean,
+    readonly peer: TlsPeer | null = null,
+  ) {
+    this.parser.on('packet', (p: Packet) => this.out.push(p));
+  }
+  write(bytes: Buffer): void {
+    this.parser.parse(bytes);
+  }
+  end(): void {
+    this.ended = true;
+  }
+  pauseReading(): void {}
+  resumeReading(): void {}
+  onDrain(cb: () => void): void {
+    cb();
+  }
+  setMaxIncomingPacketSize(): void {}
+}
+
+function newBroker(): Broker {
+  return new Broker({ authenticator: new ListenerAuthenticator(), authorizer: new DefaultAuthorizer() });
+}
+
+/** One decoder per channel, as a connection has: it learns the version from CONNECT. */
+const decoders = new Map<Channel, PacketDecoder>();
+
+function feed(ch: Channel, packet: Packet): void {
+  const frame = encodePacket(packet, 5);
+  let decoder = decoders.get(ch);
+  if (decoder === undefined) {
+    decoder = new PacketDecoder();
+    decoders.set(ch, decoder);
+  }
+  ch.handlePacket(decoder.decode(frame), frame);
+}
+
+function connect(broker: Broker, clientId: string, port = new RecordingPort(true)): { ch: Channel; port: RecordingPort } {
+  const ch = new Channel(port, broker);
+  feed(ch, { cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', clientId, clean: true, keepalive: 0 });
+  return { ch, port };
+}
+
+test('connect, subscribe and publish flow through channels with no socket', () => {
+  const broker = newBroker();
+  const sub = connect(broker, 'sub');
+  assert.equal(sub.port.out[0]?.cmd, 'connack');
+  feed(sub.ch, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/+', qos: 1 }] });
+  assert.deepEqual((sub.port.out[1] as { granted: number[] }).granted, [1]);
+
+  const pub = connect(broker, 'pub');
+  feed(pub.ch, { cmd: 'publish', topic: 'a/b', payload: Buffer.from('hi'), qos: 1, dup: false, retain: false, messageId: 7 });
+  const ack = pub.port.out[1];
+  assert.equal(ack?.cmd, 'puback');
+  const delivered = sub.port.out[2];
+  assert.equal(delivered?.cmd, 'publish');
+  assert.equal((delivered as { topic: string }).topic, 'a/b');
+});
+
+test('a refused anonymous client gets CONNACK 0x87 and is closed', () => {
+  const broker = newBroker();
+  const { port } = connect(broker, 'anon', new RecordingPort(false));
+  assert.equal(port.out[0]?.cmd, 'connack');
+  assert.equal((port.out[0] as { reasonCode: number }).reasonCode, 0x87);
+  assert.equal(port.ended, true);
+});
+
+test('a verified certificate admits its common name as the principal', () => {
+  const broker = newBroker();
+  const { ch, port } = connect(broker, 'dev-1', new RecordingPort(false, { commonName: 'dev-1', serialNumber: '01', fingerprint256: 'AA' }));
+  assert.equal((port.out[0] as { reasonCode: number }).reasonCode, 0);
+  assert.equal(ch.client?.principal, 'dev-1');
+});

@@ -1,0 +1,42 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FrameReader } from '../../src/protocol/framing.js';
+import { ProtocolViolation } from '../../src/core/errors.js';
+import { ReasonCode } from '../../src/protocol/reason-codes.js';
+
+function collect(reader: FrameReader, chunks: Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const c of chunks) reader.push(c, (f) => out.push(Buffer.from(f)));
+  return out;
+}
+
+test('frames split across and within chunks come out whole and in order', () => {
+  const ping = Buffer.from([0xc0, 0x00]);
+  const pub = Buffer.from([0x30, 0x05, 0x00, 0x01, 0x74, 0x68, 0x69]);
+  const stream = Buffer.concat([ping, pub, ping]);
+  for (let cut = 1; cut < stream.length; cut++) {
+    const frames = collect(new FrameReader(1024), [stream.subarray(0, cut), stream.subarray(cut)]);
+    assert.deepEqual(frames, [ping, pub, ping], `cut at ${cut}`);
+  }
+  const byteByByte = collect(new FrameReader(1024), [...stream].map((b) => Buffer.from([b])));
+  assert.deepEqual(byteByByte, [ping, pub, ping]);
+});
+
+test('an oversized packet is refused from its fixed header alone', () => {
+  const reader = new FrameReader(100);
+  // Header announcing 10 MB, no body at all.
+  const header = Buffer.from([0x30, 0x80, 0xad, 0xe2, 0x04]);
+  assert.throws(
+    () => reader.push(header, () => assert.fail('no frame expected')),
+    (e: unknown) => e instanceof ProtocolViolation && e.reasonCode === ReasonCode.PacketTooLarge,
+  );
+  assert.equal(reader.bufferedBytes, 0);
+});
+
+test('a remaining length longer than four bytes is malformed', () => {
+  const reader = new FrameReader(1 << 28);
+  assert.throws(
+    () => reader.push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), () => {}),
+    (e: unknown) => e instanceof ProtocolViolation && e.reasonCode === ReasonCode.MalformedPacket,
+  );
+});
