@@ -96,7 +96,9 @@ export class Connection implements ConnectionPort, Flushable {
     const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    this.socket.write(data);
+    // 'drain' is emitted only after a write that returned false; when the kernel took
+    // everything at once, waiters (paused publishers) must be released here.
+    if (this.socket.write(data)) this.fireDrain();
   }
 
   end(): void {
