@@ -79,6 +79,8 @@ export class Broker {
   readonly owners = new Map<Session, ChannelHandle>();
   /** Last known identity per session, for delivery-time authorization. */
   readonly clients = new Map<Session, AuthorizedClient>();
+  /** Sessions recovered from the store whose client has not reconnected: no identity yet. */
+  private readonly awaitingIdentity = new Set<Session>();
   readonly counters: BrokerCounters = { published: 0, delivered: 0, deniedAtDelivery: 0, droppedQueueFull: 0, droppedExpired: 0, droppedTooLarge: 0 };
   shuttingDown = false;
 
@@ -115,6 +117,7 @@ export class Broker {
       const session = new Session(rec.clientId, rec.protocolVersion, rec.expiryInterval, this.sessionContext);
       session.disconnectedAt = disconnectedAt;
       this.sessions.set(rec.clientId, session);
+      this.awaitingIdentity.add(session);
       for (const sub of rec.subscriptions) this.addRoute(session, sub);
       for (const sub of rec.subscriptions) session.subscriptions.set(sub.filter, sub);
       for (const id of state.incomingQos2.get(rec.clientId) ?? []) session.incomingQos2.add(id);
@@ -163,6 +166,9 @@ export class Broker {
     }
     this.owners.set(session, owner);
     this.clients.set(session, client);
+    // SECURITY: what was queued for a recovered session while its identity was unknown is
+    // checked against the identity that just connected, before anything is sent.
+    if (this.awaitingIdentity.delete(session)) this.counters.deniedAtDelivery += session.dropQueued((m) => !this.authorizer.canReceive(client, m.topic));
     session.saveRecord();
     return { session, present };
   }
@@ -213,6 +219,7 @@ export class Broker {
     session.clearMessages();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.owners.delete(session);
+    this.awaitingIdentity.delete(session);
     this.store?.deleteSession(session.clientId);
     if (opts.publishWill && will !== null) this.publishWill(session, will.will);
     this.clients.delete(session);
@@ -296,7 +303,9 @@ export class Broker {
     const session = m.session;
     const client = this.clients.get(session);
     // SECURITY: authorization again at delivery; a revoked right stops delivery at once.
-    if (client === undefined || !this.authorizer.canReceive(client, message.topic)) {
+    // A session recovered after a restart has no identity until its client reconnects:
+    // its messages are queued, and openSession checks them before any is sent.
+    if (client === undefined ? !this.awaitingIdentity.has(session) : !this.authorizer.canReceive(client, message.topic)) {
       this.counters.deniedAtDelivery++;
       return;
     }

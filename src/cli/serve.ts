@@ -51,15 +51,8 @@ async function serve(opts: ServeOptions): Promise<void> {
   const level = opts.logLevel ?? loaded.config.log.level;
   const logger: Logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
   const server = await startServer({ config: loaded.config, baseDir: loaded.baseDir, logger });
-  for (const l of server.listeners) {
-    const secure = l.config.protocol === 'mqtts' ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
-    process.stdout.write(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port} (${l.config.name}; ${secure})\n`);
-  }
-  if (hints.length > 0) {
-    const port = server.listeners[0]!.port;
-    const fixed = hints.map((h) => h.replace(/-p \d+/, `-p ${port}`));
-    process.stdout.write(`\nConnect with the demo device certificate:\n  ${fixed.join('\n  ')}\n\n`);
-  }
+  // Signal handlers go in before the listening line: whoever waits for that line may
+  // signal at once, and a SIGTERM before process.on() would kill without a graceful stop.
   let exiting = false;
   const shutdown = (signal: string): void => {
     if (exiting) return;
@@ -75,4 +68,13 @@ async function serve(opts: ServeOptions): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  for (const l of server.listeners) {
+    const secure = l.config.protocol === 'mqtts' ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
+    process.stdout.write(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port} (${l.config.name}; ${secure})\n`);
+  }
+  if (hints.length > 0) {
+    const port = server.listeners[0]!.port;
+    const fixed = hints.map((h) => h.replace(/-p \d+/, `-p ${port}`));
+    process.stdout.write(`\nConnect with the demo device certificate:\n  ${fixed.join('\n  ')}\n\n`);
+  }
 }

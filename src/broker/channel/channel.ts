@@ -215,7 +215,9 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   }
 
   sendPubrel(packetId: number): void {
-    this.send({ cmd: 'pubrel', messageId: packetId });
+    // v5: an explicit Success makes mqtt-packet write the short form (Remaining Length 2,
+    // allowed by MQTT 5 §3.6.2.1, what Mosquitto sends); paho-mqtt 1.x crashes on the long one.
+    this.send({ cmd: 'pubrel', messageId: packetId, reasonCode: ReasonCode.Success });
   }
 
   private outboundAlias(topic: string): { topic: string; alias: number } | null {

@@ -200,6 +200,20 @@ export class Session {
     if (o.packetId >= this.nextPacketId) this.nextPacketId = (o.packetId % 65535) + 1;
   }
 
+  /** Removes queued (never sent) messages that `reject` picks; returns how many. */
+  dropQueued(reject: (message: Message) => boolean): number {
+    let dropped = 0;
+    for (let n = this.queue.length; n > 0; n--) {
+      const o = this.queue.shift()!;
+      if (!reject(o.message)) this.queue.push(o);
+      else {
+        dropped++;
+        this.store?.removeOutbound(this.clientId, o.seq);
+      }
+    }
+    return dropped;
+  }
+
   /** Drops every message and QoS 2 state (clean start or session end). */
   clearMessages(): void {
     this.inflight.clear();
