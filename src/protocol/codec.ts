@@ -7,6 +7,7 @@ import mqttPacket from 'mqtt-packet';
 import { ProtocolViolation } from '../core/errors.js';
 import { ReasonCode } from './reason-codes.js';
 import type { Packet, ProtocolVersion } from './packets.js';
+import { decodePublishFast, encodePublishFast } from './publish-codec.js';
 
 export class PacketDecoder {
   private readonly parser: mqttPacket.Parser;
@@ -23,18 +24,27 @@ export class PacketDecoder {
     });
   }
 
+  /** Protocol version learnt from CONNECT; the PUBLISH fast path needs it. */
+  private version: ProtocolVersion = 4;
+
   /** Decodes exactly one frame. */
   decode(frame: Buffer): Packet {
+    if (frame[0]! >> 4 === 3) {
+      const fast = decodePublishFast(frame, this.version);
+      if (fast !== null) return fast;
+    }
     this.result = null;
     this.error = null;
     this.parser.parse(frame);
     if (this.error !== null) {
       const message = (this.error as Error).message;
-      const code = message.includes('protocol version') ? ReasonCode.UnsupportedProtocolVersion : ReasonCode.MalformedPacket;
+      // Retain Handling 3 is a Protocol Error, not a malformed packet (MQTT 5 §3.8.3.1).
+      const code = message.includes('protocol version') ? ReasonCode.UnsupportedProtocolVersion : message.includes('retain handling') ? ReasonCode.ProtocolError : ReasonCode.MalformedPacket;
       throw new ProtocolViolation(code, message);
     }
     const packet = this.result as Packet | null;
     if (packet === null) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'incomplete packet');
+    if (packet.cmd === 'connect') this.version = (packet.protocolVersion ?? 4) as ProtocolVersion;
     return packet;
   }
 }
@@ -46,6 +56,7 @@ const encodeOptions: Record<ProtocolVersion, { protocolVersion: number }> = {
 };
 
 export function encodePacket(packet: Packet, version: ProtocolVersion): Buffer {
+  if (packet.cmd === 'publish' && packet.properties === undefined) return encodePublishFast(packet, version);
   return mqttPacket.generate(packet, encodeOptions[version]);
 }
 

@@ -1,0 +1,81 @@
+/**
+ * A fast path for the one packet on the hot path: PUBLISH without MQTT 5 properties
+ * (every v3.1.1 PUBLISH and most v5 ones). Profiling the broker under a QoS 0 fan-in load
+ * showed ~12% of its CPU in mqtt-packet's per-packet overhead (its disabled `debug`
+ * calls, BufferList bookkeeping and an EventEmitter per encode); the generic codec
+ * remains for everything else, including any PUBLISH with properties.
+ */
+import { ProtocolViolation } from '../core/errors.js';
+import { ReasonCode } from './reason-codes.js';
+import type { ProtocolVersion, PublishPacket, QoS } from './packets.js';
+
+/**
+ * Decodes a PUBLISH frame, or returns null when it carries v5 properties (the caller then
+ * uses the generic decoder). Throws ProtocolViolation on malformed input.
+ */
+export function decodePublishFast(frame: Buffer, version: ProtocolVersion): PublishPacket | null {
+  const b0 = frame[0]!;
+  const qos = (b0 >> 1) & 3;
+  if (qos === 3) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'PUBLISH with QoS 3');
+  let pos = 1;
+  while ((frame[pos]! & 0x80) !== 0) pos++;
+  pos++;
+  const len = frame.length;
+  if (pos + 2 > len) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'PUBLISH too short');
+  const topicLen = frame.readUInt16BE(pos);
+  pos += 2;
+  if (pos + topicLen > len) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'PUBLISH topic overruns the packet');
+  const topicStart = pos;
+  pos += topicLen;
+  let messageId: number | undefined;
+  if (qos > 0) {
+    if (pos + 2 > len) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'PUBLISH without a packet identifier');
+    messageId = frame.readUInt16BE(pos);
+    if (messageId === 0) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'packet identifier 0');
+    pos += 2;
+  }
+  if (version === 5) {
+    if (pos >= len) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'PUBLISH without a property length');
+    if (frame[pos] !== 0) return null;
+    pos++;
+  }
+  const packet: PublishPacket = {
+    cmd: 'publish',
+    topic: frame.toString('utf8', topicStart, topicStart + topicLen),
+    payload: frame.subarray(pos),
+    qos: qos as QoS,
+    dup: (b0 & 0x08) !== 0,
+    retain: (b0 & 0x01) !== 0,
+    length: len,
+  };
+  if (messageId !== undefined) packet.messageId = messageId;
+  return packet;
+}
+
+/** Encodes a PUBLISH that has no properties (v3.1.1, or v5 with an empty property set). */
+export function encodePublishFast(packet: PublishPacket, version: ProtocolVersion): Buffer {
+  const topicLen = Buffer.byteLength(packet.topic);
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  const remaining = 2 + topicLen + (packet.qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payload.length;
+  const lenBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4;
+  const buf = Buffer.allocUnsafe(1 + lenBytes + remaining);
+  buf[0] = 0x30 | (packet.dup ? 0x08 : 0) | (packet.qos << 1) | (packet.retain ? 0x01 : 0);
+  let pos = 1;
+  let x = remaining;
+  do {
+    let byte = x % 128;
+    x = Math.floor(x / 128);
+    if (x > 0) byte |= 0x80;
+    buf[pos++] = byte;
+  } while (x > 0);
+  buf.writeUInt16BE(topicLen, pos);
+  pos += 2;
+  pos += buf.write(packet.topic, pos, 'utf8');
+  if (packet.qos > 0) {
+    buf.writeUInt16BE(packet.messageId ?? 0, pos);
+    pos += 2;
+  }
+  if (version === 5) buf[pos++] = 0;
+  payload.copy(buf, pos);
+  return buf;
+}

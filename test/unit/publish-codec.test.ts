@@ -1,0 +1,56 @@
+/**
+ * The PUBLISH fast path must be byte-for-byte what the generic codec produces and
+ * decode to the same packet (mqtt-packet's round-trip table style).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import mqttPacket from 'mqtt-packet';
+import { decodePublishFast, encodePublishFast } from '../../src/protocol/publish-codec.js';
+import type { ProtocolVersion, PublishPacket, QoS } from '../../src/protocol/packets.js';
+import { ProtocolViolation } from '../../src/core/errors.js';
+
+const payloads = [Buffer.alloc(0), Buffer.from('hi'), Buffer.alloc(200, 1), Buffer.alloc(20_000, 2), Buffer.alloc(2_100_000, 3)];
+const topics = ['a', 'sensors/température/1', 'x'.repeat(300)];
+
+test('fast PUBLISH encoding equals mqtt-packet byte for byte, and decodes back', () => {
+  let cases = 0;
+  for (const version of [4, 5] as ProtocolVersion[]) {
+    for (const qos of [0, 1, 2] as QoS[]) {
+      for (const payload of payloads) {
+        for (const topic of topics) {
+          for (const flags of [{ dup: false, retain: false }, { dup: qos > 0, retain: true }]) {
+            const packet: PublishPacket = { cmd: 'publish', topic, payload, qos, ...flags, ...(qos > 0 ? { messageId: 4242 } : {}) };
+            const ours = encodePublishFast(packet, version);
+            const theirs = mqttPacket.generate(packet, { protocolVersion: version });
+            assert.ok(ours.equals(theirs), `encode v${version} qos${qos} ${payload.length}B`);
+            const back = decodePublishFast(ours, version)!;
+            assert.equal(back.topic, topic);
+            assert.ok(Buffer.from(back.payload).equals(payload));
+            assert.equal(back.qos, qos);
+            assert.equal(back.dup, flags.dup);
+            assert.equal(back.retain, flags.retain);
+            assert.equal(back.messageId, qos > 0 ? 4242 : undefined);
+            cases++;
+          }
+        }
+      }
+    }
+  }
+  assert.equal(cases, 180);
+});
+
+test('a v5 PUBLISH with properties is left to the generic decoder', () => {
+  const withProps = mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { contentType: 'text/plain' } }, { protocolVersion: 5 });
+  assert.equal(decodePublishFast(withProps, 5), null);
+});
+
+test('malformed PUBLISH frames are refused', () => {
+  const bad = (bytes: number[], version: ProtocolVersion = 4): void => {
+    assert.throws(() => decodePublishFast(Buffer.from(bytes), version), ProtocolViolation, JSON.stringify(bytes));
+  };
+  bad([0x36, 0x03, 0x00, 0x01, 0x61]); // QoS 3
+  bad([0x30, 0x03, 0x00, 0x05, 0x61]); // topic longer than the packet
+  bad([0x32, 0x03, 0x00, 0x01, 0x61]); // QoS 1 without a packet id
+  bad([0x32, 0x05, 0x00, 0x01, 0x61, 0x00, 0x00]); // packet id 0
+  bad([0x30, 0x03, 0x00, 0x01, 0x61], 5); // v5 without property length
+});
