@@ -51,6 +51,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   private connectTimer: TimerHandle | null;
   private keepAliveTimer: TimerHandle | null = null;
   private keepAliveMs = 0;
+  /** True once a CONNECT was decoded: only then is a refusal answered with CONNACK. */
+  private connectDecoded = false;
   lastActivity: number;
 
   constructor(
@@ -95,6 +97,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
         this.abort();
         return;
       }
+      this.connectDecoded = true;
       handleConnect(this, packet, frame);
       return;
     }
@@ -284,7 +287,12 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   fail(err: unknown): void {
     if (err instanceof ProtocolViolation) {
       this.broker.logger.info({ clientId: this.clientId, remote: this.conn.remoteAddress, reasonCode: err.reasonCode, err: err.message }, 'protocol violation');
-      if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(err.reasonCode, err.message);
+      // Bytes that did not decode as a CONNECT (a bad frame, a malformed CONNECT) get no
+      // CONNACK: we do not know the peer's version, and a v3.1.1 "server unavailable" to a
+      // v5 client or a non-MQTT peer is wrong [MQTT-4.8.0-1]. Only an unsupported protocol
+      // level is answered, as v3.1.1 requires [MQTT-3.1.2-2].
+      if (this.state === 'awaiting-connect' && !this.connectDecoded && err.reasonCode !== ReasonCode.UnsupportedProtocolVersion) this.abort();
+      else if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(err.reasonCode, err.message);
       else this.disconnect(err.reasonCode, true, err.message);
       return;
     }

@@ -23,7 +23,11 @@ function checkCapabilities(ch: Channel, packet: PublishPacket): void {
 /** Resolves a topic alias [MQTT-3.3.2-12..-14]. Returns the topic to route on. */
 function resolveTopicAlias(ch: Channel, packet: PublishPacket): string {
   const alias = ch.version === 5 ? packet.properties?.topicAlias : undefined;
-  if (alias === undefined) return packet.topic;
+  if (alias === undefined) {
+    // An empty topic needs an alias: a Protocol Error, not an invalid name [MQTT-3.3.2-1] (v5 §3.3.2.3.4).
+    if (packet.topic.length === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'empty topic without a topic alias');
+    return packet.topic;
+  }
   if (alias === 0 || alias > ch.broker.config.topicAliasMax) throw new ProtocolViolation(ReasonCode.TopicAliasInvalid, `topic alias ${alias} out of range`);
   if (packet.topic.length > 0) {
     ch.inAliases.set(alias, packet.topic);
@@ -35,7 +39,10 @@ function resolveTopicAlias(ch: Channel, packet: PublishPacket): string {
 }
 
 function checkTopic(ch: Channel, topic: string, frame: Buffer): void {
-  if (!isValidTopicName(topic) || !decodedStringIsFaithful(topic, frame)) throw new ProtocolViolation(ReasonCode.TopicNameInvalid, 'invalid topic name');
+  // Ill-formed UTF-8 or U+0000 makes the packet malformed (0x81) [MQTT-1.5.4-1] [MQTT-1.5.4-2];
+  // checked first, or isValidTopicName's NUL check would answer 0x90 (well-formed but refused).
+  if (!decodedStringIsFaithful(topic, frame)) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'topic name is not valid UTF-8');
+  if (!isValidTopicName(topic)) throw new ProtocolViolation(ReasonCode.TopicNameInvalid, 'invalid topic name');
   let levels = 1;
   for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) levels++;
   if (levels > ch.broker.config.maxTopicLevels) throw new ProtocolViolation(ReasonCode.TopicNameInvalid, `topic has more than ${ch.broker.config.maxTopicLevels} levels`);

@@ -19,6 +19,8 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
   const v5 = ch.version === 5;
   const subscriptionId = v5 ? (packet.properties?.subscriptionIdentifier ?? 0) : 0;
   if (v5 && packet.properties?.subscriptionIdentifier === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'subscription identifier 0');
+  // The codec accepts a SUBSCRIBE with a packet id and no filters; the spec does not [MQTT-3.8.3-3].
+  if (packet.subscriptions.length === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'SUBSCRIBE without a topic filter');
   const granted: number[] = [];
   const retainedToSend: Array<{ sub: StoredSubscription }> = [];
   for (const req of packet.subscriptions) {
@@ -33,7 +35,11 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
     // No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
     if (shared !== null && req.nl === true) throw new ProtocolViolation(ReasonCode.ProtocolError, 'no local on a shared subscription');
     // SECURITY: authorization of every filter at subscribe time (and again at delivery).
-    if (!broker.authorizer.canSubscribe(ch.client!, filter)) {
+    // A shared subscription is authorized on the filter it matches with, not on the
+    // `$share/{group}/` prefix: that prefix starts with `$`, so asking with the whole
+    // string refused every shared subscription although CONNACK announces them
+    // [MQTT-4.8.2]. `$share/g/$SYS/#` still reaches the authorizer as `$SYS/#`.
+    if (!broker.authorizer.canSubscribe(ch.client!, shared !== null ? shared.filter : filter)) {
       broker.logger.info({ clientId: ch.clientId, filter }, 'subscribe denied');
       granted.push(v5 ? ReasonCode.NotAuthorized : V3_FAILURE);
       continue;
@@ -68,6 +74,8 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
 
 export function handleUnsubscribe(ch: Channel, packet: UnsubscribePacket, frame: Buffer): void {
   const session = ch.session!;
+  // An UNSUBSCRIBE without filters is a protocol violation [MQTT-3.10.3-2].
+  if (packet.unsubscriptions.length === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'UNSUBSCRIBE without a topic filter');
   const codes: number[] = [];
   for (const filter of packet.unsubscriptions) {
     if (!decodedStringIsFaithful(filter, frame)) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'topic filter is not valid UTF-8');
