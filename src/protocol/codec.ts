@@ -7,7 +7,7 @@ import mqttPacket from 'mqtt-packet';
 import { ProtocolViolation } from '../core/errors.js';
 import { ReasonCode } from './reason-codes.js';
 import type { Packet, ProtocolVersion } from './packets.js';
-import { decodePublishFast, encodePublishFast } from './publish-codec.js';
+import { decodeAckFast, decodePublishFast, encodeAckFast, encodePublishFast } from './publish-codec.js';
 
 export class PacketDecoder {
   private readonly parser: mqttPacket.Parser;
@@ -29,9 +29,13 @@ export class PacketDecoder {
 
   /** Decodes exactly one frame. */
   decode(frame: Buffer): Packet {
-    if (frame[0]! >> 4 === 3) {
+    const type = frame[0]! >> 4;
+    if (type === 3) {
       const fast = decodePublishFast(frame, this.version);
       if (fast !== null) return fast;
+    } else if (type >= 4 && type <= 7) {
+      const ack = decodeAckFast(frame);
+      if (ack !== null) return ack;
     }
     this.result = null;
     this.error = null;
@@ -56,7 +60,19 @@ const encodeOptions: Record<ProtocolVersion, { protocolVersion: number }> = {
 };
 
 export function encodePacket(packet: Packet, version: ProtocolVersion): Buffer {
-  if (packet.cmd === 'publish' && packet.properties === undefined) return encodePublishFast(packet, version);
+  switch (packet.cmd) {
+    case 'publish':
+      if (packet.properties === undefined) return encodePublishFast(packet, version);
+      break;
+    case 'puback':
+    case 'pubrec':
+    case 'pubrel':
+    case 'pubcomp':
+      if (packet.properties === undefined && (packet.reasonCode === undefined || packet.reasonCode === 0)) return encodeAckFast(packet.cmd, packet.messageId ?? 0);
+      break;
+    default:
+      break;
+  }
   return mqttPacket.generate(packet, encodeOptions[version]);
 }
 

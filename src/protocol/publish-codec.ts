@@ -79,3 +79,33 @@ export function encodePublishFast(packet: PublishPacket, version: ProtocolVersio
   payload.copy(buf, pos);
   return buf;
 }
+
+type AckCmd = 'puback' | 'pubrec' | 'pubrel' | 'pubcomp';
+const ACK_TYPES: Record<AckCmd, number> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
+const ACK_BY_TYPE: Array<AckCmd | undefined> = [];
+ACK_BY_TYPE[4] = 'puback';
+ACK_BY_TYPE[5] = 'pubrec';
+ACK_BY_TYPE[6] = 'pubrel';
+ACK_BY_TYPE[7] = 'pubcomp';
+
+/** The short form of an acknowledgement (success, no properties): 4 bytes, same in v3.1.1 and v5. */
+export function encodeAckFast(cmd: AckCmd, messageId: number): Buffer {
+  const buf = Buffer.allocUnsafe(4);
+  buf[0] = ACK_TYPES[cmd];
+  buf[1] = 2;
+  buf.writeUInt16BE(messageId, 2);
+  return buf;
+}
+
+/**
+ * Decodes a 4-byte acknowledgement frame, or returns null for any other frame (the
+ * generic decoder handles reason codes and properties). PUBREL's fixed flags are checked
+ * [MQTT-3.6.1-1].
+ */
+export function decodeAckFast(frame: Buffer): { cmd: AckCmd; messageId: number; length: number } | null {
+  if (frame.length !== 4 || frame[1] !== 2) return null;
+  const b0 = frame[0]!;
+  const cmd = ACK_BY_TYPE[b0 >> 4];
+  if (cmd === undefined || b0 !== ACK_TYPES[cmd]) return null;
+  return { cmd, messageId: frame.readUInt16BE(2), length: 2 };
+}

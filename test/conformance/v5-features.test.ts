@@ -158,6 +158,16 @@ describe('MQTT 5 features', () => {
     await h.assertAlive(5);
   });
 
+  it('receive maximum is not imposed on MQTT 3.1.1 clients, which were never told a limit', async (t) => {
+    const h = await harness(t, { mqtt: { maxInflight: 3 } });
+    const c = await h.connect(4);
+    for (let id = 1; id <= 6; id++) {
+      c.send({ cmd: 'publish', topic: 'rmx/t', payload: 'x', qos: 2, messageId: id, retain: false, dup: false });
+      assert.equal((await c.expect('pubrec')).messageId, id);
+    }
+    await c.expectNothingBeforePing();
+  });
+
   it("maximum packet size: a message larger than the client's Maximum Packet Size is not sent to it", async (t) => {
     const h = await harness(t);
     const small = await h.connect(5, h.id(), { properties: { maximumPacketSize: 100 } });

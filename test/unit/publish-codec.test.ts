@@ -54,3 +54,19 @@ test('malformed PUBLISH frames are refused', () => {
   bad([0x32, 0x05, 0x00, 0x01, 0x61, 0x00, 0x00]); // packet id 0
   bad([0x30, 0x03, 0x00, 0x01, 0x61], 5); // v5 without property length
 });
+
+test('short acknowledgements equal mqtt-packet and decode back; other forms are left alone', async () => {
+  const { decodeAckFast, encodeAckFast } = await import('../../src/protocol/publish-codec.js');
+  for (const cmd of ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const) {
+    for (const version of [4, 5]) {
+      // v5: the short form is what mqtt-packet writes for an explicit Success (and what
+      // Mosquitto sends; paho 1.6 fails on the long form).
+      const theirs = mqttPacket.generate({ cmd, messageId: 513, ...(version === 5 ? { reasonCode: 0 } : {}) }, { protocolVersion: version });
+      assert.ok(encodeAckFast(cmd, 513).equals(theirs), `${cmd} v${version}`);
+    }
+    assert.deepEqual(decodeAckFast(encodeAckFast(cmd, 513)), { cmd, messageId: 513, length: 2 });
+  }
+  assert.equal(decodeAckFast(Buffer.from([0x60, 0x02, 0x00, 0x01])), null, 'PUBREL with wrong flags goes to the strict decoder');
+  const withReason = mqttPacket.generate({ cmd: 'puback', messageId: 1, reasonCode: 0x10 }, { protocolVersion: 5 });
+  assert.equal(decodeAckFast(withReason), null);
+});

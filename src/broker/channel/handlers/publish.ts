@@ -48,9 +48,12 @@ function checkTopic(ch: Channel, topic: string, frame: Buffer): void {
   if (levels > ch.broker.config.maxTopicLevels) throw new ProtocolViolation(ReasonCode.TopicNameInvalid, `topic has more than ${ch.broker.config.maxTopicLevels} levels`);
 }
 
-/** Our Receive Maximum bounds unacknowledged QoS 1/2 from the client [MQTT-3.3.4-9]. */
+/**
+ * Our Receive Maximum bounds unacknowledged QoS 1/2 from a v5 client [MQTT-3.3.4-9]. A
+ * v3.1.1 client was never told a limit, so it is bounded only by the packet id space.
+ */
 function checkReceiveMaximum(ch: Channel, packet: PublishPacket): void {
-  if (packet.qos === 0) return;
+  if (packet.qos === 0 || ch.version !== 5) return;
   const outstanding = ch.pendingAcks + (ch.session?.incomingQos2.size ?? 0);
   if (outstanding >= ch.broker.config.maxInflight) throw new ProtocolViolation(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded');
 }
