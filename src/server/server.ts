@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Broker } from '../broker/broker.js';
-import type { RetainStore, SessionStore } from '../broker/ports.js';
+import type { EnhancedAuthMethod, RetainStore, SessionStore } from '../broker/ports.js';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
@@ -19,6 +19,8 @@ export interface ServerOptions {
   /** Relative paths in the config resolve against this directory. */
   baseDir: string;
   logger?: Logger;
+  /** MQTT 5 enhanced authentication methods to offer (AUTH packet exchange). */
+  enhancedAuth?: EnhancedAuthMethod[];
 }
 
 export interface BastionServer {
@@ -40,6 +42,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     store,
     authenticator: new ListenerAuthenticator(),
     authorizer: new DefaultAuthorizer(),
+    enhancedAuth: opts.enhancedAuth ?? [],
     logger,
   });
   const recovered = broker.recover();

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/server/load-config.js';
 import { startServer, type BastionServer } from '../../src/server/server.js';
 import { makeTestPki, type TestPki } from './pki.js';
+import type { EnhancedAuthMethod } from '../../src/broker/ports.js';
 
 export interface TestBroker {
   server: BastionServer;
@@ -25,6 +26,9 @@ export interface TestBrokerOptions {
   dataDir?: string;
   /** Allow anonymous clients on the TLS listener (certificates become optional). */
   tlsClientCerts?: 'required' | 'optional' | 'none';
+  /** Allow anonymous clients on the plaintext listener (default true). */
+  plainAnonymous?: boolean;
+  enhancedAuth?: EnhancedAuthMethod[];
 }
 
 export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
@@ -35,7 +39,7 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
     {
       dataDir,
       listeners: [
-        { name: 'plain', protocol: 'mqtt', host: '127.0.0.1', port: 0, insecure: true, allowAnonymous: true },
+        { name: 'plain', protocol: 'mqtt', host: '127.0.0.1', port: 0, insecure: true, allowAnonymous: opts.plainAnonymous ?? true },
         {
           name: 'mqtts',
           protocol: 'mqtts',
@@ -50,7 +54,7 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
     },
     dir,
   );
-  const server = await startServer({ config, baseDir });
+  const server = await startServer({ config, baseDir, enhancedAuth: opts.enhancedAuth ?? [] });
   return {
     server,
     plainPort: server.listeners[0]!.port,
