@@ -5,7 +5,7 @@
  */
 export { createRootCa, loadCa, DEFAULT_CA_DAYS } from './ca.js';
 export type { CaMaterial, CertificateWithKey, CreateRootCaOptions, LoadedCa } from './ca.js';
-export { issueCertificate, DEFAULT_LEAF_DAYS } from './issue.js';
+export { issueCertificate, issueLocalServerCertificate, DEFAULT_LEAF_DAYS, LOCAL_SERVER_SANS } from './issue.js';
 export type { CertificateProfile, IssueCertificateOptions, IssuedCertificate } from './issue.js';
 export {
   KEY_ALGORITHMS,

@@ -116,3 +116,15 @@ export async function issueCertificate(options: IssueCertificateOptions): Promis
   const certPem = certificateToPem(cert);
   return { certPem, keyPem: await exportPrivateKeyPem(keys.privateKey), serialNumber, fingerprint256: fingerprint256(certPem) };
 }
+
+/** The names a broker on this machine answers to: `localhost`, 127.0.0.1 and ::1. */
+export const LOCAL_SERVER_SANS: readonly SubjectAltName[] = [
+  { type: 'dns', value: 'localhost' },
+  { type: 'ip', value: '127.0.0.1' },
+  { type: 'ip', value: '::1' },
+];
+
+/** A server certificate for a broker reached on this machine (development, tests, bench). */
+export function issueLocalServerCertificate(ca: CaMaterial): Promise<IssuedCertificate> {
+  return issueCertificate({ ca, profile: 'server', commonName: 'localhost', sans: [...LOCAL_SERVER_SANS] });
+}

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
-import { createRootCa, issueCertificate } from '../pki/index.js';
+import { createRootCa, issueCertificate, issueLocalServerCertificate } from '../pki/index.js';
 
 export interface DevPkiPaths {
   /** Absolute path of `<dataDir>/pki`. */
@@ -118,16 +118,7 @@ function pathsIn(dir: string): Record<FileRole, string> {
 /** Generates the development CA, server and demo device certificates in memory. */
 async function generate(): Promise<Record<FileRole, string>> {
   const ca = await createRootCa({ commonName: DEV_CA_COMMON_NAME });
-  const server = await issueCertificate({
-    ca,
-    profile: 'server',
-    commonName: 'localhost',
-    sans: [
-      { type: 'dns', value: 'localhost' },
-      { type: 'ip', value: '127.0.0.1' },
-      { type: 'ip', value: '::1' },
-    ],
-  });
+  const server = await issueLocalServerCertificate(ca);
   const device = await issueCertificate({ ca, profile: 'client', commonName: DEV_DEVICE_COMMON_NAME });
   return {
     caCert: ca.certPem,

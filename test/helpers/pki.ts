@@ -7,7 +7,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createRootCa, issueCertificate, type CaMaterial, type IssueCertificateOptions, type IssuedCertificate } from '../../src/pki/index.js';
+import { createRootCa, issueCertificate, issueLocalServerCertificate, type CaMaterial, type IssueCertificateOptions, type IssuedCertificate } from '../../src/pki/index.js';
 
 /** Paths of one client certificate and its private key. */
 export interface TestClientFiles {
@@ -49,16 +49,7 @@ function assertClientName(name: string): void {
 function sharedMaterial(): Promise<SharedMaterial> {
   shared ??= (async () => {
     const ca = await createRootCa({ commonName: 'Bastion Test CA' });
-    const server = await issueCertificate({
-      ca,
-      profile: 'server',
-      commonName: 'localhost',
-      sans: [
-        { type: 'dns', value: 'localhost' },
-        { type: 'ip', value: '127.0.0.1' },
-        { type: 'ip', value: '::1' },
-      ],
-    });
+    const server = await issueLocalServerCertificate(ca);
     return { ca, server };
   })();
   // A failed generation is not cached: the next call tries again.

@@ -1,19 +1,12 @@
 /**
  * An outbound message owned by a session, from queued to acknowledged.
  */
-import type { OutboundState } from '../ports.js';
+import type { StoredOutbound } from '../ports.js';
 import type { Message } from '../message.js';
 import type { QoS } from '../../protocol/packets.js';
 
-export interface Outbound {
-  seq: number;
-  message: Message;
-  qos: QoS;
-  retainFlag: boolean;
-  subscriptionIds: number[];
-  state: OutboundState;
-  packetId: number;
-}
+/** An outbound message owned by a session: the stored form without the owner's id. */
+export type Outbound = Omit<StoredOutbound, 'clientId'>;
 
 /** Where a session sends: implemented by the channel of the attached connection. */
 export interface DeliveryTarget {
