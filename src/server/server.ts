@@ -36,7 +36,16 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const logger = opts.logger ?? silentLogger;
   const dataDir = resolve(opts.baseDir, config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const store = config.persistence.enabled ? new SqliteStore({ path: join(dataDir, 'bastion.db'), synchronous: config.persistence.synchronous }) : null;
+  // A failed background write keeps its batch and withholds the acknowledgements that
+  // wait on it (nothing is confirmed that is not stored); it is logged, and retried on the
+  // next write.
+  const store = config.persistence.enabled
+    ? new SqliteStore({
+        path: join(dataDir, 'bastion.db'),
+        synchronous: config.persistence.synchronous,
+        onError: (err) => logger.error({ code: err.code, err: err.message }, 'store write failed; acknowledgements are held until it succeeds'),
+      })
+    : null;
   const broker = new Broker({
     mqtt: config.mqtt,
     store,
