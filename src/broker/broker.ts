@@ -293,13 +293,16 @@ export class Broker {
     });
     const outcome: PublishOutcome = { matched: 0, congested: null };
     if (single === null) return outcome;
-    const cache = new SlotPublishCache();
-    if (many === null) this.deliverTo(single, message, cache, outcome);
-    else for (const m of (many as Map<Session, MergedMatch>).values()) this.deliverTo(m, message, cache, outcome);
+    // One subscriber needs no shared encodings; several share one encode per variant.
+    if (many === null) this.deliverTo(single, message, null, outcome);
+    else {
+      const cache = new SlotPublishCache();
+      for (const m of (many as Map<Session, MergedMatch>).values()) this.deliverTo(m, message, cache, outcome);
+    }
     return outcome;
   }
 
-  private deliverTo(m: MergedMatch, message: Message, cache: SlotPublishCache, outcome: PublishOutcome): void {
+  private deliverTo(m: MergedMatch, message: Message, cache: SlotPublishCache | null, outcome: PublishOutcome): void {
     const session = m.session;
     const client = this.clients.get(session);
     // SECURITY: authorization again at delivery; a revoked right stops delivery at once.
