@@ -17,13 +17,17 @@ import { parseArgs } from 'node:util';
 import { BrokerProcess, bastionAvailable, mosquittoAvailable, type BrokerKind } from './brokers.js';
 import type { BenchPki } from './certs.js';
 import { withTimeout } from './fleet.js';
-import { round, SCENARIOS, type Details, type Scenario, type Transport } from './scenarios.js';
+import { round, SCENARIOS, waitForQuietMachine, type Details, type Scenario, type Transport } from './scenarios.js';
 
 const DEFAULT_JSON = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 /** Setup and teardown allowance per run, on top of warm-up + duration. */
 const RUN_SLACK_MS = 90_000;
 /** Nothing about this bench may take longer than this. */
 const WATCHDOG_MS = 15 * 60_000;
+/** Before each run, wait (≤ QUIET_MAX_MS, ≤ QUIET_BUDGET_MS in all) while other work uses more than this much of a core. */
+const QUIET_THRESHOLD_PCT = 40;
+const QUIET_MAX_MS = 5_000;
+const QUIET_BUDGET_MS = 40_000;
 
 export interface BenchOptions {
   scenarios: Scenario[];
@@ -340,6 +344,7 @@ async function main(): Promise<void> {
   let i = 0;
   /** A broker that failed to start once is not tried again (its CLI is not ready). */
   const broken = new Map<BrokerKind, string>();
+  let quietBudget = QUIET_BUDGET_MS;
   try {
     for (const s of opts.scenarios) {
       for (const t of transports) {
@@ -354,7 +359,10 @@ async function main(): Promise<void> {
               continue;
             }
             process.stderr.write(`[${i}/${total}] ${s.id} ${t} ${b}${opts.repeat > 1 ? ` #${rep}` : ''} … `);
+            const quiet = await waitForQuietMachine(QUIET_THRESHOLD_PCT, Math.min(QUIET_MAX_MS, quietBudget));
+            quietBudget = Math.max(0, quietBudget - quiet.waitedMs);
             const r = await runOne(s, t, b, rep, pki, opts);
+            r.details = { ...r.details, machineLoadBeforePct: quiet.loadPct, waitedForQuietMs: quiet.waitedMs };
             process.stderr.write(`${describe(r, s)} (${r.wallSeconds} s)\n`);
             if (!r.ok && r.error?.startsWith('broker did not start') === true) broken.set(b, `not run: ${r.error}`);
             runs.push(r);

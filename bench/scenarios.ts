@@ -78,6 +78,27 @@ function hostCpu(): HostCpu | null {
   }
 }
 
+/** Busy CPU of the whole machine over `ms`, in % of one core (200 = both cores of two). */
+async function machineLoad(ms: number): Promise<number | null> {
+  const a = hostCpu();
+  await sleep(ms);
+  const b = hostCpu();
+  if (a === null || b === null || b.total <= a.total) return null;
+  return (100 * CPUS * (b.busy - a.busy)) / (b.total - a.total);
+}
+
+/**
+ * Before a run (no broker, no generator yet): waits while other work keeps more than
+ * `thresholdPct` of a core busy, sampling every 500 ms, for at most `maxMs`. Returns the
+ * last load seen and how long it waited, so a report can show which runs shared the machine.
+ */
+export async function waitForQuietMachine(thresholdPct: number, maxMs: number): Promise<{ loadPct: number | null; waitedMs: number }> {
+  const start = performance.now();
+  let load = await machineLoad(500);
+  while (load !== null && load > thresholdPct && performance.now() - start + 500 <= maxMs) load = await machineLoad(500);
+  return { loadPct: round(load, 0), waitedMs: Math.round(performance.now() - start) };
+}
+
 function snapshot(fleet: Fleet, broker: BrokerProcess): Snapshot {
   const u = process.cpuUsage();
   return { t: performance.now(), c: Array.from(fleet.c), brokerCpuMs: broker.cpuMs(), genCpuUs: u.user + u.system, host: hostCpu() };
@@ -89,6 +110,8 @@ class Window {
   constructor(
     readonly a: Snapshot,
     readonly b: Snapshot,
+    /** Longest time the scenario's progress counter stood still, ms (sampled every 100 ms). */
+    readonly longestStallMs: number,
   ) {
     this.seconds = (b.t - a.t) / 1000;
   }
@@ -129,6 +152,7 @@ class Window {
   cpuDetails(): Details {
     return {
       seconds: round(this.seconds, 2),
+      longestStallMs: round(this.longestStallMs),
       brokerCpuPct: round(this.brokerCpuPct(), 1),
       generatorCpuPct: round(this.genCpuPct(), 1),
       otherCpuPct: round(this.otherCpuPct(), 1),
@@ -164,15 +188,40 @@ async function ready(ctx: ScenarioContext, fleet: Fleet, members: Member[], what
 }
 
 /** Warm-up, then one measured window; the fleet is stopped whatever happens. */
-async function measure(ctx: ScenarioContext, fleet: Fleet, start: Member[], onMeasure?: (on: boolean) => void): Promise<Window> {
+const PROGRESS_SAMPLE_MS = 100;
+/** A run whose counter stood still this long (share of the window) measured a stalled broker, not a rate. */
+const MAX_STALL_SHARE = 0.5;
+
+/**
+ * Warm-up, then one measured window, watching `progress` every 100 ms: the longest time
+ * it stood still is reported, and a broker that stalls for half the window fails the run.
+ */
+async function measure(ctx: ScenarioContext, fleet: Fleet, start: Member[], progress: number, onMeasure?: (on: boolean) => void): Promise<Window> {
   fleet.start(start);
   await hold(ctx, fleet, ctx.warmupMs);
   onMeasure?.(true);
   const a = snapshot(fleet, ctx.broker);
-  await hold(ctx, fleet, ctx.durationMs);
+  let last = fleet.c[progress] ?? 0;
+  let lastChange = a.t;
+  let longestStall = 0;
+  for (;;) {
+    const left = a.t + ctx.durationMs - performance.now();
+    if (left <= 0) break;
+    await hold(ctx, fleet, Math.min(PROGRESS_SAMPLE_MS, left));
+    const now = performance.now();
+    const value = fleet.c[progress] ?? 0;
+    if (value !== last) {
+      last = value;
+      lastChange = now;
+    }
+    longestStall = Math.max(longestStall, now - lastChange);
+  }
   const b = snapshot(fleet, ctx.broker);
   onMeasure?.(false);
-  return new Window(a, b);
+  if (longestStall > ctx.durationMs * MAX_STALL_SHARE) {
+    throw new Error(`no progress for ${Math.round(longestStall)} ms of the ${ctx.durationMs} ms window: the broker stalled (${ctx.broker.alive ? 'still running' : 'exited'})`);
+  }
+  return new Window(a, b, longestStall);
 }
 
 const SETTLE_MAX_MS = 2000;
@@ -271,7 +320,7 @@ async function pubSub(ctx: ScenarioContext, shape: PubSubShape): Promise<Measure
     }
     await ready(ctx, fleet, pubMembers, 'publishers connecting');
 
-    const w = await measure(ctx, fleet, pubMembers);
+    const w = await measure(ctx, fleet, pubMembers, Counter.Received);
     const expected = (): number => (fleet.c[Counter.Sent] ?? 0) * shape.subscribers;
     const done = await fleet.stop(() => settle(fleet, expected));
     const errors = [...new Set(done.flatMap((d) => d.errors))];
@@ -322,7 +371,7 @@ async function latency(ctx: ScenarioContext): Promise<Measured> {
       rate,
     });
     await ready(ctx, fleet, [pub], 'latency publisher connecting');
-    const w = await measure(ctx, fleet, [pub], (on) => Atomics.store(fleet.c, Counter.Measuring, on ? 1 : 0));
+    const w = await measure(ctx, fleet, [pub], Counter.Received, (on) => Atomics.store(fleet.c, Counter.Measuring, on ? 1 : 0));
     const done = await fleet.stop();
     const lat = done.find((d) => d.latency !== null)?.latency ?? null;
     if (lat === null || lat.count === 0) throw new Error('no latency samples received');
@@ -354,7 +403,7 @@ async function connectRate(ctx: ScenarioContext): Promise<Measured> {
       fleet.spawn({ kind: 'connector', target: ctx.target, version: ctx.version, ...tpl, concurrency: ctx.transport === 'tls' ? 6 : 4, maxConnects: 25_000 }),
     );
     await ready(ctx, fleet, members, 'connectors starting');
-    const w = await measure(ctx, fleet, members);
+    const w = await measure(ctx, fleet, members, Counter.Connects);
     const done = await fleet.stop();
     const errors = [...new Set(done.flatMap((d) => d.errors))];
     const brokerUs = w.brokerUsPer(Counter.Connects);

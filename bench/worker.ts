@@ -147,7 +147,14 @@ class Client implements FrameVisitor {
     private readonly coalesce: boolean,
   ) {
     this.scanner = new FrameScanner(this);
-    if (!rawReads) socket.on('data', (chunk: Buffer) => this.scanner.push(chunk));
+    if (!rawReads) {
+      // TLS: one push per record (Mosquitto writes one record per message); in paused mode
+      // Node emits 'readable' once per turn and read() returns every buffered record as one
+      // chunk, so the scanner and the ack flush run once per batch, not once per record.
+      socket.on('readable', () => {
+        for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) this.scanner.push(chunk);
+      });
+    }
     socket.on('error', (e: Error) => {
       if (!stopped()) note(`socket error: ${e.message}`);
     });
