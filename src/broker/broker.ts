@@ -43,11 +43,16 @@ export interface BrokerOptions {
   nodeId?: string;
 }
 
+/** Something a publisher can wait on until it has caught up. */
+export interface Congestion {
+  onDrain(cb: () => void): void;
+}
+
 export interface PublishOutcome {
   /** Number of sessions the message was delivered or queued to. */
   matched: number;
-  /** A subscriber connection that is behind; the publisher should wait for it. */
-  congested: ChannelHandle | null;
+  /** A subscriber (its socket or its queue) that is behind; the publisher should wait. */
+  congested: Congestion | null;
 }
 
 export interface BrokerCounters extends SessionCounters {
@@ -319,7 +324,12 @@ export class Broker {
     outcome.matched++;
     if (outcome.congested === null) {
       const owner = this.owners.get(session);
-      if (owner !== undefined && owner.congested) outcome.congested = owner;
+      if (owner !== undefined) {
+        // Stop reading from publishers while a connected subscriber falls behind, in its
+        // socket or in its queue, rather than filling the queue until it drops.
+        if (owner.congested) outcome.congested = owner;
+        else if (session.queueCongested) outcome.congested = session;
+      }
     }
   }
 

@@ -28,9 +28,10 @@ export class FrameReader {
   /**
    * Feeds a chunk; calls `sink` for each complete frame, in order. Frames are views into
    * the chunk when possible (no copy). Throws ProtocolViolation on a malformed remaining
-   * length or an oversized packet.
+   * length or an oversized packet. When `stop` turns true after a frame, the rest is kept
+   * for the next push (an empty chunk resumes it): backpressure that takes effect at once.
    */
-  push(chunk: Buffer, sink: FrameSink): void {
+  push(chunk: Buffer, sink: FrameSink, stop?: () => boolean): void {
     let buf = chunk;
     if (this.pendingBytes > 0) {
       this.pending.push(chunk);
@@ -54,6 +55,13 @@ export class FrameReader {
       }
       sink(buf.subarray(offset, offset + frameLen));
       offset += frameLen;
+      if (stop !== undefined && offset < len && stop()) {
+        const rest = buf.subarray(offset);
+        this.pending.push(rest);
+        this.pendingBytes = rest.length;
+        this.needed = -1;
+        return;
+      }
     }
   }
 

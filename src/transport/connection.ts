@@ -12,6 +12,7 @@ import { PacketDecoder } from '../protocol/codec.js';
 import { FrameReader } from '../protocol/framing.js';
 import { scheduleFlush, type Flushable } from './write-scheduler.js';
 
+const EMPTY = Buffer.alloc(0);
 /** Write buffer size above which a connection counts as congested. */
 const HIGH_WATER_MARK = 512 * 1024;
 /** How long a closing socket may linger waiting for the peer before it is destroyed. */
@@ -35,6 +36,7 @@ export class Connection implements ConnectionPort, Flushable {
   private closing = false;
   private drainWaiters: Array<() => void> | null = null;
   private paused = 0;
+  private readonly isPaused = (): boolean => this.paused > 0;
   private readonly onFrame = (frame: Buffer): void => {
     if (this.closing) return;
     this.channel.handlePacket(this.decoder.decode(frame), frame);
@@ -73,7 +75,7 @@ export class Connection implements ConnectionPort, Flushable {
   private onData(chunk: Buffer): void {
     if (this.closing) return;
     try {
-      this.framer.push(chunk, this.onFrame);
+      this.framer.push(chunk, this.onFrame, this.isPaused);
     } catch (err) {
       this.channel.fail(err);
     }
@@ -114,7 +116,11 @@ export class Connection implements ConnectionPort, Flushable {
   }
 
   resumeReading(): void {
-    if (this.paused > 0 && --this.paused === 0 && !this.closing) this.socket.resume();
+    if (this.paused > 0 && --this.paused === 0 && !this.closing) {
+      // Frames left in the framer when reading paused are handled before new bytes.
+      if (this.framer.bufferedBytes > 0) setImmediate(() => this.onData(EMPTY));
+      this.socket.resume();
+    }
   }
 
   onDrain(cb: () => void): void {

@@ -40,3 +40,18 @@ test('a remaining length longer than four bytes is malformed', () => {
     (e: unknown) => e instanceof ProtocolViolation && e.reasonCode === ReasonCode.MalformedPacket,
   );
 });
+
+test('a stop request between frames keeps the rest for later, in order', () => {
+  const reader = new FrameReader(1024);
+  const ping = Buffer.from([0xc0, 0x00]);
+  const stream = Buffer.concat([ping, ping, ping]);
+  const out: Buffer[] = [];
+  let stopped = true;
+  reader.push(stream, (f) => out.push(Buffer.from(f)), () => stopped);
+  assert.equal(out.length, 1);
+  assert.equal(reader.bufferedBytes, 4);
+  stopped = false;
+  reader.push(Buffer.alloc(0), (f) => out.push(Buffer.from(f)), () => stopped);
+  assert.equal(out.length, 3);
+  assert.equal(reader.bufferedBytes, 0);
+});

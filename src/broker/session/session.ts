@@ -55,6 +55,8 @@ export class Session {
   disconnectedAt = 0;
   expiryTimer: TimerHandle | null = null;
   pendingWill: PendingWill | null = null;
+  /** Publishers waiting for the queue to fall below the low-water mark. */
+  private queueWaiters: Array<() => void> | null = null;
 
   constructor(
     clientId: string,
@@ -82,6 +84,23 @@ export class Session {
 
   get queuedCount(): number {
     return this.queue.length;
+  }
+
+  /** True while the queue of a connected session is over half its bound. */
+  get queueCongested(): boolean {
+    return this.queue.length > this.ctx.maxQueued / 2;
+  }
+
+  /** Calls `cb` once when the queue falls to a quarter of its bound, or the session goes offline. */
+  onDrain(cb: () => void): void {
+    (this.queueWaiters ??= []).push(cb);
+  }
+
+  private releaseQueueWaiters(): void {
+    const waiters = this.queueWaiters;
+    if (waiters === null) return;
+    this.queueWaiters = null;
+    for (const cb of waiters) cb();
   }
 
   private get store(): SessionStore | null {
@@ -117,6 +136,8 @@ export class Session {
   detach(now: number): void {
     this.target = null;
     this.disconnectedAt = now;
+    // An offline session queues up to its bound without holding publishers back.
+    this.releaseQueueWaiters();
   }
 
   /** Delivers one message to this session; QoS 0 to an offline session is not queued. */
@@ -187,6 +208,7 @@ export class Session {
       }
       this.store?.updateOutbound(this.clientId, o.seq, 'publish-sent', o.packetId);
     }
+    if (this.queueWaiters !== null && this.queue.length <= this.ctx.maxQueued / 4) this.releaseQueueWaiters();
   }
 
   /** Restores an outbound message from the store after a restart. */
@@ -219,6 +241,7 @@ export class Session {
     this.inflight.clear();
     this.queue.clear();
     this.incomingQos2.clear();
+    this.releaseQueueWaiters();
   }
 
   private send(target: DeliveryTarget, o: Outbound, cache: PublishCache | null): boolean {
