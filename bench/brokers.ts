@@ -157,7 +157,9 @@ export class BrokerProcess {
     if (o.kind === 'bastion') {
       const file = join(dir, 'bastion.yaml');
       await writeFile(file, stringify(bastionConfig(dir, tcpPort, tlsPort, o)), { mode: 0o600 });
-      child = spawn(process.execPath, [BASTION_MAIN, 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      // BENCH_BASTION_NODE_ARGS lets an experiment pass V8/Node flags to the broker alone.
+      const nodeArgs = (process.env.BENCH_BASTION_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0);
+      child = spawn(process.execPath, [...nodeArgs, BASTION_MAIN, 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     } else {
       const file = join(dir, 'mosquitto.conf');
       await writeFile(file, mosquittoConfig(tcpPort, tlsPort, o), { mode: 0o600 });

@@ -57,6 +57,9 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
       requestCert: t.clientCerts !== 'none',
       rejectUnauthorized: t.clientCerts === 'required',
       handshakeTimeout: Math.ceil(broker.config.connectTimeout * 1000),
+      // Nagle off on the TCP socket under TLS: setNoDelay() on a TLSSocket does not reach
+      // it, and small MQTT writes would wait for the peer's ACK.
+      noDelay: true,
     };
     if (t.ca !== undefined) options.ca = readFileSync(resolvePath(t.ca));
     const tlsServer = tls.createServer(options, accept);
@@ -65,7 +68,7 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
     });
     server = tlsServer;
   } else {
-    server = net.createServer(accept);
+    server = net.createServer({ noDelay: true }, accept);
   }
   server.on('error', (err) => logger.error({ listener: config.name, err: err.message }, 'listener error'));
 
