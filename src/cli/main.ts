@@ -6,8 +6,6 @@
 import { Command } from 'commander';
 import { BastionError } from '../core/errors.js';
 import { registerServeCommand } from './serve.js';
-import { registerPubCommand } from './pub.js';
-import { registerSubCommand } from './sub.js';
 
 function fail(err: unknown): never {
   const message = err instanceof BastionError ? err.message : err instanceof Error ? ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? `address already in use: ${err.message.replace(/^listen EADDRINUSE: address already in use /, '')}` : err.message) : String(err);
@@ -21,8 +19,17 @@ program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);
 });
 registerServeCommand(program);
-registerPubCommand(program);
-registerSubCommand(program);
+
+async function main(): Promise<void> {
+  // The broker process does not load the client commands (and MQTT.js with them): that
+  // keeps its memory and start-up to what serving needs.
+  if (process.argv[2] !== 'serve') {
+    const [{ registerPubCommand }, { registerSubCommand }] = await Promise.all([import('./pub.js'), import('./sub.js')]);
+    registerPubCommand(program);
+    registerSubCommand(program);
+  }
+  await program.parseAsync(process.argv);
+}
 
 process.on('uncaughtException', fail);
-program.parseAsync(process.argv).catch(fail);
+main().catch(fail);

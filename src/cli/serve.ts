@@ -7,7 +7,6 @@ import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { ensureDevPki } from '../server/dev-pki.js';
 import { loadConfigFile } from '../server/load-config.js';
 import { startServer } from '../server/server.js';
 import { connectHints, zeroConfig } from '../server/zero-config.js';
@@ -43,6 +42,8 @@ async function serve(opts: ServeOptions): Promise<void> {
     const dataDir = resolve(cwd, opts.dataDir ?? 'bastion-data');
     const port = opts.port !== undefined ? Number(opts.port) : 8883;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BastionError('ERR_USAGE', `invalid --port ${opts.port}`);
+    // The PKI code (and its X.509 libraries) loads only when a development PKI is needed.
+    const { ensureDevPki } = await import('../server/dev-pki.js');
     const pki = await ensureDevPki(dataDir);
     if (pki.created) process.stdout.write(`Created a development PKI in ${pki.dir}\n`);
     loaded = { config: zeroConfig(dataDir, pki, port), baseDir: cwd };
