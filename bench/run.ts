@@ -17,7 +17,10 @@ import { parseArgs } from 'node:util';
 import { BrokerProcess, bastionAvailable, mosquittoAvailable, type BrokerKind } from './brokers.js';
 import type { BenchPki } from './certs.js';
 import { withTimeout } from './fleet.js';
-import { round, SCENARIOS, waitForQuietMachine, type Details, type Scenario, type Transport } from './scenarios.js';
+import { waitForQuietMachine } from './host-cpu.js';
+import { round } from './round.js';
+import type { Details, Scenario, Transport } from './scenario-api.js';
+import { SCENARIOS } from './scenarios.js';
 
 const DEFAULT_JSON = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 /** Setup and teardown allowance per run, on top of warm-up + duration. */

@@ -2,23 +2,15 @@
  * `bastion pub`: publish one message, like mosquitto_pub.
  * Owns: the payload source (-m, -f or -s), topic checks, and waiting until the publish is
  * acknowledged (QoS 1: PUBACK, QoS 2: PUBCOMP) or flushed (QoS 0) before exiting 0.
- * Must not: handle connection flags or errors itself (client-options.ts does).
+ * Must not: handle connection flags or errors itself (client-flags.ts, client-errors.ts and
+ * client-run.ts do).
  */
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { isValidTopicName } from '../protocol/topic.js';
-import {
-  ClientCommandError,
-  addConnectionOptions,
-  createClientCommand,
-  describeReasonCode,
-  fileError,
-  parseQos,
-  readConnectionFlags,
-  reportFailure,
-  runClientCommand,
-  type Qos,
-} from './client-options.js';
+import { ClientCommandError, describeReasonCode, fileError, reportFailure } from './client-errors.js';
+import { addConnectionOptions, createClientCommand, parseQos, readConnectionFlags, type Qos } from './client-flags.js';
+import { runClientCommand } from './client-run.js';
 
 /** The largest payload one PUBLISH can carry (remaining length limit, minus headers). */
 const MAX_PAYLOAD_BYTES = 268_435_455 - 65_535 - 4;

@@ -1,22 +1,22 @@
 /**
  * `bastion sub`: subscribe and print messages, one per line, like mosquitto_sub.
  * Owns: topic filter checks, SUBACK checks, output format (-v), -C count.
- * Must not: handle connection flags or errors itself (client-options.ts does).
+ * Must not: handle connection flags or errors itself (client-flags.ts, client-errors.ts and
+ * client-run.ts do).
  */
 import { Command, Option } from 'commander';
 import type { ISubscriptionGrant, ISubscriptionMap } from 'mqtt';
 import { isValidTopicFilter } from '../protocol/topic.js';
+import { ClientCommandError, describeReasonCode } from './client-errors.js';
 import {
-  ClientCommandError,
   addConnectionOptions,
   createClientCommand,
-  describeReasonCode,
   parsePositiveCount,
   parseQos,
   readConnectionFlags,
-  runClientCommand,
   type Qos,
-} from './client-options.js';
+} from './client-flags.js';
+import { runClientCommand } from './client-run.js';
 
 const NEWLINE = Buffer.from('\n');
 

@@ -32,7 +32,6 @@ import type {
 import { BastionError } from '../../core/errors.js';
 import { runAll } from '../callbacks.js';
 import {
-  decodeProperties,
   decodeState,
   decodeSubscriptionIds,
   decodeSubscriptions,
@@ -44,6 +43,8 @@ import {
   toQos,
 } from './encoding.js';
 import { migrate } from './migrations.js';
+import { prepare, rowToMessage, type Statements } from './statements.js';
+import { createCommit, OUT_PACKET_ID, OUT_STATE, type AddOutboundOp, type Op } from './write-ops.js';
 
 export interface SqliteStoreOptions {
   /** Database file. Created (with its schema) when missing. */
@@ -55,98 +56,6 @@ export interface SqliteStoreOptions {
    * error is thrown from the immediate and crashes the process.
    */
   onError?: (err: BastionError) => void;
-}
-
-type SessionParams = [clientId: string, protocolVersion: number, expiryInterval: number, disconnectedAt: number, subscriptions: string];
-type OutboundParams = [
-  clientId: string,
-  seq: number,
-  topic: string,
-  payload: Buffer,
-  qos: number,
-  grantedQos: number,
-  retainFlag: number,
-  msgRetain: number,
-  origin: string,
-  expiresAt: number,
-  properties: string | null,
-  subscriptionIds: string,
-  state: number,
-  packetId: number,
-];
-type RetainedParams = [
-  topic: string,
-  payload: Buffer,
-  qos: number,
-  msgRetain: number,
-  origin: string,
-  expiresAt: number,
-  properties: string | null,
-];
-
-/** Indexes into OutboundParams that a coalesced update rewrites. */
-const OUT_STATE = 12;
-const OUT_PACKET_ID = 13;
-
-type Op =
-  | { k: 'saveSession'; p: SessionParams }
-  | { k: 'deleteSession'; clientId: string }
-  | { k: 'addOutbound'; p: OutboundParams; at: number }
-  | { k: 'updateOutbound'; p: [state: number, packetId: number, clientId: string, seq: number] }
-  | { k: 'removeOutbound'; p: [clientId: string, seq: number] }
-  | { k: 'addIncomingQos2'; p: [clientId: string, packetId: number] }
-  | { k: 'removeIncomingQos2'; p: [clientId: string, packetId: number] }
-  | { k: 'setRetained'; p: RetainedParams }
-  | { k: 'clearRetained'; topic: string };
-
-type AddOutboundOp = Extract<Op, { k: 'addOutbound' }>;
-
-interface SessionRow {
-  client_id: string;
-  protocol_version: number;
-  expiry_interval: number;
-  disconnected_at: number;
-  subscriptions: string;
-}
-interface MessageColumns {
-  topic: string;
-  payload: Buffer;
-  qos: number;
-  msg_retain: number;
-  origin: string;
-  expires_at: number;
-  properties: string | null;
-}
-interface OutboundRow extends MessageColumns {
-  client_id: string;
-  seq: number;
-  granted_qos: number;
-  retain_flag: number;
-  subscription_ids: string;
-  state: number;
-  packet_id: number;
-}
-interface IncomingRow {
-  client_id: string;
-  packet_id: number;
-}
-
-interface Statements {
-  saveSession: Database.Statement<SessionParams>;
-  deleteSession: Database.Statement<[string]>;
-  deleteSessionOutbound: Database.Statement<[string]>;
-  deleteSessionIncoming: Database.Statement<[string]>;
-  addOutbound: Database.Statement<OutboundParams>;
-  updateOutbound: Database.Statement<[number, number, string, number]>;
-  removeOutbound: Database.Statement<[string, number]>;
-  addIncomingQos2: Database.Statement<[string, number]>;
-  removeIncomingQos2: Database.Statement<[string, number]>;
-  setRetained: Database.Statement<RetainedParams>;
-  clearRetained: Database.Statement<[string]>;
-  loadSessions: Database.Statement<[], SessionRow>;
-  loadOutbound: Database.Statement<[], OutboundRow>;
-  loadIncoming: Database.Statement<[], IncomingRow>;
-  loadRetained: Database.Statement<[], MessageColumns>;
 }
 
 export class SqliteStore implements SessionStore, RetainStore {
@@ -184,43 +93,7 @@ export class SqliteStore implements SessionStore, RetainStore {
       throw wrap('ERR_STORE_OPEN', `cannot open session store ${options.path}`, err);
     }
     this.db = db;
-    const s = this.stmt;
-    this.commit = db.transaction((ops: ReadonlyArray<Op | null>) => {
-      for (const op of ops) {
-        if (op === null) continue;
-        switch (op.k) {
-          case 'saveSession':
-            s.saveSession.run(...op.p);
-            break;
-          case 'deleteSession':
-            s.deleteSessionOutbound.run(op.clientId);
-            s.deleteSessionIncoming.run(op.clientId);
-            s.deleteSession.run(op.clientId);
-            break;
-          case 'addOutbound':
-            s.addOutbound.run(...op.p);
-            break;
-          case 'updateOutbound':
-            s.updateOutbound.run(...op.p);
-            break;
-          case 'removeOutbound':
-            s.removeOutbound.run(...op.p);
-            break;
-          case 'addIncomingQos2':
-            s.addIncomingQos2.run(...op.p);
-            break;
-          case 'removeIncomingQos2':
-            s.removeIncomingQos2.run(...op.p);
-            break;
-          case 'setRetained':
-            s.setRetained.run(...op.p);
-            break;
-          case 'clearRetained':
-            s.clearRetained.run(op.topic);
-            break;
-        }
-      }
-    });
+    this.commit = createCommit(db, this.stmt);
   }
 
   /** Commits pending writes, then reads everything back. Nothing is filtered. */
@@ -436,67 +309,6 @@ export class SqliteStore implements SessionStore, RetainStore {
   private assertOpen(): void {
     if (this.closed) throw new BastionError('ERR_STORE_CLOSED', 'session store is closed');
   }
-}
-
-function prepare(db: Database.Database): Statements {
-  return {
-    saveSession: db.prepare<SessionParams>(
-      `INSERT INTO sessions (client_id, protocol_version, expiry_interval, disconnected_at, subscriptions)
-       VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (client_id) DO UPDATE SET
-         protocol_version = excluded.protocol_version, expiry_interval = excluded.expiry_interval,
-         disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions`,
-    ),
-    deleteSession: db.prepare<[string]>('DELETE FROM sessions WHERE client_id = ?'),
-    deleteSessionOutbound: db.prepare<[string]>('DELETE FROM outbound WHERE client_id = ?'),
-    deleteSessionIncoming: db.prepare<[string]>('DELETE FROM incoming_qos2 WHERE client_id = ?'),
-    addOutbound: db.prepare<OutboundParams>(
-      `INSERT OR REPLACE INTO outbound (client_id, seq, topic, payload, qos, granted_qos, retain_flag, msg_retain,
-         origin, expires_at, properties, subscription_ids, state, packet_id)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    updateOutbound: db.prepare<[number, number, string, number]>(
-      'UPDATE outbound SET state = ?, packet_id = ? WHERE client_id = ? AND seq = ?',
-    ),
-    removeOutbound: db.prepare<[string, number]>('DELETE FROM outbound WHERE client_id = ? AND seq = ?'),
-    addIncomingQos2: db.prepare<[string, number]>(
-      'INSERT OR IGNORE INTO incoming_qos2 (client_id, packet_id) VALUES (?, ?)',
-    ),
-    removeIncomingQos2: db.prepare<[string, number]>(
-      'DELETE FROM incoming_qos2 WHERE client_id = ? AND packet_id = ?',
-    ),
-    setRetained: db.prepare<RetainedParams>(
-      `INSERT OR REPLACE INTO retained (topic, payload, qos, msg_retain, origin, expires_at, properties)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    clearRetained: db.prepare<[string]>('DELETE FROM retained WHERE topic = ?'),
-    loadSessions: db.prepare<[], SessionRow>(
-      'SELECT client_id, protocol_version, expiry_interval, disconnected_at, subscriptions FROM sessions',
-    ),
-    loadOutbound: db.prepare<[], OutboundRow>(
-      `SELECT client_id, seq, topic, payload, qos, granted_qos, retain_flag, msg_retain, origin, expires_at,
-         properties, subscription_ids, state, packet_id
-       FROM outbound ORDER BY seq`,
-    ),
-    loadIncoming: db.prepare<[], IncomingRow>(
-      'SELECT client_id, packet_id FROM incoming_qos2 ORDER BY client_id, packet_id',
-    ),
-    loadRetained: db.prepare<[], MessageColumns>(
-      'SELECT topic, payload, qos, msg_retain, origin, expires_at, properties FROM retained',
-    ),
-  };
-}
-
-function rowToMessage(r: MessageColumns): Message {
-  return {
-    topic: r.topic,
-    payload: r.payload,
-    qos: toQos(r.qos),
-    retain: r.msg_retain !== 0,
-    properties: decodeProperties(r.properties),
-    expiresAt: r.expires_at,
-    origin: r.origin,
-  };
 }
 
 function wrap(code: string, message: string, cause: unknown): BastionError {

@@ -1,0 +1,236 @@
+/**
+ * One connection of a load-generating worker. Owns: opening plain or TLS sockets to the
+ * broker under test, reading them without an allocation per read, the setup handshake
+ * (CONNECT, SUBSCRIBE and their acknowledgements, each with a timeout), and handing later
+ * frames to a role. Must not: wait without a timeout.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { FrameScanner, PacketType, type FrameVisitor } from './frames.js';
+import { Counter, type Target } from './worker-api.js';
+import { C, note, stopped } from './worker-context.js';
+
+const SETUP_TIMEOUT_MS = 10_000;
+
+let secureContext: tls.SecureContext | null = null;
+function contextFor(target: Target): tls.SecureContext | null {
+  if (target.tls === null) return null;
+  secureContext ??= tls.createSecureContext({ ca: target.tls.ca, cert: target.tls.cert, key: target.tls.key });
+  return secureContext;
+}
+
+/** Plain-TCP reads go into one reused buffer of this size (no allocation per read). */
+const READ_BUFFER_BYTES = 128 * 1024;
+/**
+ * A coalescing reader pauses this long after a read that did not fill half its buffer,
+ * so the next read takes whatever arrived meanwhile in one syscall instead of one per
+ * message. Only for QoS 0 throughput subscribers and QoS 1 publishers (never where a
+ * broker's 100-message inflight window would cap the rate): it adds up to this much latency.
+ */
+const COALESCE_MS = 1;
+
+type RawRead = (nread: number, buf: Buffer) => boolean;
+
+/**
+ * A full TLS handshake with the chain verified by OpenSSL against the bench CA, as usual.
+ * The host check uses the peer's X509Certificate instead of Node's default, which first
+ * converts the whole chain to JS objects (getPeerCertificate(true), ~0.4 ms per
+ * handshake measured here): the generator's own cost is what limits connect rates.
+ */
+function connectTls(target: Target, ctx: tls.SecureContext): tls.TLSSocket {
+  const socket: tls.TLSSocket = tls.connect({
+    host: target.host,
+    port: target.port,
+    secureContext: ctx,
+    rejectUnauthorized: true,
+    checkServerIdentity: (host: string): Error | undefined => {
+      const cert = socket.getPeerX509Certificate();
+      const ok = cert !== undefined && (net.isIP(host) !== 0 ? cert.checkIP(host) : cert.checkHost(host)) !== undefined;
+      return ok ? undefined : new Error(`server certificate does not name ${host}`);
+    },
+  });
+  // Only Node's handshake completion reads this, to pass it to checkServerIdentity above.
+  Object.defineProperty(socket, 'getPeerCertificate', { value: () => ({}) });
+  return socket;
+}
+
+/**
+ * One read buffer for every socket of this worker: Node reads into it and calls the
+ * callback synchronously, and the scanner copies only an incomplete frame's bytes, so
+ * nothing refers to it after the callback returns.
+ */
+const sharedReadBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+
+function openSocket(target: Target, timeoutMs: number, onRead: RawRead | null): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const ctx = contextFor(target);
+    let socket: net.Socket;
+    if (ctx !== null) socket = connectTls(target, ctx);
+    else if (onRead !== null) socket = net.connect({ host: target.host, port: target.port, onread: { buffer: sharedReadBuffer, callback: onRead } });
+    else socket = net.connect({ host: target.host, port: target.port });
+    const timer = setTimeout(() => fail(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(e);
+    };
+    socket.once('error', fail);
+    socket.once(ctx === null ? 'connect' : 'secureConnect', () => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
+}
+
+interface Waiter {
+  type: number;
+  resolve: (body: Buffer) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One connection: the socket, its frame scanner, and the setup handshake. After setup the
+ * scanner's visitor is the role's hot-path visitor; the client itself only sees frames
+ * that arrived during setup.
+ */
+export class Client implements FrameVisitor {
+  readonly scanner: FrameScanner;
+  private waiter: Waiter | null = null;
+  private role: FrameVisitor | null = null;
+  closed = false;
+
+  constructor(
+    readonly socket: net.Socket,
+    rawReads: boolean,
+    private readonly coalesce: boolean,
+  ) {
+    this.scanner = new FrameScanner(this);
+    if (!rawReads) {
+      // TLS: one push per record (Mosquitto writes one record per message); in paused mode
+      // Node emits 'readable' once per turn and read() returns every buffered record as one
+      // chunk, so the scanner and the ack flush run once per batch, not once per record.
+      socket.on('readable', () => {
+        for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) this.scanner.push(chunk);
+      });
+    }
+    socket.on('error', (e: Error) => {
+      if (!stopped()) note(`socket error: ${e.message}`);
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      if (this.waiter !== null) this.failWaiter(new Error('connection closed by the broker'));
+      else if (this.role !== null && !stopped()) Atomics.add(C, Counter.SocketErrors, 1);
+    });
+  }
+
+  /**
+   * Connects, sends CONNECT (and SUBSCRIBE) and waits for the acknowledgements. Plain TCP
+   * reads use a reused buffer; `coalesce` also batches reads (see COALESCE_MS).
+   */
+  static async open(target: Target, connect: Uint8Array, subscribe: Uint8Array | null, coalesce = false): Promise<Client> {
+    const rawReads = target.tls === null;
+    let client: Client | null = null;
+    const socket = await openSocket(target, SETUP_TIMEOUT_MS, rawReads ? (n, buf) => client?.onRead(n, buf) ?? true : null);
+    client = new Client(socket, rawReads, coalesce);
+    try {
+      client.socket.write(connect);
+      const connack = await client.expect(PacketType.Connack);
+      if (connack.length < 2 || connack[1] !== 0) throw new Error(`CONNACK refused with code 0x${(connack[1] ?? 255).toString(16)}`);
+      if (subscribe !== null) {
+        client.socket.write(subscribe);
+        const suback = await client.expect(PacketType.Suback);
+        const granted = suback[suback.length - 1] ?? 0x80;
+        if (granted >= 0x80) throw new Error(`SUBACK refused with code 0x${granted.toString(16)}`);
+      }
+    } catch (e) {
+      client.socket.destroy();
+      throw e;
+    }
+    return client;
+  }
+
+  private readonly resume = (): void => {
+    if (!this.closed) this.socket.resume();
+  };
+
+  /** Raw read callback (plain TCP): `buf` is reused after this returns; false pauses reading. */
+  onRead(nread: number, buf: Buffer): boolean {
+    this.scanner.push(buf.subarray(0, nread));
+    if (this.coalesce && this.role !== null && nread < buf.length / 2 && !stopped()) {
+      setTimeout(this.resume, COALESCE_MS);
+      return false;
+    }
+    return true;
+  }
+
+  /** Hands every later frame straight to `role` (no per-frame indirection). */
+  attach(role: FrameVisitor): void {
+    this.role = role;
+    this.scanner.visitor = role;
+  }
+
+  expect(type: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error('connection closed by the broker'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.failWaiter(new Error(`no packet of type ${type} within ${SETUP_TIMEOUT_MS} ms`)), SETUP_TIMEOUT_MS);
+      this.waiter = { type, resolve, reject, timer };
+    });
+  }
+
+  private failWaiter(e: Error): void {
+    const w = this.waiter;
+    if (w === null) return;
+    this.waiter = null;
+    clearTimeout(w.timer);
+    w.reject(e);
+  }
+
+  onFrame(first: number, buf: Buffer, bodyStart: number, end: number): void {
+    const type = first >> 4;
+    const w = this.waiter;
+    if (w !== null && type === w.type) {
+      this.waiter = null;
+      clearTimeout(w.timer);
+      w.resolve(Buffer.from(buf.subarray(bodyStart, end)));
+    } else if (type === PacketType.Disconnect) {
+      this.failWaiter(new Error(`DISCONNECT from the broker (reason 0x${(buf[bodyStart] ?? 0).toString(16)})`));
+    } else if (this.role !== null) {
+      this.role.onFrame(first, buf, bodyStart, end);
+    }
+  }
+
+  onChunkEnd(): void {
+    this.role?.onChunkEnd();
+  }
+}
+
+/** Opens `count` clients with at most `concurrency` handshakes in flight. */
+export async function openMany(count: number, concurrency: number, make: (i: number) => Promise<Client>): Promise<{ clients: Client[]; failed: number }> {
+  const clients: Client[] = [];
+  let next = 0;
+  let failed = 0;
+  const lane = async (): Promise<void> => {
+    while (next < count && !stopped()) {
+      const i = next++;
+      try {
+        clients.push(await make(i));
+      } catch (e) {
+        failed++;
+        note(`open: ${(e as Error).message}`);
+        if (failed > Math.max(10, count / 10)) return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, count)) }, lane));
+  return { clients, failed };
+}
+
+export function withClientId(template: Uint8Array, offset: number, id: number): Buffer {
+  const out = Buffer.from(template);
+  const digits = String(id).padStart(10, '0');
+  out.write(digits.slice(-10), offset, 'latin1');
+  return out;
+}
