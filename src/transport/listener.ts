@@ -57,8 +57,8 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
       requestCert: t.clientCerts !== 'none',
       rejectUnauthorized: t.clientCerts === 'required',
       handshakeTimeout: Math.ceil(broker.config.connectTimeout * 1000),
-      // Nagle off on the TCP socket under TLS: setNoDelay() on a TLSSocket does not reach
-      // it, and small MQTT writes would wait for the peer's ACK.
+      // Nagle off from accept on, so the handshake's small records and the first MQTT
+      // packets do not wait for the peer's ACK (the Connection sets it again, harmlessly).
       noDelay: true,
     };
     if (t.ca !== undefined) options.ca = readFileSync(resolvePath(t.ca));
