@@ -104,23 +104,25 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
  * their order [MQTT-4.6.0-2].
  */
 function acknowledge(ch: Channel, packet: PublishPacket, packetId: number, reasonCode: number, routed: boolean): void {
-  if (packet.qos === 0) return;
-  const cmd = packet.qos === 1 ? 'puback' : 'pubrec';
-  const v5 = ch.version === 5;
-  const send = (): void => {
-    if (v5 && reasonCode !== ReasonCode.Success) ch.send({ cmd, messageId: packetId, reasonCode });
-    else ch.send({ cmd, messageId: packetId });
-  };
+  const qos = packet.qos;
+  if (qos === 0) return;
   const store = ch.broker.store;
   if (store !== null && ((routed && store.dirty) || ch.pendingAcks > 0)) {
+    // Only a deferred acknowledgement pays for a closure; the common path allocates none.
     ch.pendingAcks++;
     store.afterFlush(() => {
       ch.pendingAcks--;
-      send();
+      sendAck(ch, qos, packetId, reasonCode);
     });
     return;
   }
-  send();
+  sendAck(ch, qos, packetId, reasonCode);
+}
+
+function sendAck(ch: Channel, qos: 1 | 2, packetId: number, reasonCode: number): void {
+  const cmd = qos === 1 ? 'puback' : 'pubrec';
+  if (ch.version === 5 && reasonCode !== ReasonCode.Success) ch.send({ cmd, messageId: packetId, reasonCode });
+  else ch.send({ cmd, messageId: packetId });
 }
 
 export function handlePubrel(ch: Channel, packet: PubrelPacket): void {
