@@ -13,6 +13,21 @@ import { FrameReader } from '../protocol/framing.js';
 import { scheduleFlush, type Flushable } from './write-scheduler.js';
 
 const EMPTY = Buffer.alloc(0);
+const kConnection = Symbol('bastion.connection');
+type OwnedSocket = Socket & { [kConnection]: Connection };
+
+function onSocketData(this: OwnedSocket, chunk: Buffer): void {
+  this[kConnection].onData(chunk);
+}
+function onSocketDrain(this: OwnedSocket): void {
+  this[kConnection].fireDrain();
+}
+function onSocketError(): void {
+  /* 'close' follows; the channel treats it as an abnormal close. */
+}
+function onSocketClose(this: OwnedSocket): void {
+  this[kConnection].handleClose();
+}
 /** Write buffer size above which a connection counts as congested. */
 const HIGH_WATER_MARK = 512 * 1024;
 /** How long a closing socket may linger waiting for the peer before it is destroyed. */
@@ -55,24 +70,28 @@ export class Connection implements ConnectionPort, Flushable {
     this.framer = new FrameReader(broker.config.maxPacketSize);
     socket.setNoDelay(true);
     this.channel = new Channel(this, broker);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.fireDrain());
-    socket.on('error', () => {
-      /* 'close' follows; the channel treats it as an abnormal close. */
-    });
-    socket.on('close', () => {
-      this.closing = true;
-      this.channel.handleSocketClosed();
-      this.fireDrain();
-      this.onClosed(this);
-    });
+    // Shared listeners (no closures per connection): idle connections are most of a fleet.
+    (socket as OwnedSocket)[kConnection] = this;
+    socket.on('data', onSocketData);
+    socket.on('drain', onSocketDrain);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+  }
+
+  /** The socket is gone: an abnormal close unless the channel already closed. */
+  handleClose(): void {
+    this.closing = true;
+    this.channel.handleSocketClosed();
+    this.fireDrain();
+    this.onClosed(this);
   }
 
   get congested(): boolean {
     return this.socket.writableLength + this.pendingBytes > HIGH_WATER_MARK;
   }
 
-  private onData(chunk: Buffer): void {
+  /** Bytes from the socket (also called with an empty chunk to resume held frames). */
+  onData(chunk: Buffer): void {
     if (this.closing) return;
     try {
       this.framer.push(chunk, this.onFrame, this.isPaused);
@@ -135,7 +154,7 @@ export class Connection implements ConnectionPort, Flushable {
     this.framer.setMaxPacketSize(bytes);
   }
 
-  private fireDrain(): void {
+  fireDrain(): void {
     const waiters = this.drainWaiters;
     if (waiters === null) return;
     this.drainWaiters = null;

@@ -41,7 +41,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   outAliases: Map<string, number> | null = null;
   clientTopicAliasMax = 0;
   /** Inbound topic aliases [MQTT-3.3.2-12]. */
-  readonly inAliases = new Map<number, string>();
+  inAliases: Map<number, string> | null = null;
   /** v5 Request Problem Information: false forbids reason strings on most packets. */
   problemInfo = true;
   /** QoS 1 acknowledgements waiting for durability, counted against our Receive Maximum. */

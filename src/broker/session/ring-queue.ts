@@ -8,7 +8,8 @@ export class RingQueue<T> {
   private head = 0;
   private count = 0;
 
-  constructor(initialCapacity = 16) {
+  /** Starts empty: most sessions never queue, and every idle connection has one. */
+  constructor(initialCapacity = 0) {
     this.items = new Array<T | undefined>(initialCapacity);
   }
 
@@ -36,7 +37,7 @@ export class RingQueue<T> {
   }
 
   clear(): void {
-    this.items = new Array<T | undefined>(16);
+    this.items = [];
     this.head = 0;
     this.count = 0;
   }
@@ -46,7 +47,7 @@ export class RingQueue<T> {
   }
 
   private grow(): void {
-    const next = new Array<T | undefined>(this.items.length * 2);
+    const next = new Array<T | undefined>(Math.max(8, this.items.length * 2));
     for (let i = 0; i < this.count; i++) next[i] = this.items[(this.head + i) % this.items.length];
     this.items = next;
     this.head = 0;

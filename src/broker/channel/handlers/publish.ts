@@ -30,10 +30,10 @@ function resolveTopicAlias(ch: Channel, packet: PublishPacket): string {
   }
   if (alias === 0 || alias > ch.broker.config.topicAliasMax) throw new ProtocolViolation(ReasonCode.TopicAliasInvalid, `topic alias ${alias} out of range`);
   if (packet.topic.length > 0) {
-    ch.inAliases.set(alias, packet.topic);
+    (ch.inAliases ??= new Map()).set(alias, packet.topic);
     return packet.topic;
   }
-  const topic = ch.inAliases.get(alias);
+  const topic = ch.inAliases?.get(alias);
   if (topic === undefined) throw new ProtocolViolation(ReasonCode.ProtocolError, `unknown topic alias ${alias}`);
   return topic;
 }
