@@ -81,14 +81,24 @@ export function registerSubCommand(program: Command): void {
 
         const subscriptions: ISubscriptionMap = {};
         for (const filter of topics) subscriptions[filter] = { qos };
+        // MQTT.js reports a refused v5 subscription as an error with the *requested* QoS in
+        // `granted`, so the SUBACK's own codes are read from the packet itself.
+        let subackCodes: number[] | null = null;
+        const onPacket = (packet: { cmd: string; granted?: unknown }): void => {
+          if (packet.cmd === 'suback' && Array.isArray(packet.granted)) subackCodes = packet.granted.filter((g): g is number => typeof g === 'number');
+        };
+        client.on('packetreceive', onPacket);
         client.subscribe(subscriptions, (err, granted) => {
+          client.removeListener('packetreceive', onPacket);
           if (granted === undefined) {
             reject(new ClientCommandError('ERR_CLI_SUBSCRIBE', `subscribe failed: ${err?.message ?? 'no SUBACK'}`));
             return;
           }
-          const refused = granted.filter(isRefused);
+          const codes = subackCodes as number[] | null;
+          const results: ISubscriptionGrant[] = granted.map((g, i) => ({ ...g, qos: (codes?.[i] ?? g.qos) as ISubscriptionGrant['qos'] }));
+          const refused = results.filter(isRefused);
           const describe = (g: ISubscriptionGrant): string => `'${g.topic}': ${describeReasonCode(g.qos)}`;
-          if (refused.length > 0 && refused.length === granted.length) {
+          if (refused.length > 0 && refused.length === results.length) {
             // Like mosquitto_sub: fail only when nothing at all was granted.
             reject(
               new ClientCommandError('ERR_CLI_SUBSCRIBE', `the broker refused every subscription: ${refused.map(describe).join(', ')}`),
