@@ -7,12 +7,12 @@
  * subscriptions and retained messages survive too.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { IConnackPacket, IClientOptions, MqttClient } from 'mqtt';
-import { connectMqtt, endQuietly, freePort, Inbox, killAllProcs, startBrokerProcess, type BrokerProcess, type Received } from './support.js';
+import { connectMqtt, endQuietly, freePort, Inbox, killAllProcs, startBrokerProcess, writePlainConfig, type BrokerProcess, type Received } from './support.js';
 
 const N = 200;
 const BATCH = 50; // stays under the broker's Receive Maximum (100)
@@ -27,28 +27,6 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function writeConfig(port: number): string {
-  const path = join(dir, 'bastion.yaml');
-  writeFileSync(
-    path,
-    [
-      `dataDir: ${JSON.stringify(join(dir, 'data'))}`,
-      'listeners:',
-      '  - name: plain',
-      '    protocol: mqtt',
-      '    host: 127.0.0.1',
-      `    port: ${port}`,
-      '    insecure: true',
-      '    allowAnonymous: true',
-      'persistence:',
-      '  enabled: true',
-      'log:',
-      '  level: warn',
-      '',
-    ].join('\n'),
-  );
-  return path;
-}
 
 async function connect(port: number, opts: IClientOptions): Promise<{ client: MqttClient; connack: IConnackPacket; inbox: Inbox<Received> }> {
   const inbox = new Inbox<Received>();
@@ -75,7 +53,7 @@ const SUB_Q2 = { clientId: 'durable-q2', protocolVersion: 5 as const, clean: fal
 
 test(`kill -9 loses no acknowledged message: ${N} QoS 1 and ${N} QoS 2, subscriptions and retained`, { timeout: 60000 }, async () => {
   const port = await freePort();
-  const config = writeConfig(port);
+  const config = writePlainConfig(dir, port, ['persistence:', '  enabled: true']);
   let broker: BrokerProcess = await startBrokerProcess(['-c', config]);
   assert.equal(broker.port, port);
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { IDisconnectPacket, IClientOptions, MqttClient } from 'mqtt';
-import { BASTION_MAIN, connectMqtt, endQuietly, freePort, Inbox, killAllProcs, Proc, run, startBrokerProcess } from './support.js';
+import { BASTION_MAIN, connectMqtt, endQuietly, freePort, Inbox, killAllProcs, Proc, run, startBrokerProcess, writePlainConfig } from './support.js';
 
 const dirs: string[] = [];
 const clients: MqttClient[] = [];
@@ -28,27 +28,6 @@ after(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function plainConfig(dir: string, port: number, extra: string[] = []): string {
-  const path = join(dir, 'bastion.yaml');
-  writeFileSync(
-    path,
-    [
-      `dataDir: ${JSON.stringify(join(dir, 'data'))}`,
-      'listeners:',
-      '  - name: plain',
-      '    protocol: mqtt',
-      '    host: 127.0.0.1',
-      `    port: ${port}`,
-      '    insecure: true',
-      '    allowAnonymous: true',
-      'log:',
-      '  level: warn',
-      ...extra,
-      '',
-    ].join('\n'),
-  );
-  return path;
-}
 
 type Event = { kind: 'message'; topic: string; payload: string } | { kind: 'disconnect'; reasonCode: number | undefined } | { kind: 'close' };
 
@@ -70,7 +49,7 @@ const closed = (items: Event[]): boolean => items.some((e) => e.kind === 'close'
 describe('graceful shutdown', () => {
   test('SIGTERM: wills reach a connected subscriber, then v5 clients get DISCONNECT 0x8B; exit code 0', async () => {
     const dir = tempDir('bastion-sigterm-');
-    const broker = await startBrokerProcess(['-c', plainConfig(dir, await freePort())]);
+    const broker = await startBrokerProcess(['-c', writePlainConfig(dir, await freePort())]);
     const sub = await observed(broker.port, { clientId: 'watcher', protocolVersion: 5 });
     await sub.client.subscribeAsync('last/will/#', { qos: 1 });
     const v5 = await observed(broker.port, {
@@ -104,7 +83,7 @@ describe('graceful shutdown', () => {
 
   test('SIGINT: DISCONNECT 0x8B and exit code 0', async () => {
     const dir = tempDir('bastion-sigint-');
-    const broker = await startBrokerProcess(['-c', plainConfig(dir, await freePort())]);
+    const broker = await startBrokerProcess(['-c', writePlainConfig(dir, await freePort())]);
     const c = await observed(broker.port, { clientId: 'interrupted', protocolVersion: 5 });
     broker.proc.kill('SIGINT');
     const exit = await broker.proc.waitExit(10000);
@@ -114,7 +93,7 @@ describe('graceful shutdown', () => {
 
   test('SIGTERM with no client connected: exit code 0', async () => {
     const dir = tempDir('bastion-idle-');
-    const broker = await startBrokerProcess(['-c', plainConfig(dir, await freePort())]);
+    const broker = await startBrokerProcess(['-c', writePlainConfig(dir, await freePort())]);
     broker.proc.kill('SIGTERM');
     assert.equal((await broker.proc.waitExit(10000)).code, 0);
   });

@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 
@@ -279,4 +280,27 @@ export function nextEvent<T = unknown>(client: MqttClient, event: 'disconnect' |
     timeoutMs,
     `MQTT.js '${event}' event`,
   );
+}
+
+/** A config file in `dir` for a child-process broker with one plaintext anonymous listener. */
+export function writePlainConfig(dir: string, port: number, extra: string[] = []): string {
+  const path = join(dir, 'bastion.yaml');
+  writeFileSync(
+    path,
+    [
+      `dataDir: ${JSON.stringify(join(dir, 'data'))}`,
+      'listeners:',
+      '  - name: plain',
+      '    protocol: mqtt',
+      '    host: 127.0.0.1',
+      `    port: ${port}`,
+      '    insecure: true',
+      '    allowAnonymous: true',
+      'log:',
+      '  level: warn',
+      ...extra,
+      '',
+    ].join('\n'),
+  );
+  return path;
 }
