@@ -43,7 +43,10 @@ export class PacketDecoder {
       if (fast !== null) return fast;
     } else if (type >= 4 && type <= 7) {
       const ack = decodeAckFast(frame);
-      if (ack !== null) return ack;
+      if (ack !== null) {
+        checkPacketIdentifier(ack);
+        return ack;
+      }
     }
     const parser = shared.parser as ParserWithSettings;
     shared.result = null;
@@ -68,8 +71,20 @@ export class PacketDecoder {
       throw new ProtocolViolation(ReasonCode.MalformedPacket, 'incomplete packet');
     }
     if (packet.cmd === 'connect') this.version = (packet.protocolVersion ?? 4) as ProtocolVersion;
+    checkPacketIdentifier(packet);
     return packet;
   }
+}
+
+/** Packets that carry a packet identifier, and must carry a non-zero one [MQTT-2.2.1-3]. */
+const NEEDS_PACKET_ID = new Set(['puback', 'pubrec', 'pubrel', 'pubcomp', 'subscribe', 'unsubscribe']);
+
+/** The codec reports an unparseable identifier as -1 instead of failing; we refuse it. */
+function checkPacketIdentifier(packet: Packet): void {
+  const needs = NEEDS_PACKET_ID.has(packet.cmd) || (packet.cmd === 'publish' && packet.qos > 0);
+  if (!needs) return;
+  const id = packet.messageId;
+  if (id === undefined || !Number.isInteger(id) || id < 1 || id > 65535) throw new ProtocolViolation(ReasonCode.MalformedPacket, `invalid packet identifier ${String(id)}`);
 }
 
 const encodeOptions: Record<ProtocolVersion, { protocolVersion: number }> = {

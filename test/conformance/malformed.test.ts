@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { expectServerDisconnect, frame, harness, rawConnect, rawPublish, str, u16, varint, VERSIONS, vname, type Version } from './support.js';
+import { disconnectCode, expectServerDisconnect, frame, harness, rawConnect, rawPublish, str, u16, varint, VERSIONS, vname, type Version } from './support.js';
 
 const MALFORMED = 0x81;
 const PROTOCOL_ERROR = 0x82;
@@ -202,6 +202,28 @@ describe('malformed input', () => {
         else assert.notEqual((p as { returnCode?: number }).returnCode, 0);
       }
       await h.assertAlive(v);
+    });
+  }
+});
+
+describe('properties that would poison subscribers are refused at the door', () => {
+  for (const bad of [
+    { name: 'a user property without a value', prop: [0x26, 0x00, 0x01, 0x6b] },
+    { name: 'a response topic with a wildcard', prop: [0x08, 0x00, 0x03, 0x61, 0x2f, 0x23] },
+  ]) {
+    it(`v5: a PUBLISH with ${bad.name} is refused and nothing reaches subscribers`, async (t) => {
+      const h = await harness(t);
+      const sub = await h.connect(5);
+      await sub.subscribe([{ topic: 'poison/#', qos: 0 }]);
+      const pub = await h.connect(5);
+      const topic = [0x00, 0x08, ...Buffer.from('poison/t')];
+      const body = [...topic, bad.prop.length, ...bad.prop, ...Buffer.from('x')];
+      pub.sendBytes(Buffer.from([0x30, body.length, ...body]));
+      const packets = await pub.expectClose();
+      const code = disconnectCode(packets);
+      assert.ok(code === 0x81 || code === 0x82, `DISCONNECT ${String(code)}`);
+      await sub.expectNothingBeforePing();
+      await h.assertAlive(5);
     });
   }
 });

@@ -70,3 +70,14 @@ test('short acknowledgements equal mqtt-packet and decode back; other forms are 
   const withReason = mqttPacket.generate({ cmd: 'puback', messageId: 1, reasonCode: 0x10 }, { protocolVersion: 5 });
   assert.equal(decodeAckFast(withReason), null);
 });
+
+test('packet identifier 0 or unparseable is refused as malformed', async () => {
+  const { PacketDecoder } = await import('../../src/protocol/codec.js');
+  for (const bytes of [
+    [0x40, 0x02, 0x00, 0x00], // PUBACK id 0, fast path
+    [0x62, 0x01, 0x00], // PUBREL too short for an id: the codec says -1
+    [0x82, 0x06, 0x00, 0x00, 0x00, 0x01, 0x61, 0x00], // SUBSCRIBE id 0
+  ]) {
+    assert.throws(() => new PacketDecoder().decode(Buffer.from(bytes)), ProtocolViolation, JSON.stringify(bytes));
+  }
+});

@@ -2,7 +2,10 @@
  * Turns PUBLISH packets and wills into broker messages, keeping only the properties that
  * are forwarded to subscribers [MQTT-3.3.2-*].
  */
+import { ProtocolViolation } from '../../../core/errors.js';
 import type { ConnectPacket, PublishPacket } from '../../../protocol/packets.js';
+import { ReasonCode } from '../../../protocol/reason-codes.js';
+import { isValidTopicName } from '../../../protocol/topic.js';
 import type { Message, MessageProperties } from '../../message.js';
 
 type ForwardedSource = {
@@ -13,8 +16,36 @@ type ForwardedSource = {
   userProperties?: MessageProperties['userProperties'];
 };
 
+/**
+ * The codec can hand over properties whose values failed to parse (null) or user
+ * properties of the wrong shape. They would be forwarded to every subscriber and fail
+ * there, so a message carrying them is refused here, at the door [MQTT-1.5.7].
+ */
+function checkForwarded(p: ForwardedSource): void {
+  const bad = (what: string): never => {
+    throw new ProtocolViolation(ReasonCode.MalformedPacket, `malformed ${what} property`);
+  };
+  if (p.contentType !== undefined && typeof p.contentType !== 'string') bad('content type');
+  if (p.responseTopic !== undefined) {
+    if (typeof p.responseTopic !== 'string') bad('response topic');
+    // A response topic is a topic name: no wildcards [MQTT-3.3.2-14].
+    if (!isValidTopicName(p.responseTopic)) throw new ProtocolViolation(ReasonCode.ProtocolError, 'response topic is not a valid topic name');
+  }
+  if (p.correlationData !== undefined && !Buffer.isBuffer(p.correlationData)) bad('correlation data');
+  const user = p.userProperties;
+  if (user !== undefined) {
+    if (user === null || typeof user !== 'object') bad('user');
+    for (const key of Object.keys(user)) {
+      const value = user[key];
+      const ok = typeof value === 'string' || (Array.isArray(value) && value.every((v) => typeof v === 'string'));
+      if (!ok) bad('user');
+    }
+  }
+}
+
 function forwarded(p: ForwardedSource | undefined): MessageProperties | undefined {
   if (p === undefined) return undefined;
+  checkForwarded(p);
   let out: MessageProperties | undefined;
   if (p.payloadFormatIndicator !== undefined) (out ??= {}).payloadFormatIndicator = p.payloadFormatIndicator;
   if (p.contentType !== undefined) (out ??= {}).contentType = p.contentType;
