@@ -56,13 +56,16 @@ function mutate(bytes: Buffer, r: () => number): Buffer {
   return b;
 }
 
-/** Waits until the connection closes or answers a PINGREQ: either way it did not hang. */
-function settles(socket: net.Socket, version: 4 | 5): Promise<'closed' | 'alive'> {
+/**
+ * Waits until the connection closes or the broker answers: a PINGRESP (or, with
+ * `anyAnswer`, any packet such as a CONNACK). Either way the broker did not hang.
+ */
+function settles(socket: net.Socket, version: 4 | 5, anyAnswer = false): Promise<'closed' | 'alive'> {
   return new Promise((resolve, reject) => {
     const parser = mqttPacket.parser({ protocolVersion: version });
     const timer = setTimeout(() => reject(new Error('connection neither answered nor closed')), 6000);
     parser.on('packet', (p: Packet) => {
-      if (p.cmd === 'pingresp') {
+      if (p.cmd === 'pingresp' || anyAnswer) {
         clearTimeout(timer);
         resolve('alive');
       }
@@ -116,6 +119,59 @@ test('mutated packets never crash or wedge the broker (seeded, 400 cases)', { ti
     assert.equal((await sub.expect('publish')).payload.toString(), 'ok');
     sub.destroy();
     pub.destroy();
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('mutated CONNECT packets (with wills and properties) are answered or closed, never crash', { timeout: 120_000 }, async () => {
+  // A 1 s connect timeout closes connections whose CONNECT was truncated.
+  const broker = await startTestBroker({ mqtt: { connectTimeout: 1 } });
+  const internalErrors: string[] = [];
+  const logger = broker.server.broker.logger;
+  (broker.server.broker as unknown as { logger: typeof logger }).logger = { ...logger, error: (obj: object, msg?: string) => internalErrors.push(`${msg}: ${JSON.stringify(obj)}`) };
+  const r = rng(Number(process.env.FUZZ_SEED ?? 0xc0ffee));
+  const connects: Array<{ version: 4 | 5; packet: Packet }> = [4, 5].map((version) => ({
+    version: version as 4 | 5,
+    packet: {
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: version as 4 | 5,
+      clientId: 'fuzz-connect',
+      clean: true,
+      keepalive: 30,
+      username: 'user',
+      password: Buffer.from('secret'),
+      will: {
+        topic: 'fz/will',
+        payload: Buffer.from('gone'),
+        qos: 1,
+        retain: false,
+        ...(version === 5 ? { properties: { willDelayInterval: 0, contentType: 'text/plain', responseTopic: 'fz/resp', correlationData: Buffer.from('c'), userProperties: { a: 'b' } } } : {}),
+      },
+      ...(version === 5 ? { properties: { sessionExpiryInterval: 0, receiveMaximum: 10, topicAliasMaximum: 4, userProperties: { x: 'y' } } } : {}),
+    },
+  }));
+  const outcomes = { closed: 0, alive: 0 };
+  try {
+    for (let start = 0; start < 200; start += 40) {
+      await Promise.all(
+        Array.from({ length: 40 }, async () => {
+          const c = connects[Math.floor(r() * connects.length)]!;
+          const bytes = mutate(mqttPacket.generate(c.packet, { protocolVersion: c.version }), r);
+          const socket = net.connect(broker.plainPort, '127.0.0.1');
+          await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+          socket.on('error', () => {});
+          socket.write(bytes);
+          // A CONNECT that decoded is answered with CONNACK; trailing garbage may then declare
+          // a long packet that the broker rightly waits for (keep-alive bounds that).
+          outcomes[await settles(socket, c.version, true)]++;
+          socket.destroy();
+        }),
+      );
+    }
+    assert.deepEqual(internalErrors, []);
+    assert.ok(outcomes.closed > 20, JSON.stringify(outcomes));
   } finally {
     await broker.stop();
   }

@@ -10,7 +10,9 @@ import { decodedStringIsFaithful } from '../../../protocol/utf8.js';
 import type { AuthResult, ClientIdentity } from '../../ports.js';
 import type { Channel } from '../channel.js';
 import { runEnhancedAuthStep } from './enhanced-auth.js';
+import { messageFromWill } from './message-properties.js';
 import { openSession, type PendingConnect } from './open-session.js';
+import type { WillSpec } from '../../session/session.js';
 
 
 export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer): void {
@@ -74,7 +76,13 @@ export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer)
     listener: ch.conn.listenerName,
     ...(ch.conn.peer !== null ? { certificate: ch.conn.peer } : {}),
   };
-  const pending: PendingConnect = { packet, assignedClientId: assigned };
+  // The will is checked now, so a malformed one is refused before authentication runs.
+  let will: WillSpec | null = null;
+  if (packet.will !== undefined) {
+    const { message, expiryInterval } = messageFromWill(packet.will, clientId);
+    will = { message, expiryInterval, delay: version === 5 ? (packet.will.properties?.willDelayInterval ?? 0) : 0 };
+  }
+  const pending: PendingConnect = { packet, assignedClientId: assigned, will };
 
   const method = version === 5 ? props?.authenticationMethod : undefined;
   if (method !== undefined) {
@@ -101,7 +109,12 @@ export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer)
     ch.holdIncoming();
     result.then(
       (r) => {
-        completeAuthentication(ch, r, pending, identity);
+        // An error here would otherwise be an unhandled rejection: it goes to the one mapper.
+        try {
+          completeAuthentication(ch, r, pending, identity);
+        } catch (err) {
+          ch.fail(err);
+        }
         ch.releaseIncoming();
       },
       (err: unknown) => {

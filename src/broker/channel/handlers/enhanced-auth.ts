@@ -49,7 +49,11 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
     ch.holdIncoming();
     result.then(
       (step) => {
-        apply(step);
+        try {
+          apply(step);
+        } catch (err) {
+          ch.fail(err);
+        }
         ch.releaseIncoming();
       },
       () => ch.fail(new ProtocolViolation(ReasonCode.NotAuthorized, 'authentication method failed')),

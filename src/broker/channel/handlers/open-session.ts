@@ -7,12 +7,14 @@ import { ReasonCode } from '../../../protocol/reason-codes.js';
 import type { ClientIdentity } from '../../ports.js';
 import { NEVER_EXPIRES } from '../../session/session.js';
 import type { Channel } from '../channel.js';
-import { messageFromWill } from './message-properties.js';
+import type { WillSpec } from '../../session/session.js';
 
 /** State kept from CONNECT until the session opens. */
 export interface PendingConnect {
   packet: ConnectPacket;
   assignedClientId: string | null;
+  /** The will, checked when CONNECT arrived (before any authentication ran). */
+  will: WillSpec | null;
 }
 
 /** Opens the session and answers CONNACK. Called after any successful authentication. */
@@ -39,10 +41,7 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
   }
   if (expiry > NEVER_EXPIRES) expiry = NEVER_EXPIRES;
 
-  if (packet.will !== undefined) {
-    const { message, expiryInterval } = messageFromWill(packet.will, ch.clientId);
-    ch.will = { message, expiryInterval, delay: v5 ? (packet.will.properties?.willDelayInterval ?? 0) : 0 };
-  }
+  ch.will = pending.will;
   const client = { clientId: ch.clientId, principal: identity.principal, identity };
   ch.client = client;
   const { session, present } = ch.broker.openSession(ch.clientId, packet.clean !== false, expiry, ch.version, ch, client);
