@@ -51,6 +51,17 @@ interface Result {
   rounds: number;
 }
 
+/** Adds `batch` outbound messages spread over 64 clients. */
+function addBatch(store: SessionStore, batch: number): StoredOutbound[] {
+  const added: StoredOutbound[] = [];
+  for (let i = 0; i < batch; i++) {
+    const e = entry(store, `client-${i % 64}`);
+    store.addOutbound(e);
+    added.push(e);
+  }
+  return added;
+}
+
 /** Adds in round k, removes them in round k+1: every round is one real transaction. */
 async function pipelined(store: SessionStore, batch: number): Promise<Result> {
   let previous: StoredOutbound[] = [];
@@ -59,12 +70,7 @@ async function pipelined(store: SessionStore, batch: number): Promise<Result> {
   const start = performance.now();
   const deadline = start + seconds * 1000;
   while (performance.now() < deadline) {
-    const current: StoredOutbound[] = [];
-    for (let i = 0; i < batch; i++) {
-      const e = entry(store, `client-${i % 64}`);
-      store.addOutbound(e);
-      current.push(e);
-    }
+    const current = addBatch(store, batch);
     for (const e of previous) store.removeOutbound(e.clientId, e.seq);
     ops += current.length + previous.length;
     previous = current;
@@ -81,12 +87,7 @@ async function sameTurn(store: SessionStore, batch: number): Promise<Result> {
   const start = performance.now();
   const deadline = start + seconds * 1000;
   while (performance.now() < deadline) {
-    const current: StoredOutbound[] = [];
-    for (let i = 0; i < batch; i++) {
-      const e = entry(store, `client-${i % 64}`);
-      store.addOutbound(e);
-      current.push(e);
-    }
+    const current = addBatch(store, batch);
     for (const e of current) store.updateOutbound(e.clientId, e.seq, 'publish-sent', 1);
     for (const e of current) store.removeOutbound(e.clientId, e.seq);
     ops += current.length * 2;

@@ -17,7 +17,7 @@ import type { AuthorizedClient, Authenticator, DeliveryAuthorizer, EnhancedAuthM
 import { RetainedMessages } from './retain/retained-messages.js';
 import { TopicRouter } from './router/topic-router.js';
 import { SlotPublishCache } from './session/outbound.js';
-import { NEVER_EXPIRES, Session, type PendingWill, type SessionCounters, type WillSpec } from './session/session.js';
+import { NEVER_EXPIRES, Session, type PendingWill, type SessionContext, type SessionCounters, type WillSpec } from './session/session.js';
 
 /** What the broker needs from a connected channel. */
 export interface ChannelHandle {
@@ -88,6 +88,8 @@ export class Broker {
   private readonly awaitingIdentity = new Set<Session>();
   readonly counters: BrokerCounters = { published: 0, delivered: 0, deniedAtDelivery: 0, droppedQueueFull: 0, droppedExpired: 0, droppedTooLarge: 0 };
   shuttingDown = false;
+  /** What every session shares: one object, not one per session. */
+  private readonly sessionContext: SessionContext;
 
   constructor(opts: BrokerOptions) {
     this.config = opts.mqtt ?? defaultMqttConfig();
@@ -99,11 +101,9 @@ export class Broker {
     this.store = opts.store ?? null;
     this.nodeId = opts.nodeId ?? 'node-1';
     this.retained = new RetainedMessages(this.store, this.clock);
+    this.sessionContext = { clock: this.clock, store: this.store, maxQueued: this.config.maxQueued, counters: this.counters };
   }
 
-  private get sessionContext() {
-    return { clock: this.clock, store: this.store, maxQueued: this.config.maxQueued, counters: this.counters };
-  }
 
   /** Loads persisted sessions, their messages and retained messages. */
   recover(): { sessions: number; messages: number; retained: number } {
@@ -261,14 +261,14 @@ export class Broker {
       return;
     }
     const expiresAt = will.expiryInterval > 0 ? this.clock.now() + will.expiryInterval * 1000 : 0;
-    this.publish({ ...will.message, expiresAt }, null);
+    this.publish({ ...will.message, expiresAt });
   }
 
   /**
    * Publishes an authorized message: retained store update, then one delivery per matching
    * session (overlapping subscriptions merged: highest QoS, all subscription ids).
    */
-  publish(message: Message, _publisher: ChannelHandle | null): PublishOutcome {
+  publish(message: Message): PublishOutcome {
     this.counters.published++;
     if (message.retain && this.config.retainAvailable) this.retained.update(message);
     let single: MergedMatch | null = null;

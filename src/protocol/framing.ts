@@ -14,11 +14,7 @@ export class FrameReader {
   /** Total size of the frame being assembled, or -1 while its header is incomplete. */
   private needed = -1;
 
-  constructor(private maxPacketSize: number) {}
-
-  setMaxPacketSize(bytes: number): void {
-    this.maxPacketSize = bytes;
-  }
+  constructor(private readonly maxPacketSize: number) {}
 
   /** Bytes held for an incomplete frame (for memory accounting). */
   get bufferedBytes(): number {

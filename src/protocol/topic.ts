@@ -31,10 +31,6 @@ export function isValidTopicFilter(filter: string): boolean {
   return true;
 }
 
-export function hasWildcard(filter: string): boolean {
-  return filter.includes('+') || filter.includes('#');
-}
-
 export interface SharedFilter {
   group: string;
   filter: string;

@@ -150,9 +150,6 @@ export class Connection implements ConnectionPort, Flushable {
     (this.drainWaiters ??= []).push(cb);
   }
 
-  setMaxIncomingPacketSize(bytes: number): void {
-    this.framer.setMaxPacketSize(bytes);
-  }
 
   fireDrain(): void {
     const waiters = this.drainWaiters;

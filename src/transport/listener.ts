@@ -35,13 +35,18 @@ export interface RunningListener {
 
 export async function startListener(config: ListenerConfig, broker: Broker, logger: Logger, resolvePath: (p: string) => string): Promise<RunningListener> {
   const connections = new Set<Connection>();
+  /** Waiters for the last connection to close (graceful shutdown). */
+  const drained: Array<() => void> = [];
   const info = { name: config.name, allowAnonymous: config.allowAnonymous };
   const accept = (socket: net.Socket): void => {
     if (broker.shuttingDown) {
       socket.destroy();
       return;
     }
-    const conn = new Connection(socket, broker, info, (c) => connections.delete(c));
+    const conn = new Connection(socket, broker, info, (c) => {
+      connections.delete(c);
+      if (connections.size === 0) for (const resolve of drained.splice(0)) resolve();
+    });
     connections.add(conn);
   };
 
@@ -90,9 +95,13 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
       server.close();
     },
     closeConnections: async (graceMs: number) => {
-      const deadline = Date.now() + graceMs;
-      while (connections.size > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 10));
+      if (connections.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve) => {
+          drained.push(resolve);
+          timer = setTimeout(resolve, graceMs);
+        });
+        clearTimeout(timer);
       }
       for (const c of connections) c.destroy();
     },

@@ -37,7 +37,6 @@ class RecordingPort implements ConnectionPort {
   onDrain(cb: () => void): void {
     cb();
   }
-  setMaxIncomingPacketSize(): void {}
 }
 
 function newBroker(): Broker {

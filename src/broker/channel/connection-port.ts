@@ -24,6 +24,4 @@ export interface ConnectionPort {
   resumeReading(): void;
   /** Calls `cb` once when the write buffer drains or the connection closes. */
   onDrain(cb: () => void): void;
-  /** The largest packet accepted from this client, enforced by framing. */
-  setMaxIncomingPacketSize(bytes: number): void;
 }

@@ -84,7 +84,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
     return;
   }
   const message = messageFromPublish(packet, topic, ch.clientId, ch.broker.clock.now());
-  const outcome = ch.broker.publish(message, ch);
+  const outcome = ch.broker.publish(message);
   if (packet.qos === 2) {
     session.incomingQos2.add(packetId);
     if (session.persistent) ch.broker.store?.addIncomingQos2(ch.clientId, packetId);

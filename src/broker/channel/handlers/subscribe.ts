@@ -8,7 +8,6 @@ import { ReasonCode } from '../../../protocol/reason-codes.js';
 import { isValidTopicFilter, parseSharedFilter } from '../../../protocol/topic.js';
 import { decodedStringIsFaithful } from '../../../protocol/utf8.js';
 import type { StoredSubscription } from '../../ports.js';
-import { SlotPublishCache } from '../../session/outbound.js';
 import type { Channel } from '../channel.js';
 
 const V3_FAILURE = 0x80;
@@ -67,7 +66,8 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
       if (!broker.authorizer.canReceive(ch.client!, message.topic)) continue;
       const qos = (message.qos < sub.qos ? message.qos : sub.qos) as QoS;
       // A retained message sent because of a subscription carries retain=1 [MQTT-3.3.1-8].
-      session.deliver(message, qos, true, sub.subscriptionId !== 0 ? [sub.subscriptionId] : [], sub.subscriptionId !== 0 ? null : new SlotPublishCache());
+      // One subscriber per retained delivery: nothing to share, so no encoding cache.
+      session.deliver(message, qos, true, sub.subscriptionId !== 0 ? [sub.subscriptionId] : [], null);
     }
   }
 }
