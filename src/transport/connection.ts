@@ -3,8 +3,7 @@
  * and writes what the channel sends, batched per event-loop turn with backpressure.
  * Owns: the socket. Must not: make protocol decisions (the channel does).
  */
-import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
 import type { Broker } from '../broker/broker.js';
 import { Channel } from '../broker/channel/channel.js';
 import type { ConnectionPort, TlsPeer } from '../broker/channel/connection-port.js';
@@ -14,7 +13,7 @@ import { scheduleFlush, type Flushable } from './write-scheduler.js';
 
 const EMPTY = Buffer.alloc(0);
 const kConnection = Symbol('bastion.connection');
-type OwnedSocket = Socket & { [kConnection]: Connection };
+type OwnedSocket = Duplex & { [kConnection]: Connection };
 
 function onSocketData(this: OwnedSocket, chunk: Buffer): void {
   this[kConnection].onData(chunk);
@@ -38,6 +37,13 @@ export interface ListenerInfo {
   allowAnonymous: boolean;
 }
 
+/** What the listener learned about the peer before MQTT starts. */
+export interface PeerInfo {
+  remoteAddress: string;
+  /** The verified client certificate (or PSK identity), or null. */
+  peer: TlsPeer | null;
+}
+
 export class Connection implements ConnectionPort, Flushable {
   readonly channel: Channel;
   readonly remoteAddress: string;
@@ -58,17 +64,18 @@ export class Connection implements ConnectionPort, Flushable {
   };
 
   constructor(
-    private readonly socket: Socket,
+    /** A TCP or TLS socket, or a WebSocket stream: any byte duplex. */
+    private readonly socket: Duplex,
+    info: PeerInfo,
     broker: Broker,
     listener: ListenerInfo,
     private readonly onClosed: (c: Connection) => void,
   ) {
-    this.remoteAddress = socket.remoteAddress ?? 'unknown';
+    this.remoteAddress = info.remoteAddress;
     this.listenerName = listener.name;
     this.allowAnonymous = listener.allowAnonymous;
-    this.peer = socket instanceof TLSSocket ? verifiedPeer(socket) : null;
+    this.peer = info.peer;
     this.framer = new FrameReader(broker.config.maxPacketSize);
-    socket.setNoDelay(true);
     this.channel = new Channel(this, broker);
     // Shared listeners (no closures per connection): idle connections are most of a fleet.
     (socket as OwnedSocket)[kConnection] = this;
@@ -162,14 +169,4 @@ export class Connection implements ConnectionPort, Flushable {
   destroy(): void {
     this.socket.destroy();
   }
-}
-
-/** SECURITY: only a certificate that the TLS layer verified is an identity. */
-function verifiedPeer(socket: TLSSocket): TlsPeer | null {
-  if (!socket.authorized) return null;
-  const cert = socket.getPeerCertificate();
-  if (cert === null || typeof cert !== 'object' || cert.subject === undefined) return null;
-  const cn = cert.subject.CN;
-  const commonName = Array.isArray(cn) ? (cn[0] ?? '') : (cn ?? '');
-  return { commonName, serialNumber: cert.serialNumber, fingerprint256: cert.fingerprint256 };
 }

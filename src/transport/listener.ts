@@ -11,6 +11,7 @@ import type { Broker } from '../broker/broker.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { Connection } from './connection.js';
+import { peerOf } from './tls-identity.js';
 
 /** TLS 1.2 suites: ECDHE only (forward secrecy), AEAD only. TLS 1.3 suites are all AEAD. */
 export const STRONG_TLS12_CIPHERS = [
@@ -43,10 +44,11 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
       socket.destroy();
       return;
     }
-    const conn = new Connection(socket, broker, info, (c) => {
+    const conn = new Connection(socket, { remoteAddress: socket.remoteAddress ?? 'unknown', peer: peerOf(socket) }, broker, info, (c) => {
       connections.delete(c);
       if (connections.size === 0) for (const resolve of drained.splice(0)) resolve();
     });
+    socket.setNoDelay(true);
     connections.add(conn);
   };
 
