@@ -7,6 +7,7 @@ import type { MqttVersion } from './packets.js';
 import type { Target } from './worker-api.js';
 
 export type Transport = 'tcp' | 'tls';
+export type ServerKey = 'ec-p256' | 'rsa-2048';
 
 export interface ScenarioContext {
   broker: BrokerProcess;
@@ -39,5 +40,9 @@ export interface Scenario {
   metrics: MetricDef[];
   /** Bastion's persistence.enabled for this scenario. */
   persistence: boolean;
+  /** Runs over mTLS only (TLS handshake scenarios); skipped for `--transport tcp`. */
+  tlsOnly?: boolean;
+  /** The key of the brokers' server certificate; default ECDSA P-256. */
+  serverKey?: ServerKey;
   run(ctx: ScenarioContext): Promise<Measured>;
 }

@@ -167,12 +167,13 @@ export async function latency(ctx: ScenarioContext): Promise<Measured> {
   }
 }
 
-export async function connectRate(ctx: ScenarioContext): Promise<Measured> {
+/** `resume`: every lane offers its last TLS session ticket, as a reconnecting device does. */
+export async function connectRate(ctx: ScenarioContext, resume = false): Promise<Measured> {
   const fleet = new Fleet();
   try {
     const tpl = connectTemplate(ctx, 'bench-c-', KEEPALIVE_S);
     const members = [0, 1].map(() =>
-      fleet.spawn({ kind: 'connector', target: ctx.target, version: ctx.version, ...tpl, concurrency: ctx.transport === 'tls' ? 6 : 4, maxConnects: 25_000 }),
+      fleet.spawn({ kind: 'connector', target: ctx.target, version: ctx.version, ...tpl, concurrency: ctx.transport === 'tls' ? 6 : 4, maxConnects: 25_000, resume }),
     );
     await ready(ctx, fleet, members, 'connectors starting');
     const w = await measure(ctx, fleet, members, Counter.Connects);
@@ -183,6 +184,7 @@ export async function connectRate(ctx: ScenarioContext): Promise<Measured> {
       metrics: { rate: w.rate(Counter.Connects), ...(brokerUs !== null ? { brokerMsPerConn: brokerUs / 1000 } : {}) },
       details: {
         connects: w.delta(Counter.Connects),
+        resumed: w.delta(Counter.Resumed),
         failures: w.delta(Counter.ConnectFails),
         ...w.cpuDetails(),
         errors: errors.length > 0 ? errors.join('; ') : null,

@@ -5,7 +5,24 @@
  * or stop brokers (run.ts does) or touch sockets (workers do).
  */
 import { connectRate, idleMemory, latency, pubSub, type PubSubShape } from './scenario-runs.js';
-import type { Scenario } from './scenario-api.js';
+import type { Scenario, ServerKey } from './scenario-api.js';
+
+/** A TLS-only connection-rate scenario (scenario 5 is the full P-256 handshake over both transports). */
+function handshake(n: number, id: string, title: string, serverKey: ServerKey, resume: boolean): Scenario {
+  return {
+    n,
+    id,
+    title,
+    metrics: [
+      { key: 'rate', label: resume ? 'resumed handshake + CONNACK' : 'full handshake + CONNACK', unit: 'conn/s', lowerIsBetter: false },
+      { key: 'brokerMsPerConn', label: 'broker CPU per connection', unit: 'ms', lowerIsBetter: true },
+    ],
+    persistence: false,
+    tlsOnly: true,
+    serverKey,
+    run: (ctx) => connectRate(ctx, resume),
+  };
+}
 
 const fanIn = (qos: 0 | 1, durable: boolean): PubSubShape => ({
   publishers: 4,
@@ -95,4 +112,7 @@ export const SCENARIOS: Scenario[] = [
     persistence: true,
     run: (ctx) => pubSub(ctx, fanIn(1, true)),
   },
+  handshake(8, 'connect-resumed', 'mTLS resumed handshake (ticket), P-256 server', 'ec-p256', true),
+  handshake(9, 'connect-full-rsa', 'mTLS full handshake, RSA-2048 server', 'rsa-2048', false),
+  handshake(10, 'connect-resumed-rsa', 'mTLS resumed handshake (ticket), RSA-2048 server', 'rsa-2048', true),
 ];

@@ -26,6 +26,8 @@ export const Counter = {
   SocketErrors: 8,
   /** Times a publisher waited because the end-to-end window was full. */
   GateWaits: 9,
+  /** Connections whose TLS handshake resumed an earlier session (no certificate exchange). */
+  Resumed: 10,
 } as const;
 export const COUNTER_SLOTS = 16;
 
@@ -98,6 +100,8 @@ export interface ConnectorRole extends RoleBase {
   clientIdOffset: number;
   concurrency: number;
   maxConnects: number;
+  /** Offer each lane's last TLS session again (tickets), to measure resumed handshakes. */
+  resume: boolean;
 }
 
 /** Opens `count` connections and holds them idle until stopped. */

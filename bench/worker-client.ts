@@ -31,17 +31,24 @@ const COALESCE_MS = 1;
 
 type RawRead = (nread: number, buf: Buffer) => boolean;
 
+/** A TLS session to offer (undefined: none yet) and where new session tickets go. */
+export interface TlsResume {
+  session: Buffer | undefined;
+  onSession(session: Buffer): void;
+}
+
 /**
  * A full TLS handshake with the chain verified by OpenSSL against the bench CA, as usual.
  * The host check uses the peer's X509Certificate instead of Node's default, which first
  * converts the whole chain to JS objects (getPeerCertificate(true), ~0.4 ms per
  * handshake measured here): the generator's own cost is what limits connect rates.
  */
-function connectTls(target: Target, ctx: tls.SecureContext): tls.TLSSocket {
+function connectTls(target: Target, ctx: tls.SecureContext, resume: TlsResume | null): tls.TLSSocket {
   const socket: tls.TLSSocket = tls.connect({
     host: target.host,
     port: target.port,
     secureContext: ctx,
+    ...(resume?.session !== undefined ? { session: resume.session } : {}),
     rejectUnauthorized: true,
     checkServerIdentity: (host: string): Error | undefined => {
       const cert = socket.getPeerX509Certificate();
@@ -51,6 +58,7 @@ function connectTls(target: Target, ctx: tls.SecureContext): tls.TLSSocket {
   });
   // Only Node's handshake completion reads this, to pass it to checkServerIdentity above.
   Object.defineProperty(socket, 'getPeerCertificate', { value: () => ({}) });
+  if (resume !== null) socket.on('session', resume.onSession);
   return socket;
 }
 
@@ -61,11 +69,11 @@ function connectTls(target: Target, ctx: tls.SecureContext): tls.TLSSocket {
  */
 const sharedReadBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
-function openSocket(target: Target, timeoutMs: number, onRead: RawRead | null): Promise<net.Socket> {
+function openSocket(target: Target, timeoutMs: number, onRead: RawRead | null, resume: TlsResume | null): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const ctx = contextFor(target);
     let socket: net.Socket;
-    if (ctx !== null) socket = connectTls(target, ctx);
+    if (ctx !== null) socket = connectTls(target, ctx, resume);
     else if (onRead !== null) socket = net.connect({ host: target.host, port: target.port, onread: { buffer: sharedReadBuffer, callback: onRead } });
     else socket = net.connect({ host: target.host, port: target.port });
     const timer = setTimeout(() => fail(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
@@ -130,10 +138,10 @@ export class Client implements FrameVisitor {
    * Connects, sends CONNECT (and SUBSCRIBE) and waits for the acknowledgements. Plain TCP
    * reads use a reused buffer; `coalesce` also batches reads (see COALESCE_MS).
    */
-  static async open(target: Target, connect: Uint8Array, subscribe: Uint8Array | null, coalesce = false): Promise<Client> {
+  static async open(target: Target, connect: Uint8Array, subscribe: Uint8Array | null, coalesce = false, resume: TlsResume | null = null): Promise<Client> {
     const rawReads = target.tls === null;
     let client: Client | null = null;
-    const socket = await openSocket(target, SETUP_TIMEOUT_MS, rawReads ? (n, buf) => client?.onRead(n, buf) ?? true : null);
+    const socket = await openSocket(target, SETUP_TIMEOUT_MS, rawReads ? (n, buf) => client?.onRead(n, buf) ?? true : null, resume);
     client = new Client(socket, rawReads, coalesce);
     try {
       client.socket.write(connect);

@@ -4,7 +4,8 @@
  * Must not: retry without a pause.
  */
 import { Counter, type ConnectorRole } from './worker-api.js';
-import { Client, withClientId } from './worker-client.js';
+import { TLSSocket } from 'node:tls';
+import { Client, withClientId, type TlsResume } from './worker-client.js';
 import { C, init, note, stopped } from './worker-context.js';
 
 const DISCONNECT = Buffer.from([0xe0, 0x00]);
@@ -17,17 +18,20 @@ export async function runConnector(role: ConnectorRole): Promise<void> {
   let nextId = 0;
   let made = 0;
   const lane = async (): Promise<void> => {
+    // Each lane offers the newest ticket it was given, as a reconnecting device would.
+    const resume: TlsResume | null = role.resume ? { session: undefined, onSession: (s) => (resume!.session = s) } : null;
     while (!stopped() && made < role.maxConnects) {
       made++;
       const id = init.index * 100_000_000 + nextId++;
       let client: Client | null = null;
       try {
-        client = await Client.open(role.target, withClientId(role.connectTemplate, role.clientIdOffset, id), null);
+        client = await Client.open(role.target, withClientId(role.connectTemplate, role.clientIdOffset, id), null, false, resume);
         if (stopped()) {
           client.socket.destroy();
           return;
         }
         Atomics.add(C, Counter.Connects, 1);
+        if (client.socket instanceof TLSSocket && client.socket.isSessionReused()) Atomics.add(C, Counter.Resumed, 1);
         // DISCONNECT and let the broker close first, so TIME_WAIT lands on the listening side.
         const socket = client.socket;
         socket.write(DISCONNECT);
