@@ -3,7 +3,6 @@
  * and writes what the channel sends, batched per event-loop turn with backpressure.
  * Owns: the socket. Must not: make protocol decisions (the channel does).
  */
-import type { Duplex } from 'node:stream';
 import type { Broker } from '../broker/broker.js';
 import { Channel } from '../broker/channel/channel.js';
 import type { ConnectionPort, TlsPeer } from '../broker/channel/connection-port.js';
@@ -13,7 +12,24 @@ import { scheduleFlush, type Flushable } from './write-scheduler.js';
 
 const EMPTY = Buffer.alloc(0);
 const kConnection = Symbol('bastion.connection');
-type OwnedSocket = Duplex & { [kConnection]: Connection };
+
+/**
+ * The part of a byte duplex a Connection uses. A net/tls socket is one; the WebSocket
+ * listener adapts a WebSocket to it (transport/ws-byte-stream.ts).
+ */
+export interface ByteStream {
+  on(event: 'data' | 'drain' | 'error' | 'close', listener: (...args: never[]) => void): this;
+  /** Bytes accepted by write() but not yet handed to the kernel. */
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+  /** False when the caller should wait for 'drain'. */
+  write(bytes: Buffer): boolean;
+  end(): void;
+  destroy(): void;
+  pause(): void;
+  resume(): void;
+}
+type OwnedSocket = ByteStream & { [kConnection]: Connection };
 
 function onSocketData(this: OwnedSocket, chunk: Buffer): void {
   this[kConnection].onData(chunk);
@@ -64,8 +80,8 @@ export class Connection implements ConnectionPort, Flushable {
   };
 
   constructor(
-    /** A TCP or TLS socket, or a WebSocket stream: any byte duplex. */
-    private readonly socket: Duplex,
+    /** A TCP or TLS socket, or a WebSocket adapted to bytes. */
+    private readonly socket: ByteStream,
     info: PeerInfo,
     broker: Broker,
     listener: ListenerInfo,

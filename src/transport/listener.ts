@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import type { Broker } from '../broker/broker.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { Connection } from './connection.js';
+import { AcceptedConnections, type RunningListener } from './accepted-connections.js';
 import { peerOf } from './tls-identity.js';
 
 /** TLS 1.2 suites: ECDHE only (forward secrecy), AEAD only. TLS 1.3 suites are all AEAD. */
@@ -23,33 +23,12 @@ export const STRONG_TLS12_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
-export interface RunningListener {
-  readonly config: ListenerConfig;
-  readonly port: number;
-  readonly host: string;
-  readonly connections: Set<Connection>;
-  /** Stops accepting; existing connections stay. */
-  stopAccepting(): Promise<void>;
-  /** Waits up to `graceMs` for connections to close, then destroys the rest. */
-  closeConnections(graceMs: number): Promise<void>;
-}
+export type { RunningListener } from './accepted-connections.js';
 
 export async function startListener(config: ListenerConfig, broker: Broker, logger: Logger, resolvePath: (p: string) => string): Promise<RunningListener> {
-  const connections = new Set<Connection>();
-  /** Waiters for the last connection to close (graceful shutdown). */
-  const drained: Array<() => void> = [];
-  const info = { name: config.name, allowAnonymous: config.allowAnonymous };
+  const accepted = new AcceptedConnections(broker, config);
   const accept = (socket: net.Socket): void => {
-    if (broker.shuttingDown) {
-      socket.destroy();
-      return;
-    }
-    const conn = new Connection(socket, { remoteAddress: socket.remoteAddress ?? 'unknown', peer: peerOf(socket) }, broker, info, (c) => {
-      connections.delete(c);
-      if (connections.size === 0) for (const resolve of drained.splice(0)) resolve();
-    });
-    socket.setNoDelay(true);
-    connections.add(conn);
+    if (accepted.adopt(socket, { remoteAddress: socket.remoteAddress ?? 'unknown', peer: peerOf(socket) }) !== null) socket.setNoDelay(true);
   };
 
   let server: net.Server;
@@ -91,21 +70,11 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
     config,
     port: address.port,
     host: address.address,
-    connections,
+    connections: accepted.connections,
     stopAccepting: async () => {
       // close() stops accepting at once; its callback waits for connections, which we do not.
       server.close();
     },
-    closeConnections: async (graceMs: number) => {
-      if (connections.size > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await new Promise<void>((resolve) => {
-          drained.push(resolve);
-          timer = setTimeout(resolve, graceMs);
-        });
-        clearTimeout(timer);
-      }
-      for (const c of connections) c.destroy();
-    },
+    closeConnections: (graceMs: number) => accepted.closeConnections(graceMs),
   };
 }

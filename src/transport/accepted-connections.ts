@@ -1,0 +1,65 @@
+/**
+ * What every listener (TCP, TLS, WebSocket) shares once a byte stream is accepted: wrap it
+ * in a Connection, keep the set of live connections, and close them on shutdown (wait,
+ * then destroy the rest). Owns: that bookkeeping and the RunningListener interface the
+ * server uses for every listener. Must not: accept sockets or know their protocol.
+ */
+import type { Broker } from '../broker/broker.js';
+import type { ListenerConfig } from '../core/config.js';
+import { Connection, type ByteStream, type PeerInfo } from './connection.js';
+
+export interface RunningListener {
+  readonly config: ListenerConfig;
+  readonly port: number;
+  readonly host: string;
+  readonly connections: Set<Connection>;
+  /** Stops accepting; existing connections stay. */
+  stopAccepting(): Promise<void>;
+  /** Waits up to `graceMs` for connections to close, then destroys the rest. */
+  closeConnections(graceMs: number): Promise<void>;
+}
+
+export class AcceptedConnections {
+  readonly connections = new Set<Connection>();
+  /** Waiters for the last connection to close (graceful shutdown). */
+  private drained: Array<() => void> = [];
+  private readonly info: { name: string; allowAnonymous: boolean };
+  private readonly onClosed = (c: Connection): void => {
+    this.connections.delete(c);
+    if (this.connections.size === 0) for (const resolve of this.drained.splice(0)) resolve();
+  };
+
+  constructor(
+    private readonly broker: Broker,
+    config: ListenerConfig,
+  ) {
+    this.info = { name: config.name, allowAnonymous: config.allowAnonymous };
+  }
+
+  /**
+   * Starts MQTT on an accepted stream. Returns null (and destroys the stream) when the
+   * broker is shutting down: a late arrival must not slip in after the goodbyes.
+   */
+  adopt(stream: ByteStream, peer: PeerInfo): Connection | null {
+    if (this.broker.shuttingDown) {
+      stream.destroy();
+      return null;
+    }
+    const conn = new Connection(stream, peer, this.broker, this.info, this.onClosed);
+    this.connections.add(conn);
+    return conn;
+  }
+
+  /** Waits up to `graceMs` for every connection to close, then destroys the rest. */
+  async closeConnections(graceMs: number): Promise<void> {
+    if (this.connections.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.drained.push(resolve);
+        timer = setTimeout(resolve, graceMs);
+      });
+      clearTimeout(timer);
+    }
+    for (const c of this.connections) c.destroy();
+  }
+}
