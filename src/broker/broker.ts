@@ -26,11 +26,20 @@ export interface ChannelHandle {
   readonly congested: boolean;
   /** Calls `cb` once when the socket drains or closes. */
   onDrain(cb: () => void): void;
-  /** Disconnects the client (v5: with this reason code) and releases the session. */
-  kick(reasonCode: number): void;
+  /** Disconnects the client (v5: with this reason code and reason string) and releases the session. */
+  kick(reasonCode: number, reason?: string): void;
   /** Hands over the connection's will (and forgets it), for publishing at shutdown. */
   takeWill(): WillSpec | null;
 }
+
+/** Why an authenticated client may not open a session. */
+export interface AdmissionRefusal {
+  reasonCode: number;
+  reason: string;
+}
+
+/** Returns a refusal for a client that must not be admitted, or null. */
+export type AdmissionGuard = (client: AuthorizedClient) => AdmissionRefusal | null;
 
 export interface BrokerOptions {
   mqtt?: MqttConfig;
@@ -86,6 +95,7 @@ export class Broker {
   readonly clients = new Map<Session, AuthorizedClient>();
   /** Sessions recovered from the store whose client has not reconnected: no identity yet. */
   private readonly awaitingIdentity = new Set<Session>();
+  private readonly admissionGuards: AdmissionGuard[] = [];
   readonly counters: BrokerCounters = { published: 0, delivered: 0, deniedAtDelivery: 0, droppedQueueFull: 0, droppedExpired: 0, droppedTooLarge: 0 };
   shuttingDown = false;
   /** What every session shares: one object, not one per session. */
@@ -331,6 +341,39 @@ export class Broker {
         else if (session.queueCongested) outcome.congested = session;
       }
     }
+  }
+
+  /**
+   * Adds a check every authenticated client passes before its session opens (a revoked
+   * certificate, a ban). It closes the gap between a sweep with `disconnectWhere` and a
+   * CONNECT whose TLS handshake completed just before the sweep.
+   */
+  addAdmissionGuard(guard: AdmissionGuard): void {
+    this.admissionGuards.push(guard);
+  }
+
+  /** The first guard's refusal of `client`, or null when every guard admits it. */
+  admissionRefusal(client: AuthorizedClient): AdmissionRefusal | null {
+    for (const guard of this.admissionGuards) {
+      const refusal = guard(client);
+      if (refusal !== null) return refusal;
+    }
+    return null;
+  }
+
+  /**
+   * Disconnects every connected client that `match` selects (an administrative action:
+   * v5 clients get DISCONNECT with `reasonCode` and `reason`). Returns their client ids.
+   */
+  disconnectWhere(match: (client: AuthorizedClient) => boolean, reasonCode: number, reason: string): string[] {
+    const kicked: string[] = [];
+    for (const [session, owner] of [...this.owners]) {
+      const client = this.clients.get(session);
+      if (client === undefined || !match(client)) continue;
+      kicked.push(owner.clientId);
+      owner.kick(reasonCode, reason);
+    }
+    return kicked;
   }
 
   /** Graceful stop: wills first (while subscribers are still connected), then disconnects. */

@@ -92,3 +92,25 @@ test('a verified certificate admits its common name as the principal', () => {
   assert.equal((port.out[0] as { reasonCode: number }).reasonCode, 0);
   assert.equal(ch.client?.principal, 'dev-1');
 });
+
+test('an administrative disconnect closes the selected clients with the reason code, and an admission guard refuses them afterwards', () => {
+  const broker = newBroker();
+  const doomed = connect(broker, 'doomed');
+  const bystander = connect(broker, 'bystander');
+  const kicked = broker.disconnectWhere((c) => c.clientId === 'doomed', 0x98, 'certificate revoked');
+  assert.deepEqual(kicked, ['doomed']);
+  const disconnect = doomed.port.out.at(-1) as { cmd: string; reasonCode: number; properties?: { reasonString?: string } };
+  assert.equal(disconnect.cmd, 'disconnect');
+  assert.equal(disconnect.reasonCode, 0x98);
+  assert.equal(disconnect.properties?.reasonString, 'certificate revoked');
+  assert.equal(doomed.port.ended, true);
+  assert.equal(bystander.port.ended, false);
+
+  broker.addAdmissionGuard((c) => (c.clientId === 'doomed' ? { reasonCode: 0x87, reason: 'certificate revoked' } : null));
+  const again = connect(broker, 'doomed');
+  const connack = again.port.out[0] as { cmd: string; reasonCode: number };
+  assert.equal(connack.cmd, 'connack');
+  assert.equal(connack.reasonCode, 0x87);
+  assert.equal(connect(broker, 'other').port.out[0]?.cmd, 'connack');
+  assert.equal((broker.sessions.has('doomed')), false);
+});

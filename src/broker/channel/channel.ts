@@ -236,8 +236,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
 
   // ---- ChannelHandle ----
 
-  kick(reasonCode: number): void {
-    this.disconnect(reasonCode, true);
+  kick(reasonCode: number, reason?: string): void {
+    this.disconnect(reasonCode, true, reason);
   }
 
   takeWill(): ChannelWill | null {

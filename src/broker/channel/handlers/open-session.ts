@@ -41,8 +41,13 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
   }
   if (expiry > NEVER_EXPIRES) expiry = NEVER_EXPIRES;
 
-  ch.will = pending.will;
   const client = { clientId: ch.clientId, principal: identity.principal, identity };
+  const refusal = ch.broker.admissionRefusal(client);
+  if (refusal !== null) {
+    ch.refuseConnect(refusal.reasonCode, refusal.reason);
+    return;
+  }
+  ch.will = pending.will;
   ch.client = client;
   const { session, present } = ch.broker.openSession(ch.clientId, packet.clean !== false, expiry, ch.version, ch, client);
   ch.session = session;
