@@ -3,7 +3,7 @@
  * material for signing with the checks that it really is a usable CA. Must not: persist
  * keys (callers write them, with owner-only permissions).
  */
-import { X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
 import { fingerprint256 } from './fingerprint.js';
 import {
   DEFAULT_KEY_ALGORITHM,
@@ -100,6 +100,8 @@ export async function createRootCa(options: CreateRootCaOptions): Promise<Certif
 export interface LoadedCa {
   readonly cert: x509.X509Certificate;
   readonly privateKey: CryptoKey;
+  /** The same private key as a Node KeyObject (node:crypto signing, e.g. OCSP responses). */
+  readonly keyObject: KeyObject;
   readonly keyAlgorithm: KeyAlgorithm;
   /** Hex key identifier for the authority key identifier of issued certificates. */
   readonly keyId: string;
@@ -147,5 +149,5 @@ export async function loadCa(ca: CaMaterial, now: Date): Promise<LoadedCa> {
   }
   const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);
   const keyId = ski !== null ? ski.keyId : (await x509.SubjectKeyIdentifierExtension.create(cert.publicKey)).keyId;
-  return { cert, privateKey: imported.privateKey, keyAlgorithm: imported.keyAlgorithm, keyId, notAfter: cert.notAfter };
+  return { cert, privateKey: imported.privateKey, keyObject: imported.keyObject, keyAlgorithm: imported.keyAlgorithm, keyId, notAfter: cert.notAfter };
 }

@@ -1,5 +1,6 @@
 /**
- * The pki module's public surface: root CAs, leaf certificates, keys and SANs.
+ * The pki module's public surface: root and intermediate CAs, leaf certificates, CSRs,
+ * keys (and their encryption), SANs, CRLs and OCSP.
  * Other modules import from here. Must not: import node:fs, node:net or node:tls
  * (only node:crypto), so everything here works on PEM strings in memory.
  */
@@ -7,6 +8,11 @@ export { createRootCa, loadCa, DEFAULT_CA_DAYS } from './ca.js';
 export type { CaMaterial, CertificateWithKey, CreateRootCaOptions, LoadedCa } from './ca.js';
 export { issueCertificate, issueLocalServerCertificate, DEFAULT_LEAF_DAYS, LOCAL_SERVER_SANS } from './issue.js';
 export type { CertificateProfile, IssueCertificateOptions, IssuedCertificate } from './issue.js';
+export type { SignedCertificate } from './leaf.js';
+export { createIntermediateCa, DEFAULT_INTERMEDIATE_DAYS } from './intermediate.js';
+export type { CreateIntermediateCaOptions } from './intermediate.js';
+export { describeCertificate, splitPemChain } from './describe.js';
+export type { CertificateInfo, CertificateSans } from './describe.js';
 export {
   KEY_ALGORITHMS,
   DEFAULT_KEY_ALGORITHM,
@@ -14,6 +20,7 @@ export {
   exportPrivateKeyPem,
   importPrivateKeyPem,
   keyAlgorithmOf,
+  describeKeyAlgorithm,
 } from './keys.js';
 export type { KeyAlgorithm, ImportedPrivateKey } from './keys.js';
 export { canonicalSans } from './san.js';

@@ -117,6 +117,43 @@ export function keyAlgorithmOf(key: KeyObject): KeyAlgorithm {
   throw new PkiError('ERR_PKI_UNSUPPORTED_KEY', `unsupported key type ${String(key.asymmetricKeyType)}; expected EC (P-256, P-384) or RSA (2048, 3072)`);
 }
 
+/** Names for the curves Node reports, in our `ec-…` style. */
+const CURVE_NAMES: Readonly<Record<string, string>> = { prime256v1: 'p256', secp384r1: 'p384', secp521r1: 'p521', prime192v1: 'p192' };
+
+/**
+ * A readable name for any key, supported or not (`ec-p256`, `rsa-1024`, `ec-secp256k1`,
+ * `ed25519`): for describing certificates and naming a refused key.
+ */
+export function describeKeyAlgorithm(key: KeyObject): string {
+  const details = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = String(details.namedCurve ?? 'unknown');
+    return `ec-${CURVE_NAMES[curve] ?? curve}`;
+  }
+  if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') {
+    return `${key.asymmetricKeyType}-${String(details.modulusLength ?? 'unknown')}`;
+  }
+  return String(key.asymmetricKeyType ?? 'unknown');
+}
+
+/**
+ * The KeyAlgorithm of a key someone else generated (a CSR's public key).
+ * SECURITY: EC curves other than P-256/P-384 (P-192, secp256k1, …) and RSA under 2048 bits
+ * are refused as ERR_PKI_WEAK_KEY, naming the key; other strong keys we do not issue for
+ * (RSA-4096, Ed25519) are ERR_PKI_UNSUPPORTED_KEY.
+ */
+export function assertStrongKey(key: KeyObject): KeyAlgorithm {
+  const details = key.asymmetricKeyDetails ?? {};
+  const name = describeKeyAlgorithm(key);
+  if (key.asymmetricKeyType === 'ec' && name !== 'ec-p256' && name !== 'ec-p384') {
+    throw new PkiError('ERR_PKI_WEAK_KEY', `key ${name} is refused: only EC curves P-256 and P-384 are accepted`);
+  }
+  if ((key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') && (details.modulusLength ?? 0) < 2048) {
+    throw new PkiError('ERR_PKI_WEAK_KEY', `key ${name} is refused: RSA keys need at least 2048 bits`);
+  }
+  return keyAlgorithmOf(key);
+}
+
 export interface ImportedPrivateKey {
   /** A non-extractable WebCrypto key usable for signing. */
   readonly privateKey: CryptoKey;

@@ -4,7 +4,7 @@
  * characters or over-long values (they end up in logs, audit records and ACL patterns).
  */
 import { PkiError } from './pki-error.js';
-import type { x509 } from './x509.js';
+import { x509 } from './x509.js';
 
 /** X.520 upper bound for CN and OU (ub-common-name, ub-organizational-unit-name). */
 export const MAX_NAME_LENGTH = 64;
@@ -33,10 +33,45 @@ export function assertNameText(field: string, value: unknown): asserts value is 
   }
 }
 
+/**
+ * One attribute value with an explicit string type. SECURITY: @peculiar/x509 reads plain
+ * strings as RFC 2253 text (quotes and backslashes are unescaped, a leading `#` is hex), so
+ * a commonName like `x, "admin"` would be certified as `admin`. An explicit type object is
+ * written as given. PrintableString when the text allows it (what the library would pick),
+ * otherwise UTF8String.
+ */
+function attributeValue(text: string): x509.JsonAttributeObject {
+  return x509.Name.isPrintableString(text) ? { printableString: text } : { utf8String: text };
+}
+
 /** Subject name: OU (when given) then CN, most significant first, as X.500 orders them. */
-export function buildSubject(commonName: string, organizationalUnit?: string): x509.JsonName {
+export function buildSubject(commonName: string, organizationalUnit?: string): x509.Name {
   assertNameText('commonName', commonName);
-  if (organizationalUnit === undefined) return [{ CN: [commonName] }];
+  if (organizationalUnit === undefined) return new x509.Name([{ CN: [attributeValue(commonName)] }]);
   assertNameText('organizationalUnit', organizationalUnit);
-  return [{ OU: [organizationalUnit] }, { CN: [commonName] }];
+  return new x509.Name([{ OU: [attributeValue(organizationalUnit)] }, { CN: [attributeValue(commonName)] }]);
+}
+
+/** RFC 4514 escaping of one attribute value. */
+function escapeDnValue(value: string): string {
+  let out = value.replace(/[\\,+"<>;]/g, (c) => `\\${c}`);
+  if (out.startsWith('#') || out.startsWith(' ')) out = `\\${out}`;
+  if (out.endsWith(' ')) out = `${out.slice(0, -1)}\\ `;
+  return out;
+}
+
+/**
+ * A distinguished name as one line in RFC 4514 order (most specific first), e.g.
+ * `CN=dev1, OU=ops`: the form we show and compare. Multi-valued RDNs are joined by `+`.
+ */
+export function formatName(name: x509.Name): string {
+  return name
+    .toJSON()
+    .map((rdn) =>
+      Object.entries(rdn)
+        .flatMap(([type, values]) => values.map((v) => `${type}=${escapeDnValue(v)}`))
+        .join('+'),
+    )
+    .reverse()
+    .join(', ');
 }
