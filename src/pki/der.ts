@@ -247,3 +247,22 @@ export function generalizedTime(date: Date): Buffer {
   const text = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}Z`;
   return tlv(Tag.GeneralizedTime, Buffer.from(text, 'latin1'));
 }
+
+/**
+ * An X.509 Time: UTCTime for 1950–2049 and GeneralizedTime otherwise, as RFC 5280
+ * §4.1.2.5 requires for certificates and CRLs.
+ */
+export function x509Time(date: Date): Buffer {
+  const year = date.getUTCFullYear();
+  if (year < 1950 || year > 2049) return generalizedTime(date);
+  return tlv(Tag.UtcTime, Buffer.from(generalizedTime(date).subarray(4).toString('latin1'), 'latin1'));
+}
+
+export function boolean(value: boolean): Buffer {
+  return Buffer.from([Tag.Boolean, 1, value ? 0xff : 0]);
+}
+
+/** Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }. */
+export function extension(extnId: string, value: Uint8Array, critical = false): Buffer {
+  return critical ? sequence(oid(extnId), boolean(true), octetString(value)) : sequence(oid(extnId), octetString(value));
+}
