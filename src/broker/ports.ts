@@ -4,6 +4,7 @@
  */
 import type { Message } from './message.js';
 import type { QoS, ProtocolVersion } from '../protocol/packets.js';
+import type { PeerCertificate } from './channel/connection-port.js';
 
 /** Options of one subscription, as granted. */
 export interface SubscriptionOptions {
@@ -91,12 +92,14 @@ export interface RetainStore {
 
 /** Who the client is, as established by the transport and authentication. */
 export interface ClientIdentity {
-  /** The authenticated principal, e.g. the certificate CN; null for anonymous. */
+  /** The authenticated principal (the mapped certificate identity, the PSK identity, a user name); null for anonymous. */
   principal: string | null;
-  /** How it was established. */
-  method: 'certificate' | 'anonymous';
+  /** How the transport established it. */
+  method: 'certificate' | 'psk' | 'anonymous';
   /** Verified client certificate details, when there is one. */
-  certificate?: { commonName: string; serialNumber: string; fingerprint256: string };
+  certificate?: PeerCertificate;
+  /** The TLS-PSK identity, when the handshake used one. */
+  pskIdentity?: string;
   remoteAddress: string;
   listener: string;
 }

@@ -6,17 +6,7 @@
  * in writing; anonymous access needs `allowAnonymous: true` in writing.
  */
 import { z } from 'zod';
-
-const tlsSchema = z
-  .object({
-    cert: z.string().min(1),
-    key: z.string().min(1),
-    ca: z.string().min(1).optional(),
-    clientCerts: z.enum(['required', 'optional', 'none']).default('required'),
-    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
-    ciphers: z.string().optional(),
-  })
-  .strict();
+import { identityMappingSchema, pskSchema, tlsSchema } from './tls-config.js';
 
 const listenerSchema = z
   .object({
@@ -25,11 +15,18 @@ const listenerSchema = z
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535),
     tls: tlsSchema.optional(),
+    /** TLS listeners: which part of a client certificate is the identity (default the CN). */
+    identity: identityMappingSchema.default('cn'),
+    /** SECURITY: when true, a client must use its certificate or PSK identity as its client id. */
+    clientIdMustMatch: z.boolean().default(false),
+    /** TLS-PSK identities and keys for this listener. */
+    psk: pskSchema.optional(),
     insecure: z.boolean().default(false),
     allowAnonymous: z.boolean().default(false),
   })
   .strict()
   .superRefine((l, ctx) => {
+    if (l.psk !== undefined && l.tls === undefined) ctx.addIssue({ code: 'custom', path: ['psk'], message: 'psk needs a TLS listener (tls.cert and tls.key)' });
     if (l.protocol === 'mqtt' && !l.insecure) {
       ctx.addIssue({ code: 'custom', path: ['insecure'], message: 'a plaintext (protocol: mqtt) listener must say insecure: true' });
     }

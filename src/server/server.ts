@@ -60,7 +60,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const listeners: RunningListener[] = [];
   try {
     for (const l of config.listeners) {
-      const running = await startListener(l, broker, logger, (p) => resolve(opts.baseDir, p));
+      const running = await startListener(l, broker, logger, (p) => resolve(opts.baseDir, p), dataDir);
       listeners.push(running);
       logger.info({ listener: l.name, protocol: l.protocol, host: running.host, port: running.port }, 'listening');
     }

@@ -88,7 +88,7 @@ test('a refused anonymous client gets CONNACK 0x87 and is closed', () => {
 
 test('a verified certificate admits its common name as the principal', () => {
   const broker = newBroker();
-  const { ch, port } = connect(broker, 'dev-1', new RecordingPort(false, { commonName: 'dev-1', serialNumber: '01', fingerprint256: 'AA' }));
+  const { ch, port } = connect(broker, 'dev-1', new RecordingPort(false, { method: 'certificate', identity: 'dev-1', source: 'cn', clientIdMustMatch: false, certificate: { commonName: 'dev-1', serialNumber: '01', fingerprint256: 'AA', issuer: 'CN=ca', subject: 'CN=dev-1', organizationalUnits: [], sans: { dns: [], uri: [], ip: [], email: [] } } }));
   assert.equal((port.out[0] as { reasonCode: number }).reasonCode, 0);
   assert.equal(ch.client?.principal, 'dev-1');
 });

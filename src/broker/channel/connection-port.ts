@@ -2,10 +2,39 @@
  * What a channel needs from its connection. transport/connection.ts implements it over a
  * socket; tests implement it over an in-memory recorder. Nothing here does I/O itself.
  */
-export interface TlsPeer {
+/** What a verified client certificate says, as the authorization layer sees it. */
+export interface PeerCertificate {
   commonName: string;
+  /** Hex, as OpenSSL prints it. */
   serialNumber: string;
+  /** SHA-256 of the DER, colon-separated hex. */
   fingerprint256: string;
+  /** Distinguished names in RFC 4514-like `CN=a, OU=b` form. */
+  issuer: string;
+  subject: string;
+  organizationalUnits: string[];
+  sans: { dns: string[]; uri: string[]; ip: string[]; email: string[] };
+}
+
+/** How a TLS peer's identity was derived. */
+export type IdentitySource = 'cn' | 'san-uri' | 'san-dns' | 'subject' | 'psk';
+
+/**
+ * The client identity a TLS handshake proved: a verified certificate or a PSK identity.
+ * SECURITY: built only by the transport from what OpenSSL verified.
+ */
+export interface TlsPeer {
+  method: 'certificate' | 'psk';
+  /**
+   * The identity (the principal) mapped per the listener's `identity` option, or the PSK
+   * identity; null when the certificate has no value for the mapping (refused at CONNECT).
+   */
+  identity: string | null;
+  source: IdentitySource;
+  /** The listener's `clientIdMustMatch`: the client id must equal `identity`. */
+  clientIdMustMatch: boolean;
+  certificate?: PeerCertificate;
+  pskIdentity?: string;
 }
 
 export interface ConnectionPort {

@@ -1,6 +1,7 @@
 /**
  * The authenticator until the provider chain arrives: a verified client certificate
- * admits its CN; otherwise only a listener with `allowAnonymous: true` admits a client.
+ * admits its mapped identity (the listener's `identity` option, default the CN), a TLS-PSK
+ * handshake admits its PSK identity; otherwise only a listener with `allowAnonymous: true` admits a client.
  * SECURITY: fails closed; a username/password is not accepted by anything yet, so a
  * client relying on one alone is refused with BadUserNameOrPassword.
  */
@@ -9,8 +10,10 @@ import { ReasonCode } from '../../protocol/reason-codes.js';
 
 export class ListenerAuthenticator implements Authenticator {
   authenticate(req: AuthRequest): AuthResult {
-    if (req.identity.method === 'certificate' && req.identity.certificate !== undefined) {
-      return { ok: true, principal: req.identity.certificate.commonName };
+    // SECURITY: the transport set the principal from what OpenSSL verified; a certificate
+    // without a mapped identity never gets here (refused at CONNECT).
+    if ((req.identity.method === 'certificate' || req.identity.method === 'psk') && req.identity.principal !== null) {
+      return { ok: true, principal: req.identity.principal };
     }
     if (req.allowAnonymous) return { ok: true, principal: null };
     if (req.username !== undefined || req.password !== undefined) {

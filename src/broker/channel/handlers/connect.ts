@@ -69,13 +69,8 @@ export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer)
     }
   }
 
-  const identity: ClientIdentity = {
-    principal: ch.conn.peer?.commonName ?? null,
-    method: ch.conn.peer !== null ? 'certificate' : 'anonymous',
-    remoteAddress: ch.conn.remoteAddress,
-    listener: ch.conn.listenerName,
-    ...(ch.conn.peer !== null ? { certificate: ch.conn.peer } : {}),
-  };
+  const identity = identityOf(ch);
+  if (!admitTlsIdentity(ch, clientId)) return;
   // The will is checked now, so a malformed one is refused before authentication runs.
   let will: WillSpec | null = null;
   if (packet.will !== undefined) {
@@ -126,6 +121,42 @@ export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer)
     return;
   }
   completeAuthentication(ch, result, pending, identity);
+}
+
+/** The transport-level identity: a verified certificate, a PSK identity, or nobody. */
+function identityOf(ch: Channel): ClientIdentity {
+  const peer = ch.conn.peer;
+  const base = { remoteAddress: ch.conn.remoteAddress, listener: ch.conn.listenerName };
+  if (peer === null) return { ...base, principal: null, method: 'anonymous' };
+  return {
+    ...base,
+    principal: peer.identity,
+    method: peer.method,
+    ...(peer.certificate !== undefined ? { certificate: peer.certificate } : {}),
+    ...(peer.pskIdentity !== undefined ? { pskIdentity: peer.pskIdentity } : {}),
+  };
+}
+
+/**
+ * SECURITY: a certificate without a value for the listener's identity mapping is refused
+ * (never downgraded to anonymous), and with `clientIdMustMatch` the client id must be the
+ * identity, so one device cannot take over another's session.
+ */
+function admitTlsIdentity(ch: Channel, clientId: string): boolean {
+  const peer = ch.conn.peer;
+  if (peer === null) return true;
+  const log = { listener: ch.conn.listenerName, remote: ch.conn.remoteAddress, clientId };
+  if (peer.identity === null) {
+    ch.broker.logger.warn({ ...log, mapping: peer.source, serialNumber: peer.certificate?.serialNumber }, 'client certificate has no value for the identity mapping');
+    ch.refuseConnect(ReasonCode.NotAuthorized, `the client certificate has no ${peer.source} identity`);
+    return false;
+  }
+  if (peer.clientIdMustMatch && clientId !== peer.identity) {
+    ch.broker.logger.warn({ ...log, identity: peer.identity }, 'client id does not match the TLS identity');
+    ch.refuseConnect(ReasonCode.ClientIdentifierNotValid, 'the client id must match the TLS identity');
+    return false;
+  }
+  return true;
 }
 
 function completeAuthentication(ch: Channel, result: AuthResult, pending: PendingConnect, identity: ClientIdentity): void {

@@ -1,0 +1,251 @@
+/**
+ * The TLS context manager: one per TLS listener (mqtts and wss). Owns: the server options
+ * (versions, suites, curves, CA, CRL, PSK, session tickets), admitting or refusing a
+ * handshaken client with a log line naming OpenSSL's reason, hot reload of the files
+ * without dropping connections, ticket keys and OCSP stapling. Must not: speak MQTT.
+ *
+ * SECURITY: with `clientCerts: required` OpenSSL refuses a client without a certificate
+ * in the handshake (alert "certificate required") and Node destroys one whose certificate
+ * failed verification; `attach` logs both with OpenSSL's reason. With `optional`, a
+ * certificate that was presented but failed verification is refused here, not ignored.
+ */
+import { createHash } from 'node:crypto';
+import { constants as cryptoConstants } from 'node:crypto';
+import type net from 'node:net';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import type { TlsPeer } from '../broker/channel/connection-port.js';
+import { ConfigError } from '../core/errors.js';
+import type { ListenerConfig } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, type TlsConfig } from '../core/tls-config.js';
+import { verifiedPeer, verifyFailureReason, type IdentityPolicy } from './tls-identity.js';
+import { changedFiles, loadTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.js';
+import { OcspStapler } from './tls-ocsp.js';
+import { TicketKeyStore } from './tls-tickets.js';
+import { FileChangeWatcher } from './tls-watch.js';
+
+export interface TlsContextManagerOptions {
+  listener: ListenerConfig;
+  resolvePath: (p: string) => string;
+  dataDir: string;
+  logger: Logger;
+}
+
+export type ReloadResult = { ok: true; changed: string[] } | { ok: false; error: string };
+
+/** Node's session id context is at most 32 bytes; derived from the listener name so that several processes agree. */
+function sessionIdContextFor(listener: string): string {
+  return createHash('sha256').update(`bastion-listener:${listener}`).digest('hex').slice(0, 32);
+}
+
+/** The peer address of a TLS socket, also after Node destroyed it (through the Node-internal `_parent`, the raw socket; see attach). */
+function remoteOf(socket: tls.TLSSocket): string {
+  const raw = (socket as tls.TLSSocket & { _parent?: net.Socket | null })._parent;
+  return socket.remoteAddress ?? raw?.remoteAddress ?? 'unknown';
+}
+
+export class TlsContextManager {
+  private readonly servers = new Set<tls.Server>();
+  private readonly crlListeners: Array<(crlPem: string) => void> = [];
+  private readonly reloadListeners: Array<(r: ReloadResult) => void> = [];
+  /** PSK identities our callback accepted, per socket (the handshake then proved the key). */
+  private readonly pskIdentities = new WeakMap<tls.TLSSocket, string>();
+  private readonly policy: IdentityPolicy;
+  private watcher: FileChangeWatcher | null = null;
+  private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, changed: [] });
+  private closed = false;
+
+  private constructor(
+    private readonly listener: ListenerConfig,
+    private readonly tlsConfig: TlsConfig,
+    private readonly paths: TlsPaths,
+    private material: TlsMaterial,
+    private readonly tickets: TicketKeyStore | null,
+    private readonly ocsp: OcspStapler | null,
+    private readonly logger: Logger,
+  ) {
+    this.policy = { mapping: listener.identity, clientIdMustMatch: listener.clientIdMustMatch };
+    tickets?.onChange((key) => {
+      for (const s of this.servers) s.setTicketKeys(key);
+    });
+  }
+
+  /** Loads and checks the listener's TLS files; throws ERR_TLS_MATERIAL / ERR_CONFIG naming the file. */
+  static async create(opts: TlsContextManagerOptions): Promise<TlsContextManager> {
+    const t = opts.listener.tls;
+    if (t === undefined) throw new ConfigError(`listener ${opts.listener.name} has no tls section`);
+    const paths: TlsPaths = {
+      cert: opts.resolvePath(t.cert),
+      key: opts.resolvePath(t.key),
+      ...(t.ca !== undefined ? { ca: opts.resolvePath(t.ca) } : {}),
+      ...(t.crl !== undefined ? { crl: opts.resolvePath(t.crl) } : {}),
+      ...(opts.listener.psk !== undefined ? { psk: opts.resolvePath(opts.listener.psk.file) } : {}),
+    };
+    const material = await loadTlsMaterial(paths);
+    const st = t.sessionTickets;
+    const tickets = st.enabled ? TicketKeyStore.open(st.keyFile !== undefined ? opts.resolvePath(st.keyFile) : join(opts.dataDir, 'tls-ticket-keys'), st.rotateHours, opts.logger) : null;
+    const ocsp = t.ocspStapling ? new OcspStapler(opts.listener.name, opts.logger) : null;
+    const manager = new TlsContextManager(opts.listener, t, paths, material, tickets, ocsp, opts.logger);
+    ocsp?.update(material.cert, material.ca);
+    return manager;
+  }
+
+  /** Options for tls.createServer / https.createServer (and setSecureContext on reload). */
+  serverOptions(): tls.TlsOptions {
+    const t = this.tlsConfig;
+    const m = this.material;
+    const psk = m.psk !== undefined;
+    const options: tls.TlsOptions = {
+      cert: m.cert,
+      key: m.key,
+      minVersion: t.minVersion,
+      maxVersion: 'TLSv1.3',
+      ciphers: t.ciphers ?? [...STRONG_TLS12_CIPHERS, ...(psk ? PSK_TLS12_CIPHERS : [])].join(':'),
+      ecdhCurve: t.curves,
+      honorCipherOrder: true,
+      requestCert: t.clientCerts !== 'none',
+      rejectUnauthorized: t.clientCerts === 'required',
+      sessionIdContext: sessionIdContextFor(this.listener.name),
+      // Nagle off from accept on, so the handshake's small records and the first MQTT
+      // packets do not wait for the peer's ACK.
+      noDelay: true,
+    };
+    if (m.ca !== undefined) options.ca = m.ca;
+    if (m.crls !== undefined) options.crl = m.crls;
+    if (this.tickets !== null) options.ticketKeys = this.tickets.key;
+    else options.secureOptions = cryptoConstants.SSL_OP_NO_TICKET;
+    if (psk) options.pskCallback = (socket, identity) => this.pskKey(socket, identity);
+    return options;
+  }
+
+  /** Wires admission checks, handshake-failure logs, ticket keys, OCSP stapling and reload into `server`. */
+  attach(server: tls.Server): void {
+    this.servers.add(server);
+    server.prependListener('secureConnection', (socket: tls.TLSSocket) => this.admit(socket));
+    // Reading the address at accept caches it on the raw socket: once Node has destroyed a
+    // refused TLS socket, that cache is the only place the address is still known.
+    server.prependListener('connection', (raw: net.Socket) => void raw.remoteAddress);
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
+      // Node destroys a socket whose certificate failed verification and reports only
+      // "socket hang up"; the verification code it stored says why.
+      const reason = socket.authorizationError !== undefined && socket.authorizationError !== null ? verifyFailureReason(socket.authorizationError) : err.message;
+      this.logger.warn({ listener: this.listener.name, remote: remoteOf(socket), code: err.code, reason }, 'TLS handshake failed');
+    });
+    if (this.tickets !== null) server.setTicketKeys(this.tickets.key);
+    const ocsp = this.ocsp;
+    if (ocsp !== null) {
+      server.on('OCSPRequest', (_cert: Buffer, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
+        cb(null, ocsp.current());
+      });
+    }
+    this.watcher ??= new FileChangeWatcher(
+      [...Object.values(this.paths), ...(this.tickets !== null ? [this.tickets.file] : [])],
+      () => void this.reload(),
+      { onWatchError: (dir, err) => this.logger.warn({ listener: this.listener.name, dir, err: err.message }, 'cannot watch TLS files; relying on the slow poll') },
+    );
+    if (this.material.crlPem !== undefined) for (const cb of this.crlListeners) cb(this.material.crlPem);
+  }
+
+  /** The verified certificate or PSK identity of a socket accepted by an attached server. */
+  peerOf(socket: tls.TLSSocket): TlsPeer | null {
+    return verifiedPeer(socket, this.policy, this.pskIdentities.get(socket));
+  }
+
+  /** `cb` gets the CRL text at attach time (if a CRL is configured) and after each reload that changed it. */
+  onCrlLoaded(cb: (crlPem: string) => void): void {
+    this.crlListeners.push(cb);
+    if (this.servers.size > 0 && this.material.crlPem !== undefined) cb(this.material.crlPem);
+  }
+
+  /** `cb` gets the outcome of every reload that found a change or failed. */
+  onReload(cb: (result: ReloadResult) => void): void {
+    this.reloadListeners.push(cb);
+  }
+
+  /** Re-reads the files now (the watcher calls this); reloads run one at a time. */
+  reload(): Promise<ReloadResult> {
+    this.tickets?.refresh();
+    this.reloading = this.reloading.then(() => this.reloadOnce());
+    return this.reloading;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.watcher?.close();
+    this.tickets?.close();
+    this.ocsp?.close();
+  }
+
+  private async reloadOnce(): Promise<ReloadResult> {
+    if (this.closed) return { ok: true, changed: [] };
+    let next: TlsMaterial;
+    try {
+      next = await loadTlsMaterial(this.paths);
+    } catch (err) {
+      const error = (err as Error).message;
+      // SECURITY: a broken file never replaces a working context; the last good one stays.
+      if (error !== this.lastReloadError) this.logger.error({ listener: this.listener.name, err: error }, 'TLS reload refused; keeping the current certificates');
+      this.lastReloadError = error;
+      return this.emitReload({ ok: false, error });
+    }
+    this.lastReloadError = undefined;
+    const changed = changedFiles(this.material, next);
+    if (changed.length === 0) return { ok: true, changed };
+    const previous = this.material;
+    this.material = next;
+    try {
+      const options = this.serverOptions();
+      for (const s of this.servers) {
+        s.setSecureContext(options);
+        // setSecureContext builds a new context with fresh ticket keys: put ours back.
+        if (this.tickets !== null) s.setTicketKeys(this.tickets.key);
+      }
+    } catch (err) {
+      this.material = previous;
+      this.logger.error({ listener: this.listener.name, err: (err as Error).message }, 'TLS reload failed; keeping the current certificates');
+      return this.emitReload({ ok: false, error: (err as Error).message });
+    }
+    this.logger.info({ listener: this.listener.name, changed }, 'TLS material reloaded');
+    if (changed.includes('cert') || changed.includes('ca')) this.ocsp?.update(next.cert, next.ca);
+    if (changed.includes('crl') && next.crlPem !== undefined) for (const cb of this.crlListeners) cb(next.crlPem);
+    return this.emitReload({ ok: true, changed });
+  }
+
+  private lastReloadError: string | undefined;
+
+  private emitReload(r: ReloadResult): ReloadResult {
+    for (const cb of this.reloadListeners) cb(r);
+    return r;
+  }
+
+  private pskKey(socket: tls.TLSSocket, identity: string): Buffer | null {
+    const key = this.material.psk?.get(identity);
+    if (key === undefined) {
+      this.logger.warn({ listener: this.listener.name, remote: socket.remoteAddress, pskIdentity: identity.slice(0, 128) }, 'unknown TLS-PSK identity');
+      return null;
+    }
+    this.pskIdentities.set(socket, identity);
+    return key;
+  }
+
+  /**
+   * SECURITY: runs before the listener sees the socket. A certificate that failed
+   * verification is refused even where certificates are optional (presenting a bad one is
+   * not the same as presenting none), and every refusal is logged with OpenSSL's reason.
+   */
+  private admit(socket: tls.TLSSocket): void {
+    const mode = this.tlsConfig.clientCerts;
+    if (mode === 'none' || socket.authorized) return;
+    const cert = socket.getPeerCertificate();
+    const presented = cert !== null && typeof cert === 'object' && cert.fingerprint256 !== undefined;
+    if (!presented && this.pskIdentities.has(socket)) return;
+    if (!presented && mode === 'optional') return;
+    const reason = presented ? verifyFailureReason(socket.authorizationError) : 'no client certificate';
+    this.logger.warn(
+      { listener: this.listener.name, remote: remoteOf(socket), reason, ...(presented ? { subject: cert.subject?.CN, serialNumber: cert.serialNumber } : {}) },
+      'TLS handshake failed',
+    );
+    socket.destroy();
+  }
+}
