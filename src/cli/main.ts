@@ -27,6 +27,15 @@ async function main(): Promise<void> {
     const [{ registerPubCommand }, { registerSubCommand }] = await Promise.all([import('./pub.js'), import('./sub.js')]);
     registerPubCommand(program);
     registerSubCommand(program);
+    // The PKI commands load the X.509 libraries only when one of them runs.
+    const [{ registerCaCommand }, { registerCertCommand }, { registerCrlCommand }] = await Promise.all([
+      import('./ca.js'),
+      import('./cert.js'),
+      import('./crl.js'),
+    ]);
+    registerCaCommand(program);
+    registerCertCommand(program);
+    registerCrlCommand(program);
   }
   await program.parseAsync(process.argv);
 }

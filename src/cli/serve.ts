@@ -3,7 +3,7 @@
  * zero-config broker (mutual TLS on 127.0.0.1:8883, development PKI in the data dir).
  */
 import type { Command } from 'commander';
-import { resolve } from 'node:path';
+import { basename, relative, resolve } from 'node:path';
 import { pino } from 'pino';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -34,7 +34,7 @@ export function registerServeCommand(program: Command): void {
 async function serve(opts: ServeOptions): Promise<void> {
   const cwd = process.cwd();
   let loaded;
-  let hints: string[] = [];
+  let hints: { connect: string[]; nextDevice: string } | undefined;
   if (opts.config !== undefined) {
     loaded = loadConfigFile(opts.config);
     if (opts.dataDir !== undefined) loaded.config.dataDir = resolve(cwd, opts.dataDir);
@@ -45,9 +45,12 @@ async function serve(opts: ServeOptions): Promise<void> {
     // The PKI code (and its X.509 libraries) loads only when a development PKI is needed.
     const { ensureDevPki } = await import('../server/dev-pki.js');
     const pki = await ensureDevPki(dataDir);
-    if (pki.created) process.stdout.write(`Created a development PKI in ${pki.dir}\n`);
+    if (pki.created) process.stdout.write(`Created a PKI (root CA, intermediate CA, server and demo device certificates) in ${pki.dir}\n`);
     loaded = { config: zeroConfig(dataDir, pki, port), baseDir: cwd };
-    hints = connectHints(pki, port, cwd);
+    // Print the CLI the way it was started, so the line works as printed (npm start runs node dist/…).
+    const entry = process.argv[1] ?? 'bastion';
+    const cli = basename(entry) === 'bastion' ? 'bastion' : `node ${relative(cwd, entry).startsWith('..') ? entry : relative(cwd, entry)}`;
+    hints = connectHints(pki, port, cwd, opts.dataDir, cli);
   }
   const level = opts.logLevel ?? loaded.config.log.level;
   const logger: Logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
@@ -73,9 +76,12 @@ async function serve(opts: ServeOptions): Promise<void> {
     const secure = l.config.protocol === 'mqtts' ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
     process.stdout.write(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port} (${l.config.name}; ${secure})\n`);
   }
-  if (hints.length > 0) {
+  if (hints !== undefined) {
     const port = server.listeners[0]!.port;
-    const fixed = hints.map((h) => h.replace(/-p \d+/, `-p ${port}`));
-    process.stdout.write(`\nConnect with the demo device certificate:\n  ${fixed.join('\n  ')}\n\n`);
+    const fixed = hints.connect.map((h) => h.replace(/-p \d+/, `-p ${port}`));
+    process.stdout.write(
+      `\nConnect with the demo device certificate:\n  ${fixed.join('\n  ')}\n` +
+        `Issue the next device's certificate (revoke with \`bastion cert revoke SERIAL\`):\n  ${hints.nextDevice}\n\n`,
+    );
   }
 }

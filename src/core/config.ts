@@ -66,6 +66,19 @@ export const configSchema = z
       .object({ enabled: z.boolean().default(true), synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL') })
       .strict()
       .default({ enabled: true, synchronous: 'NORMAL' }),
+    /**
+     * The built-in PKI (`bastion ca|cert|crl`). `dir` defaults to `<dataDir>/pki`.
+     * `manageCrl`: re-sign crl.pem at start and hourly when past half its lifetime.
+     * `ocsp`: run the OCSP responder inside the broker (plain HTTP, RFC 6960).
+     */
+    pki: z
+      .object({
+        dir: z.string().min(1).optional(),
+        manageCrl: z.boolean().default(false),
+        ocsp: z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535) }).strict().optional(),
+      })
+      .strict()
+      .default({ manageCrl: false }),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -1,7 +1,8 @@
 /**
  * The config used when `bastion serve` is started without one: mutual TLS on
- * 127.0.0.1:8883 with a development PKI made on first start. Nothing plaintext, nothing
- * anonymous.
+ * 127.0.0.1:8883 with the PKI made on first start (root + intermediate), client
+ * certificates checked against the root and the CRLs, and the CRLs re-signed by the
+ * broker as they age. Nothing plaintext, nothing anonymous.
  */
 import { relative } from 'node:path';
 import type { BastionConfig } from '../core/config.js';
@@ -17,22 +18,28 @@ export function zeroConfig(dataDir: string, pki: DevPkiPaths, port = 8883): Bast
         protocol: 'mqtts',
         host: '127.0.0.1',
         port,
-        tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, clientCerts: 'required' },
+        // The server certificate file holds leaf + intermediate; clients trust the root only.
+        tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.rootCert, crl: pki.crl, clientCerts: 'required' },
         allowAnonymous: false,
       },
     ],
+    pki: { dir: pki.dir, manageCrl: true },
   });
 }
 
-/** The command lines that connect to a zero-config broker, for the start-up banner. */
-export function connectHints(pki: DevPkiPaths, port: number, cwd: string): string[] {
+/** The command lines that connect to a zero-config broker and issue the next device, for the banner. */
+export function connectHints(pki: DevPkiPaths, port: number, cwd: string, dataDirArg?: string, cli = 'bastion'): { connect: string[]; nextDevice: string } {
   const rel = (p: string): string => {
     const r = relative(cwd, p);
     return r.startsWith('..') ? p : r;
   };
-  const tlsArgs = `--cafile ${rel(pki.caCert)} --cert ${rel(pki.clientCert)} --key ${rel(pki.clientKey)}`;
-  return [
-    `mosquitto_sub -h localhost -p ${port} ${tlsArgs} -t 'demo/#' -v`,
-    `mosquitto_pub -h localhost -p ${port} ${tlsArgs} -t demo/hello -m 'hello, secure world'`,
-  ];
+  const tlsArgs = `--cafile ${rel(pki.rootCert)} --cert ${rel(pki.clientCert)} --key ${rel(pki.clientKey)}`;
+  const dataDir = dataDirArg !== undefined && dataDirArg !== 'bastion-data' ? ` --data-dir ${dataDirArg}` : '';
+  return {
+    connect: [
+      `mosquitto_sub -h localhost -p ${port} ${tlsArgs} -t 'demo/#' -v`,
+      `mosquitto_pub -h localhost -p ${port} ${tlsArgs} -t demo/hello -m 'hello, secure world'`,
+    ],
+    nextDevice: `${cli} cert issue --profile client --cn device-2${dataDir}`,
+  };
 }

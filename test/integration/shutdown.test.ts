@@ -144,15 +144,29 @@ describe('zero-config `bastion serve`', () => {
     const port = await freePort();
     const broker = await startBrokerProcess(['--data-dir', 'bastion-data', '--port', String(port)], { cwd });
     assert.equal(broker.port, port);
-    assert.match(broker.proc.stdout, /Created a development PKI in /);
+    assert.match(broker.proc.stdout, /Created a PKI \(root CA, intermediate CA, server and demo device certificates\) in /);
     assert.match(broker.proc.stdout, new RegExp(`Bastion listening on mqtts://127\\.0\\.0\\.1:${port} `));
     await broker.proc.waitForOutput(/^\s*mosquitto_pub .*$/m, 5000);
 
     // The PKI: private directory, private keys, readable certificates.
     const pkiDir = join(cwd, 'bastion-data', 'pki');
     assert.equal(statSync(pkiDir).mode & 0o777, 0o700);
-    const files = readdirSync(pkiDir).sort();
-    assert.deepEqual(files, ['ca.crt', 'ca.key', 'device-demo.crt', 'device-demo.key', 'server.crt', 'server.key']);
+    const files = readdirSync(pkiDir)
+      .filter((f) => !f.startsWith('inventory.db-')) // SQLite's WAL files while the broker has it open
+      .sort();
+    assert.deepEqual(files, [
+      'ca-chain.crt',
+      'crl.pem',
+      'device-demo.crt',
+      'device-demo.key',
+      'intermediate.crt',
+      'intermediate.key',
+      'inventory.db',
+      'root.crt',
+      'root.key',
+      'server.crt',
+      'server.key',
+    ]);
     for (const f of files) {
       const mode = statSync(join(pkiDir, f)).mode & 0o777;
       if (f.endsWith('.key')) assert.equal(mode, 0o600, `${f} mode ${mode.toString(8)}`);
@@ -176,6 +190,15 @@ describe('zero-config `bastion serve`', () => {
     const subExit = await sub.waitExit(10000);
     assert.equal(subExit.code, 0, `printed mosquitto_sub failed:\n${subExit.stdout}\n${subExit.stderr}`);
     assert.match(subExit.stdout, /^demo\/hello hello, secure world$/m);
+
+    // The printed command for the next device works as printed, and that device connects.
+    const nextLine = broker.proc.stdout.match(/^\s*(\S.* cert issue --profile client --cn device-2.*)$/m)?.[1];
+    assert.ok(nextLine !== undefined, broker.proc.stdout);
+    const issued = await run('sh', ['-c', nextLine.replace(/^node /, `${JSON.stringify(process.execPath)} `)], { cwd, timeoutMs: 15000 });
+    assert.equal(issued.code, 0, issued.stderr);
+    const next = Proc.spawn('sh', ['-c', `exec ${pubLine.replace(/--cert \S+/, `--cert ${join('bastion-data', 'pki', 'issued', 'device-2.crt')}`).replace(/--key \S+/, `--key ${join('bastion-data', 'pki', 'issued', 'device-2.key')}`)}`], { cwd, label: 'device-2 pub' });
+    next.child.stdin?.end();
+    assert.equal((await next.waitExit(10000)).code, 0, next.stderr);
 
     broker.proc.kill('SIGTERM');
     assert.equal((await broker.proc.waitExit(10000)).code, 0);

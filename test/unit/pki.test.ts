@@ -397,45 +397,48 @@ describe('ensureDevPki', () => {
     dataDir = join(await newDir('dev'), 'data'); // does not exist yet
   });
 
-  it('creates the CA, server and demo device certificates with private file modes', async () => {
+  it('creates root, intermediate, server and demo device certificates with private file modes', async () => {
     const p = await ensureDevPki(dataDir);
     assert.equal(p.created, true);
     assert.equal(p.dir, join(dataDir, 'pki'));
     assert.deepEqual(
-      [p.caCert, p.caKey, p.serverCert, p.serverKey, p.clientCert, p.clientKey],
-      ['ca.crt', 'ca.key', 'server.crt', 'server.key', 'device-demo.crt', 'device-demo.key'].map((f) => join(p.dir, f)),
+      [p.rootCert, p.caChain, p.crl, p.serverCert, p.serverKey, p.clientCert, p.clientKey],
+      ['root.crt', 'ca-chain.crt', 'crl.pem', 'server.crt', 'server.key', 'device-demo.crt', 'device-demo.key'].map((f) => join(p.dir, f)),
     );
     assert.equal(mode(await stat(p.dir)), 0o700);
-    for (const key of [p.caKey, p.serverKey, p.clientKey]) {
+    for (const key of ['root.key', 'intermediate.key', 'server.key', 'device-demo.key'].map((f) => join(p.dir, f))) {
       assert.equal(mode(await stat(key)), 0o600, key);
       assert.match(await readFile(key, 'utf8'), /^-----BEGIN PRIVATE KEY-----\n/);
     }
-    for (const cert of [p.caCert, p.serverCert, p.clientCert]) assert.equal(mode(await stat(cert)), 0o644, cert);
+    for (const cert of [p.rootCert, p.serverCert, p.clientCert, p.crl]) assert.equal(mode(await stat(cert)), 0o644, cert);
 
-    const s = await openssl('verify', '-CAfile', p.caCert, '-purpose', 'sslserver', p.serverCert);
+    const intermediate = join(p.dir, 'intermediate.crt');
+    const s = await openssl('verify', '-CAfile', p.rootCert, '-untrusted', intermediate, '-purpose', 'sslserver', p.serverCert);
     assert.ok(s.ok, s.out);
-    const c = await openssl('verify', '-CAfile', p.caCert, '-purpose', 'sslclient', p.clientCert);
+    const c = await openssl('verify', '-CAfile', p.rootCert, '-untrusted', intermediate, '-crl_check_all', '-CRLfile', p.crl, '-purpose', 'sslclient', p.clientCert);
     assert.ok(c.ok, c.out);
-    assert.match(await x509Text(p.caCert), /Subject: CN = Bastion Development CA/);
+    assert.match(await x509Text(p.rootCert), /Subject: CN = Bastion Development Root CA/);
     const serverText = await x509Text(p.serverCert);
     assert.match(serverText, /Subject: CN = localhost/);
     assert.match(serverText, /DNS:localhost, IP Address:127\.0\.0\.1, IP Address:0:0:0:0:0:0:0:1/);
     const clientText = await x509Text(p.clientCert);
     assert.match(clientText, /Subject: CN = device-demo/);
     assert.match(clientText, /TLS Web Client Authentication/);
+    // The certificate files carry the chain up to, not including, the root.
+    assert.equal((await readFile(p.clientCert, 'utf8')).match(/BEGIN CERTIFICATE/g)?.length, 2);
   });
 
   it('reuses the existing files on the next call (same CA)', async () => {
-    const first = await readFile(join(dataDir, 'pki', 'ca.crt'), 'utf8');
+    const first = await readFile(join(dataDir, 'pki', 'root.crt'), 'utf8');
     const p = await ensureDevPki(dataDir);
     assert.equal(p.created, false);
-    assert.equal(new X509Certificate(await readFile(p.caCert)).fingerprint256, new X509Certificate(first).fingerprint256);
-    assert.equal(await readFile(p.caCert, 'utf8'), first);
+    assert.equal(new X509Certificate(await readFile(p.rootCert)).fingerprint256, new X509Certificate(first).fingerprint256);
+    assert.equal(await readFile(p.rootCert, 'utf8'), first);
   });
 
-  it('refuses to run with only some of the files, and leaves the CA alone', async () => {
+  it('refuses half a certificate pair, and leaves the CA alone', async () => {
     const p = await ensureDevPki(dataDir);
-    const caBefore = await readFile(p.caCert, 'utf8');
+    const caBefore = await readFile(p.rootCert, 'utf8');
     await unlink(p.serverKey);
     await assert.rejects(ensureDevPki(dataDir), (err: unknown) => {
       assert.ok(err instanceof BastionError);
@@ -444,13 +447,20 @@ describe('ensureDevPki', () => {
       assert.match(err.message, /server\.key/);
       return true;
     });
-    assert.equal(await readFile(p.caCert, 'utf8'), caBefore);
+    assert.equal(await readFile(p.rootCert, 'utf8'), caBefore);
+  });
+
+  it('refuses a PKI directory without its root certificate', async () => {
+    const dir = join(await newDir('dev-noroot'), 'data');
+    const p = await ensureDevPki(dir);
+    await unlink(p.rootCert);
+    await assert.rejects(ensureDevPki(dir), /incomplete: found .*intermediate\.crt.* but no root certificate/);
   });
 
   it('refuses private keys that others can read', async () => {
     const dir = join(await newDir('dev-perm'), 'data');
     const p = await ensureDevPki(dir);
-    await chmod(p.caKey, 0o644);
+    await chmod(join(p.dir, 'intermediate.key'), 0o644);
     await assert.rejects(ensureDevPki(dir), /chmod 600/);
   });
 
@@ -458,7 +468,7 @@ describe('ensureDevPki', () => {
     const dir = join(await newDir('dev-race'), 'data');
     const [a, b] = await Promise.all([ensureDevPki(dir), ensureDevPki(dir)]);
     assert.deepEqual([a.created, b.created].sort(), [false, true]);
-    assert.equal(await readFile(a.caCert, 'utf8'), await readFile(b.caCert, 'utf8'));
+    assert.equal(await readFile(a.rootCert, 'utf8'), await readFile(b.rootCert, 'utf8'));
   });
 });
 

@@ -1,0 +1,230 @@
+/**
+ * The PKI inventory: every certificate the CA issued (root, intermediates, leaves) with
+ * its identity, validity, revocation status and PEM, plus a few PKI settings (the OCSP URL,
+ * CRL numbers, the last root-signed CRL). Lives in its own SQLite file
+ * (`<dataDir>/pki/inventory.db`, WAL) so the CLI, the broker's CRL timer and the OCSP
+ * responder can share it across processes. Owns: the schema and the rows.
+ * Must not: parse or sign certificates (server/pki-service does), or decide policy.
+ */
+import Database from 'better-sqlite3';
+import { BastionError } from '../../core/errors.js';
+import { applyPkiMigrations } from './pki-migrations.js';
+
+/** What a certificate is for. CA kinds come from `ca init` / `ca intermediate`. */
+export type CertificateKind = 'root' | 'intermediate' | 'server' | 'client';
+export type CertificateStatus = 'valid' | 'revoked';
+
+/** A certificate as recorded at issuance. Serial numbers are upper-case hex. */
+export interface NewInventoryRecord {
+  readonly serialNumber: string;
+  readonly kind: CertificateKind;
+  /** Serial of the CA certificate that signed it; null for the self-signed root. */
+  readonly issuerSerial: string | null;
+  readonly subject: string;
+  readonly commonName: string;
+  /** Subject alternative names as `DNS:x`, `IP:x`, `URI:x`, `email:x`. */
+  readonly sans: readonly string[];
+  readonly fingerprint256: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly certPem: string;
+  readonly issuedAt: Date;
+}
+
+export interface InventoryRecord extends NewInventoryRecord {
+  readonly status: CertificateStatus;
+  readonly revokedAt: Date | null;
+  readonly reason: string | null;
+}
+
+export interface InventoryFilter {
+  readonly status?: CertificateStatus;
+  /** Only certificates whose notAfter is before this instant. */
+  readonly expiringBefore?: Date;
+  readonly issuerSerial?: string;
+  readonly kinds?: readonly CertificateKind[];
+}
+
+/** The outcome of `revoke`: expected cases are values, not exceptions. */
+export type RevokeOutcome =
+  | { readonly result: 'revoked'; readonly record: InventoryRecord }
+  | { readonly result: 'already-revoked'; readonly record: InventoryRecord }
+  | { readonly result: 'unknown' };
+
+export interface RevokedEntry {
+  readonly serialNumber: string;
+  readonly revokedAt: Date;
+  readonly reason: string | null;
+}
+
+interface Row {
+  serial: string;
+  kind: CertificateKind;
+  issuer_serial: string | null;
+  subject: string;
+  common_name: string;
+  sans: string;
+  fingerprint256: string;
+  not_before: number;
+  not_after: number;
+  status: CertificateStatus;
+  revoked_at: number | null;
+  reason: string | null;
+  pem: string;
+  issued_at: number;
+}
+
+function toRecord(row: Row): InventoryRecord {
+  return {
+    serialNumber: row.serial,
+    kind: row.kind,
+    issuerSerial: row.issuer_serial,
+    subject: row.subject,
+    commonName: row.common_name,
+    sans: JSON.parse(row.sans) as string[],
+    fingerprint256: row.fingerprint256,
+    notBefore: new Date(row.not_before),
+    notAfter: new Date(row.not_after),
+    status: row.status,
+    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
+    reason: row.reason,
+    certPem: row.pem,
+    issuedAt: new Date(row.issued_at),
+  };
+}
+
+/** Serial numbers are compared in the canonical upper-case hex form, no separators. */
+export function normalizeSerial(serial: string): string {
+  return serial.replace(/[:\s]/g, '').toUpperCase();
+}
+
+export class PkiInventory {
+  private readonly db: Database.Database;
+  private closed = false;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+  }
+
+  /** Opens (creating when missing) the inventory database at `path`. */
+  static open(path: string): PkiInventory {
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+    } catch (err) {
+      throw new BastionError('ERR_PKI_INVENTORY', `cannot open the PKI inventory ${path}: ${(err as Error).message}`);
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      // The CLI and a running broker (CRL timer, OCSP responder) write the same file; wait
+      // for the other's short transaction instead of failing with SQLITE_BUSY.
+      db.pragma('busy_timeout = 5000');
+      db.pragma('synchronous = FULL');
+      applyPkiMigrations(db);
+    } catch (err) {
+      db.close();
+      throw err instanceof BastionError ? err : new BastionError('ERR_PKI_INVENTORY', `cannot use the PKI inventory ${path}: ${(err as Error).message}`);
+    }
+    return new PkiInventory(db);
+  }
+
+  add(record: NewInventoryRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO certificates (serial, kind, issuer_serial, subject, common_name, sans, fingerprint256,
+           not_before, not_after, status, revoked_at, reason, pem, issued_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'valid', NULL, NULL, ?, ?)`,
+      )
+      .run(
+        normalizeSerial(record.serialNumber),
+        record.kind,
+        record.issuerSerial === null ? null : normalizeSerial(record.issuerSerial),
+        record.subject,
+        record.commonName,
+        JSON.stringify(record.sans),
+        record.fingerprint256,
+        record.notBefore.getTime(),
+        record.notAfter.getTime(),
+        record.certPem,
+        record.issuedAt.getTime(),
+      );
+  }
+
+  get(serialNumber: string): InventoryRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(normalizeSerial(serialNumber)) as Row | undefined;
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  /** Certificates matching every given condition, oldest issuance first. */
+  list(filter: InventoryFilter = {}): InventoryRecord[] {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (filter.status !== undefined) {
+      where.push('status = ?');
+      args.push(filter.status);
+    }
+    if (filter.expiringBefore !== undefined) {
+      where.push('not_after < ?');
+      args.push(filter.expiringBefore.getTime());
+    }
+    if (filter.issuerSerial !== undefined) {
+      where.push('issuer_serial = ?');
+      args.push(normalizeSerial(filter.issuerSerial));
+    }
+    if (filter.kinds !== undefined && filter.kinds.length > 0) {
+      where.push(`kind IN (${filter.kinds.map(() => '?').join(', ')})`);
+      args.push(...filter.kinds);
+    }
+    const sql = `SELECT * FROM certificates${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY issued_at, rowid`;
+    return (this.db.prepare(sql).all(...args) as Row[]).map(toRecord);
+  }
+
+  /** Marks a certificate revoked. A second revocation keeps the first date and reason. */
+  revoke(serialNumber: string, revokedAt: Date, reason: string | null): RevokeOutcome {
+    const serial = normalizeSerial(serialNumber);
+    return this.db.transaction((): RevokeOutcome => {
+      const before = this.get(serial);
+      if (before === undefined) return { result: 'unknown' };
+      if (before.status === 'revoked') return { result: 'already-revoked', record: before };
+      this.db.prepare("UPDATE certificates SET status = 'revoked', revoked_at = ?, reason = ? WHERE serial = ?").run(revokedAt.getTime(), reason, serial);
+      return { result: 'revoked', record: this.get(serial)! };
+    }).immediate();
+  }
+
+  /** The revoked certificates a CA issued: the entries of that CA's CRL. */
+  revokedIssuedBy(issuerSerial: string): RevokedEntry[] {
+    const rows = this.db
+      .prepare("SELECT serial, revoked_at, reason FROM certificates WHERE issuer_serial = ? AND status = 'revoked' ORDER BY revoked_at, serial")
+      .all(normalizeSerial(issuerSerial)) as Array<{ serial: string; revoked_at: number; reason: string | null }>;
+    return rows.map((r) => ({ serialNumber: r.serial, revokedAt: new Date(r.revoked_at), reason: r.reason }));
+  }
+
+  getSetting(key: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  setSetting(key: string, value: string | null): void {
+    if (value === null) this.db.prepare('DELETE FROM settings WHERE key = ?').run(key);
+    else this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  /**
+   * Takes the next number of a monotonic counter (CRL numbers, RFC 5280 §5.2.3), in one
+   * write transaction so two processes never hand out the same number.
+   */
+  nextCounter(key: string): bigint {
+    return this.db.transaction((): bigint => {
+      const current = this.getSetting(key);
+      const next = (current === undefined ? 0n : BigInt(current)) + 1n;
+      this.setSetting(key, next.toString());
+      return next;
+    }).immediate();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}
