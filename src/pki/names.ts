@@ -44,12 +44,15 @@ function attributeValue(text: string): x509.JsonAttributeObject {
   return x509.Name.isPrintableString(text) ? { printableString: text } : { utf8String: text };
 }
 
-/** Subject name: OU (when given) then CN, most significant first, as X.500 orders them. */
-export function buildSubject(commonName: string, organizationalUnit?: string): x509.Name {
+/**
+ * Subject name: the OUs (when given) then CN, most significant first, as X.500 orders them.
+ * `organizationalUnit` is one OU or a list (a CSR may carry several).
+ */
+export function buildSubject(commonName: string, organizationalUnit?: string | readonly string[]): x509.Name {
   assertNameText('commonName', commonName);
-  if (organizationalUnit === undefined) return new x509.Name([{ CN: [attributeValue(commonName)] }]);
-  assertNameText('organizationalUnit', organizationalUnit);
-  return new x509.Name([{ OU: [attributeValue(organizationalUnit)] }, { CN: [attributeValue(commonName)] }]);
+  const units = organizationalUnit === undefined ? [] : typeof organizationalUnit === 'string' ? [organizationalUnit] : [...organizationalUnit];
+  units.forEach((ou) => assertNameText('organizationalUnit', ou));
+  return new x509.Name([...units.map((ou) => ({ OU: [attributeValue(ou)] })), { CN: [attributeValue(commonName)] }]);
 }
 
 /** RFC 4514 escaping of one attribute value. */
