@@ -4,7 +4,7 @@
  * logged), `openssl s_client` runs, and raw `tls.connect` handshakes.
  * Must not: be imported by src/ (test-only).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -13,8 +13,9 @@ import { parseConfig } from '../../src/server/load-config.js';
 import { startServer, type BastionServer } from '../../src/server/server.js';
 import type { TlsContextManager } from '../../src/transport/tls-context.js';
 import type { RunningTcpListener } from '../../src/transport/listener.js';
-import { makeTestPki, type TestPki } from '../helpers/pki.js';
-import { Inbox, run, type ProcResult } from './support.js';
+import mqtt, { type IClientOptions } from 'mqtt';
+import { makeTestPki, type TestClientFiles, type TestPki } from '../helpers/pki.js';
+import { Inbox, run, withTimeout, type ProcResult } from './support.js';
 
 export interface LogLine {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -129,4 +130,33 @@ export function tlsHandshake(port: number, options: tls.ConnectionOptions): Prom
     socket.once('error', reject);
     socket.once('close', () => reject(new Error('closed before the handshake finished')));
   });
+}
+
+/** How an MQTT.js connection attempt ended: CONNACK accepted (0), refused (its code), or closed without a CONNACK. */
+export type ConnectOutcome = { connack: number } | { closed: string };
+
+/** Connects MQTT.js over TLS once (no reconnect) and reports the outcome; the client is ended. */
+export async function tryMqttConnect(port: number, opts: IClientOptions & { clientId: string }, timeoutMs = 5000): Promise<ConnectOutcome> {
+  const client = mqtt.connect(`mqtts://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: timeoutMs, servername: 'localhost', rejectUnauthorized: true, ...opts });
+  try {
+    return await withTimeout(
+      new Promise<ConnectOutcome>((resolvePromise) => {
+        client.once('connect', () => resolvePromise({ connack: 0 }));
+        client.once('error', (err: Error & { code?: unknown }) => {
+          if (typeof err.code === 'number') resolvePromise({ connack: err.code });
+          else resolvePromise({ closed: err.message });
+        });
+        client.once('close', () => resolvePromise({ closed: 'closed before CONNACK' }));
+      }),
+      timeoutMs + 1000,
+      'MQTT connect outcome',
+    );
+  } finally {
+    await client.endAsync(true).catch(() => undefined);
+  }
+}
+
+/** TLS options for MQTT.js / tls.connect from a client's files and the test CA. */
+export function clientTls(pki: TestPki, files: TestClientFiles): { cert: Buffer; key: Buffer; ca: Buffer } {
+  return { cert: readFileSync(files.cert), key: readFileSync(files.key), ca: readFileSync(pki.caCert) };
 }
