@@ -100,6 +100,16 @@ describe('OCSP with openssl ocsp', () => {
     assert.equal(parsed.responses[0]!.nextUpdate!.getTime() - parsed.responses[0]!.thisUpdate.getTime(), 3600_000);
   });
 
+  it('a SHA-256 CertID (openssl ocsp -sha256) is matched and answered with the same CertID', async () => {
+    await opensslOk(dir, 'ocsp', '-issuer', 'ca.crt', '-sha256', '-cert', 'revoked.crt', '-reqout', 'sha256.req', '-no_nonce');
+    const req = parseOcspRequest(await readFile(join(dir, 'sha256.req')));
+    assert.equal(req.certIds[0]!.hashAlgorithm, 'sha256');
+    await writeFiles(dir, { 'sha256.resp': await createOcspResponse({ ca, certIds: req.certIds, statusOf }) });
+    const out = await opensslOk(dir, 'ocsp', '-respin', 'sha256.resp', '-issuer', 'ca.crt', '-sha256', '-cert', 'revoked.crt', '-CAfile', 'ca.crt', '-no_nonce');
+    assert.match(out, /Response verify OK/);
+    assert.match(out, /revoked\.crt: revoked/);
+  });
+
   it('a certificate from another issuer is unknown, whatever statusOf says', async () => {
     const other = await createRootCa({ commonName: 'Other CA' });
     const stranger = await issueCertificate({ ca: other, profile: 'client', commonName: 'stranger' });
