@@ -13,6 +13,11 @@ import { DefaultAuthorizer } from '../security/authz/default-authorizer.js';
 import { ListenerAuthenticator } from '../security/authn/listener-authenticator.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { startListener, type RunningListener } from '../transport/listener.js';
+import { startWebSocketListener } from '../transport/websocket.js';
+import { RevocationEnforcer } from './revocation.js';
+
+/** How often the CRLs in use are checked for (impending) expiry. */
+const CRL_FRESHNESS_CHECK_MS = 3600_000;
 
 export interface ServerOptions {
   config: BastionConfig;
@@ -57,14 +62,26 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const recovered = broker.recover();
   if (store !== null) logger.info(recovered, 'state recovered');
 
+  const revocation = new RevocationEnforcer(broker, logger);
+  const crlFreshness = setInterval(() => revocation.checkFreshness(), CRL_FRESHNESS_CHECK_MS);
+  crlFreshness.unref();
   const listeners: RunningListener[] = [];
   try {
     for (const l of config.listeners) {
-      const running = await startListener(l, broker, logger, (p) => resolve(opts.baseDir, p), dataDir);
+      const start = l.protocol === 'ws' || l.protocol === 'wss' ? startWebSocketListener : startListener;
+      const running = await start(l, broker, logger, (p) => resolve(opts.baseDir, p), dataDir);
       listeners.push(running);
+      running.tls?.onCrlLoaded((crlPem) => {
+        try {
+          revocation.applyCrl(l.name, crlPem);
+        } catch (err) {
+          logger.error({ listener: l.name, err: err instanceof Error ? err.message : String(err) }, 'cannot read the revocations of the loaded CRL; live sessions were not re-checked');
+        }
+      });
       logger.info({ listener: l.name, protocol: l.protocol, host: running.host, port: running.port }, 'listening');
     }
   } catch (err) {
+    clearInterval(crlFreshness);
     for (const l of listeners) await l.stopAccepting();
     store?.close();
     throw err;
@@ -73,6 +90,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      clearInterval(crlFreshness);
       for (const l of listeners) await l.stopAccepting();
       broker.shutdown();
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));

@@ -7,12 +7,15 @@
 import type { Broker } from '../broker/broker.js';
 import type { ListenerConfig } from '../core/config.js';
 import { Connection, type ByteStream, type PeerInfo } from './connection.js';
+import type { TlsContextManager } from './tls-context.js';
 
 export interface RunningListener {
   readonly config: ListenerConfig;
   readonly port: number;
   readonly host: string;
   readonly connections: Set<Connection>;
+  /** The TLS context of a TLS or WSS listener (CRL hooks, reload), absent for plaintext. */
+  readonly tls?: TlsContextManager | null;
   /** Stops accepting; existing connections stay. */
   stopAccepting(): Promise<void>;
   /** Waits up to `graceMs` for connections to close, then destroys the rest. */

@@ -1,0 +1,95 @@
+/**
+ * Revocation that bites: when a listener loads a new CRL, every live session whose client
+ * certificate it revokes is disconnected (v5: DISCONNECT 0x98 Administrative action), and
+ * until the next CRL an admission guard refuses a CONNECT from such a certificate whose
+ * TLS handshake slipped in before the TLS layer had the new CRL. New handshakes are
+ * refused by the TLS layer itself, which verifies against the same CRL.
+ * Owns: the revoked-certificate sets per listener. Must not: parse TLS or read files.
+ */
+import type { Broker } from '../broker/broker.js';
+import type { AuthorizedClient } from '../broker/ports.js';
+import type { Logger } from '../core/logger.js';
+import { parseCrls } from '../pki/index.js';
+import { ReasonCode } from '../protocol/reason-codes.js';
+
+/** A revoked certificate: its issuer's distinguished name (normalised) and its serial. */
+type RevokedKey = string;
+
+/**
+ * Distinguished names reach us in two spellings: "CN=a, O=b" from the CRL parser and
+ * "CN=a\nO=b" or "O=b, CN=a" from TLS peers. Comparing the sorted attribute list makes
+ * them equal without trusting either order.
+ */
+export function normalizeDistinguishedName(dn: string): string {
+  return dn
+    .replace(/\\(.)/g, '$1')
+    .split(/\r?\n|,(?=\s*[A-Za-z0-9.]+=)/)
+    .map((part) => part.trim().replace(/\s*=\s*/, '='))
+    .filter((part) => part.length > 0)
+    .sort()
+    .join(',');
+}
+
+function keyOf(issuer: string, serialNumber: string): RevokedKey {
+  return `${normalizeDistinguishedName(issuer)}#${serialNumber.toUpperCase().replace(/^0+(?=.)/, '')}`;
+}
+
+export class RevocationEnforcer {
+  /** Per listener name: the certificates its current CRLs revoke. */
+  private readonly revoked = new Map<string, Set<RevokedKey>>();
+  /** Per listener name: when each of its CRLs expires. */
+  private readonly nextUpdates = new Map<string, Array<{ issuer: string; nextUpdate: Date | null }>>();
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly logger: Logger,
+  ) {
+    broker.addAdmissionGuard((client) => (this.isRevoked(client) ? { reasonCode: ReasonCode.NotAuthorized, reason: 'the client certificate is revoked' } : null));
+  }
+
+  /**
+   * Takes the CRL file content a listener just loaded (one or more PEM CRLs) and
+   * disconnects that listener's clients whose certificates it revokes.
+   * Returns the client ids disconnected.
+   */
+  applyCrl(listener: string, crlPem: string, now: Date = new Date()): string[] {
+    const set = new Set<RevokedKey>();
+    const crls = parseCrls(crlPem);
+    for (const crl of crls) {
+      for (const serial of crl.revoked.keys()) set.add(keyOf(crl.issuer, serial));
+    }
+    this.revoked.set(listener, set);
+    this.nextUpdates.set(listener, crls.map((c) => ({ issuer: c.issuer, nextUpdate: c.nextUpdate })));
+    this.checkFreshness(now);
+    const kicked = this.broker.disconnectWhere((client) => this.isRevoked(client), ReasonCode.AdministrativeAction, 'certificate revoked');
+    for (const clientId of kicked) this.logger.warn({ listener, clientId }, 'client certificate revoked: session disconnected');
+    return kicked;
+  }
+
+  /**
+   * SECURITY/availability: OpenSSL refuses every client of a CA whose CRL has expired, so a
+   * stale CRL locks the fleet out. Say so loudly (error) once it has expired, and warn a
+   * day ahead. The server calls this on a timer; CRLs the built-in CA signs are renewed
+   * long before (see PkiService.renewCrlIfDue).
+   */
+  checkFreshness(now: Date = new Date()): void {
+    for (const [listener, crls] of this.nextUpdates) {
+      for (const { issuer, nextUpdate } of crls) {
+        if (nextUpdate === null) continue;
+        const msLeft = nextUpdate.getTime() - now.getTime();
+        if (msLeft <= 0) {
+          this.logger.error({ listener, issuer, nextUpdate: nextUpdate.toISOString() }, 'CRL has EXPIRED: TLS handshakes of every client certificate from this issuer now fail; publish a fresh CRL');
+        } else if (msLeft < 24 * 3600 * 1000) {
+          this.logger.warn({ listener, issuer, nextUpdate: nextUpdate.toISOString() }, 'CRL expires within a day; publish a fresh CRL');
+        }
+      }
+    }
+  }
+
+  private isRevoked(client: AuthorizedClient): boolean {
+    const cert = client.identity.certificate;
+    if (cert === undefined) return false;
+    const set = this.revoked.get(client.identity.listener);
+    return set !== undefined && set.size > 0 && set.has(keyOf(cert.issuer, cert.serialNumber));
+  }
+}
