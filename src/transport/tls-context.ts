@@ -18,7 +18,7 @@ import type { TlsPeer } from '../broker/channel/connection-port.js';
 import { ConfigError } from '../core/errors.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, type TlsConfig } from '../core/tls-config.js';
+import { PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
 import { verifiedPeer, verifyFailureReason, type IdentityPolicy } from './tls-identity.js';
 import { changedFiles, loadTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.js';
 import { OcspStapler } from './tls-ocsp.js';
@@ -37,6 +37,18 @@ export type ReloadResult = { ok: true; changed: string[] } | { ok: false; error:
 /** Node's session id context is at most 32 bytes; derived from the listener name so that several processes agree. */
 function sessionIdContextFor(listener: string): string {
   return createHash('sha256').update(`bastion-listener:${listener}`).digest('hex').slice(0, 32);
+}
+
+/**
+ * With PSK, the PSK suites come first: OpenSSL clients offer them only when they hold a
+ * key, so a client that offers them wants PSK, and with our preference order it would
+ * otherwise get a certificate suite and fail for lack of a client certificate. TLS 1.3
+ * external PSKs (through Node's pskCallback) are SHA-256 bound, so TLS_AES_128_GCM_SHA256
+ * leads; with another suite first OpenSSL ignores the PSK and asks for a certificate.
+ */
+function defaultCiphers(psk: boolean): string {
+  if (!psk) return STRONG_TLS12_CIPHERS.join(':');
+  return ['TLS_AES_128_GCM_SHA256', ...TLS13_CIPHERS.filter((c) => c !== 'TLS_AES_128_GCM_SHA256'), ...PSK_TLS12_CIPHERS, ...STRONG_TLS12_CIPHERS].join(':');
 }
 
 /** The peer address of a TLS socket, also after Node destroyed it (through the Node-internal `_parent`, the raw socket; see attach). */
@@ -101,7 +113,7 @@ export class TlsContextManager {
       key: m.key,
       minVersion: t.minVersion,
       maxVersion: 'TLSv1.3',
-      ciphers: t.ciphers ?? [...STRONG_TLS12_CIPHERS, ...(psk ? PSK_TLS12_CIPHERS : [])].join(':'),
+      ciphers: t.ciphers ?? defaultCiphers(psk),
       ecdhCurve: t.curves,
       honorCipherOrder: true,
       requestCert: t.clientCerts !== 'none',

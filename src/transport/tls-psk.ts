@@ -19,7 +19,9 @@ const HEX = /^(?:[0-9a-fA-F]{2})+$/;
 export function parsePskFile(text: string, path: string): Map<string, Buffer> {
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    // The failsafe schema reads every scalar as a string: an all-digit hex key must not
+    // become a number (losing leading zeros and precision).
+    doc = parseYaml(text, { schema: 'failsafe' });
   } catch (err) {
     throw new ConfigError(`psk file ${path}: not valid YAML (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
   }
@@ -31,8 +33,7 @@ export function parsePskFile(text: string, path: string): Map<string, Buffer> {
     if (identity.length > MAX_IDENTITY_LENGTH || !IDENTITY.test(identity)) {
       throw new ConfigError(`psk file ${path}: identity ${JSON.stringify(identity.slice(0, 40))} must be 1-${MAX_IDENTITY_LENGTH} printable ASCII characters`);
     }
-    // YAML reads an all-digit key as a number; the key must be written as a string of hex.
-    const hex = typeof value === 'number' ? String(value) : value;
+    const hex = value;
     if (typeof hex !== 'string' || !HEX.test(hex)) {
       throw new ConfigError(`psk file ${path}: the key of ${identity} must be an even number of hex digits`);
     }
