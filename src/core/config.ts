@@ -11,7 +11,7 @@ import { identityMappingSchema, pskSchema, tlsSchema } from './tls-config.js';
 const listenerSchema = z
   .object({
     name: z.string().min(1),
-    protocol: z.enum(['mqtt', 'mqtts']),
+    protocol: z.enum(['mqtt', 'mqtts', 'ws', 'wss']),
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535),
     tls: tlsSchema.optional(),
@@ -22,21 +22,31 @@ const listenerSchema = z
     /** TLS-PSK identities and keys for this listener. */
     psk: pskSchema.optional(),
     insecure: z.boolean().default(false),
+    /** ws/wss only: the HTTP path of the WebSocket endpoint (default DEFAULT_WS_PATH). */
+    path: z.string().regex(/^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/, 'must start with / and hold only printable ASCII, without spaces, ? or #').optional(),
     allowAnonymous: z.boolean().default(false),
   })
   .strict()
   .superRefine((l, ctx) => {
     if (l.psk !== undefined && l.tls === undefined) ctx.addIssue({ code: 'custom', path: ['psk'], message: 'psk needs a TLS listener (tls.cert and tls.key)' });
-    if (l.protocol === 'mqtt' && !l.insecure) {
-      ctx.addIssue({ code: 'custom', path: ['insecure'], message: 'a plaintext (protocol: mqtt) listener must say insecure: true' });
+    // SECURITY: ws is plaintext exactly like mqtt, wss is TLS exactly like mqtts.
+    const plaintext = l.protocol === 'mqtt' || l.protocol === 'ws';
+    if (plaintext && !l.insecure) {
+      ctx.addIssue({ code: 'custom', path: ['insecure'], message: `a plaintext (protocol: ${l.protocol}) listener must say insecure: true` });
     }
-    if (l.protocol === 'mqtts' && l.tls === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'an mqtts listener needs tls.cert and tls.key' });
+    if (!plaintext && l.tls === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: `a TLS listener (protocol: ${l.protocol}) needs tls.cert and tls.key` });
     }
-    if (l.protocol === 'mqtts' && l.tls !== undefined && l.tls.clientCerts !== 'none' && l.tls.ca === undefined) {
+    if (l.path !== undefined && l.protocol !== 'ws' && l.protocol !== 'wss') {
+      ctx.addIssue({ code: 'custom', path: ['path'], message: 'path applies only to ws and wss listeners' });
+    }
+    if (!plaintext && l.tls !== undefined && l.tls.clientCerts !== 'none' && l.tls.ca === undefined) {
       ctx.addIssue({ code: 'custom', path: ['tls', 'ca'], message: 'client certificates need tls.ca (the trust anchors)' });
     }
   });
+
+/** Where a ws/wss listener serves MQTT when the config names no path (the common convention). */
+export const DEFAULT_WS_PATH = '/mqtt';
 
 const mqttSchema = z
   .object({

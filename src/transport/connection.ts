@@ -18,7 +18,9 @@ const kConnection = Symbol('bastion.connection');
  * listener adapts a WebSocket to it (transport/ws-byte-stream.ts).
  */
 export interface ByteStream {
-  on(event: 'data' | 'drain' | 'error' | 'close', listener: (...args: never[]) => void): this;
+  on(event: 'data', listener: (chunk: Buffer) => void): this;
+  on(event: 'drain' | 'close', listener: () => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
   /** Bytes accepted by write() but not yet handed to the kernel. */
   readonly writableLength: number;
   readonly destroyed: boolean;
@@ -110,7 +112,12 @@ export class Connection implements ConnectionPort, Flushable {
   }
 
   get congested(): boolean {
-    return this.socket.writableLength + this.pendingBytes > HIGH_WATER_MARK;
+    return this.writeBufferedBytes > HIGH_WATER_MARK;
+  }
+
+  /** Bytes written to this connection and not yet handed to the kernel (memory accounting). */
+  get writeBufferedBytes(): number {
+    return this.socket.writableLength + this.pendingBytes;
   }
 
   /** Bytes from the socket (also called with an empty chunk to resume held frames). */

@@ -14,6 +14,10 @@ export interface TestBroker {
   server: BastionServer;
   plainPort: number;
   tlsPort: number;
+  /** With `webSocket: true`: the ws:// listener (insecure, anonymous like `plain`), else 0. */
+  wsPort: number;
+  /** With `webSocket: true`: the wss:// listener (client certificates as on `mqtts`), else 0. */
+  wssPort: number;
   pki: TestPki;
   dataDir: string;
   stop(): Promise<void>;
@@ -29,6 +33,9 @@ export interface TestBrokerOptions {
   /** Allow anonymous clients on the plaintext listener (default true). */
   plainAnonymous?: boolean;
   enhancedAuth?: EnhancedAuthMethod[];
+  /** Also start a ws and a wss listener (after the two above), at `wsPath` (default /mqtt). */
+  webSocket?: boolean;
+  wsPath?: string;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
@@ -47,6 +54,19 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
           port: 0,
           tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, clientCerts: opts.tlsClientCerts ?? 'required' },
         },
+        ...(opts.webSocket === true
+          ? [
+              { name: 'ws', protocol: 'ws', host: '127.0.0.1', port: 0, insecure: true, allowAnonymous: opts.plainAnonymous ?? true, path: opts.wsPath },
+              {
+                name: 'wss',
+                protocol: 'wss',
+                host: '127.0.0.1',
+                port: 0,
+                path: opts.wsPath,
+                tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, clientCerts: opts.tlsClientCerts ?? 'required' },
+              },
+            ]
+          : []),
       ],
       mqtt: opts.mqtt ?? {},
       persistence: { enabled: opts.persistence ?? false },
@@ -59,6 +79,8 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
     server,
     plainPort: server.listeners[0]!.port,
     tlsPort: server.listeners[1]!.port,
+    wsPort: server.listeners[2]?.port ?? 0,
+    wssPort: server.listeners[3]?.port ?? 0,
     pki,
     dataDir,
     async stop() {
