@@ -143,6 +143,9 @@ export class TlsContextManager {
       // "socket hang up"; the verification code it stored says why.
       const reason = socket.authorizationError !== undefined && socket.authorizationError !== null ? verifyFailureReason(socket.authorizationError) : err.message;
       this.logger.warn({ listener: this.listener.name, remote: remoteOf(socket), code: err.code, reason }, 'TLS handshake failed');
+      // SECURITY: Node reports a handshake timeout here but leaves the socket open, so a
+      // silent client would hold its slot forever; every failed handshake ends here.
+      socket.destroy();
     });
     if (this.tickets !== null) server.setTicketKeys(this.tickets.key);
     const ocsp = this.ocsp;
