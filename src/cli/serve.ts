@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { basename, relative, resolve } from 'node:path';
 import { pino } from 'pino';
+import { DEFAULT_WS_PATH } from '../core/config.js';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { loadConfigFile } from '../server/load-config.js';
@@ -73,8 +74,11 @@ async function serve(opts: ServeOptions): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   for (const l of server.listeners) {
-    const secure = l.config.protocol === 'mqtts' ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
-    process.stdout.write(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port} (${l.config.name}; ${secure})\n`);
+    const tls = l.config.protocol === 'mqtts' || l.config.protocol === 'wss';
+    const secure = tls ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
+    // A WebSocket URL names its path, so the line is what a client connects to.
+    const path = l.config.protocol === 'ws' || l.config.protocol === 'wss' ? (l.config.path ?? DEFAULT_WS_PATH) : '';
+    process.stdout.write(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port}${path} (${l.config.name}; ${secure})\n`);
   }
   if (hints !== undefined) {
     const port = server.listeners[0]!.port;

@@ -217,7 +217,7 @@ export interface BrokerProcess {
 }
 
 /** The line `bastion serve` prints once a listener accepts connections. */
-export const LISTENING_LINE = /Bastion listening on (mqtts?):\/\/([^\s:]+):(\d+)/;
+export const LISTENING_LINE = /Bastion listening on (mqtts?|wss?):\/\/([^\s:]+):(\d+)/;
 
 /** Starts `node dist/src/cli/main.js serve <args>` and waits for its listening line. */
 export async function startBrokerProcess(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<BrokerProcess> {

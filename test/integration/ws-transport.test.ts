@@ -16,7 +16,7 @@ import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
 import type { Packet } from '../../src/protocol/packets.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
-import { BASTION_MAIN, connectMqtt, endQuietly, Inbox, nextEvent, run, withTimeout } from './support.js';
+import { BASTION_MAIN, connectMqtt, endQuietly, Inbox, nextEvent, run, startBrokerProcess, withTimeout } from './support.js';
 
 const WAIT_MS = 5000;
 const MAX_PACKET = 4096;
@@ -236,6 +236,26 @@ describe('lifecycle and configuration', () => {
       assert.equal(own.server.listeners[2]!.connections.size, 0);
     } finally {
       await endQuietly(client);
+    }
+  });
+
+  test('`bastion serve` with a ws listener at a configured path prints the URL clients connect to', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bastion-ws-serve-'));
+    try {
+      const file = join(dir, 'bastion.yaml');
+      const lines = ['listeners:', '  - name: web', '    protocol: ws', '    port: 0', '    path: /devices/mqtt', '    insecure: true', '    allowAnonymous: true'];
+      writeFileSync(file, [...lines, 'persistence:', '  enabled: false', 'log:', '  level: warn', ''].join('\n'));
+      const { proc, port } = await startBrokerProcess(['-c', file]);
+      try {
+        assert.match(proc.stdout, new RegExp(`Bastion listening on ws://127\\.0\\.0\\.1:${port}/devices/mqtt \\(web; PLAINTEXT \\(insecure: true\\)\\)`));
+        const client = await connectMqtt(`ws://127.0.0.1:${port}/devices/mqtt`, { protocolVersion: 5, clientId: `serve-${uid()}` });
+        await endQuietly(client);
+        assert.equal(await handshakeStatus(port, '/mqtt', ['mqtt']), 404, 'the default path is not served when another is configured');
+      } finally {
+        await proc.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
