@@ -12,7 +12,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createCrl, createRootCa, issueCertificate } from '../../src/pki/index.js';
+import { createCrl, createIntermediateCa, createRootCa, issueCertificate } from '../../src/pki/index.js';
 import { issueClient, makeTestPki, testCa, type TestClientFiles, type TestPki } from '../helpers/pki.js';
 import { clientTls, startTlsBroker, tryMqttConnect, type TlsBroker } from './tls-support.js';
 
@@ -126,5 +126,39 @@ describe('clientCerts: optional', () => {
 
   test('an expired certificate is refused, not treated as anonymous', async () => {
     await expectRefusedAndLogged(b, f.expired, 'expired-opt', 'certificate has expired');
+  });
+});
+
+describe('CRLs with an intermediate CA', () => {
+  test('one crl.pem with the intermediate\'s and the root\'s CRL admits a good client and refuses a revoked one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bastion-tls-crl-chain-'));
+    try {
+      const pki = await makeTestPki(join(dir, 'pki'), ['client1']);
+      const root = await createRootCa({ commonName: 'Chain Root', pathLength: 1 });
+      const inter = await createIntermediateCa({ root, commonName: 'Chain Issuing CA' });
+      const good = await issueCertificate({ ca: inter, profile: 'client', commonName: 'chain-good' });
+      const bad = await issueCertificate({ ca: inter, profile: 'client', commonName: 'chain-bad' });
+      const nextUpdate = new Date(Date.now() + DAY);
+      const badSerial = new X509Certificate(bad.certPem).serialNumber;
+      const crl = join(dir, 'crl.pem');
+      // Node reads only the first CRL of a PEM string: the listener must split the file.
+      await writeFile(crl, (await createCrl({ ca: inter, entries: [{ serialNumber: badSerial, revokedAt: new Date() }], crlNumber: 1n, nextUpdate })) + (await createCrl({ ca: root, entries: [], crlNumber: 1n, nextUpdate })));
+      const caFile = join(dir, 'chain-root.crt');
+      await writeFile(caFile, root.certPem);
+      const goodFiles = await writeIssued(pki, 'chain-good', { certPem: good.certPem + inter.certPem, keyPem: good.keyPem });
+      const badFiles = await writeIssued(pki, 'chain-bad', { certPem: bad.certPem + inter.certPem, keyPem: bad.keyPem });
+      const b = await startTlsBroker({ dir, pki, tls: { ca: caFile, crl } });
+      try {
+        const serverCa = await readFile(pki.caCert);
+        assert.deepEqual(await tryMqttConnect(b.port, { cert: await readFile(goodFiles.cert), key: await readFile(goodFiles.key), ca: serverCa, clientId: 'chain-good' }), { connack: 0 });
+        const outcome = await tryMqttConnect(b.port, { cert: await readFile(badFiles.cert), key: await readFile(badFiles.key), ca: serverCa, clientId: 'chain-bad' });
+        assert.ok('closed' in outcome, JSON.stringify(outcome));
+        await b.logger.waitFor('TLS handshake failed', { reason: 'certificate revoked' });
+      } finally {
+        await b.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
