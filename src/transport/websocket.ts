@@ -69,6 +69,9 @@ function refusalOf(req: http.IncomingMessage, path: string): { status: number; r
 /** Answers a refused upgrade with a plain HTTP response and closes the socket. */
 function refuse(socket: Duplex, status: number, reason: string): void {
   const body = `${reason}\n`;
+  // After 'upgrade' Node's HTTP server no longer listens for socket errors: a reset while
+  // we answer must not become an uncaught 'error' (a crash).
+  socket.on('error', () => socket.destroy());
   socket.once('finish', () => socket.destroy());
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
