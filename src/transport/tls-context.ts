@@ -15,7 +15,7 @@ import type net from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import type { TlsPeer } from '../broker/channel/connection-port.js';
-import { ConfigError } from '../core/errors.js';
+import { BastionError, ConfigError } from '../core/errors.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
@@ -67,6 +67,8 @@ export class TlsContextManager {
   private watcher: FileChangeWatcher | null = null;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, changed: [] });
   private closed = false;
+  /** The last refused reload's error, so a file that stays broken is logged once, not on every poll. */
+  private lastReloadError: string | undefined;
 
   private constructor(
     private readonly listener: ListenerConfig,
@@ -96,7 +98,15 @@ export class TlsContextManager {
     };
     const material = await loadTlsMaterial(paths);
     const st = t.sessionTickets;
-    const tickets = st.enabled ? TicketKeyStore.open(st.keyFile !== undefined ? opts.resolvePath(st.keyFile) : join(opts.dataDir, 'tls-ticket-keys'), st.rotateHours, opts.logger) : null;
+    let tickets: TicketKeyStore | null = null;
+    if (st.enabled) {
+      const keyFile = st.keyFile !== undefined ? opts.resolvePath(st.keyFile) : join(opts.dataDir, 'tls-ticket-keys');
+      try {
+        tickets = TicketKeyStore.open(keyFile, st.rotateHours, opts.logger);
+      } catch (err) {
+        throw new BastionError('ERR_TLS_MATERIAL', `cannot use the session ticket key file ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    }
     const ocsp = t.ocspStapling ? new OcspStapler(opts.listener.name, opts.logger) : null;
     const manager = new TlsContextManager(opts.listener, t, paths, material, tickets, ocsp, opts.logger);
     ocsp?.update(material.cert, material.ca);
@@ -226,8 +236,6 @@ export class TlsContextManager {
     if (changed.includes('crl') && next.crlPem !== undefined) for (const cb of this.crlListeners) cb(next.crlPem);
     return this.emitReload({ ok: true, changed });
   }
-
-  private lastReloadError: string | undefined;
 
   private emitReload(r: ReloadResult): ReloadResult {
     for (const cb of this.reloadListeners) cb(r);

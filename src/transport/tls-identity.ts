@@ -4,8 +4,7 @@
  * naming OpenSSL's reason when verification failed. Must not: trust a certificate the
  * TLS layer did not verify.
  */
-import type { Socket } from 'node:net';
-import { TLSSocket, type DetailedPeerCertificate, type PeerCertificate as NodePeerCertificate } from 'node:tls';
+import type { DetailedPeerCertificate, PeerCertificate as NodePeerCertificate, TLSSocket } from 'node:tls';
 import type { IdentitySource, PeerCertificate, TlsPeer } from '../broker/channel/connection-port.js';
 import type { IdentityMapping } from '../core/tls-config.js';
 
@@ -145,10 +144,3 @@ export function verifyFailureReason(code: string | Error | null | undefined): st
   return VERIFY_REASONS[key] ?? key.toLowerCase().replace(/_/g, ' ');
 }
 
-/**
- * The peer of an accepted TCP or TLS socket with the default mapping (CN). For code that
- * has no TLS context manager yet; a TLS listener uses `TlsContextManager.peerOf`.
- */
-export function peerOf(socket: Socket): TlsPeer | null {
-  return socket instanceof TLSSocket ? verifiedPeer(socket, { mapping: 'cn', clientIdMustMatch: false }, undefined) : null;
-}
