@@ -60,6 +60,9 @@ describe('MQTT.js over secure WebSocket with a client certificate', () => {
       if (protocolVersion === 5) assert.equal((ack as { reasonCode?: number } | undefined)?.reasonCode ?? 0, 0);
       const [m] = await inbox.waitForCount(1, WAIT_MS, 'the message over wss');
       assert.deepEqual({ topic: m!.topic, payload: m!.payload, qos: m!.packet.qos }, { topic, payload: 'over wss', qos: 1 });
+      // The identity is the certificate verified on the TLS socket under the WebSocket.
+      const identities = [...broker.server.listeners[3]!.connections].map((c) => c.peer?.identity).sort();
+      assert.ok(identities.includes('client1') && identities.includes('client2'), `identities on wss: ${JSON.stringify(identities)}`);
     });
   }
 

@@ -194,6 +194,19 @@ describe('the WebSocket handshake', () => {
     withQuery.ws.close();
   });
 
+  test('the client address is the socket\'s, never an X-Forwarded-For header', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${broker.wsPort}/mqtt`, ['mqtt'], { headers: { 'X-Forwarded-For': '10.9.9.9', 'X-Real-IP': '10.9.9.9' } });
+    await withTimeout(new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject)), WAIT_MS, 'WebSocket open');
+    try {
+      const addresses = [...broker.server.listeners[2]!.connections].map((c) => c.remoteAddress);
+      assert.ok(addresses.length > 0);
+      assert.ok(!addresses.includes('10.9.9.9'), `addresses: ${JSON.stringify(addresses)}`);
+      assert.ok(addresses.every((a) => a === '127.0.0.1' || a === '::ffff:127.0.0.1'), `addresses: ${JSON.stringify(addresses)}`);
+    } finally {
+      ws.terminate();
+    }
+  });
+
   test('a plain HTTP request without an upgrade gets 426', async () => {
     const res = await withTimeout(fetch(`http://127.0.0.1:${broker.wsPort}/mqtt`), WAIT_MS, 'HTTP response');
     assert.equal(res.status, 426);
