@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PkiError, type PkiErrorCode } from '../../src/pki/index.js';
-import { run } from './support.js';
+import { execFile } from 'node:child_process';
 
 export const OPENSSL = '/usr/bin/openssl';
 
@@ -17,10 +17,17 @@ export interface OpensslResult {
   out: string;
 }
 
-/** Runs openssl with `args` in `cwd`; never throws on a non-zero exit (the test decides). */
-export async function openssl(cwd: string, ...args: string[]): Promise<OpensslResult> {
-  const r = await run(OPENSSL, args, { cwd, timeoutMs: 15_000 });
-  return { ok: r.code === 0, out: r.stdout + r.stderr };
+/**
+ * Runs openssl with `args` in `cwd`, stdin closed (no command here reads it, and a pipe
+ * openssl never reads can fail with EPIPE); never throws on a non-zero exit (the test decides).
+ */
+export function openssl(cwd: string, ...args: string[]): Promise<OpensslResult> {
+  return new Promise((resolve) => {
+    const child = execFile(OPENSSL, args, { cwd, timeout: 30_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      resolve({ ok: err === null, out: `${stdout}${stderr}${err !== null && stdout + stderr === '' ? String(err) : ''}` });
+    });
+    child.stdin?.destroy();
+  });
 }
 
 /** Like openssl() but fails the test on a non-zero exit, showing the output. */
