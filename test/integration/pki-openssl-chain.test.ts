@@ -6,8 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
+  createCrl,
   createIntermediateCa,
   createRootCa,
+  parseCrl,
   describeCertificate,
   issueCertificate,
   type CertificateWithKey,
@@ -111,6 +113,27 @@ describe('root → intermediate → leaf, verified by openssl', () => {
       await expectPkiError(() => issueCertificate({ ca: root, profile: 'client', commonName: 'bad', ocspUrl: bad }), 'ERR_PKI_INVALID_INPUT');
       await expectPkiError(() => issueCertificate({ ca: root, profile: 'client', commonName: 'bad', crlUrl: bad }), 'ERR_PKI_INVALID_INPUT');
     }
+  });
+
+  it('a root made by openssl (UTF-8 O, emailAddress, SEC1 key) signs our intermediate, leaves and CRLs', async () => {
+    await opensslOk(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'os-root.key', '-out', 'os-root.crt', '-days', '30', '-utf8',
+      '-subj', '/C=DE/O=Bäckerei Ü/CN=OpenSSL Root/emailAddress=pki@example.org',
+      '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:1', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    await opensslOk(dir, 'ec', '-in', 'os-root.key', '-out', 'os-root-sec1.key');
+    const { readFile } = await import('node:fs/promises');
+    const root = { certPem: await readFile(`${dir}/os-root.crt`, 'utf8'), keyPem: await readFile(`${dir}/os-root-sec1.key`, 'utf8') };
+    assert.match(root.keyPem, /BEGIN EC PRIVATE KEY/);
+    const inter = await createIntermediateCa({ root, commonName: 'Ours under OpenSSL' });
+    const leaf = await issueCertificate({ ca: inter, profile: 'client', commonName: 'dev-os' });
+    const crl = await createCrl({ ca: root, crlNumber: 1n, nextUpdate: new Date(Date.now() + 3600_000), entries: [{ serialNumber: inter.serialNumber, revokedAt: new Date(), reason: 'superseded' }] });
+    await writeFiles(dir, { 'os-inter.crt': inter.certPem, 'os-leaf.crt': leaf.certPem, 'os-root.crl': crl });
+    assert.match(await opensslOk(dir, 'verify', '-CAfile', 'os-root.crt', '-untrusted', 'os-inter.crt', 'os-leaf.crt'), /OK/);
+    assert.match(await opensslOk(dir, 'crl', '-in', 'os-root.crl', '-CAfile', 'os-root.crt', '-noout'), /verify OK/);
+    // The intermediate's issuer is the root's subject, UTF-8 and all.
+    assert.equal(describeCertificate(inter.certPem).issuer, 'E=pki@example.org, CN=OpenSSL Root, O=Bäckerei Ü, C=DE');
+    assert.equal(parseCrl(crl).issuer, describeCertificate(inter.certPem).issuer);
+    const revoked = await openssl(dir, 'verify', '-crl_check', '-CAfile', 'os-root.crt', '-CRLfile', 'os-root.crl', 'os-inter.crt');
+    assert.match(revoked.out, /certificate revoked/);
   });
 
   it('names with DN syntax characters are certified literally, not parsed', async () => {
