@@ -113,6 +113,36 @@ export function registerCertCommand(program: Command): void {
   addRootKeyOptions(
     addDataDirOption(
       cert
+        .command('sign-csr')
+        .description("sign a device's certificate signing request (the key never leaves the device)")
+        .requiredOption('--csr <file>', 'PKCS#10 request, PEM')
+        .option('--profile <profile>', 'server or client', 'client')
+        .option('--days <n>', 'lifetime in days (default 365)')
+        .option('--out <file>', 'write the certificate (with chain) here instead of stdout')
+        .option('--ocsp-url <url>', 'OCSP responder URL for the certificate'),
+    ),
+    false,
+  ).action(async (opts: RootKeyOptions & { csr: string; profile: string; days?: string; out?: string; ocspUrl?: string }) => {
+    const profile = parseProfile(opts.profile);
+    const days = parseDays(opts.days);
+    const csrPem = await readInput(opts.csr, 'CSR file');
+    const signed = await withPki(opts, (pki) => pki.signCsr({ csrPem, profile, days, ocspUrl: opts.ocspUrl }));
+    if (opts.out !== undefined) {
+      const { writeFileAtomic, CERT_MODE } = await import('../server/pki-files.js');
+      await writeFileAtomic(resolve(process.cwd(), opts.out), signed.certPem, CERT_MODE);
+      process.stdout.write(
+        `Signed ${profile} certificate for ${signed.commonName}\n  serial:      ${signed.serialNumber}\n` +
+          `  fingerprint: SHA256 ${signed.fingerprint256}\n  certificate: ${resolve(process.cwd(), opts.out)}\n`,
+      );
+    } else {
+      process.stdout.write(signed.certPem);
+      process.stderr.write(`signed ${profile} certificate for ${signed.commonName}, serial ${signed.serialNumber}\n`);
+    }
+  });
+
+  addRootKeyOptions(
+    addDataDirOption(
+      cert
         .command('revoke')
         .description('revoke a certificate and re-sign the CRL at once')
         .argument('[serial]', 'serial number (hex, as `cert list` shows it)')

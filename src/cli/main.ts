@@ -28,14 +28,16 @@ async function main(): Promise<void> {
     registerPubCommand(program);
     registerSubCommand(program);
     // The PKI commands load the X.509 libraries only when one of them runs.
-    const [{ registerCaCommand }, { registerCertCommand }, { registerCrlCommand }] = await Promise.all([
+    const [{ registerCaCommand }, { registerCertCommand }, { registerCrlCommand }, { registerOcspCommand }] = await Promise.all([
       import('./ca.js'),
       import('./cert.js'),
       import('./crl.js'),
+      import('./ocsp.js'),
     ]);
     registerCaCommand(program);
     registerCertCommand(program);
     registerCrlCommand(program);
+    registerOcspCommand(program);
   }
   await program.parseAsync(process.argv);
 }

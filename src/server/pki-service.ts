@@ -16,6 +16,7 @@ import {
   describeCertificate,
   encryptPrivateKeyPem,
   issueCertificate,
+  signCsr,
   type CertificateProfile,
   type KeyAlgorithm,
   type RevocationReason,
@@ -294,6 +295,25 @@ export class PkiService {
     await writeNewFileAtomic(certPath, issued.certPem + ca.chainPem, CERT_MODE);
     this.inventory.add(record);
     return { serialNumber: issued.serialNumber, fingerprint256: issued.fingerprint256, notAfter: record.notAfter, certPath, keyPath };
+  }
+
+  /** Signs a CSR (its key never leaves the device) and records the certificate. */
+  async signCsr(options: SignCsrOptions): Promise<SignedCsr> {
+    const now = options.now ?? new Date();
+    const ocspUrl = options.ocspUrl ?? this.getOcspUrl();
+    if (ocspUrl !== undefined) assertHttpUrl(ocspUrl);
+    const ca = await loadIssuingCa(this.layout, this.access, 'signing a CSR');
+    const signed = await signCsr({
+      ca: ca.material,
+      csrPem: options.csrPem,
+      profile: options.profile,
+      now,
+      ...(options.days !== undefined ? { days: options.days } : {}),
+      ...(ocspUrl !== undefined ? { ocspUrl } : {}),
+    });
+    const record = recordOf(signed.certPem, options.profile, describeCertificate(ca.material.certPem).serialNumber, now);
+    this.inventory.add(record);
+    return { serialNumber: signed.serialNumber, fingerprint256: signed.fingerprint256, commonName: record.commonName, certPem: signed.certPem + ca.chainPem };
   }
 
   /**

@@ -13,6 +13,7 @@ import { DefaultAuthorizer } from '../security/authz/default-authorizer.js';
 import { ListenerAuthenticator } from '../security/authn/listener-authenticator.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { startListener, type RunningListener } from '../transport/listener.js';
+import { startPkiDuties, type PkiDuties } from './pki-runtime.js';
 import { startWebSocketListener } from '../transport/websocket.js';
 import { RevocationEnforcer } from './revocation.js';
 
@@ -32,6 +33,8 @@ export interface BastionServer {
   readonly broker: Broker;
   readonly listeners: RunningListener[];
   readonly store: (SessionStore & RetainStore) | null;
+  /** CRL renewal and the OCSP responder, when config `pki` asks for them. */
+  readonly pki: PkiDuties | null;
   /** Graceful stop: stop accepting, DISCONNECT 0x8B, wills, flush, close the store. */
   stop(): Promise<void>;
 }
@@ -66,7 +69,10 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const crlFreshness = setInterval(() => revocation.checkFreshness(), CRL_FRESHNESS_CHECK_MS);
   crlFreshness.unref();
   const listeners: RunningListener[] = [];
+  let pki: PkiDuties | null = null;
   try {
+    // Before the listeners: they load crl.pem, which should be fresh when they do.
+    pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     for (const l of config.listeners) {
       const start = l.protocol === 'ws' || l.protocol === 'wss' ? startWebSocketListener : startListener;
       const running = await start(l, broker, logger, (p) => resolve(opts.baseDir, p), dataDir);
@@ -83,6 +89,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   } catch (err) {
     clearInterval(crlFreshness);
     for (const l of listeners) await l.stopAccepting();
+    await pki?.stop();
     store?.close();
     throw err;
   }
@@ -94,10 +101,11 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       for (const l of listeners) await l.stopAccepting();
       broker.shutdown();
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
+      await pki?.stop();
       store?.close();
       logger.info({}, 'stopped');
     })();
     return stopping;
   };
-  return { broker, listeners, store, stop };
+  return { broker, listeners, store, pki, stop };
 }

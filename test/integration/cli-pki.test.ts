@@ -189,6 +189,28 @@ describe('bastion ca / cert / crl with an intermediate', () => {
     assert.match(first509.out, /Key Compromise/);
   });
 
+  test('cert sign-csr: signs a device CSR (key stays with the device), to a file or stdout; a bad CSR is one clear line', async () => {
+    const dir = tempDir();
+    const csr = join(dir, 'dev.csr');
+    await execFileP('/usr/bin/openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'dev.key'), '-subj', '/CN=csr-device', '-out', csr]);
+    const out = join(dir, 'dev.crt');
+    const r = await bastion(data, ['cert', 'sign-csr', '--csr', csr, '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Signed client certificate for csr-device/);
+    const v = await openssl('verify', '-CAfile', join(pki, 'root.crt'), '-untrusted', join(pki, 'intermediate.crt'), '-purpose', 'sslclient', out);
+    assert.ok(v.ok, v.out);
+    const printed = await bastion(data, ['cert', 'sign-csr', '--csr', csr]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(printed.stdout.match(/BEGIN CERTIFICATE/g)?.length, 2);
+    const listed = JSON.parse((await bastion(data, ['cert', 'list', '--json'])).stdout) as Array<{ commonName: string }>;
+    assert.equal(listed.filter((c) => c.commonName === 'csr-device').length, 2);
+
+    const bad = join(dir, 'bad.csr');
+    writeFileSync(bad, '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n');
+    assertOneLineFailure(await bastion(data, ['cert', 'sign-csr', '--csr', bad]), /CSR|request/i);
+    assertOneLineFailure(await bastion(data, ['cert', 'sign-csr', '--csr', join(dir, 'missing.csr')]), /cannot read CSR file .*ENOENT/);
+  });
+
   test('ca export-root moves the key away: issuing still works, root operations say the key is offline, --root-key brings it back', async () => {
     const vault = join(tempDir(), 'vault');
     const r = await bastion(data, ['ca', 'export-root', '--out', vault]);
