@@ -5,7 +5,7 @@
  * timers. Must not: decide whether a change matters (the caller compares contents).
  */
 import { statSync, watch, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 
 export interface WatchOptions {
   debounceMs?: number;
@@ -21,6 +21,16 @@ function statKey(path: string): string {
   } catch {
     return 'missing';
   }
+}
+
+/**
+ * Whether a directory event may concern one of `names`: only our files count (the
+ * directory may be busy, e.g. the data dir with the database), plus `..`-names, because
+ * Kubernetes swaps the `..data` symlink rather than the file; an event without a name
+ * (some platforms) counts too.
+ */
+export function isRelevantChange(names: ReadonlySet<string>, filename: string | null): boolean {
+  return filename === null || names.has(filename) || filename.startsWith('..');
 }
 
 export class FileChangeWatcher {
@@ -45,9 +55,18 @@ export class FileChangeWatcher {
       this.debounce.unref();
     };
     for (const p of paths) this.stats.set(p, statKey(p));
-    for (const dir of new Set(paths.map((p) => dirname(p)))) {
+    const namesByDir = new Map<string, Set<string>>();
+    for (const p of paths) {
+      const names = namesByDir.get(dirname(p)) ?? new Set<string>();
+      names.add(basename(p));
+      namesByDir.set(dirname(p), names);
+    }
+    for (const [dir, names] of namesByDir) {
+      const relevant = (_event: string, name: string | Buffer | null): void => {
+        if (isRelevantChange(names, name === null ? null : String(name))) fire();
+      };
       try {
-        const w = watch(dir, { persistent: false }, fire);
+        const w = watch(dir, { persistent: false }, relevant);
         w.on('error', (err) => opts.onWatchError?.(dir, err));
         this.watchers.push(w);
       } catch (err) {
