@@ -1,44 +1,45 @@
 /**
  * OCSP stapling: the listener fetches a real OCSP response for its own certificate from
- * the responder named in the certificate (an in-test HTTP responder signing with our CA),
+ * the responder named in the certificate (Bastion's OCSP responder, signing with our CA),
  * and `openssl s_client -status` sees it stapled; with no responder, nothing is stapled
  * and that is logged; a certificate without an OCSP URL turns stapling off, logged.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createOcspResponse, issueCertificate, LOCAL_SERVER_SANS, parseOcspRequest } from '../../src/pki/index.js';
+import { startOcspResponder } from '../../src/admin/ocsp-responder.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { createOcspResponse, issueCertificate, LOCAL_SERVER_SANS, parseOcspRequest, type OcspStatus } from '../../src/pki/index.js';
 import { makeTestPki, testCa, type TestPki } from '../helpers/pki.js';
 import { sClient, startTlsBroker, type TlsBroker } from './tls-support.js';
 
-/** A minimal OCSP responder: answers every POST with a response signed by the test CA. */
-async function startResponder(): Promise<{ url: string; requests: number; close(): Promise<void> }> {
+/**
+ * Bastion's OCSP responder (src/admin) with an authority that signs with the test CA and
+ * answers `status` for every serial; counts the requests.
+ */
+async function startResponder(status: OcspStatus = { status: 'good' }): Promise<{ url: string; requests: number; close(): Promise<void> }> {
   const ca = await testCa();
   const state = { requests: 0 };
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      state.requests++;
-      const request = parseOcspRequest(Buffer.concat(chunks));
-      void createOcspResponse({ ca, certIds: request.certIds, statusOf: () => ({ status: 'good' }), ...(request.nonce !== undefined ? { nonce: request.nonce } : {}) }).then((der) => {
-        res.writeHead(200, { 'content-type': 'application/ocsp-response' });
-        res.end(der);
-      });
-    });
+  const responder = await startOcspResponder({
+    host: '127.0.0.1',
+    port: 0,
+    logger: silentLogger,
+    authority: {
+      respond: async (der) => {
+        state.requests++;
+        const request = parseOcspRequest(der);
+        return createOcspResponse({ ca, certIds: request.certIds, statusOf: () => status, ...(request.nonce !== undefined ? { nonce: request.nonce } : {}) });
+      },
+    },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}/`,
+    url: `http://127.0.0.1:${responder.port}/`,
     get requests() {
       return state.requests;
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () => responder.close(),
   };
 }
 
@@ -76,6 +77,19 @@ describe('OCSP stapling', () => {
       assert.equal(responder.requests, 1, 'fetched once, then served from the cache');
       await sClient(b.port, statusArgs(pki));
       assert.equal(responder.requests, 1);
+    } finally {
+      await b.stop();
+      await responder.close();
+    }
+  });
+
+  test('a revoked status is stapled as it is (the client decides) and logged as an error', async () => {
+    const responder = await startResponder({ status: 'revoked', revokedAt: new Date(Date.now() - 60_000) });
+    const b = await brokerWithServerCert(dir, pki, responder.url);
+    try {
+      await b.logger.waitFor('OCSP says our own server certificate is not good', { listener: 'mqtts', status: 'revoked' });
+      const r = await sClient(b.port, statusArgs(pki));
+      assert.match(r.stdout, /Cert Status: revoked/, r.stdout);
     } finally {
       await b.stop();
       await responder.close();
