@@ -7,24 +7,34 @@
 import { loadCa, type CaMaterial } from './ca.js';
 import {
   DerError,
+  Tag,
   bitString,
   contextTag,
   enumerated,
+  expectTag,
   explicit,
+  explicitInner,
   extension,
   integer,
   parseDer,
+  readBitString,
+  readIntegerHex,
+  readOctetString,
+  readOid,
+  readTime,
   readUnsigned,
   sequence,
+  sequenceOf,
   tlv,
   x509Time,
+  type DerElement,
 } from './der.js';
 import { parseNodeCertificate } from './fingerprint.js';
 import { derToPem } from './keys.js';
 import { formatName } from './names.js';
 import { PkiError } from './pki-error.js';
 import { normalizeSerial } from './serial.js';
-import { certificateParts, signatureAlgorithm, signWithCa } from './signing.js';
+import { certificateParts, signatureAlgorithm, signWithCa, verifySignature } from './signing.js';
 import { x509 } from './x509.js';
 
 /** RFC 5280 §5.3.1 reason codes (removeFromCRL, 8, is delta-CRL only and not offered). */
@@ -165,10 +175,13 @@ export interface CrlInfo {
   readonly revoked: Map<string, RevokedEntry>;
 }
 
+/** About a million entries: far beyond any CRL we expect, small enough to refuse a runaway file. */
+const MAX_CRL_PEM_LENGTH = 64 * 1024 * 1024;
 const CRL_BLOCK = /-----BEGIN (X509 CRL|CRL)-----([\s\S]*?)-----END \1-----/g;
 
 function crlDers(pem: string): Buffer[] {
   if (typeof pem !== 'string') throw new PkiError('ERR_PKI_BAD_CRL', 'CRL must be a PEM string');
+  if (pem.length > MAX_CRL_PEM_LENGTH) throw new PkiError('ERR_PKI_BAD_CRL', `CRL input is larger than ${MAX_CRL_PEM_LENGTH / 1024 / 1024} MiB`);
   const out: Buffer[] = [];
   for (const match of pem.matchAll(CRL_BLOCK)) {
     const body = (match[2] ?? '').replace(/\s+/g, '');
@@ -179,66 +192,104 @@ function crlDers(pem: string): Buffer[] {
   return out;
 }
 
-function parseCrlDer(der: Buffer, index: number): x509.X509Crl {
-  try {
-    const crl = new x509.X509Crl(der);
-    // Touch the lazily parsed fields now, so a damaged CRL fails here with our error.
-    void crl.entries;
-    void crl.extensions;
-    return crl;
-  } catch {
-    throw new PkiError('ERR_PKI_BAD_CRL', `CRL ${index + 1} cannot be parsed`);
-  }
+/** A CRL split into what we read and what a signature check needs. */
+interface ParsedCrl {
+  readonly info: CrlInfo;
+  readonly tbs: Uint8Array;
+  readonly issuerName: Uint8Array;
+  readonly signatureOid: string;
+  readonly signature: Uint8Array;
 }
 
-function crlNumberOf(crl: x509.X509Crl): bigint | null {
-  const ext = crl.getExtension(OID_CRL_NUMBER);
-  if (ext === null) return null;
-  try {
-    return readUnsigned(parseDer(new Uint8Array(ext.value)), 'CRL number');
-  } catch (err) {
-    if (err instanceof DerError) throw new PkiError('ERR_PKI_BAD_CRL', `bad CRL number: ${err.message}`);
-    throw err;
+/** Extensions SEQUENCE → extnID → extnValue (the OCTET STRING's content). */
+function extensionValues(extensions: DerElement): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const ext of sequenceOf(extensions, 'extensions')) {
+    const parts = sequenceOf(ext, 'extension');
+    out.set(readOid(parts[0], 'extnID'), readOctetString(parts[parts.length - 1], 'extnValue'));
   }
+  return out;
 }
 
-function describeCrl(crl: x509.X509Crl): CrlInfo {
+function readEntry(element: DerElement): [string, RevokedEntry] {
+  const [serial, date, extensions] = sequenceOf(element, 'revoked certificate');
+  const serialNumber = readIntegerHex(serial, 'userCertificate');
+  const revokedAt = readTime(date, 'revocationDate');
+  const reasonValue = extensions === undefined ? undefined : extensionValues(extensions).get(OID_REASON_CODE);
+  const reason = reasonValue === undefined ? undefined : reasonFromCode(Number(readUnsigned(parseDer(reasonValue), 'reasonCode', Tag.Enumerated)));
+  return [serialNumber, reason === undefined ? { revokedAt } : { revokedAt, reason }];
+}
+
+/**
+ * Reads a CRL with our own DER reader: it descends one level at a time and keeps no
+ * per-node objects, so a CRL with tens of thousands of entries parses quickly and within
+ * bounds (the x509 library's default ASN.1 node limit stops at about 1,500 entries).
+ */
+function readCrl(der: Uint8Array): ParsedCrl {
+  const [tbsElement, algorithm, signature] = sequenceOf(parseDer(der), 'CertificateList');
+  const fields = sequenceOf(tbsElement, 'TBSCertList');
+  let i = fields[0]?.tag === Tag.Integer ? 1 : 0; // version: v2 (1) when present
+  i++; // signature AlgorithmIdentifier, repeated below the TBS
+  const issuer = expectTag(fields[i++], Tag.Sequence, 'issuer');
+  const thisUpdate = readTime(fields[i++], 'thisUpdate');
+  let nextUpdate: Date | null = null;
+  if (fields[i]?.tag === Tag.UtcTime || fields[i]?.tag === Tag.GeneralizedTime) nextUpdate = readTime(fields[i++], 'nextUpdate');
   const revoked = new Map<string, RevokedEntry>();
-  for (const entry of crl.entries) {
-    const reason = entry.reason === undefined ? undefined : reasonFromCode(entry.reason);
-    revoked.set(normalizeSerial(entry.serialNumber), reason === undefined ? { revokedAt: entry.revocationDate } : { revokedAt: entry.revocationDate, reason });
+  if (fields[i]?.tag === Tag.Sequence) {
+    for (const entry of sequenceOf(fields[i++], 'revokedCertificates')) {
+      const [serialNumber, value] = readEntry(entry);
+      revoked.set(serialNumber, value);
+    }
   }
-  return { issuer: formatName(crl.issuerName), thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate ?? null, crlNumber: crlNumberOf(crl), revoked };
+  let crlNumber: bigint | null = null;
+  if (fields[i]?.tag === contextTag(0, true)) {
+    const number = extensionValues(explicitInner(fields[i++]!, 'crlExtensions')).get(OID_CRL_NUMBER);
+    if (number !== undefined) crlNumber = readUnsigned(parseDer(number), 'CRL number');
+  }
+  if (i !== fields.length) throw new DerError('unexpected fields in TBSCertList');
+  let issuerText: string;
+  try {
+    issuerText = formatName(new x509.Name(issuer.raw));
+  } catch {
+    throw new DerError('unreadable issuer name');
+  }
+  return {
+    info: { issuer: issuerText, thisUpdate, nextUpdate, crlNumber, revoked },
+    tbs: tbsElement!.raw,
+    issuerName: issuer.raw,
+    signatureOid: readOid(sequenceOf(algorithm, 'signatureAlgorithm')[0], 'signature algorithm'),
+    signature: readBitString(signature, 'signature'),
+  };
+}
+
+function parseCrlDer(der: Buffer, index: number): ParsedCrl {
+  try {
+    return readCrl(der);
+  } catch (err) {
+    const reason = err instanceof DerError || err instanceof PkiError ? `: ${err.message}` : '';
+    throw new PkiError('ERR_PKI_BAD_CRL', `CRL ${index + 1} cannot be parsed${reason}`);
+  }
 }
 
 /** Every CRL in a PEM bundle (`X509 CRL` or `CRL` labels). Throws ERR_PKI_BAD_CRL. */
 export function parseCrls(pem: string): CrlInfo[] {
-  return crlDers(pem).map((der, i) => describeCrl(parseCrlDer(der, i)));
+  return crlDers(pem).map((der, i) => parseCrlDer(der, i).info);
 }
 
 /** The first CRL in `pem`. Throws ERR_PKI_BAD_CRL. */
 export function parseCrl(pem: string): CrlInfo {
   const [first] = crlDers(pem);
-  return describeCrl(parseCrlDer(first!, 0));
+  return parseCrlDer(first!, 0).info;
 }
 
 /**
- * True when the (first) CRL in `crlPem` names the certificate's subject as its issuer and
- * its signature verifies with the certificate's public key.
+ * True when the (first) CRL in `crlPem` names the certificate's subject as its issuer
+ * (byte for byte) and its signature verifies with the certificate's public key.
  */
 export async function verifyCrlSignature(crlPem: string, issuerCertPem: string): Promise<boolean> {
   const [first] = crlDers(crlPem);
   const crl = parseCrlDer(first!, 0);
-  let cert: x509.X509Certificate;
-  try {
-    cert = new x509.X509Certificate(issuerCertPem);
-  } catch {
-    throw new PkiError('ERR_PKI_INVALID_INPUT', 'cannot parse the issuer certificate PEM');
-  }
-  if (!Buffer.from(crl.issuerName.toArrayBuffer()).equals(Buffer.from(cert.subjectName.toArrayBuffer()))) return false;
-  try {
-    return await crl.verify({ publicKey: cert });
-  } catch {
-    return false;
-  }
+  const cert = parseNodeCertificate(issuerCertPem);
+  if (!Buffer.from(crl.issuerName).equals(Buffer.from(certificateParts(cert.raw).subjectName))) return false;
+  return verifySignature(crl.signatureOid, crl.tbs, cert.publicKey, crl.signature);
 }

@@ -4,7 +4,7 @@
  * commonName, SANs we understand) and signing it under a profile. Must not: copy requested
  * extensions into the certificate; only the SANs are taken, after canonicalSans.
  */
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { loadCa, type CaMaterial } from './ca.js';
 import {
   DerError,
@@ -25,6 +25,7 @@ import { assertNameText, buildSubject } from './names.js';
 import { PkiError } from './pki-error.js';
 import { canonicalSans, type SubjectAltName } from './san.js';
 import { DEFAULT_LEAF_DAYS } from './issue.js';
+import { hashForSignatureOid, verifySignature } from './signing.js';
 import { assertDays } from './validity.js';
 import { x509 } from './x509.js';
 
@@ -52,16 +53,6 @@ const MAX_CSR_PEM_LENGTH = 64 * 1024;
 const CSR_BLOCK = /-----BEGIN (NEW )?CERTIFICATE REQUEST-----([\s\S]*?)-----END \1CERTIFICATE REQUEST-----/;
 const OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 const OID_SUBJECT_ALT_NAME = '2.5.29.17';
-
-/** Hash for each signature algorithm we accept. SECURITY: no SHA-1, no MD5. */
-const SIGNATURE_HASHES: Readonly<Record<string, string>> = {
-  '1.2.840.10045.4.3.2': 'sha256',
-  '1.2.840.10045.4.3.3': 'sha384',
-  '1.2.840.10045.4.3.4': 'sha512',
-  '1.2.840.113549.1.1.11': 'sha256',
-  '1.2.840.113549.1.1.12': 'sha384',
-  '1.2.840.113549.1.1.13': 'sha512',
-};
 
 function badCsr(message: string): never {
   throw new PkiError('ERR_PKI_BAD_CSR', message);
@@ -173,16 +164,11 @@ function checkCsr(pem: string): CheckedCsr {
   const key = publicKeyOf(parts.spki);
   // SECURITY: weak keys are refused before anything else is trusted.
   const keyAlgorithm = assertStrongKey(key);
-  const hash = SIGNATURE_HASHES[parts.signatureOid];
-  if (hash === undefined) badCsr(`unsupported CSR signature algorithm ${parts.signatureOid} (SHA-256/384/512 with ECDSA or RSA PKCS#1 v1.5 only)`);
-  let valid = false;
-  try {
-    valid = verify(hash, parts.info.raw, key, parts.signature);
-  } catch {
-    valid = false;
+  if (hashForSignatureOid(parts.signatureOid) === undefined) {
+    badCsr(`unsupported CSR signature algorithm ${parts.signatureOid} (SHA-256/384/512 with ECDSA or RSA PKCS#1 v1.5 only)`);
   }
   // SECURITY: the self-signature proves the requester holds the private key.
-  if (!valid) badCsr('CSR signature does not verify');
+  if (!verifySignature(parts.signatureOid, parts.info.raw, key, parts.signature)) badCsr('CSR signature does not verify');
 
   const subject = new x509.Name(parts.subject.raw);
   const commonNames = subject.getField('CN');

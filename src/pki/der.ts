@@ -172,6 +172,20 @@ export function readGeneralizedTime(element: DerElement | undefined, what: strin
   return date;
 }
 
+const UTC_TIME = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/;
+
+/** An X.509 Time: UTCTime (years 1950–2049, RFC 5280 §4.1.2.5.1) or GeneralizedTime. */
+export function readTime(element: DerElement | undefined, what: string): Date {
+  if (element?.tag === Tag.GeneralizedTime) return readGeneralizedTime(element, what);
+  const text = Buffer.from(expectTag(element, Tag.UtcTime, what).content).toString('latin1');
+  const m = UTC_TIME.exec(text);
+  if (m === null) throw new DerError(`${what}: bad UTCTime ${JSON.stringify(text.slice(0, 32))}`);
+  const [yy, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const date = new Date(Date.UTC(yy < 50 ? 2000 + yy : 1900 + yy, mo - 1, d, h, mi, s));
+  if (Number.isNaN(date.getTime())) throw new DerError(`${what}: invalid date`);
+  return date;
+}
+
 // ---- writing ----
 
 function encodeLength(length: number): Buffer {

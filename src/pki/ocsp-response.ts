@@ -5,7 +5,7 @@
  * certificate's status (the caller's `statusOf` does) or answer for another CA's certificates.
  */
 import { createHash } from 'node:crypto';
-import { loadCa, type CaMaterial } from './ca.js';
+import { loadCa, type CaMaterial, type LoadedCa } from './ca.js';
 import { assertRevocationReason, reasonCode, reasonFromCode, type RevocationReason } from './crl.js';
 import {
   DerError,
@@ -65,6 +65,51 @@ export interface CreateOcspResponseOptions {
   readonly validitySeconds?: number;
 }
 
+/** A CA ready to answer: loaded key, DER certificate, the CertID hashes that mean "ours". */
+interface Responder {
+  readonly issuer: LoadedCa;
+  readonly caDer: Buffer;
+  readonly ownHashes: Record<OcspCertId['hashAlgorithm'], { nameHash: Buffer; keyHash: Buffer }>;
+  readonly keyHash: Buffer;
+}
+
+/**
+ * Loading a CA (parsing, key import, key/certificate match) costs milliseconds, far more
+ * than signing one response, and a responder answers for the same few CAs all day: keep
+ * the last few. The validity check still runs on every call.
+ */
+const responders = new Map<string, Promise<Responder>>();
+const MAX_CACHED_RESPONDERS = 8;
+
+async function loadResponder(ca: CaMaterial, now: Date): Promise<Responder> {
+  const issuer = await loadCa(ca, now);
+  const caDer = parseNodeCertificate(ca.certPem).raw;
+  return {
+    issuer,
+    caDer,
+    ownHashes: { sha1: issuerHashes(caDer, 'sha1'), sha256: issuerHashes(caDer, 'sha256') },
+    keyHash: createHash('sha1').update(certificateParts(caDer).publicKeyBits).digest(),
+  };
+}
+
+async function responderFor(ca: CaMaterial, now: Date): Promise<Responder> {
+  const material = { certPem: ca.certPem, keyPem: ca.keyPem };
+  if (typeof material.certPem !== 'string' || typeof material.keyPem !== 'string') return loadResponder(material, now);
+  const key = `${material.certPem}\0${material.keyPem}`;
+  let pending = responders.get(key);
+  if (pending === undefined) {
+    pending = loadResponder(material, now);
+    responders.set(key, pending);
+    pending.catch(() => responders.delete(key));
+    if (responders.size > MAX_CACHED_RESPONDERS) responders.delete(responders.keys().next().value as string);
+  }
+  const responder = await pending;
+  const { notBefore, notAfter } = responder.issuer.cert;
+  // SECURITY: a cached CA must still be valid at this response's time.
+  if (now < notBefore || now > notAfter) return loadResponder(material, now);
+  return responder;
+}
+
 /** Copies and checks a caller's CertID, so a malformed one is a clear error, not a crash later. */
 function copyCertId(id: OcspCertId): OcspCertId {
   const { hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber } = id;
@@ -115,9 +160,7 @@ export async function createOcspResponse(options: CreateOcspResponseOptions): Pr
   if (!Number.isInteger(validitySeconds) || validitySeconds < 1 || validitySeconds > MAX_OCSP_VALIDITY_SECONDS) {
     throw new PkiError('ERR_PKI_INVALID_INPUT', `validitySeconds must be an integer from 1 to ${MAX_OCSP_VALIDITY_SECONDS}`);
   }
-  const issuer = await loadCa({ certPem: ca.certPem, keyPem: ca.keyPem }, now);
-  const caDer = parseNodeCertificate(ca.certPem).raw;
-  const ownHashes = { sha1: issuerHashes(caDer, 'sha1'), sha256: issuerHashes(caDer, 'sha256') };
+  const { issuer, caDer, ownHashes, keyHash } = await responderFor(ca, now);
   const thisUpdate = wholeSeconds(now);
   const nextUpdate = new Date(thisUpdate.getTime() + validitySeconds * 1000);
 
@@ -127,9 +170,8 @@ export async function createOcspResponse(options: CreateOcspResponseOptions): Pr
     const status: OcspStatus = ours ? statusOf(id.serialNumber) : { status: 'unknown' };
     return sequence(certIdDer(id), certStatusDer(status), generalizedTime(thisUpdate), explicit(0, generalizedTime(nextUpdate)));
   });
-  // responderID byKey: SHA-1 of the CA's public key bits (RFC 6960 §4.2.1), EXPLICIT [2].
-  const keyHash = createHash('sha1').update(certificateParts(caDer).publicKeyBits).digest();
   const responseData = sequence(
+    // responderID byKey: SHA-1 of the CA's public key bits (RFC 6960 §4.2.1), EXPLICIT [2].
     explicit(2, octetString(keyHash)),
     generalizedTime(thisUpdate),
     sequence(...responses),

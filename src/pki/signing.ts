@@ -4,7 +4,7 @@
  * algorithm and the node:crypto signature over a TBS block. Must not: sign for anything
  * but a loaded, checked CA (loadCa).
  */
-import { sign } from 'node:crypto';
+import { sign, verify, type KeyObject } from 'node:crypto';
 import type { LoadedCa } from './ca.js';
 import { DerError, childrenOf, expectTag, nullValue, oid, parseDer, readBitString, sequence, sequenceOf, Tag, type DerElement } from './der.js';
 import type { KeyAlgorithm } from './keys.js';
@@ -21,6 +21,35 @@ export function signatureAlgorithm(alg: KeyAlgorithm): { der: Buffer; hash: 'sha
     case 'rsa-3072':
       // sha256WithRSAEncryption, parameters NULL (RFC 4055 §5).
       return { der: sequence(oid('1.2.840.113549.1.1.11'), nullValue()), hash: 'sha256' };
+  }
+}
+
+/** Hash for each signature algorithm we verify. SECURITY: no SHA-1, no MD5. */
+const SIGNATURE_HASHES: Readonly<Record<string, string>> = {
+  '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+  '1.2.840.113549.1.1.11': 'sha256',
+  '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+};
+
+/** The node:crypto hash for a signature algorithm OID, or undefined if we do not accept it. */
+export function hashForSignatureOid(signatureOid: string): string | undefined {
+  return SIGNATURE_HASHES[signatureOid];
+}
+
+/**
+ * Verifies `signature` over `signed` with `key`; false (never a throw) for a bad signature
+ * or an algorithm we do not accept. ECDSA signatures are DER, as X.509 writes them.
+ */
+export function verifySignature(signatureOid: string, signed: Uint8Array, key: KeyObject, signature: Uint8Array): boolean {
+  const hash = hashForSignatureOid(signatureOid);
+  if (hash === undefined) return false;
+  try {
+    return verify(hash, signed, key, signature);
+  } catch {
+    return false;
   }
 }
 

@@ -105,6 +105,21 @@ describe('createCrl, checked by openssl and Node', () => {
     );
   });
 
+  it('a CRL with 20,000 entries is written, verified by openssl and read back', async () => {
+    const revokedAt = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const entries = Array.from({ length: 20_000 }, (_, i) => ({ serialNumber: (0x40000000 + i).toString(16).toUpperCase(), revokedAt, reason: 'superseded' as const }));
+    entries.push({ serialNumber: revoked.serialNumber, revokedAt, reason: 'superseded' });
+    const pem = await createCrl({ ca, crlNumber: 20_000n, nextUpdate, entries });
+    await writeFiles(dir, { 'big.crl': pem });
+    assert.match(await opensslOk(dir, 'crl', '-in', 'big.crl', '-CAfile', 'ca.crt', '-noout'), /verify OK/);
+    const bad = await openssl(dir, 'verify', '-crl_check', '-CAfile', 'ca.crt', '-CRLfile', 'big.crl', 'revoked.crt');
+    assert.match(bad.out, /certificate revoked/);
+    const info = parseCrl(pem);
+    assert.equal(info.revoked.size, 20_001);
+    assert.deepEqual(info.revoked.get('40004E1F'), { revokedAt, reason: 'superseded' });
+    assert.equal(await verifyCrlSignature(pem, ca.certPem), true);
+  });
+
   it('an intermediate signs CRLs that chain to the root', async () => {
     const root = await createRootCa({ commonName: 'CRL Root', pathLength: 1, keyAlgorithm: 'rsa-2048' });
     const inter = await createIntermediateCa({ root, commonName: 'CRL Issuing', keyAlgorithm: 'rsa-2048' });

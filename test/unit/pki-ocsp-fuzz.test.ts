@@ -117,6 +117,18 @@ describe('createOcspResponse and ocspErrorResponse checks', () => {
     assert.equal(single!.thisUpdate.getTime(), Math.floor(now.getTime() / 1000) * 1000);
   });
 
+  it('a CA answered for once is still refused once it has expired', async () => {
+    const t0 = new Date();
+    const shortCa = await createRootCa({ commonName: 'Short-lived CA', days: 1, now: t0 });
+    const leaf = await issueCertificate({ ca: shortCa, profile: 'client', commonName: 'short', now: t0 });
+    const ids = parseOcspRequest(buildOcspRequest({ certPem: leaf.certPem, issuerPem: shortCa.certPem })).certIds;
+    await createOcspResponse({ ca: shortCa, certIds: ids, statusOf: good, now: new Date(t0.getTime() + 3600_000) });
+    await assert.rejects(createOcspResponse({ ca: shortCa, certIds: ids, statusOf: good, now: new Date(t0.getTime() + 2 * 86400_000) }), { code: 'ERR_PKI_INVALID_CA' });
+    // A key that does not match the certificate is refused too, cached CA or not.
+    const other = await createRootCa({ commonName: 'Other' });
+    await assert.rejects(createOcspResponse({ ca: { certPem: shortCa.certPem, keyPem: other.keyPem }, certIds: ids, statusOf: good }), { code: 'ERR_PKI_INVALID_CA' });
+  });
+
   it('refuses bad options with ERR_PKI_INVALID_INPUT', async () => {
     const cases: Array<Parameters<typeof createOcspResponse>[0]> = [
       { ca, certIds, statusOf: good, validitySeconds: 0 },
