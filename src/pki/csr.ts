@@ -151,12 +151,10 @@ interface CheckedCsr extends CsrInfo {
 function checkCsr(pem: string): CheckedCsr {
   const der = csrDer(pem);
   let parts: CsrParts;
-  let sanValue: Buffer | undefined;
   let requestedSans: SubjectAltName[];
   try {
     parts = splitCsr(der);
-    sanValue = requestedSanExtension(parts.attributes);
-    requestedSans = sansFrom(sanValue);
+    requestedSans = sansFrom(requestedSanExtension(parts.attributes));
   } catch (err) {
     if (err instanceof DerError) badCsr(`malformed CSR: ${err.message}`);
     throw err;
@@ -170,7 +168,12 @@ function checkCsr(pem: string): CheckedCsr {
   // SECURITY: the self-signature proves the requester holds the private key.
   if (!verifySignature(parts.signatureOid, parts.info.raw, key, parts.signature)) badCsr('CSR signature does not verify');
 
-  const subject = new x509.Name(parts.subject.raw);
+  let subject: x509.Name;
+  try {
+    subject = new x509.Name(parts.subject.raw);
+  } catch {
+    badCsr('the CSR subject cannot be read');
+  }
   const commonNames = subject.getField('CN');
   if (commonNames.length === 0) badCsr('the CSR subject has no commonName (CN)');
   if (commonNames.length > 1) badCsr('the CSR subject has more than one commonName; which identity is meant is ambiguous');

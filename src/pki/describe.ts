@@ -3,6 +3,7 @@
  * fields the CLI shows and the state records) and splitting a PEM bundle into certificates.
  * Must not: judge validity or trust (verification belongs to the TLS layer and OpenSSL).
  */
+import type { X509Certificate } from 'node:crypto';
 import { parseNodeCertificate } from './fingerprint.js';
 import { derToPem, describeKeyAlgorithm } from './keys.js';
 import { formatName } from './names.js';
@@ -73,6 +74,16 @@ export function describeCertificate(pem: string): CertificateInfo {
   if (first === undefined) throw new PkiError('ERR_PKI_INVALID_INPUT', 'no certificate found in PEM input');
   const node = parseNodeCertificate(first);
   const cert = parseCertificate(first);
+  try {
+    return readFields(node, cert);
+  } catch (err) {
+    // The x509 library parses extensions lazily and throws its own errors on odd ones.
+    if (err instanceof PkiError) throw err;
+    throw new PkiError('ERR_PKI_INVALID_INPUT', 'cannot read the certificate\'s names or extensions');
+  }
+}
+
+function readFields(node: X509Certificate, cert: x509.X509Certificate): CertificateInfo {
   const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
   return {
     serialNumber: node.serialNumber,
