@@ -4,6 +4,7 @@
  * then destroy the rest). Owns: that bookkeeping and the RunningListener interface the
  * server uses for every listener. Must not: accept sockets or know their protocol.
  */
+import type { AddressInfo, Server } from 'node:net';
 import type { Broker } from '../broker/broker.js';
 import type { ListenerConfig } from '../core/config.js';
 import { Connection, type ByteStream, type PeerInfo } from './connection.js';
@@ -65,4 +66,22 @@ export class AcceptedConnections {
     }
     for (const c of this.connections) c.destroy();
   }
+}
+
+/**
+ * Binds `server` to the listener's host and port and returns the bound address. A bind
+ * failure (address in use, no permission) closes the TLS context's watchers and rejects.
+ */
+export function listenOn(server: Server, config: ListenerConfig, tlsContext: TlsContextManager | null): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const failed = (err: Error): void => {
+      tlsContext?.close();
+      reject(err);
+    };
+    server.once('error', failed);
+    server.listen(config.port, config.host, () => {
+      server.off('error', failed);
+      resolve(server.address() as AddressInfo);
+    });
+  });
 }

@@ -10,7 +10,7 @@ import type { Broker } from '../broker/broker.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { STRONG_TLS12_CIPHERS as STRONG_TLS12_CIPHER_LIST } from '../core/tls-config.js';
-import { AcceptedConnections, type RunningListener } from './accepted-connections.js';
+import { AcceptedConnections, listenOn, type RunningListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
 
 /** TLS 1.2 suites: ECDHE only (forward secrecy), AEAD only, as an OpenSSL list. TLS 1.3 suites are all AEAD. */
@@ -43,18 +43,7 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
   }
   server.on('error', (err) => logger.error({ listener: config.name, err: err.message }, 'listener error'));
 
-  await new Promise<void>((resolve, reject) => {
-    const failed = (err: Error): void => {
-      tlsContext?.close();
-      reject(err);
-    };
-    server.once('error', failed);
-    server.listen(config.port, config.host, () => {
-      server.off('error', failed);
-      resolve();
-    });
-  });
-  const address = server.address() as net.AddressInfo;
+  const address = await listenOn(server, config, tlsContext);
   return {
     config,
     port: address.port,

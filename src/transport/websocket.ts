@@ -21,7 +21,7 @@ import { WebSocketServer } from 'ws';
 import type { Broker } from '../broker/broker.js';
 import { DEFAULT_WS_PATH, type ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { AcceptedConnections, type RunningListener } from './accepted-connections.js';
+import { AcceptedConnections, listenOn, type RunningListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
 import { WebSocketByteStream } from './ws-byte-stream.js';
 
@@ -157,18 +157,7 @@ export async function startWebSocketListener(
   });
   server.on('error', (err) => logger.error({ listener: config.name, err: err.message }, 'listener error'));
 
-  await new Promise<void>((resolve, reject) => {
-    const failed = (err: Error): void => {
-      tlsContext?.close();
-      reject(err);
-    };
-    server.once('error', failed);
-    server.listen(config.port, config.host, () => {
-      server.off('error', failed);
-      resolve();
-    });
-  });
-  const address = server.address() as net.AddressInfo;
+  const address = await listenOn(server, config, tlsContext);
   return {
     config,
     port: address.port,
