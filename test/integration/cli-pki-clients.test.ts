@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { parseConfig } from '../../src/server/load-config.js';
 import { startServer, type BastionServer } from '../../src/server/server.js';
-import { BASTION_MAIN, PAHO_DIR, Proc, connectMqtt, endQuietly, killAllProcs, run, withTimeout } from './support.js';
+import { BASTION_MAIN, PAHO_DIR, Proc, connectMqtt, endQuietly, killAllProcs, nextEvent, run, withTimeout } from './support.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -162,6 +162,21 @@ describe('certificates issued by the bastion CLI in real TLS', () => {
       await agent.waitForOutput(/"ref": "p1"[^\n]*"event": "published"|"event": "published"[^\n]*"ref": "p1"/, 10_000);
       agent.child.stdin?.end();
       assert.equal((await agent.waitExit(10_000)).code, 0, agent.stderr);
+    });
+
+    test('bastion cert revoke drops a connected device within 2 s (crl.pem replaced atomically, the broker watches it)', async () => {
+      const out = await bastion(data, ['cert', 'issue', '--profile', 'client', '--cn', 'device-live']);
+      const live = { cert: join(pki, 'issued', 'device-live.crt'), key: join(pki, 'issued', 'device-live.key') };
+      const client = await connectMqtt(`mqtts://localhost:${port}`, { ca: readFileSync(join(pki, 'root.crt')), cert: readFileSync(live.cert), key: readFileSync(live.key), clientId: 'mqttjs-live' });
+      try {
+        const closedAt = nextEvent(client, 'close', 10_000).then(() => Date.now());
+        await bastion(data, ['cert', 'revoke', /serial:\s+([0-9A-F]+)/.exec(out)![1]!]);
+        const revokedAt = Date.now();
+        const elapsed = (await closedAt) - revokedAt;
+        assert.ok(elapsed < 2000, `dropped ${elapsed} ms after the revoke command returned`);
+      } finally {
+        await endQuietly(client);
+      }
     });
 
     test('MQTT.js connects with the issued device certificate; the revoked one is refused', async () => {

@@ -151,6 +151,27 @@ describe('bastion ca / cert / crl with an intermediate', () => {
     assertOneLineFailure(await bastion(data, ['cert', 'show', 'ABCDEF']), /no certificate with serial ABCDEF/);
   });
 
+  test('ca show, ca set-ocsp-url (and --clear), cert issue --ocsp-url; a non-http URL is refused', async () => {
+    const show = await bastion(data, ['ca', 'show']);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /root\s+: Test Root \(serial [0-9A-F]+, valid/);
+    assert.match(show.stdout, /intermediate: Test Issuing CA/);
+    assert.match(show.stdout, /ocsp url\s+: none/);
+    assertOneLineFailure(await bastion(data, ['ca', 'set-ocsp-url', 'ftp://x/']), /OCSP URL must be http or https/);
+    assertOneLineFailure(await bastion(data, ['ca', 'set-ocsp-url']), /either a URL or --clear/);
+    assert.equal((await bastion(data, ['ca', 'set-ocsp-url', 'http://ocsp.example:8888/'])).code, 0);
+    assert.match((await bastion(data, ['ca', 'show'])).stdout, /ocsp url\s+: http:\/\/ocsp\.example:8888\//);
+    assert.equal((await bastion(data, ['ca', 'set-ocsp-url', '--clear'])).code, 0);
+
+    const out = tempDir();
+    const r = await bastion(data, ['cert', 'issue', '--profile', 'client', '--cn', 'with-aia', '--ocsp-url', 'http://127.0.0.1:9999/', '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match((await openssl('x509', '-in', join(out, 'with-aia.crt'), '-noout', '-ext', 'authorityInfoAccess')).out, /OCSP - URI:http:\/\/127\.0\.0\.1:9999\//);
+    const plain = await bastion(data, ['cert', 'issue', '--profile', 'client', '--cn', 'without-aia', '--out', out]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.doesNotMatch((await openssl('x509', '-in', join(out, 'without-aia.crt'), '-noout', '-text')).out, /OCSP - URI/);
+  });
+
   test('cert revoke: re-signs crl.pem at once (OpenSSL then refuses the certificate); unknown serial and repeat are clear', async () => {
     const before = readFileSync(join(pki, 'crl.pem'), 'utf8');
     assertOneLineFailure(await bastion(data, ['cert', 'revoke', 'DEADBEEF']), /no certificate with serial DEADBEEF/);
