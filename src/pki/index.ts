@@ -31,7 +31,7 @@ export { fingerprint256 } from './fingerprint.js';
 export { randomSerialNumber, normalizeSerial } from './serial.js';
 export { encryptPrivateKeyPem, decryptPrivateKeyPem, isEncryptedPrivateKeyPem } from './key-encryption.js';
 export { createCrl, parseCrl, parseCrls, verifyCrlSignature, REVOCATION_REASONS } from './crl.js';
-export { buildOcspRequest, parseOcspRequest } from './ocsp-request.js';
+export { buildOcspRequest, issuerHashes, parseOcspRequest } from './ocsp-request.js';
 export type { OcspCertId, OcspRequestInfo } from './ocsp-request.js';
 export { createOcspResponse, ocspErrorResponse, parseOcspResponse, DEFAULT_OCSP_VALIDITY_SECONDS } from './ocsp-response.js';
 export type { CreateOcspResponseOptions, OcspErrorStatus, OcspResponseInfo, OcspSingleResponse, OcspStatus } from './ocsp-response.js';

@@ -16,10 +16,9 @@ import {
   type OcspCertId,
   type OcspStatus,
   type RevocationReason,
+  // The CertID hash function the request parser itself uses, so our matching can never disagree with it.
+  issuerHashes,
 } from '../pki/index.js';
-// Not on the pki index (yet): the CertID hash function the request parser itself uses, so
-// our matching can never disagree with it.
-import { issuerHashes } from '../pki/ocsp-request.js';
 import { startOcspResponder, type OcspAuthority, type RunningOcspResponder } from '../admin/ocsp-responder.js';
 import type { PkiInventory } from '../store/sqlite/pki-inventory.js';
 import { hasIntermediate, loadIntermediate, loadRoot, readText, type RootKeyAccess } from './pki-ca-store.js';
