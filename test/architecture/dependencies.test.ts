@@ -31,7 +31,9 @@ const ALLOWED: Record<string, string[]> = {
 const PURE = new Set(['core', 'protocol', 'broker', 'security', 'pki']);
 const IO_MODULES = ['node:net', 'node:tls', 'node:http', 'node:https', 'node:fs', 'node:fs/promises', 'node:child_process', 'node:dgram', 'better-sqlite3', 'ioredis', 'net', 'tls', 'http', 'fs'];
 /** node:crypto only where ARCHITECTURE allows it. */
-const CRYPTO_ALLOWED = (file: string): boolean => file.startsWith('pki/') || file.startsWith('security/audit/') || !PURE.has(file.split('/')[0]!);
+// security/authn hashes passwords (scrypt) and computes SCRAM proofs: that is crypto, not I/O.
+const CRYPTO_ALLOWED = (file: string): boolean =>
+  file.startsWith('pki/') || file.startsWith('security/audit/') || file.startsWith('security/authn/') || !PURE.has(file.split('/')[0]!);
 
 function sources(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
