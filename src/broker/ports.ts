@@ -94,8 +94,10 @@ export interface RetainStore {
 export interface ClientIdentity {
   /** The authenticated principal (the mapped certificate identity, the PSK identity, a user name); null for anonymous. */
   principal: string | null;
-  /** How the transport established it. */
-  method: 'certificate' | 'psk' | 'anonymous';
+  /** How it was established: by the transport (certificate, psk) or by an authentication provider. */
+  method: AuthMethodName;
+  /** The authenticated user name (password, JWT or SCRAM login); absent otherwise. */
+  username?: string;
   /** Verified client certificate details, when there is one. */
   certificate?: PeerCertificate;
   /** The TLS-PSK identity, when the handshake used one. */
@@ -103,6 +105,9 @@ export interface ClientIdentity {
   remoteAddress: string;
   listener: string;
 }
+
+/** Every way a client can be authenticated. */
+export type AuthMethodName = 'certificate' | 'psk' | 'anonymous' | 'password' | 'jwt' | 'scram';
 
 export interface AuthRequest {
   clientId: string;
@@ -112,7 +117,12 @@ export interface AuthRequest {
   allowAnonymous: boolean;
 }
 
-export type AuthResult = { ok: true; principal: string | null } | { ok: false; reasonCode: number; reason: string };
+/**
+ * What authentication decided. On success, `method`/`username` (when set) replace the
+ * transport's view in ClientIdentity (certificate details are kept), and `expiresAt`
+ * (ms since the epoch) closes the session when the credential expires.
+ */
+export type AuthResult = { ok: true; principal: string | null; method?: AuthMethodName; username?: string; expiresAt?: number } | { ok: false; reasonCode: number; reason: string };
 
 /** Decides whether a CONNECT is admitted. May be async (JWKS, remote stores). */
 export interface Authenticator {
@@ -155,5 +165,5 @@ export interface EnhancedAuthState {
 
 export type EnhancedAuthStep =
   | { kind: 'continue'; data: Buffer }
-  | { kind: 'success'; principal: string; data?: Buffer }
+  | { kind: 'success'; principal: string; data?: Buffer; method?: AuthMethodName; username?: string; expiresAt?: number }
   | { kind: 'failure'; reasonCode: number; reason: string };

@@ -38,6 +38,8 @@ async function main(): Promise<void> {
     registerCertCommand(program);
     registerCrlCommand(program);
     registerOcspCommand(program);
+    const { registerUserCommand } = await import('./user.js');
+    registerUserCommand(program);
   }
   await program.parseAsync(process.argv);
 }

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { identityMappingSchema, pskSchema, tlsSchema } from './tls-config.js';
+import { authnIssues, authnSchema, listenerAuthIssues, listenerAuthSchema } from './auth-config.js';
 
 const listenerSchema = z
   .object({
@@ -25,9 +26,14 @@ const listenerSchema = z
     /** ws/wss only: the HTTP path of the WebSocket endpoint (default DEFAULT_WS_PATH). */
     path: z.string().regex(/^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/, 'must start with / and hold only printable ASCII, without spaces, ? or #').optional(),
     allowAnonymous: z.boolean().default(false),
+    /** The authentication chain (see auth-config.ts); absent: certificate/PSK identity, or anonymous when allowed. */
+    auth: listenerAuthSchema.optional(),
+    /** SECURITY: a plaintext listener may take passwords or tokens only with this second opt-in. */
+    passwordsInCleartext: z.boolean().default(false),
   })
   .strict()
   .superRefine((l, ctx) => {
+    for (const issue of listenerAuthIssues(l)) ctx.addIssue({ code: 'custom', ...issue });
     if (l.psk !== undefined && l.tls === undefined) ctx.addIssue({ code: 'custom', path: ['psk'], message: 'psk needs a TLS listener (tls.cert and tls.key)' });
     // SECURITY: ws is plaintext exactly like mqtt, wss is TLS exactly like mqtts.
     const plaintext = l.protocol === 'mqtt' || l.protocol === 'ws';
@@ -89,9 +95,12 @@ export const configSchema = z
       })
       .strict()
       .default({ manageCrl: false }),
+    /** Settings of the authentication providers shared by all listeners (auth-config.ts). */
+    authn: authnSchema,
   })
   .strict()
   .superRefine((c, ctx) => {
+    for (const issue of authnIssues(c.listeners, c.authn)) ctx.addIssue({ code: 'custom', ...issue });
     const names = new Set<string>();
     c.listeners.forEach((l, i) => {
       if (names.has(l.name)) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'name'], message: `duplicate listener name "${l.name}"` });

@@ -10,7 +10,8 @@ import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { DefaultAuthorizer } from '../security/authz/default-authorizer.js';
-import { ListenerAuthenticator } from '../security/authn/listener-authenticator.js';
+import type { PasswordHasher } from '../security/authn/password-hash.js';
+import { buildAuthn } from './authn-runtime.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { startListener, type RunningListener } from '../transport/listener.js';
 import { startPkiDuties, type PkiDuties } from './pki-runtime.js';
@@ -27,6 +28,8 @@ export interface ServerOptions {
   logger?: Logger;
   /** MQTT 5 enhanced authentication methods to offer (AUTH packet exchange). */
   enhancedAuth?: EnhancedAuthMethod[];
+  /** The password hasher of the password provider (tests count its scrypt calls). */
+  passwordHasher?: PasswordHasher;
 }
 
 export interface BastionServer {
@@ -44,6 +47,8 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const logger = opts.logger ?? silentLogger;
   const dataDir = resolve(opts.baseDir, config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Before the store: a bad JWT key file fails the start with nothing to close but this.
+  const authn = buildAuthn(config, dataDir, (p) => resolve(opts.baseDir, p), logger, opts.passwordHasher !== undefined ? { hasher: opts.passwordHasher } : {});
   // A failed background write keeps its batch and withholds the acknowledgements that
   // wait on it (nothing is confirmed that is not stored); it is logged, and retried on the
   // next write.
@@ -57,9 +62,9 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const broker = new Broker({
     mqtt: config.mqtt,
     store,
-    authenticator: new ListenerAuthenticator(),
+    authenticator: authn.authenticator,
     authorizer: new DefaultAuthorizer(),
-    enhancedAuth: opts.enhancedAuth ?? [],
+    enhancedAuth: [...(opts.enhancedAuth ?? []), ...authn.enhancedAuth],
     logger,
   });
   const recovered = broker.recover();
@@ -91,6 +96,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     for (const l of listeners) await l.stopAccepting();
     await pki?.stop();
     store?.close();
+    authn.close();
     throw err;
   }
 
@@ -103,6 +109,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
       await pki?.stop();
       store?.close();
+      authn.close();
       logger.info({}, 'stopped');
     })();
     return stopping;

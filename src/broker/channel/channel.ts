@@ -50,6 +50,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   private backlog: Array<[Packet, Buffer]> | null = null;
   private connectTimer: TimerHandle | null;
   private keepAliveTimer: TimerHandle | null = null;
+  /** Closes the session when the credential it was admitted with expires (a JWT's exp). */
+  private credentialTimer: TimerHandle | null = null;
   private keepAliveMs = 0;
   /** True once a CONNECT was decoded: only then is a refusal answered with CONNACK. */
   private connectDecoded = false;
@@ -191,6 +193,26 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     }
   }
 
+  /**
+   * SECURITY: a session lives no longer than its credential. Re-arms on every successful
+   * (re-)authentication; `undefined` means the credential does not expire.
+   */
+  armCredentialExpiry(expiresAt: number | undefined): void {
+    this.credentialTimer?.cancel();
+    this.credentialTimer = null;
+    if (expiresAt === undefined || this.state === 'closed') return;
+    // setTimeout holds at most 2^31-1 ms; a later expiry is reached in steps.
+    const delay = Math.max(0, expiresAt - this.broker.clock.now());
+    this.credentialTimer = this.broker.clock.setTimeout(() => {
+      if (this.broker.clock.now() < expiresAt) {
+        this.armCredentialExpiry(expiresAt);
+        return;
+      }
+      this.broker.logger.info({ clientId: this.clientId, remote: this.conn.remoteAddress }, 'credential expired; closing the session');
+      this.disconnect(ReasonCode.MaximumConnectTime, true, 'the credential expired');
+    }, Math.min(delay, 0x7fffffff));
+  }
+
   private armKeepAlive(ms: number): void {
     this.keepAliveTimer = this.broker.clock.setTimeout(() => {
       if (this.state !== 'connected') return;
@@ -309,6 +331,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     this.backlog = null;
     this.connectTimer?.cancel();
     this.keepAliveTimer?.cancel();
+    this.credentialTimer?.cancel();
     this.conn.end();
     if (wasConnected && this.session !== null) {
       const will = this.will;

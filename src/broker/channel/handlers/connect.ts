@@ -9,7 +9,7 @@ import { isValidTopicName } from '../../../protocol/topic.js';
 import { decodedStringIsFaithful } from '../../../protocol/utf8.js';
 import type { AuthResult, ClientIdentity } from '../../ports.js';
 import type { Channel } from '../channel.js';
-import { runEnhancedAuthStep } from './enhanced-auth.js';
+import { authenticatedIdentity, runEnhancedAuthStep } from './enhanced-auth.js';
 import { messageFromWill } from './message-properties.js';
 import { openSession, type PendingConnect } from './open-session.js';
 import type { WillSpec } from '../../session/session.js';
@@ -165,6 +165,7 @@ function completeAuthentication(ch: Channel, result: AuthResult, pending: Pendin
     ch.refuseConnect(result.reasonCode, result.reason);
     return;
   }
-  openSession(ch, pending, { ...identity, principal: result.principal }, undefined);
+  openSession(ch, pending, authenticatedIdentity(identity, result), undefined);
+  if (ch.state === 'connected') ch.armCredentialExpiry(result.expiresAt);
 }
 

@@ -4,7 +4,7 @@
  */
 import { ProtocolViolation } from '../../../core/errors.js';
 import { ReasonCode } from '../../../protocol/reason-codes.js';
-import type { EnhancedAuthStep } from '../../ports.js';
+import type { ClientIdentity, EnhancedAuthStep } from '../../ports.js';
 import type { Channel } from '../channel.js';
 import { openSession, type PendingConnect } from './open-session.js';
 
@@ -27,11 +27,18 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
         if (connecting) {
           const p = pendingByChannel.get(ch)!;
           pendingByChannel.delete(ch);
-          auth.state.identity = { ...auth.state.identity, principal: step.principal };
+          auth.state.identity = authenticatedIdentity(auth.state.identity, step);
           openSession(ch, p, auth.state.identity, step.data);
+          if (ch.state === 'connected') ch.armCredentialExpiry(step.expiresAt);
         } else {
+          // SECURITY: re-authentication may refresh the credential, never change who the client is.
+          if (step.principal !== auth.state.identity.principal) {
+            ch.disconnect(ReasonCode.NotAuthorized, true, 're-authentication named a different identity');
+            return;
+          }
           const props = step.data !== undefined ? { authenticationMethod: auth.method, authenticationData: step.data } : { authenticationMethod: auth.method };
           ch.send({ cmd: 'auth', reasonCode: ReasonCode.Success, properties: props });
+          ch.armCredentialExpiry(step.expiresAt);
         }
         return;
       case 'failure':
@@ -60,3 +67,14 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
     );
   } else apply(result);
 }
+
+/** The transport identity updated with what authentication proved; certificate details are kept. */
+export function authenticatedIdentity(identity: ClientIdentity, result: { principal: string | null; method?: ClientIdentity['method']; username?: string }): ClientIdentity {
+  return {
+    ...identity,
+    principal: result.principal,
+    ...(result.method !== undefined ? { method: result.method } : {}),
+    ...(result.username !== undefined ? { username: result.username } : {}),
+  };
+}
+

@@ -1,0 +1,140 @@
+/**
+ * `bastion user add|del|list`: the password users in `<data-dir>/users.db`. Works on the
+ * data directory directly; a running broker reads the store on every login, so changes
+ * apply to the next CONNECT without a restart.
+ * Must not: print or log a password, or take one from argv (it would be in `ps` and shell history).
+ */
+import type { Command } from 'commander';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BastionError } from '../core/errors.js';
+import { makeUserRecord, passwordProblem, PasswordHasher } from '../security/authn/password-hash.js';
+import { isValidUserName } from '../security/authn/user-store.js';
+import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
+
+interface UserOptions {
+  dataDir?: string;
+}
+
+function usage(message: string): BastionError {
+  return new BastionError('ERR_USAGE', message);
+}
+
+function openStore(opts: UserOptions, create: boolean): SqliteUserStore {
+  const dir = resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
+  if (create) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return new SqliteUserStore(join(dir, USERS_DB_FILE));
+}
+
+function checkName(name: string): void {
+  if (!isValidUserName(name)) throw usage(`user name "${name}" is not valid: use 1-128 of A-Z a-z 0-9 . _ @ -`);
+}
+
+/** All of stdin, first line only (a trailing newline is not part of the password). */
+function readStdinLine(): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    let data = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk: string) => (data += chunk));
+    process.stdin.on('end', () => resolvePromise(data.split(/\r?\n/)[0] ?? ''));
+    process.stdin.on('error', reject);
+  });
+}
+
+/** Reads one line from the terminal without echoing it. */
+function promptHidden(question: string): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const stdin = process.stdin;
+    process.stderr.write(question);
+    stdin.setRawMode(true);
+    stdin.resume();
+    stdin.setEncoding('utf8');
+    let value = '';
+    const done = (err: Error | null): void => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.removeListener('data', onData);
+      process.stderr.write('\n');
+      if (err !== null) reject(err);
+      else resolvePromise(value);
+    };
+    const onData = (chunk: string): void => {
+      for (const ch of chunk) {
+        if (ch === '\r' || ch === '\n') return done(null);
+        if (ch === '\u0003' || ch === '\u0004') return done(usage('cancelled'));
+        if (ch === '\u007f' || ch === '\b') value = [...value].slice(0, -1).join('');
+        else value += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
+
+async function readNewPassword(fromStdin: boolean): Promise<string> {
+  if (fromStdin) return readStdinLine();
+  if (process.stdin.isTTY !== true) throw usage('no password: use --password-stdin (stdin is not a terminal)');
+  const first = await promptHidden('Password: ');
+  const problem = passwordProblem(first);
+  if (problem !== null) throw usage(problem);
+  const again = await promptHidden('Password (again): ');
+  if (again !== first) throw usage('the passwords do not match');
+  return first;
+}
+
+export function registerUserCommand(program: Command): void {
+  const user = program.command('user').description('manage password users (for the password and SCRAM-SHA-256 providers)');
+  user
+    .command('add')
+    .argument('<name>', 'user name')
+    .description('add a user, or set a new password for an existing one')
+    .option('--password-stdin', 'read the password from the first line of stdin (else prompt when stdin is a terminal)')
+    .option('--scram-iterations <n>', 'PBKDF2 iterations of the SCRAM keys (at least 4096)', '4096')
+    .option('--data-dir <dir>', 'data directory (default ./bastion-data); users live in <dir>/users.db')
+    .action(async (name: string, opts: UserOptions & { passwordStdin?: boolean; scramIterations: string }) => {
+      checkName(name);
+      const iterations = Number(opts.scramIterations);
+      if (!Number.isInteger(iterations) || iterations < 4096 || iterations > 1_000_000) throw usage('--scram-iterations must be an integer from 4096 to 1000000');
+      const password = await readNewPassword(opts.passwordStdin === true);
+      const problem = passwordProblem(password);
+      if (problem !== null) throw usage(problem);
+      const record = await makeUserRecord(name, password, new PasswordHasher(), iterations);
+      const store = openStore(opts, true);
+      try {
+        const existed = store.find(name) !== null;
+        store.put(existed ? { ...record, createdAt: store.find(name)!.createdAt } : record);
+        process.stdout.write(`${existed ? 'password changed for' : 'added'} user ${name}\n`);
+      } finally {
+        store.close();
+      }
+    });
+  user
+    .command('del')
+    .argument('<name>', 'user name')
+    .description('delete a user (their next login is refused; live sessions stay until they end)')
+    .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
+    .action((name: string, opts: UserOptions) => {
+      checkName(name);
+      const store = openStore(opts, false);
+      try {
+        if (!store.delete(name)) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
+        process.stdout.write(`deleted user ${name}\n`);
+      } finally {
+        store.close();
+      }
+    });
+  user
+    .command('list')
+    .description('list users (names and creation times; never hashes)')
+    .option('--json', 'print JSON')
+    .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
+    .action((opts: UserOptions & { json?: boolean }) => {
+      const store = openStore(opts, false);
+      try {
+        const users = store.list().map((u) => ({ name: u.name, createdAt: new Date(u.createdAt).toISOString(), scramIterations: u.scram.iterations }));
+        if (opts.json === true) process.stdout.write(`${JSON.stringify(users)}\n`);
+        else for (const u of users) process.stdout.write(`${u.name}\t${u.createdAt}\n`);
+      } finally {
+        store.close();
+      }
+    });
+}

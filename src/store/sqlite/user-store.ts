@@ -1,0 +1,113 @@
+/**
+ * The user store on SQLite: users with their scrypt hash and SCRAM keys, in their own
+ * file `<dataDir>/users.db` (WAL). Its own file because the users must exist whether or not
+ * session persistence (`bastion.db`) is enabled, and because `bastion user add` writes it
+ * from another process while the broker runs: a small separate file keeps the CLI away from
+ * the session store's batched writes and migrations. The broker reads it on every login, so
+ * a new or deleted user takes effect on the next CONNECT without a restart.
+ * Owns: the schema and the rows. Must not: hash passwords or decide who may log in.
+ */
+import Database from 'better-sqlite3';
+import { BastionError } from '../../core/errors.js';
+import type { UserAdmin, UserRecord } from '../../security/authn/user-store.js';
+
+const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE users (
+        name             TEXT    NOT NULL PRIMARY KEY,
+        password_hash    TEXT    NOT NULL,
+        scram_salt       BLOB    NOT NULL,
+        scram_iterations INTEGER NOT NULL,
+        scram_stored_key BLOB    NOT NULL,
+        scram_server_key BLOB    NOT NULL,
+        created_at       INTEGER NOT NULL
+      );
+    `,
+  },
+];
+
+interface Row {
+  name: string;
+  password_hash: string;
+  scram_salt: Buffer;
+  scram_iterations: number;
+  scram_stored_key: Buffer;
+  scram_server_key: Buffer;
+  created_at: number;
+}
+
+function toRecord(row: Row): UserRecord {
+  return {
+    name: row.name,
+    passwordHash: row.password_hash,
+    scram: { salt: row.scram_salt, iterations: row.scram_iterations, storedKey: row.scram_stored_key, serverKey: row.scram_server_key },
+    createdAt: row.created_at,
+  };
+}
+
+export const USERS_DB_FILE = 'users.db';
+
+export class SqliteUserStore implements UserAdmin {
+  private readonly db: Database.Database;
+  private readonly findStmt: Database.Statement<[string], Row>;
+
+  constructor(path: string) {
+    try {
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      // The CLI and the broker share the file: wait for the other's write instead of failing.
+      this.db.pragma('busy_timeout = 5000');
+      this.migrate();
+    } catch (err) {
+      if (err instanceof BastionError) throw err;
+      throw new BastionError('ERR_USER_STORE', `cannot open the user store ${path}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    this.findStmt = this.db.prepare('SELECT * FROM users WHERE name = ?');
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+    if (current > latest) throw new BastionError('ERR_USER_STORE', `the user store has schema version ${current}, newer than this Bastion understands (${latest}); upgrade Bastion`);
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue;
+      this.db
+        .transaction(() => {
+          if ((this.db.pragma('user_version', { simple: true }) as number) >= m.version) return;
+          this.db.exec(m.sql);
+          this.db.pragma(`user_version = ${m.version}`);
+        })
+        .immediate();
+    }
+  }
+
+  find(name: string): UserRecord | null {
+    const row = this.findStmt.get(name);
+    return row === undefined ? null : toRecord(row);
+  }
+
+  put(user: UserRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO users (name, password_hash, scram_salt, scram_iterations, scram_stored_key, scram_server_key, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, scram_salt = excluded.scram_salt,
+           scram_iterations = excluded.scram_iterations, scram_stored_key = excluded.scram_stored_key, scram_server_key = excluded.scram_server_key`,
+      )
+      .run(user.name, user.passwordHash, user.scram.salt, user.scram.iterations, user.scram.storedKey, user.scram.serverKey, user.createdAt);
+  }
+
+  delete(name: string): boolean {
+    return this.db.prepare('DELETE FROM users WHERE name = ?').run(name).changes > 0;
+  }
+
+  list(): UserRecord[] {
+    return this.db.prepare<[], Row>('SELECT * FROM users ORDER BY name').all().map(toRecord);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
