@@ -38,6 +38,10 @@ async function main(): Promise<void> {
     registerCertCommand(program);
     registerCrlCommand(program);
     registerOcspCommand(program);
+    // Commands that change a running broker go through its HTTPS admin API.
+    const [{ registerClientsCommand }, { registerAdminCommand }] = await Promise.all([import('./clients.js'), import('./admin-token.js')]);
+    registerClientsCommand(program);
+    registerAdminCommand(program);
     const { registerUserCommand } = await import('./user.js');
     registerUserCommand(program);
   }

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { identityMappingSchema, pskSchema, tlsSchema } from './tls-config.js';
+import { adminSchema } from './admin-config.js';
 import { authnIssues, authnSchema, listenerAuthIssues, listenerAuthSchema } from './auth-config.js';
 
 const listenerSchema = z
@@ -95,6 +96,8 @@ export const configSchema = z
       })
       .strict()
       .default({ manageCrl: false }),
+    /** The HTTPS admin API (off unless present): see admin-config.ts. */
+    admin: adminSchema.optional(),
     /** Settings of the authentication providers shared by all listeners (auth-config.ts). */
     authn: authnSchema,
   })

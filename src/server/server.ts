@@ -2,7 +2,7 @@
  * The composition root: config → adapters → broker → listeners, and graceful shutdown.
  * Only this module (and the CLI) picks adapters.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Broker } from '../broker/broker.js';
 import type { EnhancedAuthMethod, RetainStore, SessionStore } from '../broker/ports.js';
@@ -17,6 +17,8 @@ import { startListener, type RunningListener } from '../transport/listener.js';
 import { startPkiDuties, type PkiDuties } from './pki-runtime.js';
 import { startWebSocketListener } from '../transport/websocket.js';
 import { RevocationEnforcer } from './revocation.js';
+import { adminDbPath, startAdminSide, type AdminSide } from './admin-side.js';
+import type { RunningAdminApi } from '../admin/api/admin-server.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -38,6 +40,8 @@ export interface BastionServer {
   readonly store: (SessionStore & RetainStore) | null;
   /** CRL renewal and the OCSP responder, when config `pki` asks for them. */
   readonly pki: PkiDuties | null;
+  /** The HTTPS admin API, when config `admin` asks for it. */
+  readonly admin: RunningAdminApi | null;
   /** Graceful stop: stop accepting, DISCONNECT 0x8B, wills, flush, close the store. */
   stop(): Promise<void>;
 }
@@ -75,7 +79,10 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   crlFreshness.unref();
   const listeners: RunningListener[] = [];
   let pki: PkiDuties | null = null;
+  let adminSide: AdminSide | null = null;
   try {
+    // Bans (and the admin API) before the listeners: a banned client never slips in at start.
+    if (config.admin !== undefined || existsSync(adminDbPath(dataDir))) adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger });
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     for (const l of config.listeners) {
@@ -95,6 +102,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     clearInterval(crlFreshness);
     for (const l of listeners) await l.stopAccepting();
     await pki?.stop();
+    await adminSide?.stop();
     store?.close();
     authn.close();
     throw err;
@@ -108,11 +116,12 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       broker.shutdown();
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
       await pki?.stop();
+      await adminSide?.stop();
       store?.close();
       authn.close();
       logger.info({}, 'stopped');
     })();
     return stopping;
   };
-  return { broker, listeners, store, pki, stop };
+  return { broker, listeners, store, pki, admin: adminSide?.api ?? null, stop };
 }

@@ -9,6 +9,7 @@ import { parseConfig } from '../../src/server/load-config.js';
 import { startServer, type BastionServer } from '../../src/server/server.js';
 import { makeTestPki, type TestPki } from './pki.js';
 import type { EnhancedAuthMethod } from '../../src/broker/ports.js';
+import type { Logger } from '../../src/core/logger.js';
 
 export interface TestBroker {
   server: BastionServer;
@@ -36,6 +37,10 @@ export interface TestBrokerOptions {
   /** Also start a ws and a wss listener (after the two above), at `wsPath` (default /mqtt). */
   webSocket?: boolean;
   wsPath?: string;
+  /** Also start the HTTPS admin API on port 0 (server cert and CA from the test PKI); keys merged over that section. */
+  admin?: Record<string, unknown>;
+  /** Where the server logs (default: nowhere). */
+  logger?: Logger;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
@@ -71,10 +76,11 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
       mqtt: opts.mqtt ?? {},
       persistence: { enabled: opts.persistence ?? false },
       log: { level: 'silent' },
+      ...(opts.admin !== undefined ? { admin: { port: 0, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert }, ...opts.admin } } : {}),
     },
     dir,
   );
-  const server = await startServer({ config, baseDir, enhancedAuth: opts.enhancedAuth ?? [] });
+  const server = await startServer({ config, baseDir, enhancedAuth: opts.enhancedAuth ?? [], ...(opts.logger !== undefined ? { logger: opts.logger } : {}) });
   return {
     server,
     plainPort: server.listeners[0]!.port,

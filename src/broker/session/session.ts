@@ -53,6 +53,8 @@ export class Session {
   private target: DeliveryTarget | null = null;
   private nextPacketId = 1;
   disconnectedAt = 0;
+  /** ms since epoch when the current connection attached; 0 while offline (admin listings). */
+  connectedAt = 0;
   expiryTimer: TimerHandle | null = null;
   pendingWill: PendingWill | null = null;
   /** Publishers waiting for the queue to fall below the low-water mark. */
@@ -126,6 +128,7 @@ export class Session {
   attach(target: DeliveryTarget): void {
     this.target = target;
     this.disconnectedAt = 0;
+    this.connectedAt = this.ctx.clock.now();
     for (const o of this.inflight.values()) {
       if (o.state === 'pubrel-sent') target.sendPubrel(o.packetId);
       else if (!this.isExpired(o)) target.sendPublish(o.message, o.qos, o.retainFlag, o.subscriptionIds, o.packetId, true, null);
@@ -136,6 +139,7 @@ export class Session {
   detach(now: number): void {
     this.target = null;
     this.disconnectedAt = now;
+    this.connectedAt = 0;
     // An offline session queues up to its bound without holding publishers back.
     this.releaseQueueWaiters();
   }

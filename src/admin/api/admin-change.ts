@@ -1,0 +1,53 @@
+/**
+ * The one place an administrative change is recorded: who made it, what, and the outcome.
+ * Owns: the shape of the admin change event. Must not: decide anything. The audit log
+ * (issue 5) consumes the same event by hooking `recordAdminChange`.
+ */
+import type { Logger } from '../../core/logger.js';
+
+/**
+ * Who made a change: an operator certificate (its CN), a bearer token (its name), or a
+ * local CLI user working on the data directory directly (the OS user name).
+ */
+export interface Actor {
+  kind: 'certificate' | 'token' | 'local';
+  name: string;
+  remoteAddress: string;
+}
+
+export interface AdminChange {
+  actor: Actor;
+  /** What was done, e.g. `client.kick`, `ban.add`, `user.del`, `role.put`, `token.revoke`. */
+  action: string;
+  /** What it was done to (client id, user name, role name, ban id...). */
+  target: string;
+  outcome: 'ok' | 'not-found' | 'conflict' | 'invalid' | 'failed';
+  detail?: Record<string, unknown>;
+}
+
+export type AdminChangeSink = (change: AdminChange) => void;
+
+const sinks: AdminChangeSink[] = [];
+
+/** Adds a consumer of admin change events (the audit log); returns a function removing it. */
+export function onAdminChange(sink: AdminChangeSink): () => void {
+  sinks.push(sink);
+  return () => {
+    const i = sinks.indexOf(sink);
+    if (i >= 0) sinks.splice(i, 1);
+  };
+}
+
+/** Logs one structured line for the change and hands it to every consumer. */
+export function recordAdminChange(logger: Logger, change: AdminChange): void {
+  const line = { event: 'admin.change', actor: `${change.actor.kind}:${change.actor.name}`, from: change.actor.remoteAddress, action: change.action, target: change.target, outcome: change.outcome, ...(change.detail !== undefined ? { detail: change.detail } : {}) };
+  if (change.outcome === 'ok') logger.info(line, 'admin change');
+  else logger.warn(line, 'admin change');
+  for (const sink of sinks) {
+    try {
+      sink(change);
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'admin change consumer failed');
+    }
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The HTTPS admin listener: TLS (operator client certificates optional or required),
+ * authentication before anything else, then the route table. Owns: the server, its TLS
+ * settings and timeouts, and turning errors into JSON replies. Must not: implement an
+ * endpoint (the *-routes files do) or offer plain HTTP (SECURITY: there is no such option).
+ */
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AdminConfig } from '../../core/admin-config.js';
+import { BastionError } from '../../core/errors.js';
+import { STRONG_TLS12_CIPHERS, TLS13_CIPHERS } from '../../core/tls-config.js';
+import { accessRoutes } from './access-routes.js';
+import { authenticateAdmin, AuthFailureBackoff } from './admin-auth.js';
+import { banRoutes } from './bans-routes.js';
+import { clientRoutes } from './clients-routes.js';
+import { HttpError, readJsonBody, sendJson } from './http-io.js';
+import { matchRoute, type Route } from './router.js';
+import type { AdminServices } from './services.js';
+
+export interface AdminApiOptions {
+  config: AdminConfig;
+  /** Resolves config-relative file paths. */
+  resolvePath: (p: string) => string;
+  services: AdminServices;
+}
+
+export interface RunningAdminApi {
+  readonly host: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new BastionError('ERR_TLS_MATERIAL', `admin API: cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdminApi> {
+  const { config, services } = opts;
+  const { logger } = services;
+  const tlsConfig = config.tls;
+  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services)];
+  const backoff = new AuthFailureBackoff(services.now);
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    let bodyRead = false;
+    try {
+      const url = new URL(req.url ?? '/', 'https://admin.invalid');
+      // SECURITY: who is asking comes first; an unauthenticated caller learns nothing about routes.
+      const actor = authenticateAdmin(req, { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff });
+      const { handler, params } = matchRoute(routes, req.method ?? 'GET', url.pathname);
+      let body: Promise<unknown> | undefined;
+      const reply = await handler({
+        actor,
+        params,
+        query: url.searchParams,
+        body: () => {
+          bodyRead = true;
+          return (body ??= readJsonBody(req, config.maxBodyBytes));
+        },
+      });
+      sendJson(res, reply.status, reply.body);
+    } catch (err) {
+      // A body we did not read may be large: close rather than drain it.
+      const close: Record<string, string> = bodyRead || req.complete ? {} : { connection: 'close' };
+      if (err instanceof HttpError) return sendJson(res, err.status, { error: err.message }, { ...close, ...err.headers });
+      logger.error({ err: (err as Error).message, path: req.url }, 'admin API request failed');
+      sendJson(res, 500, { error: 'internal error' }, close);
+    }
+  };
+
+  const server = https.createServer(
+    {
+      cert: readPem(opts.resolvePath(tlsConfig.cert), 'tls.cert'),
+      key: readPem(opts.resolvePath(tlsConfig.key), 'tls.key'),
+      ...(tlsConfig.ca !== undefined ? { ca: readPem(opts.resolvePath(tlsConfig.ca), 'tls.ca') } : {}),
+      ...(tlsConfig.crl !== undefined ? { crl: readPem(opts.resolvePath(tlsConfig.crl), 'tls.crl') } : {}),
+      requestCert: tlsConfig.clientCerts !== 'none',
+      // `optional`: the handshake admits token clients; authenticateAdmin refuses an unverified certificate.
+      rejectUnauthorized: tlsConfig.clientCerts === 'required',
+      minVersion: tlsConfig.minVersion,
+      ciphers: [...TLS13_CIPHERS, ...STRONG_TLS12_CIPHERS].join(':'),
+    },
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        logger.error({ err: (err as Error).message }, 'admin API reply failed');
+        res.destroy();
+      });
+    },
+  );
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 15_000;
+  server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'admin API TLS handshake failed'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => logger.error({ err: err.message }, 'admin API error'));
+  const address = server.address() as AddressInfo;
+  logger.info({ host: address.address, port: address.port, clientCerts: tlsConfig.clientCerts, tokens: config.tokens }, 'admin API listening (HTTPS)');
+  return {
+    host: address.address,
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * The admin API's route table: method + path pattern → handler. Owns: 404 for unknown
+ * paths and 405 (with Allow) for a known path asked with the wrong method. Must not:
+ * authenticate (admin-server does it before routing) or know any endpoint.
+ */
+import type { Actor } from './admin-change.js';
+import { HttpError } from './http-io.js';
+
+export interface RouteContext {
+  actor: Actor;
+  /** Decoded path parameters, in pattern order. */
+  params: string[];
+  query: URLSearchParams;
+  /** The parsed JSON body (undefined when empty); errors are HttpErrors (400, 413, 415). */
+  body(): Promise<unknown>;
+}
+
+export interface Reply {
+  status: number;
+  body: unknown;
+}
+
+export type Handler = (ctx: RouteContext) => Reply | Promise<Reply>;
+
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Anchored pattern over the path; capture groups are the parameters. */
+  path: RegExp;
+  handler: Handler;
+}
+
+export type RouteMatch = { handler: Handler; params: string[] };
+
+/** The handler for `method path`, or an HttpError 404 / 405. */
+export function matchRoute(routes: readonly Route[], method: string, path: string): RouteMatch {
+  const allowed: string[] = [];
+  for (const route of routes) {
+    const m = route.path.exec(path);
+    if (m === null) continue;
+    if (route.method !== method) {
+      allowed.push(route.method);
+      continue;
+    }
+    let params: string[];
+    try {
+      params = m.slice(1).map((p) => decodeURIComponent(p ?? ''));
+    } catch {
+      throw new HttpError(400, 'malformed percent-encoding in the path');
+    }
+    return { handler: route.handler, params };
+  }
+  if (allowed.length > 0) throw new HttpError(405, `method ${method} not allowed on ${path}`, { allow: [...new Set(allowed)].join(', ') });
+  throw new HttpError(404, `no such endpoint: ${path}`);
+}
+
+export const ok = (body: unknown, status = 200): Reply => ({ status, body });

@@ -1,0 +1,83 @@
+/**
+ * `bastion admin token create|list|revoke`: admin API bearer tokens, kept as SHA-256
+ * hashes in `<dataDir>/admin.db`. Works on the data directory directly (a running broker
+ * shares the file and sees a change on its next request). Owns: the commands and their
+ * output. Must not: store a token in the clear (it is printed once, on stdout).
+ */
+import type { Command } from 'commander';
+import { userInfo } from 'node:os';
+import { resolve } from 'node:path';
+import { recordAdminChange, type Actor } from '../admin/api/admin-change.js';
+import { generateAdminToken, hashAdminToken, isValidTokenName, TOKEN_NAME_RULE } from '../admin/api/tokens.js';
+import { BastionError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { adminDbPath } from '../server/admin-side.js';
+import { SqliteAdminStore } from '../store/sqlite/admin-store.js';
+import { mkdirSync } from 'node:fs';
+
+interface DataDirOptions {
+  dataDir?: string;
+}
+
+/** The change record goes to stderr as one JSON line, so stdout holds only the token. */
+const stderrLogger: Logger = {
+  debug() {},
+  info: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'info', msg, ...obj })}\n`),
+  warn: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'warn', msg, ...obj })}\n`),
+  error: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'error', msg, ...obj })}\n`),
+};
+
+function localActor(): Actor {
+  let name = 'unknown';
+  try {
+    name = userInfo().username;
+  } catch {
+    // No passwd entry (some containers): the change is still recorded, as "unknown".
+  }
+  return { kind: 'local', name, remoteAddress: 'local' };
+}
+
+function withStore<T>(opts: DataDirOptions, fn: (store: SqliteAdminStore) => T): T {
+  const dataDir = resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const store = SqliteAdminStore.open(adminDbPath(dataDir));
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+function checkName(name: string): void {
+  if (!isValidTokenName(name)) throw new BastionError('ERR_USAGE', `token name "${name}" is not valid: ${TOKEN_NAME_RULE}`);
+}
+
+export function registerAdminCommand(program: Command): void {
+  const admin = program.command('admin').description('the admin API: bearer tokens');
+  const token = admin.command('token').description('admin API bearer tokens (stored hashed in <data-dir>/admin.db)');
+  const dataDirOption = (cmd: Command): Command => cmd.option('--data-dir <dir>', 'data directory (default ./bastion-data)');
+
+  dataDirOption(token.command('create').description('create a token and print it once').requiredOption('--name <name>', 'a name for the token (shown in the change log)')).action(
+    (opts: DataDirOptions & { name: string }) => {
+      checkName(opts.name);
+      const secret = generateAdminToken();
+      const created = withStore(opts, (store) => store.createToken({ name: opts.name, hash: hashAdminToken(secret), createdAt: Date.now() }));
+      // A refusal changes nothing and is reported as the one error line; a change is recorded.
+      if (!created) throw new BastionError('ERR_USAGE', `a token named "${opts.name}" exists; revoke it first or pick another name`);
+      recordAdminChange(stderrLogger, { actor: localActor(), action: 'token.create', target: opts.name, outcome: 'ok' });
+      process.stdout.write(`${secret}\n`);
+    },
+  );
+
+  dataDirOption(token.command('list').description('list token names (the tokens themselves are not stored)')).action((opts: DataDirOptions) => {
+    const tokens = withStore(opts, (store) => store.listTokens());
+    for (const t of tokens) process.stdout.write(`${t.name}\tcreated ${new Date(t.createdAt).toISOString()}\n`);
+  });
+
+  dataDirOption(token.command('revoke').description('revoke a token by name (refused from the next request on)').argument('<name>')).action((name: string, opts: DataDirOptions) => {
+    const revoked = withStore(opts, (store) => store.revokeToken(name));
+    if (!revoked) throw new BastionError('ERR_USAGE', `no token named "${name}"`);
+    recordAdminChange(stderrLogger, { actor: localActor(), action: 'token.revoke', target: name, outcome: 'ok' });
+    process.stdout.write(`revoked ${name}\n`);
+  });
+}

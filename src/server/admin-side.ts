@@ -1,0 +1,59 @@
+/**
+ * Composition of the admin side: the admin database (tokens, bans), the ban list and its
+ * admission guard, and the HTTPS admin API when config `admin` asks for it. Owns: picking
+ * the adapters behind the admin API's ports. Must not: implement endpoints (admin/api does).
+ */
+import { join, resolve } from 'node:path';
+import { startAdminApi, type RunningAdminApi } from '../admin/api/admin-server.js';
+import type { AdminServices } from '../admin/api/services.js';
+import { BrokerApi } from '../broker/api.js';
+import type { Broker } from '../broker/broker.js';
+import type { BastionConfig } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { BanList } from '../security/limits/ban-list.js';
+import { SqliteAdminStore } from '../store/sqlite/admin-store.js';
+
+/** The admin database file inside the data directory (tokens and bans). */
+export function adminDbPath(dataDir: string): string {
+  return join(dataDir, 'admin.db');
+}
+
+export interface AdminSide {
+  readonly api: RunningAdminApi | null;
+  readonly bans: BanList;
+  stop(): Promise<void>;
+}
+
+export interface AdminSideOptions {
+  config: BastionConfig;
+  baseDir: string;
+  dataDir: string;
+  broker: Broker;
+  logger: Logger;
+}
+
+export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide> {
+  const store = SqliteAdminStore.open(adminDbPath(opts.dataDir));
+  const brokerApi = new BrokerApi(opts.broker);
+  const bans = new BanList(store);
+  // SECURITY: bans are enforced whenever the admin database exists, even with the API off.
+  brokerApi.addAdmissionGuard(bans.admissionGuard());
+  let api: RunningAdminApi | null = null;
+  if (opts.config.admin !== undefined) {
+    const services: AdminServices = { broker: brokerApi, bans, tokens: store, users: null, policy: null, logger: opts.logger };
+    try {
+      api = await startAdminApi({ config: opts.config.admin, resolvePath: (p) => resolve(opts.baseDir, p), services });
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+  }
+  return {
+    api,
+    bans,
+    async stop() {
+      await api?.close();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * The admin database (`<dataDir>/admin.db`, WAL): admin API bearer tokens (only their
+ * SHA-256 hashes) and the ban list. The CLI (`bastion admin token create`) and a running
+ * broker share it across processes, so a token revoked by the CLI is refused on the very
+ * next request. Owns: the schema and the rows. Must not: make or check tokens, or decide
+ * whether a client is banned (admin/ and security/limits/ do).
+ *
+ * The row shapes match the BanStore port of security/limits/ban-list.ts and the
+ * TokenStore port of admin/api/services.ts structurally (store/ may not import them).
+ */
+import Database from 'better-sqlite3';
+import { BastionError } from '../../core/errors.js';
+
+const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE admin_tokens (
+        name        TEXT    NOT NULL PRIMARY KEY,
+        hash        TEXT    NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL
+      );
+      CREATE TABLE bans (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind        TEXT    NOT NULL,
+        value       TEXT    NOT NULL,
+        reason      TEXT    NOT NULL,
+        created_by  TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER
+      );
+    `,
+  },
+];
+
+export interface StoredAdminToken {
+  name: string;
+  hash: string;
+  createdAt: number;
+}
+
+export interface StoredBan {
+  id: number;
+  kind: 'clientId' | 'username' | 'certSerial' | 'ip';
+  value: string;
+  reason: string;
+  createdBy: string;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+interface BanRow {
+  id: number;
+  kind: StoredBan['kind'];
+  value: string;
+  reason: string;
+  created_by: string;
+  created_at: number;
+  expires_at: number | null;
+}
+
+export class SqliteAdminStore {
+  private constructor(private readonly db: Database.Database) {}
+
+  /** Opens (creating when missing) the admin database at `path`. */
+  static open(path: string): SqliteAdminStore {
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+    } catch (err) {
+      throw new BastionError('ERR_ADMIN_STORE', `cannot open the admin database ${path}: ${(err as Error).message}`);
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      // The CLI and the broker write the same file: wait out the other's short transaction.
+      db.pragma('busy_timeout = 5000');
+      const current = db.pragma('user_version', { simple: true }) as number;
+      const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+      if (current > latest) throw new BastionError('ERR_ADMIN_STORE', `the admin database has schema version ${current}, newer than this Bastion understands (${latest})`);
+      for (const m of MIGRATIONS) {
+        if (m.version <= current) continue;
+        db.transaction(() => {
+          if ((db.pragma('user_version', { simple: true }) as number) >= m.version) return;
+          db.exec(m.sql);
+          db.pragma(`user_version = ${m.version}`);
+        }).immediate();
+      }
+    } catch (err) {
+      db.close();
+      if (err instanceof BastionError) throw err;
+      throw new BastionError('ERR_ADMIN_STORE', `cannot prepare the admin database ${path}: ${(err as Error).message}`);
+    }
+    return new SqliteAdminStore(db);
+  }
+
+  // --- tokens -----------------------------------------------------------------------
+
+  /** Adds a token; false when a token with this name exists. */
+  createToken(token: StoredAdminToken): boolean {
+    const r = this.db.prepare('INSERT OR IGNORE INTO admin_tokens (name, hash, created_at) VALUES (?, ?, ?)').run(token.name, token.hash, token.createdAt);
+    return r.changes === 1;
+  }
+
+  findTokenByHash(hash: string): StoredAdminToken | null {
+    const row = this.db.prepare('SELECT name, hash, created_at FROM admin_tokens WHERE hash = ?').get(hash) as { name: string; hash: string; created_at: number } | undefined;
+    return row === undefined ? null : { name: row.name, hash: row.hash, createdAt: row.created_at };
+  }
+
+  listTokens(): Array<{ name: string; createdAt: number }> {
+    const rows = this.db.prepare('SELECT name, created_at FROM admin_tokens ORDER BY name').all() as Array<{ name: string; created_at: number }>;
+    return rows.map((r) => ({ name: r.name, createdAt: r.created_at }));
+  }
+
+  /** Deletes a token by name; false when there is none. */
+  revokeToken(name: string): boolean {
+    return this.db.prepare('DELETE FROM admin_tokens WHERE name = ?').run(name).changes === 1;
+  }
+
+  // --- bans -------------------------------------------------------------------------
+
+  listBans(): StoredBan[] {
+    const rows = this.db.prepare('SELECT id, kind, value, reason, created_by, created_at, expires_at FROM bans ORDER BY id').all() as BanRow[];
+    return rows.map((r) => ({ id: r.id, kind: r.kind, value: r.value, reason: r.reason, createdBy: r.created_by, createdAt: r.created_at, expiresAt: r.expires_at }));
+  }
+
+  addBan(ban: Omit<StoredBan, 'id'>): StoredBan {
+    const r = this.db
+      .prepare('INSERT INTO bans (kind, value, reason, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(ban.kind, ban.value, ban.reason, ban.createdBy, ban.createdAt, ban.expiresAt);
+    return { ...ban, id: Number(r.lastInsertRowid) };
+  }
+
+  removeBan(id: number): boolean {
+    return this.db.prepare('DELETE FROM bans WHERE id = ?').run(id).changes === 1;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
