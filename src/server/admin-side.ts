@@ -5,13 +5,16 @@
  */
 import { join, resolve } from 'node:path';
 import { startAdminApi, type RunningAdminApi } from '../admin/api/admin-server.js';
-import type { AdminServices } from '../admin/api/services.js';
+import type { AdminServices, PolicyFacade } from '../admin/api/services.js';
+import { usersFacade } from '../admin/api/users-facade.js';
 import { BrokerApi } from '../broker/api.js';
 import type { Broker } from '../broker/broker.js';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { BanList } from '../security/limits/ban-list.js';
+import { PasswordHasher } from '../security/authn/password-hash.js';
 import { SqliteAdminStore } from '../store/sqlite/admin-store.js';
+import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
 
 /** The admin database file inside the data directory (tokens and bans). */
 export function adminDbPath(dataDir: string): string {
@@ -30,6 +33,8 @@ export interface AdminSideOptions {
   dataDir: string;
   broker: Broker;
   logger: Logger;
+  /** Roles, bindings, explain and lint (security/authz's PolicyService); null: those routes answer 501. */
+  policy?: PolicyFacade | null;
 }
 
 export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide> {
@@ -39,11 +44,15 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
   // SECURITY: bans are enforced whenever the admin database exists, even with the API off.
   brokerApi.addAdmissionGuard(bans.admissionGuard());
   let api: RunningAdminApi | null = null;
+  let users: SqliteUserStore | null = null;
   if (opts.config.admin !== undefined) {
-    const services: AdminServices = { broker: brokerApi, bans, tokens: store, users: null, policy: null, logger: opts.logger };
     try {
+      // The same users.db the password and SCRAM providers read on every login.
+      users = new SqliteUserStore(join(opts.dataDir, USERS_DB_FILE));
+      const services: AdminServices = { broker: brokerApi, bans, tokens: store, users: usersFacade(users, new PasswordHasher()), policy: opts.policy ?? null, logger: opts.logger };
       api = await startAdminApi({ config: opts.config.admin, resolvePath: (p) => resolve(opts.baseDir, p), services });
     } catch (err) {
+      users?.close();
       store.close();
       throw err;
     }
@@ -53,6 +62,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
     bans,
     async stop() {
       await api?.close();
+      users?.close();
       store.close();
     },
   };

@@ -14,21 +14,26 @@ import type { AdminServices, PolicyFacade, UsersFacade } from './services.js';
 const newUser = z
   .object({
     username: z.string().min(1).max(128),
-    // SECURITY: passwords travel only inside the TLS session and are never logged.
-    password: z.string().min(8, 'must be at least 8 characters').max(1024),
+    // SECURITY: passwords travel only inside the TLS session and are never logged; the
+    // user store's own rules (length, characters) decide, with the CLI's wording.
+    password: z.string().max(1024),
   })
   .strict();
+
+const names = z.array(z.string().max(1024)).max(64).default([]);
 
 const explainBody = z
   .object({
     clientId: z.string().min(1).max(256),
     username: z.string().max(256).optional(),
+    pskIdentity: z.string().max(256).optional(),
+    /** The certificate attributes to explain for (what a verified certificate would carry). */
     certificate: z
       .object({
-        commonName: z.string().optional(),
-        organizationalUnits: z.array(z.string()).optional(),
-        serialNumber: z.string().optional(),
-        sans: z.object({ dns: z.array(z.string()).optional(), uri: z.array(z.string()).optional() }).strict().optional(),
+        commonName: z.string().max(1024).default(''),
+        organizationalUnits: names,
+        serialNumber: z.string().max(128).default(''),
+        sans: z.object({ dns: names, uri: names, ip: names, email: names }).strict().default({ dns: [], uri: [], ip: [], email: [] }),
       })
       .strict()
       .optional(),
@@ -38,7 +43,9 @@ const explainBody = z
   .strict()
   .refine((b) => (b.publish === undefined) !== (b.subscribe === undefined), { message: 'give exactly one of publish or subscribe' });
 
-const anyObject = z.record(z.string(), z.unknown());
+/** The rules of a role; each rule is checked by the policy service (its messages name the problem). */
+const roleBody = z.object({ rules: z.array(z.record(z.string(), z.unknown())).max(1000) }).strict();
+const bindingBody = z.object({ role: z.string().min(1).max(64), attribute: z.string().min(1).max(32), value: z.string().min(1).max(1024) }).strict();
 
 function needUsers(s: AdminServices): UsersFacade {
   if (s.users === null) throw new HttpError(501, 'the user store is not available on this broker');
@@ -67,8 +74,9 @@ async function change<T>(s: AdminServices, actor: Actor, action: string, target:
       throw err;
     }
     if (err instanceof BastionError) {
-      record('invalid', { error: err.message });
-      throw new HttpError(400, err.message);
+      const readonly = err.code === 'ERR_AUTHZ_READONLY' || err.code === 'ERR_AUTHZ_NO_STORE';
+      record(readonly ? 'conflict' : 'invalid', { error: err.message });
+      throw new HttpError(readonly ? 409 : 400, err.message);
     }
     record('failed', { error: (err as Error).message });
     throw err;
@@ -102,16 +110,28 @@ export function accessRoutes(s: AdminServices): Route[] {
         return ok({ deleted: name });
       },
     },
-    { method: 'GET', path: /^\/api\/v1\/roles$/, handler: async () => ok({ roles: await needPolicy(s).listRoles() }) },
+    { method: 'GET', path: /^\/api\/v1\/roles$/, handler: () => ok({ roles: needPolicy(s).listRoles() }) },
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/roles\/([^/]+)$/,
+      handler: (ctx) => {
+        const name = ctx.params[0]!;
+        const role = needPolicy(s)
+          .listRoles()
+          .find((r) => (r as { name?: unknown }).name === name);
+        if (role === undefined) throw new HttpError(404, `no role "${name}"`);
+        return ok(role);
+      },
+    },
     {
       method: 'PUT',
       path: /^\/api\/v1\/roles\/([^/]+)$/,
       handler: async (ctx) => {
         const policy = needPolicy(s);
         const name = ctx.params[0]!;
-        const role = validate(anyObject, await ctx.body());
-        const saved = await change(s, ctx.actor, 'role.put', name, () => policy.putRole(name, role));
-        return ok({ role: saved ?? role });
+        const { rules } = validate(roleBody, await ctx.body());
+        const saved = await change(s, ctx.actor, 'role.put', name, () => policy.putRole(name, rules), { rules: rules.length });
+        return ok({ role: saved });
       },
     },
     {
@@ -120,33 +140,34 @@ export function accessRoutes(s: AdminServices): Route[] {
       handler: async (ctx) => {
         const policy = needPolicy(s);
         const name = ctx.params[0]!;
-        await change(s, ctx.actor, 'role.del', name, async () => {
-          if (!(await policy.deleteRole(name))) throw new HttpError(404, `no role "${name}"`);
+        await change(s, ctx.actor, 'role.del', name, () => {
+          if (!policy.deleteRole(name)) throw new HttpError(404, `no role "${name}"`);
         });
         return ok({ deleted: name });
       },
     },
-    { method: 'GET', path: /^\/api\/v1\/bindings$/, handler: async () => ok({ bindings: await needPolicy(s).listBindings() }) },
+    { method: 'GET', path: /^\/api\/v1\/bindings$/, handler: () => ok({ bindings: needPolicy(s).listBindings() }) },
     {
       method: 'POST',
       path: /^\/api\/v1\/bindings$/,
       handler: async (ctx) => {
         const policy = needPolicy(s);
-        const binding = validate(anyObject, await ctx.body());
-        const saved = await change(s, ctx.actor, 'binding.put', JSON.stringify(binding).slice(0, 200), () => policy.putBinding(binding));
-        return ok({ binding: saved ?? binding }, 201);
+        const b = validate(bindingBody, await ctx.body());
+        const saved = await change(s, ctx.actor, 'binding.put', `${b.attribute}=${b.value} → ${b.role}`, () => policy.putBinding(b));
+        return ok({ binding: saved }, 201);
       },
     },
     {
+      // A binding has no id of its own: it is named by its three fields, in the query.
       method: 'DELETE',
-      path: /^\/api\/v1\/bindings\/([^/]+)$/,
+      path: /^\/api\/v1\/bindings$/,
       handler: async (ctx) => {
         const policy = needPolicy(s);
-        const id = ctx.params[0]!;
-        await change(s, ctx.actor, 'binding.del', id, async () => {
-          if (!(await policy.deleteBinding(id))) throw new HttpError(404, `no binding "${id}"`);
+        const b = validate(bindingBody, Object.fromEntries(ctx.query), 'query');
+        await change(s, ctx.actor, 'binding.del', `${b.attribute}=${b.value} → ${b.role}`, () => {
+          if (!policy.deleteBinding(b)) throw new HttpError(404, 'no such binding');
         });
-        return ok({ deleted: id });
+        return ok({ deleted: b });
       },
     },
     {
@@ -157,14 +178,24 @@ export function accessRoutes(s: AdminServices): Route[] {
         const b = validate(explainBody, await ctx.body());
         const action = b.publish !== undefined ? 'publish' : 'subscribe';
         const topic = (b.publish ?? b.subscribe)!;
+        const certificate = b.certificate === undefined ? undefined : { ...b.certificate, fingerprint256: '', issuer: '', subject: `CN=${b.certificate.commonName}` };
         try {
-          return ok(await policy.explain({ clientId: b.clientId, ...(b.username !== undefined ? { username: b.username } : {}), ...(b.certificate !== undefined ? { certificate: b.certificate } : {}), action, topic }));
+          return ok(
+            policy.explain({
+              clientId: b.clientId,
+              action,
+              topic,
+              ...(b.username !== undefined ? { username: b.username } : {}),
+              ...(b.pskIdentity !== undefined ? { pskIdentity: b.pskIdentity } : {}),
+              ...(certificate !== undefined ? { certificate } : {}),
+            }),
+          );
         } catch (err) {
           if (err instanceof BastionError) throw new HttpError(400, err.message);
           throw err;
         }
       },
     },
-    { method: 'GET', path: /^\/api\/v1\/acl\/lint$/, handler: async () => ok(await needPolicy(s).lint()) },
+    { method: 'GET', path: /^\/api\/v1\/acl\/lint$/, handler: () => ok({ findings: needPolicy(s).lint() }) },
   ];
 }

@@ -5,6 +5,7 @@
  * state or do I/O.
  */
 import type { BrokerApi } from '../../broker/api.js';
+import type { PeerCertificate } from '../../broker/channel/connection-port.js';
 import type { Logger } from '../../core/logger.js';
 import type { BanList } from '../../security/limits/ban-list.js';
 
@@ -16,43 +17,48 @@ export interface TokenStore {
   revokeToken(name: string): boolean;
 }
 
-/** A user as the API shows it (never a hash). */
+/** A user as the API shows it (never a hash or a key). */
 export interface UserView {
   username: string;
-  [detail: string]: unknown;
+  createdAt: string;
 }
 
-/** Password users (engineer A's UserStore behind it). */
+/** Password users (the user store of security/authn behind it: see users-facade.ts). */
 export interface UsersFacade {
-  list(): Promise<UserView[]> | UserView[];
-  /** Adds a user; 'exists' when the name is taken. */
-  add(username: string, password: string): Promise<'added' | 'exists'> | 'added' | 'exists';
+  list(): UserView[] | Promise<UserView[]>;
+  /**
+   * Adds a user; 'exists' when the name is taken. Throws a BastionError (answered 400)
+   * for a name or password the store refuses.
+   */
+  add(username: string, password: string): Promise<'added' | 'exists'>;
   /** Deletes a user; false when there is none. */
-  remove(username: string): Promise<boolean> | boolean;
+  remove(username: string): boolean | Promise<boolean>;
 }
 
 /**
- * Roles, bindings and rules (engineer B's PolicyService behind it). Role and binding
- * documents are checked by the policy service itself: it throws a BastionError with a
- * message naming the problem, which the API answers with 400.
+ * Roles, bindings and rules: security/authz's PolicyService fits this shape as is. It
+ * checks role and binding documents itself and throws a BastionError naming the problem
+ * (answered 400; ERR_AUTHZ_READONLY, a config-file role, 409).
  */
 export interface PolicyFacade {
-  listRoles(): unknown[] | Promise<unknown[]>;
-  putRole(name: string, role: unknown): unknown;
+  listRoles(): unknown[];
+  /** Creates the role or replaces its rules. */
+  putRole(name: string, rules: unknown[]): unknown;
   /** False when there is no such role. */
-  deleteRole(name: string): boolean | Promise<boolean>;
-  listBindings(): unknown[] | Promise<unknown[]>;
+  deleteRole(name: string): boolean;
+  listBindings(): unknown[];
   putBinding(binding: unknown): unknown;
   /** False when there is no such binding. */
-  deleteBinding(id: string): boolean | Promise<boolean>;
+  deleteBinding(binding: unknown): boolean;
   explain(query: ExplainQuery): unknown;
-  lint(): unknown;
+  lint(): unknown[];
 }
 
 export interface ExplainQuery {
   clientId: string;
   username?: string;
-  certificate?: { commonName?: string; organizationalUnits?: string[]; serialNumber?: string; sans?: { dns?: string[]; uri?: string[] } };
+  pskIdentity?: string;
+  certificate?: PeerCertificate;
   action: 'publish' | 'subscribe';
   topic: string;
 }

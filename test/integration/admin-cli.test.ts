@@ -1,0 +1,100 @@
+/**
+ * `bastion clients list|show|kick` as child processes against a real broker's admin API:
+ * token and operator-certificate logins, the environment variables, and every failure as
+ * one stderr line with a non-zero exit (401, 403, 404, unreachable, plain http refused).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { MqttClient } from 'mqtt';
+import { startTestBroker, type TestBroker } from '../helpers/broker.js';
+import { issueClient, type TestClientFiles } from '../helpers/pki.js';
+import { BASTION_MAIN, connectMqtt, freePort, nextEvent, run, type ProcResult } from './support.js';
+import { clientTls } from './tls-support.js';
+
+let broker: TestBroker;
+let operator: TestClientFiles;
+let token: string;
+let url: string;
+const open: MqttClient[] = [];
+
+function bastion(args: string[], env: Record<string, string> = {}): Promise<ProcResult> {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BASTION_ADMIN_')));
+  return run('node', [BASTION_MAIN, ...args], { env: { ...clean, ...env } });
+}
+
+/** The one-line failure contract of the CLI. */
+function assertOneLineFailure(r: ProcResult, pattern: RegExp): void {
+  assert.notEqual(r.code, 0, `expected a failure, got: ${r.stdout}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, pattern);
+}
+
+async function device(clientId: string): Promise<MqttClient> {
+  const client = await connectMqtt(`mqtts://127.0.0.1:${broker.tlsPort}`, { clientId, protocolVersion: 5, servername: 'localhost', ...clientTls(broker.pki, broker.pki.clients.client1!) });
+  open.push(client);
+  return client;
+}
+
+before(async () => {
+  broker = await startTestBroker({ clients: ['client1'], admin: {} });
+  operator = await issueClient(broker.pki, 'op-cli', { organizationalUnit: 'operators' });
+  url = `https://127.0.0.1:${broker.server.admin!.port}`;
+  const created = await bastion(['admin', 'token', 'create', '--name', 'cli-test', '--data-dir', broker.dataDir]);
+  assert.equal(created.code, 0, created.stderr);
+  token = created.stdout.trim();
+});
+
+after(async () => {
+  await Promise.all(open.map((c) => c.endAsync(true).catch(() => undefined)));
+  await broker.stop();
+});
+
+describe('bastion clients', () => {
+  test('list and show with a token from the environment', async () => {
+    const c = await device('cli-listed');
+    await c.subscribeAsync('devices/client1/a', { qos: 0 });
+    const env = { BASTION_ADMIN_URL: url, BASTION_ADMIN_TOKEN: token };
+    const list = await bastion(['clients', 'list', '--cafile', broker.pki.caCert], env);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /^cli-listed\tcertificate\tclient1\t\S*127\.0\.0\.1\tmqtts\tsince \S+\t1 subscription/m);
+    const json = await bastion(['clients', 'list', '--json', '--limit', '1', '--cafile', broker.pki.caCert], env);
+    assert.equal((JSON.parse(json.stdout) as { limit: number }).limit, 1);
+    const show = await bastion(['clients', 'show', 'cli-listed', '--cafile', broker.pki.caCert], env);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /client id: +cli-listed/);
+    assert.match(show.stdout, /devices\/client1\/a \(QoS 0\)/);
+  });
+
+  test('kick with an operator certificate disconnects the client with 0x98', async () => {
+    const c = await device('cli-kicked');
+    const disconnected = nextEvent<{ reasonCode?: number }>(c, 'disconnect', 5000);
+    const r = await bastion(['clients', 'kick', 'cli-kicked', '--admin-url', url, '--cafile', broker.pki.caCert, '--cert', operator.cert, '--key', operator.key]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'disconnected cli-kicked');
+    assert.equal((await disconnected).reasonCode, 0x98);
+  });
+
+  test('failures are one readable line and a non-zero exit', async () => {
+    const ca = ['--cafile', broker.pki.caCert];
+    assertOneLineFailure(await bastion(['clients', 'kick', 'nobody-here', '--admin-url', url, '--token', token, ...ca]), /^bastion: not found: no connected client with id "nobody-here"$/);
+    assertOneLineFailure(await bastion(['clients', 'list', '--admin-url', url, ...ca]), /^bastion: not authenticated: authentication required/);
+    assertOneLineFailure(await bastion(['clients', 'list', '--admin-url', url, '--token', 'bst_not-a-token', ...ca]), /^bastion: not authenticated: unknown or revoked token/);
+    const device1 = broker.pki.clients.client1!;
+    assertOneLineFailure(await bastion(['clients', 'list', '--admin-url', url, '--cert', device1.cert, '--key', device1.key, ...ca]), /^bastion: forbidden: certificate "client1" is not an operator/);
+    const closed = await freePort();
+    assertOneLineFailure(await bastion(['clients', 'list', '--admin-url', `https://127.0.0.1:${closed}`, '--token', token, ...ca]), new RegExp(`^bastion: admin API not reachable at https://127\\.0\\.0\\.1:${closed}`));
+    assertOneLineFailure(await bastion(['clients', 'list', '--admin-url', url.replace('https:', 'http:'), '--token', token]), /^bastion: --admin-url must be https:\/\//);
+    assertOneLineFailure(await bastion(['clients', 'list', '--token', token]), /^bastion: no admin API given: use --admin-url/);
+    // Without --cafile the test CA is not trusted: a TLS failure, named as such.
+    assertOneLineFailure(await bastion(['clients', 'list', '--admin-url', url, '--token', token]), /^bastion: TLS with the admin API at .* failed/);
+  });
+});
+
+describe('bastion admin token', () => {
+  test('a duplicate name and a bad name are refused; revoking an unknown token fails', async () => {
+    assertOneLineFailure(await bastion(['admin', 'token', 'create', '--name', 'cli-test', '--data-dir', broker.dataDir]), /^bastion: a token named "cli-test" exists/);
+    assertOneLineFailure(await bastion(['admin', 'token', 'create', '--name', 'no spaces', '--data-dir', broker.dataDir]), /^bastion: token name "no spaces" is not valid/);
+    assertOneLineFailure(await bastion(['admin', 'token', 'revoke', 'never-made', '--data-dir', broker.dataDir]), /^bastion: no token named "never-made"$/);
+  });
+});
