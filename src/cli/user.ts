@@ -5,7 +5,7 @@
  * Must not: print or log a password, or take one from argv (it would be in `ps` and shell history).
  */
 import type { Command } from 'commander';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
 import { makeUserRecord, passwordProblem, PasswordHasher } from '../security/authn/password-hash.js';
@@ -20,10 +20,13 @@ function usage(message: string): BastionError {
   return new BastionError('ERR_USAGE', message);
 }
 
-function openStore(opts: UserOptions, create: boolean): SqliteUserStore {
-  const dir = resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
-  if (create) mkdirSync(dir, { recursive: true, mode: 0o700 });
-  return new SqliteUserStore(join(dir, USERS_DB_FILE));
+function storePath(opts: UserOptions): string {
+  return join(resolve(process.cwd(), opts.dataDir ?? 'bastion-data'), USERS_DB_FILE);
+}
+
+function openStore(opts: UserOptions): SqliteUserStore {
+  mkdirSync(resolve(process.cwd(), opts.dataDir ?? 'bastion-data'), { recursive: true, mode: 0o700 });
+  return new SqliteUserStore(storePath(opts));
 }
 
 function checkName(name: string): void {
@@ -98,7 +101,7 @@ export function registerUserCommand(program: Command): void {
       const problem = passwordProblem(password);
       if (problem !== null) throw usage(problem);
       const record = await makeUserRecord(name, password, new PasswordHasher(), iterations);
-      const store = openStore(opts, true);
+      const store = openStore(opts);
       try {
         const existed = store.find(name) !== null;
         store.put(existed ? { ...record, createdAt: store.find(name)!.createdAt } : record);
@@ -114,7 +117,8 @@ export function registerUserCommand(program: Command): void {
     .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
     .action((name: string, opts: UserOptions) => {
       checkName(name);
-      const store = openStore(opts, false);
+      if (!existsSync(storePath(opts))) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
+      const store = openStore(opts);
       try {
         if (!store.delete(name)) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
         process.stdout.write(`deleted user ${name}\n`);
@@ -128,13 +132,14 @@ export function registerUserCommand(program: Command): void {
     .option('--json', 'print JSON')
     .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
     .action((opts: UserOptions & { json?: boolean }) => {
-      const store = openStore(opts, false);
+      // No store yet means no users (and listing must not create one).
+      const store = existsSync(storePath(opts)) ? openStore(opts) : null;
       try {
-        const users = store.list().map((u) => ({ name: u.name, createdAt: new Date(u.createdAt).toISOString(), scramIterations: u.scram.iterations }));
+        const users = (store?.list() ?? []).map((u) => ({ name: u.name, createdAt: new Date(u.createdAt).toISOString(), scramIterations: u.scram.iterations }));
         if (opts.json === true) process.stdout.write(`${JSON.stringify(users)}\n`);
         else for (const u of users) process.stdout.write(`${u.name}\t${u.createdAt}\n`);
       } finally {
-        store.close();
+        store?.close();
       }
     });
 }
