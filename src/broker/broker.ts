@@ -91,10 +91,8 @@ export class Broker {
   readonly sessions = new Map<string, Session>();
   /** Which channel owns each online session. */
   readonly owners = new Map<Session, ChannelHandle>();
-  /** Last known identity per session, for delivery-time authorization. */
+  /** Last known identity per session (also of offline and recovered ones), for delivery-time authorization. */
   readonly clients = new Map<Session, AuthorizedClient>();
-  /** Sessions recovered from the store whose client has not reconnected: no identity yet. */
-  private readonly awaitingIdentity = new Set<Session>();
   private readonly admissionGuards: AdmissionGuard[] = [];
   readonly counters: BrokerCounters = { published: 0, delivered: 0, deniedAtDelivery: 0, droppedQueueFull: 0, droppedExpired: 0, droppedTooLarge: 0 };
   shuttingDown = false;
@@ -132,7 +130,12 @@ export class Broker {
       const session = new Session(rec.clientId, rec.protocolVersion, rec.expiryInterval, this.sessionContext);
       session.disconnectedAt = disconnectedAt;
       this.sessions.set(rec.clientId, session);
-      this.awaitingIdentity.add(session);
+      // SECURITY: the stored identity authorizes deliveries while the client is away; a
+      // session without one (an older store) gets nothing until its client reconnects.
+      if (rec.identity !== undefined) {
+        session.identity = rec.identity;
+        this.clients.set(session, { clientId: rec.clientId, principal: rec.identity.principal, identity: rec.identity });
+      }
       for (const sub of rec.subscriptions) this.addRoute(session, sub);
       for (const sub of rec.subscriptions) session.subscriptions.set(sub.filter, sub);
       for (const id of state.incomingQos2.get(rec.clientId) ?? []) session.incomingQos2.add(id);
@@ -181,9 +184,10 @@ export class Broker {
     }
     this.owners.set(session, owner);
     this.clients.set(session, client);
-    // SECURITY: what was queued for a recovered session while its identity was unknown is
-    // checked against the identity that just connected, before anything is sent.
-    if (this.awaitingIdentity.delete(session)) this.counters.deniedAtDelivery += session.dropQueued((m) => !this.authorizer.canReceive(client, m.topic));
+    session.identity = client.identity;
+    // SECURITY: what was queued for a resumed session was authorized for its previous
+    // client; it is checked against the identity that just connected before anything is sent.
+    if (present) this.counters.deniedAtDelivery += session.dropQueued((m) => !this.authorizer.canReceive(client, m.topic));
     session.saveRecord();
     return { session, present };
   }
@@ -234,7 +238,6 @@ export class Broker {
     session.clearMessages();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.owners.delete(session);
-    this.awaitingIdentity.delete(session);
     this.store?.deleteSession(session.clientId);
     if (opts.publishWill && will !== null) this.publishWill(session, will.will);
     this.clients.delete(session);
@@ -265,9 +268,11 @@ export class Broker {
 
   private publishWill(session: Session, will: WillSpec): void {
     const client = this.clients.get(session);
-    // SECURITY: a will is a publish like any other and is authorized when it goes out.
-    if (client === undefined || !this.authorizer.canPublish(client, will.message.topic)) {
-      this.logger.warn({ clientId: session.clientId, topic: will.message.topic }, 'will message denied by authorization');
+    // SECURITY: a will is a publish like any other: authorized at CONNECT and again when it
+    // goes out (the rules may have changed since).
+    const verdict = client === undefined ? null : this.authorizer.authorizePublish(client, will.message.topic, will.message.qos, will.message.retain);
+    if (verdict === null || !verdict.ok) {
+      this.logger.warn({ clientId: session.clientId, topic: will.message.topic, reason: verdict?.ok === false ? verdict.reason : 'no identity' }, 'will message denied by authorization');
       return;
     }
     const expiresAt = will.expiryInterval > 0 ? this.clock.now() + will.expiryInterval * 1000 : 0;
@@ -320,10 +325,10 @@ export class Broker {
   private deliverTo(m: MergedMatch, message: Message, cache: SlotPublishCache | null, outcome: PublishOutcome): void {
     const session = m.session;
     const client = this.clients.get(session);
-    // SECURITY: authorization again at delivery; a revoked right stops delivery at once.
-    // A session recovered after a restart has no identity until its client reconnects:
-    // its messages are queued, and openSession checks them before any is sent.
-    if (client === undefined ? !this.awaitingIdentity.has(session) : !this.authorizer.canReceive(client, message.topic)) {
+    // SECURITY: authorization again at delivery; a revoked right stops delivery at once. An
+    // offline or recovered session is checked with the identity stored with it; without
+    // one, nothing is delivered.
+    if (client === undefined || !this.authorizer.canReceive(client, message.topic)) {
       this.counters.deniedAtDelivery++;
       return;
     }

@@ -30,6 +30,12 @@ export interface SessionRecord {
   /** ms since epoch when the client disconnected; 0 while connected. */
   disconnectedAt: number;
   subscriptions: StoredSubscription[];
+  /**
+   * Who the client was when it last connected, so delivery to the session while it is
+   * offline (also after a restart) is authorized with its real identity. Absent: unknown
+   * (deliveries are denied until the client connects again).
+   */
+  identity?: ClientIdentity;
 }
 
 /** State of an outbound message held for a persistent session. */
@@ -129,10 +135,18 @@ export interface Authenticator {
   authenticate(req: AuthRequest): AuthResult | Promise<AuthResult>;
 }
 
+/** The answer to a PUBLISH (or a will): allowed, or refused with a PUBACK reason code. */
+export type PublishAuthorization = { ok: true } | { ok: false; reasonCode: number; reason: string };
+
+/** The answer to one SUBSCRIBE filter: granted (at most `qos`), or refused. */
+export type SubscribeAuthorization = { ok: true; qos: QoS } | { ok: false; reason: string };
+
 /** Decides what an admitted client may do. SECURITY: must fail closed. */
 export interface Authorizer {
-  canPublish(client: AuthorizedClient, topic: string): boolean;
-  canSubscribe(client: AuthorizedClient, filter: string): boolean;
+  /** A PUBLISH of `qos` (and the retain flag) to `topic`, or a will at CONNECT and when it is published. */
+  authorizePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): PublishAuthorization;
+  /** A SUBSCRIBE filter requested at `qos`; the grant may be lower (a rule's maxQos). */
+  authorizeSubscribe(client: AuthorizedClient, filter: string, qos: QoS): SubscribeAuthorization;
 }
 
 export interface AuthorizedClient {

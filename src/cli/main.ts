@@ -44,6 +44,8 @@ async function main(): Promise<void> {
     registerAdminCommand(program);
     const { registerUserCommand } = await import('./user.js');
     registerUserCommand(program);
+    const { registerAclCommand } = await import('./acl.js');
+    registerAclCommand(program);
   }
   await program.parseAsync(process.argv);
 }

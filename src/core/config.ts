@@ -7,8 +7,9 @@
  */
 import { z } from 'zod';
 import { identityMappingSchema, pskSchema, tlsSchema } from './tls-config.js';
-import { adminSchema } from './admin-config.js';
+import { authzSchema } from './authz-config.js';
 import { authnIssues, authnSchema, listenerAuthIssues, listenerAuthSchema } from './auth-config.js';
+import { adminSchema } from './admin-config.js';
 
 const listenerSchema = z
   .object({
@@ -98,6 +99,11 @@ export const configSchema = z
       .default({ manageCrl: false }),
     /** The HTTPS admin API (off unless present): see admin-config.ts. */
     admin: adminSchema.optional(),
+    /**
+     * Authorization (authz-config.ts). SECURITY: absent means the default device policy
+     * (own `devices/${cert.cn}/#`, read `broadcast/#`; deny everything else), logged loudly.
+     */
+    authz: authzSchema.optional(),
     /** Settings of the authentication providers shared by all listeners (auth-config.ts). */
     authn: authnSchema,
   })

@@ -9,7 +9,6 @@ import type { EnhancedAuthMethod, RetainStore, SessionStore } from '../broker/po
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
-import { DefaultAuthorizer } from '../security/authz/default-authorizer.js';
 import type { PasswordHasher } from '../security/authn/password-hash.js';
 import { buildAuthn } from './authn-runtime.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
@@ -17,6 +16,8 @@ import { startListener, type RunningListener } from '../transport/listener.js';
 import { startPkiDuties, type PkiDuties } from './pki-runtime.js';
 import { startWebSocketListener } from '../transport/websocket.js';
 import { RevocationEnforcer } from './revocation.js';
+import { startAuthz } from './authz-side.js';
+import type { PolicyService } from '../security/authz/policy-service.js';
 import { adminDbPath, startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 
@@ -40,6 +41,8 @@ export interface BastionServer {
   readonly store: (SessionStore & RetainStore) | null;
   /** CRL renewal and the OCSP responder, when config `pki` asks for them. */
   readonly pki: PkiDuties | null;
+  /** Roles, rules and bindings (config + store), explain and lint: the authorization facade. */
+  readonly authz: PolicyService;
   /** The HTTPS admin API, when config `admin` asks for it. */
   readonly admin: RunningAdminApi | null;
   /** Graceful stop: stop accepting, DISCONNECT 0x8B, wills, flush, close the store. */
@@ -63,11 +66,12 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
         onError: (err) => logger.error({ code: err.code, err: err.message }, 'store write failed; acknowledgements are held until it succeeds'),
       })
     : null;
+  const authz = startAuthz(config, dataDir, logger);
   const broker = new Broker({
     mqtt: config.mqtt,
     store,
     authenticator: authn.authenticator,
-    authorizer: new DefaultAuthorizer(),
+    authorizer: authz.engine,
     enhancedAuth: [...(opts.enhancedAuth ?? []), ...authn.enhancedAuth],
     logger,
   });
@@ -98,6 +102,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       });
       logger.info({ listener: l.name, protocol: l.protocol, host: running.host, port: running.port }, 'listening');
     }
+    authz.announce();
   } catch (err) {
     clearInterval(crlFreshness);
     for (const l of listeners) await l.stopAccepting();
@@ -105,6 +110,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     await adminSide?.stop();
     store?.close();
     authn.close();
+    authz.close();
     throw err;
   }
 
@@ -119,9 +125,10 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       await adminSide?.stop();
       store?.close();
       authn.close();
+      authz.close();
       logger.info({}, 'stopped');
     })();
     return stopping;
   };
-  return { broker, listeners, store, pki, admin: adminSide?.api ?? null, stop };
+  return { broker, listeners, store, pki, authz: authz.service, admin: adminSide?.api ?? null, stop };
 }

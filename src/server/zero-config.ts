@@ -2,7 +2,8 @@
  * The config used when `bastion serve` is started without one: mutual TLS on
  * 127.0.0.1:8883 with the PKI made on first start (root + intermediate), client
  * certificates checked against the root and the CRLs, and the CRLs re-signed by the
- * broker as they age. Nothing plaintext, nothing anonymous.
+ * broker as they age. Nothing plaintext, nothing anonymous. No `authz` section: the
+ * default device policy applies (security/authz/default-policy.ts).
  */
 import { relative } from 'node:path';
 import type { BastionConfig } from '../core/config.js';
@@ -37,8 +38,9 @@ export function connectHints(pki: DevPkiPaths, port: number, cwd: string, dataDi
   const dataDir = dataDirArg !== undefined && dataDirArg !== 'bastion-data' ? ` --data-dir ${dataDirArg}` : '';
   return {
     connect: [
-      `mosquitto_sub -h localhost -p ${port} ${tlsArgs} -t 'demo/#' -v`,
-      `mosquitto_pub -h localhost -p ${port} ${tlsArgs} -t demo/hello -m 'hello, secure world'`,
+      // The default policy lets a device use only devices/<its CN>/# (and read broadcast/#).
+      `mosquitto_sub -h localhost -p ${port} ${tlsArgs} -t 'devices/device-demo/#' -v`,
+      `mosquitto_pub -h localhost -p ${port} ${tlsArgs} -t devices/device-demo/hello -m 'hello, secure world'`,
     ],
     nextDevice: `${cli} cert issue --profile client --cn device-2${dataDir}`,
   };

@@ -41,6 +41,8 @@ export interface TestBrokerOptions {
   admin?: Record<string, unknown>;
   /** Where the server logs (default: nowhere). */
   logger?: Logger;
+  /** The config's `authz` section (default: the explicit allow-all the generic tests rely on). */
+  authz?: Record<string, unknown>;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
@@ -76,6 +78,7 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
       mqtt: opts.mqtt ?? {},
       persistence: { enabled: opts.persistence ?? false },
       log: { level: 'silent' },
+      authz: opts.authz ?? { policy: 'allow-all-INSECURE' },
       ...(opts.admin !== undefined ? { admin: { port: 0, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert }, ...opts.admin } } : {}),
     },
     dir,

@@ -133,6 +133,7 @@ describe('certificates issued by the bastion CLI in real TLS', () => {
           ],
           persistence: { enabled: false },
           log: { level: 'silent' },
+          authz: { policy: 'allow-all-INSECURE' },
         },
         data,
       );

@@ -189,14 +189,14 @@ describe('zero-config `bastion serve`', () => {
     assert.equal(pub.code, 0, `printed mosquitto_pub failed:\n${pub.stdout}\n${pub.stderr}`);
     const subExit = await sub.waitExit(10000);
     assert.equal(subExit.code, 0, `printed mosquitto_sub failed:\n${subExit.stdout}\n${subExit.stderr}`);
-    assert.match(subExit.stdout, /^demo\/hello hello, secure world$/m);
+    assert.match(subExit.stdout, /^devices\/device-demo\/hello hello, secure world$/m);
 
     // The printed command for the next device works as printed, and that device connects.
     const nextLine = broker.proc.stdout.match(/^\s*(\S.* cert issue --profile client --cn device-2.*)$/m)?.[1];
     assert.ok(nextLine !== undefined, broker.proc.stdout);
     const issued = await run('sh', ['-c', nextLine.replace(/^node /, `${JSON.stringify(process.execPath)} `)], { cwd, timeoutMs: 15000 });
     assert.equal(issued.code, 0, issued.stderr);
-    const next = Proc.spawn('sh', ['-c', `exec ${pubLine.replace(/--cert \S+/, `--cert ${join('bastion-data', 'pki', 'issued', 'device-2.crt')}`).replace(/--key \S+/, `--key ${join('bastion-data', 'pki', 'issued', 'device-2.key')}`)}`], { cwd, label: 'device-2 pub' });
+    const next = Proc.spawn('sh', ['-c', `exec ${pubLine.replace('devices/device-demo/', 'devices/device-2/').replace(/--cert \S+/, `--cert ${join('bastion-data', 'pki', 'issued', 'device-2.crt')}`).replace(/--key \S+/, `--key ${join('bastion-data', 'pki', 'issued', 'device-2.key')}`)}`], { cwd, label: 'device-2 pub' });
     next.child.stdin?.end();
     assert.equal((await next.waitExit(10000)).code, 0, next.stderr);
 

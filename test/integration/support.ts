@@ -298,6 +298,8 @@ export function writePlainConfig(dir: string, port: number, extra: string[] = []
       '    allowAnonymous: true',
       'log:',
       '  level: warn',
+      // Generic broker tests publish anywhere: they state allow-all (the default would deny).
+      ...(extra.some((l) => l.startsWith('authz:')) ? [] : ['authz:', '  policy: allow-all-INSECURE']),
       ...extra,
       '',
     ].join('\n'),

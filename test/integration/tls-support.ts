@@ -66,6 +66,8 @@ export interface TlsBrokerOptions {
   listener?: Record<string, unknown>;
   mqtt?: Record<string, unknown>;
   clients?: string[];
+  /** The config's `authz` section (default: allow-all, stated explicitly). */
+  authz?: Record<string, unknown>;
   /** Share a directory (and so a data dir / ticket key file) with another broker. */
   dir?: string;
   pki?: TestPki;
@@ -91,6 +93,7 @@ export async function startTlsBroker(opts: TlsBrokerOptions = {}): Promise<TlsBr
       mqtt: opts.mqtt ?? {},
       persistence: { enabled: false },
       log: { level: 'silent' },
+      authz: opts.authz ?? { policy: 'allow-all-INSECURE' },
     },
     dir,
   );

@@ -7,7 +7,7 @@
 import type { Clock, TimerHandle } from '../../core/clock.js';
 import type { ProtocolVersion, QoS } from '../../protocol/packets.js';
 import type { Message } from '../message.js';
-import type { SessionRecord, SessionStore, StoredSubscription } from '../ports.js';
+import type { ClientIdentity, SessionRecord, SessionStore, StoredSubscription } from '../ports.js';
 import type { DeliveryTarget, Outbound, PublishCache } from './outbound.js';
 import { RingQueue } from './ring-queue.js';
 
@@ -53,6 +53,8 @@ export class Session {
   private target: DeliveryTarget | null = null;
   private nextPacketId = 1;
   disconnectedAt = 0;
+  /** The identity of the client that last owned the session (stored with the record). */
+  identity: ClientIdentity | undefined = undefined;
   /** ms since epoch when the current connection attached; 0 while offline (admin listings). */
   connectedAt = 0;
   expiryTimer: TimerHandle | null = null;
@@ -116,6 +118,7 @@ export class Session {
       expiryInterval: this.expiryInterval,
       disconnectedAt: this.disconnectedAt,
       subscriptions: [...this.subscriptions.values()],
+      ...(this.identity !== undefined ? { identity: this.identity } : {}),
     };
   }
 

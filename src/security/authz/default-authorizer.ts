@@ -1,20 +1,23 @@
 /**
- * The authorizer until rule-based ACLs arrive: an authenticated client may publish and
- * subscribe anywhere except `$`-prefixed topics, which belong to the broker.
+ * The minimal authorizer for embedded use and unit tests: an authenticated client may
+ * publish and subscribe anywhere except `$`-prefixed topics, which belong to the broker.
+ * The server never uses it: it builds a PolicyEngine from the config (deny by default).
  * SECURITY: `$` topics are refused for publish, subscribe and delivery alike.
  */
-import type { AuthorizedClient, DeliveryAuthorizer } from '../../broker/ports.js';
+import type { AuthorizedClient, DeliveryAuthorizer, PublishAuthorization, SubscribeAuthorization } from '../../broker/ports.js';
+import type { QoS } from '../../protocol/packets.js';
+import { ReasonCode } from '../../protocol/reason-codes.js';
 
 function isReserved(topicOrFilter: string): boolean {
   return topicOrFilter.charCodeAt(0) === 0x24; /* $ */
 }
 
 export class DefaultAuthorizer implements DeliveryAuthorizer {
-  canPublish(_client: AuthorizedClient, topic: string): boolean {
-    return !isReserved(topic);
+  authorizePublish(_client: AuthorizedClient, topic: string): PublishAuthorization {
+    return isReserved(topic) ? { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'topics starting with $ belong to the broker' } : { ok: true };
   }
-  canSubscribe(_client: AuthorizedClient, filter: string): boolean {
-    return !isReserved(filter);
+  authorizeSubscribe(_client: AuthorizedClient, filter: string, qos: QoS): SubscribeAuthorization {
+    return isReserved(filter) ? { ok: false, reason: 'topics starting with $ belong to the broker' } : { ok: true, qos };
   }
   canReceive(_client: AuthorizedClient, topic: string): boolean {
     return !isReserved(topic);

@@ -146,6 +146,7 @@ function copySession(record: SessionRecord): SessionRecord {
     expiryInterval: record.expiryInterval,
     disconnectedAt: record.disconnectedAt,
     subscriptions: record.subscriptions.map((s) => ({ ...s })),
+    ...(record.identity !== undefined ? { identity: structuredClone(record.identity) } : {}),
   };
 }
 

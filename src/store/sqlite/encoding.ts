@@ -4,7 +4,7 @@
  * (ERR_STORE_CORRUPT). Must not: run SQL.
  */
 import type { MessageProperties } from '../../broker/message.js';
-import type { OutboundState, StoredSubscription } from '../../broker/ports.js';
+import type { ClientIdentity, OutboundState, StoredSubscription } from '../../broker/ports.js';
 import type { ProtocolVersion, QoS, UserProperties } from '../../protocol/packets.js';
 import { BastionError } from '../../core/errors.js';
 
@@ -157,4 +157,23 @@ export function decodeState(n: number): OutboundState {
   const s = STATES[n];
   if (s === undefined) throw corrupt('outbound state');
   return s;
+}
+
+/**
+ * `sessions.identity` → the record's optional identity. SECURITY: a value that does not
+ * read as an identity is treated as unknown (deliveries to the session are denied until
+ * its client connects again), never guessed.
+ */
+export function identityField(text: string | null): { identity?: ClientIdentity } {
+  if (text === null) return {};
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch {
+    return {};
+  }
+  if (typeof j !== 'object' || j === null) return {};
+  const o = j as Record<string, unknown>;
+  if ((o.principal !== null && typeof o.principal !== 'string') || typeof o.method !== 'string' || typeof o.remoteAddress !== 'string' || typeof o.listener !== 'string') return {};
+  return { identity: o as unknown as ClientIdentity };
 }

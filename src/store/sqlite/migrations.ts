@@ -5,7 +5,7 @@
  *
  * Encodings (see sqlite-store.ts): booleans are 0/1; `sessions.subscriptions` is JSON
  * `[[filter, packedOptions, subscriptionId], ...]`; `outbound.subscription_ids` is a
- * comma-separated list ('' when none); `properties` is JSON text or NULL when the
+ * comma-separated list ('' when none); `sessions.identity` is ClientIdentity JSON or NULL; `properties` is JSON text or NULL when the
  * message has none; `outbound.state` is 0 queued, 1 publish-sent, 2 pubrel-sent.
  */
 import type Database from 'better-sqlite3';
@@ -60,6 +60,12 @@ export const migrations: readonly Migration[] = [
         properties TEXT
       );
     `,
+  },
+  {
+    // The identity of the session's client (ClientIdentity JSON, NULL when unknown), so a
+    // session recovered after a restart is authorized at delivery with its real identity.
+    version: 2,
+    sql: `ALTER TABLE sessions ADD COLUMN identity TEXT;`,
   },
 ];
 

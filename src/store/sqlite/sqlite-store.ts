@@ -35,6 +35,7 @@ import {
   decodeState,
   decodeSubscriptionIds,
   decodeSubscriptions,
+  identityField,
   encodeProperties,
   encodeState,
   encodeSubscriptionIds,
@@ -106,6 +107,7 @@ export class SqliteStore implements SessionStore, RetainStore {
         expiryInterval: r.expiry_interval,
         disconnectedAt: r.disconnected_at,
         subscriptions: decodeSubscriptions(r.subscriptions),
+        ...identityField(r.identity),
       }),
     );
     const outbound = this.stmt.loadOutbound.all().map(
@@ -139,6 +141,7 @@ export class SqliteStore implements SessionStore, RetainStore {
         record.expiryInterval,
         record.disconnectedAt,
         encodeSubscriptions(record.subscriptions),
+        record.identity !== undefined ? JSON.stringify(record.identity) : null,
       ],
     });
   }

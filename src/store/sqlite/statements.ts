@@ -7,7 +7,7 @@ import type Database from 'better-sqlite3';
 import type { Message } from '../../broker/message.js';
 import { decodeProperties, toQos } from './encoding.js';
 
-export type SessionParams = [clientId: string, protocolVersion: number, expiryInterval: number, disconnectedAt: number, subscriptions: string];
+export type SessionParams = [clientId: string, protocolVersion: number, expiryInterval: number, disconnectedAt: number, subscriptions: string, identity: string | null];
 export type OutboundParams = [
   clientId: string,
   seq: number,
@@ -40,6 +40,7 @@ export interface SessionRow {
   expiry_interval: number;
   disconnected_at: number;
   subscriptions: string;
+  identity: string | null;
 }
 export interface MessageColumns {
   topic: string;
@@ -85,11 +86,11 @@ export interface Statements {
 export function prepare(db: Database.Database): Statements {
   return {
     saveSession: db.prepare<SessionParams>(
-      `INSERT INTO sessions (client_id, protocol_version, expiry_interval, disconnected_at, subscriptions)
-       VALUES (?, ?, ?, ?, ?)
+      `INSERT INTO sessions (client_id, protocol_version, expiry_interval, disconnected_at, subscriptions, identity)
+       VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (client_id) DO UPDATE SET
          protocol_version = excluded.protocol_version, expiry_interval = excluded.expiry_interval,
-         disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions`,
+         disconnected_at = excluded.disconnected_at, subscriptions = excluded.subscriptions, identity = excluded.identity`,
     ),
     deleteSession: db.prepare<[string]>('DELETE FROM sessions WHERE client_id = ?'),
     deleteSessionOutbound: db.prepare<[string]>('DELETE FROM outbound WHERE client_id = ?'),
@@ -115,7 +116,7 @@ export function prepare(db: Database.Database): Statements {
     ),
     clearRetained: db.prepare<[string]>('DELETE FROM retained WHERE topic = ?'),
     loadSessions: db.prepare<[], SessionRow>(
-      'SELECT client_id, protocol_version, expiry_interval, disconnected_at, subscriptions FROM sessions',
+      'SELECT client_id, protocol_version, expiry_interval, disconnected_at, subscriptions, identity FROM sessions',
     ),
     loadOutbound: db.prepare<[], OutboundRow>(
       `SELECT client_id, seq, topic, payload, qos, granted_qos, retain_flag, msg_retain, origin, expires_at,

@@ -47,6 +47,17 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
     ch.refuseConnect(refusal.reasonCode, refusal.reason);
     return;
   }
+  // SECURITY: the will is a publish: authorized now, with the identity just established
+  // (Mosquitto refuses such a CONNECT too), and again when it is published.
+  if (pending.will !== null) {
+    const will = pending.will.message;
+    const verdict = ch.broker.authorizer.authorizePublish(client, will.topic, will.qos, will.retain);
+    if (!verdict.ok) {
+      ch.broker.logger.info({ clientId: ch.clientId, topic: will.topic, reason: verdict.reason }, 'will denied at CONNECT');
+      ch.refuseConnect(ReasonCode.NotAuthorized, `will topic not authorized: ${verdict.reason}`);
+      return;
+    }
+  }
   ch.will = pending.will;
   ch.client = client;
   const { session, present } = ch.broker.openSession(ch.clientId, packet.clean !== false, expiry, ch.version, ch, client);

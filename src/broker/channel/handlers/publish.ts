@@ -73,9 +73,12 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
 
   const v5 = ch.version === 5;
   // SECURITY: authorization is asked for every PUBLISH; a denial is data, not an exception.
-  if (!ch.broker.authorizer.canPublish(ch.client!, topic)) {
-    ch.broker.logger.info({ clientId: ch.clientId, topic }, 'publish denied');
-    acknowledge(ch, packet, packetId, v5 ? ReasonCode.NotAuthorized : ReasonCode.Success, false);
+  // v3.1.1 has no code to say so: the message is dropped and logged, and QoS 1/2 is still
+  // acknowledged (as Mosquitto does), or the client would resend it forever.
+  const verdict = ch.broker.authorizer.authorizePublish(ch.client!, topic, packet.qos, packet.retain);
+  if (!verdict.ok) {
+    ch.broker.logger.info({ clientId: ch.clientId, topic, qos: packet.qos, retain: packet.retain, reason: verdict.reason }, 'publish denied');
+    acknowledge(ch, packet, packetId, v5 ? verdict.reasonCode : ReasonCode.Success, false, verdict.reason);
     return;
   }
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
@@ -103,7 +106,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
  * message), the acknowledgement waits until they are durable; acknowledgements keep
  * their order [MQTT-4.6.0-2].
  */
-function acknowledge(ch: Channel, packet: PublishPacket, packetId: number, reasonCode: number, routed: boolean): void {
+function acknowledge(ch: Channel, packet: PublishPacket, packetId: number, reasonCode: number, routed: boolean, reason?: string): void {
   const qos = packet.qos;
   if (qos === 0) return;
   const store = ch.broker.store;
@@ -112,17 +115,19 @@ function acknowledge(ch: Channel, packet: PublishPacket, packetId: number, reaso
     ch.pendingAcks++;
     store.afterFlush(() => {
       ch.pendingAcks--;
-      sendAck(ch, qos, packetId, reasonCode);
+      sendAck(ch, qos, packetId, reasonCode, reason);
     });
     return;
   }
-  sendAck(ch, qos, packetId, reasonCode);
+  sendAck(ch, qos, packetId, reasonCode, reason);
 }
 
-function sendAck(ch: Channel, qos: 1 | 2, packetId: number, reasonCode: number): void {
+function sendAck(ch: Channel, qos: 1 | 2, packetId: number, reasonCode: number, reason: string | undefined): void {
   const cmd = qos === 1 ? 'puback' : 'pubrec';
-  if (ch.version === 5 && reasonCode !== ReasonCode.Success) ch.send({ cmd, messageId: packetId, reasonCode });
-  else ch.send({ cmd, messageId: packetId });
+  if (ch.version === 5 && reasonCode !== ReasonCode.Success) {
+    const properties = reason !== undefined ? ch.reasonString(reason) : undefined;
+    ch.send({ cmd, messageId: packetId, reasonCode, ...(properties !== undefined ? { properties } : {}) });
+  } else ch.send({ cmd, messageId: packetId });
 }
 
 export function handlePubrel(ch: Channel, packet: PubrelPacket): void {

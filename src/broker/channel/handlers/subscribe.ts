@@ -38,12 +38,14 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
     // `$share/{group}/` prefix: that prefix starts with `$`, so asking with the whole
     // string refused every shared subscription although CONNACK announces them
     // [MQTT-4.8.2]. `$share/g/$SYS/#` still reaches the authorizer as `$SYS/#`.
-    if (!broker.authorizer.canSubscribe(ch.client!, shared !== null ? shared.filter : filter)) {
-      broker.logger.info({ clientId: ch.clientId, filter }, 'subscribe denied');
+    // A rule's maxQos may grant less than asked (and than the broker's maximum).
+    const verdict = broker.authorizer.authorizeSubscribe(ch.client!, shared !== null ? shared.filter : filter, Math.min(req.qos, broker.config.maxQos) as QoS);
+    if (!verdict.ok) {
+      broker.logger.info({ clientId: ch.clientId, filter, reason: verdict.reason }, 'subscribe denied');
       granted.push(v5 ? ReasonCode.NotAuthorized : V3_FAILURE);
       continue;
     }
-    const qos = Math.min(req.qos, broker.config.maxQos) as QoS;
+    const qos = verdict.qos;
     const sub: StoredSubscription = {
       filter,
       qos,

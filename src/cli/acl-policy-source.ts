@@ -1,0 +1,48 @@
+/**
+ * Where `bastion acl` finds the rule set a broker would use: its config file (or the
+ * zero-config default) plus the rule store in its data dir. Owns: that lookup. Must not:
+ * create a store when only reading.
+ */
+import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { AclPolicy } from '../core/authz-config.js';
+import { policyFromConfig } from '../security/authz/default-policy.js';
+import { merge } from '../security/authz/policy-service.js';
+import { aclStorePath } from '../server/authz-side.js';
+import { loadConfigFile } from '../server/load-config.js';
+import { SqliteAclStore } from '../store/sqlite/acl-store.js';
+
+export interface PolicySourceOptions {
+  config?: string;
+  dataDir?: string;
+}
+
+/** The config's rule set (or the zero-config default) and the data dir of its store. */
+export function baseOf(opts: PolicySourceOptions): { base: AclPolicy; dataDir: string } {
+  if (opts.config !== undefined) {
+    const { config } = loadConfigFile(opts.config);
+    return { base: policyFromConfig(config.authz), dataDir: opts.dataDir !== undefined ? resolve(process.cwd(), opts.dataDir) : config.dataDir };
+  }
+  return { base: policyFromConfig(undefined), dataDir: resolve(process.cwd(), opts.dataDir ?? 'bastion-data') };
+}
+
+/** The rule set a broker started with these options would use right now. */
+export function effectivePolicy(opts: PolicySourceOptions): AclPolicy {
+  const { base, dataDir } = baseOf(opts);
+  const path = aclStorePath(dataDir);
+  // Reading must not create a store where there is none.
+  if (!existsSync(path)) return base;
+  const store = SqliteAclStore.open(path);
+  try {
+    return merge(base, store.listRoles(), store.listBindings());
+  } finally {
+    store.close();
+  }
+}
+
+export function addPolicySourceOptions(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', "the broker's YAML config (default: the zero-config policy)")
+    .option('--data-dir <dir>', 'data directory holding the rule store authz.db (default: the config dataDir, or ./bastion-data)');
+}

@@ -1,0 +1,82 @@
+/**
+ * The `authz` section of the config: roles of rules, and bindings of identities to roles.
+ * Owns: what a valid rule, role and binding is (shared by the config file, the SQLite
+ * rule store and the CLI). Must not: evaluate rules (security/authz does).
+ *
+ * SECURITY: a config without an `authz` section gets the default device policy (deny
+ * everything else), never allow-all; allow-all must be written as
+ * `policy: allow-all-INSECURE`.
+ */
+import { z } from 'zod';
+
+export const RULE_EFFECTS = ['allow', 'deny'] as const;
+export const RULE_ACTIONS = ['publish', 'subscribe', 'all'] as const;
+/**
+ * Identity attributes a binding can match. A binding value is exact, or a glob where `*`
+ * stands for any run of characters (`*` alone: any value, but the attribute must exist).
+ */
+export const BINDING_ATTRIBUTES = ['clientId', 'username', 'cert.cn', 'cert.ou', 'cert.san.uri', 'cert.san.dns', 'psk'] as const;
+
+export type RuleEffect = (typeof RULE_EFFECTS)[number];
+export type RuleAction = (typeof RULE_ACTIONS)[number];
+export type BindingAttribute = (typeof BINDING_ATTRIBUTES)[number];
+
+/** Role names appear in CLI output and SQL rows: keep them plain. */
+export const ROLE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export const ruleSchema = z
+  .object({
+    effect: z.enum(RULE_EFFECTS),
+    action: z.enum(RULE_ACTIONS),
+    /** MQTT filter syntax (`+`, `#`) with `${clientId}`-style substitutions. */
+    topic: z.string().min(1).max(65535),
+    /** Publish above it is refused; a subscription is granted at most this QoS. */
+    maxQos: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
+    /** false: a retained publish is refused. */
+    retain: z.boolean().optional(),
+  })
+  .strict();
+
+export const roleSchema = z.object({ rules: z.array(ruleSchema).default([]) }).strict();
+
+export const bindingSchema = z
+  .object({
+    role: z.string().regex(ROLE_NAME, 'role names are letters, digits, ., _ and - (up to 64)'),
+    attribute: z.enum(BINDING_ATTRIBUTES),
+    value: z.string().min(1).max(1024),
+  })
+  .strict();
+
+export const authzSchema = z
+  .object({
+    /** `rules`: the roles and bindings below (deny by default). */
+    policy: z.enum(['rules', 'allow-all-INSECURE']).default('rules'),
+    roles: z.record(z.string().regex(ROLE_NAME, 'role names are letters, digits, ., _ and - (up to 64)'), roleSchema).default({}),
+    bindings: z.array(bindingSchema).default([]),
+    /** How often (ms) the broker looks for rule changes made by other processes in the store. */
+    storePollMs: z.number().int().min(50).max(60_000).default(500),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    a.bindings.forEach((b, i) => {
+      if (a.roles[b.role] === undefined) ctx.addIssue({ code: 'custom', path: ['bindings', i, 'role'], message: `unknown role "${b.role}"` });
+    });
+  });
+
+export type AclRule = z.infer<typeof ruleSchema>;
+export type AclBinding = z.infer<typeof bindingSchema>;
+export type AuthzConfig = z.infer<typeof authzSchema>;
+
+/** A role with its rules, as every source (config, store) hands it to the engine. */
+export interface AclRole {
+  name: string;
+  rules: AclRule[];
+  /** Where it is defined: config roles are read-only at run time. */
+  source: 'config' | 'store' | 'default';
+}
+
+/** A whole rule set: what the engine evaluates. */
+export interface AclPolicy {
+  roles: AclRole[];
+  bindings: AclBinding[];
+}

@@ -1,0 +1,54 @@
+/**
+ * Authorization for a running server: the rule engine the broker asks, the SQLite rule
+ * store in the data dir, and the PolicyService facade over both (for the admin API).
+ * Owns: building them from the config and watching the store. Must not: evaluate rules.
+ *
+ * SECURITY: a config without an `authz` section gets the default device policy, with a
+ * loud warning; allow-all happens only when the config says `policy: allow-all-INSECURE`.
+ */
+import { join } from 'node:path';
+import type { BastionConfig } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { PolicyEngine } from '../security/authz/engine.js';
+import { policyFromConfig } from '../security/authz/default-policy.js';
+import { PolicyService } from '../security/authz/policy-service.js';
+import { ACL_STORE_FILE, SqliteAclStore } from '../store/sqlite/acl-store.js';
+
+export interface AuthzSide {
+  engine: PolicyEngine;
+  service: PolicyService;
+  /** Logs which policy is in force (called once the listeners are up). */
+  announce(): void;
+  close(): void;
+}
+
+/** `<dataDir>/authz.db`: where `bastion acl` and the broker keep run-time rules. */
+export function aclStorePath(dataDir: string): string {
+  return join(dataDir, ACL_STORE_FILE);
+}
+
+export function startAuthz(config: BastionConfig, dataDir: string, logger: Logger): AuthzSide {
+  const authz = config.authz;
+  const engine = new PolicyEngine(policyFromConfig(authz), logger);
+  const store = SqliteAclStore.open(aclStorePath(dataDir));
+  const service = new PolicyService({ base: policyFromConfig(authz), store, engine, logger });
+  service.startWatching(authz?.storePollMs ?? 500);
+  return {
+    engine,
+    service,
+    announce() {
+      if (authz === undefined) {
+        logger.warn(
+          { policy: 'default-device' },
+          'no authz section in the config: applying the default device policy (devices/${cert.cn}/# and read broadcast/#; operators read devices/+/# and $SYS/#); everything else is denied',
+        );
+      } else if (authz.policy === 'allow-all-INSECURE') {
+        logger.warn({ policy: authz.policy }, 'INSECURE: authz policy allow-all-INSECURE lets every client publish and subscribe to every topic');
+      }
+    },
+    close() {
+      service.stop();
+      store.close();
+    },
+  };
+}
