@@ -87,6 +87,17 @@ describe('admin API users', () => {
     assert.ok(!/scrypt|hash|scram/i.test(list.text), list.text);
   });
 
+  test('PUT sets a new password (the old one is refused at once) or creates the user', async () => {
+    const created = await call({ method: 'PUT', path: '/api/v1/users/erin', body: { password: 'first password ok' } });
+    assert.equal(created.status, 201);
+    assert.equal(created.json.outcome, 'added');
+    const changed = await call({ method: 'PUT', path: '/api/v1/users/erin', body: { password: 'second password ok' } });
+    assert.equal(changed.status, 200);
+    assert.equal(changed.json.outcome, 'changed');
+    assert.deepEqual(await passwordLogin('erin', 'second password ok'), { connack: 0 });
+    assert.deepEqual(await passwordLogin('erin', 'first password ok'), { connack: 0x86 });
+  });
+
   test('delete → the next login is refused; deleting again is 404', async () => {
     assert.equal((await call({ method: 'POST', path: '/api/v1/users', body: { username: 'dave', password: 'dave has a password' } })).status, 201);
     assert.deepEqual(await passwordLogin('dave', 'dave has a password'), { connack: 0 });

@@ -20,6 +20,8 @@ const newUser = z
   })
   .strict();
 
+const passwordBody = z.object({ password: z.string().max(1024) }).strict();
+
 const names = z.array(z.string().max(1024)).max(64).default([]);
 
 const explainBody = z
@@ -96,6 +98,17 @@ export function accessRoutes(s: AdminServices): Route[] {
           if ((await users.add(u.username, u.password)) === 'exists') throw new HttpError(409, `user "${u.username}" already exists`);
         });
         return ok({ added: u.username }, 201);
+      },
+    },
+    {
+      method: 'PUT',
+      path: /^\/api\/v1\/users\/([^/]+)$/,
+      handler: async (ctx) => {
+        const users = needUsers(s);
+        const name = ctx.params[0]!;
+        const { password } = validate(passwordBody, await ctx.body());
+        const outcome = await change(s, ctx.actor, 'user.put', name, () => users.put(name, password));
+        return ok({ user: name, outcome }, outcome === 'added' ? 201 : 200);
       },
     },
     {

@@ -31,6 +31,8 @@ export interface UsersFacade {
    * for a name or password the store refuses.
    */
   add(username: string, password: string): Promise<'added' | 'exists'>;
+  /** Creates the user or sets a new password (what `bastion user add` does). */
+  put(username: string, password: string): Promise<'added' | 'changed'>;
   /** Deletes a user; false when there is none. */
   remove(username: string): boolean | Promise<boolean>;
 }
