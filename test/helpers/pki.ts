@@ -26,8 +26,11 @@ export interface TestPki {
   clients: Record<string, TestClientFiles>;
 }
 
-/** Extra settings for `issueClient` (the CN is always the client name). */
-export type TestClientOptions = Pick<IssueCertificateOptions, 'organizationalUnit' | 'sans' | 'keyAlgorithm' | 'days' | 'now'>;
+/**
+ * Extra settings for `issueClient`. The CN is the client name unless `commonName` says
+ * otherwise (for hostile CNs such as `a+b` that cannot name a file).
+ */
+export type TestClientOptions = Pick<IssueCertificateOptions, 'organizationalUnit' | 'sans' | 'keyAlgorithm' | 'days' | 'now'> & { commonName?: string };
 
 interface SharedMaterial {
   ca: CaMaterial;
@@ -119,7 +122,8 @@ export async function makeTestPki(dir: string, clients: string[] = ['client1']):
 export async function issueClient(pki: TestPki, name: string, options: TestClientOptions = {}): Promise<TestClientFiles> {
   assertClientName(name);
   const ca: CaMaterial = { certPem: await readFile(pki.caCert, 'utf8'), keyPem: await readFile(pki.caKey, 'utf8') };
-  const issued = await issueCertificate({ ...options, ca, profile: 'client', commonName: name });
+  const { commonName, ...rest } = options;
+  const issued = await issueCertificate({ ...rest, ca, profile: 'client', commonName: commonName ?? name });
   const files = await writeClient(pki.dir, name, issued);
   pki.clients[name] = files;
   return files;
