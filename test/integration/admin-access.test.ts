@@ -14,6 +14,7 @@ import { issueClient, makeTestPki, type TestClientFiles, type TestPki } from '..
 import { parseConfig } from '../../src/server/load-config.js';
 import { startServer, type BastionServer } from '../../src/server/server.js';
 import { RecordingLogger, tryMqttConnect } from './tls-support.js';
+import { connectMqtt } from './support.js';
 
 let dir: string;
 let pki: TestPki;
@@ -105,5 +106,70 @@ describe('admin API users', () => {
     assert.notDeepEqual(await passwordLogin('dave', 'dave has a password'), { connack: 0 });
     assert.equal((await call({ method: 'DELETE', path: '/api/v1/users/dave' })).status, 404);
     await logger.waitFor('admin change', { action: 'user.del', target: 'dave', outcome: 'not-found' });
+  });
+});
+
+/** PUBACK reason of one QoS 1 publish: 0 accepted (or 0x10 no subscribers), else the refusal code. */
+async function publishOutcome(username: string, password: string, topic: string): Promise<number> {
+  const client = await connectMqtt(`mqtts://127.0.0.1:${server.listeners[0]!.port}`, { clientId: `pub-${username}`, protocolVersion: 5, username, password, ca: readFileSync(pki.caCert), servername: 'localhost' });
+  try {
+    const packet = await client.publishAsync(topic, 'x', { qos: 1 });
+    return (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'number') return code;
+    throw err;
+  } finally {
+    await client.endAsync(true);
+  }
+}
+
+describe('admin API roles, bindings, explain, lint (the real policy service)', () => {
+  test('a role and a binding made through the API let a user publish at once; deleting the binding takes it away', async () => {
+    assert.equal((await call({ method: 'PUT', path: '/api/v1/users/frank', body: { password: 'frank password 1' } })).status, 201);
+    assert.equal(await publishOutcome('frank', 'frank password 1', 'sensors/frank/temp'), 0x87, 'denied by default');
+
+    const role = await call({ method: 'PUT', path: '/api/v1/roles/sensors', body: { rules: [{ effect: 'allow', action: 'publish', topic: 'sensors/${username}/#' }] } });
+    assert.equal(role.status, 200, role.text);
+    const bound = await call({ method: 'POST', path: '/api/v1/bindings', body: { role: 'sensors', attribute: 'username', value: 'frank' } });
+    assert.equal(bound.status, 201, bound.text);
+    assert.ok([0, 0x10].includes(await publishOutcome('frank', 'frank password 1', 'sensors/frank/temp')));
+    assert.equal(await publishOutcome('frank', 'frank password 1', 'sensors/other/temp'), 0x87, 'another user\'s topic stays closed');
+
+    const explained = await call({ method: 'POST', path: '/api/v1/acl/explain', body: { clientId: 'x', username: 'frank', publish: 'sensors/frank/temp' } });
+    assert.equal(explained.status, 200, explained.text);
+    assert.equal(explained.json.decision, 'allow');
+    assert.ok((explained.json.roles as string[]).includes('sensors'));
+    const denied = await call({ method: 'POST', path: '/api/v1/acl/explain', body: { clientId: 'dev-9', certificate: { commonName: 'dev-9' }, publish: 'devices/dev-8/x' } });
+    assert.equal(denied.json.decision, 'deny');
+    const lint = await call({ path: '/api/v1/acl/lint' });
+    assert.equal(lint.status, 200);
+    assert.ok(Array.isArray(lint.json.findings));
+    const roles = await call({ path: '/api/v1/roles/sensors' });
+    assert.equal(roles.status, 200);
+    await logger.waitFor('admin change', { action: 'binding.put', actor: 'certificate:op-access', outcome: 'ok' });
+
+    const unbound = await call({ method: 'DELETE', path: '/api/v1/bindings?role=sensors&attribute=username&value=frank' });
+    assert.equal(unbound.status, 200, unbound.text);
+    assert.equal(await publishOutcome('frank', 'frank password 1', 'sensors/frank/temp'), 0x87);
+    assert.equal((await call({ method: 'DELETE', path: '/api/v1/bindings?role=sensors&attribute=username&value=frank' })).status, 404);
+    assert.equal((await call({ method: 'DELETE', path: '/api/v1/roles/sensors' })).status, 200);
+    assert.equal((await call({ method: 'DELETE', path: '/api/v1/roles/sensors' })).status, 404);
+  });
+
+  test('invalid rules and bindings are 400 with the service\'s reason; built-in roles are 409; explain needs one action', async () => {
+    const badTopic = await call({ method: 'PUT', path: '/api/v1/roles/bad', body: { rules: [{ effect: 'allow', action: 'publish', topic: 'a/#/b' }] } });
+    assert.equal(badTopic.status, 400);
+    assert.match(badTopic.json.error ?? '', /invalid rule/);
+    const badEffect = await call({ method: 'PUT', path: '/api/v1/roles/bad', body: { rules: [{ effect: 'maybe', action: 'publish', topic: 'a' }] } });
+    assert.equal(badEffect.status, 400);
+    const noRole = await call({ method: 'POST', path: '/api/v1/bindings', body: { role: 'ghost', attribute: 'username', value: 'x' } });
+    assert.equal(noRole.status, 400);
+    assert.match(noRole.json.error ?? '', /unknown role "ghost"/);
+    const builtIn = await call({ method: 'PUT', path: '/api/v1/roles/device', body: { rules: [] } });
+    assert.equal(builtIn.status, 409, builtIn.text);
+    const both = await call({ method: 'POST', path: '/api/v1/acl/explain', body: { clientId: 'x', publish: 'a', subscribe: 'b' } });
+    assert.equal(both.status, 400);
+    assert.match(both.json.error ?? '', /exactly one of publish or subscribe/);
   });
 });
