@@ -37,7 +37,7 @@ export interface TestBrokerOptions {
   /** Also start a ws and a wss listener (after the two above), at `wsPath` (default /mqtt). */
   webSocket?: boolean;
   wsPath?: string;
-  /** Also start the HTTPS admin API on port 0 (server cert and CA from the test PKI); keys merged over that section. */
+  /** Also start the HTTPS admin API on port 0 (server cert and CA from the test PKI); keys merged over that section (`tls` over its tls). */
   admin?: Record<string, unknown>;
   /** Where the server logs (default: nowhere). */
   logger?: Logger;
@@ -79,7 +79,9 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
       persistence: { enabled: opts.persistence ?? false },
       log: { level: 'silent' },
       authz: opts.authz ?? { policy: 'allow-all-INSECURE' },
-      ...(opts.admin !== undefined ? { admin: { port: 0, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert }, ...opts.admin } } : {}),
+      ...(opts.admin !== undefined
+        ? { admin: { port: 0, ...opts.admin, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, ...(opts.admin.tls as Record<string, unknown> | undefined) } } }
+        : {}),
     },
     dir,
   );
