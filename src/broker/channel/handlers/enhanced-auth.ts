@@ -43,7 +43,7 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
         return;
       case 'failure':
         if (connecting) ch.refuseConnect(step.reasonCode, step.reason);
-        else ch.disconnect(step.reasonCode, true, step.reason);
+        else ch.disconnect(reauthFailureCode(step.reasonCode), true, step.reason);
         return;
       default: {
         const unreachable: never = step;
@@ -78,3 +78,10 @@ export function authenticatedIdentity(identity: ClientIdentity, result: { princi
   };
 }
 
+/** DISCONNECT reason codes a failed re-authentication may carry (MQTT 5 §3.14.2.1). */
+const DISCONNECT_CODES: ReadonlySet<number> = new Set([ReasonCode.UnspecifiedError, ReasonCode.ImplementationSpecificError, ReasonCode.NotAuthorized, ReasonCode.ServerBusy]);
+
+/** CONNACK-only codes (0x86 bad password, 0x8C bad method, 0x88 unavailable) become 0x87 on DISCONNECT. */
+function reauthFailureCode(code: number): number {
+  return DISCONNECT_CODES.has(code) ? code : ReasonCode.NotAuthorized;
+}
