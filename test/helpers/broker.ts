@@ -41,8 +41,11 @@ export interface TestBrokerOptions {
   admin?: Record<string, unknown>;
   /** Where the server logs (default: nowhere). */
   logger?: Logger;
-  /** The config's `authz` section (default: the explicit allow-all the generic tests rely on). */
-  authz?: Record<string, unknown>;
+  /**
+   * The config's `authz` section (default: the explicit allow-all the generic tests rely
+   * on); null leaves the section out, so the default device policy applies.
+   */
+  authz?: Record<string, unknown> | null;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
@@ -78,7 +81,7 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
       mqtt: opts.mqtt ?? {},
       persistence: { enabled: opts.persistence ?? false },
       log: { level: 'silent' },
-      authz: opts.authz ?? { policy: 'allow-all-INSECURE' },
+      ...(opts.authz === null ? {} : { authz: opts.authz ?? { policy: 'allow-all-INSECURE' } }),
       ...(opts.admin !== undefined
         ? { admin: { port: 0, ...opts.admin, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, ...(opts.admin.tls as Record<string, unknown> | undefined) } } }
         : {}),
