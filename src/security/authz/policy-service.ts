@@ -107,7 +107,7 @@ export class PolicyService {
       }
       if (counter !== this.seen) {
         this.reload();
-        this.logger.info({ roles: this.current().roles.length, bindings: this.current().bindings.length }, 'ACL rules reloaded');
+        this.logger.info({ counter: this.seen, roles: this.current().roles.length, bindings: this.current().bindings.length }, 'ACL rules reloaded');
       }
     }, intervalMs);
     this.timer.unref();
