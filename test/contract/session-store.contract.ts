@@ -147,6 +147,32 @@ export function runSessionStoreContract(name: string, makeStore: () => Promise<S
         assert.deepEqual((await reopen()).sessions, [copy]);
       });
 
+      it('round-trips the identity of the session\'s client (and its absence)', async () => {
+        const identity = {
+          principal: 'dev-1',
+          method: 'certificate' as const,
+          username: 'ünï',
+          certificate: {
+            commonName: 'dev-1',
+            serialNumber: '0A1B',
+            fingerprint256: 'AA:BB',
+            issuer: 'CN=CA',
+            subject: 'CN=dev-1, OU=plant',
+            organizationalUnits: ['plant'],
+            sans: { dns: ['d.example'], uri: ['urn:dev:1'], ip: [], email: [] },
+          },
+          remoteAddress: '127.0.0.1',
+          listener: 'mqtts',
+        };
+        const a = session('a', { identity });
+        const b = session('b');
+        store.saveSession(a);
+        store.saveSession(b);
+        identity.certificate.organizationalUnits.push('changed after save');
+        const expected = session('a', { identity: { ...identity, certificate: { ...identity.certificate, organizationalUnits: ['plant'] } } });
+        assert.deepEqual(sortedSessions(await reopen()), [expected, b]);
+      });
+
       it('replaces a session saved again', async () => {
         store.saveSession(session('a', { expiryInterval: 10 }));
         await flushed(store);
