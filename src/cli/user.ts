@@ -10,7 +10,10 @@ import { join, resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
 import { makeUserRecord, passwordProblem, PasswordHasher } from '../security/authn/password-hash.js';
 import { isValidUserName } from '../security/authn/user-store.js';
-import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
+import type { SqliteUserStore } from '../store/sqlite/user-store.js';
+
+/** Where users live under the data dir (the SQLite module loads only when a user command runs). */
+const USERS_DB_FILE = 'users.db';
 
 interface UserOptions {
   dataDir?: string;
@@ -24,8 +27,9 @@ function storePath(opts: UserOptions): string {
   return join(resolve(process.cwd(), opts.dataDir ?? 'bastion-data'), USERS_DB_FILE);
 }
 
-function openStore(opts: UserOptions): SqliteUserStore {
+async function openStore(opts: UserOptions): Promise<SqliteUserStore> {
   mkdirSync(resolve(process.cwd(), opts.dataDir ?? 'bastion-data'), { recursive: true, mode: 0o700 });
+  const { SqliteUserStore } = await import('../store/sqlite/user-store.js');
   return new SqliteUserStore(storePath(opts));
 }
 
@@ -101,7 +105,7 @@ export function registerUserCommand(program: Command): void {
       const problem = passwordProblem(password);
       if (problem !== null) throw usage(problem);
       const record = await makeUserRecord(name, password, new PasswordHasher(), iterations);
-      const store = openStore(opts);
+      const store = await openStore(opts);
       try {
         const existed = store.find(name) !== null;
         store.put(existed ? { ...record, createdAt: store.find(name)!.createdAt } : record);
@@ -115,10 +119,10 @@ export function registerUserCommand(program: Command): void {
     .argument('<name>', 'user name')
     .description('delete a user (their next login is refused; live sessions stay until they end)')
     .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
-    .action((name: string, opts: UserOptions) => {
+    .action(async (name: string, opts: UserOptions) => {
       checkName(name);
       if (!existsSync(storePath(opts))) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
-      const store = openStore(opts);
+      const store = await openStore(opts);
       try {
         if (!store.delete(name)) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
         process.stdout.write(`deleted user ${name}\n`);
@@ -131,9 +135,9 @@ export function registerUserCommand(program: Command): void {
     .description('list users (names and creation times; never hashes)')
     .option('--json', 'print JSON')
     .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
-    .action((opts: UserOptions & { json?: boolean }) => {
+    .action(async (opts: UserOptions & { json?: boolean }) => {
       // No store yet means no users (and listing must not create one).
-      const store = existsSync(storePath(opts)) ? openStore(opts) : null;
+      const store = existsSync(storePath(opts)) ? await openStore(opts) : null;
       try {
         const users = (store?.list() ?? []).map((u) => ({ name: u.name, createdAt: new Date(u.createdAt).toISOString(), scramIterations: u.scram.iterations }));
         if (opts.json === true) process.stdout.write(`${JSON.stringify(users)}\n`);

@@ -9,7 +9,18 @@
  */
 import Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
-import type { UserAdmin, UserRecord } from '../../security/authn/user-store.js';
+
+/**
+ * A user row. The same shape as security/authn's StoredUser, declared here because store/
+ * may not import security/ (ARCHITECTURE layering); TypeScript's structural typing lets
+ * server/ hand this adapter to the providers as their UserStore port.
+ */
+export interface StoredUser {
+  name: string;
+  passwordHash: string;
+  scram: { salt: Buffer; iterations: number; storedKey: Buffer; serverKey: Buffer };
+  createdAt: number;
+}
 
 const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
   {
@@ -38,7 +49,7 @@ interface Row {
   created_at: number;
 }
 
-function toRecord(row: Row): UserRecord {
+function toRecord(row: Row): StoredUser {
   return {
     name: row.name,
     passwordHash: row.password_hash,
@@ -49,7 +60,7 @@ function toRecord(row: Row): UserRecord {
 
 export const USERS_DB_FILE = 'users.db';
 
-export class SqliteUserStore implements UserAdmin {
+export class SqliteUserStore {
   private readonly db: Database.Database;
   private readonly findStmt: Database.Statement<[string], Row>;
 
@@ -83,12 +94,12 @@ export class SqliteUserStore implements UserAdmin {
     }
   }
 
-  find(name: string): UserRecord | null {
+  find(name: string): StoredUser | null {
     const row = this.findStmt.get(name);
     return row === undefined ? null : toRecord(row);
   }
 
-  put(user: UserRecord): void {
+  put(user: StoredUser): void {
     this.db
       .prepare(
         `INSERT INTO users (name, password_hash, scram_salt, scram_iterations, scram_stored_key, scram_server_key, created_at)
@@ -103,7 +114,7 @@ export class SqliteUserStore implements UserAdmin {
     return this.db.prepare('DELETE FROM users WHERE name = ?').run(name).changes > 0;
   }
 
-  list(): UserRecord[] {
+  list(): StoredUser[] {
     return this.db.prepare<[], Row>('SELECT * FROM users ORDER BY name').all().map(toRecord);
   }
 
