@@ -6,6 +6,7 @@
  * required together, and passwords on a plaintext listener only with the second opt-in.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import type { ClientIdentity } from '../../src/broker/ports.js';
 import { PasswordHasher, realScrypt } from '../../src/security/authn/password-hash.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
-import { BASTION_MAIN, freePort, run } from './support.js';
+import { BASTION_MAIN, freePort, run, withTimeout } from './support.js';
 import { clientTls, tryMqttConnect } from './tls-support.js';
 
 const ALICE_PASSWORD = 'alice has a long password';
@@ -140,6 +141,49 @@ describe('bastion user CLI and plaintext listeners', () => {
       assert.equal(r.code, 1, args.join(' '));
       assert.match(r.stderr, err);
     }
+  });
+
+  test('on a terminal, user add prompts twice and does not echo the password', async () => {
+    const dataDir = join(dir, 'tty-data');
+    const secret = 'typed on a terminal';
+    // `script` gives the command a pseudo-terminal; we answer each prompt once it shows.
+    const child = spawn('script', ['-qec', `node ${BASTION_MAIN} user add tina --data-dir ${dataDir}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let answered = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      const prompts = (out.match(/Password( \(again\))?: /g) ?? []).length;
+      while (answered < prompts) {
+        answered++;
+        child.stdin.write(`${secret}\r`);
+      }
+    });
+    const code = await withTimeout(new Promise<number | null>((r) => child.once('exit', r)), 20_000, 'user add on a pty');
+    assert.equal(code, 0, out);
+    assert.equal(answered, 2);
+    assert.match(out, /added user tina/);
+    assert.ok(!out.includes(secret), 'the password was not echoed');
+    const list = await run('node', [BASTION_MAIN, 'user', 'list', '--json', '--data-dir', dataDir]);
+    assert.deepEqual((JSON.parse(list.stdout) as Array<{ name: string }>).map((u) => u.name), ['tina']);
+  });
+
+  test('an unreadable JWT key file stops bastion serve with one line', async () => {
+    const port = await freePort();
+    const cfg = join(dir, 'jwt.yaml');
+    writeFileSync(
+      cfg,
+      [
+        `dataDir: ${JSON.stringify(join(dir, 'data-jwt'))}`,
+        'listeners:',
+        '  - { name: plain, protocol: mqtt, host: 127.0.0.1, port: ' + String(port) + ', insecure: true, passwordsInCleartext: true, auth: { providers: [jwt] } }',
+        'authn:',
+        '  jwt: { issuer: i, audience: a, publicKeyFile: missing.pem }',
+        '',
+      ].join('\n'),
+    );
+    const r = await run('node', [BASTION_MAIN, 'serve', '--config', cfg], { timeoutMs: 10_000 });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^bastion: cannot read the JWT key file .*missing\.pem: ENOENT\n$/);
   });
 
   test('password on a plaintext listener: config error without passwordsInCleartext; mosquitto_pub logs in with it', async () => {

@@ -1,5 +1,6 @@
 /**
- * The authenticator until the provider chain arrives: a verified client certificate
+ * The behaviour of a listener without an `auth` chain (ChainAuthenticator delegates here):
+ * a verified client certificate
  * admits its mapped identity (the listener's `identity` option, default the CN), a TLS-PSK
  * handshake admits its PSK identity; otherwise only a listener with `allowAnonymous: true` admits a client.
  * SECURITY: fails closed; a username/password is not accepted by anything yet, so a
