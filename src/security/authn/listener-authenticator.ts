@@ -3,8 +3,8 @@
  * a verified client certificate
  * admits its mapped identity (the listener's `identity` option, default the CN), a TLS-PSK
  * handshake admits its PSK identity; otherwise only a listener with `allowAnonymous: true` admits a client.
- * SECURITY: fails closed; a username/password is not accepted by anything yet, so a
- * client relying on one alone is refused with BadUserNameOrPassword.
+ * SECURITY: fails closed; without a chain no password is checked, so a client relying
+ * on one alone is refused with BadUserNameOrPassword (it is never ignored into anonymous).
  */
 import type { AuthRequest, AuthResult, Authenticator } from '../../broker/ports.js';
 import { ReasonCode } from '../../protocol/reason-codes.js';
