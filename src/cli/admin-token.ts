@@ -5,15 +5,14 @@
  * output. Must not: store a token in the clear (it is printed once, on stdout).
  */
 import type { Command } from 'commander';
+import { mkdirSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { recordAdminChange, type Actor } from '../admin/api/admin-change.js';
 import { generateAdminToken, hashAdminToken, isValidTokenName, TOKEN_NAME_RULE } from '../admin/api/tokens.js';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { adminDbPath } from '../server/admin-side.js';
-import { SqliteAdminStore } from '../store/sqlite/admin-store.js';
-import { mkdirSync } from 'node:fs';
+import type { SqliteAdminStore } from '../store/sqlite/admin-store.js';
 
 interface DataDirOptions {
   dataDir?: string;
@@ -37,10 +36,12 @@ function localActor(): Actor {
   return { kind: 'local', name, remoteAddress: 'local' };
 }
 
-function withStore<T>(opts: DataDirOptions, fn: (store: SqliteAdminStore) => T): T {
+/** Opens `<dataDir>/admin.db` (SQLite is loaded only when a token command runs: other commands stay light). */
+async function withStore<T>(opts: DataDirOptions, fn: (store: SqliteAdminStore) => T): Promise<T> {
   const dataDir = resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const store = SqliteAdminStore.open(adminDbPath(dataDir));
+  const { SqliteAdminStore, ADMIN_DB_FILE } = await import('../store/sqlite/admin-store.js');
+  const store = SqliteAdminStore.open(join(dataDir, ADMIN_DB_FILE));
   try {
     return fn(store);
   } finally {
@@ -58,10 +59,10 @@ export function registerAdminCommand(program: Command): void {
   const dataDirOption = (cmd: Command): Command => cmd.option('--data-dir <dir>', 'data directory (default ./bastion-data)');
 
   dataDirOption(token.command('create').description('create a token and print it once').requiredOption('--name <name>', 'a name for the token (shown in the change log)')).action(
-    (opts: DataDirOptions & { name: string }) => {
+    async (opts: DataDirOptions & { name: string }) => {
       checkName(opts.name);
       const secret = generateAdminToken();
-      const created = withStore(opts, (store) => store.createToken({ name: opts.name, hash: hashAdminToken(secret), createdAt: Date.now() }));
+      const created = await withStore(opts, (store) => store.createToken({ name: opts.name, hash: hashAdminToken(secret), createdAt: Date.now() }));
       // A refusal changes nothing and is reported as the one error line; a change is recorded.
       if (!created) throw new BastionError('ERR_USAGE', `a token named "${opts.name}" exists; revoke it first or pick another name`);
       recordAdminChange(stderrLogger, { actor: localActor(), action: 'token.create', target: opts.name, outcome: 'ok' });
@@ -69,13 +70,13 @@ export function registerAdminCommand(program: Command): void {
     },
   );
 
-  dataDirOption(token.command('list').description('list token names (the tokens themselves are not stored)')).action((opts: DataDirOptions) => {
-    const tokens = withStore(opts, (store) => store.listTokens());
+  dataDirOption(token.command('list').description('list token names (the tokens themselves are not stored)')).action(async (opts: DataDirOptions) => {
+    const tokens = await withStore(opts, (store) => store.listTokens());
     for (const t of tokens) process.stdout.write(`${t.name}\tcreated ${new Date(t.createdAt).toISOString()}\n`);
   });
 
-  dataDirOption(token.command('revoke').description('revoke a token by name (refused from the next request on)').argument('<name>')).action((name: string, opts: DataDirOptions) => {
-    const revoked = withStore(opts, (store) => store.revokeToken(name));
+  dataDirOption(token.command('revoke').description('revoke a token by name (refused from the next request on)').argument('<name>')).action(async (name: string, opts: DataDirOptions) => {
+    const revoked = await withStore(opts, (store) => store.revokeToken(name));
     if (!revoked) throw new BastionError('ERR_USAGE', `no token named "${name}"`);
     recordAdminChange(stderrLogger, { actor: localActor(), action: 'token.revoke', target: name, outcome: 'ok' });
     process.stdout.write(`revoked ${name}\n`);

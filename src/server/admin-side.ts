@@ -13,12 +13,12 @@ import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { BanList } from '../security/limits/ban-list.js';
 import { PasswordHasher } from '../security/authn/password-hash.js';
-import { SqliteAdminStore } from '../store/sqlite/admin-store.js';
+import { ADMIN_DB_FILE, SqliteAdminStore } from '../store/sqlite/admin-store.js';
 import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
 
 /** The admin database file inside the data directory (tokens and bans). */
 export function adminDbPath(dataDir: string): string {
-  return join(dataDir, 'admin.db');
+  return join(dataDir, ADMIN_DB_FILE);
 }
 
 export interface AdminSide {

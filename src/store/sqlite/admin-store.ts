@@ -11,6 +11,9 @@
 import Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
 
+/** The admin database's file name inside the data directory. */
+export const ADMIN_DB_FILE = 'admin.db';
+
 const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
   {
     version: 1,
