@@ -89,6 +89,9 @@ function bastionConfig(dir: string, tcpPort: number, tlsPort: number | null, o: 
     mqtt: { maxInflight: MAX_INFLIGHT, maxQueued: MAX_QUEUED },
     log: { level: 'warn' },
     persistence: { enabled: o.persistence },
+    // Mosquitto runs without ACLs (allow_anonymous true): compare like with like. The rule
+    // engine still runs (one rule, checked at publish and at every delivery).
+    authz: { policy: 'allow-all-INSECURE' },
   };
 }
 

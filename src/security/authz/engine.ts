@@ -173,7 +173,21 @@ export class PolicyEngine implements DeliveryAuthorizer {
     return v.allowed ? { ok: true, qos: v.qos ?? qos } : { ok: false, reason: v.reason };
   }
 
+  /** The hot path (every delivery): decideReceive's answer without building a Verdict. */
   canReceive(client: AuthorizedClient, topic: string): boolean {
-    return this.decideReceive(client, topic).allowed;
+    const rules = this.rulesFor(client).rules;
+    let allowed = false;
+    for (let i = 0; i < rules.length; i++) {
+      const r = rules[i]!;
+      if (!r.subscribe) continue;
+      const filters = r.filters;
+      for (let k = 0; k < filters.length; k++) {
+        if (!topicMatches(filters[k]!, topic)) continue;
+        if (r.rule.effect === 'deny') return false;
+        allowed = true;
+        break;
+      }
+    }
+    return allowed;
   }
 }
