@@ -12,6 +12,7 @@ import type { ClientIdentity } from '../../src/broker/ports.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
 import { ScramClient } from '../helpers/scram-client.js';
 import { withTimeout } from './support.js';
+import { RawClient } from '../helpers/raw-client.js';
 
 const METHOD = 'SCRAM-SHA-256';
 
@@ -55,6 +56,8 @@ describe('SCRAM-SHA-256 enhanced authentication', () => {
       listeners: (pki) => [
         { name: 'scram', protocol: 'mqtts', host: '127.0.0.1', port: 0, tls: tlsFor(pki, 'none'), auth: { providers: ['scram'] } },
         { name: 'pw', protocol: 'mqtts', host: '127.0.0.1', port: 0, tls: tlsFor(pki, 'none'), auth: { providers: ['password'] } },
+        // Raw-byte clients need plaintext; SCRAM there needs the second opt-in too.
+        { name: 'plain', protocol: 'mqtt', host: '127.0.0.1', port: 0, insecure: true, passwordsInCleartext: true, auth: { providers: ['scram'] } },
       ],
     });
     ca = readFileSync(b.pki.caCert);
@@ -84,5 +87,33 @@ describe('SCRAM-SHA-256 enhanced authentication', () => {
 
   test('a listener whose chain does not list scram answers 0x8C', async () => {
     assert.deepEqual(await scramConnect(b.port('pw'), ca, 'c-pw', new ScramClient('erin', 'erin has a long password')), { connack: 0x8c });
+  });
+
+  test('re-authentication runs a fresh SCRAM exchange: AUTH 0x00 with server-final; a wrong password then is DISCONNECT 0x87', async () => {
+    const raw = await RawClient.connect(b.port('plain'), 5);
+    const data = (text: string) => ({ authenticationMethod: METHOD, authenticationData: Buffer.from(text) });
+    const exchange = async (scram: ScramClient, opening: 'connect' | 'reauth'): Promise<void> => {
+      if (opening === 'connect') raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'c-raw', clean: true, keepalive: 60, properties: data(scram.clientFirst()) }, 5);
+      else raw.send({ cmd: 'auth', reasonCode: 0x19, properties: data(scram.clientFirst()) }, 5);
+      const serverFirst = await raw.expect('auth');
+      assert.equal(serverFirst.reasonCode, 0x18);
+      raw.send({ cmd: 'auth', reasonCode: 0x18, properties: data(scram.clientFinal(serverFirst.properties!.authenticationData!.toString('utf8'))) }, 5);
+    };
+    try {
+      const first = new ScramClient('erin', 'erin has a long password');
+      await exchange(first, 'connect');
+      const connack = await raw.expect('connack');
+      assert.equal(connack.reasonCode, 0);
+      assert.ok(first.verifyServerFinal(connack.properties!.authenticationData!.toString('utf8')));
+      const again = new ScramClient('erin', 'erin has a long password');
+      await exchange(again, 'reauth');
+      const done = await raw.expect('auth');
+      assert.equal(done.reasonCode, 0);
+      assert.ok(again.verifyServerFinal(done.properties!.authenticationData!.toString('utf8')));
+      await exchange(new ScramClient('erin', 'not erin password'), 'reauth');
+      assert.equal((await raw.expect('disconnect')).reasonCode, 0x87);
+    } finally {
+      raw.destroy();
+    }
   });
 });
