@@ -15,6 +15,8 @@ export interface ConnectedClientView {
   /** The authenticated principal (certificate identity, PSK identity, user name); null when anonymous. */
   principal: string | null;
   method: AuthorizedClient['identity']['method'];
+  /** The authenticated user name (password, JWT, SCRAM login); null otherwise. */
+  username: string | null;
   remoteAddress: string;
   listener: string;
   /** ISO 8601 time the current connection opened its session. */
@@ -108,6 +110,7 @@ export class BrokerApi {
       clientId: session.clientId,
       principal: client.principal,
       method: client.identity.method,
+      username: client.identity.username ?? null,
       remoteAddress: client.identity.remoteAddress,
       listener: client.identity.listener,
       connectedSince: new Date(session.connectedAt).toISOString(),

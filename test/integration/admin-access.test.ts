@@ -99,6 +99,23 @@ describe('admin API users', () => {
     assert.deepEqual(await passwordLogin('erin', 'first password ok'), { connack: 0x86 });
   });
 
+  test('a username ban refuses that user\'s login (0x8A) and shows the user name in the client list', async () => {
+    assert.equal((await call({ method: 'PUT', path: '/api/v1/users/gina', body: { password: 'gina password 1' } })).status, 201);
+    const ban = await call({ method: 'POST', path: '/api/v1/bans', body: { kind: 'username', value: 'gina', reason: 'leaked password' } });
+    assert.equal(ban.status, 201);
+    assert.deepEqual(await passwordLogin('gina', 'gina password 1'), { connack: 0x8a });
+    assert.deepEqual(await passwordLogin('alice', 'correct horse battery'), { connack: 0 });
+    assert.equal((await call({ method: 'DELETE', path: `/api/v1/bans/${(ban.json.ban as { id: number }).id}` })).status, 200);
+    const live = await connectMqtt(`mqtts://127.0.0.1:${server.listeners[0]!.port}`, { clientId: 'gina-live', protocolVersion: 5, username: 'gina', password: 'gina password 1', ca: readFileSync(pki.caCert), servername: 'localhost' });
+    try {
+      const shown = await call({ path: '/api/v1/clients/gina-live' });
+      assert.equal(shown.json.username, 'gina');
+      assert.equal(shown.json.method, 'password');
+    } finally {
+      await live.endAsync(true);
+    }
+  });
+
   test('delete → the next login is refused; deleting again is 404', async () => {
     assert.equal((await call({ method: 'POST', path: '/api/v1/users', body: { username: 'dave', password: 'dave has a password' } })).status, 201);
     assert.deepEqual(await passwordLogin('dave', 'dave has a password'), { connack: 0 });

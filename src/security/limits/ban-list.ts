@@ -116,9 +116,8 @@ function applies(ban: Ban, client: AuthorizedClient): boolean {
     case 'clientId':
       return client.clientId === ban.value;
     case 'username':
-      // The principal is the user name for password logins; a certificate's identity is
-      // its mapped name, so a username ban also stops a certificate with that identity.
-      return client.principal === ban.value;
+      // The authenticated user name (password, JWT, SCRAM); a certificate's CN is not one.
+      return client.identity.username === ban.value;
     case 'certSerial': {
       const serial = client.identity.certificate?.serialNumber;
       return serial !== undefined && normalizeBanValue('certSerial', serial) === ban.value;
