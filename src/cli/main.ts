@@ -39,8 +39,9 @@ async function main(): Promise<void> {
     registerCrlCommand(program);
     registerOcspCommand(program);
     // Commands that change a running broker go through its HTTPS admin API.
-    const [{ registerClientsCommand }, { registerAdminCommand }] = await Promise.all([import('./clients.js'), import('./admin-token.js')]);
+    const [{ registerClientsCommand }, { registerBansCommand }, { registerAdminCommand }] = await Promise.all([import('./clients.js'), import('./bans.js'), import('./admin-token.js')]);
     registerClientsCommand(program);
+    registerBansCommand(program);
     registerAdminCommand(program);
     const { registerUserCommand } = await import('./user.js');
     registerUserCommand(program);

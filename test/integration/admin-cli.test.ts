@@ -91,6 +91,30 @@ describe('bastion clients', () => {
   });
 });
 
+describe('bastion bans', () => {
+  test('add kicks the live client and refuses it; list shows the ban; remove lifts it; bad input is one line', async () => {
+    const env = { BASTION_ADMIN_URL: url, BASTION_ADMIN_TOKEN: token };
+    const ca = ['--cafile', broker.pki.caCert];
+    const c = await device('cli-banned');
+    const disconnected = nextEvent<{ reasonCode?: number }>(c, 'disconnect', 5000);
+    const added = await bastion(['bans', 'add', 'clientId', 'cli-banned', '--reason', 'testing', '--for', '1h', ...ca], env);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /^\d+\tclientId\tcli-banned\tuntil \S+\tby token:cli-test\ttesting$/m);
+    assert.match(added.stdout, /^disconnected: cli-banned$/m);
+    assert.equal((await disconnected).reasonCode, 0x98);
+    await assert.rejects(device('cli-banned'));
+    const id = /^(\d+)\t/.exec(added.stdout)![1]!;
+    const listed = await bastion(['bans', 'list', ...ca], env);
+    assert.match(listed.stdout, new RegExp(`^${id}\tclientId\tcli-banned\t`, 'm'));
+    const removed = await bastion(['bans', 'remove', id, ...ca], env);
+    assert.equal(removed.code, 0, removed.stderr);
+    await device('cli-banned');
+    assertOneLineFailure(await bastion(['bans', 'remove', id, ...ca], env), /^bastion: not found: no ban with id/);
+    assertOneLineFailure(await bastion(['bans', 'add', 'planet', 'x', ...ca], env), /^bastion: ban kind "planet" is not one of/);
+    assertOneLineFailure(await bastion(['bans', 'add', 'ip', '10.0.0.1', '--for', 'soon', ...ca], env), /^bastion: --for soon: expected a duration/);
+  });
+});
+
 describe('bastion admin token', () => {
   test('a duplicate name and a bad name are refused; revoking an unknown token fails', async () => {
     assertOneLineFailure(await bastion(['admin', 'token', 'create', '--name', 'cli-test', '--data-dir', broker.dataDir]), /^bastion: a token named "cli-test" exists/);
