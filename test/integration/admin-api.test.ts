@@ -192,6 +192,11 @@ describe('admin API bans', () => {
     const big = await call({ method: 'POST', path: '/api/v1/bans', client: operator, body: { kind: 'clientId', value: 'x', reason: 'r'.repeat(4096) } });
     assert.equal(big.status, 413);
     assert.match(big.json.error ?? '', /larger than 2048 bytes/);
+    const badIp = await call({ method: 'POST', path: '/api/v1/bans', client: operator, body: { kind: 'ip', value: '10.0.0.300' } });
+    assert.equal(badIp.status, 400);
+    assert.match(badIp.json.error ?? '', /^body\.value: not an IPv4 or IPv6 address/);
+    const badSerial = await call({ method: 'POST', path: '/api/v1/bans', client: operator, body: { kind: 'certSerial', value: 'not-hex' } });
+    assert.match(badSerial.json.error ?? '', /^body\.value: not a hex certificate serial/);
     const badId = await call({ method: 'DELETE', path: '/api/v1/bans/abc', client: operator });
     assert.equal(badId.status, 400);
   });

@@ -3,6 +3,7 @@
  * with 0x98) and remove bans. Owns: these endpoints' input checks and replies. Must not:
  * decide what a ban matches (security/limits/ban-list does).
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { BAN_KINDS, BanList, type Ban } from '../../security/limits/ban-list.js';
 import { recordAdminChange } from './admin-change.js';
@@ -20,7 +21,10 @@ const newBan = z
     ttlSeconds: z.number().int().positive().max(10 * 365 * 86400).optional(),
   })
   .strict()
-  .refine((b) => b.expiresAt === undefined || b.ttlSeconds === undefined, { message: 'give expiresAt or ttlSeconds, not both' });
+  .refine((b) => b.expiresAt === undefined || b.ttlSeconds === undefined, { message: 'give expiresAt or ttlSeconds, not both' })
+  // SECURITY: a ban that can never match (a typo) would look like protection and be none.
+  .refine((b) => b.kind !== 'ip' || isIP(b.value.replace(/^::ffff:/i, '')) !== 0, { path: ['value'], message: 'not an IPv4 or IPv6 address' })
+  .refine((b) => b.kind !== 'certSerial' || /^[0-9A-Fa-f]{1,2}(?::?[0-9A-Fa-f]{1,2})*$/.test(b.value), { path: ['value'], message: 'not a hex certificate serial' });
 
 function view(ban: Ban): Record<string, unknown> {
   return { ...ban, createdAt: new Date(ban.createdAt).toISOString(), expiresAt: ban.expiresAt === null ? null : new Date(ban.expiresAt).toISOString() };
