@@ -52,8 +52,9 @@ function readStdinLine(): Promise<string> {
 function promptHidden(question: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     const stdin = process.stdin;
-    process.stderr.write(question);
+    // Raw mode (no echo) before the prompt shows, so nothing typed after it is echoed.
     stdin.setRawMode(true);
+    process.stderr.write(question);
     stdin.resume();
     stdin.setEncoding('utf8');
     let value = '';
