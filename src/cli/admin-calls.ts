@@ -31,6 +31,8 @@ export interface ApiExplainQuery {
   certificate?: { commonName?: string; organizationalUnits?: string[]; serialNumber?: string; sans?: { dns?: string[]; uri?: string[]; ip?: string[]; email?: string[] } };
   publish?: string;
   subscribe?: string;
+  qos?: 0 | 1 | 2;
+  retain?: boolean;
 }
 
 /** The policy service's explanation (decision, deciding rule, roles) as JSON. */

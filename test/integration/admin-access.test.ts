@@ -174,6 +174,16 @@ describe('admin API roles, bindings, explain, lint (the real policy service)', (
     assert.equal((await call({ method: 'DELETE', path: '/api/v1/roles/sensors' })).status, 404);
   });
 
+  test('explain passes QoS and retain on to the rules', async () => {
+    assert.equal((await call({ method: 'PUT', path: '/api/v1/roles/lowqos', body: { rules: [{ effect: 'allow', action: 'publish', topic: 'q/#', maxQos: 0, retain: false }] } })).status, 200);
+    assert.equal((await call({ method: 'POST', path: '/api/v1/bindings', body: { role: 'lowqos', attribute: 'clientId', value: 'qos-probe' } })).status, 201);
+    const ask = async (extra: Record<string, unknown>): Promise<unknown> => (await call({ method: 'POST', path: '/api/v1/acl/explain', body: { clientId: 'qos-probe', publish: 'q/a', ...extra } })).json.decision;
+    assert.equal(await ask({ qos: 0 }), 'allow');
+    assert.equal(await ask({ qos: 1 }), 'deny');
+    assert.equal(await ask({ qos: 0, retain: true }), 'deny');
+    assert.equal((await call({ method: 'DELETE', path: '/api/v1/roles/lowqos' })).status, 200);
+  });
+
   test('invalid rules and bindings are 400 with the service\'s reason; built-in roles are 409; explain needs one action', async () => {
     const badTopic = await call({ method: 'PUT', path: '/api/v1/roles/bad', body: { rules: [{ effect: 'allow', action: 'publish', topic: 'a/#/b' }] } });
     assert.equal(badTopic.status, 400);

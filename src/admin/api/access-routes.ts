@@ -41,6 +41,8 @@ const explainBody = z
       .optional(),
     publish: z.string().min(1).optional(),
     subscribe: z.string().min(1).optional(),
+    qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
+    retain: z.boolean().optional(),
   })
   .strict()
   .refine((b) => (b.publish === undefined) !== (b.subscribe === undefined), { message: 'give exactly one of publish or subscribe' });
@@ -201,6 +203,8 @@ export function accessRoutes(s: AdminServices): Route[] {
               ...(b.username !== undefined ? { username: b.username } : {}),
               ...(b.pskIdentity !== undefined ? { pskIdentity: b.pskIdentity } : {}),
               ...(certificate !== undefined ? { certificate } : {}),
+              ...(b.qos !== undefined ? { qos: b.qos } : {}),
+              ...(b.retain !== undefined ? { retain: b.retain } : {}),
             }),
           );
         } catch (err) {

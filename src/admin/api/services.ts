@@ -63,6 +63,8 @@ export interface ExplainQuery {
   certificate?: PeerCertificate;
   action: 'publish' | 'subscribe';
   topic: string;
+  qos?: 0 | 1 | 2;
+  retain?: boolean;
 }
 
 export interface AdminServices {
