@@ -25,15 +25,24 @@ export interface AdminClientOptions {
   token?: string;
   cert?: string;
   key?: string;
+  /** `--admin-cert/--admin-key`, for commands whose `--cert` means something else (acl explain). */
+  adminCert?: string;
+  adminKey?: string;
   cafile?: string;
 }
 
-export function addAdminClientOptions(cmd: Command): Command {
+/**
+ * Adds the admin API options. `prefixed: true` names the operator certificate options
+ * `--admin-cert/--admin-key` (for commands that already have a `--cert`).
+ */
+export function addAdminClientOptions(cmd: Command, opts: { prefixed?: boolean } = {}): Command {
+  const cert = opts.prefixed === true ? '--admin-cert' : '--cert';
+  const key = opts.prefixed === true ? '--admin-key' : '--key';
   return cmd
     .option('--admin-url <url>', `admin API of the running broker, https://HOST:PORT (or set ${ADMIN_URL_ENV})`)
     .option('--token <token>', `admin bearer token (or set ${ADMIN_TOKEN_ENV}, which keeps it out of the process list)`)
-    .option('--cert <file>', 'operator client certificate (PEM, OU operators)')
-    .option('--key <file>', 'private key of --cert')
+    .option(`${cert} <file>`, 'operator client certificate for the admin API (PEM, OU operators)')
+    .option(`${key} <file>`, `private key of ${cert}`)
     .option('--cafile <file>', 'CA certificate that signed the admin API server certificate');
 }
 
@@ -62,11 +71,13 @@ export function adminClientFrom(opts: AdminClientOptions): AdminClient {
   }
   // SECURITY: the admin API is HTTPS only; refuse to send a token in the clear.
   if (url.protocol !== 'https:') throw new BastionError('ERR_USAGE', `--admin-url must be https:// (the admin API speaks only HTTPS), not ${url.protocol}//`);
-  if ((opts.cert === undefined) !== (opts.key === undefined)) throw new BastionError('ERR_USAGE', '--cert and --key go together');
+  const certFile = opts.adminCert ?? opts.cert;
+  const keyFile = opts.adminKey ?? opts.key;
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new BastionError('ERR_USAGE', 'the operator certificate and its key go together');
   const token = opts.token ?? process.env[ADMIN_TOKEN_ENV];
   return new AdminClient(url, {
     ...(token !== undefined && token !== '' ? { token } : {}),
-    ...(opts.cert !== undefined && opts.key !== undefined ? { cert: readFile(opts.cert, 'certificate'), key: readFile(opts.key, 'key') } : {}),
+    ...(certFile !== undefined && keyFile !== undefined ? { cert: readFile(certFile, 'certificate'), key: readFile(keyFile, 'key') } : {}),
     ...(opts.cafile !== undefined ? { ca: readFile(opts.cafile, 'CA file') } : {}),
   });
 }

@@ -8,6 +8,8 @@ import type { Command } from 'commander';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
+import { addAdminClientOptions, adminClientFrom, wantsAdminApi, type AdminClientOptions } from './admin-client.js';
+import { apiUserDelete, apiUserList, apiUserPut } from './admin-calls.js';
 import { makeUserRecord, passwordProblem, PasswordHasher } from '../security/authn/password-hash.js';
 import { isValidUserName } from '../security/authn/user-store.js';
 import type { SqliteUserStore } from '../store/sqlite/user-store.js';
@@ -91,20 +93,26 @@ async function readNewPassword(fromStdin: boolean): Promise<string> {
 
 export function registerUserCommand(program: Command): void {
   const user = program.command('user').description('manage password users (for the password and SCRAM-SHA-256 providers)');
-  user
-    .command('add')
+  // With --admin-url (or BASTION_ADMIN_URL) each command goes through a running broker's admin API.
+  addAdminClientOptions(user
+    .command('add'))
     .argument('<name>', 'user name')
     .description('add a user, or set a new password for an existing one')
     .option('--password-stdin', 'read the password from the first line of stdin (else prompt when stdin is a terminal)')
     .option('--scram-iterations <n>', 'PBKDF2 iterations of the SCRAM keys (at least 4096)', '4096')
     .option('--data-dir <dir>', 'data directory (default ./bastion-data); users live in <dir>/users.db')
-    .action(async (name: string, opts: UserOptions & { passwordStdin?: boolean; scramIterations: string }) => {
+    .action(async (name: string, opts: UserOptions & AdminClientOptions & { passwordStdin?: boolean; scramIterations: string }) => {
       checkName(name);
       const iterations = Number(opts.scramIterations);
       if (!Number.isInteger(iterations) || iterations < 4096 || iterations > 1_000_000) throw usage('--scram-iterations must be an integer from 4096 to 1000000');
       const password = await readNewPassword(opts.passwordStdin === true);
       const problem = passwordProblem(password);
       if (problem !== null) throw usage(problem);
+      if (wantsAdminApi(opts)) {
+        const outcome = await apiUserPut(adminClientFrom(opts), name, password);
+        process.stdout.write(`${outcome === 'changed' ? 'password changed for' : 'added'} user ${name}\n`);
+        return;
+      }
       const record = await makeUserRecord(name, password, new PasswordHasher(), iterations);
       const store = await openStore(opts);
       try {
@@ -115,13 +123,18 @@ export function registerUserCommand(program: Command): void {
         store.close();
       }
     });
-  user
-    .command('del')
+  addAdminClientOptions(user
+    .command('del'))
     .argument('<name>', 'user name')
     .description('delete a user (their next login is refused; live sessions stay until they end)')
     .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
-    .action(async (name: string, opts: UserOptions) => {
+    .action(async (name: string, opts: UserOptions & AdminClientOptions) => {
       checkName(name);
+      if (wantsAdminApi(opts)) {
+        await apiUserDelete(adminClientFrom(opts), name);
+        process.stdout.write(`deleted user ${name}\n`);
+        return;
+      }
       if (!existsSync(storePath(opts))) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
       const store = await openStore(opts);
       try {
@@ -131,12 +144,18 @@ export function registerUserCommand(program: Command): void {
         store.close();
       }
     });
-  user
-    .command('list')
+  addAdminClientOptions(user
+    .command('list'))
     .description('list users (names and creation times; never hashes)')
     .option('--json', 'print JSON')
     .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
-    .action(async (opts: UserOptions & { json?: boolean }) => {
+    .action(async (opts: UserOptions & AdminClientOptions & { json?: boolean }) => {
+      if (wantsAdminApi(opts)) {
+        const users = (await apiUserList(adminClientFrom(opts))).map((u) => ({ name: u.username, createdAt: u.createdAt }));
+        if (opts.json === true) process.stdout.write(`${JSON.stringify(users)}\n`);
+        else for (const u of users) process.stdout.write(`${u.name}\t${u.createdAt}\n`);
+        return;
+      }
       // No store yet means no users (and listing must not create one).
       const store = existsSync(storePath(opts)) ? await openStore(opts) : null;
       try {

@@ -17,9 +17,9 @@ let token: string;
 let url: string;
 const open: MqttClient[] = [];
 
-function bastion(args: string[], env: Record<string, string> = {}): Promise<ProcResult> {
+function bastion(args: string[], env: Record<string, string> = {}, input = ''): Promise<ProcResult> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BASTION_ADMIN_')));
-  return run('node', [BASTION_MAIN, ...args], { env: { ...clean, ...env } });
+  return run('node', [BASTION_MAIN, ...args], { env: { ...clean, ...env }, input });
 }
 
 /** The one-line failure contract of the CLI. */
@@ -112,6 +112,22 @@ describe('bastion bans', () => {
     assertOneLineFailure(await bastion(['bans', 'remove', id, ...ca], env), /^bastion: not found: no ban with id/);
     assertOneLineFailure(await bastion(['bans', 'add', 'planet', 'x', ...ca], env), /^bastion: ban kind "planet" is not one of/);
     assertOneLineFailure(await bastion(['bans', 'add', 'ip', '10.0.0.1', '--for', 'soon', ...ca], env), /^bastion: --for soon: expected a duration/);
+  });
+});
+
+describe('bastion user --admin-url', () => {
+  test('add, list and del go through the running broker\'s admin API', async () => {
+    const api = ['--admin-url', url, '--token', token, '--cafile', broker.pki.caCert];
+    const added = await bastion(['user', 'add', 'api-user', '--password-stdin', ...api], {}, 'a long password 1\n');
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal(added.stdout.trim(), 'added user api-user');
+    const changed = await bastion(['user', 'add', 'api-user', '--password-stdin', ...api], {}, 'a long password 2\n');
+    assert.equal(changed.stdout.trim(), 'password changed for user api-user');
+    const listed = await bastion(['user', 'list', ...api]);
+    assert.match(listed.stdout, /^api-user\t\S+$/m);
+    const deleted = await bastion(['user', 'del', 'api-user', ...api]);
+    assert.equal(deleted.stdout.trim(), 'deleted user api-user');
+    assertOneLineFailure(await bastion(['user', 'del', 'api-user', ...api]), /^bastion: not found: no user "api-user"$/);
   });
 });
 
