@@ -9,8 +9,10 @@ import { readFileSync } from 'node:fs';
 import type { PeerCertificate } from '../broker/channel/connection-port.js';
 import { BastionError } from '../core/errors.js';
 import type { QoS } from '../protocol/packets.js';
-import { explain, formatExplanation } from '../security/authz/explain.js';
-import { formatLint, lintPolicy } from '../security/authz/lint.js';
+import { explain, formatExplanation, type Explanation } from '../security/authz/explain.js';
+import { formatLint, lintPolicy, type LintFinding } from '../security/authz/lint.js';
+import { addAdminClientOptions, adminClientFrom, wantsAdminApi, type AdminClientOptions } from './admin-client.js';
+import { apiAclExplain, apiAclLint } from './admin-calls.js';
 import { addPolicySourceOptions, effectivePolicy, type PolicySourceOptions } from './acl-policy-source.js';
 import { registerAclStoreCommands } from './acl-store-cli.js';
 
@@ -44,7 +46,12 @@ async function certificateFromFile(file: string): Promise<PeerCertificate> {
   };
 }
 
-interface ExplainOptions extends PolicySourceOptions {
+/** The admin API options without `--cert` (which names the client certificate to explain here). */
+function adminOf(opts: AdminClientOptions): AdminClientOptions {
+  return { adminUrl: opts.adminUrl, token: opts.token, adminCert: opts.adminCert, adminKey: opts.adminKey, cafile: opts.cafile } as AdminClientOptions;
+}
+
+interface ExplainOptions extends PolicySourceOptions, Omit<AdminClientOptions, 'cert'> {
   clientId: string;
   cert?: string;
   username?: string;
@@ -58,7 +65,8 @@ interface ExplainOptions extends PolicySourceOptions {
 
 export function registerAclCommand(program: Command): void {
   const acl = program.command('acl').description('authorization: explain and lint the rules, manage roles, rules and bindings');
-  addPolicySourceOptions(
+  // With --admin-url (or BASTION_ADMIN_URL) explain and lint ask a running broker's admin API.
+  addAdminClientOptions(addPolicySourceOptions(
     acl
       .command('explain')
       .description('say whether a client may publish or subscribe, and which rule decided')
@@ -71,10 +79,23 @@ export function registerAclCommand(program: Command): void {
       .option('--qos <n>', 'QoS of the publish or the subscription')
       .option('--retain', 'a retained publish')
       .option('--json', 'print JSON'),
-  ).action(async (opts: ExplainOptions) => {
+  ), { prefixed: true }).action(async (opts: ExplainOptions) => {
     if ((opts.publish === undefined) === (opts.subscribe === undefined)) throw usage('give exactly one of --publish TOPIC or --subscribe FILTER');
     if (opts.qos !== undefined && !/^[012]$/.test(opts.qos)) throw usage(`invalid --qos ${opts.qos} (0, 1 or 2)`);
     const certificate = opts.cert !== undefined ? await certificateFromFile(opts.cert) : undefined;
+    if (wantsAdminApi(adminOf(opts))) {
+      const answer = (await apiAclExplain(adminClientFrom(adminOf(opts)), {
+        clientId: opts.clientId,
+        ...(opts.username !== undefined ? { username: opts.username } : {}),
+        ...(opts.pskIdentity !== undefined ? { pskIdentity: opts.pskIdentity } : {}),
+        ...(certificate !== undefined ? { certificate: { commonName: certificate.commonName, organizationalUnits: certificate.organizationalUnits, serialNumber: certificate.serialNumber, sans: certificate.sans } } : {}),
+        ...(opts.publish !== undefined ? { publish: opts.publish } : { subscribe: opts.subscribe ?? '' }),
+        ...(opts.qos !== undefined ? { qos: Number(opts.qos) as QoS } : {}),
+        ...(opts.retain === true ? { retain: true } : {}),
+      })) as Explanation;
+      process.stdout.write(opts.json === true ? `${JSON.stringify(answer)}\n` : formatExplanation(answer));
+      return;
+    }
     const result = explain(effectivePolicy(opts), {
       clientId: opts.clientId,
       ...(opts.username !== undefined ? { username: opts.username } : {}),
@@ -87,13 +108,13 @@ export function registerAclCommand(program: Command): void {
     });
     process.stdout.write(opts.json === true ? `${JSON.stringify(result)}\n` : formatExplanation(result));
   });
-  addPolicySourceOptions(
+  addAdminClientOptions(addPolicySourceOptions(
     acl
       .command('lint')
       .description('flag rules that are too broad, can never match, or let one device reach another; exit 1 on errors')
       .option('--json', 'print JSON'),
-  ).action((opts: PolicySourceOptions & { json?: boolean }) => {
-    const findings = lintPolicy(effectivePolicy(opts));
+  ), { prefixed: true }).action(async (opts: PolicySourceOptions & AdminClientOptions & { json?: boolean }) => {
+    const findings = wantsAdminApi(adminOf(opts)) ? ((await apiAclLint(adminClientFrom(adminOf(opts)))) as LintFinding[]) : lintPolicy(effectivePolicy(opts));
     process.stdout.write(opts.json === true ? `${JSON.stringify({ findings })}\n` : formatLint(findings));
     if (findings.some((f) => f.severity === 'error')) process.exitCode = 1;
   });

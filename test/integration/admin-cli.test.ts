@@ -131,6 +131,19 @@ describe('bastion user --admin-url', () => {
   });
 });
 
+describe('bastion acl --admin-url', () => {
+  test('explain and lint ask the running broker\'s policy', async () => {
+    const api = ['--admin-url', url, '--token', token, '--cafile', broker.pki.caCert];
+    const explained = await bastion(['acl', 'explain', '--client-id', 'dev-1', '--publish', 'devices/dev-1/t', '--json', ...api]);
+    assert.equal(explained.code, 0, explained.stderr);
+    const answer = JSON.parse(explained.stdout) as { decision: string; topic: string };
+    assert.equal(answer.decision, 'allow', 'this test broker runs the explicit allow-all policy');
+    assert.equal(answer.topic, 'devices/dev-1/t');
+    const lint = await bastion(['acl', 'lint', '--json', ...api]);
+    assert.ok(Array.isArray((JSON.parse(lint.stdout) as { findings: unknown[] }).findings), lint.stderr);
+  });
+});
+
 describe('bastion admin token', () => {
   test('a duplicate name and a bad name are refused; revoking an unknown token fails', async () => {
     assertOneLineFailure(await bastion(['admin', 'token', 'create', '--name', 'cli-test', '--data-dir', broker.dataDir]), /^bastion: a token named "cli-test" exists/);
