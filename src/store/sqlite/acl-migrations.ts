@@ -4,10 +4,10 @@
  * shipped. `meta.change_counter` goes up with every change, so running brokers notice
  * changes other processes made by reading one row.
  */
+import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
 import type Database from 'better-sqlite3';
-import { BastionError } from '../../core/errors.js';
 
-const ACL_MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+const ACL_MIGRATIONS: readonly SchemaMigration[] = [
   {
     version: 1,
     sql: `
@@ -40,18 +40,5 @@ const ACL_MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
 ];
 
 export function applyAclMigrations(db: Database.Database): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  const latest = ACL_MIGRATIONS[ACL_MIGRATIONS.length - 1]!.version;
-  if (current > latest) {
-    throw new BastionError('ERR_STORE_VERSION', `the ACL store has schema version ${current}, newer than this Bastion understands (${latest}); upgrade Bastion`);
-  }
-  for (const m of ACL_MIGRATIONS) {
-    if (m.version <= current) continue;
-    db.transaction(() => {
-      // The broker and the CLI may both open a new store at once.
-      if ((db.pragma('user_version', { simple: true }) as number) >= m.version) return;
-      db.exec(m.sql);
-      db.pragma(`user_version = ${m.version}`);
-    }).immediate();
-  }
+  applySchemaMigrations(db, ACL_MIGRATIONS, 'ERR_STORE_VERSION', 'the ACL store');
 }

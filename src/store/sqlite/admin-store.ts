@@ -8,13 +8,14 @@
  * The row shapes match the BanStore port of security/limits/ban-list.ts and the
  * TokenStore port of admin/api/services.ts structurally (store/ may not import them).
  */
+import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
 import Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
 
 /** The admin database's file name inside the data directory. */
 export const ADMIN_DB_FILE = 'admin.db';
 
-const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+const MIGRATIONS: readonly SchemaMigration[] = [
   {
     version: 1,
     sql: `
@@ -77,17 +78,7 @@ export class SqliteAdminStore {
       db.pragma('journal_mode = WAL');
       // The CLI and the broker write the same file: wait out the other's short transaction.
       db.pragma('busy_timeout = 5000');
-      const current = db.pragma('user_version', { simple: true }) as number;
-      const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
-      if (current > latest) throw new BastionError('ERR_ADMIN_STORE', `the admin database has schema version ${current}, newer than this Bastion understands (${latest})`);
-      for (const m of MIGRATIONS) {
-        if (m.version <= current) continue;
-        db.transaction(() => {
-          if ((db.pragma('user_version', { simple: true }) as number) >= m.version) return;
-          db.exec(m.sql);
-          db.pragma(`user_version = ${m.version}`);
-        }).immediate();
-      }
+      applySchemaMigrations(db, MIGRATIONS, 'ERR_ADMIN_STORE', 'the admin database');
     } catch (err) {
       db.close();
       if (err instanceof BastionError) throw err;

@@ -1,6 +1,6 @@
 /**
  * Schema of the SQLite session/retain store, as an ordered list of migrations tracked in
- * `PRAGMA user_version`. Owns: the DDL and applying it. Must not: touch rows of the
+ * `PRAGMA user_version` (applied by schema-migrations.ts). Owns: the DDL. Must not: touch rows of the
  * running broker. Append new migrations; never edit one that has shipped.
  *
  * Encodings (see sqlite-store.ts): booleans are 0/1; `sessions.subscriptions` is JSON
@@ -9,15 +9,9 @@
  * message has none; `outbound.state` is 0 queued, 1 publish-sent, 2 pubrel-sent.
  */
 import type Database from 'better-sqlite3';
-import { BastionError } from '../../core/errors.js';
+import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
 
-export interface Migration {
-  /** The user_version after this migration. Versions are 1, 2, 3, ... in order. */
-  readonly version: number;
-  readonly sql: string;
-}
-
-export const migrations: readonly Migration[] = [
+export const migrations: readonly SchemaMigration[] = [
   {
     version: 1,
     sql: `
@@ -77,21 +71,5 @@ export const SCHEMA_VERSION: number = migrations.length;
  * Refuses a database written by a newer version (ERR_STORE_VERSION) rather than guess.
  */
 export function migrate(db: Database.Database): void {
-  const current = db.pragma('user_version', { simple: true });
-  if (typeof current !== 'number' || !Number.isInteger(current) || current < 0) {
-    throw new BastionError('ERR_STORE_VERSION', `unreadable schema version: ${String(current)}`);
-  }
-  if (current > SCHEMA_VERSION) {
-    throw new BastionError(
-      'ERR_STORE_VERSION',
-      `database schema version ${current} is newer than this broker supports (${SCHEMA_VERSION})`,
-    );
-  }
-  for (const m of migrations) {
-    if (m.version <= current) continue;
-    db.transaction(() => {
-      db.exec(m.sql);
-      db.pragma(`user_version = ${m.version}`);
-    })();
-  }
+  applySchemaMigrations(db, migrations, 'ERR_STORE_VERSION', 'the broker database');
 }

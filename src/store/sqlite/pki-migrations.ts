@@ -3,10 +3,10 @@
  * tracked in `PRAGMA user_version`. Owns: the DDL. Append new migrations; never edit one
  * that has shipped. Times are milliseconds since the epoch; `sans` is a JSON string array.
  */
+import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
 import type Database from 'better-sqlite3';
-import { BastionError } from '../../core/errors.js';
 
-const PKI_MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+const PKI_MIGRATIONS: readonly SchemaMigration[] = [
   {
     version: 1,
     sql: `
@@ -37,18 +37,5 @@ const PKI_MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
 ];
 
 export function applyPkiMigrations(db: Database.Database): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  const latest = PKI_MIGRATIONS[PKI_MIGRATIONS.length - 1]!.version;
-  if (current > latest) {
-    throw new BastionError('ERR_PKI_INVENTORY', `the PKI inventory has schema version ${current}, newer than this Bastion understands (${latest}); upgrade Bastion`);
-  }
-  for (const m of PKI_MIGRATIONS) {
-    if (m.version <= current) continue;
-    db.transaction(() => {
-      // Another process may have applied it since we looked (both open a new inventory).
-      if ((db.pragma('user_version', { simple: true }) as number) >= m.version) return;
-      db.exec(m.sql);
-      db.pragma(`user_version = ${m.version}`);
-    }).immediate();
-  }
+  applySchemaMigrations(db, PKI_MIGRATIONS, 'ERR_PKI_INVENTORY', 'the PKI inventory');
 }

@@ -7,6 +7,7 @@
  * a new or deleted user takes effect on the next CONNECT without a restart.
  * Owns: the schema and the rows. Must not: hash passwords or decide who may log in.
  */
+import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
 import Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
 
@@ -22,7 +23,7 @@ export interface StoredUser {
   createdAt: number;
 }
 
-const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+const MIGRATIONS: readonly SchemaMigration[] = [
   {
     version: 1,
     sql: `
@@ -79,19 +80,7 @@ export class SqliteUserStore {
   }
 
   private migrate(): void {
-    const current = this.db.pragma('user_version', { simple: true }) as number;
-    const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
-    if (current > latest) throw new BastionError('ERR_USER_STORE', `the user store has schema version ${current}, newer than this Bastion understands (${latest}); upgrade Bastion`);
-    for (const m of MIGRATIONS) {
-      if (m.version <= current) continue;
-      this.db
-        .transaction(() => {
-          if ((this.db.pragma('user_version', { simple: true }) as number) >= m.version) return;
-          this.db.exec(m.sql);
-          this.db.pragma(`user_version = ${m.version}`);
-        })
-        .immediate();
-    }
+    applySchemaMigrations(this.db, MIGRATIONS, 'ERR_USER_STORE', 'the user store');
   }
 
   find(name: string): StoredUser | null {
