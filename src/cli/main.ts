@@ -20,33 +20,35 @@ program.exitOverride((err) => {
 });
 registerServeCommand(program);
 
+type Register = (program: Command) => void;
+
+/**
+ * Every command but `serve`, loaded on demand: a command loads only its own module (the
+ * client commands pull in MQTT.js, the PKI commands the X.509 libraries, `acl` the rule
+ * engine), so each starts with what it needs. Help, no command or an unknown command
+ * loads them all, so help lists every command and commander names the unknown one.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  pub: async () => (await import('./pub.js')).registerPubCommand,
+  sub: async () => (await import('./sub.js')).registerSubCommand,
+  ca: async () => (await import('./ca.js')).registerCaCommand,
+  cert: async () => (await import('./cert.js')).registerCertCommand,
+  crl: async () => (await import('./crl.js')).registerCrlCommand,
+  ocsp: async () => (await import('./ocsp.js')).registerOcspCommand,
+  // Commands that change a running broker go through its HTTPS admin API.
+  clients: async () => (await import('./clients.js')).registerClientsCommand,
+  bans: async () => (await import('./bans.js')).registerBansCommand,
+  admin: async () => (await import('./admin-token.js')).registerAdminCommand,
+  user: async () => (await import('./user.js')).registerUserCommand,
+  acl: async () => (await import('./acl.js')).registerAclCommand,
+};
+
 async function main(): Promise<void> {
-  // The broker process does not load the client commands (and MQTT.js with them): that
-  // keeps its memory and start-up to what serving needs.
-  if (process.argv[2] !== 'serve') {
-    const [{ registerPubCommand }, { registerSubCommand }] = await Promise.all([import('./pub.js'), import('./sub.js')]);
-    registerPubCommand(program);
-    registerSubCommand(program);
-    // The PKI commands load the X.509 libraries only when one of them runs.
-    const [{ registerCaCommand }, { registerCertCommand }, { registerCrlCommand }, { registerOcspCommand }] = await Promise.all([
-      import('./ca.js'),
-      import('./cert.js'),
-      import('./crl.js'),
-      import('./ocsp.js'),
-    ]);
-    registerCaCommand(program);
-    registerCertCommand(program);
-    registerCrlCommand(program);
-    registerOcspCommand(program);
-    // Commands that change a running broker go through its HTTPS admin API.
-    const [{ registerClientsCommand }, { registerBansCommand }, { registerAdminCommand }] = await Promise.all([import('./clients.js'), import('./bans.js'), import('./admin-token.js')]);
-    registerClientsCommand(program);
-    registerBansCommand(program);
-    registerAdminCommand(program);
-    const { registerUserCommand } = await import('./user.js');
-    registerUserCommand(program);
-    const { registerAclCommand } = await import('./acl.js');
-    registerAclCommand(program);
+  // The broker process (`serve`) loads none of the other commands.
+  const name = process.argv[2];
+  if (name !== 'serve') {
+    const wanted = name !== undefined && Object.hasOwn(COMMANDS, name) ? [COMMANDS[name]!] : Object.values(COMMANDS);
+    for (const register of await Promise.all(wanted.map((load) => load()))) register(program);
   }
   await program.parseAsync(process.argv);
 }
