@@ -10,10 +10,10 @@
  * (404 other paths, 405 other methods, 413 oversized bodies).
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ocspErrorResponse } from '../pki/index.js';
+import { listenHttp } from './http-listen.js';
 
 /**
  * Signs OCSP answers. Throws a BastionError with code ERR_PKI_BAD_OCSP for a malformed
@@ -138,26 +138,8 @@ export async function startOcspResponder(options: OcspResponderOptions): Promise
       else res.destroy();
     });
   });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 15_000;
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const bound = await listenHttp(server, options.host, options.port);
   server.on('error', (err) => logger.error({ err: err.message }, 'OCSP responder error'));
-  const address = server.address() as AddressInfo;
-  logger.info({ host: address.address, port: address.port }, 'OCSP responder listening');
-  return {
-    host: address.address,
-    port: address.port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  logger.info({ host: bound.host, port: bound.port }, 'OCSP responder listening');
+  return bound;
 }

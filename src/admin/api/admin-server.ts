@@ -7,7 +7,6 @@
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../../core/admin-config.js';
 import { BastionError } from '../../core/errors.js';
 import { STRONG_TLS12_CIPHERS, TLS13_CIPHERS } from '../../core/tls-config.js';
@@ -18,6 +17,7 @@ import { clientRoutes } from './clients-routes.js';
 import { HttpError, readJsonBody, sendJson } from './http-io.js';
 import { matchRoute, type Route } from './router.js';
 import type { AdminServices } from './services.js';
+import { listenHttp } from '../http-listen.js';
 
 export interface AdminApiOptions {
   config: AdminConfig;
@@ -93,27 +93,9 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       });
     },
   );
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 15_000;
   server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'admin API TLS handshake failed'));
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const bound = await listenHttp(server, config.host, config.port);
   server.on('error', (err) => logger.error({ err: err.message }, 'admin API error'));
-  const address = server.address() as AddressInfo;
-  logger.info({ host: address.address, port: address.port, clientCerts: tlsConfig.clientCerts, tokens: config.tokens }, 'admin API listening (HTTPS)');
-  return {
-    host: address.address,
-    port: address.port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  logger.info({ host: bound.host, port: bound.port, clientCerts: tlsConfig.clientCerts, tokens: config.tokens }, 'admin API listening (HTTPS)');
+  return bound;
 }
