@@ -12,18 +12,7 @@ import mqttPacket from 'mqtt-packet';
 import type { Packet } from '../../src/protocol/packets.js';
 import { connectRaw } from '../helpers/raw-client.js';
 import { startTestBroker } from '../helpers/broker.js';
-
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng as rng } from '../helpers/prng.js';
 
 const seeds: Array<{ packet: Packet; version: 4 | 5 }> = [];
 for (const version of [4, 5] as const) {

@@ -19,18 +19,7 @@ import {
   type OcspCertId,
   type OcspStatus,
 } from '../../src/pki/index.js';
-
-/** mulberry32: a small deterministic PRNG, so every run tries the same inputs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../helpers/prng.js';
 
 /** Runs `parse` and returns 'ok' or 'refused'; any other outcome fails the test with the input. */
 function outcome(parse: (b: Uint8Array) => unknown, bytes: Uint8Array): 'ok' | 'refused' {
