@@ -13,8 +13,8 @@ import { z } from 'zod';
 export const AUTH_PROVIDERS = ['certificate', 'psk', 'password', 'jwt', 'scram'] as const;
 export type AuthProviderName = (typeof AUTH_PROVIDERS)[number];
 
-/** Providers that take a secret from the client (a password, a token, a SCRAM proof). */
-const CREDENTIAL_PROVIDERS: ReadonlySet<AuthProviderName> = new Set(['password', 'jwt', 'scram']);
+/** Providers that take a secret from the client (a password, a token, a SCRAM proof): the second factor with requireCertificate. */
+export const CREDENTIAL_PROVIDERS: ReadonlySet<string> = new Set<AuthProviderName>(['password', 'jwt', 'scram']);
 
 export const listenerAuthSchema = z
   .object({

@@ -8,24 +8,20 @@
  * SECURITY (fail closed): an empty chain, a chain where nobody claims the client, and a
  * provider that throws all mean deny; the reason is returned (and logged by the channel).
  */
-import type { AuthRequest, AuthResult, Authenticator, ClientIdentity, EnhancedAuthMethod, EnhancedAuthState, EnhancedAuthStep } from '../../broker/ports.js';
+import type { AuthRequest, AuthResult, Authenticator, EnhancedAuthMethod, EnhancedAuthState, EnhancedAuthStep } from '../../broker/ports.js';
+import { CREDENTIAL_PROVIDERS } from '../../core/auth-config.js';
 import type { Logger } from '../../core/logger.js';
 import { ReasonCode } from '../../protocol/reason-codes.js';
 import { ListenerAuthenticator } from './listener-authenticator.js';
 import type { AuthProvider, ProviderVerdict } from './provider.js';
+import { hasVerifiedCertificate } from './transport-providers.js';
 
-/** Providers that check a secret the client sends (the second factor with requireCertificate). */
-const LOGIN_PROVIDERS: ReadonlySet<string> = new Set(['password', 'jwt', 'scram']);
 
 export interface ListenerChain {
   /** Provider names as configured (enhanced methods such as scram are listed but not in `providers`). */
   names: readonly string[];
   providers: readonly AuthProvider[];
   requireCertificate: boolean;
-}
-
-function hasVerifiedCertificate(id: ClientIdentity): boolean {
-  return id.method === 'certificate' && id.certificate !== undefined && id.principal !== null;
 }
 
 export class ChainAuthenticator implements Authenticator {
@@ -47,8 +43,8 @@ export class ChainAuthenticator implements Authenticator {
       return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'this listener requires a client certificate as well as a login' };
     }
     // With requireCertificate the certificate is the first factor, already checked: only a
-    // login provider may admit (a certificate alone must not).
-    const providers = chain.requireCertificate ? chain.providers.filter((p) => LOGIN_PROVIDERS.has(p.name)) : chain.providers;
+    // credential provider (password, jwt, scram) may admit (a certificate alone must not).
+    const providers = chain.requireCertificate ? chain.providers.filter((p) => CREDENTIAL_PROVIDERS.has(p.name)) : chain.providers;
     for (const provider of providers) {
       let verdict: ProviderVerdict;
       try {

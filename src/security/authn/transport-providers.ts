@@ -3,15 +3,20 @@
  * certificate (its mapped identity) or a TLS-PSK identity. Must not: look at user names or
  * passwords (those are other providers' claims).
  */
-import type { AuthRequest } from '../../broker/ports.js';
+import type { AuthRequest, ClientIdentity } from '../../broker/ports.js';
 import { NOT_MINE, type AuthProvider, type ProviderVerdict } from './provider.js';
+
+/** A verified client certificate with a mapped identity (also the first factor of requireCertificate). */
+export function hasVerifiedCertificate(id: ClientIdentity): id is ClientIdentity & { principal: string } {
+  return id.method === 'certificate' && id.certificate !== undefined && id.principal !== null;
+}
 
 /** SECURITY: the principal was set by the transport from what OpenSSL verified. */
 export class CertificateProvider implements AuthProvider {
   readonly name = 'certificate';
   authenticate(req: AuthRequest): ProviderVerdict {
     const id = req.identity;
-    if (id.method !== 'certificate' || id.certificate === undefined || id.principal === null) return NOT_MINE;
+    if (!hasVerifiedCertificate(id)) return NOT_MINE;
     return { kind: 'allow', principal: id.principal, method: 'certificate' };
   }
 }
