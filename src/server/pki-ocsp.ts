@@ -10,7 +10,6 @@ import type { Logger } from '../core/logger.js';
 import { X509Certificate } from 'node:crypto';
 import {
   createOcspResponse,
-  describeCertificate,
   parseOcspRequest,
   type CaMaterial,
   type OcspCertId,
@@ -26,10 +25,15 @@ import type { PkiLayout } from './pki-layout.js';
 import { PkiService } from './pki-service.js';
 
 interface CandidateCa {
-  readonly certPem: string;
   readonly serialNumber: string;
   readonly der: Buffer;
   readonly loadKey: () => Promise<CaMaterial>;
+}
+
+/** One parse of the CA certificate gives both its serial and its DER. */
+function candidate(certPem: string, loadKey: () => Promise<CaMaterial>): CandidateCa {
+  const cert = new X509Certificate(certPem);
+  return { serialNumber: cert.serialNumber, der: cert.raw, loadKey };
 }
 
 /** Whether a CertID names this CA as the issuer (SHA-1 or SHA-256 hashes). */
@@ -43,11 +47,9 @@ export function pkiOcspAuthority(layout: PkiLayout, inventory: PkiInventory, acc
   const candidates = async (): Promise<CandidateCa[]> => {
     const out: CandidateCa[] = [];
     if (await hasIntermediate(layout)) {
-      const certPem = await readText(layout.intermediateCert);
-      out.push({ certPem, serialNumber: describeCertificate(certPem).serialNumber, der: new X509Certificate(certPem).raw, loadKey: () => loadIntermediate(layout) });
+      out.push(candidate(await readText(layout.intermediateCert), () => loadIntermediate(layout)));
     }
-    const rootPem = await readText(layout.rootCert);
-    out.push({ certPem: rootPem, serialNumber: describeCertificate(rootPem).serialNumber, der: new X509Certificate(rootPem).raw, loadKey: () => loadRoot(layout, access, 'answering OCSP for certificates the root signed') });
+    out.push(candidate(await readText(layout.rootCert), () => loadRoot(layout, access, 'answering OCSP for certificates the root signed')));
     return out;
   };
 
