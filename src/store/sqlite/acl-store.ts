@@ -34,7 +34,12 @@ function toRule(r: RuleRow): AclRule {
 }
 
 export class SqliteAclStore {
-  private constructor(private readonly db: Database.Database) {}
+  /** Polled by every running broker (PolicyService.startWatching): compiled once. */
+  private readonly counterStmt: Database.Statement<[], { change_counter: number }>;
+
+  private constructor(private readonly db: Database.Database) {
+    this.counterStmt = db.prepare<[], { change_counter: number }>('SELECT change_counter FROM acl_meta WHERE id = 1');
+  }
 
   static open(path: string): SqliteAclStore {
     let db: Database.Database | undefined;
@@ -114,7 +119,7 @@ export class SqliteAclStore {
 
   /** Goes up with every committed change, from any process. */
   changeCounter(): number {
-    return this.db.prepare<[], { change_counter: number }>('SELECT change_counter FROM acl_meta WHERE id = 1').get()?.change_counter ?? 0;
+    return this.counterStmt.get()?.change_counter ?? 0;
   }
 
   close(): void {
