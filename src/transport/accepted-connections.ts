@@ -15,8 +15,8 @@ export interface RunningListener {
   readonly port: number;
   readonly host: string;
   readonly connections: Set<Connection>;
-  /** The TLS context of a TLS or WSS listener (CRL hooks, reload), absent for plaintext. */
-  readonly tls?: TlsContextManager | null;
+  /** The TLS context of a TLS or WSS listener (CRL hooks, reload), null for plaintext. */
+  readonly tls: TlsContextManager | null;
   /** Stops accepting; existing connections stay. */
   stopAccepting(): Promise<void>;
   /** Waits up to `graceMs` for connections to close, then destroys the rest. */

@@ -9,21 +9,12 @@ import tls from 'node:tls';
 import type { Broker } from '../broker/broker.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { STRONG_TLS12_CIPHERS as STRONG_TLS12_CIPHER_LIST } from '../core/tls-config.js';
 import { AcceptedConnections, listenOn, type RunningListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
 
-/** TLS 1.2 suites: ECDHE only (forward secrecy), AEAD only, as an OpenSSL list. TLS 1.3 suites are all AEAD. */
-export const STRONG_TLS12_CIPHERS = STRONG_TLS12_CIPHER_LIST.join(':');
-
 export type { RunningListener } from './accepted-connections.js';
 
-/** A running TCP/TLS listener; `tls` is the context manager of a TLS listener (reload events, CRL hook). */
-export interface RunningTcpListener extends RunningListener {
-  readonly tls: TlsContextManager | null;
-}
-
-export async function startListener(config: ListenerConfig, broker: Broker, logger: Logger, resolvePath: (p: string) => string, dataDir: string): Promise<RunningTcpListener> {
+export async function startListener(config: ListenerConfig, broker: Broker, logger: Logger, resolvePath: (p: string) => string, dataDir: string): Promise<RunningListener> {
   const accepted = new AcceptedConnections(broker, config);
   const tlsContext = config.protocol === 'mqtts' ? await TlsContextManager.create({ listener: config, resolvePath, dataDir, logger }) : null;
   const accept = (socket: net.Socket): void => {

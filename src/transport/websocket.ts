@@ -78,18 +78,13 @@ function refuse(socket: Duplex, status: number, reason: string): void {
   );
 }
 
-/** A running ws/wss listener; `tls` is the context manager of a wss listener (reload events, CRL hook). */
-export interface RunningWebSocketListener extends RunningListener {
-  readonly tls: TlsContextManager | null;
-}
-
 export async function startWebSocketListener(
   config: ListenerConfig,
   broker: Broker,
   logger: Logger,
   resolvePath: (p: string) => string,
   dataDir: string,
-): Promise<RunningWebSocketListener> {
+): Promise<RunningListener> {
   const path = config.path ?? DEFAULT_WS_PATH;
   const tlsContext = config.protocol === 'wss' ? await TlsContextManager.create({ listener: config, resolvePath, dataDir, logger }) : null;
   const connectTimeoutMs = Math.ceil(broker.config.connectTimeout * 1000);

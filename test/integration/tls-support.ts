@@ -12,7 +12,7 @@ import type { Logger } from '../../src/core/logger.js';
 import { parseConfig } from '../../src/server/load-config.js';
 import { startServer, type BastionServer } from '../../src/server/server.js';
 import type { TlsContextManager } from '../../src/transport/tls-context.js';
-import type { RunningTcpListener } from '../../src/transport/listener.js';
+import type { RunningListener } from '../../src/transport/listener.js';
 import mqtt, { type IClientOptions } from 'mqtt';
 import { makeTestPki, type TestClientFiles, type TestPki } from '../helpers/pki.js';
 import { Inbox, run, withTimeout, type ProcResult } from './support.js';
@@ -99,7 +99,7 @@ export async function startTlsBroker(opts: TlsBrokerOptions = {}): Promise<TlsBr
   );
   const logger = new RecordingLogger();
   const server = await startServer({ config, baseDir, logger });
-  const listener = server.listeners[0] as RunningTcpListener;
+  const listener = server.listeners[0] as RunningListener;
   return {
     server,
     port: listener.port,
