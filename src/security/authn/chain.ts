@@ -55,13 +55,8 @@ export class ChainAuthenticator implements Authenticator {
       }
       if (verdict.kind === 'not-mine') continue;
       if (verdict.kind === 'deny') return { ok: false, reasonCode: verdict.reasonCode, reason: verdict.reason };
-      return {
-        ok: true,
-        principal: verdict.principal,
-        method: verdict.method,
-        ...(verdict.username !== undefined ? { username: verdict.username } : {}),
-        ...(verdict.expiresAt !== undefined ? { expiresAt: verdict.expiresAt } : {}),
-      };
+      const { kind: _allow, ...admitted } = verdict;
+      return { ok: true, ...admitted };
     }
     const presented = req.username !== undefined || req.password !== undefined;
     // SECURITY: credentials nobody accepted never fall through to anonymous access.
