@@ -25,12 +25,16 @@ function usage(message: string): BastionError {
   return new BastionError('ERR_USAGE', message);
 }
 
+function dataDir(opts: UserOptions): string {
+  return resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
+}
+
 function storePath(opts: UserOptions): string {
-  return join(resolve(process.cwd(), opts.dataDir ?? 'bastion-data'), USERS_DB_FILE);
+  return join(dataDir(opts), USERS_DB_FILE);
 }
 
 async function openStore(opts: UserOptions): Promise<SqliteUserStore> {
-  mkdirSync(resolve(process.cwd(), opts.dataDir ?? 'bastion-data'), { recursive: true, mode: 0o700 });
+  mkdirSync(dataDir(opts), { recursive: true, mode: 0o700 });
   const { SqliteUserStore } = await import('../store/sqlite/user-store.js');
   return new SqliteUserStore(storePath(opts));
 }
@@ -116,9 +120,9 @@ export function registerUserCommand(program: Command): void {
       const record = await makeUserRecord(name, password, new PasswordHasher(), iterations);
       const store = await openStore(opts);
       try {
-        const existed = store.find(name) !== null;
-        store.put(existed ? { ...record, createdAt: store.find(name)!.createdAt } : record);
-        process.stdout.write(`${existed ? 'password changed for' : 'added'} user ${name}\n`);
+        const existing = store.find(name);
+        store.put(existing !== null ? { ...record, createdAt: existing.createdAt } : record);
+        process.stdout.write(`${existing !== null ? 'password changed for' : 'added'} user ${name}\n`);
       } finally {
         store.close();
       }
