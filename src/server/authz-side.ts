@@ -29,9 +29,10 @@ export function aclStorePath(dataDir: string): string {
 
 export function startAuthz(config: BastionConfig, dataDir: string, logger: Logger): AuthzSide {
   const authz = config.authz;
-  const engine = new PolicyEngine(policyFromConfig(authz), logger);
+  const base = policyFromConfig(authz);
+  const engine = new PolicyEngine(base, logger);
   const store = SqliteAclStore.open(aclStorePath(dataDir));
-  const service = new PolicyService({ base: policyFromConfig(authz), store, engine, logger });
+  const service = new PolicyService({ base, store, engine, logger });
   service.startWatching(authz?.storePollMs ?? 500);
   return {
     engine,
