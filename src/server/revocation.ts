@@ -20,7 +20,7 @@ type RevokedKey = string;
  * "CN=a\nO=b" or "O=b, CN=a" from TLS peers. Comparing the sorted attribute list makes
  * them equal without trusting either order.
  */
-export function normalizeDistinguishedName(dn: string): string {
+function normalizeDistinguishedName(dn: string): string {
   return dn
     .replace(/\\(.)/g, '$1')
     .split(/\r?\n|,(?=\s*[A-Za-z0-9.]+=)/)

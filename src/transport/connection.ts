@@ -180,7 +180,6 @@ export class Connection implements ConnectionPort, Flushable {
     (this.drainWaiters ??= []).push(cb);
   }
 
-
   fireDrain(): void {
     const waiters = this.drainWaiters;
     if (waiters === null) return;
