@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
 import type { KeyAlgorithm, SubjectAltName } from '../pki/index.js';
+import { DEFAULT_DATA_DIR, pkiDirOf } from '../server/pki-layout.js';
 import type { PkiService } from '../server/pki-service.js';
 
 export const PASSPHRASE_ENV = 'BASTION_ROOT_KEY_PASSPHRASE';
@@ -27,7 +28,7 @@ export function usage(message: string): BastionError {
 }
 
 export function addDataDirOption(cmd: Command): Command {
-  return cmd.option('--data-dir <dir>', 'data directory (default ./bastion-data); the PKI lives in <dir>/pki');
+  return cmd.option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR}); the PKI lives in <dir>/pki`);
 }
 
 export function addRootKeyOptions(cmd: Command, withKeyFile: boolean): Command {
@@ -38,7 +39,7 @@ export function addRootKeyOptions(cmd: Command, withKeyFile: boolean): Command {
 
 /** `<dataDir>/pki`, resolved against the working directory. */
 export function pkiDirFrom(opts: DataDirOptions): string {
-  return resolve(process.cwd(), opts.dataDir ?? 'bastion-data', 'pki');
+  return pkiDirOf(opts.dataDir ?? DEFAULT_DATA_DIR);
 }
 
 let stdinText: Promise<string> | undefined;

@@ -9,6 +9,7 @@ import { relative } from 'node:path';
 import type { BastionConfig } from '../core/config.js';
 import { configSchema } from '../core/config.js';
 import type { DevPkiPaths } from './dev-pki.js';
+import { DEFAULT_DATA_DIR } from './pki-layout.js';
 
 export function zeroConfig(dataDir: string, pki: DevPkiPaths, port = 8883): BastionConfig {
   return configSchema.parse({
@@ -35,7 +36,7 @@ export function connectHints(pki: DevPkiPaths, port: number, cwd: string, dataDi
     return r.startsWith('..') ? p : r;
   };
   const tlsArgs = `--cafile ${rel(pki.rootCert)} --cert ${rel(pki.clientCert)} --key ${rel(pki.clientKey)}`;
-  const dataDir = dataDirArg !== undefined && dataDirArg !== 'bastion-data' ? ` --data-dir ${dataDirArg}` : '';
+  const dataDir = dataDirArg !== undefined && dataDirArg !== DEFAULT_DATA_DIR ? ` --data-dir ${dataDirArg}` : '';
   return {
     connect: [
       // The default policy lets a device use only devices/<its CN>/# (and read broadcast/#).
