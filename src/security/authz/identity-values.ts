@@ -15,25 +15,15 @@ export function isPatternVariable(name: string): name is PatternVariable {
   return (PATTERN_VARIABLES as readonly string[]).includes(name);
 }
 
-/**
- * The user name, read defensively: authentication providers that know one put it on the
- * identity (`identity.username`); older identities have none.
- */
-export function usernameOf(client: AuthorizedClient): string | undefined {
-  const u = (client.identity as { username?: unknown }).username;
-  return typeof u === 'string' ? u : undefined;
-}
-
 /** Every value `client` has for a pattern variable (several for OUs and SANs). */
 export function variableValues(client: AuthorizedClient, name: PatternVariable): string[] {
   const cert = client.identity.certificate;
   switch (name) {
     case 'clientId':
       return [client.clientId];
-    case 'username': {
-      const u = usernameOf(client);
-      return u === undefined ? [] : [u];
-    }
+    case 'username':
+      // Set by the providers that know one (password, JWT, SCRAM); older identities have none.
+      return client.identity.username !== undefined ? [client.identity.username] : [];
     case 'cert.cn':
       return cert !== undefined && cert.commonName !== '' ? [cert.commonName] : [];
     case 'cert.ou':
