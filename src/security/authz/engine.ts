@@ -150,17 +150,6 @@ export class PolicyEngine implements DeliveryAuthorizer {
     return { allowed: true, rule: best.ref, reason: granted < qos ? `granted at QoS ${granted} (rule maximum)` : 'allowed by rule', qos: granted };
   }
 
-  /** Delivery: may `client` read a message on `topic` (subscribe rules, deny wins)? */
-  decideReceive(client: AuthorizedClient, topic: string): Verdict {
-    let allow: CompiledRule | null = null;
-    for (const r of this.rulesFor(client).rules) {
-      if (!r.subscribe || !r.filters.some((f) => topicMatches(f, topic))) continue;
-      if (r.rule.effect === 'deny') return { allowed: false, rule: r.ref, reason: 'denied by rule' };
-      allow ??= r;
-    }
-    return allow === null ? { allowed: false, rule: null, reason: DEFAULT_DENY } : { allowed: true, rule: allow.ref, reason: 'allowed by rule' };
-  }
-
   authorizePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): PublishAuthorization {
     const v = this.decidePublish(client, topic, qos, retain);
     // 0x87 for every publish refusal: QoS Not Supported (0x9B) and Retain Not Supported
@@ -173,7 +162,10 @@ export class PolicyEngine implements DeliveryAuthorizer {
     return v.allowed ? { ok: true, qos: v.qos ?? qos } : { ok: false, reason: v.reason };
   }
 
-  /** The hot path (every delivery): decideReceive's answer without building a Verdict. */
+  /**
+   * Delivery (the hot path: every message to every subscriber): may `client` read a message
+   * on `topic`? Subscribe rules, deny wins; no allocation.
+   */
   canReceive(client: AuthorizedClient, topic: string): boolean {
     const rules = this.rulesFor(client).rules;
     let allowed = false;
