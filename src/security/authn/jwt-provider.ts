@@ -9,7 +9,7 @@ import { ReasonCode } from '../../protocol/reason-codes.js';
 import { looksLikeJwt, type JwtVerifier } from './jwt-verifier.js';
 import { NOT_MINE, type AuthProvider, type ProviderVerdict } from './provider.js';
 
-export const JWT_METHOD = 'JWT';
+const JWT_METHOD = 'JWT';
 
 export class JwtProvider implements AuthProvider {
   readonly name = 'jwt';

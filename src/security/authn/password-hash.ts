@@ -19,7 +19,7 @@ export interface ScryptParams {
 }
 
 /** SECURITY: N=2^15, r=8, p=1 is the floor the issue sets (OWASP's scrypt minimum is lower). */
-export const DEFAULT_SCRYPT: ScryptParams = { ln: 15, r: 8, p: 1 };
+const DEFAULT_SCRYPT: ScryptParams = { ln: 15, r: 8, p: 1 };
 const KEY_LENGTH = 32;
 const SALT_LENGTH = 16;
 
@@ -105,7 +105,7 @@ export async function scramCredentials(password: string, iterations: number, sal
 }
 
 /** SECURITY: the shortest password `user add` accepts (NIST SP 800-63B asks for at least 8). */
-export const MIN_PASSWORD_LENGTH = 10;
+const MIN_PASSWORD_LENGTH = 10;
 
 /** Why a new password is refused, or null when it is acceptable. */
 export function passwordProblem(password: string): string | null {

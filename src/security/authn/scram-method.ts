@@ -15,7 +15,7 @@ import { hmacSha256 } from './password-hash.js';
 import { parseClientFirst, serverFirstMessage, verifyClientFinal, type ScramExchange } from './scram.js';
 import { isValidUserName, type ScramCredentials, type UserStore } from './user-store.js';
 
-export const SCRAM_METHOD = 'SCRAM-SHA-256';
+const SCRAM_METHOD = 'SCRAM-SHA-256';
 const EXCHANGE = 'scram-sha-256';
 
 export interface ScramMethodOptions {

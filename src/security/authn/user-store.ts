@@ -40,7 +40,7 @@ export interface UserAdmin extends UserStore {
  * control characters, no `,`/`=` (SCRAM attribute syntax), so a name can be substituted
  * into ACL patterns and SCRAM messages as is.
  */
-export const USER_NAME_PATTERN = /^[A-Za-z0-9._@-]{1,128}$/;
+const USER_NAME_PATTERN = /^[A-Za-z0-9._@-]{1,128}$/;
 
 export function isValidUserName(name: string): boolean {
   return USER_NAME_PATTERN.test(name);
