@@ -21,7 +21,8 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
     // Destroyed already: the TLS context manager refused the client certificate (and logged why).
     if (socket.destroyed) return;
     const peer = tlsContext !== null && socket instanceof tls.TLSSocket ? tlsContext.peerOf(socket) : null;
-    if (accepted.adopt(socket, { remoteAddress: socket.remoteAddress ?? 'unknown', peer }) !== null) socket.setNoDelay(true);
+    // Nagle is off already: both servers are created with noDelay, which sets it at accept.
+    accepted.adopt(socket, { remoteAddress: socket.remoteAddress ?? 'unknown', peer });
   };
 
   let server: net.Server;
