@@ -21,6 +21,8 @@ const WRITE_HIGH_WATER_MARK = 16 * 1024;
 /** [RFC 6455 §7.4.1] 1003: the endpoint received a type of data it cannot accept. */
 export const WS_CLOSE_UNSUPPORTED_DATA = 1003;
 const WS_CLOSE_NORMAL = 1000;
+/** One options object for every write (ws copies it), not one per message. */
+const BINARY_MESSAGE = { binary: true } as const;
 
 const kStream = Symbol('bastion.wsByteStream');
 type OwnedWebSocket = WebSocket & { [kStream]: WebSocketByteStream };
@@ -90,7 +92,7 @@ export class WebSocketByteStream extends EventEmitter implements ByteStream {
 
   write(bytes: Buffer): boolean {
     if (this.destroyed) return false;
-    this.ws.send(bytes, { binary: true }, this.sentCallback);
+    this.ws.send(bytes, BINARY_MESSAGE, this.sentCallback);
     if (this.ws.bufferedAmount >= WRITE_HIGH_WATER_MARK) {
       this.needDrain = true;
       return false;
