@@ -121,7 +121,7 @@ export class PolicyEngine implements DeliveryAuthorizer {
     let firstAllow: CompiledRule | null = null;
     let fitting: CompiledRule | null = null;
     for (const r of this.rulesFor(client).rules) {
-      if (!r.publish || !r.filters.some((f) => topicMatches(f, topic))) continue;
+      if (!r.publish || !anyMatches(r.filters, topic)) continue;
       if (r.rule.effect === 'deny') return { allowed: false, rule: r.ref, reason: 'denied by rule' };
       firstAllow ??= r;
       if (fitting === null && qos <= (r.rule.maxQos ?? 2) && (!retain || r.rule.retain !== false)) fitting = r;
@@ -171,15 +171,16 @@ export class PolicyEngine implements DeliveryAuthorizer {
     let allowed = false;
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i]!;
-      if (!r.subscribe) continue;
-      const filters = r.filters;
-      for (let k = 0; k < filters.length; k++) {
-        if (!topicMatches(filters[k]!, topic)) continue;
-        if (r.rule.effect === 'deny') return false;
-        allowed = true;
-        break;
-      }
+      if (!r.subscribe || !anyMatches(r.filters, topic)) continue;
+      if (r.rule.effect === 'deny') return false;
+      allowed = true;
     }
     return allowed;
   }
+}
+
+/** Whether one of a rule's filters matches `topic` (per PUBLISH and per delivery: a plain loop, no closure). */
+function anyMatches(filters: string[], topic: string): boolean {
+  for (let i = 0; i < filters.length; i++) if (topicMatches(filters[i]!, topic)) return true;
+  return false;
 }
