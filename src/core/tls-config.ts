@@ -33,10 +33,10 @@ const ALLOWED_CIPHERS: ReadonlySet<string> = new Set<string>([...STRONG_TLS12_CI
 /** Key-exchange groups OpenSSL 3.0 offers that we accept (all with ≥ 128-bit strength). */
 const ALLOWED_CURVES: ReadonlySet<string> = new Set(['X25519', 'X448', 'P-256', 'P-384', 'P-521', 'prime256v1', 'secp384r1', 'secp521r1']);
 
-export const DEFAULT_TLS_CURVES = 'X25519:P-256:P-384';
+const DEFAULT_TLS_CURVES = 'X25519:P-256:P-384';
 
 /** The parts of a colon-separated OpenSSL list (`a:b:c`), empty parts dropped. */
-export function splitOpensslList(list: string): string[] {
+function splitOpensslList(list: string): string[] {
   return list
     .split(':')
     .map((s) => s.trim())
@@ -99,5 +99,4 @@ export const pskSchema = z.object({ file: z.string().min(1) }).strict();
 export const identityMappingSchema = z.enum(['cn', 'san-uri', 'san-dns', 'subject']);
 
 export type TlsConfig = z.infer<typeof tlsSchema>;
-export type PskConfig = z.infer<typeof pskSchema>;
 export type IdentityMapping = z.infer<typeof identityMappingSchema>;
