@@ -38,7 +38,7 @@ export interface Explanation {
 }
 
 /** The identity the broker would see for a client with these attributes. */
-export function explainClient(req: Pick<ExplainRequest, 'clientId' | 'username' | 'pskIdentity' | 'certificate'>): AuthorizedClient {
+function explainClient(req: Pick<ExplainRequest, 'clientId' | 'username' | 'pskIdentity' | 'certificate'>): AuthorizedClient {
   const method: ClientIdentity['method'] = req.certificate !== undefined ? 'certificate' : req.pskIdentity !== undefined ? 'psk' : req.username !== undefined ? 'password' : 'anonymous';
   const principal = req.certificate?.commonName ?? req.pskIdentity ?? req.username ?? null;
   const identity: ClientIdentity = {
