@@ -109,8 +109,12 @@ describe('password provider over TLS', () => {
     assert.deepEqual([id.principal, id.method, id.username, id.certificate?.commonName], ['alice', 'password', 'alice', 'device1']);
   });
 
-  test('a user deleted by the CLI is refused on the next CONNECT', async () => {
-    assert.equal((await b.addUser('bob', 'bob has a long password')).code, 0);
+  test('a password changed or a user deleted by the CLI applies to the next CONNECT', async () => {
+    const added = await b.addUser('bob', 'bob has an old password');
+    assert.equal(added.stdout, 'added user bob\n', added.stderr);
+    const changed = await b.addUser('bob', 'bob has a long password');
+    assert.equal(changed.stdout, 'password changed for user bob\n', changed.stderr);
+    assert.deepEqual(await connect('pw', 'c-bob0', { username: 'bob', password: 'bob has an old password' }), { connack: 0x86 });
     assert.deepEqual(await connect('pw', 'c-bob', { username: 'bob', password: 'bob has a long password' }), { connack: 0 });
     const del = await run('node', [BASTION_MAIN, 'user', 'del', 'bob', '--data-dir', b.dataDir]);
     assert.equal(del.code, 0, del.stderr);

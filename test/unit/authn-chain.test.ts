@@ -64,14 +64,14 @@ test('anonymous only when allowed and no credentials were presented', async () =
   const chain = chainOf([fixed('a', { kind: 'not-mine' })]);
   assert.deepEqual(await chain.authenticate(req(anonymous, { allowAnonymous: true })), { ok: true, principal: null, method: 'anonymous' });
   const r = await chain.authenticate(req(anonymous, { allowAnonymous: true, username: 'u', password: Buffer.from('wrong') }));
-  assert.equal(r.ok, false);
+  assert.deepEqual(r, { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'no authentication provider on this listener accepts these credentials' });
 });
 
 test('certificate and psk providers admit only what the transport proved', async () => {
   const chain = chainOf([new CertificateProvider(), new PskProvider()]);
   assert.deepEqual(await chain.authenticate(req(withCert)), { ok: true, principal: 'dev1', method: 'certificate' });
   assert.deepEqual(await chain.authenticate(req(withPsk)), { ok: true, principal: 'psk-1', method: 'psk' });
-  assert.equal((await chain.authenticate(req(anonymous, { username: 'dev1', password: Buffer.from('x') }))).ok, false);
+  assert.deepEqual(await chain.authenticate(req(anonymous, { username: 'dev1', password: Buffer.from('x') })), { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'no authentication provider on this listener accepts these credentials' });
 });
 
 test('requireCertificate: a certificate alone is not enough, a login alone is not enough', async () => {
