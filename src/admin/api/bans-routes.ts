@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { BAN_KINDS, BanList, type Ban } from '../../security/limits/ban-list.js';
+import { BAN_KINDS, banApplies, type Ban } from '../../security/limits/ban-list.js';
 import { recordAdminChange } from './admin-change.js';
 import { HttpError, validate } from './http-io.js';
 import { ok, type Route } from './router.js';
@@ -45,7 +45,7 @@ export function banRoutes(s: AdminServices): Route[] {
         const ban = s.bans.add({ kind: b.kind, value: b.value, reason: b.reason, createdBy: `${ctx.actor.kind}:${ctx.actor.name}`, createdAt: at, expiresAt });
         // SECURITY: a ban bites at once: live sessions it selects are closed, and the
         // admission guard refuses their next CONNECT.
-        const disconnected = s.broker.disconnectWhere((client) => BanList.applies(ban, client), `banned by operator ${ctx.actor.name}`);
+        const disconnected = s.broker.disconnectWhere((client) => banApplies(ban, client), `banned by operator ${ctx.actor.name}`);
         recordAdminChange(s.logger, { actor: ctx.actor, action: 'ban.add', target: `${ban.kind}:${ban.value}`, outcome: 'ok', detail: { id: ban.id, reason: ban.reason, expiresAt: view(ban).expiresAt, disconnected } });
         return ok({ ban: view(ban), disconnected }, 201);
       },

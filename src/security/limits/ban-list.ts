@@ -92,7 +92,7 @@ export class BanList {
     const now = this.now();
     for (const ban of this.bans) {
       if (ban.expiresAt !== null && ban.expiresAt <= now) continue;
-      if (applies(ban, client)) return ban;
+      if (banApplies(ban, client)) return ban;
     }
     return null;
   }
@@ -104,14 +104,10 @@ export class BanList {
       return ban === null ? null : { reasonCode: ReasonCode.Banned, reason: `banned (${ban.kind})` };
     };
   }
-
-  /** Whether `ban` selects `client` (for applying a new ban to live sessions). */
-  static applies(ban: Ban, client: AuthorizedClient): boolean {
-    return applies(ban, client);
-  }
 }
 
-function applies(ban: Ban, client: AuthorizedClient): boolean {
+/** Whether `ban` selects `client` (also for applying a new ban to live sessions). */
+export function banApplies(ban: Ban, client: AuthorizedClient): boolean {
   switch (ban.kind) {
     case 'clientId':
       return client.clientId === ban.value;
