@@ -76,7 +76,7 @@ export function describeCertificate(cert: NodePeerCertificate | DetailedPeerCert
 }
 
 /** The identity a certificate has under `mapping`, or null when it has none. */
-export function mapIdentity(cert: PeerCertificate, mapping: IdentityMapping): string | null {
+function mapIdentity(cert: PeerCertificate, mapping: IdentityMapping): string | null {
   let value: string | undefined;
   switch (mapping) {
     case 'cn':

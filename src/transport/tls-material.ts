@@ -32,7 +32,7 @@ export interface TlsMaterial {
 
 const CRL_BLOCK = /-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g;
 
-export function splitCrls(pem: string): string[] {
+function splitCrls(pem: string): string[] {
   return pem.match(CRL_BLOCK) ?? [];
 }
 

@@ -23,7 +23,7 @@ const DEFAULT_REFRESH_MS = 3_600_000;
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 /** The OCSP responder URL from a certificate's authorityInfoAccess, if any. */
-export function ocspUrlOf(certPem: string): string | undefined {
+function ocspUrlOf(certPem: string): string | undefined {
   const info = new X509Certificate(certPem).infoAccess ?? '';
   const m = /^OCSP - URI:(\S+)$/m.exec(info);
   return m?.[1];

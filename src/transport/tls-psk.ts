@@ -9,7 +9,7 @@
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../core/errors.js';
 
-export const MIN_PSK_BYTES = 16;
+const MIN_PSK_BYTES = 16;
 /** RFC 4279 allows identities up to 2^16-1 bytes; nobody needs more than this. */
 const MAX_IDENTITY_LENGTH = 128;
 const IDENTITY = /^[\x21-\x7e][\x20-\x7e]*$/;

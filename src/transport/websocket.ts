@@ -46,7 +46,7 @@ function offeredSubprotocols(req: http.IncomingMessage): string[] {
 }
 
 /** Ours, preferring "mqtt" whatever the client's order; false when none is offered. */
-export function selectSubprotocol(offered: Iterable<string>): string | false {
+function selectSubprotocol(offered: Iterable<string>): string | false {
   const set = new Set(offered);
   return SUBPROTOCOLS.find((p) => set.has(p)) ?? false;
 }

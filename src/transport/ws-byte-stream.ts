@@ -19,7 +19,7 @@ import type { ByteStream } from './connection.js';
 const WRITE_HIGH_WATER_MARK = 16 * 1024;
 
 /** [RFC 6455 §7.4.1] 1003: the endpoint received a type of data it cannot accept. */
-export const WS_CLOSE_UNSUPPORTED_DATA = 1003;
+const WS_CLOSE_UNSUPPORTED_DATA = 1003;
 const WS_CLOSE_NORMAL = 1000;
 /** One options object for every write (ws copies it), not one per message. */
 const BINARY_MESSAGE = { binary: true } as const;
