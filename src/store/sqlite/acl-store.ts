@@ -60,7 +60,9 @@ export class SqliteAclStore {
   listRoles(): Array<{ name: string; rules: AclRule[] }> {
     const names = this.db.prepare<[], { name: string }>('SELECT name FROM acl_roles ORDER BY name').all();
     const rules = this.db.prepare<[], RuleRow>('SELECT * FROM acl_rules ORDER BY role, position').all();
-    return names.map(({ name }) => ({ name, rules: rules.filter((r) => r.role === name).map(toRule) }));
+    const byRole = new Map<string, AclRule[]>(names.map(({ name }) => [name, []]));
+    for (const r of rules) byRole.get(r.role)?.push(toRule(r));
+    return [...byRole].map(([name, roleRules]) => ({ name, rules: roleRules }));
   }
 
   putRole(name: string, rules: AclRule[]): void {
