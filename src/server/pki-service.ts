@@ -291,10 +291,11 @@ export class PkiService {
       ...(ocspUrl !== undefined ? { ocspUrl } : {}),
     });
     // Recorded before it is handed out: a certificate that exists must be revocable by serial.
-    this.inventory.add(recordOf(issued.certPem, options.profile, describeCertificate(ca.material.certPem).serialNumber, now));
+    const record = recordOf(issued.certPem, options.profile, describeCertificate(ca.material.certPem).serialNumber, now);
+    this.inventory.add(record);
     await writeNewFileAtomic(keyPath, issued.keyPem, KEY_MODE);
     await writeNewFileAtomic(certPath, issued.certPem + ca.chainPem, CERT_MODE);
-    return { serialNumber: issued.serialNumber, fingerprint256: issued.fingerprint256, notAfter: describeCertificate(issued.certPem).notAfter, certPath, keyPath };
+    return { serialNumber: issued.serialNumber, fingerprint256: issued.fingerprint256, notAfter: record.notAfter, certPath, keyPath };
   }
 
   /** Signs a CSR (its key never leaves the device) and records the certificate. */
