@@ -13,7 +13,7 @@ import http from 'node:http';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ocspErrorResponse } from '../pki/index.js';
-import { listenHttp } from './http-listen.js';
+import { listenHttp, type BoundHttpServer } from './http-listen.js';
 
 /**
  * Signs OCSP answers. Throws a BastionError with code ERR_PKI_BAD_OCSP for a malformed
@@ -31,11 +31,8 @@ export interface OcspResponderOptions {
   readonly logger: Logger;
 }
 
-export interface RunningOcspResponder {
-  readonly host: string;
-  readonly port: number;
-  close(): Promise<void>;
-}
+/** The bound responder: its address and `close()`. */
+export type RunningOcspResponder = BoundHttpServer;
 
 /** Largest request body or GET path accepted; real OCSP requests are a few hundred bytes. */
 export const MAX_OCSP_REQUEST_BYTES = 16 * 1024;
