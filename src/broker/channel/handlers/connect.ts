@@ -165,7 +165,6 @@ function completeAuthentication(ch: Channel, result: AuthResult, pending: Pendin
     ch.refuseConnect(result.reasonCode, result.reason);
     return;
   }
-  openSession(ch, pending, authenticatedIdentity(identity, result), undefined);
-  if (ch.state === 'connected') ch.armCredentialExpiry(result.expiresAt);
+  openSession(ch, pending, authenticatedIdentity(identity, result), undefined, result.expiresAt);
 }
 

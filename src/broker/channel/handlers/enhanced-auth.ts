@@ -28,8 +28,7 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
           const p = pendingByChannel.get(ch)!;
           pendingByChannel.delete(ch);
           auth.state.identity = authenticatedIdentity(auth.state.identity, step);
-          openSession(ch, p, auth.state.identity, step.data);
-          if (ch.state === 'connected') ch.armCredentialExpiry(step.expiresAt);
+          openSession(ch, p, auth.state.identity, step.data, step.expiresAt);
         } else {
           // SECURITY: re-authentication may refresh the credential, never change who the client is.
           if (step.principal !== auth.state.identity.principal) {

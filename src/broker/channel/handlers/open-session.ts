@@ -18,7 +18,8 @@ export interface PendingConnect {
 }
 
 /** Opens the session and answers CONNACK. Called after any successful authentication. */
-export function openSession(ch: Channel, pending: PendingConnect, identity: ClientIdentity, authData: Buffer | undefined): void {
+/** `expiresAt`: when the credential that admitted the client expires (a JWT), if ever. */
+export function openSession(ch: Channel, pending: PendingConnect, identity: ClientIdentity, authData: Buffer | undefined, expiresAt: number | undefined): void {
   const { packet } = pending;
   const cfg = ch.broker.config;
   const v5 = ch.version === 5;
@@ -89,6 +90,7 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
   }
   ch.send(connack);
   ch.connected(keepAlive);
+  ch.armCredentialExpiry(expiresAt);
   ch.broker.logger.debug({ clientId: ch.clientId, principal: identity.principal, remote: identity.remoteAddress, present }, 'client connected');
   // Resend in-flight messages and drain the queue only after CONNACK [MQTT-4.4.0-1].
   session.attach(ch);
