@@ -35,6 +35,8 @@ export interface AdminSideOptions {
   logger: Logger;
   /** Roles, bindings, explain and lint (security/authz's PolicyService); null: those routes answer 501. */
   policy?: PolicyFacade | null;
+  /** The user store the login providers already hold open, to share rather than open users.db twice. */
+  users?: SqliteUserStore | null;
 }
 
 export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide> {
@@ -44,15 +46,16 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
   // SECURITY: bans are enforced whenever the admin database exists, even with the API off.
   brokerApi.addAdmissionGuard(bans.admissionGuard());
   let api: RunningAdminApi | null = null;
-  let users: SqliteUserStore | null = null;
+  /** Opened here only when no login provider holds users.db open already; closed by us then. */
+  let ownUsers: SqliteUserStore | null = null;
   if (opts.config.admin !== undefined) {
     try {
       // The same users.db the password and SCRAM providers read on every login.
-      users = new SqliteUserStore(join(opts.dataDir, USERS_DB_FILE));
+      const users = opts.users ?? (ownUsers = new SqliteUserStore(join(opts.dataDir, USERS_DB_FILE)));
       const services: AdminServices = { broker: brokerApi, bans, tokens: store, users: usersFacade(users, new PasswordHasher()), policy: opts.policy ?? null, logger: opts.logger };
       api = await startAdminApi({ config: opts.config.admin, resolvePath: (p) => resolve(opts.baseDir, p), services });
     } catch (err) {
-      users?.close();
+      ownUsers?.close();
       store.close();
       throw err;
     }
@@ -62,7 +65,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
     bans,
     async stop() {
       await api?.close();
-      users?.close();
+      ownUsers?.close();
       store.close();
     },
   };

@@ -24,6 +24,8 @@ import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
 export interface AuthnRuntime {
   authenticator: Authenticator;
   enhancedAuth: EnhancedAuthMethod[];
+  /** The user store the providers read, when a listener uses password or SCRAM (shared with the admin API). */
+  users: SqliteUserStore | null;
   close(): void;
 }
 
@@ -91,5 +93,5 @@ export function buildAuthn(config: BastionConfig, dataDir: string, resolvePath: 
   const enhancedAuth: EnhancedAuthMethod[] = [];
   if (users !== null && uses('scram')) enhancedAuth.push(chain.gate(new ScramSha256Method(users, { iterations: config.authn.scramIterations }), 'scram'));
   if (verifier !== null && uses('jwt')) enhancedAuth.push(chain.gate(new JwtMethod(verifier), 'jwt'));
-  return { authenticator: chain, enhancedAuth, close: () => users?.close() };
+  return { authenticator: chain, enhancedAuth, users, close: () => users?.close() };
 }

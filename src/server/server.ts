@@ -86,7 +86,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   let adminSide: AdminSide | null = null;
   try {
     // Bans (and the admin API) before the listeners: a banned client never slips in at start.
-    if (config.admin !== undefined || existsSync(adminDbPath(dataDir))) adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service });
+    if (config.admin !== undefined || existsSync(adminDbPath(dataDir))) adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users });
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     for (const l of config.listeners) {
