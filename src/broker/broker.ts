@@ -10,6 +10,7 @@ import type { MqttConfig } from '../core/config.js';
 import { defaultMqttConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
+import { SecurityEvents } from '../core/security-events.js';
 import type { ProtocolVersion, QoS } from '../protocol/packets.js';
 import { parseSharedFilter } from '../protocol/topic.js';
 import type { Message } from './message.js';
@@ -50,6 +51,8 @@ export interface BrokerOptions {
   clock?: Clock;
   logger?: Logger;
   nodeId?: string;
+  /** Where security events go (audit, metrics, automatic bans); a private stream when absent. */
+  events?: SecurityEvents;
 }
 
 /** Something a publisher can wait on until it has caught up. */
@@ -86,6 +89,8 @@ export class Broker {
   readonly enhancedAuth: Map<string, EnhancedAuthMethod>;
   readonly store: (SessionStore & RetainStore) | null;
   readonly nodeId: string;
+  /** Security events (core/security-events.ts): emitted by channels, transport and guards. */
+  readonly events: SecurityEvents;
   readonly router = new TopicRouter<Session>();
   readonly retained: RetainedMessages;
   readonly sessions = new Map<string, Session>();
@@ -108,6 +113,7 @@ export class Broker {
     this.enhancedAuth = new Map((opts.enhancedAuth ?? []).map((m) => [m.name, m]));
     this.store = opts.store ?? null;
     this.nodeId = opts.nodeId ?? 'node-1';
+    this.events = opts.events ?? new SecurityEvents(this.logger);
     this.retained = new RetainedMessages(this.store, this.clock);
     this.sessionContext = { clock: this.clock, store: this.store, maxQueued: this.config.maxQueued, counters: this.counters };
   }

@@ -10,6 +10,8 @@ import { identityMappingSchema, pskSchema, tlsSchema } from './tls-config.js';
 import { authzSchema } from './authz-config.js';
 import { authnIssues, authnSchema, listenerAuthIssues, listenerAuthSchema } from './auth-config.js';
 import { adminSchema } from './admin-config.js';
+import { defaultLimitsConfig, limitsSchema } from './limits-config.js';
+import { auditSchema } from './audit-config.js';
 
 const listenerSchema = z
   .object({
@@ -32,6 +34,10 @@ const listenerSchema = z
     auth: listenerAuthSchema.optional(),
     /** SECURITY: a plaintext listener may take passwords or tokens only with this second opt-in. */
     passwordsInCleartext: z.boolean().default(false),
+    /** Concurrent connections on this listener (refused at accept); absent: only the global limit. */
+    maxConnections: z.number().int().min(1).optional(),
+    /** This listener's maximum packet size (bytes); absent: mqtt.maxPacketSize. */
+    maxPacketSize: z.number().int().min(64).max(268435460).optional(),
   })
   .strict()
   .superRefine((l, ctx) => {
@@ -106,6 +112,17 @@ export const configSchema = z
     authz: authzSchema.optional(),
     /** Settings of the authentication providers shared by all listeners (auth-config.ts). */
     authn: authnSchema,
+    /** Protection against abuse (limits-config.ts): on by default. */
+    limits: limitsSchema.default(defaultLimitsConfig()),
+    /** The tamper-evident audit log and its SIEM exports (audit-config.ts). */
+    audit: auditSchema.default(auditSchema.parse({})),
+    /** Prometheus metrics at /metrics on the admin listener (operators authenticate as for the API). */
+    metrics: z.object({ enabled: z.boolean().default(true) }).strict().default({ enabled: true }),
+    /**
+     * `$SYS/broker/...` topics (Mosquitto-compatible names), published every `intervalSeconds`;
+     * 0 turns them off. SECURITY: only clients whose role allows subscribing to `$SYS/#` read them.
+     */
+    sys: z.object({ intervalSeconds: z.number().int().min(0).default(10) }).strict().default({ intervalSeconds: 10 }),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -1,0 +1,54 @@
+/**
+ * The audit record and its place in the hash chain. Owns: the record shape, the canonical
+ * bytes a record's hash covers, and the hash itself. Must not: store or export records
+ * (store/sqlite/audit-store.ts and server/audit/* do).
+ *
+ * SECURITY: each record's hash covers its sequence number, time, event and the previous
+ * record's hash, so altering, deleting or reordering a record breaks every hash after it;
+ * signed checkpoints (checkpoint.ts) pin the chain so it cannot be rebuilt silently.
+ */
+import { createHash } from 'node:crypto';
+import type { SecurityEvent } from '../../core/security-events.js';
+
+/** The previous hash of the first record. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+export interface AuditRecord {
+  /** 1, 2, 3, ...: consecutive, no gaps. */
+  seq: number;
+  /** ms since the epoch, when the event happened. */
+  ts: number;
+  event: SecurityEvent;
+  /** Hex SHA-256 of the previous record (GENESIS_HASH for seq 1). */
+  prevHash: string;
+  /** Hex SHA-256 of canonicalRecordBytes(this). */
+  hash: string;
+}
+
+/**
+ * JSON with object keys sorted at every level, so the same record always hashes the same
+ * whatever order its fields were built in (and after a round trip through SQLite).
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+/** What a record's hash covers. */
+export function canonicalRecordBytes(r: Omit<AuditRecord, 'hash'>): string {
+  return `bastion-audit-v1\n${r.seq}\n${r.ts}\n${r.prevHash}\n${canonicalJson(r.event)}`;
+}
+
+export function hashRecord(r: Omit<AuditRecord, 'hash'>): string {
+  return createHash('sha256').update(canonicalRecordBytes(r)).digest('hex');
+}
+
+/** Chains `event` after `prev` (null: the first record). */
+export function chainRecord(prev: { seq: number; hash: string } | null, ts: number, event: SecurityEvent): AuditRecord {
+  const body = { seq: prev === null ? 1 : prev.seq + 1, ts, event, prevHash: prev === null ? GENESIS_HASH : prev.hash };
+  return { ...body, hash: hashRecord(body) };
+}
