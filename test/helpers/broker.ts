@@ -46,6 +46,12 @@ export interface TestBrokerOptions {
    * on); null leaves the section out, so the default device policy applies.
    */
   authz?: Record<string, unknown> | null;
+  /** The config's `limits` section (default: the secure defaults). */
+  limits?: Record<string, unknown>;
+  /** The config's `audit` section. */
+  audit?: Record<string, unknown>;
+  /** The config's `sys` section. */
+  sys?: Record<string, unknown>;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
@@ -81,6 +87,9 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
       mqtt: opts.mqtt ?? {},
       persistence: { enabled: opts.persistence ?? false },
       log: { level: 'silent' },
+      ...(opts.limits !== undefined ? { limits: opts.limits } : {}),
+      ...(opts.audit !== undefined ? { audit: opts.audit } : {}),
+      ...(opts.sys !== undefined ? { sys: opts.sys } : {}),
       ...(opts.authz === null ? {} : { authz: opts.authz ?? { policy: 'allow-all-INSECURE' } }),
       ...(opts.admin !== undefined
         ? { admin: { port: 0, ...opts.admin, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, ...(opts.admin.tls as Record<string, unknown> | undefined) } } }
