@@ -20,6 +20,7 @@ import { startAuthz } from './authz-side.js';
 import type { PolicyService } from '../security/authz/policy-service.js';
 import { adminDbPath, startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
+import { SecurityEvents } from '../core/security-events.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -67,7 +68,11 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       })
     : null;
   const authz = startAuthz(config, dataDir, logger);
+  // One stream of security events for the audit log, the metrics and the automatic bans.
+  const events = new SecurityEvents(logger);
+  if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
   const broker = new Broker({
+    events,
     mqtt: config.mqtt,
     store,
     authenticator: authn.authenticator,
