@@ -11,6 +11,7 @@ import { defaultMqttConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { SecurityEvents } from '../core/security-events.js';
+import { defaultLimitsConfig, type LimitsConfig } from '../core/limits-config.js';
 import type { ProtocolVersion, QoS } from '../protocol/packets.js';
 import { parseSharedFilter } from '../protocol/topic.js';
 import type { Message } from './message.js';
@@ -53,6 +54,8 @@ export interface BrokerOptions {
   nodeId?: string;
   /** Where security events go (audit, metrics, automatic bans); a private stream when absent. */
   events?: SecurityEvents;
+  /** Protection against abuse (core/limits-config.ts); the secure defaults when absent. */
+  limits?: LimitsConfig;
 }
 
 /** Something a publisher can wait on until it has caught up. */
@@ -91,6 +94,7 @@ export class Broker {
   readonly nodeId: string;
   /** Security events (core/security-events.ts): emitted by channels, transport and guards. */
   readonly events: SecurityEvents;
+  readonly limits: LimitsConfig;
   readonly router = new TopicRouter<Session>();
   readonly retained: RetainedMessages;
   readonly sessions = new Map<string, Session>();
@@ -114,6 +118,7 @@ export class Broker {
     this.store = opts.store ?? null;
     this.nodeId = opts.nodeId ?? 'node-1';
     this.events = opts.events ?? new SecurityEvents(this.logger);
+    this.limits = opts.limits ?? defaultLimitsConfig();
     this.retained = new RetainedMessages(this.store, this.clock);
     this.sessionContext = { clock: this.clock, store: this.store, maxQueued: this.config.maxQueued, counters: this.counters };
   }

@@ -73,6 +73,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
   const broker = new Broker({
     events,
+    limits: config.limits,
     mqtt: config.mqtt,
     store,
     authenticator: authn.authenticator,
