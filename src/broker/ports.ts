@@ -128,7 +128,10 @@ export interface AuthRequest {
  * transport's view in ClientIdentity (certificate details are kept), and `expiresAt`
  * (ms since the epoch) closes the session when the credential expires.
  */
-export type AuthResult = { ok: true; principal: string | null; method?: AuthMethodName; username?: string; expiresAt?: number } | { ok: false; reasonCode: number; reason: string };
+export type AuthResult =
+  | { ok: true; principal: string | null; method?: AuthMethodName; username?: string; expiresAt?: number }
+  /** `provider`: who refused (a provider name, or `chain` when none claimed the client), for audit and metrics. */
+  | { ok: false; reasonCode: number; reason: string; provider?: string };
 
 /** Decides whether a CONNECT is admitted. May be async (JWKS, remote stores). */
 export interface Authenticator {
@@ -180,4 +183,5 @@ export interface EnhancedAuthState {
 export type EnhancedAuthStep =
   | { kind: 'continue'; data: Buffer }
   | { kind: 'success'; principal: string; data?: Buffer; method?: AuthMethodName; username?: string; expiresAt?: number }
-  | { kind: 'failure'; reasonCode: number; reason: string };
+  /** `provider`: the configured provider name (scram, jwt), for audit and metrics; the method name when absent. */
+  | { kind: 'failure'; reasonCode: number; reason: string; provider?: string };
