@@ -40,7 +40,7 @@ export class ChainAuthenticator implements Authenticator {
 
   private async run(chain: ListenerChain, req: AuthRequest): Promise<AuthResult> {
     if (chain.requireCertificate && !hasVerifiedCertificate(req.identity)) {
-      return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'this listener requires a client certificate as well as a login' };
+      return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'this listener requires a client certificate as well as a login', provider: 'certificate' };
     }
     // With requireCertificate the certificate is the first factor, already checked: only a
     // credential provider (password, jwt, scram) may admit (a certificate alone must not).
@@ -51,19 +51,19 @@ export class ChainAuthenticator implements Authenticator {
         verdict = await provider.authenticate(req);
       } catch (err) {
         this.logger.error({ provider: provider.name, clientId: req.clientId, listener: req.identity.listener, err: err instanceof Error ? err.message : String(err) }, 'authentication provider failed');
-        return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: `authentication provider ${provider.name} failed` };
+        return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: `authentication provider ${provider.name} failed`, provider: provider.name };
       }
       if (verdict.kind === 'not-mine') continue;
-      if (verdict.kind === 'deny') return { ok: false, reasonCode: verdict.reasonCode, reason: verdict.reason };
+      if (verdict.kind === 'deny') return { ok: false, reasonCode: verdict.reasonCode, reason: verdict.reason, provider: provider.name };
       const { kind: _allow, ...admitted } = verdict;
       return { ok: true, ...admitted };
     }
     const presented = req.username !== undefined || req.password !== undefined;
     // SECURITY: credentials nobody accepted never fall through to anonymous access.
     if (req.allowAnonymous && !presented && !chain.requireCertificate) return { ok: true, principal: null, method: 'anonymous' };
-    if (chain.requireCertificate) return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'this listener requires a login as well as the client certificate' };
-    if (presented) return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'no authentication provider on this listener accepts these credentials' };
-    return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'no authentication provider on this listener admits this client' };
+    if (chain.requireCertificate) return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'this listener requires a login as well as the client certificate', provider: 'chain' };
+    if (presented) return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'no authentication provider on this listener accepts these credentials', provider: 'chain' };
+    return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'no authentication provider on this listener admits this client', provider: 'chain' };
   }
 
   /**
@@ -72,17 +72,20 @@ export class ChainAuthenticator implements Authenticator {
    */
   gate(method: EnhancedAuthMethod, provider: string): EnhancedAuthMethod {
     const chains = this.chains;
+    // A failure names the provider that refused (audit, metrics); only failures pay for a copy.
+    const tag = (step: EnhancedAuthStep): EnhancedAuthStep => (step.kind === 'failure' && step.provider === undefined ? { ...step, provider } : step);
     return {
       name: method.name,
       step(state: EnhancedAuthState, data: Buffer | undefined): EnhancedAuthStep | Promise<EnhancedAuthStep> {
         const chain = chains.get(state.identity.listener);
         if (chain === undefined || !chain.names.includes(provider)) {
-          return { kind: 'failure', reasonCode: ReasonCode.BadAuthenticationMethod, reason: `authentication method ${method.name} is not enabled on this listener` };
+          return { kind: 'failure', reasonCode: ReasonCode.BadAuthenticationMethod, reason: `authentication method ${method.name} is not enabled on this listener`, provider };
         }
         if (chain.requireCertificate && state.identity.certificate === undefined) {
-          return { kind: 'failure', reasonCode: ReasonCode.NotAuthorized, reason: 'this listener requires a client certificate as well as a login' };
+          return { kind: 'failure', reasonCode: ReasonCode.NotAuthorized, reason: 'this listener requires a client certificate as well as a login', provider: 'certificate' };
         }
-        return method.step(state, data);
+        const step = method.step(state, data);
+        return step instanceof Promise ? step.then(tag) : tag(step);
       },
     };
   }

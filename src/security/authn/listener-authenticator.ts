@@ -18,8 +18,8 @@ export class ListenerAuthenticator implements Authenticator {
     }
     if (req.allowAnonymous) return { ok: true, principal: null };
     if (req.username !== undefined || req.password !== undefined) {
-      return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'password authentication is not enabled on this listener' };
+      return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'password authentication is not enabled on this listener', provider: 'chain' };
     }
-    return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'a verified client certificate is required' };
+    return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'a verified client certificate is required', provider: 'certificate' };
   }
 }
