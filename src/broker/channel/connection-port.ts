@@ -2,6 +2,8 @@
  * What a channel needs from its connection. transport/connection.ts implements it over a
  * socket; tests implement it over an in-memory recorder. Nothing here does I/O itself.
  */
+import type { TlsSummary } from '../../core/security-events.js';
+
 /** What a verified client certificate says, as the authorization layer sees it. */
 export interface PeerCertificate {
   commonName: string;
@@ -43,6 +45,8 @@ export interface ConnectionPort {
   readonly allowAnonymous: boolean;
   /** The verified client certificate, or null. */
   readonly peer: TlsPeer | null;
+  /** The negotiated TLS version, cipher and resumption (security event records); absent or null on plaintext. */
+  readonly tls?: TlsSummary | null;
   /** True while the write buffer is over its high-water mark. */
   readonly congested: boolean;
   /** Queues bytes; they go out in one write per socket per event-loop turn. */
