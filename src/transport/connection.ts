@@ -6,6 +6,7 @@
 import type { Broker } from '../broker/broker.js';
 import { Channel } from '../broker/channel/channel.js';
 import type { ConnectionPort, TlsPeer } from '../broker/channel/connection-port.js';
+import type { TlsSummary } from '../core/security-events.js';
 import { PacketDecoder } from '../protocol/codec.js';
 import { FrameReader } from '../protocol/framing.js';
 import { scheduleFlush, type Flushable } from './write-scheduler.js';
@@ -60,6 +61,8 @@ export interface PeerInfo {
   remoteAddress: string;
   /** The verified client certificate (or PSK identity), or null. */
   peer: TlsPeer | null;
+  /** The negotiated TLS parameters (tls-identity.ts tlsSummaryOf); absent on plaintext. */
+  tls?: TlsSummary;
 }
 
 export class Connection implements ConnectionPort, Flushable {
@@ -68,6 +71,7 @@ export class Connection implements ConnectionPort, Flushable {
   readonly listenerName: string;
   readonly allowAnonymous: boolean;
   readonly peer: TlsPeer | null;
+  readonly tls: TlsSummary | null;
   private readonly framer: FrameReader;
   private readonly decoder = new PacketDecoder();
   private pending: Buffer[] = [];
@@ -93,6 +97,7 @@ export class Connection implements ConnectionPort, Flushable {
     this.listenerName = listener.name;
     this.allowAnonymous = listener.allowAnonymous;
     this.peer = info.peer;
+    this.tls = info.tls ?? null;
     this.framer = new FrameReader(broker.config.maxPacketSize);
     this.channel = new Channel(this, broker);
     // Shared listeners (no closures per connection): idle connections are most of a fleet.

@@ -11,6 +11,7 @@ import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { AcceptedConnections, listenOn, type RunningListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
+import { tlsSummaryOf } from './tls-identity.js';
 
 export type { RunningListener } from './accepted-connections.js';
 
@@ -20,9 +21,10 @@ export async function startListener(config: ListenerConfig, broker: Broker, logg
   const accept = (socket: net.Socket): void => {
     // Destroyed already: the TLS context manager refused the client certificate (and logged why).
     if (socket.destroyed) return;
-    const peer = tlsContext !== null && socket instanceof tls.TLSSocket ? tlsContext.peerOf(socket) : null;
+    const isTls = tlsContext !== null && socket instanceof tls.TLSSocket;
+    const peer = isTls ? tlsContext.peerOf(socket) : null;
     // Nagle is off already: both servers are created with noDelay, which sets it at accept.
-    accepted.adopt(socket, { remoteAddress: socket.remoteAddress ?? 'unknown', peer });
+    accepted.adopt(socket, { remoteAddress: socket.remoteAddress ?? 'unknown', peer, ...(isTls ? { tls: tlsSummaryOf(socket) } : {}) });
   };
 
   let server: net.Server;

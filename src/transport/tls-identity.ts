@@ -7,6 +7,7 @@
 import type { DetailedPeerCertificate, PeerCertificate as NodePeerCertificate, TLSSocket } from 'node:tls';
 import type { IdentitySource, PeerCertificate, TlsPeer } from '../broker/channel/connection-port.js';
 import type { IdentityMapping } from '../core/tls-config.js';
+import type { TlsSummary } from '../core/security-events.js';
 
 /**
  * Splits Node's `subjectaltname` string (`DNS:a, URI:b, IP Address:1.2.3.4, email:x`).
@@ -117,6 +118,14 @@ export function verifiedPeer(socket: TLSSocket, policy: IdentityPolicy, pskIdent
   const certificate = describeCertificate(cert);
   const source: IdentitySource = policy.mapping;
   return { method: 'certificate', identity: mapIdentity(certificate, policy.mapping), source, clientIdMustMatch: policy.clientIdMustMatch, certificate };
+}
+
+/**
+ * The negotiated TLS version, cipher and resumption of an established socket, for the
+ * security events (connection.accepted/refused). Read once per connection, at accept.
+ */
+export function tlsSummaryOf(socket: TLSSocket): TlsSummary {
+  return { version: socket.getProtocol() ?? 'unknown', cipher: socket.getCipher()?.name ?? 'unknown', resumed: socket.isSessionReused() };
 }
 
 /** OpenSSL's words for the verification results a client certificate most often fails with. */

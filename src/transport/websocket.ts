@@ -23,6 +23,7 @@ import { DEFAULT_WS_PATH, type ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { AcceptedConnections, listenOn, type RunningListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
+import { tlsSummaryOf } from './tls-identity.js';
 import { WebSocketByteStream } from './ws-byte-stream.js';
 
 /** [MQTT-6.0.0-3] clients offer "mqtt"; "mqttv3.1" is what older 3.1-era clients offer. */
@@ -145,7 +146,7 @@ export async function startWebSocketListener(
     }
     // SECURITY: the identity is the one proven by the TLS handshake of the socket under
     // this request, never anything the HTTP request says.
-    const peer = { remoteAddress: tcp.remoteAddress ?? 'unknown', peer: tlsContext !== null ? tlsContext.peerOf(tcp as TLSSocket) : null };
+    const peer = { remoteAddress: tcp.remoteAddress ?? 'unknown', peer: tlsContext !== null ? tlsContext.peerOf(tcp as TLSSocket) : null, ...(tlsContext !== null ? { tls: tlsSummaryOf(tcp as TLSSocket) } : {}) };
     wss.handleUpgrade(req, socket, head, (ws) => {
       accepted.adopt(new WebSocketByteStream(ws), peer);
     });
