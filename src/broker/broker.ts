@@ -74,6 +74,15 @@ export interface BrokerCounters extends SessionCounters {
   published: number;
   delivered: number;
   deniedAtDelivery: number;
+  /** PUBLISH packets received from clients, by QoS (index = QoS), and their bytes (whole packets). */
+  received: [number, number, number];
+  receivedBytes: number;
+  /** PUBLISH packets written to clients, by QoS, and their bytes (metrics, $SYS). */
+  sent: [number, number, number];
+  sentBytes: number;
+  /** Sessions opened (CONNACK success), and the most clients connected at once. */
+  connectionsAccepted: number;
+  connectedPeak: number;
 }
 
 interface MergedMatch {
@@ -103,7 +112,20 @@ export class Broker {
   /** Last known identity per session (also of offline and recovered ones), for delivery-time authorization. */
   readonly clients = new Map<Session, AuthorizedClient>();
   private readonly admissionGuards: AdmissionGuard[] = [];
-  readonly counters: BrokerCounters = { published: 0, delivered: 0, deniedAtDelivery: 0, droppedQueueFull: 0, droppedExpired: 0, droppedTooLarge: 0 };
+  readonly counters: BrokerCounters = {
+    published: 0,
+    delivered: 0,
+    deniedAtDelivery: 0,
+    droppedQueueFull: 0,
+    droppedExpired: 0,
+    droppedTooLarge: 0,
+    received: [0, 0, 0],
+    receivedBytes: 0,
+    sent: [0, 0, 0],
+    sentBytes: 0,
+    connectionsAccepted: 0,
+    connectedPeak: 0,
+  };
   shuttingDown = false;
   /** What every session shares: one object, not one per session. */
   private readonly sessionContext: SessionContext;
@@ -194,6 +216,8 @@ export class Broker {
       if (wasPersistent && !session.persistent) this.store?.deleteSession(clientId);
     }
     this.owners.set(session, owner);
+    this.counters.connectionsAccepted++;
+    if (this.owners.size > this.counters.connectedPeak) this.counters.connectedPeak = this.owners.size;
     this.clients.set(session, client);
     session.identity = client.identity;
     // SECURITY: what was queued for a resumed session was authorized for its previous
