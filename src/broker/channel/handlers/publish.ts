@@ -60,6 +60,10 @@ function checkReceiveMaximum(ch: Channel, packet: PublishPacket): void {
 
 export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer): void {
   const session = ch.session!;
+  // Metrics and $SYS: every PUBLISH received counts, refused ones too (two integer adds).
+  const counters = ch.broker.counters;
+  counters.received[packet.qos]++;
+  counters.receivedBytes += frame.length;
   checkCapabilities(ch, packet);
   const topic = resolveTopicAlias(ch, packet);
   checkTopic(ch, topic, frame);
