@@ -236,6 +236,9 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     // Never send a packet larger than the client accepts [MQTT-3.1.2-24].
     if (bytes.length > this.clientMaxPacketSize) return false;
     this.conn.write(bytes);
+    const counters = this.broker.counters;
+    counters.sent[qos]++;
+    counters.sentBytes += bytes.length;
     return true;
   }
 
