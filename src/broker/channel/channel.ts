@@ -21,6 +21,7 @@ import { handlePuback, handlePubcomp, handlePubrec } from './handlers/acks.js';
 import { handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
 import { handleAuth, handleDisconnect } from './handlers/session-control.js';
 import { buildPublishPacket, encodeShared } from './publish-encoding.js';
+import { CONNECT_STAGE, emitConnectRefusal, emitDisconnected, type RefusalCause } from './security-emit.js';
 
 export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
@@ -209,6 +210,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
         return;
       }
       this.broker.logger.info({ clientId: this.clientId, remote: this.conn.remoteAddress }, 'credential expired; closing the session');
+      emitDisconnected(this, ReasonCode.MaximumConnectTime, 'the credential expired');
       this.disconnect(ReasonCode.MaximumConnectTime, true, 'the credential expired');
     }, Math.min(delay, 0x7fffffff));
   }
@@ -262,6 +264,9 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   // ---- ChannelHandle ----
 
   kick(reasonCode: number, reason?: string): void {
+    // A takeover is the client's own doing and a shutdown is the operator's: neither is a
+    // security happening. Bans, revocations and operator kicks are.
+    if (reasonCode !== ReasonCode.SessionTakenOver && reasonCode !== ReasonCode.ServerShuttingDown) emitDisconnected(this, reasonCode, reason ?? 'disconnected by the broker');
     this.disconnect(reasonCode, true, reason);
   }
 
@@ -284,9 +289,13 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     this.finish();
   }
 
-  /** Refuses a CONNECT with the right code for the client's version, then closes. */
-  refuseConnect(reasonCode: number, reason: string): void {
+  /**
+   * Refuses a CONNECT with the right code for the client's version, then closes. `cause`
+   * says which security event reports it (auth.failure or connection.refused, by stage).
+   */
+  refuseConnect(reasonCode: number, reason: string, cause: RefusalCause = CONNECT_STAGE): void {
     if (this.state === 'closed') return;
+    emitConnectRefusal(this, reasonCode, reason, cause);
     this.broker.logger.info({ clientId: this.clientId, remote: this.conn.remoteAddress, reasonCode, reason }, 'connection refused');
     if (this.version === 5) {
       const props = this.reasonString(reason);
@@ -318,13 +327,20 @@ export class Channel implements ChannelHandle, DeliveryTarget {
       // level is answered, as v3.1.1 requires [MQTT-3.1.2-2].
       if (this.state === 'awaiting-connect' && !this.connectDecoded && err.reasonCode !== ReasonCode.UnsupportedProtocolVersion) this.abort();
       else if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(err.reasonCode, err.message);
-      else this.disconnect(err.reasonCode, true, err.message);
+      else {
+        // A connected client breaking the protocol (0x81, 0x82...) is worth a record: probing or a broken device.
+        emitDisconnected(this, err.reasonCode, err.message);
+        this.disconnect(err.reasonCode, true, err.message);
+      }
       return;
     }
     const code = err instanceof BastionError ? err.code : 'ERR_INTERNAL';
     this.broker.logger.error({ clientId: this.clientId, code, err: err instanceof Error ? err.stack : String(err) }, 'error while handling a packet');
     if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(ReasonCode.UnspecifiedError, 'internal error');
-    else this.disconnect(ReasonCode.ImplementationSpecificError, true, 'internal error');
+    else {
+      emitDisconnected(this, ReasonCode.ImplementationSpecificError, 'internal error');
+      this.disconnect(ReasonCode.ImplementationSpecificError, true, 'internal error');
+    }
   }
 
   private finish(): void {
