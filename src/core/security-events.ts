@@ -117,8 +117,10 @@ export type SecurityEvent =
       reasonCode: number;
       reason: string;
     }
-  | { type: 'ban.added'; kind: string; value: string; reason: string; createdBy: string; expiresAt: number | null; auto: boolean }
-  | { type: 'ban.removed'; kind: string; value: string; removedBy: string }
+  /** An entry added to the ban list: `list` deny is a ban, allow an allow-list entry (absent: deny). */
+  | { type: 'ban.added'; kind: string; value: string; list?: 'deny' | 'allow'; reason: string; createdBy: string; expiresAt: number | null; auto: boolean }
+  /** An entry removed: `removedBy` is the operator, or `expiry` when its time ran out. */
+  | { type: 'ban.removed'; kind: string; value: string; list?: 'deny' | 'allow'; removedBy: string }
   /** A CRL was applied to live sessions. */
   | { type: 'revocation.applied'; listener: string; disconnected: string[] }
   /** A change through the admin API or the CLI (admin/api/admin-change.ts). */
