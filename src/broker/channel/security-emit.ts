@@ -62,16 +62,7 @@ export function emitConnectRefusal(ch: Channel, reasonCode: number, reason: stri
   const events = ch.broker.events;
   if (!events.active) return;
   if (cause.stage === 'auth') {
-    events.emit({
-      type: 'auth.failure',
-      listener: ch.conn.listenerName,
-      remoteAddress: ch.conn.remoteAddress,
-      clientId: ch.clientId,
-      ...(cause.username !== undefined ? { username: cause.username } : {}),
-      provider: cause.provider,
-      reasonCode,
-      reason,
-    });
+    emitAuthFailure(ch, cause.provider, cause.username, reasonCode, reason);
     return;
   }
   events.emit({
@@ -86,11 +77,28 @@ export function emitConnectRefusal(ch: Channel, reasonCode: number, reason: stri
   });
 }
 
-/** Authorization refused a publish, a subscribe filter or a will of this channel's client. */
-export function emitDenied(ch: Channel, action: 'publish' | 'subscribe' | 'will', topic: string, reason: string): void {
+/** A provider refused the credentials, at CONNECT or at re-authentication. */
+export function emitAuthFailure(ch: Channel, provider: string, username: string | undefined, reasonCode: number, reason: string): void {
   const events = ch.broker.events;
   if (!events.active) return;
-  events.emit({ type: 'authz.denied', clientId: ch.clientId, principal: ch.client?.principal ?? null, remoteAddress: ch.conn.remoteAddress, action, topic, reason });
+  events.emit({
+    type: 'auth.failure',
+    listener: ch.conn.listenerName,
+    remoteAddress: ch.conn.remoteAddress,
+    clientId: ch.clientId,
+    ...(username !== undefined ? { username } : {}),
+    provider,
+    reasonCode,
+    reason,
+  });
+}
+
+/** Authorization refused a publish, a subscribe filter or a will of this channel's client. */
+/** `principal`: the client's, when the channel has no admitted client yet (a will at CONNECT). */
+export function emitDenied(ch: Channel, action: 'publish' | 'subscribe' | 'will', topic: string, reason: string, principal: string | null = ch.client?.principal ?? null): void {
+  const events = ch.broker.events;
+  if (!events.active) return;
+  events.emit({ type: 'authz.denied', clientId: ch.clientId, principal, remoteAddress: ch.conn.remoteAddress, action, topic, reason });
 }
 
 /**

@@ -115,7 +115,7 @@ export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer)
       (err: unknown) => {
         // SECURITY: a failing provider means deny.
         ch.broker.logger.error({ clientId, err: String(err) }, 'authentication provider failed');
-        ch.refuseConnect(ReasonCode.UnspecifiedError, 'authentication failed');
+        ch.refuseConnect(ReasonCode.UnspecifiedError, 'authentication failed', { stage: 'auth', provider: 'chain', username: packet.username });
       },
     );
     return;
@@ -162,7 +162,8 @@ function admitTlsIdentity(ch: Channel, clientId: string): boolean {
 function completeAuthentication(ch: Channel, result: AuthResult, pending: PendingConnect, identity: ClientIdentity): void {
   if (ch.state === 'closed') return;
   if (!result.ok) {
-    ch.refuseConnect(result.reasonCode, result.reason);
+    // The provider that refused, for audit and metrics; the transport's method when the authenticator did not say.
+    ch.refuseConnect(result.reasonCode, result.reason, { stage: 'auth', provider: result.provider ?? identity.method, username: pending.packet.username });
     return;
   }
   openSession(ch, pending, authenticatedIdentity(identity, result), undefined, result.expiresAt);

@@ -7,6 +7,7 @@ import { ReasonCode } from '../../../protocol/reason-codes.js';
 import type { ClientIdentity, EnhancedAuthStep } from '../../ports.js';
 import type { Channel } from '../channel.js';
 import { openSession, type PendingConnect } from './open-session.js';
+import { emitAuthFailure, emitDisconnected } from '../security-emit.js';
 
 /** The CONNECT of each channel in an enhanced-auth exchange, until it ends. */
 const pendingByChannel = new WeakMap<Channel, PendingConnect>();
@@ -32,6 +33,7 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
         } else {
           // SECURITY: re-authentication may refresh the credential, never change who the client is.
           if (step.principal !== auth.state.identity.principal) {
+            reauthFailed(ch, auth.method, ReasonCode.NotAuthorized, 're-authentication named a different identity');
             ch.disconnect(ReasonCode.NotAuthorized, true, 're-authentication named a different identity');
             return;
           }
@@ -41,8 +43,11 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
         }
         return;
       case 'failure':
-        if (connecting) ch.refuseConnect(step.reasonCode, step.reason);
-        else ch.disconnect(reauthFailureCode(step.reasonCode), true, step.reason);
+        if (connecting) ch.refuseConnect(step.reasonCode, step.reason, { stage: 'auth', provider: step.provider ?? auth.method, username: pendingByChannel.get(ch)?.packet.username });
+        else {
+          reauthFailed(ch, step.provider ?? auth.method, reauthFailureCode(step.reasonCode), step.reason);
+          ch.disconnect(reauthFailureCode(step.reasonCode), true, step.reason);
+        }
         return;
       default: {
         const unreachable: never = step;
@@ -62,7 +67,11 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
         }
         ch.releaseIncoming();
       },
-      () => ch.fail(new ProtocolViolation(ReasonCode.NotAuthorized, 'authentication method failed')),
+      () => {
+        // SECURITY: a failing method means deny; at CONNECT it is an authentication failure of that method.
+        if (ch.state === 'authenticating') ch.refuseConnect(ReasonCode.NotAuthorized, 'authentication method failed', { stage: 'auth', provider: auth.method, username: pendingByChannel.get(ch)?.packet.username });
+        else ch.fail(new ProtocolViolation(ReasonCode.NotAuthorized, 'authentication method failed'));
+      },
     );
   } else apply(result);
 }
@@ -75,6 +84,12 @@ export function authenticatedIdentity(identity: ClientIdentity, result: { princi
     ...(result.method !== undefined ? { method: result.method } : {}),
     ...(result.username !== undefined ? { username: result.username } : {}),
   };
+}
+
+/** A failed re-authentication: an authentication failure, and the live session it ends. */
+function reauthFailed(ch: Channel, provider: string, reasonCode: number, reason: string): void {
+  emitAuthFailure(ch, provider, ch.client?.identity.username, reasonCode, reason);
+  emitDisconnected(ch, reasonCode, reason);
 }
 
 /** DISCONNECT reason codes a failed re-authentication may carry (MQTT 5 §3.14.2.1). */

@@ -8,6 +8,7 @@ import type { ClientIdentity } from '../../ports.js';
 import { NEVER_EXPIRES } from '../../session/session.js';
 import type { Channel } from '../channel.js';
 import type { WillSpec } from '../../session/session.js';
+import { ADMISSION_STAGE, emitAccepted, emitDenied } from '../security-emit.js';
 
 /** State kept from CONNECT until the session opens. */
 export interface PendingConnect {
@@ -45,7 +46,7 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
   const client = { clientId: ch.clientId, principal: identity.principal, identity };
   const refusal = ch.broker.admissionRefusal(client);
   if (refusal !== null) {
-    ch.refuseConnect(refusal.reasonCode, refusal.reason);
+    ch.refuseConnect(refusal.reasonCode, refusal.reason, ADMISSION_STAGE);
     return;
   }
   // SECURITY: the will is a publish: authorized now, with the identity just established
@@ -55,6 +56,7 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
     const verdict = ch.broker.authorizer.authorizePublish(client, will.topic, will.qos, will.retain);
     if (!verdict.ok) {
       ch.broker.logger.info({ clientId: ch.clientId, topic: will.topic, reason: verdict.reason }, 'will denied at CONNECT');
+      emitDenied(ch, 'will', will.topic, verdict.reason, client.principal);
       ch.refuseConnect(ReasonCode.NotAuthorized, `will topic not authorized: ${verdict.reason}`);
       return;
     }
@@ -89,6 +91,7 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
     connack.returnCode = 0;
   }
   ch.send(connack);
+  emitAccepted(ch, identity);
   ch.connected(keepAlive);
   ch.armCredentialExpiry(expiresAt);
   ch.broker.logger.debug({ clientId: ch.clientId, principal: identity.principal, remote: identity.remoteAddress, present }, 'client connected');
