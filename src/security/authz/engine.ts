@@ -118,6 +118,9 @@ export class PolicyEngine implements DeliveryAuthorizer {
   }
 
   decidePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): Verdict {
+    // SECURITY: `$` topics ($SYS/...) belong to the broker [MQTT-4.7.2-1]: no rule, however
+    // broad, lets a client (or its will) publish there and forge broker statistics.
+    if (topic.charCodeAt(0) === 0x24 /* $ */) return { allowed: false, rule: null, reason: 'topics starting with $ belong to the broker' };
     let firstAllow: CompiledRule | null = null;
     let fitting: CompiledRule | null = null;
     for (const r of this.rulesFor(client).rules) {
