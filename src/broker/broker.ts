@@ -365,6 +365,7 @@ export class Broker {
     // one, nothing is delivered.
     if (client === undefined || !this.authorizer.canReceive(client, message.topic)) {
       this.counters.deniedAtDelivery++;
+      this.emitReceiveDenied(session, client, message.topic);
       return;
     }
     const qos = (message.qos < m.qos ? message.qos : m.qos) as QoS;
@@ -381,6 +382,13 @@ export class Broker {
         else if (session.queueCongested) outcome.congested = session;
       }
     }
+  }
+
+  /** A delivery refused by authorization (only denials: the allowed path emits nothing). */
+  private emitReceiveDenied(session: Session, client: AuthorizedClient | undefined, topic: string): void {
+    if (!this.events.active) return;
+    const reason = client === undefined ? 'no known identity for the session' : 'not authorized to receive this topic';
+    this.events.emit({ type: 'authz.denied', clientId: session.clientId, principal: client?.principal ?? null, remoteAddress: client?.identity.remoteAddress ?? '', action: 'receive', topic, reason });
   }
 
   /**

@@ -11,6 +11,7 @@ import { isValidTopicName } from '../../../protocol/topic.js';
 import { decodedStringIsFaithful, isUtf8Payload } from '../../../protocol/utf8.js';
 import type { Channel } from '../channel.js';
 import { messageFromPublish } from './message-properties.js';
+import { emitDenied } from '../security-emit.js';
 
 /** Capabilities: QoS and retain the server offered [MQTT-3.2.2-11] [MQTT-3.2.2-14]. */
 function checkCapabilities(ch: Channel, packet: PublishPacket): void {
@@ -82,6 +83,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
   const verdict = ch.broker.authorizer.authorizePublish(ch.client!, topic, packet.qos, packet.retain);
   if (!verdict.ok) {
     ch.broker.logger.info({ clientId: ch.clientId, topic, qos: packet.qos, retain: packet.retain, reason: verdict.reason }, 'publish denied');
+    emitDenied(ch, 'publish', topic, verdict.reason);
     acknowledge(ch, packet, packetId, v5 ? verdict.reasonCode : ReasonCode.Success, false, verdict.reason);
     return;
   }

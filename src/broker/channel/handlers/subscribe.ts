@@ -9,6 +9,7 @@ import { isValidTopicFilter, parseSharedFilter } from '../../../protocol/topic.j
 import { decodedStringIsFaithful } from '../../../protocol/utf8.js';
 import type { StoredSubscription } from '../../ports.js';
 import type { Channel } from '../channel.js';
+import { emitDenied } from '../security-emit.js';
 
 const V3_FAILURE = 0x80;
 
@@ -42,6 +43,7 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
     const verdict = broker.authorizer.authorizeSubscribe(ch.client!, shared !== null ? shared.filter : filter, Math.min(req.qos, broker.config.maxQos) as QoS);
     if (!verdict.ok) {
       broker.logger.info({ clientId: ch.clientId, filter, reason: verdict.reason }, 'subscribe denied');
+      emitDenied(ch, 'subscribe', filter, verdict.reason);
       granted.push(v5 ? ReasonCode.NotAuthorized : V3_FAILURE);
       continue;
     }
