@@ -126,7 +126,16 @@ export type SecurityEvent =
   /** A change through the admin API or the CLI (admin/api/admin-change.ts). */
   | { type: 'admin.change'; actor: string; remoteAddress: string; action: string; target: string; outcome: string; detail?: Record<string, unknown> }
   /** A TLS handshake finished; failures carry the reason OpenSSL gave. */
-  | { type: 'tls.handshake'; listener: string; remoteAddress: string; ok: boolean; resumed: boolean; reason?: string };
+  | {
+      type: 'tls.handshake';
+      listener: string;
+      remoteAddress: string;
+      ok: boolean;
+      resumed: boolean;
+      reason?: string;
+      /** Set by the audit log only: failures summed over `audit.aggregateSeconds` (absent: one). */
+      count?: number;
+    };
 
 export type SecurityEventType = SecurityEvent['type'];
 export type SecurityEventListener = (event: SecurityEvent, at: number) => void;
