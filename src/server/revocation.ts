@@ -63,6 +63,7 @@ export class RevocationEnforcer {
     this.checkFreshness(now);
     const kicked = this.broker.disconnectWhere((client) => this.isRevoked(client), ReasonCode.AdministrativeAction, 'certificate revoked');
     for (const clientId of kicked) this.logger.warn({ listener, clientId }, 'client certificate revoked: session disconnected');
+    this.broker.events.emit({ type: 'revocation.applied', listener, disconnected: kicked });
     return kicked;
   }
 

@@ -21,6 +21,7 @@ import type { PolicyService } from '../security/authz/policy-service.js';
 import { adminDbPath, startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 import { SecurityEvents } from '../core/security-events.js';
+import { adminChangeEvent, onAdminChange } from '../admin/api/admin-change.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -70,6 +71,9 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const authz = startAuthz(config, dataDir, logger);
   // One stream of security events for the audit log, the metrics and the automatic bans.
   const events = new SecurityEvents(logger);
+  // Changes through the admin API (and CLI code running in this process) reach the audit log.
+  // The sink list is process-wide: with two servers in one process each sees the other's changes.
+  const stopAdminBridge = onAdminChange((change) => events.emit(adminChangeEvent(change)));
   if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
   const broker = new Broker({
     events,
@@ -114,6 +118,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     for (const l of listeners) await l.stopAccepting();
     await pki?.stop();
     await adminSide?.stop();
+    stopAdminBridge();
     store?.close();
     authn.close();
     authz.close();
@@ -129,6 +134,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
       await pki?.stop();
       await adminSide?.stop();
+      stopAdminBridge();
       store?.close();
       authn.close();
       authz.close();

@@ -4,6 +4,7 @@
  * (issue 5) consumes the same event by hooking `recordAdminChange`.
  */
 import type { Logger } from '../../core/logger.js';
+import type { SecurityEvent } from '../../core/security-events.js';
 
 /**
  * Who made a change: an operator certificate (its CN), a bearer token (its name), or a
@@ -35,6 +36,19 @@ export function onAdminChange(sink: AdminChangeSink): () => void {
   return () => {
     const i = sinks.indexOf(sink);
     if (i >= 0) sinks.splice(i, 1);
+  };
+}
+
+/** The security event (core/security-events.ts) of a change: the server emits it on the broker's stream. */
+export function adminChangeEvent(change: AdminChange): Extract<SecurityEvent, { type: 'admin.change' }> {
+  return {
+    type: 'admin.change',
+    actor: `${change.actor.kind}:${change.actor.name}`,
+    remoteAddress: change.actor.remoteAddress,
+    action: change.action,
+    target: change.target,
+    outcome: change.outcome,
+    ...(change.detail !== undefined ? { detail: change.detail } : {}),
   };
 }
 
