@@ -1,0 +1,115 @@
+/**
+ * Metrics counted from the security event stream (core/security-events.ts): refused
+ * connections, authentication failures, authorization denials, limit hits and the messages
+ * they dropped, bans added, TLS handshakes and their failures. Owns: those counters and
+ * their label values. Must not: count what broker state already holds (read at scrape
+ * time by state-metrics.ts), or keep a label value that a client chooses.
+ *
+ * SECURITY: every label value comes from a fixed set (listener names from the config,
+ * provider and limit names from the code, TLS failures mapped to a fixed vocabulary), so a
+ * flood of odd connections cannot grow the number of series.
+ */
+import { Counter, type Registry } from 'prom-client';
+import type { LimitName, SecurityEvent, SecurityEvents } from '../../core/security-events.js';
+import { tlsFailureReason } from './tls-failure-reason.js';
+
+/** Limits whose hits are messages not delivered, and the `cause` they count under. */
+/** Distinct provider names kept as labels; past this (or for an odd name) they count as "other". */
+const MAX_PROVIDERS = 32;
+const PROVIDER_NAME = /^[A-Za-z0-9._:-]{1,40}$/;
+
+const DROP_CAUSE: Partial<Record<LimitName, string>> = {
+  'publish-rate': 'rate_limit',
+  bandwidth: 'bandwidth',
+  'slow-client': 'slow_client',
+  inflight: 'inflight',
+  'packet-size': 'too_large',
+  // queue-full is counted from the broker's own counter (state-metrics.ts), not twice.
+};
+
+export class EventMetrics {
+  private readonly refused: Counter<'stage'>;
+  private readonly authFailures: Counter<'provider'>;
+  private readonly authzDenials: Counter<'action'>;
+  private readonly limitHits: Counter<'limit' | 'action'>;
+  /** Messages refused by a limit; state-metrics adds the broker's own drop counters to the same family. */
+  readonly droppedByLimits = new Map<string, number>();
+  private readonly bansAdded: Counter<'origin'>;
+  private readonly handshakes: Counter<'listener' | 'kind'>;
+  private readonly handshakeFailures: Counter<'listener' | 'reason'>;
+  private readonly unsubscribe: () => void;
+  private readonly providers = new Set<string>();
+
+  constructor(registry: Registry, events: SecurityEvents) {
+    const registers = [registry];
+    this.refused = new Counter({ name: 'bastion_connections_refused_total', help: 'Connections refused before a session opened, by stage (accept, tls, connect, auth, admission).', labelNames: ['stage'], registers });
+    this.authFailures = new Counter({ name: 'bastion_auth_failures_total', help: 'Authentication failures, by the provider that refused.', labelNames: ['provider'], registers });
+    this.authzDenials = new Counter({ name: 'bastion_authz_denials_total', help: 'Authorization denials, by action (publish, subscribe, will, receive).', labelNames: ['action'], registers });
+    this.limitHits = new Counter({ name: 'bastion_limit_hits_total', help: 'Times a limit refused, dropped, rejected or disconnected something.', labelNames: ['limit', 'action'], registers });
+    this.bansAdded = new Counter({ name: 'bastion_bans_added_total', help: 'Ban and allow-list entries added, by origin (auto: brute force or flapping; operator).', labelNames: ['origin'], registers });
+    this.handshakes = new Counter({ name: 'bastion_tls_handshakes_total', help: 'TLS handshakes completed, by listener and kind (full or resumed).', labelNames: ['listener', 'kind'], registers });
+    this.handshakeFailures = new Counter({ name: 'bastion_tls_handshake_failures_total', help: 'TLS handshakes that failed, by listener and reason.', labelNames: ['listener', 'reason'], registers });
+    for (const origin of ['auto', 'operator']) this.bansAdded.inc({ origin }, 0);
+    this.unsubscribe = events.on((event) => this.count(event));
+  }
+
+  /** Series that should exist at 0 before the first event (so rate() sees the start). */
+  declareListener(listener: string, tls: boolean): void {
+    if (!tls) return;
+    for (const kind of ['full', 'resumed']) this.handshakes.inc({ listener, kind }, 0);
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  /**
+   * SECURITY: a provider name may echo what a client asked for (an enhanced-auth method it
+   * made up); only plain, few names become label values.
+   */
+  private providerLabel(provider: string): string {
+    if (this.providers.has(provider)) return provider;
+    if (!PROVIDER_NAME.test(provider) || this.providers.size >= MAX_PROVIDERS) return 'other';
+    this.providers.add(provider);
+    return provider;
+  }
+
+  private count(event: SecurityEvent): void {
+    switch (event.type) {
+      case 'connection.refused':
+        this.refused.inc({ stage: event.stage });
+        return;
+      case 'auth.failure':
+        this.authFailures.inc({ provider: this.providerLabel(event.provider) });
+        return;
+      case 'authz.denied':
+        this.authzDenials.inc({ action: event.action });
+        return;
+      case 'limit.hit': {
+        const n = event.count > 0 ? event.count : 1;
+        this.limitHits.inc({ limit: event.limit, action: event.action }, n);
+        const cause = DROP_CAUSE[event.limit];
+        if (cause !== undefined && (event.action === 'dropped' || event.action === 'rejected')) this.droppedByLimits.set(cause, (this.droppedByLimits.get(cause) ?? 0) + n);
+        return;
+      }
+      case 'ban.added':
+        this.bansAdded.inc({ origin: event.auto ? 'auto' : 'operator' });
+        return;
+      case 'tls.handshake':
+        if (event.ok) this.handshakes.inc({ listener: event.listener, kind: event.resumed ? 'resumed' : 'full' });
+        else this.handshakeFailures.inc({ listener: event.listener, reason: tlsFailureReason(event.reason) });
+        return;
+      case 'connection.accepted':
+      case 'client.disconnected':
+      case 'ban.removed':
+      case 'revocation.applied':
+      case 'admin.change':
+        // Counted from broker state (sessions, connections) or not a metric.
+        return;
+      default: {
+        const unknown: never = event;
+        void unknown;
+      }
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Bastion's Prometheus metrics: one registry per broker (several brokers run in one test
+ * process, so never prom-client's global one) with the families of state-metrics.ts,
+ * event-metrics.ts and cert-expiry.ts, followed by the process metrics every broker in the
+ * process shares. Owns: assembling a scrape. Must not: serve HTTP or authenticate (the
+ * admin server does both, with the API's operator authentication).
+ */
+import { Registry } from 'prom-client';
+import type { Logger } from '../../core/logger.js';
+import type { SecurityEvents } from '../../core/security-events.js';
+import { CertificateExpiry, type CertificateFile } from './cert-expiry.js';
+import { EventMetrics } from './event-metrics.js';
+import { processRegistry } from './process-metrics.js';
+import { StateMetrics, type StateSources } from './state-metrics.js';
+
+export type { CertificateFile } from './cert-expiry.js';
+export type { StateSources } from './state-metrics.js';
+
+/** What the admin server needs to answer GET /metrics. */
+export interface MetricsEndpoint {
+  /** `text/plain; version=0.0.4; charset=utf-8` (the Prometheus text format). */
+  readonly contentType: string;
+  render(): Promise<string>;
+}
+
+export interface BrokerMetricsOptions extends StateSources {
+  events: SecurityEvents;
+  /** The certificate files whose expiry is shown. */
+  certificates: readonly CertificateFile[];
+  /** TLS listeners, so their handshake series exist (at 0) from the start. */
+  tlsListeners: readonly string[];
+  logger: Logger;
+  now?: () => number;
+}
+
+export class BrokerMetrics implements MetricsEndpoint {
+  readonly contentType = Registry.PROMETHEUS_CONTENT_TYPE;
+  private readonly registry = new Registry();
+  private readonly state: StateMetrics;
+  private readonly events: EventMetrics;
+  private readonly certificates: CertificateExpiry;
+  private readonly now: () => number;
+
+  constructor(opts: BrokerMetricsOptions) {
+    this.now = opts.now ?? Date.now;
+    this.state = new StateMetrics(this.registry, opts);
+    this.events = new EventMetrics(this.registry, opts.events);
+    for (const name of opts.tlsListeners) this.events.declareListener(name, true);
+    this.certificates = new CertificateExpiry(this.registry, opts.certificates, opts.logger);
+  }
+
+  async render(): Promise<string> {
+    const now = this.now();
+    this.state.refresh(now, this.events.droppedByLimits);
+    await this.certificates.refresh(now);
+    const own = await this.registry.metrics();
+    const process = await processRegistry().metrics();
+    return `${own}\n${process}`;
+  }
+
+  /** Stops counting events (the broker is stopping). */
+  close(): void {
+    this.events.close();
+  }
+}
