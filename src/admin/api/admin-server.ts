@@ -18,12 +18,16 @@ import { HttpError, readJsonBody, sendJson } from './http-io.js';
 import { matchRoute, type Route } from './router.js';
 import type { AdminServices } from './services.js';
 import { listenHttp } from '../http-listen.js';
+import type { MetricsEndpoint } from '../metrics/metrics.js';
+import { sendMetrics } from '../metrics/metrics-http.js';
 
 export interface AdminApiOptions {
   config: AdminConfig;
   /** Resolves config-relative file paths. */
   resolvePath: (p: string) => string;
   services: AdminServices;
+  /** GET /metrics (Prometheus text format), behind the same authentication; absent: no such route. */
+  metrics?: MetricsEndpoint | null;
 }
 
 export interface RunningAdminApi {
@@ -53,6 +57,11 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       const url = new URL(req.url ?? '/', 'https://admin.invalid');
       // SECURITY: who is asking comes first; an unauthenticated caller learns nothing about routes.
       const actor = authenticateAdmin(req, { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff });
+      // SECURITY: metrics name client counts and limits: operators only, like the API (Prometheus scrapes with a bearer token).
+      if (url.pathname === '/metrics' && opts.metrics != null) {
+        if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `method ${req.method ?? ''} not allowed on /metrics`, { allow: 'GET' });
+        return await sendMetrics(res, opts.metrics);
+      }
       const { handler, params } = matchRoute(routes, req.method ?? 'GET', url.pathname);
       let body: Promise<unknown> | undefined;
       const reply = await handler({
