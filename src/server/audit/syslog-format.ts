@@ -17,12 +17,14 @@ export const SD_ID = 'bastion@32473';
 const NIL = '-';
 
 /**
- * Largest UDP datagram we send. RFC 5426 §3.2 makes receivers accept 480 octets (IPv4),
- * SHOULD 2048, and senders keep to the path MTU unless they know the collector; our ECS
- * records are mostly 0.7–2 KB. 8 KiB fits every record but admin changes with large
- * details, stays far below the 65,507-octet UDP limit, and rsyslog's default max message
- * size (8 KiB). Longer messages are cut at a UTF-8 boundary and marked `truncated="1"`:
- * the chain fields in the SD survive, so the full record can be found in the audit log.
+ * Largest UDP datagram we send. RFC 5426 §3.2: receivers MUST accept 480 octets (IPv4),
+ * 1180 (IPv6), SHOULD accept 2048. Our ECS documents measured 1.0–1.8 KB (limit hit
+ * 1,042 B; mTLS connection with a certificate 1,749 B), so 2048 would cut common records.
+ * 8 KiB fits every record but admin changes with large details, matches rsyslog's default
+ * maximum message size, and stays far below the 65,507-octet UDP limit (loopback and LAN
+ * collectors reassemble fragments). Longer messages are cut at a UTF-8 boundary and
+ * marked `truncated="1"`: the chain fields in the SD survive, so the full record can be
+ * found in the audit log or the JSON-lines file.
  */
 export const UDP_MAX_BYTES = 8192;
 
