@@ -34,6 +34,8 @@ export interface RunningAdminApi {
   readonly host: string;
   readonly port: number;
   close(): Promise<void>;
+  /** Serves (or, with null, stops serving) GET /metrics: set once the broker's metrics exist. */
+  serveMetrics(endpoint: MetricsEndpoint | null): void;
 }
 
 function readPem(path: string, what: string): Buffer {
@@ -50,6 +52,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   const tlsConfig = config.tls;
   const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services)];
   const backoff = new AuthFailureBackoff(services.now);
+  let metrics = opts.metrics ?? null;
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     let bodyRead = false;
@@ -58,9 +61,9 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       // SECURITY: who is asking comes first; an unauthenticated caller learns nothing about routes.
       const actor = authenticateAdmin(req, { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff });
       // SECURITY: metrics name client counts and limits: operators only, like the API (Prometheus scrapes with a bearer token).
-      if (url.pathname === '/metrics' && opts.metrics != null) {
+      if (url.pathname === '/metrics' && metrics !== null) {
         if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `method ${req.method ?? ''} not allowed on /metrics`, { allow: 'GET' });
-        return await sendMetrics(res, opts.metrics);
+        return await sendMetrics(res, metrics);
       }
       const { handler, params } = matchRoute(routes, req.method ?? 'GET', url.pathname);
       let body: Promise<unknown> | undefined;
@@ -106,5 +109,12 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   const bound = await listenHttp(server, config.host, config.port);
   server.on('error', (err) => logger.error({ err: err.message }, 'admin API error'));
   logger.info({ host: bound.host, port: bound.port, clientCerts: tlsConfig.clientCerts, tokens: config.tokens }, 'admin API listening (HTTPS)');
-  return bound;
+  return {
+    host: bound.host,
+    port: bound.port,
+    close: () => bound.close(),
+    serveMetrics(endpoint) {
+      metrics = endpoint;
+    },
+  };
 }
