@@ -22,6 +22,7 @@ import { adminDbPath, startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 import { SecurityEvents } from '../core/security-events.js';
 import { adminChangeEvent, onAdminChange } from '../admin/api/admin-change.js';
+import { startAuditSide, type AuditSide } from './audit-side.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -47,6 +48,8 @@ export interface BastionServer {
   readonly authz: PolicyService;
   /** The HTTPS admin API, when config `admin` asks for it. */
   readonly admin: RunningAdminApi | null;
+  /** The tamper-evident audit log (audit-side.ts). */
+  readonly audit: AuditSide;
   /** Graceful stop: stop accepting, DISCONNECT 0x8B, wills, flush, close the store. */
   stop(): Promise<void>;
 }
@@ -94,7 +97,10 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const listeners: RunningListener[] = [];
   let pki: PkiDuties | null = null;
   let adminSide: AdminSide | null = null;
+  let audit: AuditSide | null = null;
   try {
+    // The audit log first: everything from here on (admin changes, connections) is recorded.
+    audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger });
     // Bans (and the admin API) before the listeners: a banned client never slips in at start.
     if (config.admin !== undefined || existsSync(adminDbPath(dataDir))) adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users });
     // Before the listeners: they load crl.pem, which should be fresh when they do.
@@ -122,6 +128,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     store?.close();
     authn.close();
     authz.close();
+    await audit?.stop();
     throw err;
   }
 
@@ -138,9 +145,11 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       store?.close();
       authn.close();
       authz.close();
+      // Last: the shutdown's own events are recorded, then a final signed checkpoint.
+      await audit.stop();
       logger.info({}, 'stopped');
     })();
     return stopping;
   };
-  return { broker, listeners, store, pki, authz: authz.service, admin: adminSide?.api ?? null, stop };
+  return { broker, listeners, store, pki, authz: authz.service, admin: adminSide?.api ?? null, audit, stop };
 }

@@ -40,7 +40,17 @@ export function canonicalJson(value: unknown): string {
 
 /** What a record's hash covers. */
 export function canonicalRecordBytes(r: Omit<AuditRecord, 'hash'>): string {
-  return `bastion-audit-v1\n${r.seq}\n${r.ts}\n${r.prevHash}\n${canonicalJson(r.event)}`;
+  return canonicalRecordBytesOf(r.seq, r.ts, r.prevHash, canonicalJson(r.event));
+}
+
+/** canonicalRecordBytes for an event already in canonical JSON (what the audit store keeps). */
+export function canonicalRecordBytesOf(seq: number, ts: number, prevHash: string, eventJson: string): string {
+  return `bastion-audit-v1\n${seq}\n${ts}\n${prevHash}\n${eventJson}`;
+}
+
+/** hashRecord for an event already in canonical JSON: the store and verify hash the stored bytes once. */
+export function hashRecordJson(seq: number, ts: number, prevHash: string, eventJson: string): string {
+  return createHash('sha256').update(canonicalRecordBytesOf(seq, ts, prevHash, eventJson)).digest('hex');
 }
 
 export function hashRecord(r: Omit<AuditRecord, 'hash'>): string {

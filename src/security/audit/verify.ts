@@ -1,0 +1,188 @@
+/**
+ * Verifying an audit log: walks the records in seq order with the checkpoints and names
+ * the first problem (altered, missing, out of order, rewritten, truncated, bad checkpoint
+ * signature). Owns: the checks and the wording of the one line an operator reads.
+ * Must not: read the database (the caller streams rows in) or decide exit codes (cli/ does).
+ *
+ * SECURITY: what each check proves.
+ * - A record's own hash: its seq, time, event and link were not edited in place.
+ * - The link (prevHash) and seq continuity: no record was deleted or moved.
+ * - Checkpoints: someone who rewrote the chain consistently (edit, then re-hash every
+ *   record after it) cannot produce the signed hash; a checkpoint past the last record
+ *   shows the tail was cut. Records after the last checkpoint are only hash-linked: a
+ *   consistent rewrite or cut there is undetectable here, so they are reported as a warning.
+ */
+import { X509Certificate } from 'node:crypto';
+import { chainsToAnchor, splitCertificates, verifyCheckpointSignature, type AuditCheckpoint } from './checkpoint.js';
+import { GENESIS_HASH, canonicalJson, hashRecordJson } from './record.js';
+
+/** A stored record as verify reads it: the event as the JSON text that was stored. */
+export interface StoredAuditRecord {
+  seq: number;
+  ts: number;
+  eventJson: string;
+  prevHash: string;
+  hash: string;
+}
+
+export type AuditProblemKind = 'altered' | 'missing' | 'reordered' | 'rewritten' | 'truncated' | 'bad-signature' | 'unknown-signer' | 'untrusted-signer';
+
+export interface AuditProblem {
+  kind: AuditProblemKind;
+  /** The first record (or checkpoint seq) the problem is about. */
+  seq: number;
+  /** One line naming it, e.g. "record 42 was altered (hash mismatch)". */
+  message: string;
+}
+
+export interface AuditVerifyInput {
+  /** Every record, ascending seq (as the store yields them). */
+  records: Iterable<StoredAuditRecord>;
+  /** Every checkpoint (any order). */
+  checkpoints: readonly AuditCheckpoint[];
+  /** Signer certificates (leaf first, then chain) by SHA-256 fingerprint. */
+  signers: ReadonlyMap<string, string>;
+  /** The PKI root: when given, every signer must chain to it (no self-signed signers). */
+  trustAnchorPem?: string | undefined;
+  /** Finds a record by its stored hash (used only to tell a move from an edit). */
+  recordWithHash?: ((hash: string) => StoredAuditRecord | undefined) | undefined;
+}
+
+export interface AuditVerifyResult {
+  ok: boolean;
+  records: number;
+  checkpoints: number;
+  lastSeq: number;
+  /** Seq of the last checkpoint that verified and matched, 0 when none. */
+  lastSignedSeq: number;
+  problem: AuditProblem | null;
+  /** Not failures: an uncovered tail, self-signed checkpoints. */
+  warnings: string[];
+  /** Fingerprints of the signers that signed a valid checkpoint. */
+  signersUsed: string[];
+}
+
+type SignerCheck = { ok: true; cert: X509Certificate } | { ok: false; kind: 'unknown-signer' | 'untrusted-signer'; why: string };
+
+function hashOf(r: StoredAuditRecord, seq: number): string | null {
+  try {
+    // Re-canonicalise: whatever JSON text sits in the row, the hash covers its canonical form.
+    return hashRecordJson(seq, r.ts, r.prevHash, canonicalText(r.eventJson));
+  } catch {
+    return null;
+  }
+}
+
+function canonicalText(json: string): string {
+  return canonicalJson(JSON.parse(json) as unknown);
+}
+
+function range(from: number, to: number): string {
+  return from === to ? `record ${from} is` : `records ${from} to ${to} are`;
+}
+
+export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
+  const checkpoints = [...input.checkpoints].sort((a, b) => a.seq - b.seq || a.ts - b.ts);
+  const signerChecks = new Map<string, SignerCheck>();
+  const signersUsed = new Set<string>();
+  const warnings: string[] = [];
+  let records = 0;
+  let prev: { seq: number; hash: string } | null = null;
+  let cpIndex = 0;
+  let lastSignedSeq = 0;
+
+  const checkSigner = (fp: string): SignerCheck => {
+    let c = signerChecks.get(fp);
+    if (c !== undefined) return c;
+    const pem = input.signers.get(fp);
+    const leafPem = pem === undefined ? undefined : splitCertificates(pem)[0];
+    if (pem === undefined || leafPem === undefined) c = { ok: false, kind: 'unknown-signer', why: `unknown signer ${fp}` };
+    else {
+      const cert = new X509Certificate(leafPem);
+      if (cert.fingerprint256 !== fp) c = { ok: false, kind: 'unknown-signer', why: `signer ${fp} is stored with another certificate` };
+      else if (input.trustAnchorPem !== undefined && !chainsToAnchor(pem, input.trustAnchorPem)) c = { ok: false, kind: 'untrusted-signer', why: `signer ${fp} does not chain to the PKI root` };
+      else c = { ok: true, cert };
+    }
+    signerChecks.set(fp, c);
+    return c;
+  };
+
+  const result = (problem: AuditProblem | null): AuditVerifyResult => ({
+    ok: problem === null,
+    records,
+    checkpoints: checkpoints.length,
+    lastSeq: prev?.seq ?? 0,
+    lastSignedSeq,
+    problem,
+    warnings,
+    signersUsed: [...signersUsed],
+  });
+
+  /** Checks a checkpoint's signature; a problem or null. */
+  const signatureProblem = (cp: AuditCheckpoint): AuditProblem | null => {
+    const signer = checkSigner(cp.signerFingerprint);
+    if (!signer.ok) return { kind: signer.kind, seq: cp.seq, message: `checkpoint at seq ${cp.seq}: ${signer.why}` };
+    if (!verifyCheckpointSignature(cp, signer.cert)) return { kind: 'bad-signature', seq: cp.seq, message: `checkpoint at seq ${cp.seq}: bad signature` };
+    signersUsed.add(cp.signerFingerprint);
+    return null;
+  };
+
+  /** The seq whose content this record carries when it was moved (its hash fits another seq). */
+  const movedFrom = (r: StoredAuditRecord): number | null => {
+    for (const t of [r.seq + 1, r.seq - 1]) if (t >= 1 && hashOf(r, t) === r.hash) return t;
+    const before = input.recordWithHash?.(r.prevHash);
+    if (before !== undefined && before.seq + 1 !== r.seq && hashOf(r, before.seq + 1) === r.hash) return before.seq + 1;
+    return null;
+  };
+
+  for (const r of input.records) {
+    records++;
+    const expected = prev === null ? 1 : prev.seq + 1;
+    if (hashOf(r, r.seq) !== r.hash) {
+      const t = movedFrom(r);
+      if (t !== null) return result({ kind: 'reordered', seq: Math.min(r.seq, t), message: `records ${Math.min(r.seq, t)} and ${Math.max(r.seq, t)} are out of order` });
+      return result({ kind: 'altered', seq: r.seq, message: `record ${r.seq} was altered (hash mismatch)` });
+    }
+    if (r.seq < expected) return result({ kind: 'reordered', seq: r.seq, message: `records ${prev?.seq ?? 0} and ${r.seq} are out of order` });
+    if (r.seq > expected) return result({ kind: 'missing', seq: expected, message: `${range(expected, r.seq - 1)} missing (deleted)` });
+    if (r.prevHash !== (prev?.hash ?? GENESIS_HASH)) {
+      // Intact and numbered in sequence, but not linked to its predecessor: the record
+      // that stood here was removed and the next one re-hashed into its place.
+      return result({ kind: 'missing', seq: r.seq, message: `record ${r.seq} is missing (deleted; the record now at seq ${r.seq} does not link to record ${r.seq - 1})` });
+    }
+    while (cpIndex < checkpoints.length && checkpoints[cpIndex]!.seq <= r.seq) {
+      const cp = checkpoints[cpIndex++]!;
+      const bad = signatureProblem(cp);
+      if (bad !== null) return result(bad);
+      if (cp.seq < r.seq) continue; // unreachable with continuous seqs from 1
+      if (cp.hash !== r.hash) {
+        const from = lastSignedSeq + 1;
+        const message =
+          from === r.seq
+            ? `record ${r.seq} was altered and the chain re-hashed (checkpoint at seq ${cp.seq} does not match)`
+            : `records ${from} to ${r.seq} were rewritten: one of them was altered, inserted or deleted and the chain re-hashed (checkpoint at seq ${cp.seq} does not match; checkpoint at seq ${lastSignedSeq} does)`;
+        return result({ kind: 'rewritten', seq: from, message });
+      }
+      lastSignedSeq = r.seq;
+    }
+    prev = { seq: r.seq, hash: r.hash };
+  }
+
+  // Checkpoints past the last record: a valid one proves records were cut from the tail.
+  for (; cpIndex < checkpoints.length; cpIndex++) {
+    const cp = checkpoints[cpIndex]!;
+    const bad = signatureProblem(cp);
+    if (bad !== null) return result(bad);
+    const last = prev?.seq ?? 0;
+    return result({ kind: 'truncated', seq: last + 1, message: `${range(last + 1, cp.seq)} missing (the tail was cut: checkpoint at seq ${cp.seq} names a record that is not there)` });
+  }
+
+  const last = prev?.seq ?? 0;
+  if (last > lastSignedSeq) {
+    warnings.push(`records after seq ${lastSignedSeq} are not covered by a checkpoint (${range(lastSignedSeq + 1, last)} hash-linked, not signed yet)`);
+  }
+  if (input.trustAnchorPem === undefined && signersUsed.size > 0) {
+    warnings.push(`checkpoints are self-signed (signer ${[...signersUsed].join(', ')}): they hold only against someone who cannot also replace the signer; compare the fingerprint with the one the broker logged`);
+  }
+  return result(null);
+}

@@ -1,0 +1,107 @@
+/**
+ * The audit side of a running broker: subscribes to `broker.events`, turns each security
+ * event into an audit record (limit hits and TLS handshake failures summed per window,
+ * successful handshakes left to the metrics), stores the chain in `<dataDir>/audit.db`,
+ * signs checkpoints (every `checkpointEvery` records, every `checkpointSeconds` when
+ * something new was written, and at shutdown) and hands stored records to the SIEM
+ * exports. Owns: wiring and timers. Must not: emit events or decide anything for the broker.
+ *
+ * Started before the listeners (nothing happens unaudited) and stopped last, after the
+ * broker and the listeners, so the shutdown's own events are recorded and signed.
+ */
+import { join, resolve } from 'node:path';
+import type { AuditConfig } from '../core/audit-config.js';
+import type { Logger } from '../core/logger.js';
+import type { SecurityEvents } from '../core/security-events.js';
+import { AuditAggregator } from '../security/audit/aggregate.js';
+import { AUDIT_DB_FILE, SqliteAuditStore } from '../store/sqlite/audit-store.js';
+import { createAuditExports, type AuditExports } from './audit/exports.js';
+import { ensureAuditSigner } from './audit-signer.js';
+import { AuditWriter } from './audit-writer.js';
+
+export interface AuditSideOptions {
+  audit: AuditConfig;
+  /** Relative export paths resolve against this directory (the config file's). */
+  baseDir: string;
+  dataDir: string;
+  events: SecurityEvents;
+  logger: Logger;
+}
+
+export interface AuditSide {
+  /** The audit database's path. */
+  readonly path: string;
+  /** The signer's certificate fingerprint. */
+  readonly signerFingerprint: string;
+  /** Records written since start. */
+  readonly written: number;
+  /** Sums the aggregation window into records and writes everything pending now (tests, shutdown). */
+  flush(): void;
+  /** Final aggregation, flush and checkpoint; closes the exports and the database. */
+  stop(): Promise<void>;
+}
+
+export function auditDbPath(dataDir: string): string {
+  return join(dataDir, AUDIT_DB_FILE);
+}
+
+export async function startAuditSide(opts: AuditSideOptions): Promise<AuditSide> {
+  const { audit, logger } = opts;
+  const path = auditDbPath(opts.dataDir);
+  const signerFiles = await ensureAuditSigner(opts.dataDir, logger);
+  const store = SqliteAuditStore.open(path, { create: true });
+  let exports: AuditExports | null = null;
+  try {
+    // The certificate travels with the log, so `bastion audit verify` needs only audit.db
+    // (and, with a built-in PKI, the root it must chain to).
+    store.addSigner(signerFiles.signer.fingerprint, signerFiles.signer.certPem, Date.now());
+    exports = createAuditExports(audit, (p) => resolve(opts.baseDir, p), logger);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  const writer = new AuditWriter({ store, signer: signerFiles.signer, checkpointEvery: audit.checkpointEvery, exports, logger });
+  const aggregator = new AuditAggregator();
+  const head = writer.head;
+  logger.info({ path, seq: head?.seq ?? 0, signer: signerFiles.signer.fingerprint, selfSigned: signerFiles.selfSigned }, 'audit log open');
+
+  const drainAggregates = (): void => {
+    for (const { ts, event } of aggregator.drain()) writer.append(ts, event);
+  };
+  const off = opts.events.on((event, at) => {
+    if (aggregator.offer(event, at) === 'record') writer.append(at, event);
+  });
+  const aggregateTimer = setInterval(drainAggregates, audit.aggregateSeconds * 1000);
+  aggregateTimer.unref();
+  const checkpointTimer = setInterval(() => writer.checkpointNow(), audit.checkpointSeconds * 1000);
+  checkpointTimer.unref();
+
+  let stopping: Promise<void> | null = null;
+  return {
+    path,
+    signerFingerprint: signerFiles.signer.fingerprint,
+    get written() {
+      return writer.written;
+    },
+    flush() {
+      drainAggregates();
+      writer.flush();
+    },
+    stop() {
+      stopping ??= (async () => {
+        off();
+        clearInterval(aggregateTimer);
+        clearInterval(checkpointTimer);
+        drainAggregates();
+        writer.close();
+        try {
+          await exports?.close();
+        } catch (err) {
+          logger.error({ err: err instanceof Error ? err.message : String(err) }, 'closing the audit exports failed');
+        }
+        store.close();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,233 @@
+/**
+ * The audit database (`<dataDir>/audit.db`, WAL): the hash-chained audit records, the
+ * signed checkpoints and the certificates of the keys that signed them. The broker
+ * appends; `bastion audit verify|tail|query` read it from another process at the same
+ * time (WAL readers never block the writer). Owns: the schema, the rows and the read
+ * queries. Must not: hash, sign or judge records (security/audit does), and the rows
+ * are plain shapes so store/ does not depend on security/.
+ */
+import Database from 'better-sqlite3';
+import { BastionError } from '../../core/errors.js';
+import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
+
+export const AUDIT_DB_FILE = 'audit.db';
+
+const MIGRATIONS: readonly SchemaMigration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE records (
+        seq        INTEGER PRIMARY KEY,
+        ts         INTEGER NOT NULL,
+        type       TEXT    NOT NULL,
+        client_id  TEXT,
+        event      TEXT    NOT NULL,
+        prev_hash  TEXT    NOT NULL,
+        hash       TEXT    NOT NULL
+      );
+      CREATE INDEX records_ts ON records (ts);
+      CREATE INDEX records_client ON records (client_id) WHERE client_id IS NOT NULL;
+      CREATE TABLE checkpoints (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq        INTEGER NOT NULL,
+        hash       TEXT    NOT NULL,
+        ts         INTEGER NOT NULL,
+        signature  TEXT    NOT NULL,
+        signer     TEXT    NOT NULL
+      );
+      CREATE INDEX checkpoints_seq ON checkpoints (seq);
+      CREATE TABLE signers (
+        fingerprint TEXT    PRIMARY KEY,
+        cert_pem    TEXT    NOT NULL,
+        added_at    INTEGER NOT NULL
+      );
+    `,
+  },
+];
+
+/** A record as stored: the event is its canonical JSON text (exactly what the hash covers). */
+export interface AuditRow {
+  seq: number;
+  ts: number;
+  /** The event's type, for queries. */
+  type: string;
+  /** The event's clientId when it has one, for queries. */
+  clientId: string | null;
+  eventJson: string;
+  prevHash: string;
+  hash: string;
+}
+
+export interface AuditCheckpointRow {
+  seq: number;
+  hash: string;
+  ts: number;
+  signature: string;
+  signerFingerprint: string;
+}
+
+export interface AuditQuery {
+  /** ts >= since (ms). */
+  since?: number | undefined;
+  /** ts < until (ms). */
+  until?: number | undefined;
+  type?: string | undefined;
+  clientId?: string | undefined;
+  /** Only records with seq > afterSeq. */
+  afterSeq?: number | undefined;
+  limit: number;
+}
+
+interface RecordRow {
+  seq: number;
+  ts: number;
+  type: string;
+  client_id: string | null;
+  event: string;
+  prev_hash: string;
+  hash: string;
+}
+
+interface CheckpointRow {
+  seq: number;
+  hash: string;
+  ts: number;
+  signature: string;
+  signer: string;
+}
+
+const RECORD_COLUMNS = 'seq, ts, type, client_id, event, prev_hash, hash';
+/** Rows per page when the whole log is walked (verify): bounded memory at any size. */
+const PAGE = 5000;
+
+function toRow(r: RecordRow): AuditRow {
+  return { seq: r.seq, ts: r.ts, type: r.type, clientId: r.client_id, eventJson: r.event, prevHash: r.prev_hash, hash: r.hash };
+}
+
+function toCheckpoint(r: CheckpointRow): AuditCheckpointRow {
+  return { seq: r.seq, hash: r.hash, ts: r.ts, signature: r.signature, signerFingerprint: r.signer };
+}
+
+export class SqliteAuditStore {
+  private readonly insertRecord: Database.Statement;
+  private readonly insertCheckpoint: Database.Statement;
+  private readonly appendTx: (rows: readonly AuditRow[], checkpoint: AuditCheckpointRow | null) => void;
+
+  private constructor(private readonly db: Database.Database) {
+    this.insertRecord = db.prepare(`INSERT INTO records (${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`);
+    this.insertCheckpoint = db.prepare('INSERT INTO checkpoints (seq, hash, ts, signature, signer) VALUES (?, ?, ?, ?, ?)');
+    this.appendTx = db.transaction((rows: readonly AuditRow[], checkpoint: AuditCheckpointRow | null) => {
+      for (const r of rows) this.insertRecord.run(r.seq, r.ts, r.type, r.clientId, r.eventJson, r.prevHash, r.hash);
+      if (checkpoint !== null) this.addCheckpointRow(checkpoint);
+    });
+  }
+
+  /**
+   * Opens the audit database. `create: false` (the CLI) refuses a missing file instead of
+   * creating an empty log that would "verify".
+   */
+  static open(path: string, options: { create: boolean }): SqliteAuditStore {
+    let db: Database.Database;
+    try {
+      db = new Database(path, { fileMustExist: !options.create });
+    } catch (err) {
+      const missing = !options.create && /unable to open|does not exist/i.test((err as Error).message);
+      throw new BastionError('ERR_AUDIT_STORE', missing ? `no audit log at ${path} (the broker creates it at its first start)` : `cannot open the audit database ${path}: ${(err as Error).message}`);
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      // SECURITY: FULL: a record the broker wrote survives a power loss. Group commit
+      // (one transaction per event-loop turn) keeps that cheap under a flood.
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      applySchemaMigrations(db, MIGRATIONS, 'ERR_AUDIT_STORE', 'the audit database');
+    } catch (err) {
+      db.close();
+      if (err instanceof BastionError) throw err;
+      throw new BastionError('ERR_AUDIT_STORE', `cannot prepare the audit database ${path}: ${(err as Error).message}`);
+    }
+    return new SqliteAuditStore(db);
+  }
+
+  /** The last record's (seq, hash), so the chain continues across restarts. */
+  last(): { seq: number; hash: string } | null {
+    const row = this.db.prepare('SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+    return row ?? null;
+  }
+
+  lastCheckpointSeq(): number {
+    const row = this.db.prepare('SELECT MAX(seq) AS seq FROM checkpoints').get() as { seq: number | null };
+    return row.seq ?? 0;
+  }
+
+  /** Writes records (and a checkpoint over them) in one transaction: all or nothing. */
+  append(rows: readonly AuditRow[], checkpoint: AuditCheckpointRow | null): void {
+    this.appendTx(rows, checkpoint);
+  }
+
+  addCheckpoint(cp: AuditCheckpointRow): void {
+    this.addCheckpointRow(cp);
+  }
+
+  private addCheckpointRow(cp: AuditCheckpointRow): void {
+    this.insertCheckpoint.run(cp.seq, cp.hash, cp.ts, cp.signature, cp.signerFingerprint);
+  }
+
+  /** Records a signer certificate (no-op when that fingerprint is known). */
+  addSigner(fingerprint: string, certPem: string, addedAt: number): void {
+    this.db.prepare('INSERT OR IGNORE INTO signers (fingerprint, cert_pem, added_at) VALUES (?, ?, ?)').run(fingerprint, certPem, addedAt);
+  }
+
+  signers(): Map<string, string> {
+    const rows = this.db.prepare('SELECT fingerprint, cert_pem FROM signers').all() as Array<{ fingerprint: string; cert_pem: string }>;
+    return new Map(rows.map((r) => [r.fingerprint, r.cert_pem]));
+  }
+
+  checkpoints(): AuditCheckpointRow[] {
+    return (this.db.prepare('SELECT seq, hash, ts, signature, signer FROM checkpoints ORDER BY seq, id').all() as CheckpointRow[]).map(toCheckpoint);
+  }
+
+  /** Every record in seq order, read a page at a time. */
+  *all(): Generator<AuditRow> {
+    const page = this.db.prepare(`SELECT ${RECORD_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ${PAGE}`);
+    let after = Number.MIN_SAFE_INTEGER;
+    for (;;) {
+      const rows = page.all(after) as RecordRow[];
+      for (const r of rows) yield toRow(r);
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1]!.seq;
+    }
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM records').get() as { n: number }).n;
+  }
+
+  withHash(hash: string): AuditRow | undefined {
+    const row = this.db.prepare(`SELECT ${RECORD_COLUMNS} FROM records WHERE hash = ? LIMIT 1`).get(hash) as RecordRow | undefined;
+    return row === undefined ? undefined : toRow(row);
+  }
+
+  /** The last `n` records, in seq order. */
+  tail(n: number): AuditRow[] {
+    const rows = this.db.prepare(`SELECT ${RECORD_COLUMNS} FROM records ORDER BY seq DESC LIMIT ?`).all(n) as RecordRow[];
+    return rows.reverse().map(toRow);
+  }
+
+  /** Records matching `q`, in seq order, at most `q.limit`. */
+  query(q: AuditQuery): AuditRow[] {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (q.afterSeq !== undefined) (where.push('seq > ?'), args.push(q.afterSeq));
+    if (q.since !== undefined) (where.push('ts >= ?'), args.push(q.since));
+    if (q.until !== undefined) (where.push('ts < ?'), args.push(q.until));
+    if (q.type !== undefined) (where.push('type = ?'), args.push(q.type));
+    if (q.clientId !== undefined) (where.push('client_id = ?'), args.push(q.clientId));
+    const sql = `SELECT ${RECORD_COLUMNS} FROM records${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, q.limit) as RecordRow[]).map(toRow);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
