@@ -5,11 +5,14 @@
  * certificate summary; auth.failure naming the password provider (MQTT.js v5 and paho
  * v3.1.1); connection.refused for a client id that does not match the certificate and for
  * a banned client; authz.denied for a publish and a subscribe under the default device
- * policy; client.disconnected and admin.change for an operator's kick and ban.
+ * policy and for a delivery refused at the re-check; client.disconnected for an operator's
+ * kick, a ban, a revocation and a protocol violation; admin.change; revocation.applied.
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient, Packet } from 'mqtt';
 import type { SecurityEvent, SecurityEvents, SecurityEventType } from '../../src/core/security-events.js';
@@ -18,7 +21,10 @@ import { adminRequest } from '../helpers/admin.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
 import { issueClient, type TestClientFiles } from '../helpers/pki.js';
-import { connectMqtt, endQuietly, Inbox, nextEvent, run, withTimeout } from './support.js';
+import { connectRaw } from '../helpers/raw-client.js';
+import { makeTestPki, testCa } from '../helpers/pki.js';
+import { createCrl } from '../../src/pki/index.js';
+import { connectMqtt, endQuietly, Inbox, inboxOf, nextEvent, run, withTimeout } from './support.js';
 import { clientTls, startTlsBroker, tryMqttConnect, type TlsBroker } from './tls-support.js';
 
 const WAIT = 5000;
@@ -179,6 +185,100 @@ describe('mutual TLS broker with the default device policy and the admin API', (
     assert.equal(refused.tls?.version, 'TLSv1.3');
     // A refused client is not reported as accepted.
     assert.equal(rec.of('connection.accepted', (x) => x.clientId === 'rogue').length, 1);
+  });
+});
+
+describe('protocol violations and deliveries refused at the re-check', () => {
+  let b: TestBroker;
+  let rec: EventRecorder;
+  before(async () => {
+    b = await startTestBroker({
+      clients: ['dev1', 'dev2'],
+      authz: {
+        roles: {
+          plant: { rules: [{ effect: 'allow', action: 'all', topic: 'plant/#' }] },
+          guard: { rules: [{ effect: 'deny', action: 'subscribe', topic: 'plant/secret/#' }] },
+        },
+        bindings: [
+          { role: 'plant', attribute: 'clientId', value: '*' },
+          { role: 'guard', attribute: 'clientId', value: '*' },
+        ],
+      },
+    });
+    rec = new EventRecorder(b.server.broker.events);
+  });
+  after(async () => {
+    rec.stop();
+    await b.stop();
+  });
+
+  test('a connected client sending a malformed PUBLISH: client.disconnected with 0x81', async () => {
+    const { client, connack } = await connectRaw(b.plainPort, 5, 'violator');
+    assert.equal(connack.reasonCode, 0);
+    // PUBLISH, QoS 0 with DUP set, topic "t", no properties: malformed [MQTT-3.3.1-2].
+    client.sendBytes([0x38, 0x04, 0x00, 0x01, 0x74, 0x00]);
+    const seen = await client.expectClose();
+    assert.equal(seen.find((p) => p.cmd === 'disconnect')?.reasonCode, ReasonCode.MalformedPacket);
+    const e = await rec.waitFor('client.disconnected', (x) => x.clientId === 'violator');
+    assert.equal(e.reasonCode, ReasonCode.MalformedPacket);
+    assert.equal(e.listener, 'plain');
+    assert.match(e.reason, /DUP/);
+  });
+
+  test('a delivery refused by authorization: authz.denied with action receive (the allowed one is delivered, and not reported)', async () => {
+    const url = `mqtts://127.0.0.1:${b.tlsPort}`;
+    const sub = await connectMqtt(url, { clientId: 'dev2', protocolVersion: 5, servername: 'localhost', ...clientTls(b.pki, b.pki.clients.dev2!) });
+    const pub = await connectMqtt(url, { clientId: 'dev1', protocolVersion: 5, servername: 'localhost', ...clientTls(b.pki, b.pki.clients.dev1!) });
+    try {
+      const inbox = inboxOf(sub);
+      await sub.subscribeAsync('plant/#', { qos: 1 });
+      await pub.publishAsync('plant/secret/valve', 'hidden', { qos: 1 });
+      await pub.publishAsync('plant/open/valve', 'visible', { qos: 1 });
+      await inbox.waitFor((m) => m.some((x) => x.topic === 'plant/open/valve'), WAIT, 'the allowed message');
+      assert.deepEqual(inbox.items.map((m) => m.topic), ['plant/open/valve']);
+      const e = await rec.waitFor('authz.denied', (x) => x.action === 'receive');
+      assert.deepEqual({ clientId: e.clientId, principal: e.principal, topic: e.topic }, { clientId: 'dev2', principal: 'dev2', topic: 'plant/secret/valve' });
+      assert.match(e.remoteAddress, /127\.0\.0\.1$/);
+      assert.equal(rec.of('authz.denied').length, 1);
+    } finally {
+      await endQuietly(pub);
+      await endQuietly(sub);
+    }
+  });
+});
+
+describe('revocation: a CRL that revokes a connected device', () => {
+  test('revocation.applied names the disconnected client, which also gets client.disconnected', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bastion-events-crl-'));
+    const pki = await makeTestPki(join(dir, 'pki'), ['doomed', 'bystander']);
+    const crlPath = join(dir, 'pki', 'crl.pem');
+    const publishCrl = async (serials: string[], crlNumber: bigint): Promise<void> => {
+      const now = new Date();
+      const pem = await createCrl({ ca: await testCa(), entries: serials.map((serialNumber) => ({ serialNumber, revokedAt: now, reason: 'keyCompromise' as const })), crlNumber, nextUpdate: new Date(now.getTime() + 7 * 86400_000) });
+      writeFileSync(`${crlPath}.tmp`, pem);
+      renameSync(`${crlPath}.tmp`, crlPath);
+    };
+    await publishCrl([], 1n);
+    const b = await startTlsBroker({ dir, pki, tls: { crl: crlPath } });
+    const rec = new EventRecorder(b.server.broker.events);
+    const url = `mqtts://127.0.0.1:${b.port}`;
+    const doomed = await connectMqtt(url, { clientId: 'doomed', protocolVersion: 5, servername: 'localhost', ...clientTls(pki, pki.clients.doomed!) });
+    const bystander = await connectMqtt(url, { clientId: 'bystander', protocolVersion: 5, servername: 'localhost', ...clientTls(pki, pki.clients.bystander!) });
+    try {
+      await publishCrl([certFacts(pki.clients.doomed!).serialNumber], 2n);
+      const applied = await rec.waitFor('revocation.applied', (x) => x.disconnected.length > 0);
+      assert.deepEqual(applied, { type: 'revocation.applied', listener: 'mqtts', disconnected: ['doomed'] });
+      const gone = await rec.waitFor('client.disconnected', (x) => x.clientId === 'doomed');
+      assert.equal(gone.reasonCode, ReasonCode.AdministrativeAction);
+      assert.match(gone.reason, /revoked/);
+      assert.equal(rec.of('client.disconnected', (x) => x.clientId === 'bystander').length, 0);
+    } finally {
+      rec.stop();
+      await endQuietly(doomed);
+      await endQuietly(bystander);
+      await b.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
