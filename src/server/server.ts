@@ -22,6 +22,7 @@ import { adminDbPath, startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 import { SecurityEvents } from '../core/security-events.js';
 import { adminChangeEvent, onAdminChange } from '../admin/api/admin-change.js';
+import { createMetricsSide } from './metrics-side.js';
 import { startAuditSide, type AuditSide } from './audit-side.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
@@ -97,6 +98,8 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const listeners: RunningListener[] = [];
   let pki: PkiDuties | null = null;
   let adminSide: AdminSide | null = null;
+  // Prometheus metrics (served by the admin API) and $SYS: they read the broker, the listeners and the ban list.
+  const metricsSide = createMetricsSide({ config, baseDir: opts.baseDir, broker, listeners, logger, bans: () => adminSide?.bans.list() ?? null });
   let audit: AuditSide | null = null;
   try {
     // The audit log first: everything from here on (admin changes, connections) is recorded.
@@ -118,8 +121,10 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       });
       logger.info({ listener: l.name, protocol: l.protocol, host: running.host, port: running.port }, 'listening');
     }
+    metricsSide.start(adminSide?.api ?? null);
     authz.announce();
   } catch (err) {
+    metricsSide.stop();
     clearInterval(crlFreshness);
     for (const l of listeners) await l.stopAccepting();
     await pki?.stop();
@@ -136,6 +141,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(crlFreshness);
+      metricsSide.stop();
       for (const l of listeners) await l.stopAccepting();
       broker.shutdown();
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
