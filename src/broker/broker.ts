@@ -19,7 +19,7 @@ import type { AuthorizedClient, Authenticator, DeliveryAuthorizer, EnhancedAuthM
 import { RetainedMessages } from './retain/retained-messages.js';
 import { TopicRouter } from './router/topic-router.js';
 import { SlotPublishCache } from './session/outbound.js';
-import { NEVER_EXPIRES, Session, type PendingWill, type SessionContext, type SessionCounters, type WillSpec } from './session/session.js';
+import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type SessionCounters, type WillSpec } from './session/session.js';
 
 /** What the broker needs from a connected channel. */
 export interface ChannelHandle {
@@ -56,7 +56,26 @@ export interface BrokerOptions {
   events?: SecurityEvents;
   /** Protection against abuse (core/limits-config.ts); the secure defaults when absent. */
   limits?: LimitsConfig;
+  /**
+   * Builds a client's publish quota (security/limits/client-limits.ts, handed over by the
+   * composition root); absent: no publish rate or bandwidth limit.
+   */
+  publishQuota?: PublishQuotaFactory | null;
 }
+
+/** Which per-client publish limit a PUBLISH exceeded. */
+export type PublishLimit = 'publish-rate' | 'bandwidth';
+
+/** One client's publish quota: messages per second and bytes per second (topic + payload). */
+export interface PublishQuota {
+  /** Charges one message of `bytes`: null when it fits, else the limit it exceeds (nothing is charged then). */
+  take(now: number, bytes: number): PublishLimit | null;
+  /** Milliseconds until a message of `bytes` fits (0 when it does now). */
+  waitMs(now: number, bytes: number): number;
+}
+
+/** Builds the quota of one channel on its first PUBLISH; null: this client is not limited. */
+export type PublishQuotaFactory = (now: number) => PublishQuota | null;
 
 /** Something a publisher can wait on until it has caught up. */
 export interface Congestion {
@@ -83,6 +102,10 @@ export interface BrokerCounters extends SessionCounters {
   /** Sessions opened (CONNACK success), and the most clients connected at once. */
   connectionsAccepted: number;
   connectedPeak: number;
+  /** QoS 0 messages dropped over a client's publish rate or bandwidth. */
+  droppedQuota: number;
+  /** Times a v3.1.1 QoS 1/2 publisher over its quota was slowed down (its reading paused) instead of refused. */
+  slowedQuota: number;
 }
 
 interface MergedMatch {
@@ -104,6 +127,8 @@ export class Broker {
   /** Security events (core/security-events.ts): emitted by channels, transport and guards. */
   readonly events: SecurityEvents;
   readonly limits: LimitsConfig;
+  /** Per-client publish quotas; null when limits are off or none is configured. */
+  readonly publishQuota: PublishQuotaFactory | null;
   readonly router = new TopicRouter<Session>();
   readonly retained: RetainedMessages;
   readonly sessions = new Map<string, Session>();
@@ -125,6 +150,8 @@ export class Broker {
     sentBytes: 0,
     connectionsAccepted: 0,
     connectedPeak: 0,
+    droppedQuota: 0,
+    slowedQuota: 0,
   };
   shuttingDown = false;
   /** What every session shares: one object, not one per session. */
@@ -141,10 +168,32 @@ export class Broker {
     this.nodeId = opts.nodeId ?? 'node-1';
     this.events = opts.events ?? new SecurityEvents(this.logger);
     this.limits = opts.limits ?? defaultLimitsConfig();
+    this.publishQuota = this.limits.enabled ? (opts.publishQuota ?? null) : null;
     this.retained = new RetainedMessages(this.store, this.clock);
-    this.sessionContext = { clock: this.clock, store: this.store, maxQueued: this.config.maxQueued, counters: this.counters };
+    this.sessionContext = {
+      clock: this.clock,
+      store: this.store,
+      maxQueued: this.config.maxQueued,
+      counters: this.counters,
+      onDrop: (session, cause) => this.deliveryDropped(session, cause),
+    };
   }
 
+
+  /** A limit dropped a delivery (queue full, too large for the client): one `limit.hit`, count 1. */
+  private deliveryDropped(session: Session, cause: DeliveryDrop): void {
+    const events = this.events;
+    if (!events.active) return;
+    const identity = this.clients.get(session)?.identity;
+    events.emit({
+      type: 'limit.hit',
+      limit: cause,
+      ...(identity !== undefined ? { listener: identity.listener, remoteAddress: identity.remoteAddress } : {}),
+      clientId: session.clientId,
+      action: 'dropped',
+      count: 1,
+    });
+  }
 
   /** Loads persisted sessions, their messages and retained messages. */
   recover(): { sessions: number; messages: number; retained: number } {

@@ -22,6 +22,7 @@ import { adminDbPath, startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 import { SecurityEvents } from '../core/security-events.js';
 import { adminChangeEvent, onAdminChange } from '../admin/api/admin-change.js';
+import { publishQuotaFactory } from '../security/limits/client-limits.js';
 import { createMetricsSide } from './metrics-side.js';
 import { startAuditSide, type AuditSide } from './audit-side.js';
 
@@ -82,6 +83,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const broker = new Broker({
     events,
     limits: config.limits,
+    publishQuota: publishQuotaFactory(config.limits),
     mqtt: config.mqtt,
     store,
     authenticator: authn.authenticator,

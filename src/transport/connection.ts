@@ -79,6 +79,12 @@ export class Connection implements ConnectionPort, Flushable {
   private closing = false;
   private drainWaiters: Array<() => void> | null = null;
   private paused = 0;
+  /** limits.slowClient.maxWriteBufferBytes (Infinity with limits off). */
+  private readonly maxWriteBuffer: number;
+  /** Set when the write buffer went over `maxWriteBuffer`: nothing more is buffered until the cut. */
+  private overflowing = false;
+  /** True while the channel's slow-consumer clock runs for this socket. */
+  private watched = false;
   private readonly isPaused = (): boolean => this.paused > 0;
   private readonly onFrame = (frame: Buffer): void => {
     if (this.closing) return;
@@ -99,6 +105,7 @@ export class Connection implements ConnectionPort, Flushable {
     this.peer = info.peer;
     this.tls = info.tls ?? null;
     this.framer = new FrameReader(broker.config.maxPacketSize);
+    this.maxWriteBuffer = broker.limits.enabled ? broker.limits.slowClient.maxWriteBufferBytes : Infinity;
     this.channel = new Channel(this, broker);
     // Shared listeners (no closures per connection): idle connections are most of a fleet.
     (socket as OwnedSocket)[kConnection] = this;
@@ -136,10 +143,26 @@ export class Connection implements ConnectionPort, Flushable {
   }
 
   write(bytes: Buffer): void {
-    if (this.closing && this.socket.destroyed) return;
+    if ((this.closing && this.socket.destroyed) || this.overflowing) return;
     if (this.pending.length === 0) scheduleFlush(this);
     this.pending.push(bytes);
     this.pendingBytes += bytes.length;
+    // SECURITY: memory held for one client is bounded (limits.slowClient): over the bound it
+    // is cut. Not here but after the packet in hand: the cut closes a session, which must
+    // not happen in the middle of a delivery loop.
+    if (this.pendingBytes + this.socket.writableLength > this.maxWriteBuffer) {
+      this.overflowing = true;
+      queueMicrotask(() => this.cutOverflowing());
+    }
+  }
+
+  private cutOverflowing(): void {
+    const buffered = this.writeBufferedBytes;
+    // What never reached the socket will never be read: drop it before the DISCONNECT.
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.overflowing = false;
+    this.channel.limits.cutSlowConsumer(`write buffer of ${buffered} bytes over the limit of ${this.maxWriteBuffer}`);
   }
 
   flush(): void {
@@ -155,6 +178,11 @@ export class Connection implements ConnectionPort, Flushable {
     // 'drain' is emitted only after a write that returned false; when the kernel took
     // everything at once, waiters (paused publishers) must be released here.
     if (this.socket.write(data)) this.fireDrain();
+    else if (!this.watched && this.socket.writableLength > HIGH_WATER_MARK) {
+      // Congested: the slow-consumer clock starts (one check per flush, none when healthy).
+      this.watched = true;
+      this.channel.limits.congested('socket');
+    }
   }
 
   end(): void {
@@ -163,6 +191,8 @@ export class Connection implements ConnectionPort, Flushable {
     this.flush();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
+    // Publishers paused behind this connection resume now, not when the socket finally closes.
+    this.fireDrain();
   }
 
   pauseReading(): void {
@@ -186,6 +216,10 @@ export class Connection implements ConnectionPort, Flushable {
   }
 
   fireDrain(): void {
+    if (this.watched) {
+      this.watched = false;
+      this.channel.socketEased();
+    }
     const waiters = this.drainWaiters;
     if (waiters === null) return;
     this.drainWaiters = null;

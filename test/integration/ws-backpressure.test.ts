@@ -33,7 +33,8 @@ function rawConnect(port: number, clientId: string): net.Socket {
 }
 
 test('a WebSocket subscriber that stops reading holds the TCP publishers back; resumed, it gets every message', { timeout: 60_000 }, async () => {
-  const broker = await startTestBroker({ webSocket: true });
+  // Flow control, not quotas: per-client publish rates off (the slow-client defence stays on).
+  const broker = await startTestBroker({ webSocket: true, limits: { client: { publishRate: { perSecond: 0 }, bandwidth: { perSecond: 0 } } } });
   const sockets: net.Socket[] = [];
   const sink = new WebSocket(`ws://127.0.0.1:${broker.wsPort}/mqtt`, ['mqtt']);
   let watchdog: NodeJS.Timeout | undefined;

@@ -21,6 +21,7 @@ import { handlePuback, handlePubcomp, handlePubrec } from './handlers/acks.js';
 import { handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
 import { handleAuth, handleDisconnect } from './handlers/session-control.js';
 import { buildPublishPacket, encodeShared } from './publish-encoding.js';
+import { ChannelLimits } from './channel-limits.js';
 import { CONNECT_STAGE, emitConnectRefusal, emitDisconnected, type RefusalCause } from './security-emit.js';
 
 export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
@@ -57,6 +58,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   /** True once a CONNECT was decoded: only then is a refusal answered with CONNACK. */
   private connectDecoded = false;
   lastActivity: number;
+  /** Publish quota and slow-consumer state (channel-limits.ts), built on first need. */
+  private limitState: ChannelLimits | null = null;
 
   constructor(
     readonly conn: ConnectionPort,
@@ -244,6 +247,23 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     return true;
   }
 
+  get limits(): ChannelLimits {
+    return (this.limitState ??= new ChannelLimits(this));
+  }
+
+  queueCongested(): void {
+    this.limits.congested('queue');
+  }
+
+  queueEased(): void {
+    this.limitState?.eased('queue');
+  }
+
+  /** The connection's write buffer drained (the slow-consumer clock stops). */
+  socketEased(): void {
+    this.limitState?.eased('socket');
+  }
+
   sendPubrel(packetId: number): void {
     // v5: an explicit Success makes mqtt-packet write the short form (Remaining Length 2,
     // allowed by MQTT 5 §3.6.2.1, what Mosquitto sends); paho-mqtt 1.x crashes on the long one.
@@ -351,6 +371,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     this.connectTimer?.cancel();
     this.keepAliveTimer?.cancel();
     this.credentialTimer?.cancel();
+    this.limitState?.stop();
     this.conn.end();
     if (wasConnected && this.session !== null) {
       const will = this.will;

@@ -18,6 +18,10 @@ export interface DeliveryTarget {
    */
   sendPublish(message: Message, qos: QoS, retainFlag: boolean, subscriptionIds: number[], packetId: number, dup: boolean, cache: PublishCache | null): boolean;
   sendPubrel(packetId: number): void;
+  /** The session's queue went over half full: the subscriber is not acknowledging (slow-consumer clock). */
+  queueCongested(): void;
+  /** The queue fell back to a quarter of its bound. */
+  queueEased(): void;
 }
 
 /**

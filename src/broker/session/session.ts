@@ -19,11 +19,16 @@ export interface SessionCounters {
   droppedTooLarge: number;
 }
 
+/** A delivery a limit dropped: the queue was full, or the message is larger than the client accepts. */
+export type DeliveryDrop = 'queue-full' | 'packet-size';
+
 export interface SessionContext {
   clock: Clock;
   store: SessionStore | null;
   maxQueued: number;
   counters: SessionCounters;
+  /** Told of every dropped delivery (one call per message; the broker emits `limit.hit`). */
+  onDrop(session: Session, cause: DeliveryDrop): void;
 }
 
 /** A will as the connection declared it. */
@@ -61,6 +66,8 @@ export class Session {
   pendingWill: PendingWill | null = null;
   /** Publishers waiting for the queue to fall below the low-water mark. */
   private queueWaiters: Array<() => void> | null = null;
+  /** True once the target was told the queue is congested, until it falls to a quarter. */
+  private backlogged = false;
 
   constructor(
     clientId: string,
@@ -141,6 +148,7 @@ export class Session {
 
   detach(now: number): void {
     this.target = null;
+    this.backlogged = false;
     this.disconnectedAt = now;
     this.connectedAt = 0;
     // An offline session queues up to its bound without holding publishers back.
@@ -151,22 +159,28 @@ export class Session {
   deliver(message: Message, qos: QoS, retainFlag: boolean, subscriptionIds: number[], cache: PublishCache | null): void {
     const target = this.target;
     if (qos === 0) {
-      if (target !== null && !target.sendPublish(message, 0, retainFlag, subscriptionIds, 0, false, cache)) this.ctx.counters.droppedTooLarge++;
+      if (target !== null && !target.sendPublish(message, 0, retainFlag, subscriptionIds, 0, false, cache)) this.dropped('packet-size');
       return;
     }
     const store = this.store;
     const o: Outbound = { seq: store !== null ? store.nextSeq() : 0, message, qos, retainFlag, subscriptionIds, state: 'queued', packetId: 0 };
     if (target !== null && this.queue.length === 0 && this.inflight.size < target.sendQuota) {
       if (!this.send(target, o, cache)) {
-        this.ctx.counters.droppedTooLarge++;
+        this.dropped('packet-size');
         return;
       }
     } else {
       if (this.queue.length >= this.ctx.maxQueued) {
-        this.ctx.counters.droppedQueueFull++;
+        this.dropped('queue-full');
         return;
       }
       this.queue.push(o);
+      // A connected subscriber whose queue stays over half full does not acknowledge: its
+      // target starts the slow-consumer clock (once per congestion, not per message).
+      if (target !== null && !this.backlogged && this.queue.length > this.ctx.maxQueued / 2) {
+        this.backlogged = true;
+        target.queueCongested();
+      }
     }
     store?.addOutbound({ ...o, clientId: this.clientId });
   }
@@ -209,13 +223,25 @@ export class Session {
         continue;
       }
       if (!this.send(target, o, null)) {
-        this.ctx.counters.droppedTooLarge++;
+        this.dropped('packet-size');
         this.store?.removeOutbound(this.clientId, o.seq);
         continue;
       }
       this.store?.updateOutbound(this.clientId, o.seq, 'publish-sent', o.packetId);
     }
-    if (this.queueWaiters !== null && this.queue.length <= this.ctx.maxQueued / 4) this.releaseQueueWaiters();
+    if (this.queue.length <= this.ctx.maxQueued / 4) {
+      if (this.queueWaiters !== null) this.releaseQueueWaiters();
+      if (this.backlogged) {
+        this.backlogged = false;
+        target.queueEased();
+      }
+    }
+  }
+
+  private dropped(cause: DeliveryDrop): void {
+    if (cause === 'queue-full') this.ctx.counters.droppedQueueFull++;
+    else this.ctx.counters.droppedTooLarge++;
+    this.ctx.onDrop(this, cause);
   }
 
   /** Restores an outbound message from the store after a restart. */
@@ -249,6 +275,10 @@ export class Session {
     this.queue.clear();
     this.incomingQos2.clear();
     this.releaseQueueWaiters();
+    if (this.backlogged) {
+      this.backlogged = false;
+      this.target?.queueEased();
+    }
   }
 
   private send(target: DeliveryTarget, o: Outbound, cache: PublishCache | null): boolean {

@@ -9,6 +9,7 @@ import { isValidTopicName } from '../../../protocol/topic.js';
 import { decodedStringIsFaithful } from '../../../protocol/utf8.js';
 import type { AuthResult, ClientIdentity } from '../../ports.js';
 import type { Channel } from '../channel.js';
+import { emitLimitHit } from '../channel-limits.js';
 import { authenticatedIdentity, runEnhancedAuthStep } from './enhanced-auth.js';
 import { messageFromWill } from './message-properties.js';
 import { openSession, type PendingConnect } from './open-session.js';
@@ -46,6 +47,14 @@ export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer)
   }
   if (clientId.length > 65535) {
     ch.refuseConnect(ReasonCode.ClientIdentifierNotValid, 'client identifier too long');
+    return;
+  }
+  // SECURITY: an overlong client id is refused before authentication runs (it would be
+  // stored, logged and audited). An id the broker assigned is never refused.
+  const limits = ch.broker.limits;
+  if (assigned === null && limits.enabled && clientId.length > limits.client.maxClientIdLength) {
+    emitLimitHit(ch, 'client-id-length', 'refused', `${clientId.length} characters, starting ${JSON.stringify(clientId.slice(0, 32))}`);
+    ch.refuseConnect(ReasonCode.ClientIdentifierNotValid, `client identifier longer than ${limits.client.maxClientIdLength} characters`);
     return;
   }
   ch.clientId = clientId;

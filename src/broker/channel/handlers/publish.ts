@@ -1,6 +1,6 @@
 /**
  * Inbound PUBLISH and PUBREL. The checks run as a named pipeline (ARCHITECTURE idea 2):
- * capabilities → topic alias → topic validity → receive maximum → authorization; then the
+ * quota → capabilities → topic alias → topic validity → receive maximum → authorization; then the
  * broker routes, and the acknowledgement waits for the store when a persistent session
  * took the message.
  */
@@ -10,6 +10,7 @@ import { ReasonCode } from '../../../protocol/reason-codes.js';
 import { isValidTopicName } from '../../../protocol/topic.js';
 import { decodedStringIsFaithful, isUtf8Payload } from '../../../protocol/utf8.js';
 import type { Channel } from '../channel.js';
+import { emitLimitHit } from '../channel-limits.js';
 import { messageFromPublish } from './message-properties.js';
 import { emitDenied } from '../security-emit.js';
 
@@ -56,7 +57,48 @@ function checkTopic(ch: Channel, topic: string, frame: Buffer): void {
 function checkReceiveMaximum(ch: Channel, packet: PublishPacket): void {
   if (packet.qos === 0 || ch.version !== 5) return;
   const outstanding = ch.pendingAcks + (ch.session?.incomingQos2.size ?? 0);
-  if (outstanding >= ch.broker.config.maxInflight) throw new ProtocolViolation(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded');
+  if (outstanding >= ch.broker.config.maxInflight) {
+    emitLimitHit(ch, 'inflight', 'disconnected', `${outstanding} unacknowledged`);
+    throw new ProtocolViolation(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded');
+  }
+}
+
+/**
+ * Quota: the client's publish rate and bandwidth (limits.client), first in the pipeline so
+ * a flood is refused before it costs an alias, a topic check or an authorization. One
+ * clock read serves both buckets. Returns false when the message stops here.
+ *
+ * SECURITY: over the quota, `drop` drops QoS 0 (counted) and answers v5 QoS 1/2 with 0x97
+ * Quota Exceeded; a v3.1.1 QoS 1/2 publisher has no such code (and would resend a refused
+ * message forever), so its message goes through and its reading pauses until the quota
+ * refills. `disconnect` closes any client over its quota (v5: 0x96 Message Rate Too High).
+ */
+function checkQuota(ch: Channel, packet: PublishPacket, packetId: number): boolean {
+  if (ch.broker.publishQuota === null) return true;
+  const now = ch.broker.clock.now();
+  const payload = packet.payload;
+  // Topic characters stand for its bytes (equal for ASCII): no UTF-8 encoding per PUBLISH.
+  const bytes = packet.topic.length + (typeof payload === 'string' ? payload.length : payload.byteLength);
+  const limits = ch.limits;
+  const limit = limits.checkPublish(now, bytes);
+  if (limit === null) return true;
+  const reason = limit === 'publish-rate' ? 'publish rate exceeded' : 'bandwidth exceeded';
+  if (ch.broker.limits.client.action === 'disconnect') {
+    limits.disconnectOverQuota(limit, reason);
+    return false;
+  }
+  if (packet.qos === 0) {
+    ch.broker.counters.droppedQuota++;
+    emitLimitHit(ch, limit, 'dropped');
+    return false;
+  }
+  if (ch.version === 5) {
+    emitLimitHit(ch, limit, 'rejected');
+    acknowledge(ch, packet, packetId, ReasonCode.QuotaExceeded, false, reason);
+    return false;
+  }
+  limits.slowDown(now, bytes);
+  return true;
 }
 
 export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer): void {
@@ -65,15 +107,17 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
   const counters = ch.broker.counters;
   counters.received[packet.qos]++;
   counters.receivedBytes += frame.length;
-  checkCapabilities(ch, packet);
-  const topic = resolveTopicAlias(ch, packet);
-  checkTopic(ch, topic, frame);
   const packetId = packet.messageId ?? 0;
   if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
-    // Re-sent before PUBREL: acknowledge again, never deliver twice [MQTT-4.3.3-10].
+    // Re-sent before PUBREL: acknowledge again, never deliver twice [MQTT-4.3.3-10]. Before
+    // the quota: a resend of a message already accepted is not a new message.
     ch.send({ cmd: 'pubrec', messageId: packetId });
     return;
   }
+  if (!checkQuota(ch, packet, packetId)) return;
+  checkCapabilities(ch, packet);
+  const topic = resolveTopicAlias(ch, packet);
+  checkTopic(ch, topic, frame);
   checkReceiveMaximum(ch, packet);
 
   const v5 = ch.version === 5;

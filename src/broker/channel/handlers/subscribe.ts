@@ -9,6 +9,7 @@ import { isValidTopicFilter, parseSharedFilter } from '../../../protocol/topic.j
 import { decodedStringIsFaithful } from '../../../protocol/utf8.js';
 import type { StoredSubscription } from '../../ports.js';
 import type { Channel } from '../channel.js';
+import { emitLimitHit } from '../channel-limits.js';
 import { emitDenied } from '../security-emit.js';
 
 const V3_FAILURE = 0x80;
@@ -21,6 +22,9 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
   if (v5 && packet.properties?.subscriptionIdentifier === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'subscription identifier 0');
   // The codec accepts a SUBSCRIBE with a packet id and no filters; the spec does not [MQTT-3.8.3-3].
   if (packet.subscriptions.length === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'SUBSCRIBE without a topic filter');
+  // SECURITY: subscriptions per session are capped (limits.client.maxSubscriptions): each
+  // costs router memory and fan-out work on every matching PUBLISH.
+  const maxSubscriptions = broker.limits.enabled ? broker.limits.client.maxSubscriptions : Infinity;
   const granted: number[] = [];
   const retainedToSend: Array<{ sub: StoredSubscription }> = [];
   for (const req of packet.subscriptions) {
@@ -34,6 +38,12 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
     }
     // No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
     if (shared !== null && req.nl === true) throw new ProtocolViolation(ReasonCode.ProtocolError, 'no local on a shared subscription');
+    // Quota before authorization (ARCHITECTURE idea 2); re-subscribing a filter replaces it and costs nothing.
+    if (session.subscriptions.size >= maxSubscriptions && !session.subscriptions.has(filter)) {
+      emitLimitHit(ch, 'subscriptions', 'rejected', filter);
+      granted.push(v5 ? ReasonCode.QuotaExceeded : V3_FAILURE);
+      continue;
+    }
     // SECURITY: authorization of every filter at subscribe time (and again at delivery).
     // A shared subscription is authorized on the filter it matches with, not on the
     // `$share/{group}/` prefix: that prefix starts with `$`, so asking with the whole
