@@ -1,0 +1,153 @@
+/**
+ * `bastion audit verify|tail|query`: reads the audit log in `<data-dir>/audit.db`
+ * directly (WAL: while the broker writes it). Owns: the commands' options, output and
+ * exit codes. Must not: write to the audit database, or judge records itself
+ * (security/audit/verify.ts does).
+ *
+ * verify exits 0 when the log is intact (warnings on stderr: the unsigned tail, a
+ * self-signed signer), 1 with one line naming the first problem otherwise.
+ */
+import type { Command } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BastionError } from '../core/errors.js';
+import type { AuditRow, SqliteAuditStore } from '../store/sqlite/audit-store.js';
+import { humanLine, jsonLine, parseCount, parseEventType, parseTime } from './audit-format.js';
+
+interface DataDirOptions {
+  dataDir?: string;
+}
+
+/** How often `tail --follow` looks for new records. */
+const FOLLOW_POLL_MS = 300;
+const MAX_ROWS = 1_000_000;
+
+function dataDirOf(opts: DataDirOptions): string {
+  return resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
+}
+
+async function openStore(opts: DataDirOptions): Promise<SqliteAuditStore> {
+  const { SqliteAuditStore, AUDIT_DB_FILE } = await import('../store/sqlite/audit-store.js');
+  return SqliteAuditStore.open(join(dataDirOf(opts), AUDIT_DB_FILE), { create: false });
+}
+
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
+function print(rows: readonly AuditRow[], json: boolean): void {
+  if (rows.length === 0) return;
+  process.stdout.write(`${rows.map(json ? jsonLine : humanLine).join('\n')}\n`);
+}
+
+function withDataDir(cmd: Command): Command {
+  return cmd.option('--data-dir <dir>', 'data directory holding audit.db (default ./bastion-data)');
+}
+
+async function verify(opts: DataDirOptions & { json?: boolean }): Promise<void> {
+  const { verifyAuditLog } = await import('../security/audit/verify.js');
+  const { pkiDirOf, pkiLayout } = await import('../server/pki-layout.js');
+  const store = await openStore(opts);
+  try {
+    // Checkpoints before records: a checkpoint the broker signs meanwhile then never names
+    // a record this walk did not read (which would look like a cut tail).
+    const checkpoints = store.checkpoints();
+    const signers = store.signers();
+    const rootCert = pkiLayout(pkiDirOf(dataDirOf(opts))).rootCert;
+    // SECURITY: with a built-in PKI, the signer must chain to its root: a signer written
+    // into audit.db by whoever rewrote the log is not trusted just for being there.
+    const trustAnchorPem = existsSync(rootCert) ? readFileSync(rootCert, 'utf8') : undefined;
+    const result = verifyAuditLog({ records: store.all(), checkpoints, signers, trustAnchorPem, recordWithHash: (h) => store.withHash(h) });
+    if (opts.json === true) {
+      process.stdout.write(`${JSON.stringify({ ...result, trustAnchor: trustAnchorPem !== undefined ? rootCert : null })}\n`);
+      if (!result.ok) process.exitCode = 1;
+      return;
+    }
+    if (result.problem !== null) throw new BastionError('ERR_AUDIT_TAMPERED', result.problem.message);
+    for (const w of result.warnings) process.stderr.write(`bastion: warning: ${w}\n`);
+    const signed = result.lastSignedSeq > 0 ? `last signed at seq ${result.lastSignedSeq}` : 'none signed yet';
+    process.stdout.write(`audit log intact: ${plural(result.records, 'record')}, ${plural(result.checkpoints, 'checkpoint')}, ${signed}\n`);
+  } finally {
+    store.close();
+  }
+}
+
+async function tail(opts: DataDirOptions & { lines: string; follow?: boolean; json?: boolean }): Promise<void> {
+  const n = parseCount('-n', opts.lines, MAX_ROWS);
+  const json = opts.json === true;
+  const store = await openStore(opts);
+  const rows = store.tail(n);
+  print(rows, json);
+  if (opts.follow !== true) {
+    store.close();
+    return;
+  }
+  let after = rows[rows.length - 1]?.seq ?? store.last()?.seq ?? 0;
+  await new Promise<void>((done) => {
+    const timer = setInterval(() => {
+      const fresh = store.query({ afterSeq: after, limit: 10_000 });
+      print(fresh, json);
+      after = fresh[fresh.length - 1]?.seq ?? after;
+    }, FOLLOW_POLL_MS);
+    const stop = (): void => {
+      clearInterval(timer);
+      store.close();
+      done();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+interface QueryOptions extends DataDirOptions {
+  since?: string;
+  until?: string;
+  type?: string;
+  client?: string;
+  limit: string;
+  json?: boolean;
+}
+
+async function query(opts: QueryOptions): Promise<void> {
+  const now = Date.now();
+  const since = opts.since !== undefined ? parseTime('--since', opts.since, now) : undefined;
+  const until = opts.until !== undefined ? parseTime('--until', opts.until, now) : undefined;
+  if (since !== undefined && until !== undefined && until <= since) throw new BastionError('ERR_USAGE', '--until must be later than --since');
+  const type = opts.type !== undefined ? parseEventType(opts.type) : undefined;
+  const limit = parseCount('--limit', opts.limit, MAX_ROWS);
+  const store = await openStore(opts);
+  try {
+    print(store.query({ since, until, type, clientId: opts.client, limit }), opts.json === true);
+  } finally {
+    store.close();
+  }
+}
+
+export function registerAuditCommand(program: Command): void {
+  const audit = program.command('audit').description('check and read the tamper-evident audit log (<data-dir>/audit.db)');
+  withDataDir(
+    audit
+      .command('verify')
+      .description('check every record hash, link and sequence number and every signed checkpoint; exit 1 naming the first record altered, deleted or reordered')
+      .option('--json', 'print the full result as JSON'),
+  ).action((opts: DataDirOptions & { json?: boolean }) => verify(opts));
+  withDataDir(
+    audit
+      .command('tail')
+      .description('print the last records (one line each, or JSON lines)')
+      .option('-n, --lines <n>', 'how many records', '20')
+      .option('-f, --follow', 'keep printing new records until interrupted')
+      .option('--json', 'one JSON object per line'),
+  ).action((opts: DataDirOptions & { lines: string; follow?: boolean; json?: boolean }) => tail(opts));
+  withDataDir(
+    audit
+      .command('query')
+      .description('print the records matching all the given filters, oldest first')
+      .option('--since <time>', 'from this time: ISO 8601, or a duration before now (30m, 1h, 7d)')
+      .option('--until <time>', 'before this time (same forms)')
+      .option('--type <type>', 'only this event type (e.g. auth.failure, connection.refused, limit.hit)')
+      .option('--client <clientId>', 'only records about this client id')
+      .option('--limit <n>', 'at most this many records', '1000')
+      .option('--json', 'one JSON object per line'),
+  ).action((opts: QueryOptions) => query(opts));
+}
