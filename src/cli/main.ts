@@ -41,6 +41,8 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   admin: async () => (await import('./admin-token.js')).registerAdminCommand,
   user: async () => (await import('./user.js')).registerUserCommand,
   acl: async () => (await import('./acl.js')).registerAclCommand,
+  // Reads <data-dir>/audit.db directly (WAL: alongside a running broker).
+  audit: async () => (await import('./audit.js')).registerAuditCommand,
 };
 
 async function main(): Promise<void> {
