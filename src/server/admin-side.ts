@@ -1,7 +1,12 @@
 /**
- * Composition of the admin side: the admin database (tokens, bans), the ban list and its
- * admission guard, and the HTTPS admin API when config `admin` asks for it. Owns: picking
- * the adapters behind the admin API's ports. Must not: implement endpoints (admin/api does).
+ * Composition of the admin side: the admin database (tokens, bans), the ban list with its
+ * guards and automatic bans (brute force, flapping), and the HTTPS admin API when config
+ * `admin` asks for it. Owns: picking the adapters behind the ban list's and the admin API's
+ * ports, and the expiry sweep's timer. Must not: implement endpoints (admin/api does) or
+ * decide what a ban matches (security/limits does).
+ *
+ * SECURITY: the ban list runs at every start, with or without the admin API: automatic
+ * bans need it, and operator bans stay enforced when the API is switched off.
  */
 import { join, resolve } from 'node:path';
 import { startAdminApi, type RunningAdminApi } from '../admin/api/admin-server.js';
@@ -12,6 +17,8 @@ import type { Broker } from '../broker/broker.js';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { BanList } from '../security/limits/ban-list.js';
+import { BruteForceProtection, type AutoBanDeps } from '../security/limits/brute-force.js';
+import { FlappingProtection } from '../security/limits/flapping.js';
 import { PasswordHasher } from '../security/authn/password-hash.js';
 import { ADMIN_DB_FILE, SqliteAdminStore } from '../store/sqlite/admin-store.js';
 import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
@@ -39,12 +46,29 @@ export interface AdminSideOptions {
   users?: SqliteUserStore | null;
 }
 
+/** How often ended bans are swept (and their end announced); checks also sweep lazily. */
+const BAN_SWEEP_MS = 1000;
+
 export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide> {
   const store = SqliteAdminStore.open(adminDbPath(opts.dataDir));
   const brokerApi = new BrokerApi(opts.broker);
-  const bans = new BanList(store);
-  // SECURITY: bans are enforced whenever the admin database exists, even with the API off.
+  const bans = new BanList(store, { events: opts.broker.events });
   brokerApi.addAdmissionGuard(bans.admissionGuard());
+  const sweep = setInterval(() => bans.sweep(), BAN_SWEEP_MS);
+  sweep.unref();
+  const detach: Array<() => void> = [];
+  const { limits } = opts.config;
+  // limits.enabled false turns the automatic bans off with every other limit; operator
+  // bans stay: they are decisions, not limits.
+  if (limits.enabled) {
+    const deps: AutoBanDeps = { bans, disconnect: (match, reason) => brokerApi.disconnectWhere(match, reason) };
+    if (limits.authFailures.maxFailures > 0) detach.push(new BruteForceProtection(limits.authFailures, deps).attach(opts.broker.events));
+    if (limits.flapping.maxConnects > 0) detach.push(new FlappingProtection(limits.flapping, deps).attach(opts.broker.events));
+  }
+  const release = (): void => {
+    clearInterval(sweep);
+    for (const d of detach) d();
+  };
   let api: RunningAdminApi | null = null;
   /** Opened here only when no login provider holds users.db open already; closed by us then. */
   let ownUsers: SqliteUserStore | null = null;
@@ -55,6 +79,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
       const services: AdminServices = { broker: brokerApi, bans, tokens: store, users: usersFacade(users, new PasswordHasher()), policy: opts.policy ?? null, logger: opts.logger };
       api = await startAdminApi({ config: opts.config.admin, resolvePath: (p) => resolve(opts.baseDir, p), services });
     } catch (err) {
+      release();
       ownUsers?.close();
       store.close();
       throw err;
@@ -64,6 +89,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
     api,
     bans,
     async stop() {
+      release();
       await api?.close();
       ownUsers?.close();
       store.close();

@@ -2,7 +2,7 @@
  * The composition root: config → adapters → broker → listeners, and graceful shutdown.
  * Only this module (and the CLI) picks adapters.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Broker } from '../broker/broker.js';
 import type { EnhancedAuthMethod, RetainStore, SessionStore } from '../broker/ports.js';
@@ -18,7 +18,7 @@ import { startWebSocketListener } from '../transport/websocket.js';
 import { RevocationEnforcer } from './revocation.js';
 import { startAuthz } from './authz-side.js';
 import type { PolicyService } from '../security/authz/policy-service.js';
-import { adminDbPath, startAdminSide, type AdminSide } from './admin-side.js';
+import { startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 import { SecurityEvents } from '../core/security-events.js';
 import { adminChangeEvent, onAdminChange } from '../admin/api/admin-change.js';
@@ -106,8 +106,9 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   try {
     // The audit log first: everything from here on (admin changes, connections) is recorded.
     audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger });
-    // Bans (and the admin API) before the listeners: a banned client never slips in at start.
-    if (config.admin !== undefined || existsSync(adminDbPath(dataDir))) adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users });
+    // The ban list at every start (automatic bans need it; the admin API only when
+    // configured), before the listeners: a banned client never slips in at start.
+    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users });
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     for (const l of config.listeners) {

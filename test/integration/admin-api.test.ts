@@ -194,9 +194,9 @@ describe('admin API bans', () => {
     assert.match(big.json.error ?? '', /larger than 2048 bytes/);
     const badIp = await call({ method: 'POST', path: '/api/v1/bans', client: operator, body: { kind: 'ip', value: '10.0.0.300' } });
     assert.equal(badIp.status, 400);
-    assert.match(badIp.json.error ?? '', /^body\.value: not an IPv4 or IPv6 address/);
+    assert.match(badIp.json.error ?? '', /^body\.value: ip is not an IPv4 or IPv6 address/);
     const badSerial = await call({ method: 'POST', path: '/api/v1/bans', client: operator, body: { kind: 'certSerial', value: 'not-hex' } });
-    assert.match(badSerial.json.error ?? '', /^body\.value: not a hex certificate serial/);
+    assert.match(badSerial.json.error ?? '', /^body\.value: certSerial is not a hex certificate serial/);
     const badId = await call({ method: 'DELETE', path: '/api/v1/bans/abc', client: operator });
     assert.equal(badId.status, 400);
   });

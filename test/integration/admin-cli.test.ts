@@ -99,19 +99,41 @@ describe('bastion bans', () => {
     const disconnected = nextEvent<{ reasonCode?: number }>(c, 'disconnect', 5000);
     const added = await bastion(['bans', 'add', 'clientId', 'cli-banned', '--reason', 'testing', '--for', '1h', ...ca], env);
     assert.equal(added.code, 0, added.stderr);
-    assert.match(added.stdout, /^\d+\tclientId\tcli-banned\tuntil \S+\tby token:cli-test\ttesting$/m);
+    assert.match(added.stdout, /^\d+\tdeny\tclientId\tcli-banned\tuntil \S+\tby token:cli-test\ttesting$/m);
     assert.match(added.stdout, /^disconnected: cli-banned$/m);
     assert.equal((await disconnected).reasonCode, 0x98);
     await assert.rejects(device('cli-banned'));
     const id = /^(\d+)\t/.exec(added.stdout)![1]!;
     const listed = await bastion(['bans', 'list', ...ca], env);
-    assert.match(listed.stdout, new RegExp(`^${id}\tclientId\tcli-banned\t`, 'm'));
+    assert.match(listed.stdout, new RegExp(`^${id}\tdeny\tclientId\tcli-banned\t`, 'm'));
     const removed = await bastion(['bans', 'remove', id, ...ca], env);
     assert.equal(removed.code, 0, removed.stderr);
     await device('cli-banned');
     assertOneLineFailure(await bastion(['bans', 'remove', id, ...ca], env), /^bastion: not found: no ban with id/);
     assertOneLineFailure(await bastion(['bans', 'add', 'planet', 'x', ...ca], env), /^bastion: ban kind "planet" is not one of/);
     assertOneLineFailure(await bastion(['bans', 'add', 'ip', '10.0.0.1', '--for', 'soon', ...ca], env), /^bastion: --for soon: expected a duration/);
+  });
+
+  test('--allow adds an allow-list entry (listed with --allow), the new kinds are checked before anything is sent', async () => {
+    const env = { BASTION_ADMIN_URL: url, BASTION_ADMIN_TOKEN: token };
+    const ca = ['--cafile', broker.pki.caCert];
+    // The whole loopback range: every test client stays allowed.
+    const added = await bastion(['bans', 'add', '--allow', 'cidr', '127.0.0.0/8', '--reason', 'lab only', ...ca], env);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /^\d+\tallow\tcidr\t127\.0\.0\.0\/8\tpermanent\tby token:cli-test\tlab only$/m);
+    assert.doesNotMatch(added.stdout, /disconnected/);
+    const id = /^(\d+)\t/.exec(added.stdout)![1]!;
+    await bastion(['bans', 'add', 'certFingerprint', 'AB'.repeat(32), '--for', '1h', ...ca], env);
+    const allowOnly = await bastion(['bans', 'list', '--allow', ...ca], env);
+    assert.deepEqual(allowOnly.stdout.trim().split('\n').map((l) => l.split('\t').slice(1, 4).join(' ')), ['allow cidr 127.0.0.0/8']);
+    const byKind = await bastion(['bans', 'list', '--kind', 'certFingerprint', ...ca], env);
+    assert.match(byKind.stdout, /^\d+\tdeny\tcertFingerprint\t(AB:){31}AB\tuntil /m);
+    await device('inside-the-allow-list');
+    const removed = await bastion(['bans', 'remove', id, ...ca], env);
+    assert.equal(removed.stdout.trim(), `removed allow entry ${id}`);
+    assertOneLineFailure(await bastion(['bans', 'add', 'cidr', '10.1.2.3/8', ...ca], env), /^bastion: cidr "10\.1\.2\.3\/8" has host bits set below the prefix: did you mean 10\.0\.0\.0\/8\?$/);
+    assertOneLineFailure(await bastion(['bans', 'add', 'certFingerprint', 'abcd', ...ca], env), /^bastion: certFingerprint "abcd" is not a SHA-256 fingerprint/);
+    assertOneLineFailure(await bastion(['bans', 'list', '--allow', '--deny', ...ca], env), /^bastion: give --allow or --deny, not both$/);
   });
 });
 

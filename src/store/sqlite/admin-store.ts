@@ -1,6 +1,7 @@
 /**
  * The admin database (`<dataDir>/admin.db`, WAL): admin API bearer tokens (only their
- * SHA-256 hashes) and the ban list. The CLI (`bastion admin token create`) and a running
+ * SHA-256 hashes) and the ban list (deny and allow entries, and expired automatic bans kept
+ * for a day as history). The CLI (`bastion admin token create`) and a running
  * broker share it across processes, so a token revoked by the CLI is refused on the very
  * next request. Owns: the schema and the rows. Must not: make or check tokens, or decide
  * whether a client is banned (admin/ and security/limits/ do).
@@ -35,6 +36,14 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       );
     `,
   },
+  {
+    // Issue 5: allow-list entries beside bans, and the expiry sweep's index.
+    version: 2,
+    sql: `
+      ALTER TABLE bans ADD COLUMN list TEXT NOT NULL DEFAULT 'deny' CHECK (list IN ('deny', 'allow'));
+      CREATE INDEX bans_expires_at ON bans (expires_at) WHERE expires_at IS NOT NULL;
+    `,
+  },
 ];
 
 export interface StoredAdminToken {
@@ -45,8 +54,10 @@ export interface StoredAdminToken {
 
 export interface StoredBan {
   id: number;
-  kind: 'clientId' | 'username' | 'certSerial' | 'ip';
+  kind: 'clientId' | 'username' | 'certSerial' | 'certFingerprint' | 'ip' | 'cidr';
   value: string;
+  /** `deny` (a ban) or `allow` (an allow-list entry). */
+  list: 'deny' | 'allow';
   reason: string;
   createdBy: string;
   createdAt: number;
@@ -57,6 +68,7 @@ interface BanRow {
   id: number;
   kind: StoredBan['kind'];
   value: string;
+  list: StoredBan['list'];
   reason: string;
   created_by: string;
   created_at: number;
@@ -113,19 +125,30 @@ export class SqliteAdminStore {
   // --- bans -------------------------------------------------------------------------
 
   listBans(): StoredBan[] {
-    const rows = this.db.prepare('SELECT id, kind, value, reason, created_by, created_at, expires_at FROM bans ORDER BY id').all() as BanRow[];
-    return rows.map((r) => ({ id: r.id, kind: r.kind, value: r.value, reason: r.reason, createdBy: r.created_by, createdAt: r.created_at, expiresAt: r.expires_at }));
+    const rows = this.db.prepare('SELECT id, kind, value, list, reason, created_by, created_at, expires_at FROM bans ORDER BY id').all() as BanRow[];
+    return rows.map((r) => ({ id: r.id, kind: r.kind, value: r.value, list: r.list, reason: r.reason, createdBy: r.created_by, createdAt: r.created_at, expiresAt: r.expires_at }));
   }
 
   addBan(ban: Omit<StoredBan, 'id'>): StoredBan {
     const r = this.db
-      .prepare('INSERT INTO bans (kind, value, reason, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(ban.kind, ban.value, ban.reason, ban.createdBy, ban.createdAt, ban.expiresAt);
+      .prepare('INSERT INTO bans (kind, value, list, reason, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(ban.kind, ban.value, ban.list, ban.reason, ban.createdBy, ban.createdAt, ban.expiresAt);
     return { ...ban, id: Number(r.lastInsertRowid) };
   }
 
   removeBan(id: number): boolean {
     return this.db.prepare('DELETE FROM bans WHERE id = ?').run(id).changes === 1;
+  }
+
+  /**
+   * Deletes rows that ended at or before `before`, except automatic ones (`created_by`
+   * `auto:...`), which are kept until `autoBefore`: they are the history that makes the next
+   * automatic ban of the same key longer, also after a restart.
+   */
+  pruneBans(before: number, autoBefore: number): number {
+    return this.db
+      .prepare("DELETE FROM bans WHERE expires_at IS NOT NULL AND ((expires_at <= ? AND created_by NOT LIKE 'auto:%') OR expires_at <= ?)")
+      .run(before, autoBefore).changes;
   }
 
   close(): void {

@@ -1,0 +1,151 @@
+/**
+ * Brute-force and flapping protection with a fake clock and an in-memory ban store: the
+ * sliding window, bans by address and by client id, the doubling durations and their cap,
+ * which bans close live sessions, and the bounded memory of the counters.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AuthorizedClient } from '../../src/broker/ports.js';
+import { limitsSchema } from '../../src/core/limits-config.js';
+import { BanList, type Ban, type BanFields, type BanStore } from '../../src/security/limits/ban-list.js';
+import { BruteForceProtection, escalatedBanSeconds } from '../../src/security/limits/brute-force.js';
+import { FlappingProtection } from '../../src/security/limits/flapping.js';
+import { SlidingWindowCounter } from '../../src/security/limits/sliding-window.js';
+
+class MemoryBanStore implements BanStore {
+  rows: Ban[] = [];
+  private nextId = 1;
+  listBans(): Ban[] {
+    return [...this.rows];
+  }
+  addBan(ban: BanFields): Ban {
+    const row = { ...ban, id: this.nextId++ };
+    this.rows.push(row);
+    return row;
+  }
+  removeBan(id: number): boolean {
+    const n = this.rows.length;
+    this.rows = this.rows.filter((r) => r.id !== id);
+    return this.rows.length < n;
+  }
+  pruneBans(before: number, autoBefore: number): number {
+    const n = this.rows.length;
+    this.rows = this.rows.filter((r) => r.expiresAt === null || (r.createdBy.startsWith('auto:') ? r.expiresAt > autoBefore : r.expiresAt > before));
+    return n - this.rows.length;
+  }
+}
+
+function harness(authFailures: Record<string, unknown> = {}, flapping: Record<string, unknown> = {}) {
+  const clock = { t: 10_000_000 };
+  const store = new MemoryBanStore();
+  const bans = new BanList(store, { now: () => clock.t });
+  const live: AuthorizedClient[] = [
+    { clientId: 'victim', principal: 'victim', identity: { principal: 'victim', method: 'password', username: 'victim', remoteAddress: '10.0.0.50', listener: 'l' } },
+    { clientId: 'on-attacker-ip', principal: null, identity: { principal: null, method: 'anonymous', remoteAddress: '::ffff:10.0.0.1', listener: 'l' } },
+    { clientId: 'flappy', principal: null, identity: { principal: null, method: 'anonymous', remoteAddress: '10.0.0.60', listener: 'l' } },
+  ];
+  const kicked: string[] = [];
+  const deps = {
+    bans,
+    disconnect: (match: (c: AuthorizedClient) => boolean) => {
+      const ids = live.filter(match).map((c) => c.clientId);
+      kicked.push(...ids);
+      return ids;
+    },
+    defer: (fn: () => void) => fn(),
+  };
+  const limits = limitsSchema.parse({ authFailures: { maxFailures: 3, windowSeconds: 60, banSeconds: 10, maxBanSeconds: 35, ...authFailures }, flapping: { maxConnects: 3, windowSeconds: 60, banSeconds: 30, ...flapping } });
+  return { clock, store, bans, kicked, brute: new BruteForceProtection(limits.authFailures, deps), flap: new FlappingProtection(limits.flapping, deps) };
+}
+
+test('durations double per automatic ban of the same key and stop at the cap', () => {
+  assert.deepEqual([1, 2, 3, 4, 5].map((n) => escalatedBanSeconds(n, 60, 86_400)), [60, 120, 240, 480, 960]);
+  assert.equal(escalatedBanSeconds(20, 60, 86_400), 86_400);
+  assert.equal(escalatedBanSeconds(5000, 60, 86_400), 86_400, 'no overflow for a long history');
+});
+
+test('N failures from one address within the window ban the address; the ban grows each time and closes live sessions from it', () => {
+  const { clock, bans, brute, kicked } = harness();
+  assert.deepEqual(brute.onFailure('::ffff:10.0.0.1', 'a', clock.t), []);
+  assert.deepEqual(brute.onFailure('10.0.0.1', 'b', clock.t + 1), []);
+  const [ban] = brute.onFailure('10.0.0.1', 'c', clock.t + 2);
+  assert.equal(ban?.kind, 'ip');
+  assert.equal(ban?.value, '10.0.0.1');
+  assert.equal(ban?.createdBy, 'auto:brute-force');
+  assert.match(ban?.reason ?? '', /^3 authentication failures within 60s from this address/);
+  assert.equal(ban?.expiresAt, clock.t + 2 + 10_000);
+  assert.deepEqual(kicked, ['on-attacker-ip'], 'the live session from the banned address is closed');
+  assert.notEqual(bans.addressRefusal('10.0.0.1'), null);
+
+  // While banned, more failures restart the count but start no second ban.
+  for (let i = 0; i < 3; i++) assert.deepEqual(brute.onFailure('10.0.0.1', `x${i}`, clock.t + 3).filter((b) => b.kind === 'ip'), []);
+
+  clock.t += 11_000;
+  const second = brute.onFailure('10.0.0.1', 'd', clock.t).concat(brute.onFailure('10.0.0.1', 'e', clock.t), brute.onFailure('10.0.0.1', 'f', clock.t));
+  assert.equal(second[0]?.expiresAt, clock.t + 20_000, 'the second ban lasts twice as long');
+  clock.t += 21_000;
+  for (let i = 0; i < 3; i++) brute.onFailure('10.0.0.1', `g${i}`, clock.t);
+  clock.t += 41_000;
+  const capped = [0, 1, 2].flatMap((i) => brute.onFailure('10.0.0.1', `h${i}`, clock.t));
+  assert.equal(capped[0]?.expiresAt, clock.t + 35_000, 'capped at maxBanSeconds');
+});
+
+test('failures outside the window do not add up; successful logins are not counted either way', () => {
+  const { clock, brute } = harness();
+  brute.onFailure('10.0.0.2', 'a', clock.t);
+  brute.onFailure('10.0.0.2', 'b', clock.t + 30_000);
+  assert.deepEqual(brute.onFailure('10.0.0.2', 'c', clock.t + 60_001), [], 'the first failure left the window');
+  assert.equal(brute.onFailure('10.0.0.2', 'd', clock.t + 60_002)[0]?.kind, 'ip');
+});
+
+test('failures for one client id from several addresses ban the id, temporarily, without closing its live session', () => {
+  const { clock, bans, brute, kicked } = harness();
+  brute.onFailure('10.0.0.11', 'victim', clock.t);
+  brute.onFailure('10.0.0.12', 'victim', clock.t);
+  const [ban] = brute.onFailure('10.0.0.13', 'victim', clock.t);
+  assert.equal(ban?.kind, 'clientId');
+  assert.equal(ban?.value, 'victim');
+  assert.equal(ban?.expiresAt, clock.t + 10_000, 'temporary');
+  assert.deepEqual(kicked, [], 'the session that holds the credentials stays');
+  assert.equal(bans.refusal({ clientId: 'victim', principal: 'victim', identity: { principal: 'victim', method: 'password', remoteAddress: '10.0.0.50', listener: 'l' } })?.reason, 'banned (clientId)');
+  clock.t += 10_000;
+  assert.equal(bans.refusal({ clientId: 'victim', principal: 'victim', identity: { principal: 'victim', method: 'password', remoteAddress: '10.0.0.50', listener: 'l' } }), null, 'and it ends');
+  assert.deepEqual(harness({ maxFailures: 0 }).brute.onFailure('10.0.0.1', 'x', 0), [], 'maxFailures 0: off');
+});
+
+test('the history of automatic bans survives a restart (a new BanList over the same store)', () => {
+  const { clock, store, brute } = harness();
+  for (let i = 0; i < 3; i++) brute.onFailure('10.0.0.3', `a${i}`, clock.t);
+  clock.t += 11_000;
+  const restarted = new BanList(store, { now: () => clock.t });
+  const fresh = new BruteForceProtection(limitsSchema.parse({ authFailures: { maxFailures: 3, banSeconds: 10, maxBanSeconds: 35 } }).authFailures, { bans: restarted, disconnect: () => [], defer: (fn) => fn() });
+  const bans = [0, 1, 2].flatMap((i) => fresh.onFailure('10.0.0.3', `b${i}`, clock.t));
+  assert.equal(bans[0]?.expiresAt, clock.t + 20_000);
+});
+
+test('flapping: more than maxConnects in the window bans the id and closes its session; other ids are not affected', () => {
+  const { clock, bans, flap, kicked } = harness();
+  for (let i = 0; i < 3; i++) assert.equal(flap.onConnect('flappy', clock.t + i), null);
+  assert.equal(flap.onConnect('steady', clock.t), null);
+  const ban = flap.onConnect('flappy', clock.t + 3);
+  assert.equal(ban?.createdBy, 'auto:flapping');
+  assert.equal(ban?.expiresAt, clock.t + 3 + 30_000);
+  assert.match(ban?.reason ?? '', /^flapping: 4 connects within 60s/);
+  assert.deepEqual(kicked, ['flappy']);
+  assert.equal(bans.list().length, 1);
+  // Spread out beyond the window: no ban.
+  for (let i = 0; i < 10; i++) assert.equal(flap.onConnect('slow', clock.t + i * 30_000), null);
+});
+
+test('the counters keep a bounded number of keys under a flood of made-up ones', () => {
+  const c = new SlidingWindowCounter(60_000, 5, 1000);
+  for (let i = 0; i < 50_000; i++) c.hit(`id-${i}`, 1000 + i);
+  assert.ok(c.size <= 1000, `${c.size} keys`);
+  // A key hit recently survives pruning of older ones.
+  const w = new SlidingWindowCounter(60_000, 5, 10);
+  w.hit('keep', 0);
+  for (let i = 0; i < 9; i++) w.hit(`k${i}`, 1);
+  w.hit('keep', 2);
+  for (let i = 9; i < 12; i++) w.hit(`k${i}`, 3);
+  assert.equal(w.hit('keep', 4), 3);
+});
