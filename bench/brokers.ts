@@ -19,6 +19,38 @@ import type { BenchPki } from './certs.js';
 
 export type BrokerKind = 'bastion' | 'mosquitto';
 
+/**
+ * Bastion's `limits` section in a run: `defaults` (no section: what an operator gets),
+ * `raised` (every limit on, every rate and cap far above what the bench offers, so the
+ * checks run and never bite: their cost alone), `off` (`limits.enabled: false`).
+ */
+export type LimitsMode = 'defaults' | 'raised' | 'off';
+export const LIMITS_MODES: readonly LimitsMode[] = ['defaults', 'raised', 'off'];
+
+/** Far above any load this bench offers (per client or per address, per second). */
+const UNREACHABLE_RATE = { perSecond: 1e9, burst: 1e9 };
+
+function limitsSection(mode: LimitsMode): BastionConfigInput['limits'] {
+  switch (mode) {
+    case 'defaults':
+      return undefined;
+    case 'off':
+      return { enabled: false };
+    case 'raised':
+      return {
+        enabled: true,
+        connections: { perIpMax: 1_000_000, perIpRate: UNREACHABLE_RATE },
+        client: { publishRate: UNREACHABLE_RATE, bandwidth: UNREACHABLE_RATE },
+        flapping: { maxConnects: 1_000_000_000 },
+        slowClient: { maxWriteBufferBytes: 1024 * 1024 * 1024, maxCongestedSeconds: 3600 },
+      };
+    default: {
+      const unreachable: never = mode;
+      return unreachable;
+    }
+  }
+}
+
 export const MOSQUITTO_BIN = '/usr/sbin/mosquitto';
 export const BASTION_MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
@@ -39,6 +71,8 @@ export interface BrokerOptions {
   persistence: boolean;
   /** Without a PKI only the plain listener is configured. */
   pki: BenchPki | null;
+  /** Bastion: the limits section (default: the config defaults). */
+  limits?: LimitsMode;
 }
 
 /** Finds a free loopback port by listening on port 0 and closing again. */
@@ -83,9 +117,11 @@ function bastionConfig(dir: string, tcpPort: number, tlsPort: number | null, o: 
       tls: { cert: o.pki.serverCert, key: o.pki.serverKey, ca: o.pki.caCert, clientCerts: 'required' },
     });
   }
+  const limits = limitsSection(o.limits ?? 'defaults');
   return {
     dataDir: join(dir, 'data'),
     listeners,
+    ...(limits !== undefined ? { limits } : {}),
     mqtt: { maxInflight: MAX_INFLIGHT, maxQueued: MAX_QUEUED },
     log: { level: 'warn' },
     persistence: { enabled: o.persistence },

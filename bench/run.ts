@@ -8,16 +8,18 @@
  *   node dist/bench/run.js [--only qos0-fanin,latency|1,4] [--duration 5] [--warmup 1]
  *                          [--broker bastion|mosquitto|both] [--transport tcp|tls|both]
  *                          [--idle-conns 2000] [--mqtt-version 4|5] [--repeat 1] [--json <file>]
+ *                          [--limits defaults|raised|off|both|all]
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BrokerProcess, bastionAvailable, mosquittoAvailable, type BrokerKind } from './brokers.js';
+import { BrokerProcess, bastionAvailable, LIMITS_MODES, mosquittoAvailable, type BrokerKind, type LimitsMode } from './brokers.js';
 import type { BenchPki } from './certs.js';
 import { withTimeout } from './fleet.js';
 import { waitForQuietMachine } from './host-cpu.js';
+import { buildTable, fmt, printReport, variantLabel, type BenchReport, type RunRecord, type Variant } from './report.js';
 import { round } from './round.js';
 import type { Details, Scenario, Transport } from './scenario-api.js';
 import { SCENARIOS } from './scenarios.js';
@@ -37,46 +39,13 @@ export interface BenchOptions {
   durationS: number;
   warmupS: number;
   brokers: BrokerKind[];
+  /** Bastion's limits modes; each is a separate Bastion run beside the same Mosquitto run. */
+  limits: LimitsMode[];
   transports: Transport[];
   idleConns: number;
   version: 4 | 5;
   repeat: number;
   jsonPath: string;
-}
-
-export interface RunRecord {
-  scenario: string;
-  transport: Transport;
-  broker: BrokerKind;
-  /** 1-based repetition (see --repeat). */
-  repeat: number;
-  ok: boolean;
-  error: string | null;
-  metrics: Record<string, number>;
-  details: Details;
-  wallSeconds: number;
-}
-
-export interface TableRow {
-  scenario: string;
-  metric: string;
-  unit: string;
-  lowerIsBetter: boolean;
-  transport: Transport;
-  /** Median over the repetitions that succeeded. */
-  bastion: number | null;
-  mosquitto: number | null;
-  /** Bastion / Mosquitto. */
-  ratio: number | null;
-}
-
-export interface BenchReport {
-  generatedAt: string;
-  host: { cpus: number; cpuModel: string; node: string; platform: string; mosquitto: string | null };
-  options: { scenarios: string[]; durationS: number; warmupS: number; brokers: BrokerKind[]; transports: Transport[]; idleConns: number; mqttVersion: 4 | 5; repeat: number };
-  skipped: string[];
-  table: TableRow[];
-  runs: RunRecord[];
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -89,6 +58,9 @@ const USAGE = `usage: npm run bench -- [options]
   --idle-conns <K>     connections held in idle-memory (default 2000)
   --mqtt-version <v>   4 (3.1.1) | 5 (default 4)
   --repeat <n>         run every pair n times, alternating brokers, report medians (default 1)
+  --limits <m>         Bastion's limits: defaults | raised (all on, rates above the load) | off
+                       (limits.enabled false) | both (defaults,off) | all, or a comma list;
+                       each mode is its own Bastion run, reported against the same Mosquitto runs
   --json <file>        where to write the JSON report (default bench/results/latest.json)`;
 
 function fail(message: string): never {
@@ -117,6 +89,7 @@ export function parseOptions(argv: string[]): BenchOptions {
         'idle-conns': { type: 'string' },
         'mqtt-version': { type: 'string' },
         repeat: { type: 'string' },
+        limits: { type: 'string' },
         json: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -142,8 +115,14 @@ export function parseOptions(argv: string[]): BenchOptions {
   if (transport !== 'tcp' && transport !== 'tls' && transport !== 'both') fail('--transport must be tcp, tls or both');
   const version = numberOption(parsed['mqtt-version'], 'mqtt-version', 4, 4, 5);
   if (version !== 4 && version !== 5) fail('--mqtt-version must be 4 or 5');
+  const limitsArg = parsed.limits ?? 'defaults';
+  const limits: LimitsMode[] =
+    limitsArg === 'all' ? [...LIMITS_MODES] : limitsArg === 'both' ? ['defaults', 'off'] : limitsArg.split(',').map((m) => m.trim()).filter((m) => m !== '').map((m) => (m === 'on' ? 'defaults' : m) as LimitsMode);
+  const badMode = limits.find((m) => !LIMITS_MODES.includes(m));
+  if (badMode !== undefined || limits.length === 0) fail(`--limits: unknown mode ${badMode ?? limitsArg}`);
   return {
     scenarios,
+    limits: [...new Set(limits)],
     durationS: numberOption(parsed.duration, 'duration', 5, 0.5, 60),
     warmupS: numberOption(parsed.warmup, 'warmup', 1, 0, 10),
     brokers: broker === 'both' ? ['bastion', 'mosquitto'] : [broker],
@@ -153,86 +132,6 @@ export function parseOptions(argv: string[]): BenchOptions {
     repeat: Math.round(numberOption(parsed.repeat, 'repeat', 1, 1, 9)),
     jsonPath: parsed.json ?? DEFAULT_JSON,
   };
-}
-
-// ---------------------------------------------------------------- formatting
-
-function fmt(v: number | null, unit: string): string {
-  if (v === null) return '—';
-  if (unit === 'KB/conn') return v.toFixed(1);
-  if (unit === 'ms') return v.toFixed(2);
-  return Math.round(v).toLocaleString('en-US');
-}
-
-function fmtRatio(r: number | null): string {
-  return r === null ? '—' : `${r.toFixed(2)}×`;
-}
-
-function renderTable(headers: string[], rows: string[][], alignRight: boolean[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (alignRight[i] === true ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
-function median(values: number[]): number | null {
-  if (values.length === 0) return null;
-  const v = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
-}
-
-function buildTable(runs: RunRecord[], opts: BenchOptions): TableRow[] {
-  const rows: TableRow[] = [];
-  for (const s of opts.scenarios) {
-    for (const m of s.metrics) {
-      for (const t of opts.transports) {
-        const value = (b: BrokerKind): number | null =>
-          median(runs.filter((x) => x.scenario === s.id && x.transport === t && x.broker === b && x.ok).flatMap((x) => (x.metrics[m.key] === undefined ? [] : [x.metrics[m.key]!])));
-        const bastion = value('bastion');
-        const mosquitto = value('mosquitto');
-        if (!runs.some((x) => x.scenario === s.id && x.transport === t)) continue;
-        rows.push({
-          scenario: `${s.n} ${s.title}: ${m.label}`,
-          metric: m.key,
-          unit: m.unit,
-          lowerIsBetter: m.lowerIsBetter,
-          transport: t,
-          bastion: bastion === null ? null : round(bastion, 2),
-          mosquitto: mosquitto === null ? null : round(mosquitto, 2),
-          ratio: bastion !== null && mosquitto !== null && mosquitto > 0 ? round(bastion / mosquitto, 3) : null,
-        });
-      }
-    }
-  }
-  return rows;
-}
-
-function printReport(report: BenchReport): void {
-  const out: string[] = [];
-  out.push('');
-  out.push(
-    renderTable(
-      ['scenario', 'unit', 'transport', 'Bastion', 'Mosquitto', 'Bastion/Mosquitto'],
-      report.table.map((r) => [r.scenario, r.unit + (r.lowerIsBetter ? ' (lower is better)' : ''), r.transport === 'tls' ? 'mTLS' : 'TCP', fmt(r.bastion, r.unit), fmt(r.mosquitto, r.unit), fmtRatio(r.ratio)]),
-      [false, false, false, true, true, true],
-    ),
-  );
-  out.push('');
-  out.push('details (CPU in % of one core; other = used by neither broker nor generator: uncharged kernel loopback work and other processes on the machine):');
-  for (const r of report.runs) {
-    const head = `  ${r.scenario} ${r.transport} ${r.broker}${r.repeat > 1 || report.options.repeat > 1 ? ` #${r.repeat}` : ''}:`;
-    if (!r.ok) {
-      out.push(`${head} FAILED ${r.error ?? ''}`);
-      continue;
-    }
-    const d = Object.entries(r.details)
-      .filter(([, v]) => v !== null)
-      .map(([k, v]) => `${k}=${typeof v === 'number' ? v : JSON.stringify(v)}`)
-      .join(' ');
-    out.push(`${head} ${d}`);
-  }
-  for (const s of report.skipped) out.push(`  skipped: ${s}`);
-  process.stdout.write(`${out.join('\n')}\n`);
 }
 
 // ---------------------------------------------------------------- running
@@ -255,12 +154,14 @@ async function mosquittoVersion(): Promise<string | null> {
 
 let current: BrokerProcess | null = null;
 
-async function runOne(s: Scenario, transport: Transport, kind: BrokerKind, repeat: number, pki: BenchPki | null, opts: BenchOptions): Promise<RunRecord> {
+async function runOne(s: Scenario, transport: Transport, variant: Variant, repeat: number, pki: BenchPki | null, opts: BenchOptions): Promise<RunRecord> {
+  const kind = variant.kind;
   const t0 = performance.now();
   const record = (ok: boolean, error: string | null, metrics: Record<string, number> = {}, details: Details = {}): RunRecord => ({
     scenario: s.id,
     transport,
     broker: kind,
+    limits: variant.limits,
     repeat,
     ok,
     error,
@@ -271,7 +172,7 @@ async function runOne(s: Scenario, transport: Transport, kind: BrokerKind, repea
   let broker: BrokerProcess;
   try {
     const serverPki = pki !== null && s.serverKey === 'rsa-2048' ? { ...pki, serverCert: pki.rsaServerCert, serverKey: pki.rsaServerKey } : pki;
-    broker = await BrokerProcess.start({ kind, persistence: s.persistence, pki: transport === 'tls' ? serverPki : null });
+    broker = await BrokerProcess.start({ kind, persistence: s.persistence, pki: transport === 'tls' ? serverPki : null, ...(variant.limits !== null ? { limits: variant.limits } : {}) });
   } catch (e) {
     return record(false, `broker did not start: ${(e as Error).message}`);
   }
@@ -290,7 +191,7 @@ async function runOne(s: Scenario, transport: Transport, kind: BrokerKind, repea
         idleConns: opts.idleConns,
       }),
       (opts.warmupS + opts.durationS) * 1000 + RUN_SLACK_MS,
-      `${s.id} ${transport} ${kind}`,
+      `${s.id} ${transport} ${variantLabel(variant)}`,
     );
     const rss = broker.rssKb();
     return record(true, null, measured.metrics, { ...measured.details, brokerRssKbAtEnd: rss });
@@ -330,6 +231,7 @@ async function main(): Promise<void> {
     return why === null;
   });
   if (brokers.length === 0) fail(`no broker to run (${skipped.join('; ')})`);
+  const variants: Variant[] = brokers.flatMap((kind): Variant[] => (kind === 'bastion' ? opts.limits.map((limits) => ({ kind, limits })) : [{ kind, limits: null }]));
 
   const workDir = await mkdtemp(join(os.tmpdir(), 'bench-pki-'));
   let pki: BenchPki | null = null;
@@ -344,7 +246,7 @@ async function main(): Promise<void> {
   }
 
   const runs: RunRecord[] = [];
-  const total = opts.scenarios.reduce((n, s) => n + transports.filter((t) => s.tlsOnly !== true || t === 'tls').length, 0) * brokers.length * opts.repeat;
+  const total = opts.scenarios.reduce((n, s) => n + transports.filter((t) => s.tlsOnly !== true || t === 'tls').length, 0) * variants.length * opts.repeat;
   let i = 0;
   /** A broker that failed to start once is not tried again (its CLI is not ready). */
   const broken = new Map<BrokerKind, string>();
@@ -355,18 +257,19 @@ async function main(): Promise<void> {
         if (s.tlsOnly === true && t !== 'tls') continue;
         for (let rep = 1; rep <= opts.repeat; rep++) {
           // Alternate which broker goes first, so slow drift on the machine favours neither.
-          const order = rep % 2 === 1 ? brokers : [...brokers].reverse();
-          for (const b of order) {
+          const order = rep % 2 === 1 ? variants : [...variants].reverse();
+          for (const v of order) {
+            const b = v.kind;
             i++;
             const known = broken.get(b);
             if (known !== undefined) {
-              runs.push({ scenario: s.id, transport: t, broker: b, repeat: rep, ok: false, error: known, metrics: {}, details: {}, wallSeconds: 0 });
+              runs.push({ scenario: s.id, transport: t, broker: b, limits: v.limits, repeat: rep, ok: false, error: known, metrics: {}, details: {}, wallSeconds: 0 });
               continue;
             }
-            process.stderr.write(`[${i}/${total}] ${s.id} ${t} ${b}${opts.repeat > 1 ? ` #${rep}` : ''} … `);
+            process.stderr.write(`[${i}/${total}] ${s.id} ${t} ${variantLabel(v)}${opts.repeat > 1 ? ` #${rep}` : ''} … `);
             const quiet = await waitForQuietMachine(QUIET_THRESHOLD_PCT, Math.min(QUIET_MAX_MS, quietBudget));
             quietBudget = Math.max(0, quietBudget - quiet.waitedMs);
-            const r = await runOne(s, t, b, rep, pki, opts);
+            const r = await runOne(s, t, v, rep, pki, opts);
             r.details = { ...r.details, machineLoadBeforePct: quiet.loadPct, waitedForQuietMs: quiet.waitedMs };
             process.stderr.write(`${describe(r, s)} (${r.wallSeconds} s)\n`);
             if (!r.ok && r.error?.startsWith('broker did not start') === true) broken.set(b, `not run: ${r.error}`);
@@ -388,13 +291,14 @@ async function main(): Promise<void> {
       durationS: opts.durationS,
       warmupS: opts.warmupS,
       brokers,
+      limits: opts.limits,
       transports,
       idleConns: opts.idleConns,
       mqttVersion: opts.version,
       repeat: opts.repeat,
     },
     skipped,
-    table: buildTable(runs, { ...opts, transports }),
+    table: buildTable(runs, opts.scenarios, transports, brokers.includes('bastion') ? opts.limits : []),
     runs,
   };
   printReport(report);

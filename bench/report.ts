@@ -1,0 +1,174 @@
+/**
+ * The bench report: the shapes of runs and table rows, the medians over repetitions, and
+ * the table on stdout. Owns: turning run records into rows (one value per broker variant,
+ * each Bastion variant as a ratio against Mosquitto from the same bench run) and printing
+ * them. Must not: run anything.
+ */
+import type { BrokerKind, LimitsMode } from './brokers.js';
+import { round } from './round.js';
+import type { Details, Scenario, Transport } from './scenario-api.js';
+
+/** One broker process configuration under test: Mosquitto, or Bastion with a limits mode. */
+export interface Variant {
+  kind: BrokerKind;
+  /** Bastion only: which `limits` section it runs with; null for Mosquitto. */
+  limits: LimitsMode | null;
+}
+
+export function variantLabel(v: Variant): string {
+  return v.kind === 'bastion' && v.limits !== null ? `bastion[limits ${v.limits}]` : v.kind;
+}
+
+export interface RunRecord {
+  scenario: string;
+  transport: Transport;
+  broker: BrokerKind;
+  /** Bastion: the limits mode of this run; null for Mosquitto. */
+  limits: LimitsMode | null;
+  /** 1-based repetition (see --repeat). */
+  repeat: number;
+  ok: boolean;
+  error: string | null;
+  metrics: Record<string, number>;
+  details: Details;
+  wallSeconds: number;
+}
+
+export interface VariantValue {
+  limits: LimitsMode;
+  /** Median over the repetitions that succeeded. */
+  value: number | null;
+  /** This value / Mosquitto's. */
+  ratio: number | null;
+}
+
+export interface TableRow {
+  scenario: string;
+  metric: string;
+  unit: string;
+  lowerIsBetter: boolean;
+  transport: Transport;
+  /** Median over the repetitions that succeeded, for the first Bastion limits mode asked for. */
+  bastion: number | null;
+  mosquitto: number | null;
+  /** Bastion / Mosquitto (first limits mode). */
+  ratio: number | null;
+  /** Every Bastion limits mode that ran, in the order asked for. */
+  bastionByLimits: VariantValue[];
+}
+
+export interface BenchReport {
+  generatedAt: string;
+  host: { cpus: number; cpuModel: string; node: string; platform: string; mosquitto: string | null };
+  options: { scenarios: string[]; durationS: number; warmupS: number; brokers: BrokerKind[]; limits: LimitsMode[]; transports: Transport[]; idleConns: number; mqttVersion: 4 | 5; repeat: number };
+  skipped: string[];
+  table: TableRow[];
+  runs: RunRecord[];
+}
+
+export function fmt(v: number | null, unit: string): string {
+  if (v === null) return '—';
+  if (unit === 'KB/conn') return v.toFixed(1);
+  if (unit === 'ms') return v.toFixed(2);
+  return Math.round(v).toLocaleString('en-US');
+}
+
+function fmtRatio(r: number | null): string {
+  return r === null ? '—' : `${r.toFixed(2)}×`;
+}
+
+function renderTable(headers: string[], rows: string[][], alignRight: boolean[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (alignRight[i] === true ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const v = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+export function buildTable(runs: RunRecord[], scenarios: Scenario[], transports: Transport[], limits: LimitsMode[]): TableRow[] {
+  const rows: TableRow[] = [];
+  for (const s of scenarios) {
+    for (const m of s.metrics) {
+      for (const t of transports) {
+        if (!runs.some((x) => x.scenario === s.id && x.transport === t)) continue;
+        const value = (b: BrokerKind, mode: LimitsMode | null): number | null =>
+          median(
+            runs
+              .filter((x) => x.scenario === s.id && x.transport === t && x.broker === b && (mode === null || x.limits === mode) && x.ok)
+              .flatMap((x) => (x.metrics[m.key] === undefined ? [] : [x.metrics[m.key]!])),
+          );
+        const mosquitto = value('mosquitto', null);
+        const ratioOf = (v: number | null): number | null => (v !== null && mosquitto !== null && mosquitto > 0 ? round(v / mosquitto, 3) : null);
+        const bastionByLimits = limits.map((mode): VariantValue => {
+          const v = value('bastion', mode);
+          return { limits: mode, value: v === null ? null : round(v, 2), ratio: ratioOf(v) };
+        });
+        const first = bastionByLimits[0];
+        rows.push({
+          scenario: `${s.n} ${s.title}: ${m.label}`,
+          metric: m.key,
+          unit: m.unit,
+          lowerIsBetter: m.lowerIsBetter,
+          transport: t,
+          bastion: first?.value ?? null,
+          mosquitto: mosquitto === null ? null : round(mosquitto, 2),
+          ratio: first?.ratio ?? null,
+          bastionByLimits,
+        });
+      }
+    }
+  }
+  return rows;
+}
+
+export function printReport(report: BenchReport): void {
+  const out: string[] = [];
+  const modes = report.options.brokers.includes('bastion') ? report.options.limits : [];
+  // One limits mode keeps the historical three columns; several get a value and a ratio each.
+  const single = modes.length <= 1;
+  const headers = ['scenario', 'unit', 'transport'];
+  if (single) headers.push(modes.length === 1 && modes[0] !== 'defaults' ? `Bastion (limits ${modes[0]})` : 'Bastion', 'Mosquitto', 'Bastion/Mosquitto');
+  else {
+    for (const mode of modes) headers.push(`Bastion limits ${mode}`, `${mode}/Mosq`);
+    headers.push('Mosquitto');
+  }
+  out.push('');
+  out.push(
+    renderTable(
+      headers,
+      report.table.map((r) => {
+        const cells = [r.scenario, r.unit + (r.lowerIsBetter ? ' (lower is better)' : ''), r.transport === 'tls' ? 'mTLS' : 'TCP'];
+        if (single) cells.push(fmt(r.bastion, r.unit), fmt(r.mosquitto, r.unit), fmtRatio(r.ratio));
+        else {
+          for (const v of r.bastionByLimits) cells.push(fmt(v.value, r.unit), fmtRatio(v.ratio));
+          cells.push(fmt(r.mosquitto, r.unit));
+        }
+        return cells;
+      }),
+      headers.map((_, i) => i >= 3),
+    ),
+  );
+  if (!single) out.push('limits: defaults = the config defaults; raised = every limit on, rates and caps above the offered load; off = limits.enabled false.');
+  out.push('');
+  out.push('details (CPU in % of one core; other = used by neither broker nor generator: uncharged kernel loopback work and other processes on the machine):');
+  for (const r of report.runs) {
+    const who = r.broker === 'bastion' && !single && r.limits !== null ? `bastion[limits ${r.limits}]` : r.broker;
+    const head = `  ${r.scenario} ${r.transport} ${who}${r.repeat > 1 || report.options.repeat > 1 ? ` #${r.repeat}` : ''}:`;
+    if (!r.ok) {
+      out.push(`${head} FAILED ${r.error ?? ''}`);
+      continue;
+    }
+    const d = Object.entries(r.details)
+      .filter(([, v]) => v !== null)
+      .map(([k, v]) => `${k}=${typeof v === 'number' ? v : JSON.stringify(v)}`)
+      .join(' ');
+    out.push(`${head} ${d}`);
+  }
+  for (const s of report.skipped) out.push(`  skipped: ${s}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
