@@ -54,6 +54,8 @@ const CLOSE_LINGER_MS = 2000;
 export interface ListenerInfo {
   name: string;
   allowAnonymous: boolean;
+  /** The listener's maximum packet size (its own, or mqtt.maxPacketSize). */
+  maxPacketSize: number;
 }
 
 /** What the listener learned about the peer before MQTT starts. */
@@ -70,6 +72,7 @@ export class Connection implements ConnectionPort, Flushable {
   readonly remoteAddress: string;
   readonly listenerName: string;
   readonly allowAnonymous: boolean;
+  readonly maxPacketSize: number;
   readonly peer: TlsPeer | null;
   readonly tls: TlsSummary | null;
   private readonly framer: FrameReader;
@@ -79,7 +82,7 @@ export class Connection implements ConnectionPort, Flushable {
   private closing = false;
   private drainWaiters: Array<() => void> | null = null;
   private paused = 0;
-  /** limits.slowClient.maxWriteBufferBytes (Infinity with limits off). */
+  /** limits.slowClient.maxWriteBufferBytes, at least mqtt.maxPacketSize (Infinity with limits off). */
   private readonly maxWriteBuffer: number;
   /** Set when the write buffer went over `maxWriteBuffer`: nothing more is buffered until the cut. */
   private overflowing = false;
@@ -104,8 +107,11 @@ export class Connection implements ConnectionPort, Flushable {
     this.allowAnonymous = listener.allowAnonymous;
     this.peer = info.peer;
     this.tls = info.tls ?? null;
-    this.framer = new FrameReader(broker.config.maxPacketSize);
-    this.maxWriteBuffer = broker.limits.enabled ? broker.limits.slowClient.maxWriteBufferBytes : Infinity;
+    this.maxPacketSize = listener.maxPacketSize;
+    this.framer = new FrameReader(listener.maxPacketSize);
+    // Never below one packet of the largest size: a healthy client receiving one large
+    // message must not look like a slow one.
+    this.maxWriteBuffer = broker.limits.enabled ? Math.max(broker.limits.slowClient.maxWriteBufferBytes, broker.config.maxPacketSize) : Infinity;
     this.channel = new Channel(this, broker);
     // Shared listeners (no closures per connection): idle connections are most of a fleet.
     (socket as OwnedSocket)[kConnection] = this;
