@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { configSchema, formatConfigError, type BastionConfig } from '../core/config.js';
+import { validateAddressLists } from '../security/limits/connection-guard.js';
 
 export interface LoadedConfig {
   config: BastionConfig;
@@ -17,6 +18,8 @@ export interface LoadedConfig {
 export function parseConfig(raw: unknown, baseDir: string): LoadedConfig {
   try {
     const config = configSchema.parse(raw ?? {});
+    // The CIDR parser lives in security/ (core may not import it), so the schema cannot check the ranges itself.
+    validateAddressLists(config.limits);
     return { config: { ...config, dataDir: resolve(baseDir, config.dataDir) }, baseDir };
   } catch (err) {
     if (err instanceof ZodError) throw new ConfigError(formatConfigError(err));

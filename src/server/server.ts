@@ -21,6 +21,7 @@ import type { PolicyService } from '../security/authz/policy-service.js';
 import { startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 import { SecurityEvents } from '../core/security-events.js';
+import { ConnectionGuard } from '../security/limits/connection-guard.js';
 import { adminChangeEvent, onAdminChange } from '../admin/api/admin-change.js';
 import { publishQuotaFactory } from '../security/limits/client-limits.js';
 import { createMetricsSide } from './metrics-side.js';
@@ -111,9 +112,11 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users });
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
+    // One guard for every listener: maxTotal and the per-address counts span them all.
+    const guard = new ConnectionGuard(config.limits);
     for (const l of config.listeners) {
       const start = l.protocol === 'ws' || l.protocol === 'wss' ? startWebSocketListener : startListener;
-      const running = await start(l, broker, logger, (p) => resolve(opts.baseDir, p), dataDir);
+      const running = await start(l, broker, logger, (p) => resolve(opts.baseDir, p), dataDir, guard);
       listeners.push(running);
       running.tls?.onCrlLoaded((crlPem) => {
         try {

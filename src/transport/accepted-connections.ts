@@ -1,13 +1,17 @@
 /**
- * What every listener (TCP, TLS, WebSocket) shares once a byte stream is accepted: wrap it
- * in a Connection, keep the set of live connections, and close them on shutdown (wait,
- * then destroy the rest). Owns: that bookkeeping and the RunningListener interface the
- * server uses for every listener. Must not: accept sockets or know their protocol.
+ * What every listener (TCP, TLS, WebSocket) shares: the guarded accept (the connection
+ * guard asked about each raw socket before TLS or HTTP sees it), and once a byte stream is
+ * accepted, wrapping it in a Connection, keeping the set of live connections, and closing
+ * them on shutdown (wait, then destroy the rest). Owns: that bookkeeping and the
+ * RunningListener interface the server uses for every listener. Must not: know the
+ * protocol spoken on the sockets.
  */
-import type { AddressInfo, Server } from 'node:net';
+import net, { type AddressInfo, type Server } from 'node:net';
 import type { Broker } from '../broker/broker.js';
 import type { ListenerConfig } from '../core/config.js';
-import { Connection, type ByteStream, type PeerInfo } from './connection.js';
+import type { Logger } from '../core/logger.js';
+import type { ConnectionGuard } from '../security/limits/connection-guard.js';
+import { Connection, type ByteStream, type ListenerInfo, type PeerInfo } from './connection.js';
 import type { TlsContextManager } from './tls-context.js';
 
 export interface RunningListener {
@@ -27,7 +31,7 @@ export class AcceptedConnections {
   readonly connections = new Set<Connection>();
   /** Waiters for the last connection to close (graceful shutdown). */
   private drained: Array<() => void> = [];
-  private readonly info: { name: string; allowAnonymous: boolean };
+  private readonly info: ListenerInfo;
   private readonly onClosed = (c: Connection): void => {
     this.connections.delete(c);
     if (this.connections.size === 0) for (const resolve of this.drained.splice(0)) resolve();
@@ -37,7 +41,7 @@ export class AcceptedConnections {
     private readonly broker: Broker,
     config: ListenerConfig,
   ) {
-    this.info = { name: config.name, allowAnonymous: config.allowAnonymous };
+    this.info = { name: config.name, allowAnonymous: config.allowAnonymous, maxPacketSize: config.maxPacketSize ?? broker.config.maxPacketSize };
   }
 
   /**
@@ -84,4 +88,44 @@ export function listenOn(server: Server, config: ListenerConfig, tlsContext: Tls
       resolve(server.address() as AddressInfo);
     });
   });
+}
+
+/**
+ * The listening socket of every listener: a plain net.Server that asks `guard` about each
+ * accepted socket and hands only admitted ones to `serve` (the MQTT accept, or the TLS /
+ * HTTP server through its documented `emit('connection', socket)` injection). The slot an
+ * admitted socket holds is released when the raw socket closes ('close' fires once, also
+ * under a TLS or HTTP server that wrapped it).
+ *
+ * SECURITY: a refused socket is reset at once, before a TLS server has seen it: no
+ * ServerHello, no key exchange, no HTTP parser, no memory beyond the accept. The refusal
+ * becomes a security event (limit.hit for counts and rates, connection.refused for
+ * address lists and bans); it is not logged line by line, since a flood would flood the
+ * log too (the audit log aggregates the events).
+ */
+export function guardedAcceptor(config: ListenerConfig, broker: Broker, guard: ConnectionGuard, logger: Logger, serve: (socket: net.Socket) => void): net.Server {
+  const listener = config.name;
+  const listenerMax = config.maxConnections;
+  return net.createServer({ noDelay: true }, (socket) => {
+    const verdict = guard.admit(socket.remoteAddress ?? '', listener, listenerMax, Date.now());
+    if (verdict.ok) {
+      socket.once('close', verdict.release);
+      serve(socket);
+      return;
+    }
+    // A reset is the cheapest goodbye (no FIN handshake, no TIME_WAIT here); errors after
+    // it have nowhere to go but must not become uncaught.
+    socket.on('error', ignoreError);
+    socket.resetAndDestroy();
+    if (verdict.kind === 'limit') {
+      broker.events.emit({ type: 'limit.hit', limit: verdict.limit, listener, remoteAddress: verdict.address, action: 'refused', count: 1, detail: verdict.reason });
+    } else {
+      broker.events.emit({ type: 'connection.refused', stage: 'accept', listener, remoteAddress: verdict.address, reason: verdict.reason });
+    }
+    logger.debug({ listener, remote: verdict.address, refusal: verdict.limit }, 'connection refused at accept');
+  });
+}
+
+function ignoreError(): void {
+  /* the socket is already destroyed */
 }

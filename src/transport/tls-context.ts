@@ -18,6 +18,7 @@ import type { TlsPeer } from '../broker/channel/connection-port.js';
 import { BastionError, ConfigError } from '../core/errors.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
+import type { SecurityEvents } from '../core/security-events.js';
 import { PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
 import { verifiedPeer, verifyFailureReason, type IdentityPolicy } from './tls-identity.js';
 import { changedFiles, loadTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.js';
@@ -30,6 +31,8 @@ export interface TlsContextManagerOptions {
   resolvePath: (p: string) => string;
   dataDir: string;
   logger: Logger;
+  /** Where each finished or failed handshake is reported (tls.handshake events). */
+  events?: SecurityEvents;
 }
 
 export type ReloadResult = { ok: true; changed: string[] } | { ok: false; error: string };
@@ -78,6 +81,7 @@ export class TlsContextManager {
     private readonly tickets: TicketKeyStore | null,
     private readonly ocsp: OcspStapler | null,
     private readonly logger: Logger,
+    private readonly events: SecurityEvents | null,
   ) {
     this.policy = { mapping: listener.identity, clientIdMustMatch: listener.clientIdMustMatch };
     tickets?.onChange((key) => {
@@ -108,7 +112,7 @@ export class TlsContextManager {
       }
     }
     const ocsp = t.ocspStapling ? new OcspStapler(opts.listener.name, opts.logger) : null;
-    const manager = new TlsContextManager(opts.listener, t, paths, material, tickets, ocsp, opts.logger);
+    const manager = new TlsContextManager(opts.listener, t, paths, material, tickets, ocsp, opts.logger, opts.events ?? null);
     ocsp?.update(material.cert, material.ca);
     return manager;
   }
@@ -152,7 +156,9 @@ export class TlsContextManager {
       // Node destroys a socket whose certificate failed verification and reports only
       // "socket hang up"; the verification code it stored says why.
       const reason = socket.authorizationError !== undefined && socket.authorizationError !== null ? verifyFailureReason(socket.authorizationError) : err.message;
-      this.logger.warn({ listener: this.listener.name, remote: remoteOf(socket), code: err.code, reason }, 'TLS handshake failed');
+      const remote = remoteOf(socket);
+      this.logger.warn({ listener: this.listener.name, remote, code: err.code, reason }, 'TLS handshake failed');
+      this.events?.emit({ type: 'tls.handshake', listener: this.listener.name, remoteAddress: remote, ok: false, resumed: false, reason: err.code !== undefined ? `${err.code}: ${reason}` : reason });
       // SECURITY: Node reports a handshake timeout here but leaves the socket open, so a
       // silent client would hold its slot forever; every failed handshake ends here.
       socket.destroy();
@@ -258,17 +264,31 @@ export class TlsContextManager {
    * not the same as presenting none), and every refusal is logged with OpenSSL's reason.
    */
   private admit(socket: tls.TLSSocket): void {
+    const reason = this.refusalOf(socket);
+    this.events?.emit({
+      type: 'tls.handshake',
+      listener: this.listener.name,
+      remoteAddress: remoteOf(socket),
+      ok: reason === null,
+      resumed: socket.isSessionReused(),
+      ...(reason !== null ? { reason } : {}),
+    });
+  }
+
+  /** Why a handshaken client is refused (logged, and the socket destroyed), or null. */
+  private refusalOf(socket: tls.TLSSocket): string | null {
     const mode = this.tlsConfig.clientCerts;
-    if (mode === 'none' || socket.authorized) return;
+    if (mode === 'none' || socket.authorized) return null;
     const cert = socket.getPeerCertificate();
     const presented = cert !== null && typeof cert === 'object' && cert.fingerprint256 !== undefined;
-    if (!presented && this.pskIdentities.has(socket)) return;
-    if (!presented && mode === 'optional') return;
+    if (!presented && this.pskIdentities.has(socket)) return null;
+    if (!presented && mode === 'optional') return null;
     const reason = presented ? verifyFailureReason(socket.authorizationError) : 'no client certificate';
     this.logger.warn(
       { listener: this.listener.name, remote: remoteOf(socket), reason, ...(presented ? { subject: cert.subject?.CN, serialNumber: cert.serialNumber } : {}) },
       'TLS handshake failed',
     );
     socket.destroy();
+    return reason;
   }
 }

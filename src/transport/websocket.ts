@@ -10,7 +10,8 @@
  * is refused from its header, before it is buffered. An HTTP request that never upgrades
  * is closed after mqtt.connectTimeout. The peer identity of a wss client is the
  * certificate verified on the TLS socket under the HTTP request; HTTP headers (such as
- * X-Forwarded-For) are never trusted for identity or address.
+ * X-Forwarded-For) are never trusted for identity or address. The connection guard decides
+ * on the raw TCP socket before the HTTP(S) server (and so TLS and the HTTP parser) sees it.
  */
 import http, { STATUS_CODES } from 'node:http';
 import https from 'node:https';
@@ -21,7 +22,8 @@ import { WebSocketServer } from 'ws';
 import type { Broker } from '../broker/broker.js';
 import { DEFAULT_WS_PATH, type ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { AcceptedConnections, listenOn, type RunningListener } from './accepted-connections.js';
+import type { ConnectionGuard } from '../security/limits/connection-guard.js';
+import { AcceptedConnections, guardedAcceptor, listenOn, type RunningListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
 import { tlsSummaryOf } from './tls-identity.js';
 import { WebSocketByteStream } from './ws-byte-stream.js';
@@ -85,9 +87,10 @@ export async function startWebSocketListener(
   logger: Logger,
   resolvePath: (p: string) => string,
   dataDir: string,
+  guard: ConnectionGuard,
 ): Promise<RunningListener> {
   const path = config.path ?? DEFAULT_WS_PATH;
-  const tlsContext = config.protocol === 'wss' ? await TlsContextManager.create({ listener: config, resolvePath, dataDir, logger }) : null;
+  const tlsContext = config.protocol === 'wss' ? await TlsContextManager.create({ listener: config, resolvePath, dataDir, logger, events: broker.events }) : null;
   const connectTimeoutMs = Math.ceil(broker.config.connectTimeout * 1000);
   const accepted = new AcceptedConnections(broker, config);
   const wss = new WebSocketServer({
@@ -96,7 +99,7 @@ export async function startWebSocketListener(
     clientTracking: false,
     // The framing layer must still see the maximum packet size first; this bounds what
     // ws buffers for one message before the Connection sees any of it.
-    maxPayload: broker.config.maxPacketSize + FRAME_SLACK_BYTES,
+    maxPayload: (config.maxPacketSize ?? broker.config.maxPacketSize) + FRAME_SLACK_BYTES,
     // SECURITY: no compression (memory per connection, and compression-ratio attacks).
     perMessageDeflate: false,
     handleProtocols: (protocols) => selectSubprotocol(protocols),
@@ -153,7 +156,15 @@ export async function startWebSocketListener(
   });
   server.on('error', (err) => logger.error({ listener: config.name, err: err.message }, 'listener error'));
 
-  const address = await listenOn(server, config, tlsContext);
+  // The HTTP(S) server never binds: the acceptor does, and hands it admitted sockets through
+  // Node's documented 'connection' injection.
+  const acceptor = guardedAcceptor(config, broker, guard, logger, (socket) => server.emit('connection', socket));
+  acceptor.on('error', (err) => logger.error({ listener: config.name, err: err.message }, 'listener error'));
+  const address = await listenOn(acceptor, config, tlsContext);
+  // SECURITY: http.Server starts its headersTimeout/requestTimeout checker on 'listening';
+  // since it does not listen itself, it is told here, or a request that never completes
+  // would hold its socket (and its connection slot) forever.
+  server.emit('listening');
   return {
     config,
     port: address.port,
@@ -163,6 +174,7 @@ export async function startWebSocketListener(
     stopAccepting: async () => {
       // No new sockets; HTTP requests still waiting to upgrade are dropped. Upgraded
       // WebSockets are no longer the HTTP server's and stay until closeConnections.
+      acceptor.close();
       server.close();
       server.closeIdleConnections();
       tlsContext?.close();

@@ -43,6 +43,8 @@ export interface ConnectionPort {
   readonly remoteAddress: string;
   readonly listenerName: string;
   readonly allowAnonymous: boolean;
+  /** The listener's maximum packet size, announced in CONNACK; absent: mqtt.maxPacketSize. */
+  readonly maxPacketSize?: number;
   /** The verified client certificate, or null. */
   readonly peer: TlsPeer | null;
   /** The negotiated TLS version, cipher and resumption (security event records); absent or null on plaintext. */

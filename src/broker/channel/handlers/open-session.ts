@@ -71,7 +71,7 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
     connack.reasonCode = ReasonCode.Success;
     const p: NonNullable<ConnackPacket['properties']> = {
       receiveMaximum: cfg.maxInflight,
-      maximumPacketSize: cfg.maxPacketSize,
+      maximumPacketSize: ch.conn.maxPacketSize ?? cfg.maxPacketSize,
       topicAliasMaximum: cfg.topicAliasMax,
       wildcardSubscriptionAvailable: true,
       subscriptionIdentifiersAvailable: true,

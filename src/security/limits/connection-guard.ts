@@ -1,0 +1,265 @@
+/**
+ * The connection guard: one per broker, shared by every listener, asked once per accepted
+ * socket before anything else (TLS, HTTP, MQTT) spends a byte of memory or a cycle on it.
+ * Owns: the address lists (`limits.ipDeny`, `limits.ipAllow`), the runtime address bans
+ * (through the `addressCheck` hook), and the connection counts and rates (global, per
+ * listener, per source address). Must not: touch sockets or emit events (the transport
+ * does both with the verdict), or read the clock (callers pass `now` to admit; a release
+ * judges at the latest `now` seen, so tests drive time and a close costs no clock read).
+ *
+ * Checks, in order (the first that refuses decides):
+ *   1. deny list and bans   → 'ip-deny' / 'banned'   (SECURITY: deny beats allow)
+ *   2. allow list           → 'ip-not-allowed'        (empty list: every address)
+ *   3. connections.maxTotal → 'connections-total'
+ *   4. listener maxConnections → 'connections-listener'
+ *   5. connections.perIpMax → 'ip-concurrent'
+ *   6. connections.perIpRate (token bucket) → 'ip-rate'
+ *
+ * SECURITY: a refused attempt costs no rate token. The rate is checked last, so a token is
+ * taken only by a connection that is admitted: the bucket counts the connections we pay
+ * for (a TLS handshake each), not the attempts. A refused attempt costs the broker one
+ * accept and one reset (microseconds), and charging it would let a flood keep an address
+ * locked out long after the flood ends, including the real devices behind the same NAT.
+ * Punishing persistent offenders is the automatic bans' job (they watch the limit.hit
+ * events), not the bucket's.
+ */
+import type { LimitsConfig } from '../../core/limits-config.js';
+import type { LimitName } from '../../core/security-events.js';
+import { ConfigError } from '../../core/errors.js';
+import { CidrSet, formatCidr, formatIp, parseCidr, parseIp, type CidrRange } from './ip-cidr.js';
+import { TokenBucket } from './token-bucket.js';
+
+/** The limits this guard enforces (a subset of LimitName). */
+export type ConnectionLimitName = Extract<LimitName, 'connections-total' | 'connections-listener' | 'ip-concurrent' | 'ip-rate'>;
+/** Refusals by address rather than by count: not limits, but access decisions. */
+export type AddressRefusalName = 'ip-deny' | 'ip-not-allowed' | 'banned';
+
+export interface Admitted {
+  ok: true;
+  /** The canonical source address (`::ffff:1.2.3.4` → `1.2.3.4`). */
+  address: string;
+  /** Gives the slot back; call when the socket closes. Safe to call more than once. */
+  release(): void;
+}
+
+export type Refused =
+  | { ok: false; kind: 'limit'; limit: ConnectionLimitName; address: string; reason: string }
+  | { ok: false; kind: 'address'; limit: AddressRefusalName; address: string; reason: string };
+
+export type AdmitVerdict = Admitted | Refused;
+
+export interface ConnectionGuardOptions {
+  /**
+   * Runtime address bans (IP and CIDR) decided elsewhere (the ban list): a reason to
+   * refuse, or null. Asked with the canonical address, after the deny list.
+   */
+  addressCheck?: (ip: string) => { reason: string } | null;
+  /**
+   * Most per-address entries kept for addresses with no open connection (their rate
+   * buckets still refilling). Entries of addresses with open connections are never
+   * dropped; their number is bounded by maxTotal.
+   */
+  maxIdleAddresses?: number;
+}
+
+/** Default bound on remembered idle addresses: ~200 bytes each, so ~13 MB at most. */
+export const DEFAULT_MAX_IDLE_ADDRESSES = 65_536;
+
+interface AddressState {
+  /** Open connections from this address. */
+  open: number;
+  /** The connection-rate bucket; null when perIpRate is off. */
+  bucket: TokenBucket | null;
+}
+
+const NOOP_RELEASE = (): void => {};
+
+/** Parses a list of CIDR ranges from the config; a bad entry names its place (the schema checks first, this is the backstop). */
+function cidrSetOf(list: readonly string[], key: string): CidrSet {
+  const ranges: CidrRange[] = list.map((text, i) => {
+    const range = parseCidr(text);
+    if (range === null) throw new ConfigError(`config error at limits.${key}[${i}]: ${JSON.stringify(text)} is not an IPv4 or IPv6 address or CIDR range`);
+    return range;
+  });
+  return new CidrSet(ranges);
+}
+
+/**
+ * Checks `limits.ipDeny` and `limits.ipAllow` (the config loader calls this, so a bad
+ * range fails the start with one line naming the entry). Throws ConfigError (ERR_CONFIG).
+ */
+export function validateAddressLists(limits: Pick<LimitsConfig, 'ipDeny' | 'ipAllow'>): void {
+  cidrSetOf(limits.ipDeny, 'ipDeny');
+  cidrSetOf(limits.ipAllow, 'ipAllow');
+}
+
+export class ConnectionGuard {
+  private readonly enabled: boolean;
+  private readonly deny: CidrSet;
+  private readonly allow: CidrSet;
+  private readonly maxTotal: number;
+  private readonly perIpMax: number;
+  private readonly ratePerSecond: number;
+  private readonly rateBurst: number;
+  private readonly maxIdle: number;
+  private readonly addressCheck: ((ip: string) => { reason: string } | null) | null;
+  /** The latest `now` passed to admit: the time a release judges a bucket by. */
+  private lastNow = 0;
+  private readonly addresses = new Map<string, AddressState>();
+  private readonly perListener = new Map<string, number>();
+  private open = 0;
+  /** Entries in `addresses` with no open connection. */
+  private idle = 0;
+
+  constructor(limits: LimitsConfig, options: ConnectionGuardOptions = {}) {
+    this.enabled = limits.enabled;
+    this.deny = cidrSetOf(limits.ipDeny, 'ipDeny');
+    this.allow = cidrSetOf(limits.ipAllow, 'ipAllow');
+    const c = limits.connections;
+    this.maxTotal = c.maxTotal;
+    this.perIpMax = c.perIpMax;
+    this.ratePerSecond = c.perIpRate.perSecond;
+    this.rateBurst = c.perIpRate.burst;
+    this.maxIdle = Math.max(1, options.maxIdleAddresses ?? DEFAULT_MAX_IDLE_ADDRESSES);
+    this.addressCheck = options.addressCheck ?? null;
+  }
+
+  /** Open connections admitted by this guard (all listeners). */
+  get openConnections(): number {
+    return this.open;
+  }
+
+  /** Addresses with per-address state kept (open connections or a refilling bucket). */
+  get trackedAddresses(): number {
+    return this.addresses.size;
+  }
+
+  /** Open connections admitted on `listener`. */
+  openOn(listener: string): number {
+    return this.perListener.get(listener) ?? 0;
+  }
+
+  /**
+   * Decides whether a socket from `remoteAddress` may be served on `listener` (whose own
+   * cap is `listenerMax`, absent: none). An admitted socket holds its slots until
+   * `release()` is called.
+   */
+  admit(remoteAddress: string, listener: string, listenerMax: number | undefined, now: number): AdmitVerdict {
+    if (now > this.lastNow) this.lastNow = now;
+    const ip = parseIp(remoteAddress);
+    // SECURITY: a socket without a readable source address (reset before we looked) cannot
+    // be checked against any list, so it is not served.
+    if (ip === null) return { ok: false, kind: 'address', limit: 'ip-not-allowed', address: remoteAddress, reason: 'no readable source address' };
+    const address = formatIp(ip);
+
+    if (this.enabled) {
+      const denied = this.deny.find(ip);
+      if (denied !== null) return { ok: false, kind: 'address', limit: 'ip-deny', address, reason: `source address in limits.ipDeny ${formatCidr(denied)}` };
+    }
+    // SECURITY: bans are the operator's (or the automatic bans') decision, not a limit of
+    // this section: they hold with limits.enabled false too.
+    if (this.addressCheck !== null) {
+      const ban = this.addressCheck(address);
+      if (ban !== null) return { ok: false, kind: 'address', limit: 'banned', address, reason: ban.reason };
+    }
+    if (!this.enabled) return { ok: true, address, release: NOOP_RELEASE };
+    if (this.allow.size > 0 && this.allow.find(ip) === null) {
+      return { ok: false, kind: 'address', limit: 'ip-not-allowed', address, reason: 'source address not in limits.ipAllow' };
+    }
+
+    if (this.open >= this.maxTotal) {
+      return { ok: false, kind: 'limit', limit: 'connections-total', address, reason: `broker at limits.connections.maxTotal (${this.maxTotal})` };
+    }
+    const onListener = this.perListener.get(listener) ?? 0;
+    if (listenerMax !== undefined && onListener >= listenerMax) {
+      return { ok: false, kind: 'limit', limit: 'connections-listener', address, reason: `listener ${listener} at maxConnections (${listenerMax})` };
+    }
+
+    let state: AddressState | null = null;
+    const perAddress = this.perIpMax > 0 || this.ratePerSecond > 0;
+    if (perAddress) {
+      state = this.addresses.get(address) ?? null;
+      if (state !== null && this.perIpMax > 0 && state.open >= this.perIpMax) {
+        return { ok: false, kind: 'limit', limit: 'ip-concurrent', address, reason: `${state.open} connections open from ${address} (limits.connections.perIpMax ${this.perIpMax})` };
+      }
+      // Last check: a token is taken only when the connection is admitted (see header).
+      if (state !== null && state.bucket !== null && !state.bucket.take(now)) {
+        return { ok: false, kind: 'limit', limit: 'ip-rate', address, reason: `connection rate from ${address} over limits.connections.perIpRate (${this.ratePerSecond}/s, burst ${this.rateBurst})` };
+      }
+      if (state === null) {
+        const bucket = this.ratePerSecond > 0 ? new TokenBucket(this.ratePerSecond, this.rateBurst, now) : null;
+        // A fresh bucket holds `burst` ≥ 1 tokens: this take cannot fail.
+        bucket?.take(now);
+        state = { open: 0, bucket };
+        this.addresses.set(address, state);
+        this.idle++;
+      }
+      if (state.open++ === 0) this.idle--;
+      if (this.idle > this.maxIdle) this.prune(now);
+    }
+
+    this.open++;
+    this.perListener.set(listener, onListener + 1);
+    let released = false;
+    const held = state;
+    return {
+      ok: true,
+      address,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.open--;
+        const n = (this.perListener.get(listener) ?? 1) - 1;
+        if (n === 0) this.perListener.delete(listener);
+        else this.perListener.set(listener, n);
+        if (held !== null && --held.open === 0) this.forgetIfIdle(address, held);
+      },
+    };
+  }
+
+  /**
+   * An address whose last connection closed: dropped when its bucket has nothing left to
+   * remember. Judged at the latest admission time, which is never later than now: a bucket
+   * is at worst kept a little longer (until a prune), never forgotten early.
+   */
+  private forgetIfIdle(address: string, state: AddressState): void {
+    // The entry may have been replaced after pruning dropped it; only our own entry counts.
+    if (this.addresses.get(address) !== state) return;
+    if (state.bucket === null || state.bucket.isFull(this.lastNow)) {
+      this.addresses.delete(address);
+      return;
+    }
+    this.idle++;
+    if (this.idle > this.maxIdle) this.prune(this.lastNow);
+  }
+
+  /**
+   * Bounds memory under a flood from many addresses. First drops every idle entry whose
+   * bucket is full (nothing lost). If that freed less than a quarter of the bound, drops
+   * the oldest idle entries until a quarter is free, so each O(n) pass pays for at least
+   * maxIdle/4 inserts.
+   *
+   * SECURITY: an address dropped with a partly refilled bucket gets a full one on its next
+   * connection: for those addresses the rate limit is forgiven early. That is the price of
+   * a hard memory bound; the alternative (refusing new addresses while the table is full)
+   * would let a flood from many addresses lock out every new client. Insertion order makes
+   * the dropped entries the oldest, whose buckets are closest to full anyway.
+   */
+  private prune(now: number): void {
+    const target = Math.floor((this.maxIdle * 3) / 4);
+    for (const [address, state] of this.addresses) {
+      if (state.open === 0 && (state.bucket === null || state.bucket.isFull(now))) {
+        this.addresses.delete(address);
+        this.idle--;
+      }
+    }
+    if (this.idle <= target) return;
+    for (const [address, state] of this.addresses) {
+      if (this.idle <= target) break;
+      if (state.open === 0) {
+        this.addresses.delete(address);
+        this.idle--;
+      }
+    }
+  }
+}
