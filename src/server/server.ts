@@ -113,7 +113,10 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     // One guard for every listener: maxTotal and the per-address counts span them all.
-    const guard = new ConnectionGuard(config.limits);
+    // SECURITY: runtime IP/CIDR bans (and the ban list's address allow entries) are asked at
+    // accept too, so a banned address is cut before its TLS handshake costs anything.
+    const bans = adminSide?.bans ?? null;
+    const guard = new ConnectionGuard(config.limits, bans !== null ? { addressCheck: (ip) => bans.addressRefusal(ip) } : {});
     for (const l of config.listeners) {
       const start = l.protocol === 'ws' || l.protocol === 'wss' ? startWebSocketListener : startListener;
       const running = await start(l, broker, logger, (p) => resolve(opts.baseDir, p), dataDir, guard);
