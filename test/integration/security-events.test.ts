@@ -147,6 +147,19 @@ describe('mutual TLS broker with the default device policy and the admin API', (
     assert.deepEqual(rec.of('authz.denied', (x) => x.clientId === 'client1').map((x) => `${x.action} ${x.topic}`), ['publish devices/client2/cmd', 'subscribe devices/client2/#']);
   });
 
+  test('a will on a topic the client may not publish to: authz.denied (will) and connection.refused at the connect stage', async () => {
+    const out = await tryMqttConnect(b.tlsPort, { ...clientTls(b.pki, b.pki.clients.client1!), clientId: 'client1-will', protocolVersion: 5, will: { topic: 'devices/client2/status', payload: Buffer.from('gone'), qos: 0, retain: false } });
+    assert.deepEqual(out, { connack: ReasonCode.NotAuthorized });
+    const denied = await rec.waitFor('authz.denied', (x) => x.action === 'will' && x.clientId === 'client1-will');
+    assert.equal(denied.topic, 'devices/client2/status');
+    assert.equal(denied.principal, 'client1');
+    const refused = await rec.waitFor('connection.refused', (x) => x.clientId === 'client1-will');
+    assert.equal(refused.stage, 'connect');
+    assert.equal(refused.reasonCode, ReasonCode.NotAuthorized);
+    assert.match(refused.reason, /will topic not authorized/);
+    assert.equal(rec.of('connection.accepted', (x) => x.clientId === 'client1-will').length, 0);
+  });
+
   test('an operator kick: client.disconnected (0x98) and admin.change naming the operator and the target', async () => {
     const c = await device(b.pki.clients.client2!, 'client2');
     const closed = nextEvent<{ reasonCode?: number }>(c, 'disconnect', WAIT);
