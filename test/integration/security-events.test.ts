@@ -5,7 +5,8 @@
  * certificate summary; auth.failure naming the password provider (MQTT.js v5 and paho
  * v3.1.1); connection.refused for a client id that does not match the certificate and for
  * a banned client; authz.denied for a publish and a subscribe under the default device
- * policy and for a delivery refused at the re-check; client.disconnected for an operator's
+ * policy and for a delivery refused at the re-check; auth.failure naming scram for a wrong
+ * SCRAM proof; client.disconnected for an operator's
  * kick, a ban, a revocation and a protocol violation; admin.change; revocation.applied.
  */
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { MqttClient, Packet } from 'mqtt';
+import mqtt, { type MqttClient, type Packet } from 'mqtt';
 import type { SecurityEvent, SecurityEvents, SecurityEventType } from '../../src/core/security-events.js';
 import { ReasonCode } from '../../src/protocol/reason-codes.js';
 import { adminRequest } from '../helpers/admin.js';
@@ -22,6 +23,7 @@ import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broke
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
 import { issueClient, type TestClientFiles } from '../helpers/pki.js';
 import { connectRaw } from '../helpers/raw-client.js';
+import { ScramClient } from '../helpers/scram-client.js';
 import { makeTestPki, testCa } from '../helpers/pki.js';
 import { createCrl } from '../../src/pki/index.js';
 import { connectMqtt, endQuietly, Inbox, inboxOf, nextEvent, run, withTimeout } from './support.js';
@@ -377,5 +379,45 @@ describe('password listener: auth.failure names the provider', () => {
     assert.equal(e.principal, 'alice');
     assert.equal(e.tls?.version, 'TLSv1.3');
     assert.equal(e.certificate, undefined);
+  });
+});
+
+describe('SCRAM (MQTT 5 enhanced authentication): auth.failure names the scram provider', () => {
+  let b: AuthBroker;
+  let rec: EventRecorder;
+  before(async () => {
+    b = await startAuthBroker({ listeners: (pki) => [{ name: 'scram', protocol: 'mqtts', host: '127.0.0.1', port: 0, tls: tlsFor(pki, 'none'), auth: { providers: ['scram'] } }] });
+    rec = new EventRecorder(b.server.broker.events);
+    assert.equal((await b.addUser('erin', 'erin has a long password')).code, 0);
+  });
+  after(async () => {
+    rec.stop();
+    await b.stop();
+  });
+
+  test('a wrong SCRAM proof: 0x86 and auth.failure with provider scram', async () => {
+    const scram = new ScramClient('erin', 'not erin password');
+    const client = mqtt.connect(`mqtts://127.0.0.1:${b.port('scram')}`, {
+      clientId: 'scram-wrong',
+      protocolVersion: 5,
+      ca: readFileSync(b.pki.caCert),
+      servername: 'localhost',
+      reconnectPeriod: 0,
+      properties: { authenticationMethod: 'SCRAM-SHA-256', authenticationData: Buffer.from(scram.clientFirst()) },
+    });
+    client.handleAuth = (packet, callback) => {
+      const serverFirst = packet.properties?.authenticationData?.toString('utf8') ?? '';
+      callback(undefined, { cmd: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM-SHA-256', authenticationData: Buffer.from(scram.clientFinal(serverFirst)) } });
+    };
+    try {
+      const err = await nextEvent<Error & { code?: number }>(client, 'error', WAIT);
+      assert.equal(err.code, ReasonCode.BadUserNameOrPassword);
+    } finally {
+      await endQuietly(client);
+    }
+    const e = await rec.waitFor('auth.failure', (x) => x.clientId === 'scram-wrong');
+    assert.equal(e.provider, 'scram');
+    assert.equal(e.reasonCode, ReasonCode.BadUserNameOrPassword);
+    assert.equal(e.listener, 'scram');
   });
 });
