@@ -6,8 +6,8 @@
  * v3.1.1); connection.refused for a client id that does not match the certificate and for
  * a banned client; authz.denied for a publish and a subscribe under the default device
  * policy and for a delivery refused at the re-check; auth.failure naming scram for a wrong
- * SCRAM proof; client.disconnected for an operator's
- * kick, a ban, a revocation and a protocol violation; admin.change; revocation.applied.
+ * SCRAM proof; client.disconnected for an operator's kick, a ban, a revocation and a
+ * protocol violation; admin.change; revocation.applied.
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient, type Packet } from 'mqtt';
-import type { SecurityEvent, SecurityEvents, SecurityEventType } from '../../src/core/security-events.js';
+import { EventRecorder } from '../helpers/event-recorder.js';
 import { ReasonCode } from '../../src/protocol/reason-codes.js';
 import { adminRequest } from '../helpers/admin.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
@@ -26,32 +26,10 @@ import { connectRaw } from '../helpers/raw-client.js';
 import { ScramClient } from '../helpers/scram-client.js';
 import { makeTestPki, testCa } from '../helpers/pki.js';
 import { createCrl } from '../../src/pki/index.js';
-import { connectMqtt, endQuietly, Inbox, inboxOf, nextEvent, run, withTimeout } from './support.js';
+import { connectMqtt, endQuietly, inboxOf, nextEvent, run, withTimeout } from './support.js';
 import { clientTls, startTlsBroker, tryMqttConnect, type TlsBroker } from './tls-support.js';
 
 const WAIT = 5000;
-
-type EventOf<T extends SecurityEventType> = Extract<SecurityEvent, { type: T }>;
-
-/** Every event the broker emits from now on, waitable by type and content. */
-class EventRecorder {
-  readonly inbox = new Inbox<SecurityEvent>();
-  readonly stop: () => void;
-
-  constructor(events: SecurityEvents) {
-    this.stop = events.on((e) => this.inbox.push(e));
-  }
-
-  async waitFor<T extends SecurityEventType>(type: T, match: (e: EventOf<T>) => boolean): Promise<EventOf<T>> {
-    const pick = (items: SecurityEvent[]): EventOf<T> | undefined => items.find((e): e is EventOf<T> => e.type === type && match(e as EventOf<T>));
-    const items = await this.inbox.waitFor((all) => pick(all) !== undefined, WAIT, `a ${type} event`);
-    return pick(items)!;
-  }
-
-  of<T extends SecurityEventType>(type: T, match: (e: EventOf<T>) => boolean = () => true): EventOf<T>[] {
-    return this.inbox.items.filter((e): e is EventOf<T> => e.type === type && match(e as EventOf<T>));
-  }
-}
 
 function certFacts(files: TestClientFiles): X509Certificate {
   return new X509Certificate(readFileSync(files.cert));
