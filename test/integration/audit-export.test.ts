@@ -230,6 +230,42 @@ test('TCP: the buffer while disconnected is bounded; drops are counted and logge
   await second.close();
 });
 
+test('TCP: a collector that stops reading costs a bounded buffer, then gets everything up to the drops, in order', async () => {
+  const messages = new Inbox<ParsedSyslog>();
+  const server = createServer();
+  const accepted = new Inbox<Socket>();
+  const sockets = collect(server, messages);
+  server.on('connection', (s: Socket) => accepted.push(s));
+  const port = await listenOn(server);
+  const logger = new RecordingLogger();
+  const sink = createSyslogSink({ transport: 'tcp', host: '127.0.0.1', port, appName: 'bastion', facility: 13 }, (p) => p, logger, { hostname: 'h', maxBuffered: 50 });
+  try {
+    const total = 400;
+    const rs = records(total);
+    // The first message arriving proves the sink is connected and writing straight through.
+    sink.write(rs[0]!, 4, '{}');
+    await messages.waitFor((m) => m.length === 1, 5000, 'the first message');
+    const socket = accepted.items[0]!;
+    socket.pause();
+    // 64 KiB per message, 25 MiB in all: far more than the kernel's socket buffers take.
+    const json = JSON.stringify({ pad: 'x'.repeat(64 * 1024) });
+    for (const r of rs.slice(1)) sink.write(r, 4, json);
+    await logger.waitFor('audit syslog (tcp): buffer full, dropping messages');
+    socket.resume();
+    const caught = await logger.waitFor('audit syslog (tcp): caught up after dropping messages', {}, 30_000);
+    const dropped = caught.obj.dropped as number;
+    assert.ok(dropped > 0 && dropped < total, String(dropped));
+    await messages.waitFor((m) => m.length === total - dropped, 30_000, 'every message not dropped');
+    // What arrived is a prefix of what was written: nothing reordered, nothing after a drop.
+    assert.deepEqual(messages.items.map((p) => Number(p.sd.get(SD_ID)?.seq)), Array.from({ length: total - dropped }, (_, i) => i + 1));
+    assert.equal(logger.lines.items.filter((l) => l.msg === 'audit syslog (tcp): buffer full, dropping messages').length, 1);
+  } finally {
+    await sink.close();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+});
+
 test('TLS: RFC 5425 to a collector with a certificate from our PKI; an untrusted collector gets nothing', async () => {
   const pki = await makeTestPki(join(dir, 'pki'));
   const messages = new Inbox<ParsedSyslog>();

@@ -41,7 +41,7 @@ export interface SyslogSink {
 /** Builds the sink for `cfg`; reads the `ca` file now, so a bad path fails at startup. */
 export function createSyslogSink(cfg: SyslogConfig, resolvePath: (p: string) => string, logger: Logger, opts: SyslogSinkOptions): SyslogSink {
   const header: SyslogHeader = { facility: cfg.facility, hostname: opts.hostname, appName: cfg.appName, procId: String(process.pid) };
-  if (cfg.transport === 'udp') return new UdpSyslogSink(cfg, header, logger);
+  if (cfg.transport === 'udp') return new UdpSyslogSink(cfg, header, logger, opts.maxBuffered ?? 10_000);
   let ca: string | undefined;
   if (cfg.transport === 'tls' && cfg.ca !== undefined) {
     const path = resolvePath(cfg.ca);
@@ -59,10 +59,14 @@ function errorCode(err: unknown): string {
   return typeof code === 'string' ? code : 'EUNKNOWN';
 }
 
-/** One datagram per message; a send error is logged once per kind. */
+/**
+ * One datagram per message; a send error is logged once per kind. Sends waiting on a
+ * host-name lookup are bounded like the stream buffer (a hung resolver must not grow memory).
+ */
 class UdpSyslogSink implements SyslogSink {
   private readonly socket: UdpSocket;
   private pending = 0;
+  private dropped = 0;
   private idle: (() => void) | null = null;
   private readonly failing = new Set<string>();
   private closed = false;
@@ -71,6 +75,7 @@ class UdpSyslogSink implements SyslogSink {
     private readonly cfg: SyslogConfig,
     private readonly header: SyslogHeader,
     private readonly logger: Logger,
+    private readonly maxPending: number,
   ) {
     this.socket = createSocket(isIP(cfg.host) === 6 ? 'udp6' : 'udp4');
     this.socket.on('error', (err) => this.fail(err));
@@ -79,13 +84,18 @@ class UdpSyslogSink implements SyslogSink {
 
   write(record: AuditRecord, severity: number, json: string): void {
     if (this.closed) return;
+    if (this.pending >= this.maxPending) {
+      if (this.dropped++ === 0) this.logger.error({ host: this.cfg.host, port: this.cfg.port, pending: this.pending }, 'audit syslog (udp): too many sends pending, dropping messages');
+      return;
+    }
     const msg = formatSyslog(this.header, severity, record, json, UDP_MAX_BYTES);
     this.pending++;
     this.socket.send(msg, this.cfg.port, this.cfg.host, (err) => {
       if (err) this.fail(err);
-      else if (this.failing.size > 0) {
-        this.logger.info({ host: this.cfg.host, port: this.cfg.port }, 'audit syslog (udp): sending again');
+      else if (this.failing.size > 0 || this.dropped > 0) {
+        this.logger.info({ host: this.cfg.host, port: this.cfg.port, dropped: this.dropped }, 'audit syslog (udp): sending again');
         this.failing.clear();
+        this.dropped = 0;
       }
       if (--this.pending === 0 && this.idle !== null) this.idle();
     });
@@ -253,7 +263,14 @@ class StreamSyslogSink implements SyslogSink {
         this.head = 0;
       }
     }
-    if (this.buffered === 0 && !socket.writableNeedDrain) this.onFlushed?.();
+    if (this.buffered === 0 && !socket.writableNeedDrain) {
+      if (this.dropped > 0) {
+        // A slow collector caught up: say how much it cost, once.
+        this.logger.warn({ host: this.cfg.host, port: this.cfg.port, dropped: this.dropped }, `audit syslog (${this.cfg.transport}): caught up after dropping messages`);
+        this.dropped = 0;
+      }
+      this.onFlushed?.();
+    }
   }
 
   async close(timeoutMs = 2000): Promise<void> {
