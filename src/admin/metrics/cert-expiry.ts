@@ -1,5 +1,5 @@
 /**
- * Days until the listeners' certificates expire: the server certificate (the first one in
+ * Time until the listeners' certificates expire: the server certificate (the first one in
  * its PEM file) and the CA bundle (the earliest-expiring certificate in it). Owns: reading
  * and parsing those files, re-read only when a file changed (TLS reload swaps them in
  * place). Must not: fail a scrape over an unreadable file (that series is left out and the
@@ -23,7 +23,6 @@ interface Cached {
 }
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-const DAY_MS = 86_400_000;
 
 /** notAfter of every certificate in a PEM text, in file order. */
 export function pemNotAfter(pem: string): number[] {
@@ -45,8 +44,9 @@ export class CertificateExpiry {
     private readonly logger: Logger,
   ) {
     this.gauge = new Gauge({
-      name: 'bastion_certificate_expiry_days',
-      help: 'Days until a certificate expires (negative: expired), by listener and cert (server: its own certificate; ca: the earliest-expiring CA it trusts).',
+      // Seconds, the Prometheus base unit (promtool refuses days): days left = value / 86400.
+      name: 'bastion_certificate_expiry_seconds',
+      help: 'Seconds until a certificate expires (negative: expired; divide by 86400 for days), by listener and cert (server: its own certificate; ca: the earliest-expiring CA it trusts).',
       labelNames: ['listener', 'cert'],
       registers: [registry],
     });
@@ -56,7 +56,7 @@ export class CertificateExpiry {
     this.gauge.reset();
     for (const f of this.files) {
       const notAfter = await this.notAfter(f);
-      if (notAfter !== null) this.gauge.set({ listener: f.listener, cert: f.cert }, Math.round(((notAfter - now) / DAY_MS) * 1000) / 1000);
+      if (notAfter !== null) this.gauge.set({ listener: f.listener, cert: f.cert }, Math.round((notAfter - now) / 1000));
     }
   }
 

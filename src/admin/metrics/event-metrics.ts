@@ -23,8 +23,8 @@ const DROP_CAUSE: Partial<Record<LimitName, string>> = {
   bandwidth: 'bandwidth',
   'slow-client': 'slow_client',
   inflight: 'inflight',
-  'packet-size': 'too_large',
-  // queue-full is counted from the broker's own counter (state-metrics.ts), not twice.
+  // queue-full and packet-size drops of deliveries are counted by the broker's own counters
+  // (state-metrics.ts), not twice.
 };
 
 export class EventMetrics {

@@ -9,12 +9,17 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
+const MISNAMED_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 let shared: Registry | null = null;
 
 export function processRegistry(): Registry {
   if (shared === null) {
     shared = new Registry();
     collectDefaultMetrics({ register: shared });
+    // Gauges that prom-client names like counters: promtool refuses them, and the same
+    // counts stay available per type as nodejs_active_handles / _requests / _resources.
+    for (const name of MISNAMED_GAUGES) shared.removeSingleMetric(name);
   }
   return shared;
 }

@@ -79,7 +79,7 @@ export class StateMetrics {
     this.dropped.reset();
     this.dropped.inc({ cause: 'queue_full' }, c.droppedQueueFull);
     this.dropped.inc({ cause: 'expired' }, c.droppedExpired);
-    this.dropped.inc({ cause: 'too_large' }, c.droppedTooLarge + (droppedByLimits.get('too_large') ?? 0));
+    this.dropped.inc({ cause: 'too_large' }, c.droppedTooLarge);
     this.dropped.inc({ cause: 'denied_at_delivery' }, c.deniedAtDelivery);
     for (const cause of ['rate_limit', 'bandwidth', 'slow_client']) this.dropped.inc({ cause }, droppedByLimits.get(cause) ?? 0);
     for (const [cause, n] of droppedByLimits) if (!DECLARED_CAUSES.has(cause)) this.dropped.inc({ cause }, n);
