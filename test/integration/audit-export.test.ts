@@ -1,106 +1,32 @@
 /**
- * SIEM exports over real sockets and files: a UDP collector (node:dgram), a TCP collector
- * that is stopped and restarted, a TLS collector with a certificate from our PKI, and the
- * rotated JSON-lines file. Every message is parsed back (RFC 5424 header, SD params, ECS
- * JSON) rather than matched as text.
+ * The syslog audit export over real sockets: a UDP collector (node:dgram), a TCP collector
+ * that is stopped and restarted (and one that stops reading), a TLS collector with a
+ * certificate from our PKI. Every message is parsed back (RFC 5424 header, SD params, ECS
+ * JSON) rather than matched as text; util-linux logger(1) cross-checks the test parser.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { spawnSync } from 'node:child_process';
 import type { AuditConfig } from '../../src/core/audit-config.js';
-import type { SecurityEvent } from '../../src/core/security-events.js';
 import { chainRecord, type AuditRecord } from '../../src/security/audit/record.js';
 import { createAuditExports } from '../../src/server/audit/exports.js';
-import { JsonlSink } from '../../src/server/audit/jsonl-sink.js';
 import { SD_ID, UDP_MAX_BYTES } from '../../src/server/audit/syslog-format.js';
 import { createSyslogSink } from '../../src/server/audit/syslog-sink.js';
 import { makeTestPki } from '../helpers/pki.js';
-import { at, deframeOctetCounted, parseSyslog, type ParsedSyslog } from '../helpers/syslog-parse.js';
-import { Inbox, withTimeout } from './support.js';
+import { at, auditRecords, collect, listenOn, parseSyslog, tcpCollector, type ParsedSyslog } from '../helpers/syslog-collector.js';
+import { Inbox } from './support.js';
 import { RecordingLogger } from './tls-support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bastion-audit-export-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const BASE: AuditConfig = { checkpointEvery: 1000, checkpointSeconds: 300, aggregateSeconds: 10 };
-
-/** A chain of `n` records cycling through a few event types. */
-function records(n: number, first: { seq: number; hash: string } | null = null): AuditRecord[] {
-  const out: AuditRecord[] = [];
-  let prev = first;
-  for (let i = 0; i < n; i++) {
-    const events: SecurityEvent[] = [
-      { type: 'auth.failure', listener: 'mqtt', remoteAddress: '127.0.0.2', clientId: `c${i}`, username: 'alice', provider: 'password', reasonCode: 0x86, reason: 'bad "user" name\\password]' },
-      {
-        type: 'connection.accepted',
-        listener: 'mqtts',
-        remoteAddress: '::ffff:127.0.0.3',
-        clientId: `dev-${i}`,
-        principal: `dev-${i}`,
-        method: 'certificate',
-        protocolVersion: 5,
-        tls: { version: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', resumed: false },
-        certificate: { serialNumber: '1f:2e', fingerprint256: 'aa:bb', commonName: `dev-${i}`, issuer: 'CN=CA', subject: `CN=dev-${i}`, sans: { dns: [], uri: [`urn:dev:${i}`], ip: [], email: [] } },
-      },
-      { type: 'limit.hit', limit: 'publish-rate', clientId: `c${i}`, action: 'dropped', count: i + 1 },
-    ];
-    const r = chainRecord(prev, Date.UTC(2026, 10, 26, 13, 0, i), events[i % events.length]!);
-    out.push(r);
-    prev = r;
-  }
-  return out;
-}
-
-/** A TCP (or TLS) collector that de-frames octet-counted messages into an Inbox. */
-interface Collector {
-  port: number;
-  messages: Inbox<ParsedSyslog>;
-  close(): Promise<void>;
-}
-
-function collect(server: Server, messages: Inbox<ParsedSyslog>, event: 'connection' | 'secureConnection' = 'connection'): Set<Socket> {
-  const sockets = new Set<Socket>();
-  server.on(event, (socket: Socket) => {
-    sockets.add(socket);
-    let buf: Buffer = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      const { messages: frames, rest } = deframeOctetCounted(Buffer.concat([buf, chunk]));
-      buf = rest;
-      for (const f of frames) messages.push(parseSyslog(f));
-    });
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
-  });
-  return sockets;
-}
-
-async function listenOn(server: Server, port = 0): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  return (server.address() as AddressInfo).port;
-}
-
-async function tcpCollector(port = 0, messages = new Inbox<ParsedSyslog>()): Promise<Collector> {
-  const server = createServer();
-  const sockets = collect(server, messages);
-  const bound = await listenOn(server, port);
-  return {
-    port: bound,
-    messages,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 function assertEcsMessage(p: ParsedSyslog, r: AuditRecord, appName: string, facility: number): void {
   assert.equal(p.version, 1);
@@ -153,7 +79,7 @@ test('UDP: one RFC 5424 datagram per record with header, SD chain params and ECS
   const logger = new RecordingLogger();
   const exp = createAuditExports({ ...BASE, syslog: { transport: 'udp', host: '127.0.0.1', port, appName: 'bastion-test', facility: 10 } }, (p) => p, logger);
   assert.ok(exp !== null);
-  const rs = records(6);
+  const rs = auditRecords(6);
   for (const r of rs) exp.write(r);
   // An admin change whose detail is bigger than a datagram may carry.
   const big = chainRecord(rs[5]!, Date.now(), { type: 'admin.change', actor: 'token:ci', remoteAddress: '127.0.0.1', action: 'acl.import', target: 'rules', outcome: 'ok', detail: { blob: 'é'.repeat(6000) } });
@@ -182,7 +108,7 @@ test('TCP: octet-counted messages; a restarted collector receives what was writt
   const logger = new RecordingLogger();
   const exp = createAuditExports({ ...BASE, syslog: { transport: 'tcp', host: '127.0.0.1', port, appName: 'bastion', facility: 13 } }, (p) => p, logger);
   assert.ok(exp !== null);
-  const rs = records(9);
+  const rs = auditRecords(9);
   for (const r of rs.slice(0, 3)) exp.write(r);
   await first.messages.waitFor((m) => m.length === 3, 5000, 'three messages');
   first.messages.items.forEach((p, i) => assertEcsMessage(p, rs[i]!, 'bastion', 13));
@@ -216,7 +142,7 @@ test('TCP: the buffer while disconnected is bounded; drops are counted and logge
   await first.close();
   // Nobody listens from the start: the first connect is refused and the sink retries.
   await logger.waitFor('audit syslog (tcp): connection failed, retrying', { code: 'ECONNREFUSED' });
-  const rs = records(10);
+  const rs = auditRecords(10);
   for (const r of rs) sink.write(r, 4, '{}');
   const full = await logger.waitFor('audit syslog (tcp): buffer full, dropping messages');
   assert.equal(full.level, 'error');
@@ -241,7 +167,7 @@ test('TCP: a collector that stops reading costs a bounded buffer, then gets ever
   const sink = createSyslogSink({ transport: 'tcp', host: '127.0.0.1', port, appName: 'bastion', facility: 13 }, (p) => p, logger, { hostname: 'h', maxBuffered: 50 });
   try {
     const total = 400;
-    const rs = records(total);
+    const rs = auditRecords(total);
     // The first message arriving proves the sink is connected and writing straight through.
     sink.write(rs[0]!, 4, '{}');
     await messages.waitFor((m) => m.length === 1, 5000, 'the first message');
@@ -278,7 +204,7 @@ test('TLS: RFC 5425 to a collector with a certificate from our PKI; an untrusted
   const logger = new RecordingLogger();
   const exp = createAuditExports({ ...BASE, syslog: { transport: 'tls', host: 'localhost', port, ca: 'pki/ca.crt', appName: 'bastion', facility: 13 } }, (p) => join(dir, p), logger);
   assert.ok(exp !== null);
-  const rs = records(3);
+  const rs = auditRecords(3);
   for (const r of rs) exp.write(r);
   await messages.waitFor((m) => m.length === 3, 10_000, 'three messages over TLS');
   messages.items.forEach((p, i) => assertEcsMessage(p, rs[i]!, 'bastion', 13));
@@ -289,7 +215,7 @@ test('TLS: RFC 5425 to a collector with a certificate from our PKI; an untrusted
   const untrusting = new RecordingLogger();
   const before = messages.items.length;
   const exp2 = createAuditExports({ ...BASE, syslog: { transport: 'tls', host: 'localhost', port, appName: 'bastion', facility: 13 } }, (p) => p, untrusting);
-  exp2!.write(records(1)[0]!);
+  exp2!.write(auditRecords(1)[0]!);
   const refused = await untrusting.waitFor('audit syslog (tls): connection failed, retrying');
   assert.match(String(refused.obj.code), /CERT|SIGNATURE|ISSUER/);
   await exp2!.close();
@@ -307,68 +233,6 @@ test('TLS: an unreadable ca file is a startup error with ERR_CONFIG', () => {
   assert.equal(createAuditExports(BASE, (p) => p, new RecordingLogger()), null, 'nothing configured: no exports');
 });
 
-test('JSON lines: rotates at maxBytes keeping `keep` files, every line valid ECS JSON, mode 0600 in a 0700 directory', async () => {
-  const logDir = join(dir, 'jsonl', 'nested');
-  const path = join(logDir, 'audit.jsonl');
-  const exp = createAuditExports({ ...BASE, jsonl: { path: 'jsonl/nested/audit.jsonl', maxBytes: 4096, keep: 2 } }, (p) => join(dir, p), new RecordingLogger());
-  assert.ok(exp !== null);
-  const rs = records(40);
-  for (const r of rs) exp.write(r);
-  await exp.close();
-
-  assert.equal(statSync(logDir).mode & 0o777, 0o700);
-  assert.ok(!existsSync(`${path}.3`), 'only `keep` rotated files');
-  const files = [`${path}.2`, `${path}.1`, path];
-  const seqs: number[] = [];
-  for (const f of files) {
-    assert.equal(statSync(f).mode & 0o777, 0o600, f);
-    const text = readFileSync(f, 'utf8');
-    assert.ok(Buffer.byteLength(text) <= 4096, `${f} is ${Buffer.byteLength(text)} bytes`);
-    assert.ok(text.endsWith('\n'));
-    for (const line of text.slice(0, -1).split('\n')) {
-      const doc = JSON.parse(line) as unknown;
-      assert.equal(at(doc, 'event.kind'), 'event');
-      assert.equal(typeof at(doc, 'bastion.audit.hash'), 'string');
-      seqs.push(at(doc, 'event.sequence') as number);
-    }
-  }
-  // Oldest to newest across path.2, path.1, path: consecutive and ending with the last record.
-  assert.ok(seqs.length > 3 && seqs.length < 40, `${seqs.length} lines kept`);
-  assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => 40 - seqs.length + 1 + i));
-});
-
-test('JSON lines: a write error is logged once and the sink keeps trying until the file is writable', async () => {
-  const blocked = join(dir, 'blocked');
-  writeFileSync(blocked, 'a file where the directory should be');
-  const path = join(blocked, 'audit.jsonl');
-  const logger = new RecordingLogger();
-  const sink = new JsonlSink({ path, maxBytes: 1 << 20, keep: 3 }, logger);
-  const rs = records(5);
-  for (const r of rs.slice(0, 2)) sink.write(JSON.stringify({ seq: r.seq }));
-  const failure = await logger.waitFor('audit jsonl: write failed, retrying');
-  assert.ok(['ENOTDIR', 'EEXIST'].includes(String(failure.obj.code)), String(failure.obj.code));
-  for (const r of rs.slice(2)) sink.write(JSON.stringify({ seq: r.seq }));
-  // Make the path usable; the retry (with backoff) writes everything held meanwhile.
-  rmSync(blocked);
-  mkdirSync(blocked, { mode: 0o700 });
-  await logger.waitFor('audit jsonl: writing again', {}, 15_000);
-  assert.equal(logger.lines.items.filter((l) => l.msg === 'audit jsonl: write failed, retrying').length, 1, 'logged once per kind');
-  await sink.close();
-  const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq);
-  assert.deepEqual(lines, [1, 2, 3, 4, 5]);
-});
-
-test('JSON lines: an existing file is appended to and tightened to 0600', async () => {
-  const path = join(dir, 'existing.jsonl');
-  writeFileSync(path, '{"seq":0}\n');
-  chmodSync(path, 0o644);
-  const sink = new JsonlSink({ path, maxBytes: 1 << 20, keep: 1 }, new RecordingLogger());
-  sink.write('{"seq":1}');
-  await withTimeout(sink.close(), 5000, 'close');
-  assert.equal(readFileSync(path, 'utf8'), '{"seq":0}\n{"seq":1}\n');
-  assert.equal(statSync(path).mode & 0o777, 0o600);
-});
-
 test('our parser reads util-linux logger(1) RFC 5424 octet-counted output (cross-check of the test parser)', { skip: spawnSync('logger', ['--help']).status !== 0 }, async () => {
   const c = await tcpCollector();
   const res = spawnSync('logger', ['--rfc5424', '--octet-count', '-T', '-n', '127.0.0.1', '-P', String(c.port), '-t', 'bastion', '-p', 'local0.warning', '--msgid', 'auth.failure', '--sd-id', SD_ID, '--sd-param', 'seq="5"', '--sd-param', 'hash="ab\\"c\\]"', '{"a":1}']);
@@ -383,3 +247,4 @@ test('our parser reads util-linux logger(1) RFC 5424 octet-counted output (cross
   assert.equal(p.msg, '{"a":1}');
   await c.close();
 });
+

@@ -8,7 +8,7 @@ import type { CertificateSummary, SecurityEvent, SecurityEventType } from '../..
 import { auditSeverity, ECS_VERSION, toEcs } from '../../src/security/audit/ecs.js';
 import { chainRecord, type AuditRecord } from '../../src/security/audit/record.js';
 import { escapeSdValue, formatSyslog, octetCounted, priority, SD_ID, structuredData, UDP_MAX_BYTES } from '../../src/server/audit/syslog-format.js';
-import { at, deframeOctetCounted, parseSyslog } from '../helpers/syslog-parse.js';
+import { at, deframeOctetCounted, parseSyslog } from '../helpers/syslog-collector.js';
 
 const TS = Date.UTC(2026, 10, 26, 12, 0, 0, 123);
 

@@ -1,8 +1,13 @@
 /**
- * A strict RFC 5424 parser for tests: reads back what the audit syslog sink sent, so tests
- * assert on header fields, structured data and MSG rather than on substrings; and an
- * RFC 6587 octet-counting de-framer for stream collectors. Must not: be imported by src/.
+ * Syslog collectors for the audit export tests: a strict RFC 5424 parser (tests assert on
+ * header fields, structured data and MSG rather than on substrings), an RFC 6587
+ * octet-counting de-framer, TCP/TLS collectors feeding an Inbox, and a chain of hand-built
+ * audit records. Must not: be imported by src/.
  */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { SecurityEvent } from '../../src/core/security-events.js';
+import { chainRecord, type AuditRecord } from '../../src/security/audit/record.js';
+import { Inbox } from '../integration/support.js';
 
 export interface ParsedSyslog {
   pri: number;
@@ -100,4 +105,76 @@ export function at(doc: unknown, path: string): unknown {
     node = (node as Record<string, unknown>)[key];
   }
   return node;
+}
+
+/** A chain of `n` records cycling through a few event types. */
+export function auditRecords(n: number, first: { seq: number; hash: string } | null = null): AuditRecord[] {
+  const out: AuditRecord[] = [];
+  let prev = first;
+  for (let i = 0; i < n; i++) {
+    const events: SecurityEvent[] = [
+      { type: 'auth.failure', listener: 'mqtt', remoteAddress: '127.0.0.2', clientId: `c${i}`, username: 'alice', provider: 'password', reasonCode: 0x86, reason: 'bad "user" name\\password]' },
+      {
+        type: 'connection.accepted',
+        listener: 'mqtts',
+        remoteAddress: '::ffff:127.0.0.3',
+        clientId: `dev-${i}`,
+        principal: `dev-${i}`,
+        method: 'certificate',
+        protocolVersion: 5,
+        tls: { version: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', resumed: false },
+        certificate: { serialNumber: '1f:2e', fingerprint256: 'aa:bb', commonName: `dev-${i}`, issuer: 'CN=CA', subject: `CN=dev-${i}`, sans: { dns: [], uri: [`urn:dev:${i}`], ip: [], email: [] } },
+      },
+      { type: 'limit.hit', limit: 'publish-rate', clientId: `c${i}`, action: 'dropped', count: i + 1 },
+    ];
+    const r = chainRecord(prev, Date.UTC(2026, 10, 26, 13, 0, i), events[i % events.length]!);
+    out.push(r);
+    prev = r;
+  }
+  return out;
+}
+
+/** A TCP (or TLS) collector that de-frames octet-counted messages into an Inbox. */
+export interface Collector {
+  port: number;
+  messages: Inbox<ParsedSyslog>;
+  close(): Promise<void>;
+}
+
+export function collect(server: Server, messages: Inbox<ParsedSyslog>, event: 'connection' | 'secureConnection' = 'connection'): Set<Socket> {
+  const sockets = new Set<Socket>();
+  server.on(event, (socket: Socket) => {
+    sockets.add(socket);
+    let buf: Buffer = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      const { messages: frames, rest } = deframeOctetCounted(Buffer.concat([buf, chunk]));
+      buf = rest;
+      for (const f of frames) messages.push(parseSyslog(f));
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+  });
+  return sockets;
+}
+
+export async function listenOn(server: Server, port = 0): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+export async function tcpCollector(port = 0, messages = new Inbox<ParsedSyslog>()): Promise<Collector> {
+  const server = createServer();
+  const sockets = collect(server, messages);
+  const bound = await listenOn(server, port);
+  return {
+    port: bound,
+    messages,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
