@@ -153,13 +153,6 @@ export class Connection implements ConnectionPort, Flushable {
     if (this.pending.length === 0) scheduleFlush(this);
     this.pending.push(bytes);
     this.pendingBytes += bytes.length;
-    // SECURITY: memory held for one client is bounded (limits.slowClient): over the bound it
-    // is cut. Not here but after the packet in hand: the cut closes a session, which must
-    // not happen in the middle of a delivery loop.
-    if (this.pendingBytes + this.socket.writableLength > this.maxWriteBuffer) {
-      this.overflowing = true;
-      queueMicrotask(() => this.cutOverflowing());
-    }
   }
 
   private cutOverflowing(): void {
@@ -183,8 +176,23 @@ export class Connection implements ConnectionPort, Flushable {
     this.pendingBytes = 0;
     // 'drain' is emitted only after a write that returned false; when the kernel took
     // everything at once, waiters (paused publishers) must be released here.
-    if (this.socket.write(data)) this.fireDrain();
-    else if (!this.watched && this.socket.writableLength > HIGH_WATER_MARK) {
+    if (this.socket.write(data)) {
+      this.fireDrain();
+      return;
+    }
+    // What the kernel did not take is what this client holds in broker memory. Measured
+    // here, after the kernel had its chance, not per write: one turn's batch for a reader
+    // that keeps up is no sign of a slow one.
+    const held = this.socket.writableLength;
+    if (held > this.maxWriteBuffer) {
+      // SECURITY: memory held for one client is bounded (limits.slowClient): over the bound
+      // it is cut at once. In a microtask: the cut closes a session (wills, deliveries to
+      // other connections), which must not run inside the flush of every connection.
+      if (!this.overflowing) {
+        this.overflowing = true;
+        queueMicrotask(() => this.cutOverflowing());
+      }
+    } else if (!this.watched && held > HIGH_WATER_MARK) {
       // Congested: the slow-consumer clock starts (one check per flush, none when healthy).
       this.watched = true;
       this.channel.limits.congested('socket');
