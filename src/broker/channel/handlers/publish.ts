@@ -65,17 +65,16 @@ function checkReceiveMaximum(ch: Channel, packet: PublishPacket): void {
 
 /**
  * Quota: the client's publish rate and bandwidth (limits.client), first in the pipeline so
- * a flood is refused before it costs an alias, a topic check or an authorization. One
- * clock read serves both buckets. Returns false when the message stops here.
+ * a flood is refused before it costs an alias, a topic check or an authorization. The
+ * packet's arrival time serves both buckets. Returns false when the message stops here.
  *
  * SECURITY: over the quota, `drop` drops QoS 0 (counted) and answers v5 QoS 1/2 with 0x97
  * Quota Exceeded; a v3.1.1 QoS 1/2 publisher has no such code (and would resend a refused
  * message forever), so its message goes through and its reading pauses until the quota
  * refills. `disconnect` closes any client over its quota (v5: 0x96 Message Rate Too High).
  */
-function checkQuota(ch: Channel, packet: PublishPacket, packetId: number): boolean {
+function checkQuota(ch: Channel, packet: PublishPacket, packetId: number, now: number): boolean {
   if (ch.broker.publishQuota === null) return true;
-  const now = ch.broker.clock.now();
   const payload = packet.payload;
   // Topic characters stand for its bytes (equal for ASCII): no UTF-8 encoding per PUBLISH.
   const bytes = packet.topic.length + (typeof payload === 'string' ? payload.length : payload.byteLength);
@@ -114,7 +113,10 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
     ch.send({ cmd: 'pubrec', messageId: packetId });
     return;
   }
-  if (!checkQuota(ch, packet, packetId)) return;
+  // The clock was read once when this packet arrived (Channel.handlePacket); the quota and
+  // the message's timestamp share that read.
+  const now = ch.lastActivity;
+  if (!checkQuota(ch, packet, packetId, now)) return;
   checkCapabilities(ch, packet);
   const topic = resolveTopicAlias(ch, packet);
   checkTopic(ch, topic, frame);
@@ -136,7 +138,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
     acknowledge(ch, packet, packetId, ReasonCode.PayloadFormatInvalid, false);
     return;
   }
-  const message = messageFromPublish(packet, topic, ch.clientId, ch.broker.clock.now());
+  const message = messageFromPublish(packet, topic, ch.clientId, now);
   const outcome = ch.broker.publish(message);
   if (packet.qos === 2) {
     session.incomingQos2.add(packetId);
