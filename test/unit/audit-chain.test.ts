@@ -72,6 +72,8 @@ test('a record hash covers seq, time, link and the event in canonical form (key 
   for (const changed of [{ ...a!, seq: 2 }, { ...a!, ts: a!.ts + 1 }, { ...a!, prevHash: 'f'.repeat(64) }, { ...a!, event: { ...a!.event, clientId: 'x' } as SecurityEvent }]) {
     assert.notEqual(hashRecord(changed), a!.hash);
   }
+  // The canonical form, pinned: sorted keys (UTF-16 order), undefined members dropped, undefined array items null.
+  assert.equal(canonicalJson({ b: 1, a: [1, undefined, { z: 2, y: 'é' }], c: undefined, é: 2, E: 3 }), '{"E":3,"a":[1,null,{"y":"é","z":2}],"b":1,"é":2}');
   const [, b] = chain(2);
   assert.equal(b!.prevHash, a!.hash);
   assert.equal(b!.seq, 2);
