@@ -32,6 +32,8 @@ export interface AuthBrokerOptions {
   authn?: Record<string, unknown>;
   passwordHasher?: PasswordHasher;
   clients?: string[];
+  /** The config's `limits` section (default: the secure defaults). */
+  limits?: Record<string, unknown>;
 }
 
 /** The tls section of a listener, with the test PKI's server certificate and CA. */
@@ -44,7 +46,7 @@ export async function startAuthBroker(opts: AuthBrokerOptions): Promise<AuthBrok
   const pki = await makeTestPki(join(dir, 'pki'), opts.clients ?? ['device1']);
   const dataDir = join(dir, 'data');
   const { config, baseDir } = parseConfig(
-    { dataDir, listeners: opts.listeners(pki), persistence: { enabled: false }, log: { level: 'silent' }, ...(opts.authn !== undefined ? { authn: opts.authn } : {}) },
+    { dataDir, listeners: opts.listeners(pki), persistence: { enabled: false }, log: { level: 'silent' }, ...(opts.authn !== undefined ? { authn: opts.authn } : {}), ...(opts.limits !== undefined ? { limits: opts.limits } : {}) },
     dir,
   );
   const logger = new RecordingLogger();

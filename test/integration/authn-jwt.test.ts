@@ -72,6 +72,8 @@ describe('jwt provider with a JWKS URL', () => {
         { name: 'anon', protocol: 'mqtt', host: '127.0.0.1', port: 0, insecure: true, allowAnonymous: true },
       ],
       authn: { jwt: { jwksUrl: url, issuer: ISSUER, audience: AUDIENCE, clientIdClaim: 'client_id', algorithms: ['ES256'], jwksCooldownSeconds: 0 } },
+      // These tests refuse many tokens from 127.0.0.1 on purpose: not a brute-force run to ban.
+      limits: { authFailures: { maxFailures: 0 } },
     });
     b.server.broker.addAdmissionGuard((client) => {
       identities.push(client.identity);
