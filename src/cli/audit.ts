@@ -6,6 +6,13 @@
  *
  * verify exits 0 when the log is intact (warnings on stderr: the unsigned tail, a
  * self-signed signer), 1 with one line naming the first problem otherwise.
+ *
+ * The unsigned tail (records after the last checkpoint) is a warning by default: a
+ * running broker always has one, for up to `checkpointSeconds`, and a crashed one keeps
+ * it until its next checkpoint. It is the one place where a key-less rewrite (or the
+ * removal of the last records with their checkpoints) cannot be told from normal
+ * operation, so the warning says how many records and since when, and `--strict` makes
+ * it a failure for logs of a broker that stopped cleanly.
  */
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
@@ -44,7 +51,7 @@ function withDataDir(cmd: Command): Command {
   return cmd.option('--data-dir <dir>', 'data directory holding audit.db (default ./bastion-data)');
 }
 
-async function verify(opts: DataDirOptions & { json?: boolean }): Promise<void> {
+async function verify(opts: DataDirOptions & { json?: boolean; strict?: boolean }): Promise<void> {
   const { verifyAuditLog } = await import('../security/audit/verify.js');
   const { pkiDirOf, pkiLayout } = await import('../server/pki-layout.js');
   const store = await openStore(opts);
@@ -57,7 +64,7 @@ async function verify(opts: DataDirOptions & { json?: boolean }): Promise<void> 
     // SECURITY: with a built-in PKI, the signer must chain to its root: a signer written
     // into audit.db by whoever rewrote the log is not trusted just for being there.
     const trustAnchorPem = existsSync(rootCert) ? readFileSync(rootCert, 'utf8') : undefined;
-    const result = verifyAuditLog({ records: store.all(), checkpoints, signers, trustAnchorPem, recordWithHash: (h) => store.withHash(h) });
+    const result = verifyAuditLog({ records: store.all(), checkpoints, signers, trustAnchorPem, recordWithHash: (h) => store.withHash(h), strict: opts.strict === true });
     if (opts.json === true) {
       process.stdout.write(`${JSON.stringify({ ...result, trustAnchor: trustAnchorPem !== undefined ? rootCert : null })}\n`);
       if (!result.ok) process.exitCode = 1;
@@ -129,8 +136,9 @@ export function registerAuditCommand(program: Command): void {
     audit
       .command('verify')
       .description('check every record hash, link and sequence number and every signed checkpoint; exit 1 naming the first record altered, deleted or reordered')
+      .option('--strict', 'fail on records not covered by a checkpoint (for a broker that stopped cleanly: its last act signs the last record)')
       .option('--json', 'print the full result as JSON'),
-  ).action((opts: DataDirOptions & { json?: boolean }) => verify(opts));
+  ).action((opts: DataDirOptions & { json?: boolean; strict?: boolean }) => verify(opts));
   withDataDir(
     audit
       .command('tail')

@@ -148,6 +148,21 @@ describe('bastion audit on a data directory a broker wrote', () => {
     assert.equal(failedWith(await audit(['verify'], d)), 'bastion: records 59 to 60 are missing (the tail was cut: checkpoint at seq 60 names a record that is not there)');
   });
 
+  test('an edit re-hashed with the checkpoints after it removed: a warning, and a failure with --strict', async () => {
+    const d = tampered(dataDir, 'uncheckpointed', (db) => {
+      db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run();
+      rehashFrom(db, 42);
+      db.prepare('DELETE FROM checkpoints WHERE seq > 40').run();
+    });
+    const lenient = await audit(['verify'], d);
+    assert.equal(lenient.code, 0, lenient.stderr);
+    assert.match(lenient.stdout, /^audit log intact: 60 records, 4 checkpoints, last signed at seq 40\n$/);
+    assert.match(lenient.stderr, /warning: records after seq 40 are not covered by a checkpoint \(records 41 to 60/);
+    assert.match(failedWith(await audit(['verify', '--strict'], d)), /^bastion: records after seq 40 are not covered by a checkpoint .*: checkpoints were removed, or the broker did not stop cleanly$/);
+    // The intact log of a cleanly stopped broker passes --strict.
+    assert.equal((await audit(['verify', '--strict'], dataDir)).code, 0);
+  });
+
   test('a checkpoint touched: "checkpoint at seq 30: bad signature"', async () => {
     const d = tampered(dataDir, 'badsig', (db) => db.prepare('UPDATE checkpoints SET ts = ts + 1 WHERE seq = 30').run());
     assert.equal(failedWith(await audit(['verify'], d)), 'bastion: checkpoint at seq 30: bad signature');

@@ -109,6 +109,14 @@ test('an intact log verifies; the unsigned tail is a warning, not a failure', ()
   assert.equal(r.lastSignedSeq, 100);
   assert.deepEqual(r.signersUsed, [signer.fingerprint]);
   assert.match(r.warnings.join('\n'), /records after seq 100 are not covered by a checkpoint \(records 101 to 105/);
+  assert.deepEqual(r.unsigned, { from: 101, to: 105, oldestTs: rows[100]!.ts });
+  // --strict: an unsigned tail fails (checkpoints removed so the tail could be rewritten).
+  const strict = verifyAuditLog({ records: rows, checkpoints: checkpointsEvery(rows, 50), signers, trustAnchorPem: root.certPem, strict: true });
+  assert.equal(strict.problem?.kind, 'unsigned');
+  assert.match(strict.problem?.message ?? '', /^records after seq 100 are not covered by a checkpoint \(records 101 to 105 are hash-linked, not signed; the oldest from 20\d\d-.*\): checkpoints were removed, or the broker did not stop cleanly$/);
+  const signedToEnd = verifyAuditLog({ records: rows.slice(0, 100), checkpoints: checkpointsEvery(rows, 50), signers, trustAnchorPem: root.certPem, strict: true });
+  assert.equal(signedToEnd.ok, true);
+  assert.equal(signedToEnd.unsigned, null);
   const empty = check([], []);
   assert.equal(empty.ok, true);
   assert.equal(empty.records, 0);

@@ -25,7 +25,7 @@ export interface StoredAuditRecord {
   hash: string;
 }
 
-export type AuditProblemKind = 'altered' | 'missing' | 'reordered' | 'rewritten' | 'truncated' | 'bad-signature' | 'unknown-signer' | 'untrusted-signer';
+export type AuditProblemKind = 'altered' | 'missing' | 'reordered' | 'rewritten' | 'truncated' | 'bad-signature' | 'unknown-signer' | 'untrusted-signer' | 'unsigned';
 
 export interface AuditProblem {
   kind: AuditProblemKind;
@@ -46,6 +46,12 @@ export interface AuditVerifyInput {
   trustAnchorPem?: string | undefined;
   /** Finds a record by its stored hash (used only to tell a move from an edit). */
   recordWithHash?: ((hash: string) => StoredAuditRecord | undefined) | undefined;
+  /**
+   * Records after the last checkpoint fail the check instead of warning. For a log whose
+   * broker stopped cleanly (its last act is a checkpoint over the last record): there, an
+   * unsigned tail means checkpoints were removed and the tail may have been rewritten.
+   */
+  strict?: boolean | undefined;
 }
 
 export interface AuditVerifyResult {
@@ -58,6 +64,8 @@ export interface AuditVerifyResult {
   problem: AuditProblem | null;
   /** Not failures: an uncovered tail, self-signed checkpoints. */
   warnings: string[];
+  /** The records after the last valid checkpoint, if any: hash-linked but not signed. */
+  unsigned: { from: number; to: number; oldestTs: number } | null;
   /** Fingerprints of the signers that signed a valid checkpoint. */
   signersUsed: string[];
 }
@@ -90,6 +98,7 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
   let prev: { seq: number; hash: string } | null = null;
   let cpIndex = 0;
   let lastSignedSeq = 0;
+  let unsignedFromTs = 0;
 
   const checkSigner = (fp: string): SignerCheck => {
     let c = signerChecks.get(fp);
@@ -115,6 +124,7 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
     lastSignedSeq,
     problem,
     warnings,
+    unsigned: prev !== null && prev.seq > lastSignedSeq ? { from: lastSignedSeq + 1, to: prev.seq, oldestTs: unsignedFromTs } : null,
     signersUsed: [...signersUsed],
   });
 
@@ -137,6 +147,7 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
 
   for (const r of input.records) {
     records++;
+    if (r.seq === lastSignedSeq + 1) unsignedFromTs = r.ts;
     const expected = prev === null ? 1 : prev.seq + 1;
     if (hashOf(r, r.seq) !== r.hash) {
       const t = movedFrom(r);
@@ -179,7 +190,9 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
 
   const last = prev?.seq ?? 0;
   if (last > lastSignedSeq) {
-    warnings.push(`records after seq ${lastSignedSeq} are not covered by a checkpoint (${range(lastSignedSeq + 1, last)} hash-linked, not signed yet)`);
+    const what = `records after seq ${lastSignedSeq} are not covered by a checkpoint (${range(lastSignedSeq + 1, last)} hash-linked, not signed; the oldest from ${new Date(unsignedFromTs).toISOString()})`;
+    if (input.strict === true) return result({ kind: 'unsigned', seq: lastSignedSeq + 1, message: `${what}: checkpoints were removed, or the broker did not stop cleanly` });
+    warnings.push(`${what}: normal while the broker runs (a checkpoint follows within checkpointSeconds); after a clean stop it means checkpoints were removed`);
   }
   if (input.trustAnchorPem === undefined && signersUsed.size > 0) {
     warnings.push(`checkpoints are self-signed (signer ${[...signersUsed].join(', ')}): they hold only against someone who cannot also replace the signer; compare the fingerprint with the one the broker logged`);
