@@ -73,6 +73,8 @@ export type SecurityEvent =
       reason: string;
       tls?: TlsSummary;
       certificate?: CertificateSummary;
+      /** Set by the audit log only: refusals at accept summed over `audit.aggregateSeconds` (absent: one). */
+      count?: number;
     }
   /** An authentication provider (or the chain) refused the credentials. */
   | {
