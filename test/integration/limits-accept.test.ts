@@ -327,9 +327,37 @@ test('a WebSocket listener is guarded on its raw socket, before HTTP', async () 
   }
 });
 
-test('a failed TLS handshake becomes a tls.handshake event with the reason', async () => {
+test('TLS handshakes become tls.handshake events: full, resumed (ticket), and failed with the reason', async () => {
   const b = await startLimitsBroker([{ name: 'tls', protocol: 'mqtts' }], {});
   try {
+    const ca = readFileSync(b.pki.caCert);
+    const handshake = (session?: Buffer): Promise<tls.TLSSocket> =>
+      withTimeout(
+        new Promise((resolve, reject) => {
+          const s = tls.connect({ host: '127.0.0.1', port: b.port('tls'), servername: 'localhost', ca, ...(session !== undefined ? { session } : {}) }, () => resolve(s));
+          s.once('error', reject);
+        }),
+        5000,
+        'TLS handshake',
+      );
+    const first = await handshake();
+    const ticket = await withTimeout(new Promise<Buffer>((resolve) => first.once('session', resolve)), 5000, 'session ticket');
+    first.destroy();
+    const second = await handshake(ticket);
+    assert.equal(second.isSessionReused(), true);
+    // The server finishes after the client (TLS 1.3): close only once it has, or the close
+    // would be its handshake failure.
+    const oks = await b.events.waitFor((es) => es.filter((e) => e.type === 'tls.handshake').length >= 2, 5000, 'two handshake events');
+    second.destroy();
+    assert.deepEqual(
+      oks.filter((e) => e.type === 'tls.handshake').map((e) => [(e as { ok: boolean }).ok, (e as { resumed: boolean }).resumed]),
+      [
+        [true, false],
+        [true, true],
+      ],
+    );
+    b.events.items.length = 0;
+
     // Plain HTTP bytes at a TLS port.
     const raw = net.connect({ host: '127.0.0.1', port: b.port('tls') }, () => raw.write('GET / HTTP/1.1\r\n\r\n'));
     raw.on('error', () => {});
