@@ -1,7 +1,7 @@
 /**
  * The audit side of a running broker: subscribes to `broker.events`, turns each security
- * event into an audit record (limit hits and TLS handshake failures summed per window,
- * successful handshakes left to the metrics), stores the chain in `<dataDir>/audit.db`,
+ * event into an audit record (limit hits, TLS handshake failures and refusals at accept
+ * summed per window, successful handshakes left to the metrics: aggregate.ts), stores the chain in `<dataDir>/audit.db`,
  * signs checkpoints (every `checkpointEvery` records, every `checkpointSeconds` when
  * something new was written, and at shutdown) and hands stored records to the SIEM
  * exports. Owns: wiring and timers. Must not: emit events or decide anything for the broker.
@@ -64,6 +64,11 @@ export async function startAuditSide(opts: AuditSideOptions): Promise<AuditSide>
   const aggregator = new AuditAggregator();
   const head = writer.head;
   logger.info({ path, seq: head?.seq ?? 0, signer: signerFiles.signer.fingerprint, selfSigned: signerFiles.selfSigned }, 'audit log open');
+  if (head !== null && head.seq > writer.signedSeq) {
+    // A clean stop signs the last record, so this tail is from a crash (or checkpoints were
+    // removed). The next checkpoint covers it: it is signed as found now.
+    logger.warn({ from: writer.signedSeq + 1, to: head.seq }, 'audit records from the last run are not covered by a checkpoint (the broker did not stop cleanly?); the next checkpoint covers them');
+  }
 
   const drainAggregates = (): void => {
     for (const { ts, event } of aggregator.drain()) writer.append(ts, event);

@@ -54,6 +54,11 @@ export class AuditWriter {
     return this.last;
   }
 
+  /** The seq the last checkpoint covers (0: none). */
+  get signedSeq(): number {
+    return this.lastCheckpointSeq;
+  }
+
   /** Chains `event` now and schedules the group write at the end of this event-loop turn. */
   append(ts: number, event: SecurityEvent): void {
     if (this.closed) return;

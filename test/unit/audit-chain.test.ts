@@ -224,8 +224,8 @@ test('checkpoint problems: bad signature, unknown signer, a signer that does not
   assert.equal(check(rows, forged).problem?.message, 'checkpoint at seq 200: bad signature');
 });
 
-test('aggregation: limit hits and TLS failures are summed per key, successful handshakes dropped, the rest recorded', () => {
-  const agg = new AuditAggregator(3);
+test('aggregation: limit hits, TLS failures and refusals at accept are summed per key, successful handshakes dropped, the rest recorded', () => {
+  const agg = new AuditAggregator(4);
   const hit = (clientId: string, count = 1): SecurityEvent => ({ type: 'limit.hit', limit: 'publish-rate', listener: 'plain', clientId, remoteAddress: '127.0.0.1', action: 'dropped', count });
   assert.equal(agg.offer(hit('a'), 1), 'absorbed');
   assert.equal(agg.offer(hit('a', 4), 2), 'absorbed');
@@ -234,6 +234,10 @@ test('aggregation: limit hits and TLS failures are summed per key, successful ha
   assert.equal(agg.offer({ type: 'tls.handshake', listener: 'mqtts', remoteAddress: '10.0.0.1', ok: false, resumed: false, reason: 'no cert' }, 5), 'absorbed');
   assert.equal(agg.offer({ type: 'tls.handshake', listener: 'mqtts', remoteAddress: '10.0.0.1', ok: false, resumed: false, reason: 'no cert' }, 6), 'absorbed');
   assert.equal(agg.offer(event(1), 7), 'record');
+  const banned: SecurityEvent = { type: 'connection.refused', stage: 'accept', listener: 'mqtts', remoteAddress: '10.0.0.9', reason: 'address banned' };
+  assert.equal(agg.offer(banned, 8), 'absorbed');
+  assert.equal(agg.offer({ ...banned }, 9), 'absorbed');
+  assert.equal(agg.offer({ ...banned, stage: 'connect', clientId: 'x' }, 10), 'record', 'refusals after accept are recorded one by one');
   const out = agg.drain();
   assert.deepEqual(
     out.map((o) => [o.ts, o.event.type, 'count' in o.event ? o.event.count : undefined]),
@@ -241,14 +245,15 @@ test('aggregation: limit hits and TLS failures are summed per key, successful ha
       [1, 'limit.hit', 5],
       [3, 'limit.hit', 1],
       [5, 'tls.handshake', 2],
+      [8, 'connection.refused', 2],
     ],
   );
   assert.equal(agg.size, 0);
   // Past the key cap, new sources are summed into one record without their identity.
-  for (const c of ['c1', 'c2', 'c3', 'c4', 'c5']) agg.offer(hit(c, 2), 10);
+  for (const c of ['c1', 'c2', 'c3', 'c4', 'c5', 'c6']) agg.offer(hit(c, 2), 10);
   const capped = agg.drain();
-  assert.equal(capped.length, 4);
-  const overflow = capped[3]!.event;
+  assert.equal(capped.length, 5);
+  const overflow = capped[4]!.event;
   assert.equal(overflow.type === 'limit.hit' && overflow.count, 4);
   assert.equal(overflow.type === 'limit.hit' && overflow.clientId, undefined);
 });

@@ -7,6 +7,10 @@
  *   record whose `count` is the total, so a flood of dropped messages is one record per
  *   window, not one per message.
  * - `tls.handshake` ok=false: summed per (listener, remoteAddress, reason) the same way.
+ * - `connection.refused` at stage `accept` (an address list or ban refusing the socket
+ *   before TLS): summed per (listener, remoteAddress, reason) the same way. A flood from a
+ *   banned address costs the broker one reset per socket; one record per socket would make
+ *   the audit log the most expensive part of refusing it.
  * - `tls.handshake` ok=true: not audited (metrics count them; there are too many).
  * - everything else: one record each.
  */
@@ -14,6 +18,8 @@ import type { SecurityEvent } from '../../core/security-events.js';
 
 type LimitHit = Extract<SecurityEvent, { type: 'limit.hit' }>;
 type TlsHandshake = Extract<SecurityEvent, { type: 'tls.handshake' }>;
+type Refused = Extract<SecurityEvent, { type: 'connection.refused' }>;
+type Summed = LimitHit | TlsHandshake | Refused;
 
 /** Distinct keys one window holds before further sources are summed into one overflow record per limit/listener. */
 export const MAX_AGGREGATE_KEYS = 10_000;
@@ -22,7 +28,7 @@ export type AggregateVerdict = 'record' | 'absorbed' | 'ignored';
 
 interface Pending {
   ts: number;
-  event: LimitHit | TlsHandshake;
+  event: Summed;
 }
 
 export class AuditAggregator {
@@ -41,6 +47,10 @@ export class AuditAggregator {
       this.add(`T\0${event.listener}\0${event.remoteAddress}\0${event.reason ?? ''}`, event, at, event.count ?? 1);
       return 'absorbed';
     }
+    if (event.type === 'connection.refused' && event.stage === 'accept') {
+      this.add(`R\0${event.listener}\0${event.remoteAddress}\0${event.reason}`, event, at, event.count ?? 1);
+      return 'absorbed';
+    }
     return 'record';
   }
 
@@ -57,13 +67,13 @@ export class AuditAggregator {
     return out;
   }
 
-  private add(key: string, event: LimitHit | TlsHandshake, at: number, count: number): void {
+  private add(key: string, event: Summed, at: number, count: number): void {
     let p = this.pending.get(key);
     if (p === undefined && this.pending.size >= this.maxKeys) {
       // SECURITY: a spray from many addresses or client ids must not grow memory without
       // bound: past the cap, the window sums them into one record without the identity.
       const overflow = overflowOf(event, this.maxKeys);
-      key = `O\0${overflow.type === 'limit.hit' ? `${overflow.limit}\0${overflow.action}` : overflow.listener}`;
+      key = `O\0${overflow.type}\0${overflow.type === 'limit.hit' ? `${overflow.limit}\0${overflow.action}` : overflow.listener}`;
       p = this.pending.get(key);
       if (p === undefined) {
         this.pending.set(key, { ts: at, event: { ...overflow, count } });
@@ -79,9 +89,12 @@ export class AuditAggregator {
   }
 }
 
-function overflowOf(event: LimitHit | TlsHandshake, maxKeys: number): LimitHit | TlsHandshake {
+function overflowOf(event: Summed, maxKeys: number): Summed {
   if (event.type === 'limit.hit') {
     return { type: 'limit.hit', limit: event.limit, action: event.action, count: 0, detail: `summed over more than ${maxKeys} distinct sources in this window` };
+  }
+  if (event.type === 'connection.refused') {
+    return { type: 'connection.refused', stage: 'accept', listener: event.listener, remoteAddress: '*', reason: `summed over more than ${maxKeys} distinct sources in this window` };
   }
   return { type: 'tls.handshake', listener: event.listener, remoteAddress: '*', ok: false, resumed: false, reason: `summed over more than ${maxKeys} distinct sources in this window` };
 }
