@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ import { ReasonCode } from '../../src/protocol/reason-codes.js';
 import { parseConfig } from '../../src/server/load-config.js';
 import { startServer, type BastionServer } from '../../src/server/server.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
-import { connectMqtt, endQuietly, Inbox, withTimeout } from './support.js';
+import { BASTION_MAIN, connectMqtt, endQuietly, Inbox, run, withTimeout } from './support.js';
 import { sClient } from './tls-support.js';
 
 interface LimitsBroker {
@@ -408,9 +408,19 @@ test("per-listener maxPacketSize: CONNACK announces the listener's value and a l
   }
 });
 
-test('a bad CIDR range in limits fails the config with a line naming the entry', () => {
+test('a bad CIDR range in limits fails the start with one line naming the entry', async () => {
   assert.throws(
     () => parseConfig({ listeners: [{ name: 'p', protocol: 'mqtt', port: 0, insecure: true }], limits: { ipDeny: ['10.0.0.0/8', '300.1.1.1'] } }, tmpdir()),
     (err: Error & { code?: string }) => err.code === 'ERR_CONFIG' && /^config error at limits\.ipDeny\[1\]: "300\.1\.1\.1" is not/.test(err.message),
   );
+  const dir = mkdtempSync(join(tmpdir(), 'bastion-limits-cli-'));
+  try {
+    const file = join(dir, 'bastion.yaml');
+    writeFileSync(file, ['dataDir: ./data', 'listeners:', '  - { name: p, protocol: mqtt, port: 0, insecure: true }', 'limits:', '  ipAllow: ["fe80::/200"]', ''].join('\n'));
+    const r = await run('node', [BASTION_MAIN, 'serve', '--config', file], { timeoutMs: 20_000 });
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stderr.trim(), 'bastion: config error at limits.ipAllow[0]: "fe80::/200" is not an IPv4 or IPv6 address or CIDR range');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
