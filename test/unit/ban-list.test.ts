@@ -185,3 +185,26 @@ test('list filters by list and kind', () => {
   assert.deepEqual(bans.list({ list: 'allow', kind: 'cidr' }).map((b) => b.value), ['10.0.0.0/8']);
   assert.deepEqual(bans.list({ list: 'deny' }).map((b) => b.value), ['10.0.0.1']);
 });
+
+test('an entry that ended just before an operator removal is still announced as ended by expiry', () => {
+  const { bans, add, seen, now } = setup();
+  add('ip', '10.0.0.1', { expiresAt: now.t + 1_000 });
+  const other = add('ip', '10.0.0.2');
+  now.t += 2_000;
+  bans.remove(other.id, 'token:op');
+  assert.deepEqual(
+    seen.filter((e) => e.type === 'ban.removed').map((e) => e.type === 'ban.removed' && [e.value, e.removedBy]),
+    [['10.0.0.1', 'expiry'], ['10.0.0.2', 'token:op']],
+  );
+});
+
+test('rows that ended while the broker was down are pruned at load, automatic history kept', () => {
+  const now = { t: 1_000_000 };
+  const store = new MemoryBanStore();
+  store.addBan({ kind: 'ip', value: '10.0.0.1', list: 'deny', reason: '', createdBy: 'token:op', createdAt: 0, expiresAt: 500_000 });
+  store.addBan({ kind: 'ip', value: '10.0.0.2', list: 'deny', reason: '', createdBy: 'auto:brute-force', createdAt: 0, expiresAt: 500_000 });
+  const bans = new BanList(store, { now: () => now.t });
+  assert.deepEqual(store.rows.map((r) => r.value), ['10.0.0.2']);
+  assert.equal(bans.autoBanCount('ip', '10.0.0.2', 'auto:brute-force'), 1);
+  assert.equal(bans.list().length, 0);
+});

@@ -142,8 +142,12 @@ export class BanList {
   ) {
     this.now = opts.now ?? Date.now;
     this.events = opts.events ?? null;
-    this.rows = store.listBans().map(canonicalRow);
-    this.rebuild(this.now());
+    const now = this.now();
+    // Entries that ended while the broker was down are not announced (nobody was refused
+    // by them meanwhile), only pruned.
+    store.pruneBans(now, now - AUTO_BAN_HISTORY_MS);
+    this.rows = store.listBans().map(canonicalRow).filter((b) => keep(b, now));
+    this.rebuild(now);
   }
 
   /** Entries in force (expired ones are left out), optionally of one list and one kind. */
@@ -171,10 +175,13 @@ export class BanList {
 
   /** Removes an entry by id and announces it; null when there is none. */
   remove(id: number, removedBy = 'operator'): Ban | null {
+    const now = this.now();
+    // First announce what ended on its own: the rebuild below would otherwise swallow it.
+    this.sweep(now);
     const found = this.rows.find((b) => b.id === id) ?? null;
-    if (found === null || !inForce(found, this.now()) || !this.store.removeBan(id)) return null;
+    if (found === null || !inForce(found, now) || !this.store.removeBan(id)) return null;
     this.rows = this.rows.filter((b) => b.id !== id);
-    this.rebuild(this.now());
+    this.rebuild(now);
     this.events?.emit({ type: 'ban.removed', kind: found.kind, value: found.value, list: found.list, removedBy });
     return found;
   }
