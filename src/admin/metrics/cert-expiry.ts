@@ -53,11 +53,14 @@ export class CertificateExpiry {
   }
 
   async refresh(now: number): Promise<void> {
-    this.gauge.reset();
+    const values: Array<[CertificateFile, number]> = [];
     for (const f of this.files) {
       const notAfter = await this.notAfter(f);
-      if (notAfter !== null) this.gauge.set({ listener: f.listener, cert: f.cert }, Math.round((notAfter - now) / 1000));
+      if (notAfter !== null) values.push([f, Math.round((notAfter - now) / 1000)]);
     }
+    // Reset and fill in one synchronous step: a scrape running meanwhile never sees it empty.
+    this.gauge.reset();
+    for (const [f, seconds] of values) this.gauge.set({ listener: f.listener, cert: f.cert }, seconds);
   }
 
   private async notAfter(f: CertificateFile): Promise<number | null> {

@@ -51,8 +51,9 @@ export class BrokerMetrics implements MetricsEndpoint {
 
   async render(): Promise<string> {
     const now = this.now();
-    this.state.refresh(now, this.events.droppedByLimits);
     await this.certificates.refresh(now);
+    // Broker state last, right before the text is built (no I/O in between).
+    this.state.refresh(now, this.events.droppedByLimits);
     const own = await this.registry.metrics();
     const process = await processRegistry().metrics();
     return `${own}\n${process}`;
