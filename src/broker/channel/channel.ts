@@ -69,7 +69,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     this.lastActivity = broker.clock.now();
     // A connection that sends no complete CONNECT in time is closed [MQTT-3.1.4-*].
     this.connectTimer = broker.clock.setTimeout(() => {
-      if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.abort();
+      if (this.state === 'awaiting-connect') this.abortConnect('no CONNECT within the connect timeout');
+      else if (this.state === 'authenticating') this.abortConnect('authentication did not finish within the connect timeout');
     }, broker.config.connectTimeout * 1000);
   }
 
@@ -100,7 +101,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     if (this.state === 'awaiting-connect') {
       // The first packet must be CONNECT [MQTT-3.1.0-1]; anything else: close, no answer.
       if (packet.cmd !== 'connect') {
-        this.abort();
+        this.abortConnect(`first packet was ${packet.cmd}, not CONNECT`);
         return;
       }
       this.connectDecoded = true;
@@ -332,6 +333,13 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     this.finish();
   }
 
+  /** Closes, without a CONNACK, a connection that never sent a usable CONNECT; reported as refused (scanners, slow openers). */
+  private abortConnect(reason: string): void {
+    if (this.state === 'closed') return;
+    emitConnectRefusal(this, undefined, reason, CONNECT_STAGE);
+    this.finish();
+  }
+
   /** The socket closed underneath us: an abnormal close, so the will is published. */
   handleSocketClosed(): void {
     this.finish();
@@ -345,7 +353,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
       // CONNACK: we do not know the peer's version, and a v3.1.1 "server unavailable" to a
       // v5 client or a non-MQTT peer is wrong [MQTT-4.8.0-1]. Only an unsupported protocol
       // level is answered, as v3.1.1 requires [MQTT-3.1.2-2].
-      if (this.state === 'awaiting-connect' && !this.connectDecoded && err.reasonCode !== ReasonCode.UnsupportedProtocolVersion) this.abort();
+      if (this.state === 'awaiting-connect' && !this.connectDecoded && err.reasonCode !== ReasonCode.UnsupportedProtocolVersion) this.abortConnect(`no valid CONNECT: ${err.message}`);
       else if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(err.reasonCode, err.message);
       else {
         // A connected client breaking the protocol (0x81, 0x82...) is worth a record: probing or a broken device.

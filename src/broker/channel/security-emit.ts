@@ -57,12 +57,16 @@ export function emitAccepted(ch: Channel, identity: ClientIdentity): void {
   });
 }
 
-/** A CONNECT was refused: an `auth.failure` when a provider refused, a `connection.refused` otherwise. */
-export function emitConnectRefusal(ch: Channel, reasonCode: number, reason: string, cause: RefusalCause): void {
+/**
+ * A CONNECT was refused: an `auth.failure` when a provider refused, a `connection.refused`
+ * otherwise. `reasonCode` undefined: closed without a CONNACK (no CONNECT in time, bytes
+ * that are not MQTT).
+ */
+export function emitConnectRefusal(ch: Channel, reasonCode: number | undefined, reason: string, cause: RefusalCause): void {
   const events = ch.broker.events;
   if (!events.active) return;
   if (cause.stage === 'auth') {
-    emitAuthFailure(ch, cause.provider, cause.username, reasonCode, reason);
+    emitAuthFailure(ch, cause.provider, cause.username, reasonCode ?? 0, reason);
     return;
   }
   events.emit({
@@ -71,7 +75,7 @@ export function emitConnectRefusal(ch: Channel, reasonCode: number, reason: stri
     listener: ch.conn.listenerName,
     remoteAddress: ch.conn.remoteAddress,
     ...(ch.clientId !== '' ? { clientId: ch.clientId } : {}),
-    reasonCode,
+    ...(reasonCode !== undefined ? { reasonCode } : {}),
     reason,
     ...transportFields(ch),
   });
