@@ -22,7 +22,7 @@ import { adminRequest } from '../helpers/admin.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
 import { issueClient, type TestClientFiles } from '../helpers/pki.js';
-import { connectRaw } from '../helpers/raw-client.js';
+import { connectRaw, RawClient } from '../helpers/raw-client.js';
 import { ScramClient } from '../helpers/scram-client.js';
 import { makeTestPki, testCa } from '../helpers/pki.js';
 import { createCrl } from '../../src/pki/index.js';
@@ -216,6 +216,21 @@ describe('protocol violations and deliveries refused at the re-check', () => {
     assert.equal(e.reasonCode, ReasonCode.MalformedPacket);
     assert.equal(e.listener, 'plain');
     assert.match(e.reason, /DUP/);
+  });
+
+  test('no usable CONNECT: connection.refused at the connect stage without a reason code (first packet not CONNECT, HTTP bytes)', async () => {
+    const ping = await RawClient.connect(b.plainPort, 4);
+    ping.send({ cmd: 'pingreq' });
+    await ping.expectClose();
+    const first = await rec.waitFor('connection.refused', (x) => /first packet was pingreq/.test(x.reason));
+    assert.deepEqual([first.stage, first.listener, first.reasonCode, first.clientId], ['connect', 'plain', undefined, undefined]);
+    const http = await RawClient.connect(b.plainPort, 4);
+    // "G" is a PUBACK header with reserved flags set, "E" a remaining length of 69: padded to a whole frame.
+    http.sendBytes(Buffer.from(`GET / HTTP/1.1\r\nHost: x\r\n${'x'.repeat(80)}`));
+    await http.expectClose();
+    const notMqtt = await rec.waitFor('connection.refused', (x) => /no valid CONNECT/.test(x.reason));
+    assert.equal(notMqtt.stage, 'connect');
+    assert.match(notMqtt.remoteAddress, /127\.0\.0\.1$/);
   });
 
   test('a delivery refused by authorization: authz.denied with action receive (the allowed one is delivered, and not reported)', async () => {
