@@ -52,6 +52,8 @@ export interface TestBrokerOptions {
   audit?: Record<string, unknown>;
   /** The config's `sys` section. */
   sys?: Record<string, unknown>;
+  /** The config's `metrics` section. */
+  metrics?: Record<string, unknown>;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
@@ -90,6 +92,7 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
       ...(opts.limits !== undefined ? { limits: opts.limits } : {}),
       ...(opts.audit !== undefined ? { audit: opts.audit } : {}),
       ...(opts.sys !== undefined ? { sys: opts.sys } : {}),
+      ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
       ...(opts.authz === null ? {} : { authz: opts.authz ?? { policy: 'allow-all-INSECURE' } }),
       ...(opts.admin !== undefined
         ? { admin: { port: 0, ...opts.admin, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, ...(opts.admin.tls as Record<string, unknown> | undefined) } } }
