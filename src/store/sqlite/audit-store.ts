@@ -136,9 +136,12 @@ export class SqliteAuditStore {
     }
     try {
       db.pragma('journal_mode = WAL');
-      // SECURITY: FULL: a record the broker wrote survives a power loss. Group commit
-      // (one transaction per event-loop turn) keeps that cheap under a flood.
-      db.pragma('synchronous = FULL');
+      // NORMAL (WAL): a committed record survives a crash of the broker (kill -9) without
+      // an fsync per commit. FULL measured one fsync per event-loop turn with events
+      // (~2.7 ms each here: the broker's event loop blocked for it); a power loss can
+      // lose only the last transactions, a suffix the SIEM export already carries off the
+      // machine, and the chain stays verifiable (a lost checkpoint goes with its records).
+      db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       applySchemaMigrations(db, MIGRATIONS, 'ERR_AUDIT_STORE', 'the audit database');
     } catch (err) {
