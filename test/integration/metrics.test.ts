@@ -73,6 +73,19 @@ describe('/metrics access', () => {
     assert.doesNotMatch(device.text, /bastion_/);
   });
 
+  test('metrics.enabled false: there is no /metrics route (404 for an operator)', async () => {
+    const off = await startTestBroker({ admin: {}, metrics: { enabled: false }, sys: { intervalSeconds: 0 } });
+    try {
+      const created = await run('node', [BASTION_MAIN, 'admin', 'token', 'create', '--name', 'p', '--data-dir', off.dataDir]);
+      assert.equal(created.code, 0, created.stderr);
+      const r = await adminRequest(off.pki, off.server.admin!.port, { path: '/metrics', token: created.stdout.trim() });
+      assert.equal(r.status, 404);
+      assert.doesNotMatch(r.text, /bastion_/);
+    } finally {
+      await off.stop();
+    }
+  });
+
   test('a wrong method is 405 for an operator', async () => {
     const r = await call({ method: 'POST', path: '/metrics', token });
     assert.equal(r.status, 405);
