@@ -8,7 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AuthorizedClient } from '../../src/broker/ports.js';
 import { SecurityEvents, type SecurityEvent } from '../../src/core/security-events.js';
+import { parseClientAddress, RangeIndex } from '../../src/security/limits/address-match.js';
 import { BanList, banApplies, canonicalBanValue, type Ban, type BanFields, type BanStore } from '../../src/security/limits/ban-list.js';
+import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, type CidrRange } from '../../src/security/limits/ip-cidr.js';
+import { prng } from '../helpers/prng.js';
 
 class MemoryBanStore implements BanStore {
   rows: Ban[] = [];
@@ -207,4 +210,34 @@ test('rows that ended while the broker was down are pruned at load, automatic hi
   assert.deepEqual(store.rows.map((r) => r.value), ['10.0.0.2']);
   assert.equal(bans.autoBanCount('ip', '10.0.0.2', 'auto:brute-force'), 1);
   assert.equal(bans.list().length, 0);
+});
+
+test('the fast address parser agrees with parseIp, and the range index with cidrContains (random cross-check)', () => {
+  const rnd = prng(5);
+  const int = (n: number) => Math.floor(rnd() * n);
+  const samples = ['0.0.0.0', '255.255.255.255', '::ffff:10.0.0.1', '::FFFF:10.0.0.1', '010.0.0.1', '1.2.3', '1.2.3.4.5', '1..2.3', '256.1.1.1', ' 10.0.0.1', '::1', '2001:db8::1', 'fe80::1%eth0', '', 'x'];
+  for (let i = 0; i < 300; i++) samples.push(`${int(256)}.${int(256)}.${int(256)}.${int(256)}`, `::ffff:${int(256)}.${int(256)}.${int(256)}.${int(256)}`);
+  for (const text of samples) {
+    const slow = parseIp(text);
+    const fast = parseClientAddress(text);
+    assert.equal(fast === null, slow === null, text);
+    if (slow === null || fast === null) continue;
+    assert.equal(fast.text, formatIp(slow), text);
+    assert.equal(fast.family === 4 ? BigInt(fast.v4) : fast.v6, slow.value, text);
+  }
+  const ranges = Array.from({ length: 60 }, (_, i) =>
+    i % 3 === 0 ? parseCidr(`2001:db8:${int(4).toString(16)}::/${36 + int(20)}`)! : parseCidr(`10.${int(4)}.${int(4)}.0/${8 + int(25)}`.replace(/\.0\/(\d+)$/, (_m, p: string) => `.0/${Math.min(Number(p), 24)}`))!,
+  );
+  const index = new RangeIndex<CidrRange>();
+  for (const r of ranges) index.add(r, r);
+  index.add(parseCidr('0.0.0.0/0')!, parseCidr('0.0.0.0/0')!);
+  for (let i = 0; i < 2000; i++) {
+    const text = i % 3 === 0 ? `2001:db8:${int(5).toString(16)}::${int(65536).toString(16)}` : `10.${int(5)}.${int(5)}.${int(256)}`;
+    const addr = parseClientAddress(text)!;
+    const ip = parseIp(text)!;
+    const expected = ip.family === 4 || ranges.some((r) => cidrContains(r, ip));
+    const found = index.find(addr);
+    assert.equal(found !== null, expected, text);
+    if (found !== null) assert.ok(cidrContains(found, ip), `${text} is not in ${formatCidr(found)}`);
+  }
 });

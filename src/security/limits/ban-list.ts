@@ -9,8 +9,9 @@
  * entry to live sessions through the broker facade).
  *
  * Cost per check: values are canonicalised once when an entry is added or loaded; a CONNECT
- * canonicalises the client's few values once and looks each up in a Map (ranges: one
- * CidrSet scan). Expiry costs one comparison until the earliest entry ends.
+ * canonicalises the client's few values once and looks each up in a Map (ranges: one Map
+ * lookup per distinct prefix length, address-match.ts). Expiry costs one comparison until
+ * the earliest entry ends.
  *
  * SECURITY: deny beats allow. An allow list, once it has an entry in force for a dimension
  * (client id, user name, certificate, address), admits only clients matching one of its
@@ -23,7 +24,8 @@ import { BastionError } from '../../core/errors.js';
 import type { SecurityEvents } from '../../core/security-events.js';
 import { ReasonCode } from '../../protocol/reason-codes.js';
 import { BAN_KINDS, canonicalBanValue, clientFingerprint, clientSerial, dimensionOf, type BanDimension, type BanKind, type BanListName } from './ban-values.js';
-import { CidrSet, cidrContains, formatIp, parseCidr, parseIp, type CidrRange, type IpAddress } from './ip-cidr.js';
+import { parseClientAddress, RangeIndex, type ClientAddress } from './address-match.js';
+import { cidrContains, parseCidr } from './ip-cidr.js';
 
 export { BAN_KINDS, BAN_LISTS, canonicalBanValue, type BanKind, type BanListName } from './ban-values.js';
 
@@ -77,10 +79,7 @@ type ExactKind = Exclude<BanKind, 'cidr'>;
 /** One list's entries in force, indexed for lookups. */
 class ListIndex {
   readonly exact: Record<ExactKind, Map<string, Ban>> = { clientId: new Map(), username: new Map(), certSerial: new Map(), certFingerprint: new Map(), ip: new Map() };
-  readonly ranges = new CidrSet();
-  /** The entry of each distinct range in `ranges` (keyed by the range object CidrSet returns). */
-  readonly rangeBans = new Map<CidrRange, Ban>();
-  private readonly rangeByText = new Map<string, CidrRange>();
+  readonly ranges = new RangeIndex<Ban>();
   readonly perDimension: Record<BanDimension, number> = { clientId: 0, username: 0, certificate: 0, address: 0 };
   size = 0;
 
@@ -92,23 +91,18 @@ class ListIndex {
       if (!map.has(ban.value)) map.set(ban.value, ban);
       return;
     }
-    if (this.rangeByText.has(ban.value)) return;
     const range = parseCidr(ban.value);
-    if (range === null) return; // canonical values always parse; a damaged row matches nothing
-    this.rangeByText.set(ban.value, range);
-    this.rangeBans.set(range, ban);
-    this.ranges.add(range);
+    // Canonical values always parse; a damaged row matches nothing.
+    if (range !== null) this.ranges.add(range, ban);
   }
 
-  address(ip: IpAddress | null, text: string | null): Ban | null {
-    if (ip === null) return null;
-    if (this.exact.ip.size > 0 && text !== null) {
-      const hit = this.exact.ip.get(text);
+  address(addr: ClientAddress | null): Ban | null {
+    if (addr === null) return null;
+    if (this.exact.ip.size > 0) {
+      const hit = this.exact.ip.get(addr.text);
       if (hit !== undefined) return hit;
     }
-    if (this.ranges.size === 0) return null;
-    const range = this.ranges.find(ip);
-    return range === null ? null : (this.rangeBans.get(range) ?? null);
+    return this.ranges.size === 0 ? null : this.ranges.find(addr);
   }
 }
 
@@ -118,8 +112,7 @@ interface ClientFacts {
   username: string | undefined;
   serial: string | undefined;
   fingerprint: string | undefined;
-  ip: IpAddress | null;
-  ipText: string | null;
+  addr: ClientAddress | null;
 }
 
 export class BanList {
@@ -221,11 +214,10 @@ export class BanList {
   addressRefusal(address: string): BanRefusal | null {
     this.sweep();
     if (this.deny.perDimension.address === 0 && this.allow.perDimension.address === 0) return null;
-    const ip = parseIp(address);
-    const text = ip === null ? null : formatIp(ip);
-    const ban = this.deny.address(ip, text);
+    const addr = parseClientAddress(address);
+    const ban = this.deny.address(addr);
     if (ban !== null) return { reason: `banned (${ban.kind} ${ban.value})`, ban };
-    if (this.allow.perDimension.address > 0 && this.allow.address(ip, text) === null) return { reason: 'address not on the allow list', ban: null };
+    if (this.allow.perDimension.address > 0 && this.allow.address(addr) === null) return { reason: 'address not on the allow list', ban: null };
     return null;
   }
 
@@ -298,14 +290,12 @@ function canonicalRow(b: Ban): Ban {
 
 function factsOf(client: AuthorizedClient): ClientFacts {
   const cert = client.identity.certificate;
-  const ip = parseIp(client.identity.remoteAddress);
   return {
     clientId: client.clientId,
     username: client.identity.username,
     serial: cert === undefined ? undefined : clientSerial(cert.serialNumber),
     fingerprint: cert === undefined || cert.fingerprint256 === '' ? undefined : clientFingerprint(cert.fingerprint256),
-    ip,
-    ipText: ip === null ? null : formatIp(ip),
+    addr: parseClientAddress(client.identity.remoteAddress),
   };
 }
 
@@ -316,7 +306,7 @@ function matchAll(index: ListIndex, f: ClientFacts): Ban | null {
     (f.username !== undefined ? exact.username.get(f.username) : undefined) ??
     (f.serial !== undefined ? exact.certSerial.get(f.serial) : undefined) ??
     (f.fingerprint !== undefined ? exact.certFingerprint.get(f.fingerprint) : undefined) ??
-    index.address(f.ip, f.ipText)
+    index.address(f.addr)
   );
 }
 
@@ -326,7 +316,7 @@ function allowMiss(index: ListIndex, f: ClientFacts): BanDimension | null {
   if (perDimension.clientId > 0 && !exact.clientId.has(f.clientId)) return 'clientId';
   if (perDimension.username > 0 && (f.username === undefined || !exact.username.has(f.username))) return 'username';
   if (perDimension.certificate > 0 && !((f.serial !== undefined && exact.certSerial.has(f.serial)) || (f.fingerprint !== undefined && exact.certFingerprint.has(f.fingerprint)))) return 'certificate';
-  if (perDimension.address > 0 && index.address(f.ip, f.ipText) === null) return 'address';
+  if (perDimension.address > 0 && index.address(f.addr) === null) return 'address';
   return null;
 }
 
@@ -345,10 +335,11 @@ export function banApplies(ban: Ban, client: AuthorizedClient): boolean {
     case 'certFingerprint':
       return f.fingerprint === ban.value;
     case 'ip':
-      return f.ipText === ban.value;
+      return f.addr?.text === ban.value;
     case 'cidr': {
       const range = parseCidr(ban.value);
-      return range !== null && f.ip !== null && cidrContains(range, f.ip);
+      const a = f.addr;
+      return range !== null && a !== null && cidrContains(range, a.family === 4 ? { family: 4, value: BigInt(a.v4) } : { family: 6, value: a.v6 });
     }
   }
 }
