@@ -11,6 +11,8 @@ import { after, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import type { SecurityEvent } from '../../src/core/security-events.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
+import { connectRaw } from '../helpers/raw-client.js';
+import type { PublishPacket } from '../../src/protocol/packets.js';
 import { connectMqtt, endQuietly, Inbox, inboxOf, killAllProcs, nextEvent, Proc, run, withTimeout } from './support.js';
 
 const WAIT = 15_000;
@@ -132,6 +134,27 @@ describe('publish rate and bandwidth', () => {
       assert.ok(!hits.items.some((h) => h.limit === 'publish-rate'), 'the message rate was not what refused them');
     } finally {
       await endQuietly(pub);
+      await broker.stop();
+    }
+  });
+
+  test('quota comes after the QoS 2 duplicate check: a resend of an accepted message is not refused (byte level, v5)', async () => {
+    const broker = await startTestBroker({ limits: { client: { publishRate: { perSecond: 1, burst: 1 } } } });
+    const { client } = await connectRaw(broker.plainPort, 5, 'dup-pub');
+    try {
+      const publish = (messageId: number, dup: boolean): PublishPacket => ({ cmd: 'publish', topic: 'dup/t', payload: Buffer.from('x'), qos: 2, messageId, retain: false, dup });
+      client.send(publish(1, false), 5);
+      assert.equal((await client.expect('pubrec')).reasonCode ?? 0, 0x10, 'accepted (no subscriber)');
+      // The bucket is empty now: a resend of message 1 is acknowledged again, a new one is refused.
+      client.send(publish(1, true), 5);
+      assert.equal((await client.expect('pubrec')).reasonCode ?? 0, 0);
+      client.send(publish(2, false), 5);
+      const refused = await client.expect('pubrec');
+      assert.equal(refused.messageId, 2);
+      assert.equal(refused.reasonCode, 0x97);
+      assert.equal(refused.properties?.reasonString, 'publish rate exceeded');
+    } finally {
+      client.destroy();
       await broker.stop();
     }
   });
