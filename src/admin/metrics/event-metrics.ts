@@ -53,9 +53,8 @@ export class EventMetrics {
     this.unsubscribe = events.on((event) => this.count(event));
   }
 
-  /** Series that should exist at 0 before the first event (so rate() sees the start). */
-  declareListener(listener: string, tls: boolean): void {
-    if (!tls) return;
+  /** A TLS listener's handshake series exist at 0 before its first handshake (so rate() sees the start). */
+  declareTlsListener(listener: string): void {
     for (const kind of ['full', 'resumed']) this.handshakes.inc({ listener, kind }, 0);
   }
 

@@ -45,7 +45,7 @@ export class BrokerMetrics implements MetricsEndpoint {
     this.now = opts.now ?? Date.now;
     this.state = new StateMetrics(this.registry, opts);
     this.events = new EventMetrics(this.registry, opts.events);
-    for (const name of opts.tlsListeners) this.events.declareListener(name, true);
+    for (const name of opts.tlsListeners) this.events.declareTlsListener(name);
     this.certificates = new CertificateExpiry(this.registry, opts.certificates, opts.logger);
   }
 
