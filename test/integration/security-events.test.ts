@@ -49,7 +49,7 @@ describe('mutual TLS broker with the default device policy and the admin API', (
   }
 
   before(async () => {
-    b = await startTestBroker({ clients: ['client1', 'client2'], authz: null, admin: {} });
+    b = await startTestBroker({ clients: ['client1', 'client2'], authz: null, admin: {}, webSocket: true });
     rec = new EventRecorder(b.server.broker.events);
     operator = await issueClient(b.pki, 'op1', { organizationalUnit: 'operators' });
     withSans = await issueClient(b.pki, 'sensor7', {
@@ -86,6 +86,14 @@ describe('mutual TLS broker with the default device policy and the admin API', (
     assert.match(e.certificate.subject, /CN=sensor7/);
     assert.match(e.certificate.issuer, /CN=/);
     assert.deepEqual(e.certificate.sans, { dns: ['sensor7.devices.test'], uri: ['spiffe://bastion.test/device/7'], ip: [], email: [] });
+  });
+
+  test('over wss the TLS summary and certificate come from the TLS socket under the WebSocket', async () => {
+    const c = await connectMqtt(`wss://127.0.0.1:${b.wssPort}/mqtt`, { clientId: 'client1-wss', protocolVersion: 5, rejectUnauthorized: true, ...clientTls(b.pki, b.pki.clients.client1!) });
+    open.push(c);
+    const e = await rec.waitFor('connection.accepted', (x) => x.clientId === 'client1-wss');
+    assert.deepEqual([e.listener, e.principal, e.tls?.version, e.certificate?.commonName], ['wss', 'client1', 'TLSv1.3', 'client1']);
+    assert.match(e.tls?.cipher ?? '', /^TLS_/);
   });
 
   test('a plaintext connection is accepted without a TLS summary or certificate', async () => {
