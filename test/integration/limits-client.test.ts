@@ -178,6 +178,21 @@ describe('publish rate and bandwidth', () => {
   });
 });
 
+test('action disconnect: a v3.1.1 client over its rate is closed (no DISCONNECT in 3.1.1)', async () => {
+  const broker = await startTestBroker({ limits: { client: { publishRate: { perSecond: 10, burst: 10 }, action: 'disconnect' } } });
+  const hits = limitHits(broker);
+  const { client } = await connectRaw(broker.plainPort, 4, 'dc-v3');
+  try {
+    for (let i = 0; i < 30; i++) client.send({ cmd: 'publish', topic: 'dc/v3', payload: Buffer.from('x'), qos: 0, retain: false, dup: false } as PublishPacket, 4);
+    const before = await client.expectClose(WAIT);
+    assert.deepEqual(before, [], 'closed without a packet');
+    assert.ok(hits.items.some((h) => h.limit === 'publish-rate' && h.action === 'disconnected' && h.clientId === 'dc-v3'));
+  } finally {
+    client.destroy();
+    await broker.stop();
+  }
+});
+
 describe('subscriptions and client ids', () => {
   let broker: TestBroker;
   let hits: Inbox<LimitHit>;
