@@ -118,6 +118,16 @@ test('the address check (bans) is asked with the canonical address, after the de
   refusedWith(guard.admit('10.0.0.99', 'l', undefined, 1), 'ip-deny');
   assert.deepEqual(asked, ['10.0.0.66']);
 
+  // A ban list that throws fails closed.
+  const broken = new ConnectionGuard(limits(), {
+    addressCheck: () => {
+      throw new Error('store gone');
+    },
+  });
+  const b = broken.admit('10.0.0.1', 'l', undefined, 1);
+  refusedWith(b, 'banned');
+  assert.match(!b.ok ? b.reason : '', /ban check failed: store gone/);
+
   const off = new ConnectionGuard(limits({ enabled: false, ipDeny: ['10.0.0.99'] }, { maxTotal: 1, perIpRate: { perSecond: 1, burst: 1 } }), { addressCheck });
   refusedWith(off.admit('10.0.0.66', 'l', undefined, 1), 'banned');
   // limits.enabled false: no counts, no rate, no address lists.

@@ -159,7 +159,14 @@ export class ConnectionGuard {
     // SECURITY: bans are the operator's (or the automatic bans') decision, not a limit of
     // this section: they hold with limits.enabled false too.
     if (this.addressCheck !== null) {
-      const ban = this.addressCheck(address);
+      let ban: { reason: string } | null;
+      try {
+        ban = this.addressCheck(address);
+      } catch (err) {
+        // SECURITY: fail closed: a ban list that cannot answer does not let the address in
+        // (and an exception here would otherwise escape into the accept loop).
+        ban = { reason: `ban check failed: ${err instanceof Error ? err.message : String(err)}` };
+      }
       if (ban !== null) return { ok: false, kind: 'address', limit: 'banned', address, reason: ban.reason };
     }
     if (!this.enabled) return { ok: true, address, release: NOOP_RELEASE };
