@@ -37,6 +37,11 @@ export interface AuditSide {
   readonly written: number;
   /** Sums the aggregation window into records and writes everything pending now (tests, shutdown). */
   flush(): void;
+  /**
+   * Logs what the operator should know (the log opened, a self-signed signer, a tail left
+   * unsigned by a crash), once the server started: a start that fails prints only its error.
+   */
+  announce(): void;
   /** Final aggregation, flush and checkpoint; closes the exports and the database. */
   stop(): Promise<void>;
 }
@@ -63,12 +68,7 @@ export async function startAuditSide(opts: AuditSideOptions): Promise<AuditSide>
   const writer = new AuditWriter({ store, signer: signerFiles.signer, checkpointEvery: audit.checkpointEvery, exports, logger });
   const aggregator = new AuditAggregator();
   const head = writer.head;
-  logger.info({ path, seq: head?.seq ?? 0, signer: signerFiles.signer.fingerprint, selfSigned: signerFiles.selfSigned }, 'audit log open');
-  if (head !== null && head.seq > writer.signedSeq) {
-    // A clean stop signs the last record, so this tail is from a crash (or checkpoints were
-    // removed). The next checkpoint covers it: it is signed as found now.
-    logger.warn({ from: writer.signedSeq + 1, to: head.seq }, 'audit records from the last run are not covered by a checkpoint (the broker did not stop cleanly?); the next checkpoint covers them');
-  }
+  const signedAtStart = writer.signedSeq;
 
   const drainAggregates = (): void => {
     for (const { ts, event } of aggregator.drain()) writer.append(ts, event);
@@ -91,6 +91,15 @@ export async function startAuditSide(opts: AuditSideOptions): Promise<AuditSide>
     flush() {
       drainAggregates();
       writer.flush();
+    },
+    announce() {
+      logger.info({ path, seq: head?.seq ?? 0, signer: signerFiles.signer.fingerprint, selfSigned: signerFiles.selfSigned }, 'audit log open');
+      signerFiles.announce();
+      if (head !== null && head.seq > signedAtStart) {
+        // A clean stop signs the last record, so this tail is from a crash (or checkpoints
+        // were removed). The next checkpoint covers it: it is signed as found now.
+        logger.warn({ from: signedAtStart + 1, to: head.seq }, 'audit records from the last run are not covered by a checkpoint (the broker did not stop cleanly?); the next checkpoint covers them');
+      }
     },
     stop() {
       stopping ??= (async () => {

@@ -36,6 +36,8 @@ export interface AuditSignerFiles {
   readonly selfSigned: boolean;
   readonly keyPath: string;
   readonly certPath: string;
+  /** Logs the self-signed warning (when it applies); called once the server started. */
+  announce(): void;
 }
 
 export function auditDirOf(dataDir: string): string {
@@ -112,7 +114,8 @@ export async function ensureAuditSigner(dataDir: string, logger: Logger, now: Da
     throw signerError(`cannot load the audit signer (${keyPath}, ${certPath}): ${err instanceof Error ? err.message : String(err)}`);
   }
   const selfSignedCert = isSelfSigned(signer.certPem);
-  if (selfSignedCert) {
+  const announce = (): void => {
+    if (!selfSignedCert) return;
     // SECURITY: a self-signed signer proves the log unchanged only to someone who trusts
     // this fingerprint; anyone able to replace audit/ could re-sign a rewritten log.
     logger.warn(
@@ -121,8 +124,8 @@ export async function ensureAuditSigner(dataDir: string, logger: Logger, now: Da
         ? 'audit checkpoints are signed by a self-signed key although a built-in PKI exists: `bastion audit verify` will reject them; move audit/signer.* away and restart to get a PKI-issued signer'
         : 'audit checkpoints are self-signed (no built-in PKI in the data directory): note this fingerprint to check `bastion audit verify` against',
     );
-  }
-  return { signer, selfSigned: selfSignedCert, keyPath, certPath };
+  };
+  return { signer, selfSigned: selfSignedCert, keyPath, certPath, announce };
 }
 
 function isSelfSigned(certPem: string): boolean {

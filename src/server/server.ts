@@ -132,6 +132,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     }
     metricsSide.start(adminSide?.api ?? null);
     authz.announce();
+    audit.announce();
   } catch (err) {
     metricsSide.stop();
     clearInterval(crlFreshness);

@@ -219,6 +219,8 @@ test('checkpoint problems: bad signature, unknown signer, a signer that does not
   const noPki = check(rows, selfSigned, { anchor: false });
   assert.equal(noPki.ok, true);
   assert.match(noPki.warnings.join('\n'), /self-signed/);
+  const garbled = verifyAuditLog({ records: rows, checkpoints: cps, signers: new Map([[signer.fingerprint, '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----']]) });
+  assert.equal(garbled.problem?.message, `checkpoint at seq 50: the stored certificate of signer ${signer.fingerprint} cannot be read`);
   // A forged checkpoint past the end (to fake a truncation) is a bad signature, not a cut.
   const forged = [...cps, { ...cps[1]!, seq: 200 }];
   assert.equal(check(rows, forged).problem?.message, 'checkpoint at seq 200: bad signature');

@@ -107,7 +107,14 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
     const leafPem = pem === undefined ? undefined : splitCertificates(pem)[0];
     if (pem === undefined || leafPem === undefined) c = { ok: false, kind: 'unknown-signer', why: `unknown signer ${fp}` };
     else {
-      const cert = new X509Certificate(leafPem);
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(leafPem);
+      } catch {
+        c = { ok: false, kind: 'unknown-signer', why: `the stored certificate of signer ${fp} cannot be read` };
+        signerChecks.set(fp, c);
+        return c;
+      }
       if (cert.fingerprint256 !== fp) c = { ok: false, kind: 'unknown-signer', why: `signer ${fp} is stored with another certificate` };
       else if (input.trustAnchorPem !== undefined && !chainsToAnchor(pem, input.trustAnchorPem)) c = { ok: false, kind: 'untrusted-signer', why: `signer ${fp} does not chain to the PKI root` };
       else c = { ok: true, cert };
