@@ -32,7 +32,7 @@ let operator: TestClientFiles;
 
 interface BansBroker {
   server: BastionServer;
-  port(name: 'plain' | 'pw' | 'mtls'): number;
+  port(name: 'plain' | 'pw' | 'mtls' | 'dual'): number;
   dataDir: string;
   events: Inbox<SecurityEvent>;
   api(call: AdminCall): Promise<AdminAnswer>;
@@ -40,7 +40,7 @@ interface BansBroker {
 }
 
 let brokers = 0;
-async function startBansBroker(limits: Record<string, unknown>): Promise<BansBroker> {
+async function startBansBroker(limits: Record<string, unknown>, dualStack = false): Promise<BansBroker> {
   const dataDir = join(dir, `data-${++brokers}`);
   const tls = (clientCerts: string) => ({ cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, clientCerts });
   const { config, baseDir } = parseConfig(
@@ -50,6 +50,8 @@ async function startBansBroker(limits: Record<string, unknown>): Promise<BansBro
         { name: 'plain', protocol: 'mqtt', host: '127.0.0.1', port: 0, insecure: true, allowAnonymous: true },
         { name: 'pw', protocol: 'mqtts', host: '127.0.0.1', port: 0, tls: tls('none'), auth: { providers: ['password'] } },
         { name: 'mtls', protocol: 'mqtts', host: '127.0.0.1', port: 0, tls: tls('required') },
+        // IPv6 and IPv4 on one socket: IPv4 clients show up as ::ffff:a.b.c.d.
+        ...(dualStack ? [{ name: 'dual', protocol: 'mqtt', host: '::', port: 0, insecure: true, allowAnonymous: true }] : []),
       ],
       persistence: { enabled: false },
       log: { level: 'silent' },
@@ -62,7 +64,7 @@ async function startBansBroker(limits: Record<string, unknown>): Promise<BansBro
   const server = await startServer({ config, baseDir });
   const events = new Inbox<SecurityEvent>();
   server.broker.events.on((e) => events.push(e));
-  const names = ['plain', 'pw', 'mtls'];
+  const names = ['plain', 'pw', 'mtls', 'dual'];
   return {
     server,
     port: (name) => server.listeners[names.indexOf(name)]!.port,
@@ -83,9 +85,10 @@ function mosquittoPub(port: number, clientId: string, password: string, bind?: s
 }
 
 /** An MQTT.js v5 client on the plaintext listener, its socket bound to `localAddress` (MQTT.js's own TCP builder ignores that option). */
-function plainClient(port: number, opts: IClientOptions & { localAddress?: string }): MqttClient {
-  const { localAddress, ...rest } = opts;
-  return new mqtt.MqttClient(() => net.connect({ host: '127.0.0.1', port, localAddress: localAddress ?? '127.0.0.1' }), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 5, ...rest });
+function plainClient(port: number, opts: IClientOptions & { localAddress?: string; host?: string }): MqttClient {
+  const { localAddress, host, ...rest } = opts;
+  const target = host ?? '127.0.0.1';
+  return new mqtt.MqttClient(() => net.connect({ host: target, port, localAddress: localAddress ?? target }), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 5, ...rest });
 }
 
 /** A connected plaintext client (CONNACK 0), or a rejection. */
@@ -110,7 +113,7 @@ async function connectPlain(port: number, opts: IClientOptions & { localAddress?
 }
 
 /** One plaintext MQTT.js v5 connection attempt: its CONNACK code, or how it closed without one. */
-async function tryPlain(port: number, opts: IClientOptions & { clientId: string; localAddress?: string }): Promise<ConnectOutcome> {
+async function tryPlain(port: number, opts: IClientOptions & { clientId: string; localAddress?: string; host?: string }): Promise<ConnectOutcome> {
   const client = plainClient(port, opts);
   try {
     return await withTimeout(
@@ -261,7 +264,7 @@ describe('operator entries', () => {
   let b: BansBroker;
   const open: MqttClient[] = [];
   before(async () => {
-    b = await startBansBroker({});
+    b = await startBansBroker({}, true);
   });
   after(async () => {
     await Promise.all(open.map(endQuietly));
@@ -280,6 +283,23 @@ describe('operator entries', () => {
     assert.deepEqual(await tryPlain(plain, { clientId: 'from-1', localAddress: '127.0.0.1' }), { connack: 0 });
     assert.equal((await b.api({ method: 'DELETE', path: `/api/v1/bans/${ban.id}` })).status, 200);
     assert.deepEqual(await tryPlain(plain, { clientId: 'from-2', localAddress: '127.0.0.2' }), { connack: 0 });
+  });
+
+  test('IPv6 and dual-stack: a v6 range refuses ::1 at accept; an IPv4 range catches IPv4 clients seen as ::ffff:a.b.c.d', async () => {
+    const dual = b.port('dual');
+    const v6 = await b.api({ method: 'POST', path: '/api/v1/bans', body: { kind: 'cidr', value: '0:0:0:0:0:0:0:0/127' } });
+    assert.equal(v6.status, 201, v6.text);
+    assert.equal((v6.json.ban as BanJson).value, '::/127', 'canonical IPv6 text');
+    const refused = await tryPlain(dual, { clientId: 'v6-client', host: '::1' });
+    assert.ok('closed' in refused, JSON.stringify(refused));
+    await b.events.waitFor((es) => es.some((e) => e.type === 'connection.refused' && e.stage === 'accept' && e.remoteAddress === '::1'), 5000, 'the IPv6 refusal at accept');
+    assert.deepEqual(await tryPlain(dual, { clientId: 'v4-on-dual', host: '127.0.0.1' }), { connack: 0 }, 'an IPv4 client on the same socket is not in the v6 range');
+    const v4 = await b.api({ method: 'POST', path: '/api/v1/bans', body: { kind: 'cidr', value: '127.0.0.0/30' } });
+    assert.equal(v4.status, 201, v4.text);
+    const mapped = await tryPlain(dual, { clientId: 'v4-on-dual-2', host: '127.0.0.1' });
+    assert.ok('closed' in mapped, `the IPv4 range catches ::ffff:127.0.0.1: ${JSON.stringify(mapped)}`);
+    assert.deepEqual(await tryPlain(dual, { clientId: 'v4-outside', host: '127.0.0.1', localAddress: '127.0.0.9' }), { connack: 0 });
+    for (const x of await listBans(b)) assert.equal((await b.api({ method: 'DELETE', path: `/api/v1/bans/${x.id}` })).status, 200);
   });
 
   test('an allow list admits only its addresses: live clients outside are closed, new ones cut at accept', async () => {
