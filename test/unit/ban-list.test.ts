@@ -241,3 +241,24 @@ test('the fast address parser agrees with parseIp, and the range index with cidr
     if (found !== null) assert.ok(cidrContains(found, ip), `${text} is not in ${formatCidr(found)}`);
   }
 });
+
+test('automatic-ban history: counted per key and creator, kept past the end, forgiven by an operator lift, forgotten after a day', () => {
+  const { bans, add, now, store } = setup();
+  const auto = (value: string) => add('ip', value, { createdBy: 'auto:brute-force', expiresAt: now.t + 1_000 });
+  auto('10.0.0.1');
+  now.t += 2_000;
+  auto('10.0.0.1');
+  const lifted = auto('10.0.0.2');
+  add('ip', '10.0.0.1', { createdBy: 'auto:flapping', expiresAt: now.t + 1_000 });
+  assert.equal(bans.autoBanCount('ip', '10.0.0.1', 'auto:brute-force'), 2, 'one ended, one in force');
+  assert.equal(bans.autoBanCount('ip', '10.0.0.1', 'auto:flapping'), 1);
+  bans.remove(lifted.id, 'token:op');
+  assert.equal(bans.autoBanCount('ip', '10.0.0.2', 'auto:brute-force'), 0, 'an operator lift forgives');
+  now.t += 24 * 3600_000 - 500;
+  bans.sweep();
+  assert.equal(bans.autoBanCount('ip', '10.0.0.1', 'auto:brute-force'), 1, 'the first is forgotten a day after its end');
+  now.t += 2_000;
+  bans.sweep();
+  assert.equal(bans.autoBanCount('ip', '10.0.0.1', 'auto:brute-force'), 0);
+  assert.deepEqual(store.rows, [], 'and pruned from the store');
+});

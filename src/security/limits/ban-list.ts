@@ -76,6 +76,8 @@ export interface BanListOptions {
 
 type ExactKind = Exclude<BanKind, 'cidr'>;
 
+const DIMENSION_NAMES: Record<BanDimension, string> = { clientId: 'client id', username: 'user name', certificate: 'certificate', address: 'address' };
+
 /** One list's entries in force, indexed for lookups. */
 class ListIndex {
   readonly exact: Record<ExactKind, Map<string, Ban>> = { clientId: new Map(), username: new Map(), certSerial: new Map(), certFingerprint: new Map(), ip: new Map() };
@@ -116,16 +118,18 @@ interface ClientFacts {
 }
 
 export class BanList {
-  /** Every stored row: entries in force, and expired automatic ones kept as history. */
-  private rows: Ban[];
+  /** Entries in force (until a sweep moves out the ones that ended). */
+  private active: Ban[] = [];
+  /** Ended automatic bans, remembered for AUTO_BAN_HISTORY_MS, oldest end first. */
+  private history: Ban[] = [];
+  /** Remembered automatic bans (in force or ended) per key: what makes the next ban longer. */
+  private readonly autoCounts = new Map<string, number>();
   private deny = new ListIndex();
   private allow = new ListIndex();
   /** The earliest end of an indexed entry (Infinity: none ends). */
   private nextExpiry = Infinity;
-  /** When the oldest expired row kept as history may be forgotten. */
+  /** When the oldest remembered automatic ban may be forgotten. */
   private nextForget = Infinity;
-  /** When the index was last rebuilt: entries that ended after it are announced by the next sweep. */
-  private lastSweep = -Infinity;
   private readonly now: () => number;
   private readonly events: SecurityEvents | null;
 
@@ -137,16 +141,23 @@ export class BanList {
     this.events = opts.events ?? null;
     const now = this.now();
     // Entries that ended while the broker was down are not announced (nobody was refused
-    // by them meanwhile), only pruned.
+    // by them meanwhile), only pruned; ended automatic ones stay as history.
     store.pruneBans(now, now - AUTO_BAN_HISTORY_MS);
-    this.rows = store.listBans().map(canonicalRow).filter((b) => keep(b, now));
-    this.rebuild(now);
+    const ended: Ban[] = [];
+    for (const b of store.listBans().map(canonicalRow)) {
+      if (inForce(b, now)) this.active.push(b);
+      else if (isAuto(b)) ended.push(b);
+      else continue;
+      if (isAuto(b)) this.count(b, 1);
+    }
+    this.remember(ended);
+    this.rebuild();
   }
 
   /** Entries in force (expired ones are left out), optionally of one list and one kind. */
   list(filter: { list?: BanListName; kind?: BanKind } = {}): Ban[] {
     const now = this.now();
-    return this.rows.filter((b) => inForce(b, now) && (filter.list === undefined || b.list === filter.list) && (filter.kind === undefined || b.kind === filter.kind));
+    return this.active.filter((b) => inForce(b, now) && (filter.list === undefined || b.list === filter.list) && (filter.kind === undefined || b.kind === filter.kind));
   }
 
   /** Adds an entry (its value canonicalised; an invalid value throws ERR_BAN_VALUE) and announces it. */
@@ -156,25 +167,26 @@ export class BanList {
     const now = this.now();
     this.sweep(now);
     const stored = this.store.addBan({ ...entry, list: entry.list ?? 'deny', value: canonical.value });
-    this.rows.push(stored);
+    if (isAuto(stored)) this.count(stored, 1);
     if (inForce(stored, now)) {
+      this.active.push(stored);
       this.indexOf(stored.list).add(stored);
       if (stored.expiresAt !== null && stored.expiresAt < this.nextExpiry) this.nextExpiry = stored.expiresAt;
     }
-    const auto = stored.createdBy.startsWith(AUTO_PREFIX);
-    this.events?.emit({ type: 'ban.added', kind: stored.kind, value: stored.value, list: stored.list, reason: stored.reason, createdBy: stored.createdBy, expiresAt: stored.expiresAt, auto });
+    this.events?.emit({ type: 'ban.added', kind: stored.kind, value: stored.value, list: stored.list, reason: stored.reason, createdBy: stored.createdBy, expiresAt: stored.expiresAt, auto: isAuto(stored) });
     return stored;
   }
 
-  /** Removes an entry by id and announces it; null when there is none. */
+  /** Removes an entry in force by id and announces it; null when there is none. */
   remove(id: number, removedBy = 'operator'): Ban | null {
-    const now = this.now();
-    // First announce what ended on its own: the rebuild below would otherwise swallow it.
-    this.sweep(now);
-    const found = this.rows.find((b) => b.id === id) ?? null;
-    if (found === null || !inForce(found, now) || !this.store.removeBan(id)) return null;
-    this.rows = this.rows.filter((b) => b.id !== id);
-    this.rebuild(now);
+    // First announce what ended on its own.
+    this.sweep();
+    const found = this.active.find((b) => b.id === id) ?? null;
+    if (found === null || !this.store.removeBan(id)) return null;
+    this.active = this.active.filter((b) => b.id !== id);
+    // An operator who lifts an automatic ban also forgives it: the row and its history are gone.
+    if (isAuto(found)) this.count(found, -1);
+    this.rebuild();
     this.events?.emit({ type: 'ban.removed', kind: found.kind, value: found.value, list: found.list, removedBy });
     return found;
   }
@@ -183,27 +195,34 @@ export class BanList {
    * Drops entries that have ended (announcing each as removed by `expiry`) and forgets
    * automatic-ban history older than AUTO_BAN_HISTORY_MS. Cheap when nothing ended: the
    * checks call it; the server also calls it on a timer so expiry is announced on time.
+   * Only entries in force are re-indexed, never the (possibly long) history.
    */
   sweep(now = this.now()): void {
     if (now < this.nextExpiry && now < this.nextForget) return;
-    const ended = this.rows.filter((b) => b.expiresAt !== null && b.expiresAt <= now && b.expiresAt > this.lastSweep);
-    this.store.pruneBans(now, now - AUTO_BAN_HISTORY_MS);
-    this.rows = this.rows.filter((b) => keep(b, now));
-    this.rebuild(now);
+    const ended: Ban[] = [];
+    if (now >= this.nextExpiry) {
+      const still: Ban[] = [];
+      for (const b of this.active) (inForce(b, now) ? still : ended).push(b);
+      this.active = still;
+      this.rebuild();
+    }
+    this.remember(ended.filter(isAuto));
+    let forgotten = 0;
+    while (forgotten < this.history.length && this.history[forgotten]!.expiresAt! + AUTO_BAN_HISTORY_MS <= now) this.count(this.history[forgotten++]!, -1);
+    if (forgotten > 0) this.remember([], forgotten);
+    if (ended.length > 0 || forgotten > 0) this.store.pruneBans(now, now - AUTO_BAN_HISTORY_MS);
     for (const b of ended) this.events?.emit({ type: 'ban.removed', kind: b.kind, value: b.value, list: b.list, removedBy: 'expiry' });
   }
 
   /** How many automatic bans by `createdBy` this key had within the remembered history (including any in force). */
   autoBanCount(kind: BanKind, value: string, createdBy: string): number {
-    let n = 0;
-    for (const b of this.rows) if (b.kind === kind && b.value === value && b.createdBy === createdBy && b.list === 'deny') n++;
-    return n;
+    return this.autoCounts.get(autoKey(kind, value, createdBy)) ?? 0;
   }
 
   /** A deny entry in force for exactly this kind and canonical value, or null. */
   denied(kind: BanKind, value: string): Ban | null {
     this.sweep();
-    if (kind === 'cidr') return this.rows.find((b) => b.kind === 'cidr' && b.value === value && b.list === 'deny' && inForce(b, this.now())) ?? null;
+    if (kind === 'cidr') return this.active.find((b) => b.kind === 'cidr' && b.value === value && b.list === 'deny') ?? null;
     return this.deny.exact[kind].get(value) ?? null;
   }
 
@@ -230,7 +249,7 @@ export class BanList {
     if (ban !== null) return { reason: `banned (${ban.kind})`, ban };
     if (this.allow.size === 0) return null;
     const missing = allowMiss(this.allow, facts);
-    return missing === null ? null : { reason: `${missing === 'address' ? 'address' : missing === 'certificate' ? 'certificate' : missing === 'clientId' ? 'client id' : 'user name'} not on the allow list`, ban: null };
+    return missing === null ? null : { reason: `${DIMENSION_NAMES[missing]} not on the allow list`, ban: null };
   }
 
   /** The first deny entry in force that applies to `client`, or null. */
@@ -251,32 +270,46 @@ export class BanList {
     return list === 'allow' ? this.allow : this.deny;
   }
 
-  private rebuild(now: number): void {
+  /** Re-indexes the entries in force. */
+  private rebuild(): void {
     this.deny = new ListIndex();
     this.allow = new ListIndex();
     this.nextExpiry = Infinity;
-    this.nextForget = Infinity;
-    for (const b of this.rows) {
-      if (inForce(b, now)) {
-        this.indexOf(b.list).add(b);
-        if (b.expiresAt !== null && b.expiresAt < this.nextExpiry) this.nextExpiry = b.expiresAt;
-      } else if (b.expiresAt !== null) {
-        const forgetAt = b.expiresAt + AUTO_BAN_HISTORY_MS;
-        if (forgetAt < this.nextForget) this.nextForget = forgetAt;
-      }
+    for (const b of this.active) {
+      this.indexOf(b.list).add(b);
+      if (b.expiresAt !== null && b.expiresAt < this.nextExpiry) this.nextExpiry = b.expiresAt;
     }
-    this.lastSweep = now;
   }
+
+  /** Appends ended automatic bans to the history (kept in order of their end), after dropping the `forget` oldest. */
+  private remember(ended: Ban[], forget = 0): void {
+    if (forget > 0) this.history = this.history.slice(forget);
+    if (ended.length > 0) {
+      ended.sort((a, b) => a.expiresAt! - b.expiresAt!);
+      this.history = this.history.concat(ended);
+    }
+    const oldest = this.history[0];
+    this.nextForget = oldest === undefined ? Infinity : oldest.expiresAt! + AUTO_BAN_HISTORY_MS;
+  }
+
+  private count(b: Ban, delta: 1 | -1): void {
+    const key = autoKey(b.kind, b.value, b.createdBy);
+    const n = (this.autoCounts.get(key) ?? 0) + delta;
+    if (n > 0) this.autoCounts.set(key, n);
+    else this.autoCounts.delete(key);
+  }
+}
+
+function isAuto(b: Ban): boolean {
+  return b.list === 'deny' && b.createdBy.startsWith(AUTO_PREFIX) && b.expiresAt !== null;
+}
+
+function autoKey(kind: BanKind, value: string, createdBy: string): string {
+  return `${kind}\u0000${createdBy}\u0000${value}`;
 }
 
 function inForce(b: Ban, now: number): boolean {
   return b.expiresAt === null || b.expiresAt > now;
-}
-
-/** Whether a row stays in memory at `now`: in force, or an automatic ban within its history. */
-function keep(b: Ban, now: number): boolean {
-  if (inForce(b, now)) return true;
-  return b.createdBy.startsWith(AUTO_PREFIX) && b.expiresAt !== null && b.expiresAt + AUTO_BAN_HISTORY_MS > now;
 }
 
 /** A stored row in today's canonical form (rows written by older versions used other spellings). */
