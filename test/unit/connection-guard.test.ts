@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { limitsSchema, type LimitsConfig } from '../../src/core/limits-config.js';
 import { BastionError } from '../../src/core/errors.js';
 import { ConnectionGuard, validateAddressLists, type AdmitVerdict, type Admitted } from '../../src/security/limits/connection-guard.js';
+import type { ClientAddress } from '../../src/security/limits/address-match.js';
 
 function limits(over: Record<string, unknown> = {}, connections: Record<string, unknown> = {}): LimitsConfig {
   return limitsSchema.parse({ ...over, connections });
@@ -105,11 +106,13 @@ test('the per-address state is keyed by the canonical address (mapped and plain 
   assert.equal(guard.trackedAddresses, 2);
 });
 
-test('the address check (bans) is asked with the canonical address, after the deny list, and holds with limits off', () => {
+test('the address check (bans) is asked with the parsed canonical address, after the deny list, and holds with limits off', () => {
   const asked: string[] = [];
-  const addressCheck = (ip: string): { reason: string } | null => {
-    asked.push(ip);
-    return ip === '10.0.0.66' ? { reason: 'banned (ip 10.0.0.66)' } : null;
+  const addressCheck = (addr: ClientAddress): { reason: string } | null => {
+    // The guard's own parse is handed over (one parse per accept): IPv4 as a number.
+    assert.equal(addr.family, 4);
+    asked.push(addr.text);
+    return addr.text === '10.0.0.66' ? { reason: 'banned (ip 10.0.0.66)' } : null;
   };
   const guard = new ConnectionGuard(limits({ ipDeny: ['10.0.0.99'] }), { addressCheck });
   const v = guard.admit('::ffff:10.0.0.66', 'l', undefined, 1);

@@ -228,12 +228,13 @@ export class BanList {
 
   /**
    * The address check at accept (before TLS): ip and cidr entries only. Returns the deny
-   * entry that matched, or a refusal naming the address allow list, or null.
+   * entry that matched, or a refusal naming the address allow list, or null. Takes the
+   * address already parsed by the connection guard (an accept parses it once) or its text.
    */
-  addressRefusal(address: string): BanRefusal | null {
+  addressRefusal(address: string | ClientAddress): BanRefusal | null {
     this.sweep();
     if (this.deny.perDimension.address === 0 && this.allow.perDimension.address === 0) return null;
-    const addr = parseClientAddress(address);
+    const addr = typeof address === 'string' ? parseClientAddress(address) : address;
     const ban = this.deny.address(addr);
     if (ban !== null) return { reason: `banned (${ban.kind} ${ban.value})`, ban };
     if (this.allow.perDimension.address > 0 && this.allow.address(addr) === null) return { reason: 'address not on the allow list', ban: null };

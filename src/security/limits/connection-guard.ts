@@ -26,7 +26,8 @@
 import type { LimitsConfig } from '../../core/limits-config.js';
 import type { LimitName } from '../../core/security-events.js';
 import { ConfigError } from '../../core/errors.js';
-import { CidrSet, formatCidr, formatIp, parseCidr, parseIp, type CidrRange } from './ip-cidr.js';
+import { parseClientAddress, RangeIndex, type ClientAddress } from './address-match.js';
+import { formatCidr, parseCidr, type CidrRange } from './ip-cidr.js';
 import { TokenBucket } from './token-bucket.js';
 
 /** The limits this guard enforces (a subset of LimitName). */
@@ -51,9 +52,10 @@ export type AdmitVerdict = Admitted | Refused;
 export interface ConnectionGuardOptions {
   /**
    * Runtime address bans (IP and CIDR) decided elsewhere (the ban list): a reason to
-   * refuse, or null. Asked with the canonical address, after the deny list.
+   * refuse, or null. Asked after the deny list with the address this guard parsed, so an
+   * accept parses its address once (`addr.text` is the canonical form).
    */
-  addressCheck?: (ip: string) => { reason: string } | null;
+  addressCheck?: (addr: ClientAddress) => { reason: string } | null;
   /**
    * Most per-address entries kept for addresses with no open connection (their rate
    * buckets still refilling). Entries of addresses with open connections are never
@@ -74,14 +76,19 @@ interface AddressState {
 
 const NOOP_RELEASE = (): void => {};
 
-/** Parses a list of CIDR ranges from the config; a bad entry names its place (the schema checks first, this is the backstop). */
-function cidrSetOf(list: readonly string[], key: string): CidrSet {
-  const ranges: CidrRange[] = list.map((text, i) => {
+/**
+ * Parses a list of CIDR ranges from the config into a range index (one Map lookup per
+ * distinct prefix length at accept, address-match.ts); a bad entry names its place (the
+ * schema checks first, this is the backstop).
+ */
+function rangesOf(list: readonly string[], key: string): RangeIndex<CidrRange> {
+  const index = new RangeIndex<CidrRange>();
+  list.forEach((text, i) => {
     const range = parseCidr(text);
     if (range === null) throw new ConfigError(`config error at limits.${key}[${i}]: ${JSON.stringify(text)} is not an IPv4 or IPv6 address or CIDR range`);
-    return range;
+    index.add(range, range);
   });
-  return new CidrSet(ranges);
+  return index;
 }
 
 /**
@@ -89,20 +96,20 @@ function cidrSetOf(list: readonly string[], key: string): CidrSet {
  * range fails the start with one line naming the entry). Throws ConfigError (ERR_CONFIG).
  */
 export function validateAddressLists(limits: Pick<LimitsConfig, 'ipDeny' | 'ipAllow'>): void {
-  cidrSetOf(limits.ipDeny, 'ipDeny');
-  cidrSetOf(limits.ipAllow, 'ipAllow');
+  rangesOf(limits.ipDeny, 'ipDeny');
+  rangesOf(limits.ipAllow, 'ipAllow');
 }
 
 export class ConnectionGuard {
   private readonly enabled: boolean;
-  private readonly deny: CidrSet;
-  private readonly allow: CidrSet;
+  private readonly deny: RangeIndex<CidrRange>;
+  private readonly allow: RangeIndex<CidrRange>;
   private readonly maxTotal: number;
   private readonly perIpMax: number;
   private readonly ratePerSecond: number;
   private readonly rateBurst: number;
   private readonly maxIdle: number;
-  private readonly addressCheck: ((ip: string) => { reason: string } | null) | null;
+  private readonly addressCheck: ((addr: ClientAddress) => { reason: string } | null) | null;
   /** The latest `now` passed to admit: the time a release judges a bucket by. */
   private lastNow = 0;
   private readonly addresses = new Map<string, AddressState>();
@@ -113,8 +120,8 @@ export class ConnectionGuard {
 
   constructor(limits: LimitsConfig, options: ConnectionGuardOptions = {}) {
     this.enabled = limits.enabled;
-    this.deny = cidrSetOf(limits.ipDeny, 'ipDeny');
-    this.allow = cidrSetOf(limits.ipAllow, 'ipAllow');
+    this.deny = rangesOf(limits.ipDeny, 'ipDeny');
+    this.allow = rangesOf(limits.ipAllow, 'ipAllow');
     const c = limits.connections;
     this.maxTotal = c.maxTotal;
     this.perIpMax = c.perIpMax;
@@ -146,13 +153,14 @@ export class ConnectionGuard {
    */
   admit(remoteAddress: string, listener: string, listenerMax: number | undefined, now: number): AdmitVerdict {
     if (now > this.lastNow) this.lastNow = now;
-    const ip = parseIp(remoteAddress);
+    // Parsed once per accept (IPv4 and dual-stack IPv4 without BigInt); the ban check reuses it.
+    const ip = parseClientAddress(remoteAddress);
     // SECURITY: a socket without a readable source address (reset before we looked) cannot
     // be checked against any list, so it is not served.
     if (ip === null) return { ok: false, kind: 'address', limit: 'ip-not-allowed', address: remoteAddress, reason: 'no readable source address' };
-    const address = formatIp(ip);
+    const address = ip.text;
 
-    if (this.enabled) {
+    if (this.enabled && this.deny.size > 0) {
       const denied = this.deny.find(ip);
       if (denied !== null) return { ok: false, kind: 'address', limit: 'ip-deny', address, reason: `source address in limits.ipDeny ${formatCidr(denied)}` };
     }
@@ -161,7 +169,7 @@ export class ConnectionGuard {
     if (this.addressCheck !== null) {
       let ban: { reason: string } | null;
       try {
-        ban = this.addressCheck(address);
+        ban = this.addressCheck(ip);
       } catch (err) {
         // SECURITY: fail closed: a ban list that cannot answer does not let the address in
         // (and an exception here would otherwise escape into the accept loop).
