@@ -97,6 +97,8 @@ export type SecurityEvent =
       action: 'publish' | 'subscribe' | 'will' | 'receive';
       topic: string;
       reason: string;
+      /** Set by the audit log only: denials summed over `audit.aggregateSeconds` (absent: one). */
+      count?: number;
     }
   /** A limit refused or dropped something. `count` > 1 only when the emitter already aggregated. */
   | {
