@@ -65,7 +65,7 @@ export function registerAdminCommand(program: Command): void {
       const created = await withStore(opts, (store) => store.createToken({ name: opts.name, hash: hashAdminToken(secret), createdAt: Date.now() }));
       // A refusal changes nothing and is reported as the one error line; a change is recorded.
       if (!created) throw new BastionError('ERR_USAGE', `a token named "${opts.name}" exists; revoke it first or pick another name`);
-      recordAdminChange(stderrLogger, { actor: localActor(), action: 'token.create', target: opts.name, outcome: 'ok' });
+      recordAdminChange({ logger: stderrLogger }, { actor: localActor(), action: 'token.create', target: opts.name, outcome: 'ok' });
       process.stdout.write(`${secret}\n`);
     },
   );
@@ -78,7 +78,7 @@ export function registerAdminCommand(program: Command): void {
   dataDirOption(token.command('revoke').description('revoke a token by name (refused from the next request on)').argument('<name>')).action(async (name: string, opts: DataDirOptions) => {
     const revoked = await withStore(opts, (store) => store.revokeToken(name));
     if (!revoked) throw new BastionError('ERR_USAGE', `no token named "${name}"`);
-    recordAdminChange(stderrLogger, { actor: localActor(), action: 'token.revoke', target: name, outcome: 'ok' });
+    recordAdminChange({ logger: stderrLogger }, { actor: localActor(), action: 'token.revoke', target: name, outcome: 'ok' });
     process.stdout.write(`revoked ${name}\n`);
   });
 }

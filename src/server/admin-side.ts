@@ -10,6 +10,7 @@
  */
 import { join, resolve } from 'node:path';
 import { startAdminApi, type RunningAdminApi } from '../admin/api/admin-server.js';
+import { adminChangeEvent } from '../admin/api/admin-change.js';
 import type { AdminServices, PolicyFacade } from '../admin/api/services.js';
 import { usersFacade } from '../admin/api/users-facade.js';
 import { BrokerApi } from '../broker/api.js';
@@ -76,7 +77,16 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
     try {
       // The same users.db the password and SCRAM providers read on every login.
       const users = opts.users ?? (ownUsers = new SqliteUserStore(join(opts.dataDir, USERS_DB_FILE)));
-      const services: AdminServices = { broker: brokerApi, bans, tokens: store, users: usersFacade(users, new PasswordHasher()), policy: opts.policy ?? null, logger: opts.logger };
+      const services: AdminServices = {
+        broker: brokerApi,
+        bans,
+        tokens: store,
+        users: usersFacade(users, new PasswordHasher()),
+        policy: opts.policy ?? null,
+        logger: opts.logger,
+        // Changes through this server's API reach this broker's event stream (its audit log), and no other's.
+        onChange: (change) => opts.broker.events.emit(adminChangeEvent(change)),
+      };
       api = await startAdminApi({ config: opts.config.admin, resolvePath: (p) => resolve(opts.baseDir, p), services });
     } catch (err) {
       release();

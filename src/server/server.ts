@@ -22,7 +22,6 @@ import { startAdminSide, type AdminSide } from './admin-side.js';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 import { SecurityEvents } from '../core/security-events.js';
 import { ConnectionGuard } from '../security/limits/connection-guard.js';
-import { adminChangeEvent, onAdminChange } from '../admin/api/admin-change.js';
 import { publishQuotaFactory } from '../security/limits/client-limits.js';
 import { createMetricsSide } from './metrics-side.js';
 import { startAuditSide, type AuditSide } from './audit-side.js';
@@ -77,9 +76,6 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const authz = startAuthz(config, dataDir, logger);
   // One stream of security events for the audit log, the metrics and the automatic bans.
   const events = new SecurityEvents(logger);
-  // Changes through the admin API (and CLI code running in this process) reach the audit log.
-  // The sink list is process-wide: with two servers in one process each sees the other's changes.
-  const stopAdminBridge = onAdminChange((change) => events.emit(adminChangeEvent(change)));
   if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
   const broker = new Broker({
     events,
@@ -139,7 +135,6 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     for (const l of listeners) await l.stopAccepting();
     await pki?.stop();
     await adminSide?.stop();
-    stopAdminBridge();
     store?.close();
     authn.close();
     authz.close();
@@ -157,7 +152,6 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
       await pki?.stop();
       await adminSide?.stop();
-      stopAdminBridge();
       store?.close();
       authn.close();
       authz.close();

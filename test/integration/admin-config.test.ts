@@ -1,15 +1,15 @@
 /**
  * The `admin` config section and the listener's TLS modes: an API nobody could log in to
  * is a config error, plain HTTP gets no answer, `clientCerts: required` refuses a
- * certificate-less caller at the handshake, and change events reach a consumer hooked
- * with onAdminChange (the audit log's entry point).
+ * certificate-less caller at the handshake, and admin changes reach the security event
+ * stream (the audit log's entry point) of their own server only, with two in one process.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { onAdminChange, type AdminChange } from '../../src/admin/api/admin-change.js';
 import { parseConfig } from '../../src/server/load-config.js';
 import { adminRequest } from '../helpers/admin.js';
+import { EventRecorder } from '../helpers/event-recorder.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
 import { issueClient } from '../helpers/pki.js';
 import { withTimeout } from './support.js';
@@ -59,24 +59,29 @@ describe('admin config', () => {
     assert.equal((await adminRequest(required.pki, required.server.admin!.port, { path: '/api/v1/clients', client: op })).status, 200);
   });
 
-  test('onAdminChange consumers receive every change with its actor', async () => {
+  test('admin changes reach their own server\'s event stream with the actor, not another server\'s in the same process', async () => {
+    const a = await startTestBroker({ clients: [], admin: {} });
+    brokers.push(a);
     const b = await startTestBroker({ clients: [], admin: {} });
     brokers.push(b);
-    const op = await issueClient(b.pki, 'op-audit', { organizationalUnit: 'operators' });
-    const seen: AdminChange[] = [];
-    const off = onAdminChange((c) => seen.push(c));
+    const recA = new EventRecorder(a.server.broker.events);
+    const recB = new EventRecorder(b.server.broker.events);
     try {
-      await adminRequest(b.pki, b.server.admin!.port, { method: 'POST', path: '/api/v1/bans', client: op, body: { kind: 'ip', value: '192.0.2.7' } });
-      await adminRequest(b.pki, b.server.admin!.port, { method: 'DELETE', path: '/api/v1/clients/none', client: op });
+      const opA = await issueClient(a.pki, 'op-audit', { organizationalUnit: 'operators' });
+      const opB = await issueClient(b.pki, 'op-other', { organizationalUnit: 'operators' });
+      // recordAdminChange emits before the reply is sent: once a reply is in, its event was emitted.
+      assert.equal((await adminRequest(a.pki, a.server.admin!.port, { method: 'POST', path: '/api/v1/bans', client: opA, body: { kind: 'ip', value: '192.0.2.7' } })).status, 201);
+      assert.equal((await adminRequest(a.pki, a.server.admin!.port, { method: 'DELETE', path: '/api/v1/clients/none', client: opA })).status, 404);
+      assert.equal((await adminRequest(b.pki, b.server.admin!.port, { method: 'DELETE', path: '/api/v1/clients/other', client: opB })).status, 404);
+      const seen = (r: EventRecorder): unknown[] => r.of('admin.change').map((c) => [c.action, c.target, c.outcome, c.actor]);
+      assert.deepEqual(seen(recA), [
+        ['ban.add', 'ip:192.0.2.7', 'ok', 'certificate:op-audit'],
+        ['client.kick', 'none', 'not-found', 'certificate:op-audit'],
+      ]);
+      assert.deepEqual(seen(recB), [['client.kick', 'other', 'not-found', 'certificate:op-other']]);
     } finally {
-      off();
+      recA.stop();
+      recB.stop();
     }
-    assert.deepEqual(
-      seen.map((c) => [c.action, c.target, c.outcome, c.actor.kind, c.actor.name]),
-      [
-        ['ban.add', 'ip:192.0.2.7', 'ok', 'certificate', 'op-audit'],
-        ['client.kick', 'none', 'not-found', 'certificate', 'op-audit'],
-      ],
-    );
   });
 });

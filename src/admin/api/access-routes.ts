@@ -67,7 +67,7 @@ function needPolicy(s: AdminServices): PolicyFacade {
  */
 async function change<T>(s: AdminServices, actor: Actor, action: string, target: string, run: () => T | Promise<T>, detail?: Record<string, unknown>): Promise<T> {
   const record = (outcome: AdminChange['outcome'], extra?: Record<string, unknown>): void =>
-    recordAdminChange(s.logger, { actor, action, target, outcome, ...(detail !== undefined || extra !== undefined ? { detail: { ...detail, ...extra } } : {}) });
+    recordAdminChange(s, { actor, action, target, outcome, ...(detail !== undefined || extra !== undefined ? { detail: { ...detail, ...extra } } : {}) });
   try {
     const result = await run();
     record('ok');

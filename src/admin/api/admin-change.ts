@@ -1,7 +1,9 @@
 /**
  * The one place an administrative change is recorded: who made it, what, and the outcome.
- * Owns: the shape of the admin change event. Must not: decide anything. The audit log
- * (issue 5) consumes the same event by hooking `recordAdminChange`.
+ * Owns: the shape of the admin change event. Must not: decide anything, or keep a
+ * process-wide list of consumers: several servers run in one process (tests), and each
+ * one's audit log must record its own changes only. The consumer travels with the caller
+ * (AdminServices.onChange: the server's security event stream, hence its audit log).
  */
 import type { Logger } from '../../core/logger.js';
 import type { SecurityEvent } from '../../core/security-events.js';
@@ -28,15 +30,10 @@ export interface AdminChange {
 
 export type AdminChangeSink = (change: AdminChange) => void;
 
-const sinks: AdminChangeSink[] = [];
-
-/** Adds a consumer of admin change events (the audit log); returns a function removing it. */
-export function onAdminChange(sink: AdminChangeSink): () => void {
-  sinks.push(sink);
-  return () => {
-    const i = sinks.indexOf(sink);
-    if (i >= 0) sinks.splice(i, 1);
-  };
+/** Where a change is recorded: the log line, and the one consumer of this server (if any). */
+export interface AdminChangeTarget {
+  logger: Logger;
+  onChange?: AdminChangeSink | undefined;
 }
 
 /** The security event (core/security-events.ts) of a change: the server emits it on the broker's stream. */
@@ -52,16 +49,16 @@ export function adminChangeEvent(change: AdminChange): Extract<SecurityEvent, { 
   };
 }
 
-/** Logs one structured line for the change and hands it to every consumer. */
-export function recordAdminChange(logger: Logger, change: AdminChange): void {
+/** Logs one structured line for the change and hands it to the target's consumer. */
+export function recordAdminChange(to: AdminChangeTarget, change: AdminChange): void {
+  const { logger, onChange } = to;
   const line = { event: 'admin.change', actor: `${change.actor.kind}:${change.actor.name}`, from: change.actor.remoteAddress, action: change.action, target: change.target, outcome: change.outcome, ...(change.detail !== undefined ? { detail: change.detail } : {}) };
   if (change.outcome === 'ok') logger.info(line, 'admin change');
   else logger.warn(line, 'admin change');
-  for (const sink of sinks) {
-    try {
-      sink(change);
-    } catch (err) {
-      logger.error({ err: (err as Error).message }, 'admin change consumer failed');
-    }
+  if (onChange === undefined) return;
+  try {
+    onChange(change);
+  } catch (err) {
+    logger.error({ err: (err as Error).message }, 'admin change consumer failed');
   }
 }

@@ -60,7 +60,7 @@ export function banRoutes(s: AdminServices): Route[] {
         // or a new allow entry that others no longer match) are closed, and the admission
         // guard refuses their next CONNECT.
         const disconnected = s.broker.disconnectWhere((client) => s.bans.refusal(client) !== null, `${b.list === 'allow' ? 'not on the allow list' : 'banned'} by operator ${ctx.actor.name}`);
-        recordAdminChange(s.logger, {
+        recordAdminChange(s, {
           actor: ctx.actor,
           action: b.list === 'allow' ? 'allow.add' : 'ban.add',
           target: `${ban.kind}:${ban.value}`,
@@ -81,7 +81,7 @@ export function banRoutes(s: AdminServices): Route[] {
         // Removing one of several allow entries narrows the allow list: whoever matched only it is refused now.
         const disconnected = removed?.list === 'allow' ? s.broker.disconnectWhere((client) => s.bans.refusal(client) !== null, `not on the allow list (changed by operator ${ctx.actor.name})`) : [];
         const action = removed?.list === 'allow' ? 'allow.remove' : 'ban.remove';
-        recordAdminChange(s.logger, { actor: ctx.actor, action, target: removed === null ? String(id) : `${removed.kind}:${removed.value}`, outcome: removed === null ? 'not-found' : 'ok', detail: { id, disconnected } });
+        recordAdminChange(s, { actor: ctx.actor, action, target: removed === null ? String(id) : `${removed.kind}:${removed.value}`, outcome: removed === null ? 'not-found' : 'ok', detail: { id, disconnected } });
         if (removed === null) throw new HttpError(404, `no ban with id ${id}`);
         return ok({ removed: view(removed), disconnected });
       },

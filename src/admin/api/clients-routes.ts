@@ -43,7 +43,7 @@ export function clientRoutes(s: AdminServices): Route[] {
       handler: (ctx) => {
         const id = ctx.params[0]!;
         const kicked = s.broker.kick(id, `disconnected by operator ${ctx.actor.name}`);
-        recordAdminChange(s.logger, { actor: ctx.actor, action: 'client.kick', target: id, outcome: kicked ? 'ok' : 'not-found' });
+        recordAdminChange(s, { actor: ctx.actor, action: 'client.kick', target: id, outcome: kicked ? 'ok' : 'not-found' });
         if (!kicked) throw new HttpError(404, `no connected client with id "${id}"`);
         return ok({ kicked: id });
       },

@@ -7,6 +7,7 @@
 import type { BrokerApi } from '../../broker/api.js';
 import type { PeerCertificate } from '../../broker/channel/connection-port.js';
 import type { Logger } from '../../core/logger.js';
+import type { AdminChangeSink } from './admin-change.js';
 import type { BanList } from '../../security/limits/ban-list.js';
 
 /** Hashed bearer tokens (`<dataDir>/admin.db`). Only the SHA-256 hash is ever stored. */
@@ -76,5 +77,7 @@ export interface AdminServices {
   /** Null until the policy service is wired: its routes answer 501. */
   policy: PolicyFacade | null;
   logger: Logger;
+  /** Where this server's admin changes go (its security event stream, so its audit log); recordAdminChange calls it. */
+  onChange?: AdminChangeSink;
   now?: () => number;
 }
