@@ -1,7 +1,8 @@
 /**
  * The audit side of a running broker: subscribes to `broker.events`, turns each security
- * event into an audit record (limit hits, TLS handshake failures and refusals at accept
- * summed per window, successful handshakes left to the metrics: aggregate.ts), stores the chain in `<dataDir>/audit.db`,
+ * event into an audit record (limit hits, authorization denials, TLS handshake failures
+ * and refusals at accept summed per window, successful handshakes left to the metrics:
+ * aggregate.ts), stores the chain in `<dataDir>/audit.db`,
  * signs checkpoints (every `checkpointEvery` records, every `checkpointSeconds` when
  * something new was written, and at shutdown) and hands stored records to the SIEM
  * exports. Owns: wiring and timers. Must not: emit events or decide anything for the broker.

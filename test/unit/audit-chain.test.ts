@@ -259,3 +259,36 @@ test('aggregation: limit hits, TLS failures and refusals at accept are summed pe
   assert.equal(overflow.type === 'limit.hit' && overflow.count, 4);
   assert.equal(overflow.type === 'limit.hit' && overflow.clientId, undefined);
 });
+
+test('aggregation: authorization denials are summed per client, action, topic and reason; a denied will is recorded alone', () => {
+  const agg = new AuditAggregator(3);
+  const denied = (action: 'publish' | 'subscribe' | 'receive' | 'will', topic = 'plant/1/valve', clientId = 'c1'): SecurityEvent => ({
+    type: 'authz.denied',
+    clientId,
+    principal: clientId,
+    remoteAddress: '127.0.0.1',
+    action,
+    topic,
+    reason: 'no rule allows',
+  });
+  const first = denied('publish') as Extract<SecurityEvent, { type: 'authz.denied' }>;
+  for (let i = 0; i < 50; i++) assert.equal(agg.offer(i === 0 ? first : denied('publish'), 10 + i), 'absorbed');
+  assert.equal(first.count, undefined, "the emitter's event is not changed");
+  assert.equal(agg.offer(denied('receive', 'plant/#'), 70), 'absorbed');
+  assert.equal(agg.offer(denied('receive', 'plant/#'), 71), 'absorbed');
+  assert.equal(agg.offer(denied('will'), 72), 'record', 'a will refuses its connection: one record, in order');
+  assert.deepEqual(
+    agg.drain().map((o) => [o.ts, o.event.type === 'authz.denied' ? [o.event.action, o.event.topic, o.event.count] : null]),
+    [
+      [10, ['publish', 'plant/1/valve', 50]],
+      [70, ['receive', 'plant/#', 2]],
+    ],
+  );
+  // Past the key cap, a spray of clients and topics is one record per action, without identities.
+  for (let i = 0; i < 6; i++) agg.offer(denied('publish', `t/${i}`, `c${i}`), 80);
+  const capped = agg.drain();
+  assert.equal(capped.length, 4);
+  const overflow = capped[3]!.event;
+  assert.ok(overflow.type === 'authz.denied');
+  assert.deepEqual([overflow.clientId, overflow.topic, overflow.action, overflow.count], ['*', '*', 'publish', 3]);
+});

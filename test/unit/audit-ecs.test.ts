@@ -189,6 +189,24 @@ test('refusals, failures and limits carry their reason, code and MQTT specifics'
   assert.equal(at(unknown, 'source.address'), 'unknown');
 });
 
+test('a summed record (denials, refusals at accept, TLS failures) carries its count; a single one has none', () => {
+  const summed: SecurityEvent[] = [
+    { ...EVENTS['authz.denied'], count: 17 },
+    { ...EVENTS['connection.refused'], stage: 'accept', count: 17 },
+    { ...EVENTS['tls.handshake'], count: 17 },
+  ];
+  for (const event of summed) {
+    const doc = toEcs(record(event));
+    assert.equal(at(doc, 'bastion.mqtt.count'), 17, event.type);
+    assert.match(String(at(doc, 'message')), / 17×/, event.type);
+  }
+  for (const type of ['authz.denied', 'connection.refused', 'tls.handshake'] as const) {
+    const doc = toEcs(record(EVENTS[type]));
+    assert.equal(at(doc, 'bastion.mqtt.count'), undefined, type);
+    assert.doesNotMatch(String(at(doc, 'message')), /×/, type);
+  }
+});
+
 test('severity: refusals warn, broker actions notice, accepted connections inform', () => {
   assert.equal(auditSeverity(EVENTS['connection.accepted']), 6);
   for (const t of ['connection.refused', 'auth.failure', 'authz.denied', 'limit.hit', 'tls.handshake'] as const) assert.equal(auditSeverity(EVENTS[t]), 4, t);

@@ -11,6 +11,11 @@
  *   before TLS): summed per (listener, remoteAddress, reason) the same way. A flood from a
  *   banned address costs the broker one reset per socket; one record per socket would make
  *   the audit log the most expensive part of refusing it.
+ * - `authz.denied` for a publish, a subscribe or a delivery (`receive`): summed per
+ *   (clientId, principal, remoteAddress, action, topic, reason). A client publishing to a
+ *   denied topic in a loop, or a wildcard subscriber refused at each delivery, is one
+ *   record per window with its `count`. A denied will stays one record: it refuses the
+ *   connection, and its record belongs before that refusal's.
  * - `tls.handshake` ok=true: not audited (metrics count them; there are too many).
  * - everything else: one record each.
  */
@@ -19,7 +24,8 @@ import type { SecurityEvent } from '../../core/security-events.js';
 type LimitHit = Extract<SecurityEvent, { type: 'limit.hit' }>;
 type TlsHandshake = Extract<SecurityEvent, { type: 'tls.handshake' }>;
 type Refused = Extract<SecurityEvent, { type: 'connection.refused' }>;
-type Summed = LimitHit | TlsHandshake | Refused;
+type Denied = Extract<SecurityEvent, { type: 'authz.denied' }>;
+type Summed = LimitHit | TlsHandshake | Refused | Denied;
 
 /** Distinct keys one window holds before further sources are summed into one overflow record per limit/listener. */
 export const MAX_AGGREGATE_KEYS = 10_000;
@@ -51,6 +57,10 @@ export class AuditAggregator {
       this.add(`R\0${event.listener}\0${event.remoteAddress}\0${event.reason}`, event, at, event.count ?? 1);
       return 'absorbed';
     }
+    if (event.type === 'authz.denied' && event.action !== 'will') {
+      this.add(`D\0${event.clientId}\0${event.principal ?? ''}\0${event.remoteAddress}\0${event.action}\0${event.topic}\0${event.reason}`, event, at, event.count ?? 1);
+      return 'absorbed';
+    }
     return 'record';
   }
 
@@ -73,7 +83,7 @@ export class AuditAggregator {
       // SECURITY: a spray from many addresses or client ids must not grow memory without
       // bound: past the cap, the window sums them into one record without the identity.
       const overflow = overflowOf(event, this.maxKeys);
-      key = `O\0${overflow.type}\0${overflow.type === 'limit.hit' ? `${overflow.limit}\0${overflow.action}` : overflow.listener}`;
+      key = `O\0${overflow.type}\0${overflowKey(overflow)}`;
       p = this.pending.get(key);
       if (p === undefined) {
         this.pending.set(key, { ts: at, event: { ...overflow, count } });
@@ -89,9 +99,18 @@ export class AuditAggregator {
   }
 }
 
+function overflowKey(overflow: Summed): string {
+  if (overflow.type === 'limit.hit') return `${overflow.limit}\0${overflow.action}`;
+  if (overflow.type === 'authz.denied') return overflow.action;
+  return overflow.listener;
+}
+
 function overflowOf(event: Summed, maxKeys: number): Summed {
   if (event.type === 'limit.hit') {
     return { type: 'limit.hit', limit: event.limit, action: event.action, count: 0, detail: `summed over more than ${maxKeys} distinct sources in this window` };
+  }
+  if (event.type === 'authz.denied') {
+    return { type: 'authz.denied', clientId: '*', principal: null, remoteAddress: '*', action: event.action, topic: '*', reason: `summed over more than ${maxKeys} distinct clients and topics in this window` };
   }
   if (event.type === 'connection.refused') {
     return { type: 'connection.refused', stage: 'accept', listener: event.listener, remoteAddress: '*', reason: `summed over more than ${maxKeys} distinct sources in this window` };

@@ -160,6 +160,7 @@ function mapEvent(doc: Doc, e: SecurityEvent): void {
       setAddress(doc, e.remoteAddress);
       doc.set('event.reason', e.reason);
       doc.set(`${m}.client_id`, e.clientId).set(`${m}.listener`, e.listener).set(`${m}.reason_code`, e.reasonCode).set(`${m}.stage`, e.stage);
+      doc.set(`${m}.count`, e.count);
       setTls(doc, e.tls);
       setCertificate(doc, e.certificate);
       return;
@@ -177,7 +178,7 @@ function mapEvent(doc: Doc, e: SecurityEvent): void {
       setAddress(doc, e.remoteAddress);
       setUser(doc, e.principal);
       doc.set('event.reason', e.reason);
-      doc.set(`${m}.client_id`, e.clientId).set(`${m}.action`, e.action).set(`${m}.topic`, e.topic);
+      doc.set(`${m}.client_id`, e.clientId).set(`${m}.action`, e.action).set(`${m}.topic`, e.topic).set(`${m}.count`, e.count);
       return;
     case 'limit.hit':
       categorize(doc, ['intrusion_detection', 'network'], ['denied'], 'failure');
@@ -222,7 +223,7 @@ function mapEvent(doc: Doc, e: SecurityEvent): void {
       categorize(doc, ['network'], e.ok ? ['protocol', 'connection'] : ['protocol', 'denied'], e.ok ? 'success' : 'failure');
       setAddress(doc, e.remoteAddress);
       doc.set('tls.established', e.ok).set('tls.resumed', e.resumed).set('event.reason', e.reason);
-      doc.set(`${m}.listener`, e.listener);
+      doc.set(`${m}.listener`, e.listener).set(`${m}.count`, e.count);
       return;
   }
 }
@@ -254,17 +255,22 @@ function toEcsValue(value: unknown): EcsValue {
   return String(value);
 }
 
+/** ` 42×` for a record that sums several happenings (absent or one: nothing). */
+function times(count: number | undefined): string {
+  return count !== undefined && count !== 1 ? ` ${count}×` : '';
+}
+
 /** A one-line human summary (ECS `message`), for people reading the raw feed. */
 function summary(e: SecurityEvent): string {
   switch (e.type) {
     case 'connection.accepted':
       return `client ${e.clientId} connected from ${e.remoteAddress} on ${e.listener}`;
     case 'connection.refused':
-      return `connection from ${e.remoteAddress} on ${e.listener} refused at ${e.stage}: ${e.reason}`;
+      return `connection from ${e.remoteAddress} on ${e.listener} refused at ${e.stage}${times(e.count)}: ${e.reason}`;
     case 'auth.failure':
       return `authentication of ${e.clientId} from ${e.remoteAddress} failed (${e.provider}): ${e.reason}`;
     case 'authz.denied':
-      return `${e.action} on ${e.topic} by ${e.clientId} denied: ${e.reason}`;
+      return `${e.action} on ${e.topic} by ${e.clientId} denied${times(e.count)}: ${e.reason}`;
     case 'limit.hit':
       return `limit ${e.limit} ${e.action} ${e.count}×${e.clientId !== undefined ? ` for ${e.clientId}` : ''}${e.remoteAddress !== undefined ? ` from ${e.remoteAddress}` : ''}`;
     case 'client.disconnected':
@@ -278,7 +284,7 @@ function summary(e: SecurityEvent): string {
     case 'admin.change':
       return `${e.actor} ${e.action} ${e.target}: ${e.outcome}`;
     case 'tls.handshake':
-      return `TLS handshake from ${e.remoteAddress} on ${e.listener} ${e.ok ? 'completed' : `failed: ${e.reason ?? 'unknown'}`}`;
+      return `TLS handshake from ${e.remoteAddress} on ${e.listener} ${e.ok ? 'completed' : `failed${times(e.count)}: ${e.reason ?? 'unknown'}`}`;
   }
 }
 
