@@ -37,7 +37,7 @@ export const auditSchema = z
     checkpointEvery: z.number().int().min(1).default(1000),
     /** Seconds between checkpoints when records trickle in. */
     checkpointSeconds: z.number().int().min(1).default(300),
-    /** Seconds over which limit hits are summed into one record per limit and client. */
+    /** Seconds over which repeated events (limit hits, authorization denials, refusals at accept, failed TLS handshakes) are summed into one record per source. */
     aggregateSeconds: z.number().int().min(1).default(10),
     jsonl: jsonlSchema.optional(),
     syslog: syslogSchema.optional(),
