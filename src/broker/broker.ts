@@ -1,8 +1,9 @@
 /**
  * The broker: sessions, routing, retained messages and wills. Owns: the PUBLISH path
- * from an accepted message to every matching session (retain → route → deliver), session
- * lifetime (takeover, expiry) and recovery from the store. Must not: touch sockets or
- * bytes (channels and transport do).
+ * from an accepted message to every matching session (retain → route → deliver; the
+ * per-session merge and delivery live in fan-out.ts, the counters in broker-counters.ts),
+ * session lifetime (takeover, expiry) and recovery from the store. Must not: touch sockets
+ * or bytes (channels and transport do).
  */
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
@@ -12,14 +13,18 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { SecurityEvents } from '../core/security-events.js';
 import { defaultLimitsConfig, type LimitsConfig } from '../core/limits-config.js';
-import type { ProtocolVersion, QoS } from '../protocol/packets.js';
+import type { ProtocolVersion } from '../protocol/packets.js';
 import { parseSharedFilter } from '../protocol/topic.js';
 import type { Message } from './message.js';
+import { newBrokerCounters, type BrokerCounters } from './broker-counters.js';
+import { fanOut, type PublishOutcome } from './fan-out.js';
 import type { AuthorizedClient, Authenticator, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionStore, StoredSubscription } from './ports.js';
 import { RetainedMessages } from './retain/retained-messages.js';
 import { TopicRouter } from './router/topic-router.js';
-import { SlotPublishCache } from './session/outbound.js';
-import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type SessionCounters, type WillSpec } from './session/session.js';
+import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type WillSpec } from './session/session.js';
+
+export type { BrokerCounters } from './broker-counters.js';
+export type { Congestion, PublishOutcome } from './fan-out.js';
 
 /** What the broker needs from a connected channel. */
 export interface ChannelHandle {
@@ -77,44 +82,6 @@ export interface PublishQuota {
 /** Builds the quota of one channel on its first PUBLISH; null: this client is not limited. */
 export type PublishQuotaFactory = (now: number) => PublishQuota | null;
 
-/** Something a publisher can wait on until it has caught up. */
-export interface Congestion {
-  onDrain(cb: () => void): void;
-}
-
-export interface PublishOutcome {
-  /** Number of sessions the message was delivered or queued to. */
-  matched: number;
-  /** A subscriber (its socket or its queue) that is behind; the publisher should wait. */
-  congested: Congestion | null;
-}
-
-export interface BrokerCounters extends SessionCounters {
-  published: number;
-  delivered: number;
-  deniedAtDelivery: number;
-  /** PUBLISH packets received from clients, by QoS (index = QoS), and their bytes (whole packets). */
-  received: [number, number, number];
-  receivedBytes: number;
-  /** PUBLISH packets written to clients, by QoS, and their bytes (metrics, $SYS). */
-  sent: [number, number, number];
-  sentBytes: number;
-  /** Sessions opened (CONNACK success), and the most clients connected at once. */
-  connectionsAccepted: number;
-  connectedPeak: number;
-  /** QoS 0 messages dropped over a client's publish rate or bandwidth. */
-  droppedQuota: number;
-  /** Times a v3.1.1 QoS 1/2 publisher over its quota was slowed down (its reading paused) instead of refused. */
-  slowedQuota: number;
-}
-
-interface MergedMatch {
-  session: Session;
-  qos: QoS;
-  retainAsPublished: boolean;
-  subscriptionIds: number[];
-}
-
 export class Broker {
   readonly config: MqttConfig;
   readonly clock: Clock;
@@ -137,22 +104,7 @@ export class Broker {
   /** Last known identity per session (also of offline and recovered ones), for delivery-time authorization. */
   readonly clients = new Map<Session, AuthorizedClient>();
   private readonly admissionGuards: AdmissionGuard[] = [];
-  readonly counters: BrokerCounters = {
-    published: 0,
-    delivered: 0,
-    deniedAtDelivery: 0,
-    droppedQueueFull: 0,
-    droppedExpired: 0,
-    droppedTooLarge: 0,
-    received: [0, 0, 0],
-    receivedBytes: 0,
-    sent: [0, 0, 0],
-    sentBytes: 0,
-    connectionsAccepted: 0,
-    connectedPeak: 0,
-    droppedQuota: 0,
-    slowedQuota: 0,
-  };
+  readonly counters: BrokerCounters = newBrokerCounters();
   shuttingDown = false;
   /** What every session shares: one object, not one per session. */
   private readonly sessionContext: SessionContext;
@@ -178,7 +130,6 @@ export class Broker {
       onDrop: (session, cause) => this.deliveryDropped(session, cause),
     };
   }
-
 
   /** A limit dropped a delivery (queue full, too large for the client): one `limit.hit`, count 1. */
   private deliveryDropped(session: Session, cause: DeliveryDrop): void {
@@ -365,79 +316,12 @@ export class Broker {
 
   /**
    * Publishes an authorized message: retained store update, then one delivery per matching
-   * session (overlapping subscriptions merged: highest QoS, all subscription ids).
+   * session (fan-out.ts: overlapping subscriptions merged, authorized again at delivery).
    */
   publish(message: Message): PublishOutcome {
     this.counters.published++;
     if (message.retain && this.config.retainAvailable) this.retained.update(message);
-    let single: MergedMatch | null = null;
-    let many: Map<Session, MergedMatch> | null = null;
-    this.router.match(message.topic, (entry, shared) => {
-      const opts = entry.options;
-      const session = entry.subscriber;
-      if (!shared && opts.noLocal && session.clientId === message.origin) return;
-      let m: MergedMatch | undefined;
-      if (single !== null && single.session === session) m = single;
-      else if (many !== null) m = many.get(session);
-      if (m === undefined) {
-        m = { session, qos: opts.qos, retainAsPublished: opts.retainAsPublished, subscriptionIds: opts.subscriptionId !== 0 ? [opts.subscriptionId] : [] };
-        if (single === null && many === null) single = m;
-        else {
-          if (many === null) {
-            many = new Map();
-            many.set(single!.session, single!);
-          }
-          many.set(session, m);
-        }
-        return;
-      }
-      if (opts.qos > m.qos) m.qos = opts.qos;
-      if (opts.retainAsPublished) m.retainAsPublished = true;
-      if (opts.subscriptionId !== 0) m.subscriptionIds.push(opts.subscriptionId);
-    });
-    const outcome: PublishOutcome = { matched: 0, congested: null };
-    if (single === null) return outcome;
-    // One subscriber needs no shared encodings; several share one encode per variant.
-    if (many === null) this.deliverTo(single, message, null, outcome);
-    else {
-      const cache = new SlotPublishCache();
-      for (const m of (many as Map<Session, MergedMatch>).values()) this.deliverTo(m, message, cache, outcome);
-    }
-    return outcome;
-  }
-
-  private deliverTo(m: MergedMatch, message: Message, cache: SlotPublishCache | null, outcome: PublishOutcome): void {
-    const session = m.session;
-    const client = this.clients.get(session);
-    // SECURITY: authorization again at delivery; a revoked right stops delivery at once. An
-    // offline or recovered session is checked with the identity stored with it; without
-    // one, nothing is delivered.
-    if (client === undefined || !this.authorizer.canReceive(client, message.topic)) {
-      this.counters.deniedAtDelivery++;
-      this.emitReceiveDenied(session, client, message.topic);
-      return;
-    }
-    const qos = (message.qos < m.qos ? message.qos : m.qos) as QoS;
-    const retainFlag = m.retainAsPublished ? message.retain : false;
-    session.deliver(message, qos, retainFlag, m.subscriptionIds, m.subscriptionIds.length === 0 ? cache : null);
-    this.counters.delivered++;
-    outcome.matched++;
-    if (outcome.congested === null) {
-      const owner = this.owners.get(session);
-      if (owner !== undefined) {
-        // Stop reading from publishers while a connected subscriber falls behind, in its
-        // socket or in its queue, rather than filling the queue until it drops.
-        if (owner.congested) outcome.congested = owner;
-        else if (session.queueCongested) outcome.congested = session;
-      }
-    }
-  }
-
-  /** A delivery refused by authorization (only denials: the allowed path emits nothing). */
-  private emitReceiveDenied(session: Session, client: AuthorizedClient | undefined, topic: string): void {
-    if (!this.events.active) return;
-    const reason = client === undefined ? 'no known identity for the session' : 'not authorized to receive this topic';
-    this.events.emit({ type: 'authz.denied', clientId: session.clientId, principal: client?.principal ?? null, remoteAddress: client?.identity.remoteAddress ?? '', action: 'receive', topic, reason });
+    return fanOut(this, message);
   }
 
   /**
