@@ -4,11 +4,17 @@
  * v5 and mosquitto_sub v3.1.1), retained and with Mosquitto's names and value formats; a
  * device without the role is refused (SUBACK 0x87 in v5, 0x80 in v3.1.1) and receives
  * nothing; a `#` subscription never sees a `$SYS` topic [MQTT-4.7.2-1]; and no client may
- * publish to `$SYS`, not even one whose rules say it may.
+ * publish to `$SYS`, not even one whose rules say it may. With persistence on, $SYS values
+ * stay in memory: the database never holds one, and a restart with $SYS off brings none back
+ * (not even one an older version stored), while an ordinary retained message survives.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
 import { connectMqtt, endQuietly, inboxOf, type Inbox, type Received, run, withTimeout } from './support.js';
 import { clientTls } from './tls-support.js';
@@ -168,5 +174,51 @@ describe('clients without the role', () => {
     await nextTick();
     const dollar = inbox.items.filter((m) => m.topic.startsWith('$'));
     assert.deepEqual(dollar, [], 'no $ topic through #');
+  });
+});
+
+describe('$SYS with persistence on', () => {
+  /** The retained topics the database holds (read after the broker stopped). */
+  function storedRetained(dataDir: string, plant?: string): string[] {
+    const store = new SqliteStore({ path: join(dataDir, 'bastion.db') });
+    try {
+      // An older version wrote $SYS values to the store: plant one, as it would have.
+      if (plant !== undefined) store.setRetained(plant, { topic: plant, payload: Buffer.from('stale'), qos: 0, retain: true, properties: undefined, expiresAt: 0, origin: '' });
+      return store.load().retained.map((m) => m.topic).sort();
+    } finally {
+      store.close();
+    }
+  }
+
+  test('$SYS values are retained in memory only: never stored, and a restart with $SYS off brings none back', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'bastion-sys-persist-'));
+    try {
+      const first = await startTestBroker({ dataDir, persistence: true, sys: { intervalSeconds: 1 } });
+      try {
+        const c = await connectMqtt(`mqtt://127.0.0.1:${first.plainPort}`, { clientId: 'keeper', protocolVersion: 5 });
+        open.push(c);
+        await c.publishAsync('plant/state', 'on', { qos: 1, retain: true });
+        assert.equal(first.server.broker.retained.match('$SYS/broker/version').length, 1, '$SYS is retained while the broker runs');
+      } finally {
+        await first.stop();
+      }
+      assert.deepEqual(storedRetained(dataDir, '$SYS/broker/uptime'), ['$SYS/broker/uptime', 'plant/state'], 'only the ordinary message was stored (and the planted old one)');
+
+      const second = await startTestBroker({ dataDir, persistence: true, sys: { intervalSeconds: 0 } });
+      try {
+        assert.deepEqual(second.server.broker.retained.match('$SYS/#'), [], 'no stale $SYS value after the restart');
+        const c = await connectMqtt(`mqtt://127.0.0.1:${second.plainPort}`, { clientId: 'reader', protocolVersion: 5 });
+        open.push(c);
+        const inbox = inboxOf(c);
+        await c.subscribeAsync('plant/state');
+        const [m] = await inbox.waitForCount(1, WAIT, 'the retained plant/state');
+        assert.equal(m!.payload, 'on', 'an ordinary retained message survives the restart');
+      } finally {
+        await second.stop();
+      }
+      assert.deepEqual(storedRetained(dataDir), ['plant/state'], 'the old $SYS row was removed at recovery');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
