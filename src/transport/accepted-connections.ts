@@ -14,6 +14,17 @@ import type { ConnectionGuard } from '../security/limits/connection-guard.js';
 import { Connection, type ByteStream, type ListenerInfo, type PeerInfo } from './connection.js';
 import type { TlsContextManager } from './tls-context.js';
 
+/** How the server starts every kind of listener (TCP/TLS in listener.ts, ws/wss in websocket.ts). */
+export type StartListener = (
+  config: ListenerConfig,
+  broker: Broker,
+  logger: Logger,
+  resolvePath: (p: string) => string,
+  dataDir: string,
+  /** One guard shared by every listener: maxTotal and the per-address counts span them all. */
+  guard: ConnectionGuard,
+) => Promise<RunningListener>;
+
 export interface RunningListener {
   readonly config: ListenerConfig;
   readonly port: number;
@@ -106,7 +117,7 @@ export function listenOn(server: Server, config: ListenerConfig, tlsContext: Tls
 export function guardedAcceptor(config: ListenerConfig, broker: Broker, guard: ConnectionGuard, logger: Logger, serve: (socket: net.Socket) => void): net.Server {
   const listener = config.name;
   const listenerMax = config.maxConnections;
-  return net.createServer({ noDelay: true }, (socket) => {
+  const server = net.createServer({ noDelay: true }, (socket) => {
     const verdict = guard.admit(socket.remoteAddress ?? '', listener, listenerMax, Date.now());
     if (verdict.ok) {
       socket.once('close', verdict.release);
@@ -124,6 +135,8 @@ export function guardedAcceptor(config: ListenerConfig, broker: Broker, guard: C
     }
     logger.debug({ listener, remote: verdict.address, refusal: verdict.limit }, 'connection refused at accept');
   });
+  server.on('error', (err) => logger.error({ listener, err: err.message }, 'listener error'));
+  return server;
 }
 
 function ignoreError(): void {

@@ -8,24 +8,13 @@
  */
 import type net from 'node:net';
 import tls from 'node:tls';
-import type { Broker } from '../broker/broker.js';
-import type { ListenerConfig } from '../core/config.js';
-import type { Logger } from '../core/logger.js';
-import type { ConnectionGuard } from '../security/limits/connection-guard.js';
-import { AcceptedConnections, guardedAcceptor, listenOn, type RunningListener } from './accepted-connections.js';
+import { AcceptedConnections, guardedAcceptor, listenOn, type StartListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
 import { tlsSummaryOf } from './tls-identity.js';
 
 export type { RunningListener } from './accepted-connections.js';
 
-export async function startListener(
-  config: ListenerConfig,
-  broker: Broker,
-  logger: Logger,
-  resolvePath: (p: string) => string,
-  dataDir: string,
-  guard: ConnectionGuard,
-): Promise<RunningListener> {
+export const startListener: StartListener = async (config, broker, logger, resolvePath, dataDir, guard) => {
   const accepted = new AcceptedConnections(broker, config);
   const tlsContext = config.protocol === 'mqtts' ? await TlsContextManager.create({ listener: config, resolvePath, dataDir, logger, events: broker.events }) : null;
   const accept = (socket: net.Socket): void => {
@@ -45,7 +34,6 @@ export async function startListener(
     serve = (socket) => tlsServer.emit('connection', socket);
   }
   const server = guardedAcceptor(config, broker, guard, logger, serve);
-  server.on('error', (err) => logger.error({ listener: config.name, err: err.message }, 'listener error'));
 
   const address = await listenOn(server, config, tlsContext);
   return {
@@ -61,4 +49,4 @@ export async function startListener(
     },
     closeConnections: (graceMs: number) => accepted.closeConnections(graceMs),
   };
-}
+};

@@ -19,11 +19,8 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
-import type { Broker } from '../broker/broker.js';
-import { DEFAULT_WS_PATH, type ListenerConfig } from '../core/config.js';
-import type { Logger } from '../core/logger.js';
-import type { ConnectionGuard } from '../security/limits/connection-guard.js';
-import { AcceptedConnections, guardedAcceptor, listenOn, type RunningListener } from './accepted-connections.js';
+import { DEFAULT_WS_PATH } from '../core/config.js';
+import { AcceptedConnections, guardedAcceptor, listenOn, type StartListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
 import { tlsSummaryOf } from './tls-identity.js';
 import { WebSocketByteStream } from './ws-byte-stream.js';
@@ -81,14 +78,7 @@ function refuse(socket: Duplex, status: number, reason: string): void {
   );
 }
 
-export async function startWebSocketListener(
-  config: ListenerConfig,
-  broker: Broker,
-  logger: Logger,
-  resolvePath: (p: string) => string,
-  dataDir: string,
-  guard: ConnectionGuard,
-): Promise<RunningListener> {
+export const startWebSocketListener: StartListener = async (config, broker, logger, resolvePath, dataDir, guard) => {
   const path = config.path ?? DEFAULT_WS_PATH;
   const tlsContext = config.protocol === 'wss' ? await TlsContextManager.create({ listener: config, resolvePath, dataDir, logger, events: broker.events }) : null;
   const connectTimeoutMs = Math.ceil(broker.config.connectTimeout * 1000);
@@ -159,7 +149,6 @@ export async function startWebSocketListener(
   // The HTTP(S) server never binds: the acceptor does, and hands it admitted sockets through
   // Node's documented 'connection' injection.
   const acceptor = guardedAcceptor(config, broker, guard, logger, (socket) => server.emit('connection', socket));
-  acceptor.on('error', (err) => logger.error({ listener: config.name, err: err.message }, 'listener error'));
   const address = await listenOn(acceptor, config, tlsContext);
   // SECURITY: http.Server starts its headersTimeout/requestTimeout checker on 'listening';
   // since it does not listen itself, it is told here, or a request that never completes
@@ -181,4 +170,4 @@ export async function startWebSocketListener(
     },
     closeConnections: (graceMs: number) => accepted.closeConnections(graceMs),
   };
-}
+};
