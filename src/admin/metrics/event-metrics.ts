@@ -13,11 +13,11 @@ import { Counter, type Registry } from 'prom-client';
 import type { LimitName, SecurityEvent, SecurityEvents } from '../../core/security-events.js';
 import { tlsFailureReason } from './tls-failure-reason.js';
 
-/** Limits whose hits are messages not delivered, and the `cause` they count under. */
 /** Distinct provider names kept as labels; past this (or for an odd name) they count as "other". */
 const MAX_PROVIDERS = 32;
 const PROVIDER_NAME = /^[A-Za-z0-9._:-]{1,40}$/;
 
+/** Limits whose hits are messages not delivered, and the `cause` they count under. */
 const DROP_CAUSE: Partial<Record<LimitName, string>> = {
   'publish-rate': 'rate_limit',
   bandwidth: 'bandwidth',

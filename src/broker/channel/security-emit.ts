@@ -33,6 +33,11 @@ export function certificateSummary(c: PeerCertificate): CertificateSummary {
   };
 }
 
+/** Where the channel's connection came in: the fields the connection events open with. */
+function origin(ch: Channel): { listener: string; remoteAddress: string } {
+  return { listener: ch.conn.listenerName, remoteAddress: ch.conn.remoteAddress };
+}
+
 /** The TLS parameters and certificate of the channel's connection, for the fields events share. */
 function transportFields(ch: Channel): Pick<Extract<SecurityEvent, { type: 'connection.accepted' }>, 'tls' | 'certificate'> {
   const tls = ch.conn.tls;
@@ -46,8 +51,7 @@ export function emitAccepted(ch: Channel, identity: ClientIdentity): void {
   if (!events.active) return;
   events.emit({
     type: 'connection.accepted',
-    listener: ch.conn.listenerName,
-    remoteAddress: ch.conn.remoteAddress,
+    ...origin(ch),
     clientId: ch.clientId,
     principal: identity.principal,
     method: identity.method,
@@ -72,8 +76,7 @@ export function emitConnectRefusal(ch: Channel, reasonCode: number | undefined, 
   events.emit({
     type: 'connection.refused',
     stage: cause.stage,
-    listener: ch.conn.listenerName,
-    remoteAddress: ch.conn.remoteAddress,
+    ...origin(ch),
     ...(ch.clientId !== '' ? { clientId: ch.clientId } : {}),
     ...(reasonCode !== undefined ? { reasonCode } : {}),
     reason,
@@ -87,8 +90,7 @@ export function emitAuthFailure(ch: Channel, provider: string, username: string 
   if (!events.active) return;
   events.emit({
     type: 'auth.failure',
-    listener: ch.conn.listenerName,
-    remoteAddress: ch.conn.remoteAddress,
+    ...origin(ch),
     clientId: ch.clientId,
     ...(username !== undefined ? { username } : {}),
     provider,
@@ -97,8 +99,10 @@ export function emitAuthFailure(ch: Channel, provider: string, username: string 
   });
 }
 
-/** Authorization refused a publish, a subscribe filter or a will of this channel's client. */
-/** `principal`: the client's, when the channel has no admitted client yet (a will at CONNECT). */
+/**
+ * Authorization refused a publish, a subscribe filter or a will of this channel's client.
+ * `principal`: given for a will at CONNECT, when the channel has no admitted client yet.
+ */
 export function emitDenied(ch: Channel, action: 'publish' | 'subscribe' | 'will', topic: string, reason: string, principal: string | null = ch.client?.principal ?? null): void {
   const events = ch.broker.events;
   if (!events.active) return;
@@ -113,5 +117,5 @@ export function emitDenied(ch: Channel, action: 'publish' | 'subscribe' | 'will'
 export function emitDisconnected(ch: Channel, reasonCode: number, reason: string): void {
   const events = ch.broker.events;
   if (!events.active || ch.state !== 'connected') return;
-  events.emit({ type: 'client.disconnected', clientId: ch.clientId, remoteAddress: ch.conn.remoteAddress, listener: ch.conn.listenerName, reasonCode, reason });
+  events.emit({ type: 'client.disconnected', clientId: ch.clientId, ...origin(ch), reasonCode, reason });
 }
