@@ -9,32 +9,10 @@ import assert from 'node:assert/strict';
 import type { AuthorizedClient } from '../../src/broker/ports.js';
 import { SecurityEvents, type SecurityEvent } from '../../src/core/security-events.js';
 import { parseClientAddress, RangeIndex } from '../../src/security/limits/address-match.js';
-import { BanList, banApplies, canonicalBanValue, type Ban, type BanFields, type BanStore } from '../../src/security/limits/ban-list.js';
+import { BanList, banApplies, canonicalBanValue, type BanFields } from '../../src/security/limits/ban-list.js';
 import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, type CidrRange } from '../../src/security/limits/ip-cidr.js';
+import { MemoryBanStore } from '../helpers/ban-store.js';
 import { prng } from '../helpers/prng.js';
-
-class MemoryBanStore implements BanStore {
-  rows: Ban[] = [];
-  private nextId = 1;
-  listBans(): Ban[] {
-    return [...this.rows];
-  }
-  addBan(ban: BanFields): Ban {
-    const row = { ...ban, id: this.nextId++ };
-    this.rows.push(row);
-    return row;
-  }
-  removeBan(id: number): boolean {
-    const before = this.rows.length;
-    this.rows = this.rows.filter((r) => r.id !== id);
-    return this.rows.length < before;
-  }
-  pruneBans(before: number, autoBefore: number): number {
-    const n = this.rows.length;
-    this.rows = this.rows.filter((r) => r.expiresAt === null || (r.createdBy.startsWith('auto:') ? r.expiresAt > autoBefore : r.expiresAt > before));
-    return n - this.rows.length;
-  }
-}
 
 const FP = 'ab'.repeat(32);
 const FP_CANON = 'AB:'.repeat(31) + 'AB';

@@ -7,33 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AuthorizedClient } from '../../src/broker/ports.js';
 import { limitsSchema } from '../../src/core/limits-config.js';
-import { BanList, type Ban, type BanFields, type BanStore } from '../../src/security/limits/ban-list.js';
+import { BanList } from '../../src/security/limits/ban-list.js';
 import { BruteForceProtection, escalatedBanSeconds } from '../../src/security/limits/brute-force.js';
 import { FlappingProtection } from '../../src/security/limits/flapping.js';
 import { SlidingWindowCounter } from '../../src/security/limits/sliding-window.js';
-
-class MemoryBanStore implements BanStore {
-  rows: Ban[] = [];
-  private nextId = 1;
-  listBans(): Ban[] {
-    return [...this.rows];
-  }
-  addBan(ban: BanFields): Ban {
-    const row = { ...ban, id: this.nextId++ };
-    this.rows.push(row);
-    return row;
-  }
-  removeBan(id: number): boolean {
-    const n = this.rows.length;
-    this.rows = this.rows.filter((r) => r.id !== id);
-    return this.rows.length < n;
-  }
-  pruneBans(before: number, autoBefore: number): number {
-    const n = this.rows.length;
-    this.rows = this.rows.filter((r) => r.expiresAt === null || (r.createdBy.startsWith('auto:') ? r.expiresAt > autoBefore : r.expiresAt > before));
-    return n - this.rows.length;
-  }
-}
+import { MemoryBanStore } from '../helpers/ban-store.js';
 
 function harness(authFailures: Record<string, unknown> = {}, flapping: Record<string, unknown> = {}) {
   const clock = { t: 10_000_000 };
