@@ -1,11 +1,13 @@
 /**
  * The JSON-lines audit export on real files: rotation at maxBytes keeping `keep` files
  * (every line valid ECS JSON, oldest to newest consecutive), modes 0600/0700, a write error
- * logged once while the sink keeps trying, and appending to an existing file.
+ * logged once while the sink keeps trying, appending to an existing file, and a close that
+ * returns while a write is stuck (a FIFO nobody reads), so a broker's stop cannot hang on it.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditConfig } from '../../src/core/audit-config.js';
@@ -82,3 +84,21 @@ test('JSON lines: an existing file is appended to and tightened to 0600', async 
   assert.equal(statSync(path).mode & 0o777, 0o600);
 });
 
+
+test('JSON lines: close() returns while a write is stuck (a FIFO whose reader stopped reading)', async () => {
+  const path = join(dir, 'audit.fifo');
+  execFileSync('mkfifo', ['-m', '0600', path]);
+  // A reader that never reads: the sink's open succeeds, its write blocks once the pipe is full.
+  const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const logger = new RecordingLogger();
+    const sink = new JsonlSink({ path, maxBytes: 1 << 30, keep: 1 }, logger);
+    // Far more than a pipe holds (64 KiB on Linux).
+    for (const r of auditRecords(20)) sink.write(JSON.stringify({ seq: r.seq, pad: 'x'.repeat(50_000) }));
+    await withTimeout(sink.close(200), 10_000, 'close() with a write stuck in a FIFO');
+    await logger.waitFor('audit jsonl: closed with records unwritten');
+  } finally {
+    // The reader's close fails the stuck write (EPIPE), which frees the thread it holds.
+    closeSync(reader);
+  }
+});

@@ -194,7 +194,7 @@ export class JsonlSink {
     this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
   }
 
-  /** Writes what is queued (waiting at most `timeoutMs`), then closes the file. */
+  /** Writes what is queued, then closes the file; resolves within `timeoutMs` (about) whatever the file does. */
   async close(timeoutMs = 2000): Promise<void> {
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
@@ -219,7 +219,10 @@ export class JsonlSink {
     this.queue = [];
     const handle = this.handle;
     this.handle = null;
-    if (handle !== null) await handle.close().catch(() => {});
+    // A write stuck in the kernel (a FIFO whose reader stopped reading, a hung network file
+    // system) holds FileHandle.close() until it returns: the shutdown waits for that only
+    // until the deadline, and the close finishes in the background if it ever can.
+    if (handle !== null) await settlesWithin(handle.close().catch(() => {}), Math.max(0, deadline - Date.now()));
   }
 }
 
