@@ -232,7 +232,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
 
   sendPublish(message: Message, qos: QoS, retainFlag: boolean, subscriptionIds: number[], packetId: number, dup: boolean, cache: PublishCache | null): boolean {
     if (this.state !== 'connected') return true;
-    const now = this.broker.clock.now();
+    // The clock matters only for a message that expires (its remaining interval is sent).
+    const now = message.expiresAt !== 0 ? this.broker.clock.now() : 0;
     let bytes: Buffer;
     if (cache !== null && !dup && this.outAliases === null) {
       bytes = encodeShared(cache, message, qos, retainFlag, packetId, this.version, now);
