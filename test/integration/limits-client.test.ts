@@ -7,7 +7,7 @@
  * for v5, return code 2 for mosquitto_pub 3.1.1). Every refusal is a `limit.hit` event.
  */
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import type { SecurityEvent } from '../../src/core/security-events.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
@@ -197,10 +197,11 @@ describe('subscriptions and client ids', () => {
   let broker: TestBroker;
   let hits: Inbox<LimitHit>;
 
-  test('start', async () => {
+  before(async () => {
     broker = await startTestBroker({ limits: { client: { maxSubscriptions: 3, maxClientIdLength: 30 } } });
     hits = limitHits(broker);
   });
+  after(() => broker.stop());
 
   test('v5: filters beyond maxSubscriptions get SUBACK 0x97; re-subscribing an existing one does not count', async () => {
     let c: MqttClient | undefined;
@@ -249,9 +250,5 @@ describe('subscriptions and client ids', () => {
     const res = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(broker.plainPort), '-V', 'mqttv311', '-i', 'z'.repeat(40), '-t', 't', '-m', 'x', '-d'], { timeoutMs: WAIT });
     assert.notEqual(res.code, 0);
     assert.match(`${res.stdout}${res.stderr}`, /identifier rejected|CONNACK \(2\)/i);
-  });
-
-  test('stop', async () => {
-    await broker.stop();
   });
 });
