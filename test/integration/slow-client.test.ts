@@ -83,6 +83,14 @@ class Raw {
     await this.packets.waitFor((p) => p.some((x) => x.cmd === 'suback'), WAIT, 'SUBACK');
   }
 
+  /** Connects, subscribes to `filter`, then stops reading (the socket paused): the stalled reader every test here needs. */
+  static async stalled(port: number, clientId: string, filter: string, qos: 0 | 1, version: 4 | 5): Promise<Raw> {
+    const raw = await Raw.connect(port, clientId, version);
+    await raw.subscribe(filter, qos, version);
+    raw.socket.pause();
+    return raw;
+  }
+
   waitClosed(what: string): Promise<unknown> {
     return this.packets.waitFor(() => this.closed, WAIT, what);
   }
@@ -115,10 +123,8 @@ test('a reader that stops is cut by the congestion clock; the publisher and a fa
   const seen = events(broker);
   const sockets: net.Socket[] = [];
   try {
-    const slow = await Raw.connect(broker.plainPort, 'slow', 5);
+    const slow = await Raw.stalled(broker.plainPort, 'slow', 'flood/#', 0, 5);
     sockets.push(slow.socket);
-    await slow.subscribe('flood/#', 0, 5);
-    slow.socket.pause();
     const fast = await Raw.connect(broker.plainPort, 'fast', 4);
     sockets.push(fast.socket);
     await fast.subscribe('flood/#', 0, 4);
@@ -166,10 +172,8 @@ test('a write buffer over maxWriteBufferBytes is cut at once, long before the co
   const seen = events(broker);
   const sockets: net.Socket[] = [];
   try {
-    const slow = await Raw.connect(broker.plainPort, 'stuck', 4);
+    const slow = await Raw.stalled(broker.plainPort, 'stuck', 'big/#', 0, 4);
     sockets.push(slow.socket);
-    await slow.subscribe('big/#', 0, 4);
-    slow.socket.pause();
     // No second reader here: below the 512 kB high-water mark the bound would also cut a
     // reader in this busy process that falls 256 kB behind, which is the point of the bound.
     const pub = await Raw.connect(broker.plainPort, 'big-pub', 4);
@@ -197,9 +201,7 @@ test('a QoS 1 subscriber that stops acknowledging is cut; the QoS 1 publisher ge
   let pub: MqttClient | undefined;
   let slow: Raw | undefined;
   try {
-    slow = await Raw.connect(broker.plainPort, 'no-acks', 5);
-    await slow.subscribe('acks/#', 1, 5);
-    slow.socket.pause();
+    slow = await Raw.stalled(broker.plainPort, 'no-acks', 'acks/#', 1, 5);
     pub = await connectMqtt(`mqtt://127.0.0.1:${broker.plainPort}`, { protocolVersion: 5, clientId: 'q1-pub' });
     // Ten times the subscriber's queue bound, sent at once.
     const acks = await withTimeout(

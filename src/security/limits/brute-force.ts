@@ -25,7 +25,7 @@ import type { LimitsConfig } from '../../core/limits-config.js';
 import type { SecurityEvents } from '../../core/security-events.js';
 import { banApplies, type Ban, type BanList } from './ban-list.js';
 import type { BanKind } from './ban-values.js';
-import { formatIp, parseIp } from './ip-cidr.js';
+import { parseClientAddress } from './address-match.js';
 import { SlidingWindowCounter } from './sliding-window.js';
 
 export const BRUTE_FORCE_BY = 'auto:brute-force';
@@ -74,9 +74,10 @@ export class BruteForceProtection {
   onFailure(remoteAddress: string, clientId: string, at: number): Ban[] {
     if (this.cfg.maxFailures === 0) return [];
     const started: Ban[] = [];
-    const ip = parseIp(remoteAddress);
-    if (ip !== null) {
-      const key = formatIp(ip);
+    // The canonical address (the dual-stack `::ffff:a.b.c.d` is the IPv4 address): one key
+    // however the socket spelled it. The fast parser: a flood of failures is the attack here.
+    const key = parseClientAddress(remoteAddress)?.text;
+    if (key !== undefined) {
       const count = this.byAddress.hit(key, at);
       if (count >= this.cfg.maxFailures) {
         this.byAddress.clear(key);
