@@ -118,7 +118,7 @@ export class SqliteAuditStore {
     this.insertCheckpoint = db.prepare('INSERT INTO checkpoints (seq, hash, ts, signature, signer) VALUES (?, ?, ?, ?, ?)');
     this.appendTx = db.transaction((rows: readonly AuditRow[], checkpoint: AuditCheckpointRow | null) => {
       for (const r of rows) this.insertRecord.run(r.seq, r.ts, r.type, r.clientId, r.eventJson, r.prevHash, r.hash);
-      if (checkpoint !== null) this.addCheckpointRow(checkpoint);
+      if (checkpoint !== null) this.addCheckpoint(checkpoint);
     });
   }
 
@@ -169,10 +169,6 @@ export class SqliteAuditStore {
   }
 
   addCheckpoint(cp: AuditCheckpointRow): void {
-    this.addCheckpointRow(cp);
-  }
-
-  private addCheckpointRow(cp: AuditCheckpointRow): void {
     this.insertCheckpoint.run(cp.seq, cp.hash, cp.ts, cp.signature, cp.signerFingerprint);
   }
 
