@@ -26,15 +26,16 @@ export interface AdminApiOptions {
   /** Resolves config-relative file paths. */
   resolvePath: (p: string) => string;
   services: AdminServices;
-  /** GET /metrics (Prometheus text format), behind the same authentication; absent: no such route. */
-  metrics?: MetricsEndpoint | null;
 }
 
 export interface RunningAdminApi {
   readonly host: string;
   readonly port: number;
   close(): Promise<void>;
-  /** Serves (or, with null, stops serving) GET /metrics: set once the broker's metrics exist. */
+  /**
+   * Serves GET /metrics (Prometheus text format) behind the same authentication, once the
+   * broker's metrics exist (the server sets it after the listeners started); null: no such route.
+   */
   serveMetrics(endpoint: MetricsEndpoint | null): void;
 }
 
@@ -52,7 +53,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   const tlsConfig = config.tls;
   const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services)];
   const backoff = new AuthFailureBackoff(services.now);
-  let metrics = opts.metrics ?? null;
+  let metrics: MetricsEndpoint | null = null;
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     let bodyRead = false;
