@@ -9,9 +9,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MqttClient, Packet } from 'mqtt';
 import { SqliteAclStore } from '../../src/store/sqlite/acl-store.js';
-import { BASTION_MAIN, connectMqtt, endQuietly, Inbox, PAHO_DIR, Proc, run, startBrokerProcess, withTimeout, type BrokerProcess } from './support.js';
+import { BASTION_MAIN, connectMqtt, endQuietly, Inbox, PAHO_DIR, Proc, pubackCode, run, startBrokerProcess, type BrokerProcess } from './support.js';
 
 const WAIT = 10_000;
 let cwd: string;
@@ -24,19 +23,6 @@ function acl(args: string[]): ReturnType<typeof run> {
 
 function tlsArgs(): string[] {
   return ['-h', 'localhost', '-p', String(broker.port), '--cafile', join(pki, 'root.crt'), '--cert', join(pki, 'device-demo.crt'), '--key', join(pki, 'device-demo.key')];
-}
-
-function pubackCode(c: MqttClient, topic: string): Promise<number> {
-  const ack = new Promise<number>((resolve) => {
-    const on = (p: Packet): void => {
-      if (p.cmd !== 'puback') return;
-      c.off('packetreceive', on);
-      resolve(p.reasonCode ?? 0);
-    };
-    c.on('packetreceive', on);
-  });
-  c.publish(topic, 'x', { qos: 1 }, () => undefined);
-  return withTimeout(ack, WAIT, `PUBACK for ${topic}`);
 }
 
 /** The rule store's change counter, read as the broker reads it. */
@@ -137,7 +123,7 @@ describe('rules changed by the CLI while the broker runs', () => {
     const device = { ca: readFileSync(join(pki, 'root.crt')), cert: readFileSync(join(pki, 'device-demo.crt')), key: readFileSync(join(pki, 'device-demo.key')) };
     const client = await connectMqtt(`mqtts://localhost:${broker.port}`, { ...device, clientId: 'device-demo', protocolVersion: 5 });
     try {
-      assert.equal(await pubackCode(client, 'sensors/device-demo'), 0x87);
+      assert.equal(await pubackCode(client, 'sensors/device-demo', WAIT), 0x87);
       for (const args of [
         ['role', 'add', 'sensors'],
         ['rule', 'add', 'sensors', 'allow', 'publish', 'sensors/${cert.cn}', '--max-qos', '1', '--no-retain'],
@@ -149,7 +135,7 @@ describe('rules changed by the CLI while the broker runs', () => {
       // The broker polls the store's change counter: wait for its reload at this counter.
       await reloadedAt(storeCounter());
       // Allowed now (0x10: nobody subscribes).
-      const afterAdd = await pubackCode(client, 'sensors/device-demo');
+      const afterAdd = await pubackCode(client, 'sensors/device-demo', WAIT);
       assert.equal(afterAdd, 0x10);
       const listed = await acl(['rule', 'list', 'sensors']);
       assert.equal(listed.stdout, 'sensors #0 allow publish sensors/${cert.cn} maxQos=1 retain=false\n');
@@ -162,7 +148,7 @@ describe('rules changed by the CLI while the broker runs', () => {
       const del = await acl(['bind', 'del', 'sensors', 'cert.cn', 'device-demo']);
       assert.equal(del.code, 0, del.stderr);
       await reloadedAt(storeCounter());
-      assert.equal(await pubackCode(client, 'sensors/device-demo'), 0x87);
+      assert.equal(await pubackCode(client, 'sensors/device-demo', WAIT), 0x87);
     } finally {
       await endQuietly(client);
     }

@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { IClientOptions, MqttClient, Packet } from 'mqtt';
+import type { IClientOptions } from 'mqtt';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
-import { connectMqtt, endQuietly, Inbox, withTimeout } from './support.js';
+import { connectMqtt, endQuietly, Inbox, pubackCode } from './support.js';
 
 const WAIT = 5000;
 
@@ -34,19 +34,6 @@ function opts(b: TestBroker, name: string, extra: IClientOptions = {}): IClientO
   return { ca: readFileSync(b.pki.caCert), cert: readFileSync(files.cert), key: readFileSync(files.key), protocolVersion: 5, clientId: name, ...extra };
 }
 
-function pubackCode(c: MqttClient, topic: string): Promise<number> {
-  const ack = new Promise<number>((resolve) => {
-    const on = (p: Packet): void => {
-      if (p.cmd !== 'puback') return;
-      c.off('packetreceive', on);
-      resolve(p.reasonCode ?? 0);
-    };
-    c.on('packetreceive', on);
-  });
-  c.publish(topic, 'x', { qos: 1 }, () => undefined);
-  return withTimeout(ack, WAIT, `PUBACK for ${topic}`);
-}
-
 test('delivery to a recovered offline session uses its stored identity', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'bastion-authz-recovered-'));
   const dataDir = join(dir, 'data');
@@ -63,7 +50,7 @@ test('delivery to a recovered offline session uses its stored identity', async (
     // Run 2: the session was recovered with dev2's identity: a message for it is queued.
     broker = await start('feed/#');
     let dev1 = await connectMqtt(`mqtts://localhost:${broker.tlsPort}`, opts(broker, 'dev1'));
-    assert.equal(await pubackCode(dev1, 'feed/a'), 0);
+    assert.equal(await pubackCode(dev1, 'feed/a', WAIT), 0);
     await endQuietly(dev1);
     await broker.stop();
 
@@ -78,7 +65,7 @@ test('delivery to a recovered offline session uses its stored identity', async (
     // Run 4: dev2 may no longer read feed/#: its recovered session is denied at delivery.
     broker = await start('other/#');
     dev1 = await connectMqtt(`mqtts://localhost:${broker.tlsPort}`, opts(broker, 'dev1'));
-    assert.equal(await pubackCode(dev1, 'feed/b'), 0x10);
+    assert.equal(await pubackCode(dev1, 'feed/b', WAIT), 0x10);
     assert.equal(broker.server.broker.counters.deniedAtDelivery, 1);
     await endQuietly(dev1);
     await broker.stop();

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import mqtt, { type MqttClient, type Packet } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { EventRecorder } from '../helpers/event-recorder.js';
 import { ReasonCode } from '../../src/protocol/reason-codes.js';
 import { adminRequest } from '../helpers/admin.js';
@@ -26,7 +26,7 @@ import { connectRaw, RawClient } from '../helpers/raw-client.js';
 import { ScramClient } from '../helpers/scram-client.js';
 import { makeTestPki, testCa } from '../helpers/pki.js';
 import { createCrl } from '../../src/pki/index.js';
-import { connectMqtt, endQuietly, inboxOf, nextEvent, run, withTimeout } from './support.js';
+import { connectMqtt, endQuietly, inboxOf, nextEvent, pubackCode, run } from './support.js';
 import { clientTls, startTlsBroker, tryMqttConnect, type TlsBroker } from './tls-support.js';
 
 const WAIT = 5000;
@@ -110,16 +110,7 @@ describe('mutual TLS broker with the default device policy and the admin API', (
 
   test('authz.denied for a publish and for each denied subscribe filter, with principal and topic', async () => {
     const c = await device(b.pki.clients.client1!, 'client1');
-    const ack = new Promise<number>((resolve) => {
-      const on = (p: Packet): void => {
-        if (p.cmd !== 'puback') return;
-        c.off('packetreceive', on);
-        resolve(p.reasonCode ?? 0);
-      };
-      c.on('packetreceive', on);
-    });
-    c.publish('devices/client2/cmd', 'x', { qos: 1 }, () => undefined);
-    assert.equal(await withTimeout(ack, WAIT, 'PUBACK'), ReasonCode.NotAuthorized);
+    assert.equal(await pubackCode(c, 'devices/client2/cmd', WAIT), ReasonCode.NotAuthorized);
     const pub = await rec.waitFor('authz.denied', (x) => x.action === 'publish' && x.clientId === 'client1');
     assert.equal(pub.topic, 'devices/client2/cmd');
     assert.equal(pub.principal, 'client1');

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient, type Packet } from 'mqtt';
 
 /** The repository root (this file runs from dist/test/integration/). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -280,6 +280,23 @@ export function nextEvent<T = unknown>(client: MqttClient, event: 'disconnect' |
     timeoutMs,
     `MQTT.js '${event}' event`,
   );
+}
+
+/**
+ * Publishes at QoS 1 to `topic` and resolves with the PUBACK's reason code (a refusal
+ * rejects MQTT.js's publish callback; the code is on the packet), within `timeoutMs`.
+ */
+export function pubackCode(client: MqttClient, topic: string, timeoutMs: number): Promise<number> {
+  const ack = new Promise<number>((resolvePromise) => {
+    const on = (p: Packet): void => {
+      if (p.cmd !== 'puback') return;
+      client.off('packetreceive', on);
+      resolvePromise(p.reasonCode ?? 0);
+    };
+    client.on('packetreceive', on);
+  });
+  client.publish(topic, 'x', { qos: 1 }, () => undefined);
+  return withTimeout(ack, timeoutMs, `PUBACK for ${topic}`);
 }
 
 /** A config file in `dir` for a child-process broker with one plaintext anonymous listener. */
