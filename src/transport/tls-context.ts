@@ -265,7 +265,10 @@ export class TlsContextManager {
    */
   private admit(socket: tls.TLSSocket): void {
     const reason = this.refusalOf(socket);
-    this.events?.emit({
+    // Per accepted connection: no event is built when nobody listens.
+    const events = this.events;
+    if (events === null || !events.active) return;
+    events.emit({
       type: 'tls.handshake',
       listener: this.listener.name,
       remoteAddress: remoteOf(socket),
