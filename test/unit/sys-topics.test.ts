@@ -1,7 +1,8 @@
 /**
  * The $SYS publisher on a broker with a manual clock: Mosquitto's names and formats, load
  * averages as exponentially weighted per-minute rates (values checked against the
- * formula), only changed values published again, nothing after stop(); and the fixed
+ * formula), only changed values published again (all of them when retained messages are
+ * off), nothing after stop(); and the fixed
  * vocabulary TLS handshake failures are counted under in the metrics.
  */
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import { Broker } from '../../src/broker/broker.js';
 import type { Message } from '../../src/broker/message.js';
 import { SysTopics } from '../../src/broker/sys/sys-topics.js';
 import type { Clock, TimerHandle } from '../../src/core/clock.js';
+import { defaultMqttConfig } from '../../src/core/config.js';
 import { DefaultAuthorizer } from '../../src/security/authz/default-authorizer.js';
 import { ListenerAuthenticator } from '../../src/security/authn/listener-authenticator.js';
 import { tlsFailureReason } from '../../src/admin/metrics/tls-failure-reason.js';
@@ -90,6 +92,19 @@ describe('$SYS publisher', () => {
     const stopped = broker.counters.published;
     clock.advance(600_000);
     assert.equal(broker.counters.published, stopped);
+  });
+
+  test('with retained messages off (mqtt.retainAvailable false), every value goes out every interval', () => {
+    const clock = new ManualClock();
+    const broker = new Broker({ authenticator: new ListenerAuthenticator(), authorizer: new DefaultAuthorizer(), clock, mqtt: defaultMqttConfig({ retainAvailable: false }) });
+    const sys = new SysTopics({ broker, intervalSeconds: 60, version: 'bastion version 9.9.9' });
+    sys.start();
+    const perTick = broker.counters.published;
+    assert.ok(perTick > 20, `${perTick} values at start`);
+    clock.advance(60_000);
+    assert.equal(broker.counters.published, 2 * perTick, 'the unchanged ones too');
+    assert.equal(broker.retained.size, 0);
+    sys.stop();
   });
 });
 

@@ -126,7 +126,10 @@ export class SysTopics {
   private put(name: string, value: string | number): void {
     const topic = SYS_PREFIX + name;
     const payload = String(value);
-    if (this.published.get(topic) === payload) return;
+    // Unchanged values are skipped only when the retained copy serves later subscribers; with
+    // mqtt.retainAvailable false every value goes out every interval, or one that never
+    // changes (the version) would reach only those subscribed at start.
+    if (this.broker.config.retainAvailable && this.published.get(topic) === payload) return;
     this.published.set(topic, payload);
     this.broker.publish({ topic, payload: Buffer.from(payload), qos: 0, retain: true, properties: undefined, expiresAt: 0, origin: '' });
   }
