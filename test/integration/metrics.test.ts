@@ -89,7 +89,7 @@ describe('/metrics access', () => {
   test('a wrong method is 405 for an operator', async () => {
     const r = await call({ method: 'POST', path: '/metrics', token });
     assert.equal(r.status, 405);
-    assert.equal(r.headers.allow, 'GET');
+    assert.equal(r.headers.allow, 'GET, HEAD');
   });
 });
 

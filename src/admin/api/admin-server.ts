@@ -63,7 +63,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       const actor = authenticateAdmin(req, { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff });
       // SECURITY: metrics name client counts and limits: operators only, like the API (Prometheus scrapes with a bearer token).
       if (url.pathname === '/metrics' && metrics !== null) {
-        if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `method ${req.method ?? ''} not allowed on /metrics`, { allow: 'GET' });
+        if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `method ${req.method ?? ''} not allowed on /metrics`, { allow: 'GET, HEAD' });
         return await sendMetrics(res, metrics);
       }
       const { handler, params } = matchRoute(routes, req.method ?? 'GET', url.pathname);
