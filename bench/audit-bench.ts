@@ -1,8 +1,8 @@
 /**
  * Micro benchmark of the audit side: how many records per second it chains, stores
- * (SQLite WAL, synchronous=FULL, one transaction per event-loop turn) and checkpoints
- * under a flood of security events, and how many `limit.hit` events per second it
- * absorbs into aggregated records. Events are emitted on a real SecurityEvents stream in
+ * (SQLite WAL, synchronous=NORMAL, one transaction per event-loop turn) and checkpoints
+ * under a flood of security events, and how many `limit.hit` and `authz.denied` events
+ * per second it absorbs into aggregated records. Events are emitted on a real SecurityEvents stream in
  * bursts of B per event-loop turn, as a flood of refused connections would arrive.
  *
  * Usage: npm run build && node dist/bench/audit-bench.js [records=200000] [burst=1000]
@@ -36,6 +36,11 @@ function hit(i: number): SecurityEvent {
   return { type: 'limit.hit', limit: 'publish-rate', listener: 'mqtts', clientId: `device-${i % 100}`, action: 'dropped', count: 1 };
 }
 
+/** A client publishing to a topic it may not, in a loop. */
+function denied(i: number): SecurityEvent {
+  return { type: 'authz.denied', clientId: `device-${i % 100}`, principal: `device-${i % 100}`, remoteAddress: '10.0.0.1', action: 'publish', topic: 'plant/1/valve', reason: 'no rule allows' };
+}
+
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 async function run(label: string, make: (i: number) => SecurityEvent, checkpointEvery: number): Promise<void> {
@@ -61,3 +66,4 @@ async function run(label: string, make: (i: number) => SecurityEvent, checkpoint
 await run('connection.refused, one record each', refused, 1000);
 await run('connection.refused, one record each', refused, 100);
 await run('limit.hit flood, aggregated', hit, 1000);
+await run('authz.denied flood, aggregated', denied, 1000);
