@@ -48,7 +48,6 @@ interface CompiledRule {
 
 interface ClientRules {
   version: number;
-  roles: string[];
   rules: CompiledRule[];
 }
 
@@ -77,12 +76,17 @@ export class PolicyEngine implements DeliveryAuthorizer {
     return this.policy;
   }
 
-  /** The roles bound to `client`, in rule-set order. */
+  /** The roles bound to `client`, in binding order. */
   rolesOf(client: AuthorizedClient): string[] {
-    const roles: string[] = [];
+    return [...this.boundRoles(client)];
+  }
+
+  /** A set: compiling tests each role of the rule set against it (no scan per role). */
+  private boundRoles(client: AuthorizedClient): Set<string> {
+    const roles = new Set<string>();
     for (const b of this.policy.bindings) {
-      if (roles.includes(b.role)) continue;
-      if (attributeValues(client, b.attribute).some((v) => globMatches(b.value, v))) roles.push(b.role);
+      if (roles.has(b.role)) continue;
+      if (attributeValues(client, b.attribute).some((v) => globMatches(b.value, v))) roles.add(b.role);
     }
     return roles;
   }
@@ -90,10 +94,10 @@ export class PolicyEngine implements DeliveryAuthorizer {
   private rulesFor(client: AuthorizedClient): ClientRules {
     const cached = this.cache.get(client);
     if (cached !== undefined && cached.version === this.version) return cached;
-    const roles = this.rolesOf(client);
+    const bound = this.boundRoles(client);
     const rules: CompiledRule[] = [];
     for (const role of this.policy.roles) {
-      if (!roles.includes(role.name)) continue;
+      if (!bound.has(role.name)) continue;
       role.rules.forEach((rule, index) => {
         const { filters, unsafe } = expandPattern(rule.topic, client);
         if (unsafe !== null) {
@@ -112,7 +116,7 @@ export class PolicyEngine implements DeliveryAuthorizer {
         });
       });
     }
-    const compiled = { version: this.version, roles, rules };
+    const compiled = { version: this.version, rules };
     this.cache.set(client, compiled);
     return compiled;
   }
