@@ -8,6 +8,7 @@
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { X509Certificate } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import {
   createOcspResponse,
   parseOcspRequest,
@@ -21,6 +22,7 @@ import {
 import { startOcspResponder, type OcspAuthority, type RunningOcspResponder } from '../admin/ocsp-responder.js';
 import type { PkiInventory } from '../store/sqlite/pki-inventory.js';
 import { hasIntermediate, loadIntermediate, loadRoot, readText, type RootKeyAccess } from './pki-ca-store.js';
+import { isErrno } from './pki-files.js';
 import type { PkiLayout } from './pki-layout.js';
 import { PkiService } from './pki-service.js';
 
@@ -42,15 +44,51 @@ function matches(ca: CandidateCa, id: OcspCertId): boolean {
   return own.nameHash.equals(id.issuerNameHash) && own.keyHash.equals(id.issuerKeyHash);
 }
 
-/** Builds the authority. CA files are re-read per request, so a new intermediate is seen at once. */
+/** What identifies one version of a file: replaced (new inode), rewritten or chmod-ed changes it. */
+async function fileStamp(path: string): Promise<string> {
+  try {
+    const st = await stat(path);
+    return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return '-';
+    throw err;
+  }
+}
+
+/** Runs `load` once and hands back the same promise until reset. */
+function once<T>(load: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  return () => (value ??= load());
+}
+
+/**
+ * Builds the authority. The CA certificates and keys are read (and an encrypted root key
+ * decrypted) once, and again only when one of their files changes: a request costs a stat
+ * per CA file, so a new intermediate or an exported root key is still seen at once.
+ */
 export function pkiOcspAuthority(layout: PkiLayout, inventory: PkiInventory, access: RootKeyAccess): OcspAuthority {
-  const candidates = async (): Promise<CandidateCa[]> => {
+  const files = [layout.rootCert, layout.rootKey, layout.intermediateCert, layout.intermediateKey, ...(access.keyFile !== undefined ? [access.keyFile] : [])];
+  const load = async (): Promise<CandidateCa[]> => {
     const out: CandidateCa[] = [];
     if (await hasIntermediate(layout)) {
-      out.push(candidate(await readText(layout.intermediateCert), () => loadIntermediate(layout)));
+      out.push(candidate(await readText(layout.intermediateCert), once(() => loadIntermediate(layout))));
     }
-    out.push(candidate(await readText(layout.rootCert), () => loadRoot(layout, access, 'answering OCSP for certificates the root signed')));
+    out.push(candidate(await readText(layout.rootCert), once(() => loadRoot(layout, access, 'answering OCSP for certificates the root signed'))));
     return out;
+  };
+  let loadedStamp: string | undefined;
+  let loaded: Promise<CandidateCa[]> | undefined;
+  const candidates = async (): Promise<CandidateCa[]> => {
+    const stamp = (await Promise.all(files.map(fileStamp))).join('|');
+    if (loaded === undefined || stamp !== loadedStamp) {
+      loadedStamp = stamp;
+      loaded = load();
+      // A failed load (a file caught mid-change) is not kept: the next request tries again.
+      loaded.catch(() => {
+        if (loadedStamp === stamp) loaded = undefined;
+      });
+    }
+    return loaded;
   };
 
   return {
