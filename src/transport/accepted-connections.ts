@@ -7,12 +7,14 @@
  * protocol spoken on the sockets.
  */
 import net, { type AddressInfo, type Server } from 'node:net';
+import tls from 'node:tls';
 import type { Broker } from '../broker/broker.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { ConnectionGuard } from '../security/limits/connection-guard.js';
 import { Connection, type ByteStream, type ListenerInfo, type PeerInfo } from './connection.js';
 import type { TlsContextManager } from './tls-context.js';
+import { tlsSummaryOf } from './tls-identity.js';
 
 /** How the server starts every kind of listener (TCP/TLS in listener.ts, ws/wss in websocket.ts). */
 export type StartListener = (
@@ -84,10 +86,53 @@ export class AcceptedConnections {
 }
 
 /**
+ * What the listener knows of the peer of an accepted socket: its address and, on a TLS
+ * socket, the verified identity and the negotiated parameters (read once, here).
+ */
+export function peerInfoOf(socket: net.Socket, tlsContext: TlsContextManager | null): PeerInfo {
+  const remoteAddress = socket.remoteAddress ?? 'unknown';
+  if (tlsContext === null || !(socket instanceof tls.TLSSocket)) return { remoteAddress, peer: null };
+  return { remoteAddress, peer: tlsContext.peerOf(socket), tls: tlsSummaryOf(socket) };
+}
+
+/**
+ * Binds the guarded acceptor of a listener and returns the listener running: every kind
+ * of listener (TCP/TLS, ws/wss) ends here. `serve` receives each admitted socket;
+ * `stopServing` closes what serves them (the TLS or HTTP server) when accepting stops.
+ */
+export async function startGuarded(
+  config: ListenerConfig,
+  broker: Broker,
+  guard: ConnectionGuard,
+  logger: Logger,
+  accepted: AcceptedConnections,
+  tlsContext: TlsContextManager | null,
+  serve: (socket: net.Socket) => void,
+  stopServing?: () => void,
+): Promise<RunningListener> {
+  const acceptor = guardedAcceptor(config, broker, guard, logger, serve);
+  const address = await listenOn(acceptor, config, tlsContext);
+  return {
+    config,
+    port: address.port,
+    host: address.address,
+    connections: accepted.connections,
+    tls: tlsContext,
+    stopAccepting: async () => {
+      // close() stops accepting at once; its callback waits for connections, which we do not.
+      acceptor.close();
+      stopServing?.();
+      tlsContext?.close();
+    },
+    closeConnections: (graceMs: number) => accepted.closeConnections(graceMs),
+  };
+}
+
+/**
  * Binds `server` to the listener's host and port and returns the bound address. A bind
  * failure (address in use, no permission) closes the TLS context's watchers and rejects.
  */
-export function listenOn(server: Server, config: ListenerConfig, tlsContext: TlsContextManager | null): Promise<AddressInfo> {
+function listenOn(server: Server, config: ListenerConfig, tlsContext: TlsContextManager | null): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const failed = (err: Error): void => {
       tlsContext?.close();
@@ -114,7 +159,7 @@ export function listenOn(server: Server, config: ListenerConfig, tlsContext: Tls
  * address lists and bans); it is not logged line by line, since a flood would flood the
  * log too (the audit log aggregates the events).
  */
-export function guardedAcceptor(config: ListenerConfig, broker: Broker, guard: ConnectionGuard, logger: Logger, serve: (socket: net.Socket) => void): net.Server {
+function guardedAcceptor(config: ListenerConfig, broker: Broker, guard: ConnectionGuard, logger: Logger, serve: (socket: net.Socket) => void): net.Server {
   const listener = config.name;
   const listenerMax = config.maxConnections;
   const server = net.createServer({ noDelay: true }, (socket) => {

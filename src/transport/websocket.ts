@@ -17,12 +17,10 @@ import http, { STATUS_CODES } from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { DEFAULT_WS_PATH } from '../core/config.js';
-import { AcceptedConnections, guardedAcceptor, listenOn, type StartListener } from './accepted-connections.js';
+import { AcceptedConnections, peerInfoOf, startGuarded, type StartListener } from './accepted-connections.js';
 import { TlsContextManager } from './tls-context.js';
-import { tlsSummaryOf } from './tls-identity.js';
 import { WebSocketByteStream } from './ws-byte-stream.js';
 
 /** [MQTT-6.0.0-3] clients offer "mqtt"; "mqttv3.1" is what older 3.1-era clients offer. */
@@ -139,7 +137,7 @@ export const startWebSocketListener: StartListener = async (config, broker, logg
     }
     // SECURITY: the identity is the one proven by the TLS handshake of the socket under
     // this request, never anything the HTTP request says.
-    const peer = { remoteAddress: tcp.remoteAddress ?? 'unknown', peer: tlsContext !== null ? tlsContext.peerOf(tcp as TLSSocket) : null, ...(tlsContext !== null ? { tls: tlsSummaryOf(tcp as TLSSocket) } : {}) };
+    const peer = peerInfoOf(tcp, tlsContext);
     wss.handleUpgrade(req, socket, head, (ws) => {
       accepted.adopt(new WebSocketByteStream(ws), peer);
     });
@@ -148,26 +146,15 @@ export const startWebSocketListener: StartListener = async (config, broker, logg
 
   // The HTTP(S) server never binds: the acceptor does, and hands it admitted sockets through
   // Node's documented 'connection' injection.
-  const acceptor = guardedAcceptor(config, broker, guard, logger, (socket) => server.emit('connection', socket));
-  const address = await listenOn(acceptor, config, tlsContext);
+  const running = await startGuarded(config, broker, guard, logger, accepted, tlsContext, (socket) => server.emit('connection', socket), () => {
+    // No new sockets; HTTP requests still waiting to upgrade are dropped. Upgraded
+    // WebSockets are no longer the HTTP server's and stay until closeConnections.
+    server.close();
+    server.closeIdleConnections();
+  });
   // SECURITY: http.Server starts its headersTimeout/requestTimeout checker on 'listening';
   // since it does not listen itself, it is told here, or a request that never completes
   // would hold its socket (and its connection slot) forever.
   server.emit('listening');
-  return {
-    config,
-    port: address.port,
-    host: address.address,
-    connections: accepted.connections,
-    tls: tlsContext,
-    stopAccepting: async () => {
-      // No new sockets; HTTP requests still waiting to upgrade are dropped. Upgraded
-      // WebSockets are no longer the HTTP server's and stay until closeConnections.
-      acceptor.close();
-      server.close();
-      server.closeIdleConnections();
-      tlsContext?.close();
-    },
-    closeConnections: (graceMs: number) => accepted.closeConnections(graceMs),
-  };
+  return running;
 };
