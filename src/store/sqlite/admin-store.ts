@@ -76,7 +76,12 @@ interface BanRow {
 }
 
 export class SqliteAdminStore {
-  private constructor(private readonly db: Database.Database) {}
+  /** Every admin API request with a bearer token runs it: prepared once, not per request. */
+  private readonly findTokenStmt: Database.Statement<[string], { name: string; hash: string; created_at: number }>;
+
+  private constructor(private readonly db: Database.Database) {
+    this.findTokenStmt = db.prepare('SELECT name, hash, created_at FROM admin_tokens WHERE hash = ?');
+  }
 
   /** Opens (creating when missing) the admin database at `path`. */
   static open(path: string): SqliteAdminStore {
@@ -108,7 +113,7 @@ export class SqliteAdminStore {
   }
 
   findTokenByHash(hash: string): StoredAdminToken | null {
-    const row = this.db.prepare('SELECT name, hash, created_at FROM admin_tokens WHERE hash = ?').get(hash) as { name: string; hash: string; created_at: number } | undefined;
+    const row = this.findTokenStmt.get(hash);
     return row === undefined ? null : { name: row.name, hash: row.hash, createdAt: row.created_at };
   }
 
