@@ -1,9 +1,10 @@
 /**
- * Binding the admin module's HTTP(S) servers (admin API, OCSP responder). Owns: the
- * timeouts a slow client may not stretch, the bind with its error, and a close that does
- * not wait for idle keep-alive connections. Must not: route or authenticate requests.
+ * Binding the admin module's HTTP(S) servers (admin API, OCSP responder) and reading their
+ * request bodies. Owns: the timeouts a slow client may not stretch, the bind with its
+ * error, a close that does not wait for idle keep-alive connections, and the size-capped
+ * body read. Must not: route or authenticate requests.
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 export interface BoundHttpServer {
@@ -44,4 +45,30 @@ export async function listenHttp(server: Server, host: string, port: number): Pr
         for (const socket of sockets) socket.destroy();
       }),
   };
+}
+
+/**
+ * The request body, or 'too-large' as soon as it is known to exceed `limit` bytes (by its
+ * content-length, or while it arrives). The caller answers 413 and should close the connection.
+ */
+export function readBodyCapped(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large'> {
+  return new Promise((resolve, reject) => {
+    const tooLarge = (): void => {
+      // SECURITY: nothing past the limit is buffered; the rest is drained and dropped.
+      req.off('data', onData);
+      req.resume();
+      resolve('too-large');
+    };
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) return tooLarge();
+      chunks.push(chunk);
+    };
+    if (Number(req.headers['content-length'] ?? 0) > limit) return tooLarge();
+    req.on('data', onData);
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
 }

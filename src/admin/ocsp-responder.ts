@@ -13,7 +13,7 @@ import http from 'node:http';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ocspErrorResponse } from '../pki/index.js';
-import { listenHttp, type BoundHttpServer } from './http-listen.js';
+import { listenHttp, readBodyCapped, type BoundHttpServer } from './http-listen.js';
 
 /**
  * Signs OCSP answers. Throws a BastionError with code ERR_PKI_BAD_OCSP for a malformed
@@ -61,33 +61,6 @@ function derFromGetPath(url: string): Buffer | undefined {
   return Buffer.from(b64, 'base64');
 }
 
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | 'too-large'> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limit) {
-      resolve('too-large');
-      req.resume();
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on('data', (chunk: Buffer) => {
-      if (over) return;
-      size += chunk.length;
-      if (size > limit) {
-        // SECURITY: stop buffering at the limit; the rest is drained and dropped.
-        over = true;
-        chunks.length = 0;
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(over ? 'too-large' : Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
 export async function startOcspResponder(options: OcspResponderOptions): Promise<RunningOcspResponder> {
   const { authority, logger } = options;
 
@@ -116,7 +89,7 @@ export async function startOcspResponder(options: OcspResponderOptions): Promise
           req.resume();
           return sendText(res, 415, 'expected content-type application/ocsp-request');
         }
-        const body = await readBody(req, MAX_OCSP_REQUEST_BYTES);
+        const body = await readBodyCapped(req, MAX_OCSP_REQUEST_BYTES);
         if (body === 'too-large') return sendText(res, 413, `OCSP request larger than ${MAX_OCSP_REQUEST_BYTES} bytes`);
         return answer(res, body);
       }

@@ -6,6 +6,7 @@
  */
 import type http from 'node:http';
 import type { z } from 'zod';
+import { readBodyCapped } from '../http-listen.js';
 
 /** An expected failure with its HTTP status; the message goes to the client as JSON. */
 export class HttpError extends Error {
@@ -38,30 +39,9 @@ export function sendJson(res: http.ServerResponse, status: number, body: unknown
  * An empty body is `undefined`.
  */
 export async function readJsonBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) {
-    // Read nothing of it: discard what arrives until the connection closes after the 413.
-    req.resume();
-    throw new HttpError(413, `request body larger than ${limit} bytes`, { connection: 'close' });
-  }
-  const raw = await new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
-        // SECURITY: stop buffering at the limit; the connection is closed after the 413.
-        req.off('data', onData);
-        req.resume();
-        reject(new HttpError(413, `request body larger than ${limit} bytes`, { connection: 'close' }));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+  const raw = await readBodyCapped(req, limit);
+  // The connection is closed after the 413: the rest of an oversized body is not waited for.
+  if (raw === 'too-large') throw new HttpError(413, `request body larger than ${limit} bytes`, { connection: 'close' });
   if (raw.length === 0) return undefined;
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') throw new HttpError(415, 'expected content-type application/json');
