@@ -5,18 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
+import type net from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import { startTestBroker } from '../helpers/broker.js';
+import { pump, rawConnect } from '../helpers/flood.js';
 
 const PER_PUBLISHER = 50_000;
 const PUBLISHERS = 4;
-
-function rawConnect(port: number, clientId: string): net.Socket {
-  const s = net.connect(port, '127.0.0.1');
-  s.write(mqttPacket.generate({ cmd: 'connect', clientId, protocolVersion: 4, protocolId: 'MQTT', clean: true, keepalive: 60 }));
-  return s;
-}
 
 test('fast QoS 0 publishers into one subscriber: everything arrives, nothing stalls', { timeout: 60_000 }, async () => {
   // Flow control, not quotas: per-client publish rates off (the slow-client defence stays on).
@@ -50,17 +45,7 @@ test('fast QoS 0 publishers into one subscriber: everything arrives, nothing sta
       for (let i = 0; i < PUBLISHERS; i++) {
         const pub = rawConnect(broker.plainPort, `pub-${i}`);
         sockets.push(pub);
-        let sent = 0;
-        const pump = (): void => {
-          while (sent < PER_PUBLISHER) {
-            sent++;
-            if (!pub.write(frame)) {
-              pub.once('drain', pump);
-              return;
-            }
-          }
-        };
-        pump();
+        void pump(pub, frame, PER_PUBLISHER);
       }
     }
     await done;

@@ -18,6 +18,7 @@ import mqttPacket from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
 import type { SecurityEvent } from '../../src/core/security-events.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
+import { pump } from '../helpers/flood.js';
 import { connectMqtt, endQuietly, Inbox, withTimeout } from './support.js';
 
 const WAIT = 20_000;
@@ -94,24 +95,6 @@ class Raw {
   waitClosed(what: string): Promise<unknown> {
     return this.packets.waitFor(() => this.closed, WAIT, what);
   }
-}
-
-/** Writes `count` copies of `frame`, honouring the socket's backpressure. */
-function pump(socket: net.Socket, frame: Buffer, count: number): Promise<void> {
-  return new Promise((resolve) => {
-    let sent = 0;
-    const go = (): void => {
-      while (sent < count) {
-        sent++;
-        if (!socket.write(frame)) {
-          socket.once('drain', go);
-          return;
-        }
-      }
-      resolve();
-    };
-    go();
-  });
 }
 
 function slowCut(e: Event): e is Extract<Event, { type: 'limit.hit' }> {

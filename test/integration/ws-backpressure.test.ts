@@ -4,11 +4,12 @@
  * stalls (the WebSocket adapter's 'drain' releases the publishers).
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
+import type net from 'node:net';
 import { test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
 import { startTestBroker } from '../helpers/broker.js';
+import { pump, rawConnect } from '../helpers/flood.js';
 import { Inbox, withTimeout } from './support.js';
 
 const PER_PUBLISHER = 40_000;
@@ -24,12 +25,6 @@ async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise<void>((resolve) => setTimeout(resolve, 5));
   }
-}
-
-function rawConnect(port: number, clientId: string): net.Socket {
-  const s = net.connect(port, '127.0.0.1');
-  s.write(mqttPacket.generate({ cmd: 'connect', clientId, protocolVersion: 4, protocolId: 'MQTT', clean: true, keepalive: 60 }));
-  return s;
 }
 
 test('a WebSocket subscriber that stops reading holds the TCP publishers back; resumed, it gets every message', { timeout: 60_000 }, async () => {
@@ -67,17 +62,7 @@ test('a WebSocket subscriber that stops reading holds the TCP publishers back; r
     for (let i = 0; i < PUBLISHERS; i++) {
       const pub = rawConnect(broker.plainPort, `ws-pub-${i}`);
       sockets.push(pub);
-      let sent = 0;
-      const pump = (): void => {
-        while (sent < PER_PUBLISHER) {
-          sent++;
-          if (!pub.write(frame)) {
-            pub.once('drain', pump);
-            return;
-          }
-        }
-      };
-      pump();
+      void pump(pub, frame, PER_PUBLISHER);
     }
     const [subscriber] = broker.server.listeners[2]!.connections;
     // Condition, not time: the subscriber's write buffer passes the congestion mark.
