@@ -16,7 +16,7 @@ import type { ClientIdentity } from '../../src/broker/ports.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
 import { connectRaw } from '../helpers/raw-client.js';
 import { run, withTimeout } from './support.js';
-import { tryMqttConnect } from './tls-support.js';
+import { recordIdentities, tryMqttConnect } from './tls-support.js';
 
 const ISSUER = 'https://issuer.test';
 const AUDIENCE = 'bastion';
@@ -52,7 +52,7 @@ describe('jwt provider with a JWKS URL', () => {
   let keyA: SigningKey;
   let keyB: SigningKey;
   let b: AuthBroker;
-  const identities: ClientIdentity[] = [];
+  let identities: ClientIdentity[];
 
   before(async () => {
     [keyA, keyB] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
@@ -75,10 +75,7 @@ describe('jwt provider with a JWKS URL', () => {
       // These tests refuse many tokens from 127.0.0.1 on purpose: not a brute-force run to ban.
       limits: { authFailures: { maxFailures: 0 } },
     });
-    b.server.broker.addAdmissionGuard((client) => {
-      identities.push(client.identity);
-      return null;
-    });
+    identities = recordIdentities(b.server);
   });
   after(async () => {
     await b.stop();

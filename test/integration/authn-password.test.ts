@@ -15,7 +15,7 @@ import type { ClientIdentity } from '../../src/broker/ports.js';
 import { PasswordHasher, realScrypt } from '../../src/security/authn/password-hash.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
 import { BASTION_MAIN, freePort, run, withTimeout } from './support.js';
-import { clientTls, tryMqttConnect } from './tls-support.js';
+import { clientTls, recordIdentities, tryMqttConnect } from './tls-support.js';
 
 const ALICE_PASSWORD = 'alice has a long password';
 
@@ -35,7 +35,7 @@ function pahoV3(port: number, caFile: string, username: string, password: string
 describe('password provider over TLS', () => {
   let b: AuthBroker;
   let scryptCalls = 0;
-  const identities: ClientIdentity[] = [];
+  let identities: ClientIdentity[];
   before(async () => {
     const hasher = new PasswordHasher((pw, salt, params) => {
       scryptCalls++;
@@ -48,10 +48,7 @@ describe('password provider over TLS', () => {
       ],
       passwordHasher: hasher,
     });
-    b.server.broker.addAdmissionGuard((client) => {
-      identities.push(client.identity);
-      return null;
-    });
+    identities = recordIdentities(b.server);
     // Added while the broker runs: the next CONNECT must see it.
     const r = await b.addUser('alice', ALICE_PASSWORD);
     assert.equal(r.code, 0, r.stderr);

@@ -11,14 +11,14 @@ import { after, before, describe, test } from 'node:test';
 import type { ClientIdentity } from '../../src/broker/ports.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
 import { run } from './support.js';
-import { clientTls, tryMqttConnect } from './tls-support.js';
+import { clientTls, recordIdentities, tryMqttConnect } from './tls-support.js';
 
 const KEY = '00112233445566778899aabbccddeeff';
 
 describe('psk provider', () => {
   let dir: string;
   let b: AuthBroker;
-  const identities: ClientIdentity[] = [];
+  let identities: ClientIdentity[];
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'bastion-authn-psk-'));
     const pskFile = join(dir, 'psk.yaml');
@@ -26,10 +26,7 @@ describe('psk provider', () => {
     b = await startAuthBroker({
       listeners: (pki) => [{ name: 'psk', protocol: 'mqtts', host: '127.0.0.1', port: 0, tls: tlsFor(pki, 'optional'), psk: { file: pskFile }, auth: { providers: ['psk'] } }],
     });
-    b.server.broker.addAdmissionGuard((client) => {
-      identities.push(client.identity);
-      return null;
-    });
+    identities = recordIdentities(b.server);
   });
   after(async () => {
     await b.stop();

@@ -12,6 +12,7 @@ import type { ClientIdentity } from '../../src/broker/ports.js';
 import { startAuthBroker, tlsFor, type AuthBroker } from '../helpers/authn-broker.js';
 import { ScramClient } from '../helpers/scram-client.js';
 import { withTimeout } from './support.js';
+import { recordIdentities } from './tls-support.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 const METHOD = 'SCRAM-SHA-256';
@@ -50,7 +51,7 @@ async function scramConnect(port: number, ca: Buffer, clientId: string, scram: S
 describe('SCRAM-SHA-256 enhanced authentication', () => {
   let b: AuthBroker;
   let ca: Buffer;
-  const identities: ClientIdentity[] = [];
+  let identities: ClientIdentity[];
   before(async () => {
     b = await startAuthBroker({
       listeners: (pki) => [
@@ -61,10 +62,7 @@ describe('SCRAM-SHA-256 enhanced authentication', () => {
       ],
     });
     ca = readFileSync(b.pki.caCert);
-    b.server.broker.addAdmissionGuard((client) => {
-      identities.push(client.identity);
-      return null;
-    });
+    identities = recordIdentities(b.server);
     assert.equal((await b.addUser('erin', 'erin has a long password')).code, 0);
   });
   after(() => b.stop());

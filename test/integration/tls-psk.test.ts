@@ -14,7 +14,7 @@ import type { ClientIdentity } from '../../src/broker/ports.js';
 import type { ReloadResult } from '../../src/transport/tls-context.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { connectMqtt, endQuietly, Inbox, inboxOf, run } from './support.js';
-import { clientTls, startTlsBroker, tryMqttConnect, type TlsBroker } from './tls-support.js';
+import { clientTls, recordIdentities, startTlsBroker, tryMqttConnect, type TlsBroker } from './tls-support.js';
 
 const KEY1 = '00112233445566778899aabbccddeeff';
 const KEY2 = 'f0e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff';
@@ -27,17 +27,14 @@ describe('TLS-PSK listener', () => {
   let dir: string;
   let pskFile: string;
   let b: TlsBroker;
-  const identities: ClientIdentity[] = [];
+  let identities: ClientIdentity[];
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'bastion-tls-psk-'));
     pskFile = join(dir, 'psk.yaml');
     writeFileSync(pskFile, `dev1: ${KEY1}\n`, { mode: 0o600 });
     const pki = await makeTestPki(join(dir, 'pki'), ['client1']);
     b = await startTlsBroker({ dir, pki, listener: { psk: { file: pskFile } } });
-    b.server.broker.addAdmissionGuard((client) => {
-      identities.push(client.identity);
-      return null;
-    });
+    identities = recordIdentities(b.server);
   });
   after(async () => {
     await b.stop();

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import type { ClientIdentity } from '../../src/broker/ports.js';
 import type { Logger } from '../../src/core/logger.js';
 import { parseConfig } from '../../src/server/load-config.js';
 import { startServer, type BastionServer } from '../../src/server/server.js';
@@ -162,4 +163,14 @@ export async function tryMqttConnect(port: number, opts: IClientOptions & { clie
 /** TLS options for MQTT.js / tls.connect from a client's files and the test CA. */
 export function clientTls(pki: TestPki, files: TestClientFiles): { cert: Buffer; key: Buffer; ca: Buffer } {
   return { cert: readFileSync(files.cert), key: readFileSync(files.key), ca: readFileSync(pki.caCert) };
+}
+
+/** The identity of every client `server` admits from now on, in admission order (an admission guard that admits all). */
+export function recordIdentities(server: BastionServer): ClientIdentity[] {
+  const identities: ClientIdentity[] = [];
+  server.broker.addAdmissionGuard((client) => {
+    identities.push(client.identity);
+    return null;
+  });
+  return identities;
 }
