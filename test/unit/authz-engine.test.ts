@@ -46,20 +46,26 @@ function policy(roles: Record<string, AclPolicy['roles'][number]['rules']>, bind
 
 describe('topic coverage', () => {
   test('filterCovers: every topic of the inner filter matches the outer one', () => {
-    assert.equal(filterCovers('devices/+/#', 'devices/a/temp'), true);
-    assert.equal(filterCovers('devices/+/#', 'devices/+/temp'), true);
-    assert.equal(filterCovers('devices/a/#', 'devices/a'), true);
-    assert.equal(filterCovers('devices/a/#', 'devices/#'), false);
-    assert.equal(filterCovers('devices/a/#', 'devices/+/x'), false);
-    assert.equal(filterCovers('#', '$SYS/broker'), false, 'a wildcard rule never reaches $ topics');
-    assert.equal(filterCovers('$SYS/#', '$SYS/broker/load'), true);
-    assert.equal(filterCovers('a/+', 'a/b/c'), false);
+    const cases: Array<[string, string, boolean]> = [
+      ['devices/+/#', 'devices/a/temp', true],
+      ['devices/+/#', 'devices/+/temp', true],
+      ['devices/a/#', 'devices/a', true],
+      ['devices/a/#', 'devices/#', false],
+      ['devices/a/#', 'devices/+/x', false],
+      ['#', '$SYS/broker', false], // a wildcard rule never reaches $ topics
+      ['$SYS/#', '$SYS/broker/load', true],
+      ['a/+', 'a/b/c', false],
+    ];
+    for (const [outer, inner, covers] of cases) assert.equal(filterCovers(outer, inner), covers, `${outer} covers ${inner}`);
   });
   test('filtersIntersect', () => {
-    assert.equal(filtersIntersect('devices/+/cmd', 'devices/x/#'), true);
-    assert.equal(filtersIntersect('a/b', 'a/c'), false);
-    assert.equal(filtersIntersect('a', 'a/#'), true);
-    assert.equal(filtersIntersect('#', '$SYS/x'), false);
+    const cases: Array<[string, string, boolean]> = [
+      ['devices/+/cmd', 'devices/x/#', true],
+      ['a/b', 'a/c', false],
+      ['a', 'a/#', true],
+      ['#', '$SYS/x', false],
+    ];
+    for (const [a, b, meet] of cases) assert.equal(filtersIntersect(a, b), meet, `${a} meets ${b}`);
   });
 });
 
@@ -69,13 +75,16 @@ describe('identity values', () => {
     for (const good of ['device-1', 'ünï', 'a.b_c', 'urn:dev:1']) assert.equal(isSafeSubstitution(good), true, good);
   });
   test('globs: * is any run of characters', () => {
-    assert.equal(globMatches('*', 'x'), true);
-    assert.equal(globMatches('sensor-*', 'sensor-12'), true);
-    assert.equal(globMatches('sensor-*', 'actuator-1'), false);
-    assert.equal(globMatches('a*b*c', 'abc'), true);
-    assert.equal(globMatches('a*b*c', 'acb'), false);
-    assert.equal(globMatches('exact', 'exact'), true);
-    assert.equal(globMatches('exact', 'exact2'), false);
+    const cases: Array<[string, string, boolean]> = [
+      ['*', 'x', true],
+      ['sensor-*', 'sensor-12', true],
+      ['sensor-*', 'actuator-1', false],
+      ['a*b*c', 'abc', true],
+      ['a*b*c', 'acb', false],
+      ['exact', 'exact', true],
+      ['exact', 'exact2', false],
+    ];
+    for (const [glob, value, matches] of cases) assert.equal(globMatches(glob, value), matches, `${glob} ~ ${value}`);
   });
 });
 
