@@ -9,9 +9,9 @@ import { resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
 import type { KeyAlgorithm, SubjectAltName } from '../pki/index.js';
 import { DEFAULT_DATA_DIR, pkiDirOf } from '../server/pki-layout.js';
+import { PASSPHRASE_ENV, rootKeyPassphraseFromEnv } from '../server/pki-passphrase.js';
 import type { PkiService } from '../server/pki-service.js';
 
-export const PASSPHRASE_ENV = 'BASTION_ROOT_KEY_PASSPHRASE';
 const KEY_CHOICES: readonly KeyAlgorithm[] = ['ec-p256', 'ec-p384', 'rsa-2048', 'rsa-3072'];
 
 export interface DataDirOptions {
@@ -63,8 +63,7 @@ export async function rootKeyPassphrase(opts: RootKeyOptions): Promise<string | 
     if (line.length === 0) throw usage('--root-key-passphrase-stdin: stdin held no passphrase');
     return line;
   }
-  const env = process.env[PASSPHRASE_ENV];
-  return env !== undefined && env.length > 0 ? env : undefined;
+  return rootKeyPassphraseFromEnv();
 }
 
 /** Opens the PKI of the data directory (loading the PKI libraries now). */

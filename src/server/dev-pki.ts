@@ -13,6 +13,7 @@ import { BastionError } from '../core/errors.js';
 import { LOCAL_SERVER_SANS } from '../pki/index.js';
 import { DIR_MODE, checkKeyMode, isErrno, isRegularFile, syncDir } from './pki-files.js';
 import { pkiLayout } from './pki-layout.js';
+import { rootKeyPassphraseFromEnv } from './pki-passphrase.js';
 import { PkiService } from './pki-service.js';
 
 export interface DevPkiPaths {
@@ -84,7 +85,7 @@ async function completeLeaves(service: PkiService, p: DevPkiPaths): Promise<void
 
 /** Uses an existing CA: checks key modes, issues missing leaves, makes sure crl.pem exists. */
 async function reuse(p: DevPkiPaths): Promise<DevPkiPaths> {
-  const service = await PkiService.open(p.dir, { passphrase: process.env.BASTION_ROOT_KEY_PASSPHRASE });
+  const service = await PkiService.open(p.dir, { passphrase: rootKeyPassphraseFromEnv() });
   try {
     await completeLeaves(service, p);
     const l = pkiLayout(p.dir);

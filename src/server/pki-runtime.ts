@@ -9,6 +9,7 @@ import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { RunningOcspResponder } from '../admin/ocsp-responder.js';
 import { pkiDirOf } from './pki-layout.js';
+import { rootKeyPassphraseFromEnv } from './pki-passphrase.js';
 import type { PkiService as PkiServiceType } from './pki-service.js';
 
 /** How often a broker checks whether the CRLs need re-signing. */
@@ -26,8 +27,7 @@ export async function startPkiDuties(config: BastionConfig, baseDir: string, dat
   const { pki } = config;
   if (!pki.manageCrl && pki.ocsp === undefined) return null;
   const pkiDir = pki.dir !== undefined ? resolve(baseDir, pki.dir) : pkiDirOf(dataDir);
-  const passphrase = process.env.BASTION_ROOT_KEY_PASSPHRASE;
-  const access = { passphrase: passphrase !== undefined && passphrase.length > 0 ? passphrase : undefined };
+  const access = { passphrase: rootKeyPassphraseFromEnv() };
   // Loaded only when configured: a broker without a managed PKI never loads the X.509 code.
   const { PkiService } = await import('./pki-service.js');
 
