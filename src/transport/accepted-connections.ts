@@ -163,6 +163,8 @@ function guardedAcceptor(config: ListenerConfig, broker: Broker, guard: Connecti
   const listener = config.name;
   const listenerMax = config.maxConnections;
   const server = net.createServer({ noDelay: true }, (socket) => {
+    // This read also caches the address on the raw socket: once Node has destroyed a refused
+    // TLS socket, that cache is the only place its address is still known (tls-context.ts).
     const verdict = guard.admit(socket.remoteAddress ?? '', listener, listenerMax, Date.now());
     if (verdict.ok) {
       socket.once('close', verdict.release);

@@ -149,9 +149,8 @@ export class TlsContextManager {
   attach(server: tls.Server): void {
     this.servers.add(server);
     server.prependListener('secureConnection', (socket: tls.TLSSocket) => this.admit(socket));
-    // Reading the address at accept caches it on the raw socket: once Node has destroyed a
-    // refused TLS socket, that cache is the only place the address is still known.
-    server.prependListener('connection', (raw: net.Socket) => void raw.remoteAddress);
+    // No read of the raw socket's address here: the guarded acceptor (accepted-connections.ts)
+    // reads it before this server sees the socket, which caches it for remoteOf.
     server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
       // Node destroys a socket whose certificate failed verification and reports only
       // "socket hang up"; the verification code it stored says why.
