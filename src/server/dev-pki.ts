@@ -27,7 +27,9 @@ export interface DevPkiPaths {
   /** Leaf + intermediate. */
   readonly serverCert: string;
   readonly serverKey: string;
-  /** The demo device (CN `device-demo`, client profile), leaf + intermediate. */
+  /** The demo device's common name (`device-demo`), which its topics are named after. */
+  readonly clientCommonName: string;
+  /** The demo device (client profile), leaf + intermediate. */
   readonly clientCert: string;
   readonly clientKey: string;
   /** True when this call generated the CA, false when it reused one. */
@@ -52,6 +54,7 @@ function pathsOf(dir: string, created: boolean): DevPkiPaths {
     crl: l.crl,
     serverCert: join(l.dir, `${SERVER_STEM}.crt`),
     serverKey: join(l.dir, `${SERVER_STEM}.key`),
+    clientCommonName: DEV_DEVICE_COMMON_NAME,
     clientCert: join(l.dir, `${DEV_DEVICE_COMMON_NAME}.crt`),
     clientKey: join(l.dir, `${DEV_DEVICE_COMMON_NAME}.key`),
     created,

@@ -40,8 +40,8 @@ export function connectHints(pki: DevPkiPaths, port: number, cwd: string, dataDi
   return {
     connect: [
       // The default policy lets a device use only devices/<its CN>/# (and read broadcast/#).
-      `mosquitto_sub -h localhost -p ${port} ${tlsArgs} -t 'devices/device-demo/#' -v`,
-      `mosquitto_pub -h localhost -p ${port} ${tlsArgs} -t devices/device-demo/hello -m 'hello, secure world'`,
+      `mosquitto_sub -h localhost -p ${port} ${tlsArgs} -t 'devices/${pki.clientCommonName}/#' -v`,
+      `mosquitto_pub -h localhost -p ${port} ${tlsArgs} -t devices/${pki.clientCommonName}/hello -m 'hello, secure world'`,
     ],
     nextDevice: `${cli} cert issue --profile client --cn device-2${dataDir}`,
   };
