@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { mkdirSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
+import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { recordAdminChange, type Actor } from '../admin/api/admin-change.js';
 import { generateAdminToken, hashAdminToken, isValidTokenName, TOKEN_NAME_RULE } from '../admin/api/tokens.js';
 import { BastionError } from '../core/errors.js';
@@ -38,7 +39,7 @@ function localActor(): Actor {
 
 /** Opens `<dataDir>/admin.db` (SQLite is loaded only when a token command runs: other commands stay light). */
 async function withStore<T>(opts: DataDirOptions, fn: (store: SqliteAdminStore) => T): Promise<T> {
-  const dataDir = resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
+  const dataDir = resolve(process.cwd(), opts.dataDir ?? DEFAULT_DATA_DIR);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const { SqliteAdminStore, ADMIN_DB_FILE } = await import('../store/sqlite/admin-store.js');
   const store = SqliteAdminStore.open(join(dataDir, ADMIN_DB_FILE));
@@ -56,7 +57,7 @@ function checkName(name: string): void {
 export function registerAdminCommand(program: Command): void {
   const admin = program.command('admin').description('the admin API: bearer tokens');
   const token = admin.command('token').description('admin API bearer tokens (stored hashed in <data-dir>/admin.db)');
-  const dataDirOption = (cmd: Command): Command => cmd.option('--data-dir <dir>', 'data directory (default ./bastion-data)');
+  const dataDirOption = (cmd: Command): Command => cmd.option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`);
 
   dataDirOption(token.command('create').description('create a token and print it once').requiredOption('--name <name>', 'a name for the token (shown in the change log)')).action(
     async (opts: DataDirOptions & { name: string }) => {
