@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import type { AclPolicy } from '../core/authz-config.js';
 import { policyFromConfig } from '../security/authz/default-policy.js';
 import { merge } from '../security/authz/policy-service.js';
@@ -24,7 +25,7 @@ export function baseOf(opts: PolicySourceOptions): { base: AclPolicy; dataDir: s
     const { config } = loadConfigFile(opts.config);
     return { base: policyFromConfig(config.authz), dataDir: opts.dataDir !== undefined ? resolve(process.cwd(), opts.dataDir) : config.dataDir };
   }
-  return { base: policyFromConfig(undefined), dataDir: resolve(process.cwd(), opts.dataDir ?? 'bastion-data') };
+  return { base: policyFromConfig(undefined), dataDir: resolve(process.cwd(), opts.dataDir ?? DEFAULT_DATA_DIR) };
 }
 
 /** The rule set a broker started with these options would use right now. */
@@ -44,5 +45,5 @@ export function effectivePolicy(opts: PolicySourceOptions): AclPolicy {
 export function addPolicySourceOptions(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', "the broker's YAML config (default: the zero-config policy)")
-    .option('--data-dir <dir>', 'data directory holding the rule store authz.db (default: the config dataDir, or ./bastion-data)');
+    .option('--data-dir <dir>', `data directory holding the rule store authz.db (default: the config dataDir, or ./${DEFAULT_DATA_DIR})`);
 }
