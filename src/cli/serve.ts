@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { basename, relative, resolve } from 'node:path';
+import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { pino } from 'pino';
 import { DEFAULT_WS_PATH } from '../core/config.js';
 import { BastionError } from '../core/errors.js';
@@ -24,7 +25,7 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('start the broker (with no config: mutual TLS on 127.0.0.1:8883 and a development PKI)')
     .option('-c, --config <file>', 'YAML config file')
-    .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
+    .option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`)
     .option('--port <port>', 'port of the zero-config TLS listener (default 8883)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts: ServeOptions) => {
@@ -40,7 +41,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     loaded = loadConfigFile(opts.config);
     if (opts.dataDir !== undefined) loaded.config.dataDir = resolve(cwd, opts.dataDir);
   } else {
-    const dataDir = resolve(cwd, opts.dataDir ?? 'bastion-data');
+    const dataDir = resolve(cwd, opts.dataDir ?? DEFAULT_DATA_DIR);
     const port = opts.port !== undefined ? Number(opts.port) : 8883;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BastionError('ERR_USAGE', `invalid --port ${opts.port}`);
     // The PKI code (and its X.509 libraries) loads only when a development PKI is needed.
