@@ -17,6 +17,7 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { BastionError } from '../core/errors.js';
 import type { AuditRow, SqliteAuditStore } from '../store/sqlite/audit-store.js';
 import { humanLine, jsonLine, parseCount, parseEventType, parseTime } from './audit-format.js';
@@ -30,7 +31,7 @@ const FOLLOW_POLL_MS = 300;
 const MAX_ROWS = 1_000_000;
 
 function dataDirOf(opts: DataDirOptions): string {
-  return resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
+  return resolve(process.cwd(), opts.dataDir ?? DEFAULT_DATA_DIR);
 }
 
 async function openStore(opts: DataDirOptions): Promise<SqliteAuditStore> {
@@ -48,7 +49,7 @@ function print(rows: readonly AuditRow[], json: boolean): void {
 }
 
 function withDataDir(cmd: Command): Command {
-  return cmd.option('--data-dir <dir>', 'data directory holding audit.db (default ./bastion-data)');
+  return cmd.option('--data-dir <dir>', `data directory holding audit.db (default ./${DEFAULT_DATA_DIR})`);
 }
 
 async function verify(opts: DataDirOptions & { json?: boolean; strict?: boolean }): Promise<void> {
