@@ -7,6 +7,7 @@
 import type { Command } from 'commander';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { BastionError } from '../core/errors.js';
 import { addAdminClientOptions, adminClientFrom, wantsAdminApi, type AdminClientOptions } from './admin-client.js';
 import { apiUserDelete, apiUserList, apiUserPut } from './admin-calls.js';
@@ -26,7 +27,7 @@ function usage(message: string): BastionError {
 }
 
 function dataDir(opts: UserOptions): string {
-  return resolve(process.cwd(), opts.dataDir ?? 'bastion-data');
+  return resolve(process.cwd(), opts.dataDir ?? DEFAULT_DATA_DIR);
 }
 
 function storePath(opts: UserOptions): string {
@@ -104,7 +105,7 @@ export function registerUserCommand(program: Command): void {
     .description('add a user, or set a new password for an existing one')
     .option('--password-stdin', 'read the password from the first line of stdin (else prompt when stdin is a terminal)')
     .option('--scram-iterations <n>', 'PBKDF2 iterations of the SCRAM keys (at least 4096)', '4096')
-    .option('--data-dir <dir>', 'data directory (default ./bastion-data); users live in <dir>/users.db')
+    .option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR}); users live in <dir>/users.db`)
     .action(async (name: string, opts: UserOptions & AdminClientOptions & { passwordStdin?: boolean; scramIterations: string }) => {
       checkName(name);
       const iterations = Number(opts.scramIterations);
@@ -131,7 +132,7 @@ export function registerUserCommand(program: Command): void {
     .command('del'))
     .argument('<name>', 'user name')
     .description('delete a user (their next login is refused; live sessions stay until they end)')
-    .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
+    .option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`)
     .action(async (name: string, opts: UserOptions & AdminClientOptions) => {
       checkName(name);
       if (wantsAdminApi(opts)) {
@@ -152,7 +153,7 @@ export function registerUserCommand(program: Command): void {
     .command('list'))
     .description('list users (names and creation times; never hashes)')
     .option('--json', 'print JSON')
-    .option('--data-dir <dir>', 'data directory (default ./bastion-data)')
+    .option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`)
     .action(async (opts: UserOptions & AdminClientOptions & { json?: boolean }) => {
       if (wantsAdminApi(opts)) {
         const users = (await apiUserList(adminClientFrom(opts))).map((u) => ({ name: u.username, createdAt: u.createdAt }));
