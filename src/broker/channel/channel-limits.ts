@@ -14,7 +14,6 @@ import { ReasonCode } from '../../protocol/reason-codes.js';
 import type { PublishLimit, PublishQuota } from '../broker.js';
 import { CongestionWatch, type CongestionSource } from '../session/congestion-watch.js';
 import type { Channel } from './channel.js';
-import { emitDisconnected } from './security-emit.js';
 
 type LimitAction = Extract<SecurityEvent, { type: 'limit.hit' }>['action'];
 
@@ -75,8 +74,7 @@ export class ChannelLimits {
   disconnectOverQuota(limit: PublishLimit, reason: string): void {
     const ch = this.ch;
     emitLimitHit(ch, limit, 'disconnected');
-    emitDisconnected(ch, ReasonCode.MessageRateTooHigh, reason);
-    ch.disconnect(ReasonCode.MessageRateTooHigh, true, reason);
+    ch.expel(ReasonCode.MessageRateTooHigh, reason);
   }
 
   /** The subscriber is behind at `source`: starts the slow-consumer clock (limits.slowClient). */
@@ -108,8 +106,7 @@ export class ChannelLimits {
       ch.abort();
       return;
     }
-    emitDisconnected(ch, ReasonCode.QuotaExceeded, SLOW_CONSUMER);
-    ch.disconnect(ReasonCode.QuotaExceeded, true, SLOW_CONSUMER);
+    ch.expel(ReasonCode.QuotaExceeded, SLOW_CONSUMER);
   }
 
   /** The channel closed: no timer outlives it. */

@@ -214,8 +214,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
         return;
       }
       this.broker.logger.info({ clientId: this.clientId, remote: this.conn.remoteAddress }, 'credential expired; closing the session');
-      emitDisconnected(this, ReasonCode.MaximumConnectTime, 'the credential expired');
-      this.disconnect(ReasonCode.MaximumConnectTime, true, 'the credential expired');
+      this.expel(ReasonCode.MaximumConnectTime, 'the credential expired');
     }, Math.min(delay, 0x7fffffff));
   }
 
@@ -288,8 +287,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   kick(reasonCode: number, reason?: string): void {
     // A takeover is the client's own doing and a shutdown is the operator's: neither is a
     // security happening. Bans, revocations and operator kicks are.
-    if (reasonCode !== ReasonCode.SessionTakenOver && reasonCode !== ReasonCode.ServerShuttingDown) emitDisconnected(this, reasonCode, reason ?? 'disconnected by the broker');
-    this.disconnect(reasonCode, true, reason);
+    if (reasonCode === ReasonCode.SessionTakenOver || reasonCode === ReasonCode.ServerShuttingDown) this.disconnect(reasonCode, true, reason);
+    else this.expel(reasonCode, reason ?? 'disconnected by the broker');
   }
 
   takeWill(): ChannelWill | null {
@@ -309,6 +308,16 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     }
     if (!publishWill) this.will = null;
     this.finish();
+  }
+
+  /**
+   * The broker closes this live session on purpose (a ban, a revocation, an expired
+   * credential, a quota, a protocol violation): reported as client.disconnected, then
+   * DISCONNECT (v5) and the close; the will is published.
+   */
+  expel(reasonCode: number, reason: string): void {
+    emitDisconnected(this, reasonCode, reason);
+    this.disconnect(reasonCode, true, reason);
   }
 
   /**
@@ -356,20 +365,14 @@ export class Channel implements ChannelHandle, DeliveryTarget {
       // level is answered, as v3.1.1 requires [MQTT-3.1.2-2].
       if (this.state === 'awaiting-connect' && !this.connectDecoded && err.reasonCode !== ReasonCode.UnsupportedProtocolVersion) this.abortConnect(`no valid CONNECT: ${err.message}`);
       else if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(err.reasonCode, err.message);
-      else {
-        // A connected client breaking the protocol (0x81, 0x82...) is worth a record: probing or a broken device.
-        emitDisconnected(this, err.reasonCode, err.message);
-        this.disconnect(err.reasonCode, true, err.message);
-      }
+      // A connected client breaking the protocol (0x81, 0x82...) is worth a record: probing or a broken device.
+      else this.expel(err.reasonCode, err.message);
       return;
     }
     const code = err instanceof BastionError ? err.code : 'ERR_INTERNAL';
     this.broker.logger.error({ clientId: this.clientId, code, err: err instanceof Error ? err.stack : String(err) }, 'error while handling a packet');
     if (this.state === 'awaiting-connect' || this.state === 'authenticating') this.refuseConnect(ReasonCode.UnspecifiedError, 'internal error');
-    else {
-      emitDisconnected(this, ReasonCode.ImplementationSpecificError, 'internal error');
-      this.disconnect(ReasonCode.ImplementationSpecificError, true, 'internal error');
-    }
+    else this.expel(ReasonCode.ImplementationSpecificError, 'internal error');
   }
 
   private finish(): void {

@@ -7,7 +7,7 @@ import { ReasonCode } from '../../../protocol/reason-codes.js';
 import type { ClientIdentity, EnhancedAuthStep } from '../../ports.js';
 import type { Channel } from '../channel.js';
 import { openSession, type PendingConnect } from './open-session.js';
-import { emitAuthFailure, emitDisconnected } from '../security-emit.js';
+import { emitAuthFailure } from '../security-emit.js';
 
 /** The CONNECT of each channel in an enhanced-auth exchange, until it ends. */
 const pendingByChannel = new WeakMap<Channel, PendingConnect>();
@@ -34,7 +34,6 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
           // SECURITY: re-authentication may refresh the credential, never change who the client is.
           if (step.principal !== auth.state.identity.principal) {
             reauthFailed(ch, auth.method, ReasonCode.NotAuthorized, 're-authentication named a different identity');
-            ch.disconnect(ReasonCode.NotAuthorized, true, 're-authentication named a different identity');
             return;
           }
           const props = step.data !== undefined ? { authenticationMethod: auth.method, authenticationData: step.data } : { authenticationMethod: auth.method };
@@ -44,10 +43,7 @@ export function runEnhancedAuthStep(ch: Channel, data: Buffer | undefined, pendi
         return;
       case 'failure':
         if (connecting) ch.refuseConnect(step.reasonCode, step.reason, { stage: 'auth', provider: step.provider ?? auth.method, username: pendingByChannel.get(ch)?.packet.username });
-        else {
-          reauthFailed(ch, step.provider ?? auth.method, reauthFailureCode(step.reasonCode), step.reason);
-          ch.disconnect(reauthFailureCode(step.reasonCode), true, step.reason);
-        }
+        else reauthFailed(ch, step.provider ?? auth.method, reauthFailureCode(step.reasonCode), step.reason);
         return;
       default: {
         const unreachable: never = step;
@@ -89,7 +85,7 @@ export function authenticatedIdentity(identity: ClientIdentity, result: { princi
 /** A failed re-authentication: an authentication failure, and the live session it ends. */
 function reauthFailed(ch: Channel, provider: string, reasonCode: number, reason: string): void {
   emitAuthFailure(ch, provider, ch.client?.identity.username, reasonCode, reason);
-  emitDisconnected(ch, reasonCode, reason);
+  ch.expel(reasonCode, reason);
 }
 
 /** DISCONNECT reason codes a failed re-authentication may carry (MQTT 5 §3.14.2.1). */
