@@ -108,33 +108,29 @@ describe('mutual TLS with node:tls', () => {
     });
   }
 
-  it('rejects a client certificate from another CA', async () => {
-    const dir = await newDir('rogue');
-    const rogueCa = await createRootCa({ commonName: 'Bastion Test CA' }); // same name, different key
-    const rogue = await issueCertificate({ ca: rogueCa, profile: 'client', commonName: 'client1' });
-    const files = { cert: join(dir, 'rogue.crt'), key: join(dir, 'rogue.key') };
-    await writeFile(files.cert, rogue.certPem);
-    await writeFile(files.key, rogue.keyPem, { mode: 0o600 });
+  /** Presents `issued` as the client certificate over TLS 1.3; asserts the server refused it before the application saw it. */
+  async function presentRefused(stem: string, issued: { certPem: string; keyPem: string }): Promise<Awaited<ReturnType<typeof connect>>> {
+    const dir = await newDir(stem);
+    const files = { cert: join(dir, `${stem}.crt`), key: join(dir, `${stem}.key`) };
+    await writeFile(files.cert, issued.certPem);
+    await writeFile(files.key, issued.keyPem, { mode: 0o600 });
     const before = accepted.length;
     const r = await connect('TLSv1.3', files, true);
     assert.equal(r.data, '');
     assert.ok(r.serverError, 'the server reports a TLS client error');
+    assert.equal(accepted.length, before, 'no connection reached the application');
+    return r;
+  }
+
+  it('rejects a client certificate from another CA', async () => {
+    const rogueCa = await createRootCa({ commonName: 'Bastion Test CA' }); // same name, different key
+    const r = await presentRefused('rogue', await issueCertificate({ ca: rogueCa, profile: 'client', commonName: 'client1' }));
     assert.equal(r.authorizationError, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
-    assert.equal(accepted.length, before);
   });
 
   it('rejects a server-profile certificate presented as a client certificate', async () => {
-    const dir = await newDir('wrong-profile');
-    const wrong = await issueCertificate({ ca: await testCa(), profile: 'server', commonName: 'client1' });
-    const files = { cert: join(dir, 'wrong.crt'), key: join(dir, 'wrong.key') };
-    await writeFile(files.cert, wrong.certPem);
-    await writeFile(files.key, wrong.keyPem, { mode: 0o600 });
-    const before = accepted.length;
-    const r = await connect('TLSv1.3', files, true);
-    assert.equal(r.data, '');
-    assert.ok(r.serverError, 'the server reports a TLS client error');
+    const r = await presentRefused('wrong-profile', await issueCertificate({ ca: await testCa(), profile: 'server', commonName: 'client1' }));
     assert.equal(r.authorizationError, 'INVALID_PURPOSE');
-    assert.equal(accepted.length, before);
   });
 });
 
