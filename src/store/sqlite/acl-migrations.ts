@@ -4,10 +4,9 @@
  * shipped. `meta.change_counter` goes up with every change, so running brokers notice
  * changes other processes made by reading one row.
  */
-import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
-import type Database from 'better-sqlite3';
+import type { SchemaMigration } from './schema-migrations.js';
 
-const ACL_MIGRATIONS: readonly SchemaMigration[] = [
+export const ACL_MIGRATIONS: readonly SchemaMigration[] = [
   {
     version: 1,
     sql: `
@@ -38,7 +37,3 @@ const ACL_MIGRATIONS: readonly SchemaMigration[] = [
     `,
   },
 ];
-
-export function applyAclMigrations(db: Database.Database): void {
-  applySchemaMigrations(db, ACL_MIGRATIONS, 'ERR_STORE_VERSION', 'the ACL store');
-}

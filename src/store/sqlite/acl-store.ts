@@ -5,10 +5,11 @@
  * or evaluate rules (security/authz/policy-service does; this adapter implements its
  * PolicyStore port).
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { AclBinding, AclRule, BindingAttribute } from '../../core/authz-config.js';
 import { BastionError } from '../../core/errors.js';
-import { applyAclMigrations } from './acl-migrations.js';
+import { ACL_MIGRATIONS } from './acl-migrations.js';
+import { openSharedDatabase } from './schema-migrations.js';
 
 /** The file name inside the data directory. */
 export const ACL_STORE_FILE = 'authz.db';
@@ -42,19 +43,7 @@ export class SqliteAclStore {
   }
 
   static open(path: string): SqliteAclStore {
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(path);
-      db.pragma('journal_mode = WAL');
-      db.pragma('busy_timeout = 5000');
-      db.pragma('foreign_keys = ON');
-      applyAclMigrations(db);
-      return new SqliteAclStore(db);
-    } catch (err) {
-      db?.close();
-      if (err instanceof BastionError) throw err;
-      throw new BastionError('ERR_STORE_OPEN', `cannot open the ACL store ${path}: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    return new SqliteAclStore(openSharedDatabase(path, { migrations: ACL_MIGRATIONS, code: 'ERR_STORE_OPEN', versionCode: 'ERR_STORE_VERSION', what: 'the ACL store', pragmas: ['foreign_keys = ON'] }));
   }
 
   listRoles(): Array<{ name: string; rules: AclRule[] }> {

@@ -9,9 +9,8 @@
  * The row shapes match the BanStore port of security/limits/ban-list.ts and the
  * TokenStore port of admin/api/services.ts structurally (store/ may not import them).
  */
-import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
-import Database from 'better-sqlite3';
-import { BastionError } from '../../core/errors.js';
+import { openSharedDatabase, type SchemaMigration } from './schema-migrations.js';
+import type Database from 'better-sqlite3';
 
 /** The admin database's file name inside the data directory. */
 export const ADMIN_DB_FILE = 'admin.db';
@@ -85,23 +84,7 @@ export class SqliteAdminStore {
 
   /** Opens (creating when missing) the admin database at `path`. */
   static open(path: string): SqliteAdminStore {
-    let db: Database.Database;
-    try {
-      db = new Database(path);
-    } catch (err) {
-      throw new BastionError('ERR_ADMIN_STORE', `cannot open the admin database ${path}: ${(err as Error).message}`);
-    }
-    try {
-      db.pragma('journal_mode = WAL');
-      // The CLI and the broker write the same file: wait out the other's short transaction.
-      db.pragma('busy_timeout = 5000');
-      applySchemaMigrations(db, MIGRATIONS, 'ERR_ADMIN_STORE', 'the admin database');
-    } catch (err) {
-      db.close();
-      if (err instanceof BastionError) throw err;
-      throw new BastionError('ERR_ADMIN_STORE', `cannot prepare the admin database ${path}: ${(err as Error).message}`);
-    }
-    return new SqliteAdminStore(db);
+    return new SqliteAdminStore(openSharedDatabase(path, { migrations: MIGRATIONS, code: 'ERR_ADMIN_STORE', what: 'the admin database' }));
   }
 
   // --- tokens -----------------------------------------------------------------------

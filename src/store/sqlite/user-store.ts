@@ -7,9 +7,8 @@
  * a new or deleted user takes effect on the next CONNECT without a restart.
  * Owns: the schema and the rows. Must not: hash passwords or decide who may log in.
  */
-import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
-import Database from 'better-sqlite3';
-import { BastionError } from '../../core/errors.js';
+import { openSharedDatabase, type SchemaMigration } from './schema-migrations.js';
+import type Database from 'better-sqlite3';
 
 /**
  * A user row. The same shape as security/authn's StoredUser, declared here because store/
@@ -66,21 +65,8 @@ export class SqliteUserStore {
   private readonly findStmt: Database.Statement<[string], Row>;
 
   constructor(path: string) {
-    try {
-      this.db = new Database(path);
-      this.db.pragma('journal_mode = WAL');
-      // The CLI and the broker share the file: wait for the other's write instead of failing.
-      this.db.pragma('busy_timeout = 5000');
-      this.migrate();
-    } catch (err) {
-      if (err instanceof BastionError) throw err;
-      throw new BastionError('ERR_USER_STORE', `cannot open the user store ${path}: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    this.db = openSharedDatabase(path, { migrations: MIGRATIONS, code: 'ERR_USER_STORE', what: 'the user store' });
     this.findStmt = this.db.prepare('SELECT * FROM users WHERE name = ?');
-  }
-
-  private migrate(): void {
-    applySchemaMigrations(this.db, MIGRATIONS, 'ERR_USER_STORE', 'the user store');
   }
 
   find(name: string): StoredUser | null {
