@@ -7,8 +7,8 @@
  * Must not: parse or sign certificates (server/pki-service does), or decide policy.
  */
 import Database from 'better-sqlite3';
-import { BastionError } from '../../core/errors.js';
-import { applyPkiMigrations } from './pki-migrations.js';
+import { PKI_MIGRATIONS } from './pki-migrations.js';
+import { openSharedDatabase } from './schema-migrations.js';
 
 /** What a certificate is for. CA kinds come from `ca init` / `ca intermediate`. */
 export type CertificateKind = 'root' | 'intermediate' | 'server' | 'client';
@@ -108,23 +108,9 @@ export class PkiInventory {
 
   /** Opens (creating when missing) the inventory database at `path`. */
   static open(path: string): PkiInventory {
-    let db: Database.Database;
-    try {
-      db = new Database(path);
-    } catch (err) {
-      throw new BastionError('ERR_PKI_INVENTORY', `cannot open the PKI inventory ${path}: ${(err as Error).message}`);
-    }
-    try {
-      db.pragma('journal_mode = WAL');
-      // The CLI and a running broker (CRL timer, OCSP responder) write the same file; wait
-      // for the other's short transaction instead of failing with SQLITE_BUSY.
-      db.pragma('busy_timeout = 5000');
-      db.pragma('synchronous = FULL');
-      applyPkiMigrations(db);
-    } catch (err) {
-      db.close();
-      throw err instanceof BastionError ? err : new BastionError('ERR_PKI_INVENTORY', `cannot use the PKI inventory ${path}: ${(err as Error).message}`);
-    }
+    // WAL and a busy timeout: the CLI and a running broker (CRL timer, OCSP responder) write
+    // the same file. FULL sync: a recorded certificate or revocation survives a power loss.
+    const db = openSharedDatabase(path, { migrations: PKI_MIGRATIONS, code: 'ERR_PKI_INVENTORY', what: 'the PKI inventory', pragmas: ['synchronous = FULL'] });
     return new PkiInventory(db);
   }
 

@@ -3,10 +3,9 @@
  * tracked in `PRAGMA user_version`. Owns: the DDL. Append new migrations; never edit one
  * that has shipped. Times are milliseconds since the epoch; `sans` is a JSON string array.
  */
-import { applySchemaMigrations, type SchemaMigration } from './schema-migrations.js';
-import type Database from 'better-sqlite3';
+import type { SchemaMigration } from './schema-migrations.js';
 
-const PKI_MIGRATIONS: readonly SchemaMigration[] = [
+export const PKI_MIGRATIONS: readonly SchemaMigration[] = [
   {
     version: 1,
     sql: `
@@ -35,7 +34,3 @@ const PKI_MIGRATIONS: readonly SchemaMigration[] = [
     `,
   },
 ];
-
-export function applyPkiMigrations(db: Database.Database): void {
-  applySchemaMigrations(db, PKI_MIGRATIONS, 'ERR_PKI_INVENTORY', 'the PKI inventory');
-}
