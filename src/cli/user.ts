@@ -12,7 +12,7 @@ import { BastionError } from '../core/errors.js';
 import { addAdminClientOptions, adminClientFrom, wantsAdminApi, type AdminClientOptions } from './admin-client.js';
 import { apiUserDelete, apiUserList, apiUserPut } from './admin-calls.js';
 import { makeUserRecord, passwordProblem, PasswordHasher } from '../security/authn/password-hash.js';
-import { isValidUserName } from '../security/authn/user-store.js';
+import { setUser, userNameProblem } from '../security/authn/user-store.js';
 import type { SqliteUserStore } from '../store/sqlite/user-store.js';
 
 /** Where users live under the data dir (the SQLite module loads only when a user command runs). */
@@ -41,7 +41,8 @@ async function openStore(opts: UserOptions): Promise<SqliteUserStore> {
 }
 
 function checkName(name: string): void {
-  if (!isValidUserName(name)) throw usage(`user name "${name}" is not valid: use 1-128 of A-Z a-z 0-9 . _ @ -`);
+  const problem = userNameProblem(name);
+  if (problem !== null) throw usage(problem);
 }
 
 /** All of stdin, first line only (a trailing newline is not part of the password). */
@@ -121,9 +122,8 @@ export function registerUserCommand(program: Command): void {
       const record = await makeUserRecord(name, password, new PasswordHasher(), iterations);
       const store = await openStore(opts);
       try {
-        const existing = store.find(name);
-        store.put(existing !== null ? { ...record, createdAt: existing.createdAt } : record);
-        process.stdout.write(`${existing !== null ? 'password changed for' : 'added'} user ${name}\n`);
+        const outcome = await setUser(store, record);
+        process.stdout.write(`${outcome === 'changed' ? 'password changed for' : 'added'} user ${name}\n`);
       } finally {
         store.close();
       }

@@ -5,15 +5,14 @@
  */
 import { BastionError } from '../../core/errors.js';
 import { makeUserRecord, passwordProblem, type PasswordHasher } from '../../security/authn/password-hash.js';
-import { isValidUserName, type UserAdmin } from '../../security/authn/user-store.js';
+import { setUser, userNameProblem, type UserAdmin } from '../../security/authn/user-store.js';
 import type { UsersFacade, UserView } from './services.js';
 
 /** SCRAM iterations for users added through the API (the CLI's default). */
 const SCRAM_ITERATIONS = 4096;
 
 function check(username: string, password: string): void {
-  if (!isValidUserName(username)) throw new BastionError('ERR_USAGE', `user name "${username}" is not valid: use 1-128 of A-Z a-z 0-9 . _ @ -`);
-  const problem = passwordProblem(password);
+  const problem = userNameProblem(username) ?? passwordProblem(password);
   if (problem !== null) throw new BastionError('ERR_USAGE', problem);
 }
 
@@ -28,11 +27,8 @@ export function usersFacade(store: UserAdmin, hasher: PasswordHasher): UsersFaca
     },
     async put(username, password) {
       check(username, password);
-      const record = await makeUserRecord(username, password, hasher, SCRAM_ITERATIONS);
-      const existing = await store.find(username);
-      // A new password keeps the user's creation time, as `bastion user add` does.
-      store.put(existing !== null ? { ...record, createdAt: existing.createdAt } : record);
-      return existing !== null ? 'changed' : 'added';
+      // What `bastion user add` does: a new password keeps the user's creation time.
+      return setUser(store, await makeUserRecord(username, password, hasher, SCRAM_ITERATIONS));
     },
     remove: (username) => store.delete(username),
   };
