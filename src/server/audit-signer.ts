@@ -24,6 +24,7 @@ import { x509 } from '../pki/x509.js';
 import { loadAuditSigner, type AuditSigner } from '../security/audit/checkpoint.js';
 import { CERT_MODE, KEY_MODE, checkKeyMode, ensurePrivateDir, isRegularFile, writeNewFileAtomic } from './pki-files.js';
 import { pkiDirOf, pkiLayout } from './pki-layout.js';
+import { rootKeyPassphraseFromEnv } from './pki-passphrase.js';
 import { PkiService } from './pki-service.js';
 
 export const AUDIT_SIGNER_COMMON_NAME = 'bastion-audit-signer';
@@ -89,7 +90,7 @@ export async function ensureAuditSigner(dataDir: string, logger: Logger, now: Da
     if (hasPki) {
       let service: PkiService | null = null;
       try {
-        service = await PkiService.open(pkiDirOf(dataDir), { passphrase: process.env.BASTION_ROOT_KEY_PASSPHRASE });
+        service = await PkiService.open(pkiDirOf(dataDir), { passphrase: rootKeyPassphraseFromEnv() });
         await service.issue({ profile: 'client', commonName: AUDIT_SIGNER_COMMON_NAME, organizationalUnit: 'audit', outDir: dir, fileStem: 'signer', days: SIGNER_DAYS, now });
         issued = true;
         logger.info({ certPath }, 'audit signer certificate issued by the built-in PKI');
