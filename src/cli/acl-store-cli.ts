@@ -82,9 +82,8 @@ export function registerAclStoreCommands(acl: Command): void {
     };
     withService(opts, (service, store) => {
       const checked = checkRule(candidate);
-      const existing = service.listRoles().find((r) => r.name === roleName);
-      if (existing === undefined) throw new BastionError('ERR_AUTHZ_UNKNOWN', `no role "${roleName}": add it with bastion acl role add ${roleName}`);
-      if (existing.source !== 'store') throw new BastionError('ERR_AUTHZ_READONLY', `role "${roleName}" is defined in the config file; change it there`);
+      if (!service.listRoles().some((r) => r.name === roleName)) throw new BastionError('ERR_AUTHZ_UNKNOWN', `no role "${roleName}": add it with bastion acl role add ${roleName}`);
+      service.assertStoreRole(roleName);
       const index = store.addRule(roleName, checked);
       out(`rule #${index} added to ${roleName}: ${ruleText(checked)}`);
     });
@@ -92,8 +91,7 @@ export function registerAclStoreCommands(acl: Command): void {
   addPolicySourceOptions(rule.command('del <role> <index>').description('delete the rule at INDEX (as rule list shows it)')).action((roleName: string, index: string, opts: PolicySourceOptions) => {
     if (!/^\d+$/.test(index)) throw usage(`invalid rule index ${index}`);
     withService(opts, (service, store) => {
-      const existing = service.listRoles().find((r) => r.name === roleName);
-      if (existing !== undefined && existing.source !== 'store') throw new BastionError('ERR_AUTHZ_READONLY', `role "${roleName}" is defined in the config file; change it there`);
+      service.assertStoreRole(roleName);
       if (!store.deleteRule(roleName, Number(index))) throw new BastionError('ERR_AUTHZ_UNKNOWN', `role "${roleName}" has no rule #${index} in the rule store`);
       out(`rule #${index} deleted from ${roleName}`);
     });

@@ -131,7 +131,7 @@ export class PolicyService {
   putRole(name: string, rules: unknown[]): AclRole {
     const store = this.writable();
     if (!ROLE_NAME.test(name)) throw invalid(`invalid role name "${name}": letters, digits, ., _ and - (up to 64)`);
-    if (this.base.roles.some((r) => r.name === name)) throw new BastionError('ERR_AUTHZ_READONLY', `role "${name}" is defined in the config file; change it there`);
+    this.assertStoreRole(name);
     const checked = rules.map(checkRule);
     store.putRole(name, checked);
     this.reload();
@@ -140,10 +140,15 @@ export class PolicyService {
 
   deleteRole(name: string): boolean {
     const store = this.writable();
-    if (this.base.roles.some((r) => r.name === name)) throw new BastionError('ERR_AUTHZ_READONLY', `role "${name}" is defined in the config file; change it there`);
+    this.assertStoreRole(name);
     const existed = store.deleteRole(name);
     this.reload();
     return existed;
+  }
+
+  /** Refuses (ERR_AUTHZ_READONLY) a change to a role of the config file: those change only there. */
+  assertStoreRole(name: string): void {
+    if (this.base.roles.some((r) => r.name === name)) throw new BastionError('ERR_AUTHZ_READONLY', `role "${name}" is defined in the config file; change it there`);
   }
 
   listBindings(): BindingWithSource[] {
