@@ -18,6 +18,7 @@ import mqttPacket from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
 import type { SecurityEvent } from '../../src/core/security-events.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
+import { EventRecorder } from '../helpers/event-recorder.js';
 import { pump } from '../helpers/flood.js';
 import { connectMqtt, endQuietly, Inbox, withTimeout } from './support.js';
 
@@ -37,10 +38,9 @@ function memory(): number {
 
 type Event = SecurityEvent;
 
+/** Every security event the broker emits from now on (the shared recorder's inbox: these waits need their own timeouts). */
 function events(broker: TestBroker): Inbox<Event> {
-  const inbox = new Inbox<Event>();
-  broker.server.broker.events.on((e) => inbox.push(e));
-  return inbox;
+  return new EventRecorder(broker.server.broker.events).inbox;
 }
 
 /** A raw MQTT client: packets parsed into an inbox, the close observed. */
