@@ -97,6 +97,12 @@ async function readNewPassword(fromStdin: boolean): Promise<string> {
   return first;
 }
 
+/** `user list` output, from the store or the admin API: JSON, or one `name<TAB>created` line each. */
+function printUsers(users: Array<{ name: string; createdAt: string }>, json: boolean): void {
+  if (json) process.stdout.write(`${JSON.stringify(users)}\n`);
+  else for (const u of users) process.stdout.write(`${u.name}\t${u.createdAt}\n`);
+}
+
 export function registerUserCommand(program: Command): void {
   const user = program.command('user').description('manage password users (for the password and SCRAM-SHA-256 providers)');
   // With --admin-url (or BASTION_ADMIN_URL) each command goes through a running broker's admin API.
@@ -156,17 +162,13 @@ export function registerUserCommand(program: Command): void {
     .option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`)
     .action(async (opts: UserOptions & AdminClientOptions & { json?: boolean }) => {
       if (wantsAdminApi(opts)) {
-        const users = (await apiUserList(adminClientFrom(opts))).map((u) => ({ name: u.username, createdAt: u.createdAt }));
-        if (opts.json === true) process.stdout.write(`${JSON.stringify(users)}\n`);
-        else for (const u of users) process.stdout.write(`${u.name}\t${u.createdAt}\n`);
+        printUsers((await apiUserList(adminClientFrom(opts))).map((u) => ({ name: u.username, createdAt: u.createdAt })), opts.json === true);
         return;
       }
       // No store yet means no users (and listing must not create one).
       const store = existsSync(storePath(opts)) ? await openStore(opts) : null;
       try {
-        const users = (store?.list() ?? []).map((u) => ({ name: u.name, createdAt: new Date(u.createdAt).toISOString(), scramIterations: u.scram.iterations }));
-        if (opts.json === true) process.stdout.write(`${JSON.stringify(users)}\n`);
-        else for (const u of users) process.stdout.write(`${u.name}\t${u.createdAt}\n`);
+        printUsers((store?.list() ?? []).map((u) => ({ name: u.name, createdAt: new Date(u.createdAt).toISOString(), scramIterations: u.scram.iterations })), opts.json === true);
       } finally {
         store?.close();
       }
