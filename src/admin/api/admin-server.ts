@@ -52,7 +52,8 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   const { logger } = services;
   const tlsConfig = config.tls;
   const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services)];
-  const backoff = new AuthFailureBackoff(services.now);
+  // Built once: every request authenticates against the same settings, token store and backoff.
+  const auth = { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff: new AuthFailureBackoff(services.now) };
   let metrics: MetricsEndpoint | null = null;
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
@@ -60,7 +61,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
     try {
       const url = new URL(req.url ?? '/', 'https://admin.invalid');
       // SECURITY: who is asking comes first; an unauthenticated caller learns nothing about routes.
-      const actor = authenticateAdmin(req, { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff });
+      const actor = authenticateAdmin(req, auth);
       // SECURITY: metrics name client counts and limits: operators only, like the API (Prometheus scrapes with a bearer token).
       if (url.pathname === '/metrics' && metrics !== null) {
         if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `method ${req.method ?? ''} not allowed on /metrics`, { allow: 'GET, HEAD' });
