@@ -17,7 +17,7 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
+import { DEFAULT_DATA_DIR, pkiDirOf, pkiLayout } from '../server/pki-layout.js';
 import { BastionError } from '../core/errors.js';
 import type { AuditRow, SqliteAuditStore } from '../store/sqlite/audit-store.js';
 import { humanLine, jsonLine, parseCount, parseEventType, parseTime } from './audit-format.js';
@@ -54,7 +54,6 @@ function withDataDir(cmd: Command): Command {
 
 async function verify(opts: DataDirOptions & { json?: boolean; strict?: boolean }): Promise<void> {
   const { verifyAuditLog } = await import('../security/audit/verify.js');
-  const { pkiDirOf, pkiLayout } = await import('../server/pki-layout.js');
   const store = await openStore(opts);
   try {
     // Checkpoints before records: a checkpoint the broker signs meanwhile then never names
