@@ -1,8 +1,8 @@
 /**
  * One write per socket per event-loop turn: connections queue their bytes here and a
  * single setImmediate flushes every dirty connection after the turn's reads are handled.
- * A syscall costs ~1 µs and a small loopback write ~5 µs here, so batching is the main
- * lever on throughput (shared/FIELD-NOTES.md).
+ * Measured on a 2-vCPU VM: a syscall costs ~1 µs and a small loopback write ~5 µs, so
+ * batching is the main lever on throughput (docs/ARCHITECTURE.md, Conventions).
  */
 export interface Flushable {
   flush(): void;
