@@ -1,8 +1,14 @@
 /**
  * The audit signer: the key that signs audit checkpoints, kept as
- * `<dataDir>/audit/signer.key` (0600) and `signer.crt`. Owns: reusing it, or making it
- * once, from the built-in PKI when the data directory has one, self-signed otherwise.
- * Must not: sign checkpoints (security/audit/checkpoint.ts) or store records.
+ * `<dataDir>/audit/signer.key` (0600) and `signer.crt`, and its ML-DSA-65 key
+ * `signer-mldsa.key` (0600) for the post-quantum half of hybrid checkpoints. Owns: reusing
+ * them, or making them once, the classic pair from the built-in PKI when the data
+ * directory has one, self-signed otherwise; adding the ML-DSA key to a signer that has
+ * none yet. Must not: sign checkpoints (security/audit/checkpoint.ts) or store records.
+ *
+ * The ML-DSA key has no certificate (X.509 stays ECDSA/RSA: OpenSSL 3.0 peers cannot
+ * verify ML-DSA certificates); every hybrid checkpoint's ECDSA signature covers its
+ * fingerprint, which binds it to the PKI-issued certificate (checkpoint.ts).
  *
  * Profile: the PKI issues it with the `client` profile (digitalSignature, P-256, CN
  * `bastion-audit-signer`, OU `audit`). A dedicated profile would also need a new
@@ -16,13 +22,14 @@ import { join } from 'node:path';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { certificateToPem } from '../pki/ca.js';
+import { HYBRID_SIGNATURES, ML_DSA_65, exportMlDsaPrivateKeyPem, generateMlDsaKeyPair, importMlDsaPrivateKey } from '../pki/hybrid-signature.js';
 import { exportPrivateKeyPem, generateKeyPair, signingAlgorithmFor } from '../pki/keys.js';
 import { buildSubject } from '../pki/names.js';
 import { randomSerialNumber } from '../pki/serial.js';
 import { validityWindow } from '../pki/validity.js';
 import { x509 } from '../pki/x509.js';
 import { loadAuditSigner, type AuditSigner } from '../security/audit/checkpoint.js';
-import { CERT_MODE, KEY_MODE, checkKeyMode, ensurePrivateDir, isRegularFile, writeNewFileAtomic } from './pki-files.js';
+import { CERT_MODE, KEY_MODE, checkKeyMode, ensurePrivateDir, isErrno, isRegularFile, writeNewFileAtomic } from './pki-files.js';
 import { pkiDirOf, pkiLayout } from './pki-layout.js';
 import { rootKeyPassphraseFromEnv } from './pki-passphrase.js';
 import { PkiService } from './pki-service.js';
@@ -37,6 +44,8 @@ export interface AuditSignerFiles {
   readonly selfSigned: boolean;
   readonly keyPath: string;
   readonly certPath: string;
+  /** The ML-DSA-65 key (`signer-mldsa.key`). */
+  readonly pqKeyPath: string;
   /** Logs the self-signed warning (when it applies); called once the server started. */
   announce(): void;
 }
@@ -78,6 +87,7 @@ export async function ensureAuditSigner(dataDir: string, logger: Logger, now: Da
   const dir = auditDirOf(dataDir);
   const keyPath = join(dir, 'signer.key');
   const certPath = join(dir, 'signer.crt');
+  const pqKeyPath = join(dir, 'signer-mldsa.key');
   await ensurePrivateDir(dir);
   const [hasKey, hasCert] = [await isRegularFile(keyPath), await isRegularFile(certPath)];
   const hasPki = await isRegularFile(pkiLayout(pkiDirOf(dataDir)).rootCert);
@@ -108,11 +118,31 @@ export async function ensureAuditSigner(dataDir: string, logger: Logger, now: Da
     }
   }
   await checkKeyMode(keyPath);
+  // The ML-DSA half: made with a new signer, and added to one from before hybrid checkpoints.
+  let pqCreated = false;
+  if (!(await isRegularFile(pqKeyPath))) {
+    try {
+      await writeNewFileAtomic(pqKeyPath, exportMlDsaPrivateKeyPem(generateMlDsaKeyPair().privateKey), KEY_MODE);
+      pqCreated = true;
+    } catch (err) {
+      // Another process made it first: use that one.
+      if (!isErrno(err, 'EEXIST')) throw err;
+    }
+  }
+  await checkKeyMode(pqKeyPath);
   let signer: AuditSigner;
   try {
-    signer = loadAuditSigner(await readFile(keyPath, 'utf8'), await readFile(certPath, 'utf8'));
+    const pqKeyPem = await readFile(pqKeyPath, 'utf8');
+    importMlDsaPrivateKey(pqKeyPem);
+    signer = loadAuditSigner(await readFile(keyPath, 'utf8'), await readFile(certPath, 'utf8'), { keyPem: pqKeyPem, scheme: HYBRID_SIGNATURES });
   } catch (err) {
-    throw signerError(`cannot load the audit signer (${keyPath}, ${certPath}): ${err instanceof Error ? err.message : String(err)}`);
+    throw signerError(`cannot load the audit signer (${keyPath}, ${certPath}, ${pqKeyPath}): ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (pqCreated) {
+    const pq = { pqKeyPath, pqFingerprint: signer.pq?.fingerprint };
+    // The fingerprint is logged once, here: it is what to compare `verify --json` pqKeysUsed with.
+    if (hasKey) logger.info(pq, `${ML_DSA_65} key added to the existing audit signer: new checkpoints are signed with ECDSA and ${ML_DSA_65}; earlier checkpoints stay classic-only`);
+    else logger.info(pq, `audit signer ${ML_DSA_65} key created`);
   }
   const selfSignedCert = isSelfSigned(signer.certPem);
   const announce = (): void => {
@@ -126,7 +156,7 @@ export async function ensureAuditSigner(dataDir: string, logger: Logger, now: Da
         : 'audit checkpoints are self-signed (no built-in PKI in the data directory): note this fingerprint to check `bastion audit verify` against',
     );
   };
-  return { signer, selfSigned: selfSignedCert, keyPath, certPath, announce };
+  return { signer, selfSigned: selfSignedCert, keyPath, certPath, pqKeyPath, announce };
 }
 
 function isSelfSigned(certPem: string): boolean {

@@ -87,7 +87,7 @@ export class AuditWriter {
     const head = this.last!;
     const checkpoint = head.seq - this.lastCheckpointSeq >= this.opts.checkpointEvery ? this.sign(head) : null;
     try {
-      this.opts.store.append(this.pending, checkpoint === null ? null : toRow(checkpoint));
+      this.opts.store.append(this.pending, checkpoint === null ? null : toRow(checkpoint, this.opts.signer));
     } catch (err) {
       this.opts.logger.error({ pending: this.pending.length, err: err instanceof Error ? err.message : String(err) }, 'audit write failed; the records are kept and retried');
       this.retryTimer ??= setTimeout(() => {
@@ -124,7 +124,7 @@ export class AuditWriter {
     if (head === null || head.seq <= this.lastCheckpointSeq) return;
     const cp = this.sign(head);
     try {
-      this.opts.store.addCheckpoint(toRow(cp));
+      this.opts.store.addCheckpoint(toRow(cp, this.opts.signer));
       this.lastCheckpointSeq = cp.seq;
     } catch (err) {
       this.opts.logger.error({ seq: cp.seq, err: err instanceof Error ? err.message : String(err) }, 'audit checkpoint write failed');
@@ -145,6 +145,9 @@ export class AuditWriter {
   }
 }
 
-function toRow(cp: AuditCheckpoint): AuditCheckpointRow {
-  return { seq: cp.seq, hash: cp.hash, ts: cp.ts, signature: cp.signature, signerFingerprint: cp.signerFingerprint };
+/** The row of a checkpoint; a hybrid one brings its ML-DSA public key (the store records it once). */
+function toRow(cp: AuditCheckpoint, signer: AuditSigner): AuditCheckpointRow {
+  const pqKeyFingerprint = cp.pqKeyFingerprint ?? null;
+  const pqPublicKeyPem = pqKeyFingerprint !== null && signer.pq?.fingerprint === pqKeyFingerprint ? signer.pq.publicKeyPem : null;
+  return { seq: cp.seq, hash: cp.hash, ts: cp.ts, signature: cp.signature, signerFingerprint: cp.signerFingerprint, pqSignature: cp.pqSignature ?? null, pqKeyFingerprint, pqPublicKeyPem };
 }

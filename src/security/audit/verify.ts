@@ -11,9 +11,14 @@
  *   record after it) cannot produce the signed hash; a checkpoint past the last record
  *   shows the tail was cut. Records after the last checkpoint are only hash-linked: a
  *   consistent rewrite or cut there is undetectable here, so they are reported as a warning.
+ * - Hybrid (v2) checkpoints: both the ECDSA and the ML-DSA signature must verify, and the
+ *   ML-DSA key must hash to the fingerprint the ECDSA half signed (checkpoint.ts says why
+ *   that binds it). Classic-only (v1) checkpoints still verify, with a warning that they
+ *   have no post-quantum signature; one after a hybrid checkpoint is a downgrade (a
+ *   Bastion that writes hybrid checkpoints never writes v1 ones again) and fails.
  */
-import { X509Certificate } from 'node:crypto';
-import { chainsToAnchor, splitCertificates, verifyCheckpointSignature, type AuditCheckpoint } from './checkpoint.js';
+import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
+import { chainsToAnchor, isHybridCheckpoint, splitCertificates, verifyCheckpointSignature, verifyHybridCheckpoint, type AuditCheckpoint, type HybridScheme } from './checkpoint.js';
 import { GENESIS_HASH, canonicalJson, hashRecordJson } from './record.js';
 
 /** A stored record as verify reads it: the event as the JSON text that was stored. */
@@ -25,7 +30,7 @@ export interface StoredAuditRecord {
   hash: string;
 }
 
-export type AuditProblemKind = 'altered' | 'missing' | 'reordered' | 'rewritten' | 'truncated' | 'bad-signature' | 'unknown-signer' | 'untrusted-signer' | 'unsigned';
+export type AuditProblemKind = 'altered' | 'missing' | 'reordered' | 'rewritten' | 'truncated' | 'bad-signature' | 'unknown-signer' | 'untrusted-signer' | 'unsigned' | 'downgraded';
 
 export interface AuditProblem {
   kind: AuditProblemKind;
@@ -42,6 +47,10 @@ export interface AuditVerifyInput {
   checkpoints: readonly AuditCheckpoint[];
   /** Signer certificates (leaf first, then chain) by SHA-256 fingerprint. */
   signers: ReadonlyMap<string, string>;
+  /** ML-DSA public keys (SPKI PEM) of hybrid checkpoints by SHA-256 fingerprint. */
+  pqKeys?: ReadonlyMap<string, string> | undefined;
+  /** The hybrid scheme (pki/hybrid-signature.ts HYBRID_SIGNATURES); without it a hybrid checkpoint cannot be checked and fails. */
+  hybrid?: HybridScheme | undefined;
   /** The PKI root: when given, every signer must chain to it (no self-signed signers). */
   trustAnchorPem?: string | undefined;
   /** Finds a record by its stored hash (used only to tell a move from an edit). */
@@ -68,7 +77,13 @@ export interface AuditVerifyResult {
   unsigned: { from: number; to: number; oldestTs: number } | null;
   /** Fingerprints of the signers that signed a valid checkpoint. */
   signersUsed: string[];
+  /** Fingerprints of the ML-DSA keys of valid hybrid checkpoints. */
+  pqKeysUsed: string[];
+  /** The signature algorithms of the valid checkpoints, e.g. "ECDSA P-256 + ML-DSA-65", "ECDSA P-256" (classic only). */
+  algorithms: string[];
 }
+
+type PqKeyCheck = { ok: true; key: KeyObject } | { ok: false; why: string };
 
 type SignerCheck = { ok: true; cert: X509Certificate } | { ok: false; kind: 'unknown-signer' | 'untrusted-signer'; why: string };
 
@@ -93,6 +108,11 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
   const checkpoints = [...input.checkpoints].sort((a, b) => a.seq - b.seq || a.ts - b.ts);
   const signerChecks = new Map<string, SignerCheck>();
   const signersUsed = new Set<string>();
+  const pqKeyChecks = new Map<string, PqKeyCheck>();
+  const pqKeysUsed = new Set<string>();
+  const algorithms = new Set<string>();
+  const classicOnly: number[] = [];
+  let hybridSeen: number | null = null;
   const warnings: string[] = [];
   let records = 0;
   let prev: { seq: number; hash: string } | null = null;
@@ -133,13 +153,63 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
     warnings,
     unsigned: prev !== null && prev.seq > lastSignedSeq ? { from: lastSignedSeq + 1, to: prev.seq, oldestTs: unsignedFromTs } : null,
     signersUsed: [...signersUsed],
+    pqKeysUsed: [...pqKeysUsed],
+    algorithms: [...algorithms],
   });
+
+  const checkPqKey = (fp: string, scheme: HybridScheme): PqKeyCheck => {
+    let c = pqKeyChecks.get(fp);
+    if (c !== undefined) return c;
+    const pem = input.pqKeys?.get(fp);
+    if (pem === undefined) c = { ok: false, why: `unknown ML-DSA key ${fp}` };
+    else {
+      try {
+        const key = createPublicKey(pem);
+        c = scheme.fingerprint(key) === fp ? { ok: true, key } : { ok: false, why: `ML-DSA key ${fp} is stored with another public key` };
+      } catch {
+        c = { ok: false, why: `the stored ML-DSA key ${fp} cannot be read` };
+      }
+    }
+    pqKeyChecks.set(fp, c);
+    return c;
+  };
+
+  const classicName = (cert: X509Certificate): string => {
+    try {
+      return input.hybrid?.classicAlgorithm(cert.publicKey) ?? 'classic';
+    } catch {
+      return 'classic';
+    }
+  };
 
   /** Checks a checkpoint's signature; a problem or null. */
   const signatureProblem = (cp: AuditCheckpoint): AuditProblem | null => {
     const signer = checkSigner(cp.signerFingerprint);
     if (!signer.ok) return { kind: signer.kind, seq: cp.seq, message: `checkpoint at seq ${cp.seq}: ${signer.why}` };
-    if (!verifyCheckpointSignature(cp, signer.cert)) return { kind: 'bad-signature', seq: cp.seq, message: `checkpoint at seq ${cp.seq}: bad signature` };
+    const at = `checkpoint at seq ${cp.seq}`;
+    if (isHybridCheckpoint(cp)) {
+      const scheme = input.hybrid;
+      const pqFp = cp.pqKeyFingerprint ?? null;
+      if ((cp.pqSignature ?? null) === null || pqFp === null) return { kind: 'bad-signature', seq: cp.seq, message: `${at}: incomplete hybrid signature (the ML-DSA signature or its key fingerprint is missing)` };
+      if (scheme === undefined) return { kind: 'bad-signature', seq: cp.seq, message: `${at}: hybrid signature cannot be checked here (no ML-DSA verifier given)` };
+      const pqKey = checkPqKey(pqFp, scheme);
+      if (!pqKey.ok) return { kind: 'unknown-signer', seq: cp.seq, message: `${at}: ${pqKey.why}` };
+      const r = verifyHybridCheckpoint(cp, signer.cert, pqKey.key, scheme);
+      // Both bad: the signed content (seq, hash, ts or a fingerprint) was changed.
+      if (!r.classic && !r.pq) return { kind: 'bad-signature', seq: cp.seq, message: `${at}: bad signature` };
+      if (!r.classic) return { kind: 'bad-signature', seq: cp.seq, message: `${at}: bad ${r.classicAlg} signature (the ${r.pqAlg} signature is valid)` };
+      if (!r.pq) return { kind: 'bad-signature', seq: cp.seq, message: `${at}: bad ${r.pqAlg} signature (the ${r.classicAlg} signature is valid)` };
+      hybridSeen ??= cp.seq;
+      pqKeysUsed.add(pqFp);
+      algorithms.add(`${r.classicAlg} + ${r.pqAlg}`);
+    } else {
+      if (!verifyCheckpointSignature(cp, signer.cert)) return { kind: 'bad-signature', seq: cp.seq, message: `${at}: bad signature` };
+      if (hybridSeen !== null) {
+        return { kind: 'downgraded', seq: cp.seq, message: `${at}: classic-only signature after the hybrid checkpoint at seq ${hybridSeen} (a downgrade: the ML-DSA signature was removed or the checkpoint forged)` };
+      }
+      classicOnly.push(cp.seq);
+      algorithms.add(`${classicName(signer.cert)} (classic only)`);
+    }
     signersUsed.add(cp.signerFingerprint);
     return null;
   };
@@ -200,6 +270,11 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
     const what = `records after seq ${lastSignedSeq} are not covered by a checkpoint (${range(lastSignedSeq + 1, last)} hash-linked, not signed; the oldest from ${new Date(unsignedFromTs).toISOString()})`;
     if (input.strict === true) return result({ kind: 'unsigned', seq: lastSignedSeq + 1, message: `${what}: checkpoints were removed, or the broker did not stop cleanly` });
     warnings.push(`${what}: normal while the broker runs (a checkpoint follows within checkpointSeconds); after a clean stop it means checkpoints were removed`);
+  }
+  if (classicOnly.length > 0) {
+    const n = classicOnly.length;
+    const which = n === 1 ? `checkpoint at seq ${classicOnly[0]} has` : `${n} checkpoints (seq ${classicOnly[0]} to ${classicOnly[n - 1]}) have`;
+    warnings.push(`${which} no post-quantum signature (classic-only, written before ML-DSA signing): they hold only as long as ${[...algorithms].filter((a) => !a.includes(' + ')).map((a) => a.replace(' (classic only)', '')).join(', ')} does`);
   }
   if (input.trustAnchorPem === undefined && signersUsed.size > 0) {
     warnings.push(`checkpoints are self-signed (signer ${[...signersUsed].join(', ')}): they hold only against someone who cannot also replace the signer; compare the fingerprint with the one the broker logged`);

@@ -1,6 +1,7 @@
 /**
  * The audit database (`<dataDir>/audit.db`, WAL): the hash-chained audit records, the
- * signed checkpoints and the certificates of the keys that signed them. The broker
+ * signed checkpoints, the certificates of the keys that signed them and the ML-DSA public
+ * keys of hybrid checkpoints. The broker
  * appends; `bastion audit verify|tail|query` read it from another process at the same
  * time (WAL readers never block the writer). Owns: the schema, the rows and the read
  * queries. Must not: hash, sign or judge records (security/audit does), and the rows
@@ -43,6 +44,20 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       );
     `,
   },
+  {
+    // Hybrid checkpoints: the ML-DSA signature and its key's fingerprint (NULL on the
+    // classic-only checkpoints written before), and the ML-DSA public keys by fingerprint.
+    version: 2,
+    sql: `
+      ALTER TABLE checkpoints ADD COLUMN pq_signature TEXT;
+      ALTER TABLE checkpoints ADD COLUMN pq_key TEXT;
+      CREATE TABLE pq_keys (
+        fingerprint TEXT    PRIMARY KEY,
+        public_key  TEXT    NOT NULL,
+        added_at    INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 /** A record as stored: the event is its canonical JSON text (exactly what the hash covers). */
@@ -64,6 +79,12 @@ export interface AuditCheckpointRow {
   ts: number;
   signature: string;
   signerFingerprint: string;
+  /** The ML-DSA signature of a hybrid checkpoint; null on a classic-only one. */
+  pqSignature?: string | null | undefined;
+  /** The ML-DSA key's fingerprint (pq_keys) of a hybrid checkpoint; null on a classic-only one. */
+  pqKeyFingerprint?: string | null | undefined;
+  /** Written only: the ML-DSA public key (SPKI PEM), recorded under pqKeyFingerprint when new. */
+  pqPublicKeyPem?: string | null | undefined;
 }
 
 export interface AuditQuery {
@@ -94,6 +115,8 @@ interface CheckpointRow {
   ts: number;
   signature: string;
   signer: string;
+  pq_signature: string | null;
+  pq_key: string | null;
 }
 
 const RECORD_COLUMNS = 'seq, ts, type, client_id, event, prev_hash, hash';
@@ -105,17 +128,26 @@ function toRow(r: RecordRow): AuditRow {
 }
 
 function toCheckpoint(r: CheckpointRow): AuditCheckpointRow {
-  return { seq: r.seq, hash: r.hash, ts: r.ts, signature: r.signature, signerFingerprint: r.signer };
+  return { seq: r.seq, hash: r.hash, ts: r.ts, signature: r.signature, signerFingerprint: r.signer, pqSignature: r.pq_signature, pqKeyFingerprint: r.pq_key };
 }
 
 export class SqliteAuditStore {
   private readonly insertRecord: Database.Statement;
   private readonly insertCheckpoint: Database.Statement;
+  private readonly insertPqKey: Database.Statement;
+  private readonly addCheckpointTx: (cp: AuditCheckpointRow) => void;
   private readonly appendTx: (rows: readonly AuditRow[], checkpoint: AuditCheckpointRow | null) => void;
 
   private constructor(private readonly db: Database.Database) {
     this.insertRecord = db.prepare(`INSERT INTO records (${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`);
-    this.insertCheckpoint = db.prepare('INSERT INTO checkpoints (seq, hash, ts, signature, signer) VALUES (?, ?, ?, ?, ?)');
+    this.insertCheckpoint = db.prepare('INSERT INTO checkpoints (seq, hash, ts, signature, signer, pq_signature, pq_key) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.insertPqKey = db.prepare('INSERT OR IGNORE INTO pq_keys (fingerprint, public_key, added_at) VALUES (?, ?, ?)');
+    // Nested in appendTx it becomes a savepoint: still all or nothing.
+    this.addCheckpointTx = db.transaction((cp: AuditCheckpointRow) => {
+      const pqKey = cp.pqKeyFingerprint ?? null;
+      if (pqKey !== null && (cp.pqPublicKeyPem ?? null) !== null) this.insertPqKey.run(pqKey, cp.pqPublicKeyPem, cp.ts);
+      this.insertCheckpoint.run(cp.seq, cp.hash, cp.ts, cp.signature, cp.signerFingerprint, cp.pqSignature ?? null, pqKey);
+    });
     this.appendTx = db.transaction((rows: readonly AuditRow[], checkpoint: AuditCheckpointRow | null) => {
       for (const r of rows) this.insertRecord.run(r.seq, r.ts, r.type, r.clientId, r.eventJson, r.prevHash, r.hash);
       if (checkpoint !== null) this.addCheckpoint(checkpoint);
@@ -168,8 +200,9 @@ export class SqliteAuditStore {
     this.appendTx(rows, checkpoint);
   }
 
+  /** Writes a checkpoint and, when it brings one, its ML-DSA public key, in one transaction. */
   addCheckpoint(cp: AuditCheckpointRow): void {
-    this.insertCheckpoint.run(cp.seq, cp.hash, cp.ts, cp.signature, cp.signerFingerprint);
+    this.addCheckpointTx(cp);
   }
 
   /** Records a signer certificate (no-op when that fingerprint is known). */
@@ -182,8 +215,14 @@ export class SqliteAuditStore {
     return new Map(rows.map((r) => [r.fingerprint, r.cert_pem]));
   }
 
+  /** ML-DSA public keys (SPKI PEM) by fingerprint. */
+  pqKeys(): Map<string, string> {
+    const rows = this.db.prepare('SELECT fingerprint, public_key FROM pq_keys').all() as Array<{ fingerprint: string; public_key: string }>;
+    return new Map(rows.map((r) => [r.fingerprint, r.public_key]));
+  }
+
   checkpoints(): AuditCheckpointRow[] {
-    return (this.db.prepare('SELECT seq, hash, ts, signature, signer FROM checkpoints ORDER BY seq, id').all() as CheckpointRow[]).map(toCheckpoint);
+    return (this.db.prepare('SELECT seq, hash, ts, signature, signer, pq_signature, pq_key FROM checkpoints ORDER BY seq, id').all() as CheckpointRow[]).map(toCheckpoint);
   }
 
   /** Every record in seq order, read a page at a time. */
