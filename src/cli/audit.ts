@@ -5,7 +5,9 @@
  * (security/audit/verify.ts does).
  *
  * verify exits 0 when the log is intact (warnings on stderr: the unsigned tail, a
- * self-signed signer), 1 with one line naming the first problem otherwise.
+ * self-signed signer, classic-only checkpoints), 1 with one line naming the first problem
+ * otherwise. Its summary names the signature algorithms it checked: hybrid checkpoints
+ * need both their ECDSA and their ML-DSA-65 signature ("ECDSA P-256 + ML-DSA-65").
  *
  * The unsigned tail (records after the last checkpoint) is a warning by default: a
  * running broker always has one, for up to `checkpointSeconds`, and a crashed one keeps
@@ -54,17 +56,19 @@ function withDataDir(cmd: Command): Command {
 
 async function verify(opts: DataDirOptions & { json?: boolean; strict?: boolean }): Promise<void> {
   const { verifyAuditLog } = await import('../security/audit/verify.js');
+  const { HYBRID_SIGNATURES } = await import('../pki/hybrid-signature.js');
   const store = await openStore(opts);
   try {
     // Checkpoints before records: a checkpoint the broker signs meanwhile then never names
     // a record this walk did not read (which would look like a cut tail).
     const checkpoints = store.checkpoints();
     const signers = store.signers();
+    const pqKeys = store.pqKeys();
     const rootCert = pkiLayout(pkiDirOf(dataDirOf(opts))).rootCert;
     // SECURITY: with a built-in PKI, the signer must chain to its root: a signer written
     // into audit.db by whoever rewrote the log is not trusted just for being there.
     const trustAnchorPem = existsSync(rootCert) ? readFileSync(rootCert, 'utf8') : undefined;
-    const result = verifyAuditLog({ records: store.all(), checkpoints, signers, trustAnchorPem, recordWithHash: (h) => store.withHash(h), strict: opts.strict === true });
+    const result = verifyAuditLog({ records: store.all(), checkpoints, signers, pqKeys, hybrid: HYBRID_SIGNATURES, trustAnchorPem, recordWithHash: (h) => store.withHash(h), strict: opts.strict === true });
     if (opts.json === true) {
       process.stdout.write(`${JSON.stringify({ ...result, trustAnchor: trustAnchorPem !== undefined ? rootCert : null })}\n`);
       if (!result.ok) process.exitCode = 1;
@@ -73,7 +77,8 @@ async function verify(opts: DataDirOptions & { json?: boolean; strict?: boolean 
     if (result.problem !== null) throw new BastionError('ERR_AUDIT_TAMPERED', result.problem.message);
     for (const w of result.warnings) process.stderr.write(`bastion: warning: ${w}\n`);
     const signed = result.lastSignedSeq > 0 ? `last signed at seq ${result.lastSignedSeq}` : 'none signed yet';
-    process.stdout.write(`audit log intact: ${plural(result.records, 'record')}, ${plural(result.checkpoints, 'checkpoint')}, ${signed}\n`);
+    const algorithms = result.algorithms.length > 0 ? `; signatures: ${result.algorithms.join(', ')}` : '';
+    process.stdout.write(`audit log intact: ${plural(result.records, 'record')}, ${plural(result.checkpoints, 'checkpoint')}, ${signed}${algorithms}\n`);
   } finally {
     store.close();
   }

@@ -92,7 +92,7 @@ describe('bastion audit on a data directory a broker wrote', () => {
   test('verify passes on the intact log', async () => {
     const r = await audit(['verify'], dataDir);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, `audit log intact: ${RECORDS} records, 6 checkpoints, last signed at seq ${RECORDS}\n`);
+    assert.equal(r.stdout, `audit log intact: ${RECORDS} records, 6 checkpoints, last signed at seq ${RECORDS}; signatures: ECDSA P-256 + ML-DSA-65\n`);
     // No built-in PKI here: the self-signed signer is said so.
     assert.match(r.stderr, /warning: checkpoints are self-signed/);
     const json = await audit(['verify', '--json'], dataDir);
@@ -156,7 +156,7 @@ describe('bastion audit on a data directory a broker wrote', () => {
     });
     const lenient = await audit(['verify'], d);
     assert.equal(lenient.code, 0, lenient.stderr);
-    assert.match(lenient.stdout, /^audit log intact: 60 records, 4 checkpoints, last signed at seq 40\n$/);
+    assert.match(lenient.stdout, /^audit log intact: 60 records, 4 checkpoints, last signed at seq 40; signatures: ECDSA P-256 \+ ML-DSA-65\n$/);
     assert.match(lenient.stderr, /warning: records after seq 40 are not covered by a checkpoint \(records 41 to 60/);
     assert.match(failedWith(await audit(['verify', '--strict'], d)), /^bastion: records after seq 40 are not covered by a checkpoint .*: checkpoints were removed, or the broker did not stop cleanly$/);
     // The intact log of a cleanly stopped broker passes --strict.
@@ -236,7 +236,7 @@ describe('bastion audit on a data directory a broker wrote', () => {
     // Still intact with the broker's new records and its shutdown checkpoint.
     const r = await audit(['verify'], dataDir);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^audit log intact: 61 records, 7 checkpoints, last signed at seq 61\n$/);
+    assert.match(r.stdout, /^audit log intact: 61 records, 7 checkpoints, last signed at seq 61; signatures: ECDSA P-256 \+ ML-DSA-65\n$/);
   });
 });
 

@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import type { MqttClient, Packet } from 'mqtt';
 import type { SecurityEvent, SecurityEvents, SecurityEventType } from '../../src/core/security-events.js';
 import { ReasonCode } from '../../src/protocol/reason-codes.js';
+import { HYBRID_SIGNATURES } from '../../src/pki/hybrid-signature.js';
 import { verifyAuditLog } from '../../src/security/audit/verify.js';
 import { ensureDevPki } from '../../src/server/dev-pki.js';
 import { PkiService } from '../../src/server/pki-service.js';
@@ -50,7 +51,7 @@ function readRecords(dataDir: string): AuditRow[] {
 function verifyDir(dataDir: string, anchorPem?: string) {
   const store = SqliteAuditStore.open(join(dataDir, 'audit.db'), { create: false });
   try {
-    return verifyAuditLog({ records: store.all(), checkpoints: store.checkpoints(), signers: store.signers(), trustAnchorPem: anchorPem });
+    return verifyAuditLog({ records: store.all(), checkpoints: store.checkpoints(), signers: store.signers(), pqKeys: store.pqKeys(), hybrid: HYBRID_SIGNATURES, trustAnchorPem: anchorPem });
   } finally {
     store.close();
   }
