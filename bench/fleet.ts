@@ -20,6 +20,8 @@ export interface Done {
   latency: LatencySummary | null;
   behind: number;
   errors: string[];
+  /** TLS connections the worker completed, by `<protocol> <negotiated group>`. */
+  tlsGroups: Record<string, number>;
 }
 
 interface Deferred<T> {
@@ -62,7 +64,7 @@ export class Member {
       else if (m.type === 'fatal') fail(new Error(m.message));
       else {
         this.finished = true;
-        this.done.resolve({ latency: m.latency, behind: m.behind, errors: m.errors });
+        this.done.resolve({ latency: m.latency, behind: m.behind, errors: m.errors, tlsGroups: m.tlsGroups });
       }
     });
     worker.on('error', (e) => fail(new Error(`${kind} worker crashed: ${e.message}`)));

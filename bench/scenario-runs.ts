@@ -167,25 +167,61 @@ export async function latency(ctx: ScenarioContext): Promise<Measured> {
   }
 }
 
-/** `resume`: every lane offers its last TLS session ticket, as a reconnecting device does. */
-export async function connectRate(ctx: ScenarioContext, resume = false): Promise<Measured> {
+export interface ConnectRateOptions {
+  /** Every lane offers its last TLS session ticket, as a reconnecting device does. */
+  resume?: boolean;
+  /** TLS: the client's key-exchange groups (`ecdhCurve`); default Node's. */
+  groups?: string;
+  /** TLS: count handshake bytes on each connection's TCP socket (reported per connection). */
+  countBytes?: boolean;
+}
+
+/** `{ 'TLSv1.3 X25519': 120, … }` summed over the workers, as `TLSv1.3 X25519=120, …` (most first). */
+function negotiatedGroups(done: { tlsGroups: Record<string, number> }[]): string | null {
+  const sum = new Map<string, number>();
+  for (const d of done) for (const [k, n] of Object.entries(d.tlsGroups)) sum.set(k, (sum.get(k) ?? 0) + n);
+  if (sum.size === 0) return null;
+  return [...sum].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}=${n}`).join(', ');
+}
+
+export async function connectRate(ctx: ScenarioContext, opts: ConnectRateOptions = {}): Promise<Measured> {
   const fleet = new Fleet();
   try {
     const tpl = connectTemplate(ctx, 'bench-c-', KEEPALIVE_S);
+    const tlsMaterial = ctx.target.tls;
+    const target = tlsMaterial !== null && opts.groups !== undefined ? { ...ctx.target, tls: { ...tlsMaterial, groups: opts.groups } } : ctx.target;
+    const countBytes = opts.countBytes === true && tlsMaterial !== null;
     const members = [0, 1].map(() =>
-      fleet.spawn({ kind: 'connector', target: ctx.target, version: ctx.version, ...tpl, concurrency: ctx.transport === 'tls' ? 6 : 4, maxConnects: 25_000, resume }),
+      fleet.spawn({ kind: 'connector', target, version: ctx.version, ...tpl, concurrency: ctx.transport === 'tls' ? 6 : 4, maxConnects: 25_000, resume: opts.resume === true, countBytes }),
     );
     await ready(ctx, fleet, members, 'connectors starting');
     const w = await measure(ctx, fleet, members, Counter.Connects);
     const done = await fleet.stop();
     const errors = [...new Set(done.flatMap((d) => d.errors))];
     const brokerUs = w.brokerUsPer(Counter.Connects);
+    const connects = w.delta(Counter.Connects);
+    const perConn = (counter: number): number | null => (connects > 0 ? w.delta(counter) / connects : null);
+    const bytesOut = countBytes ? perConn(Counter.HandshakeBytesOut) : null;
+    const bytesIn = countBytes ? perConn(Counter.HandshakeBytesIn) : null;
     return {
-      metrics: { rate: w.rate(Counter.Connects), ...(brokerUs !== null ? { brokerMsPerConn: brokerUs / 1000 } : {}) },
+      metrics: {
+        rate: w.rate(Counter.Connects),
+        ...(brokerUs !== null ? { brokerMsPerConn: brokerUs / 1000 } : {}),
+        ...(bytesOut !== null ? { bytesOut } : {}),
+        ...(bytesIn !== null ? { bytesIn } : {}),
+      },
       details: {
-        connects: w.delta(Counter.Connects),
+        connects,
         resumed: w.delta(Counter.Resumed),
         failures: w.delta(Counter.ConnectFails),
+        clientGroups: tlsMaterial === null ? null : (opts.groups ?? 'node default'),
+        // Over the whole run (warm-up included), from getEphemeralKeyInfo() on each client.
+        negotiated: negotiatedGroups(done),
+        // The client sent a key share for its first group only; another group means a HelloRetryRequest.
+        helloRetries: opts.groups !== undefined && tlsMaterial !== null ? w.delta(Counter.GroupFallbacks) : null,
+        clientHelloBytes: countBytes ? round(perConn(Counter.HelloBytesOut)) : null,
+        serverFlightBytes: countBytes ? round(perConn(Counter.ServerFlightBytesIn)) : null,
+        generatorMsPerConn: connects > 0 ? round((w.b.genCpuUs - w.a.genCpuUs) / connects / 1000, 3) : null,
         ...w.cpuDetails(),
         errors: errors.length > 0 ? errors.join('; ') : null,
       },

@@ -28,6 +28,19 @@ export const Counter = {
   GateWaits: 9,
   /** Connections whose TLS handshake resumed an earlier session (no certificate exchange). */
   Resumed: 10,
+  /**
+   * Connector with `countBytes`: TLS bytes the client wrote on its TCP socket from connect
+   * to CONNACK, less the CONNECT record (handshake: ClientHello(s), certificate, Finished).
+   */
+  HandshakeBytesOut: 11,
+  /** The same read by the client, less the CONNACK record (HelloRetryRequest, server flight, session tickets). */
+  HandshakeBytesIn: 12,
+  /** Bytes the client had written when its handshake completed ('secureConnect'): its ClientHello(s). */
+  HelloBytesOut: 13,
+  /** Bytes the client had read when its handshake completed: HelloRetryRequest and the server's flight, no tickets. */
+  ServerFlightBytesIn: 14,
+  /** Connections whose negotiated group was not the client's first (the only one it sent a key share for): a HelloRetryRequest. */
+  GroupFallbacks: 15,
 } as const;
 export const COUNTER_SLOTS = 16;
 
@@ -35,6 +48,12 @@ export interface TlsMaterial {
   ca: string;
   cert: string;
   key: string;
+  /**
+   * The client's key-exchange groups (Node's `ecdhCurve`, OpenSSL's list); undefined: Node's
+   * defaults (with OpenSSL 3.5: key shares for X25519MLKEM768 and X25519). With an explicit
+   * list OpenSSL sends a key share for the first group only.
+   */
+  groups?: string;
 }
 
 export interface Target {
@@ -102,6 +121,8 @@ export interface ConnectorRole extends RoleBase {
   maxConnects: number;
   /** Offer each lane's last TLS session again (tickets), to measure resumed handshakes. */
   resume: boolean;
+  /** TLS: count the bytes on each connection's TCP socket (counters HandshakeBytesOut to ServerFlightBytesIn). */
+  countBytes: boolean;
 }
 
 /** Opens `count` connections and holds them idle until stopped. */
@@ -139,4 +160,4 @@ export type CoordinatorMessage = { type: 'start' } | { type: 'stop' };
 export type WorkerReport =
   | { type: 'ready'; opened: number; failed: number }
   | { type: 'fatal'; message: string }
-  | { type: 'done'; latency: LatencySummary | null; behind: number; errors: string[] };
+  | { type: 'done'; latency: LatencySummary | null; behind: number; errors: string[]; tlsGroups: Record<string, number> };

@@ -12,11 +12,17 @@ import { C, note, stopped } from './worker-context.js';
 
 const SETUP_TIMEOUT_MS = 10_000;
 
-let secureContext: tls.SecureContext | null = null;
+/** One client context per group list (`ecdhCurve` is a context setting, ignored next to `secureContext`). */
+const secureContexts = new Map<string, tls.SecureContext>();
 function contextFor(target: Target): tls.SecureContext | null {
   if (target.tls === null) return null;
-  secureContext ??= tls.createSecureContext({ ca: target.tls.ca, cert: target.tls.cert, key: target.tls.key });
-  return secureContext;
+  const groups = target.tls.groups;
+  let ctx = secureContexts.get(groups ?? '');
+  if (ctx === undefined) {
+    ctx = tls.createSecureContext({ ca: target.tls.ca, cert: target.tls.cert, key: target.tls.key, ...(groups !== undefined ? { ecdhCurve: groups } : {}) });
+    secureContexts.set(groups ?? '', ctx);
+  }
+  return ctx;
 }
 
 /** Plain-TCP reads go into one reused buffer of this size (no allocation per read). */
@@ -38,15 +44,28 @@ export interface TlsResume {
 }
 
 /**
+ * The TCP socket under a TLS connection, for counting its bytes (`bytesWritten`/`bytesRead`
+ * see TLS records, not plaintext), and its counts when the handshake completed.
+ */
+export interface Wire {
+  raw: net.Socket;
+  /** Written at 'secureConnect': the ClientHello(s); the client's last flight is flushed just after. */
+  helloOut: number;
+  /** Read at 'secureConnect': HelloRetryRequest (if any) and the server's flight up to Finished. */
+  flightIn: number;
+}
+
+/**
  * A full TLS handshake with the chain verified by OpenSSL against the bench CA, as usual.
  * The host check uses the peer's X509Certificate instead of Node's default, which first
  * converts the whole chain to JS objects (getPeerCertificate(true), ~0.4 ms per
  * handshake measured here): the generator's own cost is what limits connect rates.
  */
-function connectTls(target: Target, ctx: tls.SecureContext, resume: TlsResume | null): tls.TLSSocket {
+function connectTls(target: Target, ctx: tls.SecureContext, resume: TlsResume | null, raw: net.Socket | null): tls.TLSSocket {
   const socket: tls.TLSSocket = tls.connect({
     host: target.host,
     port: target.port,
+    ...(raw !== null ? { socket: raw } : {}),
     secureContext: ctx,
     ...(resume?.session !== undefined ? { session: resume.session } : {}),
     rejectUnauthorized: true,
@@ -69,11 +88,11 @@ function connectTls(target: Target, ctx: tls.SecureContext, resume: TlsResume | 
  */
 const sharedReadBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
-function openSocket(target: Target, timeoutMs: number, onRead: RawRead | null, resume: TlsResume | null): Promise<net.Socket> {
+function openSocket(target: Target, timeoutMs: number, onRead: RawRead | null, resume: TlsResume | null, wire: Wire | null): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const ctx = contextFor(target);
     let socket: net.Socket;
-    if (ctx !== null) socket = connectTls(target, ctx, resume);
+    if (ctx !== null) socket = connectTls(target, ctx, resume, wire?.raw ?? null);
     else if (onRead !== null) socket = net.connect({ host: target.host, port: target.port, onread: { buffer: sharedReadBuffer, callback: onRead } });
     else socket = net.connect({ host: target.host, port: target.port });
     const timer = setTimeout(() => fail(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
@@ -85,6 +104,10 @@ function openSocket(target: Target, timeoutMs: number, onRead: RawRead | null, r
     socket.once('error', fail);
     socket.once(ctx === null ? 'connect' : 'secureConnect', () => {
       clearTimeout(timer);
+      if (wire !== null) {
+        wire.helloOut = wire.raw.bytesWritten;
+        wire.flightIn = wire.raw.bytesRead;
+      }
       socket.off('error', fail);
       socket.setNoDelay(true);
       resolve(socket);
@@ -109,11 +132,15 @@ export class Client implements FrameVisitor {
   private waiter: Waiter | null = null;
   private role: FrameVisitor | null = null;
   closed = false;
+  /** The whole CONNACK frame's length (fixed header included), once it arrived. */
+  connackBytes = 0;
 
   constructor(
     readonly socket: net.Socket,
     rawReads: boolean,
     private readonly coalesce: boolean,
+    /** TLS with byte counting: the TCP socket under `socket`. */
+    readonly wire: Wire | null = null,
   ) {
     this.scanner = new FrameScanner(this);
     if (!rawReads) {
@@ -136,16 +163,20 @@ export class Client implements FrameVisitor {
 
   /**
    * Connects, sends CONNECT (and SUBSCRIBE) and waits for the acknowledgements. Plain TCP
-   * reads use a reused buffer; `coalesce` also batches reads (see COALESCE_MS).
+   * reads use a reused buffer; `coalesce` also batches reads (see COALESCE_MS). TLS with
+   * `countBytes`: the TLS socket runs over a TCP socket of our own, whose byte counts
+   * `Client.wire` keeps.
    */
-  static async open(target: Target, connect: Uint8Array, subscribe: Uint8Array | null, coalesce = false, resume: TlsResume | null = null): Promise<Client> {
+  static async open(target: Target, connect: Uint8Array, subscribe: Uint8Array | null, coalesce = false, resume: TlsResume | null = null, countBytes = false): Promise<Client> {
     const rawReads = target.tls === null;
     let client: Client | null = null;
-    const socket = await openSocket(target, SETUP_TIMEOUT_MS, rawReads ? (n, buf) => client?.onRead(n, buf) ?? true : null, resume);
-    client = new Client(socket, rawReads, coalesce);
+    const wire: Wire | null = countBytes && !rawReads ? { raw: net.connect({ host: target.host, port: target.port }), helloOut: 0, flightIn: 0 } : null;
+    const socket = await openSocket(target, SETUP_TIMEOUT_MS, rawReads ? (n, buf) => client?.onRead(n, buf) ?? true : null, resume, wire);
+    client = new Client(socket, rawReads, coalesce, wire);
     try {
       client.socket.write(connect);
       const connack = await client.expect(PacketType.Connack);
+      client.connackBytes = frameBytes(connack.length);
       if (connack.length < 2 || connack[1] !== 0) throw new Error(`CONNACK refused with code 0x${(connack[1] ?? 255).toString(16)}`);
       if (subscribe !== null) {
         client.socket.write(subscribe);
@@ -234,6 +265,13 @@ export async function openMany(count: number, concurrency: number, make: (i: num
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, count)) }, lane));
   return { clients, failed };
+}
+
+/** The length of an MQTT frame whose body is `body` bytes: type byte, remaining-length varint, body. */
+export function frameBytes(body: number): number {
+  let varint = 1;
+  for (let n = body; n >= 128; n = Math.floor(n / 128)) varint++;
+  return 1 + varint + body;
 }
 
 export function withClientId(template: Uint8Array, offset: number, id: number): Buffer {

@@ -22,3 +22,10 @@ export function note(message: string): void {
 export function send(report: WorkerReport): void {
   port.postMessage(report);
 }
+
+/** TLS connections this worker completed, by `<protocol> <negotiated group>`. */
+export const tlsGroups = new Map<string, number>();
+
+export function tallyTlsGroup(name: string): void {
+  tlsGroups.set(name, (tlsGroups.get(name) ?? 0) + 1);
+}

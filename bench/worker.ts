@@ -19,7 +19,7 @@ import {
 } from './worker-api.js';
 import { Client, openMany, withClientId } from './worker-client.js';
 import { runConnector } from './worker-connector.js';
-import { C, errors, init, port, send } from './worker-context.js';
+import { C, errors, init, port, send, tlsGroups } from './worker-context.js';
 import { EndToEndWindow } from './worker-e2e-window.js';
 import { LatencyPublisher, LatencySubscriber } from './worker-latency.js';
 import { Publisher } from './worker-publisher.js';
@@ -119,7 +119,7 @@ port.on('message', (msg: CoordinatorMessage) => {
     if (msg.type === 'start') r.start();
     else {
       const latency = r.finish();
-      send({ type: 'done', latency, behind: r.behind(), errors });
+      send({ type: 'done', latency, behind: r.behind(), errors, tlsGroups: Object.fromEntries(tlsGroups) });
       r.close();
     }
   });
