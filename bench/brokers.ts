@@ -30,16 +30,19 @@ export const LIMITS_MODES: readonly LimitsMode[] = ['defaults', 'raised', 'off']
 /** Far above any load this bench offers (per client or per address, per second). */
 const UNREACHABLE_RATE = { perSecond: 1e9, burst: 1e9 };
 
-function limitsSection(mode: LimitsMode): BastionConfigInput['limits'] {
+/** Per-address connection limits far above the bench's connect loops (its clients all come from 127.0.0.1). */
+const UNREACHABLE_CONNECTIONS = { perIpMax: 1_000_000, perIpRate: UNREACHABLE_RATE };
+
+function limitsSection(mode: LimitsMode, raiseConnections: boolean): BastionConfigInput['limits'] {
   switch (mode) {
     case 'defaults':
-      return undefined;
+      return raiseConnections ? { connections: UNREACHABLE_CONNECTIONS } : undefined;
     case 'off':
       return { enabled: false };
     case 'raised':
       return {
         enabled: true,
-        connections: { perIpMax: 1_000_000, perIpRate: UNREACHABLE_RATE },
+        connections: UNREACHABLE_CONNECTIONS,
         client: { publishRate: UNREACHABLE_RATE, bandwidth: UNREACHABLE_RATE },
         flapping: { maxConnects: 1_000_000_000 },
         slowClient: { maxWriteBufferBytes: 1024 * 1024 * 1024, maxCongestedSeconds: 3600 },
@@ -73,6 +76,13 @@ export interface BrokerOptions {
   pki: BenchPki | null;
   /** Bastion: the limits section (default: the config defaults). */
   limits?: LimitsMode;
+  /**
+   * Bastion, limits `defaults`: raise the per-address connection limits (count and rate,
+   * default 20/s) above the load, every other limit left at its default. For scenarios
+   * whose figure is the cost of connection setup, which the rate limit would otherwise cap
+   * at 20 conn/s from 127.0.0.1 (refusing the rest at accept).
+   */
+  raiseConnectionLimits?: boolean;
 }
 
 /** Finds a free loopback port by listening on port 0 and closing again. */
@@ -104,7 +114,37 @@ function tryConnect(port: number, timeoutMs: number): Promise<boolean> {
 
 type BastionConfigInput = input<typeof configSchema>;
 
-function bastionConfig(dir: string, tcpPort: number, tlsPort: number | null, o: BrokerOptions): BastionConfigInput {
+/**
+ * The key-exchange groups of Bastion's bench mTLS listener: the hybrid post-quantum group
+ * first, as Bastion's own default. OpenSSL picks the first of these the client sent a key
+ * share for, so a client with X25519MLKEM768 and X25519 shares gets the hybrid.
+ */
+export const BASTION_TLS_GROUPS = 'X25519MLKEM768:X25519:P-256:P-384';
+
+/** The listener's `tls` key and value that set BASTION_TLS_GROUPS, or null (see bastionGroupsSetting). */
+type GroupsSetting = { key: string; value: string } | null;
+let groupsSetting: Promise<GroupsSetting> | null = null;
+
+/**
+ * Which listener key, if any, this build of Bastion takes for BASTION_TLS_GROUPS: `groups`
+ * (the current name), else `curves` (the old one) when it accepts the hybrid, else none
+ * (the broker runs with its default groups; the runs report what was negotiated). Probed
+ * against the built config schema, so the bench runs on builds with and without the key.
+ */
+function bastionGroupsSetting(): Promise<GroupsSetting> {
+  groupsSetting ??= import('../src/core/tls-config.js').then(
+    ({ tlsSchema }) => {
+      for (const key of ['groups', 'curves']) {
+        if (tlsSchema.safeParse({ cert: 'server.crt', key: 'server.key', [key]: BASTION_TLS_GROUPS }).success) return { key, value: BASTION_TLS_GROUPS };
+      }
+      return null;
+    },
+    () => null,
+  );
+  return groupsSetting;
+}
+
+function bastionConfig(dir: string, tcpPort: number, tlsPort: number | null, o: BrokerOptions, groups: GroupsSetting): BastionConfigInput {
   const listeners: BastionConfigInput['listeners'] = [
     { name: 'bench-tcp', protocol: 'mqtt', host: '127.0.0.1', port: tcpPort, insecure: true, allowAnonymous: true },
   ];
@@ -114,10 +154,10 @@ function bastionConfig(dir: string, tcpPort: number, tlsPort: number | null, o: 
       protocol: 'mqtts',
       host: '127.0.0.1',
       port: tlsPort,
-      tls: { cert: o.pki.serverCert, key: o.pki.serverKey, ca: o.pki.caCert, clientCerts: 'required' },
+      tls: { cert: o.pki.serverCert, key: o.pki.serverKey, ca: o.pki.caCert, clientCerts: 'required', ...(groups !== null ? { [groups.key]: groups.value } : {}) },
     });
   }
-  const limits = limitsSection(o.limits ?? 'defaults');
+  const limits = limitsSection(o.limits ?? 'defaults', o.raiseConnectionLimits === true);
   return {
     dataDir: join(dir, 'data'),
     listeners,
@@ -162,6 +202,11 @@ function mosquittoConfig(tcpPort: number, tlsPort: number | null, o: BrokerOptio
 }
 
 export class BrokerProcess {
+  /**
+   * The TLS listener's key-exchange groups as configured: Bastion's `tls.groups` when this
+   * build takes it, `(broker default)` otherwise; Mosquitto 2.0.11 has no such option.
+   */
+  serverGroups: string | null = null;
   private logTail = '';
   private exitDescription: string | null = null;
   /** Resolves with a description when the process exits, for whatever reason. */
@@ -193,9 +238,12 @@ export class BrokerProcess {
     const tcpPort = await freePort();
     const tlsPort = o.pki !== null ? await freePort() : null;
     let child: ChildProcess;
+    let serverGroups: string | null = null;
     if (o.kind === 'bastion') {
       const file = join(dir, 'bastion.yaml');
-      await writeFile(file, stringify(bastionConfig(dir, tcpPort, tlsPort, o)), { mode: 0o600 });
+      const groups = o.pki !== null ? await bastionGroupsSetting() : null;
+      if (o.pki !== null) serverGroups = groups !== null ? `${groups.value} (tls.${groups.key})` : '(broker default)';
+      await writeFile(file, stringify(bastionConfig(dir, tcpPort, tlsPort, o, groups)), { mode: 0o600 });
       // BENCH_BASTION_NODE_ARGS lets an experiment pass V8/Node flags to the broker alone.
       const nodeArgs = (process.env.BENCH_BASTION_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0);
       child = spawn(process.execPath, [...nodeArgs, BASTION_MAIN, 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -203,6 +251,7 @@ export class BrokerProcess {
       const file = join(dir, 'mosquitto.conf');
       await writeFile(file, mosquittoConfig(tcpPort, tlsPort, o), { mode: 0o600 });
       child = spawn(MOSQUITTO_BIN, ['-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      if (o.pki !== null) serverGroups = '(OpenSSL default; mosquitto has no option)';
     }
     const spawned = await new Promise<Error | null>((resolve) => {
       child.once('spawn', () => resolve(null));
@@ -213,6 +262,7 @@ export class BrokerProcess {
       throw new Error(`could not start ${o.kind}: ${spawned?.message ?? 'no pid'}`);
     }
     const broker = new BrokerProcess(o.kind, child, child.pid, tcpPort, tlsPort, dir);
+    broker.serverGroups = serverGroups;
     try {
       await broker.waitListening(tcpPort);
       if (tlsPort !== null) await broker.waitListening(tlsPort);

@@ -172,7 +172,13 @@ async function runOne(s: Scenario, transport: Transport, variant: Variant, repea
   let broker: BrokerProcess;
   try {
     const serverPki = pki !== null && s.serverKey === 'rsa-2048' ? { ...pki, serverCert: pki.rsaServerCert, serverKey: pki.rsaServerKey } : pki;
-    broker = await BrokerProcess.start({ kind, persistence: s.persistence, pki: transport === 'tls' ? serverPki : null, ...(variant.limits !== null ? { limits: variant.limits } : {}) });
+    broker = await BrokerProcess.start({
+      kind,
+      persistence: s.persistence,
+      pki: transport === 'tls' ? serverPki : null,
+      ...(variant.limits !== null ? { limits: variant.limits } : {}),
+      raiseConnectionLimits: s.raiseConnectionLimits === true,
+    });
   } catch (e) {
     return record(false, `broker did not start: ${(e as Error).message}`);
   }
@@ -194,7 +200,13 @@ async function runOne(s: Scenario, transport: Transport, variant: Variant, repea
       `${s.id} ${transport} ${variantLabel(variant)}`,
     );
     const rss = broker.rssKb();
-    return record(true, null, measured.metrics, { ...measured.details, brokerRssKbAtEnd: rss });
+    const raised = kind === 'bastion' && variant.limits === 'defaults' && s.raiseConnectionLimits === true;
+    return record(true, null, measured.metrics, {
+      ...measured.details,
+      ...(transport === 'tls' ? { serverGroups: broker.serverGroups } : {}),
+      ...(raised ? { connectionLimits: 'per-address limits raised above the load' } : {}),
+      brokerRssKbAtEnd: rss,
+    });
   } catch (e) {
     return record(false, (e as Error).message);
   } finally {

@@ -44,5 +44,10 @@ export interface Scenario {
   tlsOnly?: boolean;
   /** The key of the brokers' server certificate; default ECDSA P-256. */
   serverKey?: ServerKey;
+  /**
+   * Measures connection setup: Bastion's per-address connection limits are raised above
+   * the load even in limits mode `defaults` (see BrokerOptions.raiseConnectionLimits).
+   */
+  raiseConnectionLimits?: boolean;
   run(ctx: ScenarioContext): Promise<Measured>;
 }

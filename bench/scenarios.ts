@@ -20,7 +20,41 @@ function handshake(n: number, id: string, title: string, serverKey: ServerKey, r
     persistence: false,
     tlsOnly: true,
     serverKey,
-    run: (ctx) => connectRate(ctx, resume),
+    run: (ctx) => connectRate(ctx, { resume }),
+  };
+}
+
+/**
+ * The client's key-exchange groups in the key-exchange scenarios. Hybrid: a key share for
+ * X25519MLKEM768 only, X25519 accepted after a HelloRetryRequest (a hybrid-first client
+ * against a server that lacks the hybrid, e.g. Mosquitto 2.0.11 on OpenSSL 3.0; with
+ * X25519MLKEM768 alone that handshake fails). Classic: X25519 only.
+ */
+export const HYBRID_CLIENT_GROUPS = 'X25519MLKEM768:X25519';
+export const CLASSIC_CLIENT_GROUPS = 'X25519';
+
+/**
+ * A TLS-only key-exchange scenario: mTLS with the P-256 server certificate, the client's
+ * groups forced, the handshake's bytes counted on the client's TCP socket.
+ */
+function keyExchange(n: number, id: string, title: string, groups: string, resume: boolean): Scenario {
+  const what = resume ? 'resumed handshake' : 'full handshake';
+  return {
+    n,
+    id,
+    title,
+    metrics: [
+      { key: 'rate', label: `${what} + CONNACK`, unit: 'conn/s', lowerIsBetter: false },
+      { key: 'brokerMsPerConn', label: 'broker CPU per connection', unit: 'ms', lowerIsBetter: true },
+      { key: 'bytesOut', label: `${what} bytes client→server`, unit: 'B/conn', lowerIsBetter: true },
+      { key: 'bytesIn', label: `${what} bytes server→client`, unit: 'B/conn', lowerIsBetter: true },
+    ],
+    persistence: false,
+    tlsOnly: true,
+    serverKey: 'ec-p256',
+    // The figure is the handshake's cost, not the per-address rate limit's (20/s by default).
+    raiseConnectionLimits: true,
+    run: (ctx) => connectRate(ctx, { resume, groups, countBytes: true }),
   };
 }
 
@@ -115,4 +149,8 @@ export const SCENARIOS: Scenario[] = [
   handshake(8, 'connect-resumed', 'mTLS resumed handshake (ticket), P-256 server', 'ec-p256', true),
   handshake(9, 'connect-full-rsa', 'mTLS full handshake, RSA-2048 server', 'rsa-2048', false),
   handshake(10, 'connect-resumed-rsa', 'mTLS resumed handshake (ticket), RSA-2048 server', 'rsa-2048', true),
+  keyExchange(11, 'kex-hybrid-full', 'mTLS full, client X25519MLKEM768 first (Mosquitto: retry → X25519)', HYBRID_CLIENT_GROUPS, false),
+  keyExchange(12, 'kex-x25519-full', 'mTLS full, client X25519 only', CLASSIC_CLIENT_GROUPS, false),
+  keyExchange(13, 'kex-hybrid-resumed', 'mTLS resumed, client X25519MLKEM768 first (Mosquitto: retry → X25519)', HYBRID_CLIENT_GROUPS, true),
+  keyExchange(14, 'kex-x25519-resumed', 'mTLS resumed, client X25519 only', CLASSIC_CLIENT_GROUPS, true),
 ];
