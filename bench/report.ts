@@ -59,7 +59,18 @@ export interface TableRow {
 
 export interface BenchReport {
   generatedAt: string;
-  host: { cpus: number; cpuModel: string; node: string; platform: string; mosquitto: string | null };
+  host: {
+    cpus: number;
+    cpuModel: string;
+    /** process.version of the generator and of Bastion (both run on the same Node). */
+    node: string;
+    /** process.versions.openssl: the OpenSSL in that Node. */
+    openssl: string;
+    platform: string;
+    mosquitto: string | null;
+    /** The system OpenSSL library, which Debian's Mosquitto links. */
+    systemOpenssl: string | null;
+  };
   options: { scenarios: string[]; durationS: number; warmupS: number; brokers: BrokerKind[]; limits: LimitsMode[]; transports: Transport[]; idleConns: number; mqttVersion: 4 | 5; repeat: number };
   skipped: string[];
   table: TableRow[];
@@ -128,6 +139,8 @@ export function buildTable(runs: RunRecord[], scenarios: Scenario[], transports:
 
 export function printReport(report: BenchReport): void {
   const out: string[] = [];
+  const h = report.host;
+  out.push(`Node ${h.node} (OpenSSL ${h.openssl}): generator and Bastion${h.mosquitto !== null ? `; Mosquitto ${h.mosquitto} (system OpenSSL ${h.systemOpenssl ?? '?'})` : ''}; ${h.cpus} × ${h.cpuModel}, ${h.platform}`);
   const modes = report.options.brokers.includes('bastion') ? report.options.limits : [];
   // One limits mode keeps the historical three columns; several get a value and a ratio each.
   const single = modes.length <= 1;

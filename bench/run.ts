@@ -142,6 +142,21 @@ async function loadPki(dir: string): Promise<BenchPki> {
   return makeBenchPki(dir);
 }
 
+/**
+ * The system OpenSSL library (`openssl version`'s "Library:"), the one Debian's
+ * /usr/sbin/mosquitto links; Bastion and the generator use Node's own (process.versions.openssl).
+ */
+async function systemOpensslVersion(): Promise<string | null> {
+  try {
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync('openssl', ['version'], { encoding: 'utf8', timeout: 5000 });
+    const out = `${r.stdout ?? ''}`;
+    return /Library: OpenSSL (\S+)/.exec(out)?.[1] ?? /^OpenSSL (\S+)/.exec(out)?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 async function mosquittoVersion(): Promise<string | null> {
   try {
     const { spawnSync } = await import('node:child_process');
@@ -222,6 +237,8 @@ function describe(r: RunRecord, s: Scenario): string {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  // Which Node measured: the generator and Bastion run on this one (process.execPath).
+  process.stderr.write(`bench: Node ${process.version}, OpenSSL ${process.versions.openssl}\n`);
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: watchdog: still running after ${WATCHDOG_MS / 60000} minutes, giving up\n`);
     current?.killNow();
@@ -297,7 +314,15 @@ async function main(): Promise<void> {
   const cpus = os.cpus();
   const report: BenchReport = {
     generatedAt: new Date().toISOString(),
-    host: { cpus: cpus.length, cpuModel: cpus[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.release()}`, mosquitto: brokers.includes('mosquitto') ? await mosquittoVersion() : null },
+    host: {
+      cpus: cpus.length,
+      cpuModel: cpus[0]?.model ?? 'unknown',
+      node: process.version,
+      openssl: process.versions.openssl,
+      platform: `${os.platform()} ${os.release()}`,
+      mosquitto: brokers.includes('mosquitto') ? await mosquittoVersion() : null,
+      systemOpenssl: brokers.includes('mosquitto') ? await systemOpensslVersion() : null,
+    },
     options: {
       scenarios: opts.scenarios.map((s) => s.id),
       durationS: opts.durationS,
