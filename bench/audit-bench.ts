@@ -28,7 +28,7 @@ function refused(i: number): SecurityEvent {
     clientId: `device-${i}`,
     reasonCode: 0x87,
     reason: 'certificate revoked',
-    tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', resumed: false },
+    tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', group: 'X25519MLKEM768', resumed: false },
   };
 }
 

@@ -24,6 +24,8 @@ export interface ConnectedClientView {
   protocolVersion: number;
   subscriptions: number;
   certificate: { commonName: string; serialNumber: string; organizationalUnits: string[]; fingerprint256: string } | null;
+  /** The negotiated TLS version, cipher, key-exchange group (hybrid post-quantum or classic) and resumption; null on plaintext. */
+  tls: { version: string; cipher: string; group: string; resumed: boolean } | null;
 }
 
 /** A client with its subscription filters (the detail view). */
@@ -120,6 +122,7 @@ export class BrokerApi {
         cert === undefined
           ? null
           : { commonName: cert.commonName, serialNumber: cert.serialNumber, organizationalUnits: [...cert.organizationalUnits], fingerprint256: cert.fingerprint256 },
+      tls: client.identity.tls !== undefined ? { ...client.identity.tls } : null,
     };
   }
 }

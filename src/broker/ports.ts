@@ -5,6 +5,7 @@
 import type { Message } from './message.js';
 import type { QoS, ProtocolVersion } from '../protocol/packets.js';
 import type { PeerCertificate } from './channel/connection-port.js';
+import type { TlsSummary } from '../core/security-events.js';
 
 /** Options of one subscription, as granted. */
 export interface SubscriptionOptions {
@@ -108,6 +109,8 @@ export interface ClientIdentity {
   certificate?: PeerCertificate;
   /** The TLS-PSK identity, when the handshake used one. */
   pskIdentity?: string;
+  /** The negotiated TLS parameters (version, cipher, key-exchange group); absent on plaintext. */
+  tls?: TlsSummary;
   remoteAddress: string;
   listener: string;
 }

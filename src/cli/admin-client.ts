@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
+import { CLIENT_TLS_GROUPS } from '../core/tls-config.js';
 
 export const ADMIN_URL_ENV = 'BASTION_ADMIN_URL';
 export const ADMIN_TOKEN_ENV = 'BASTION_ADMIN_TOKEN';
@@ -123,6 +124,7 @@ export class AdminClient {
           ...(this.creds.cert !== undefined ? { cert: this.creds.cert, key: this.creds.key } : {}),
           timeout: REQUEST_TIMEOUT_MS,
           agent: false,
+          ecdhCurve: CLIENT_TLS_GROUPS,
         },
         (res) => {
           const chunks: Buffer[] = [];

@@ -30,6 +30,8 @@ export interface ConnectionFlags {
   /** Seconds; undefined means no deadline. */
   timeout: number | undefined;
   debug: boolean;
+  /** -v: also print the connection's TLS version, cipher and key-exchange group to stderr. */
+  verbose: boolean;
 }
 
 export type CommandRole = 'pub' | 'sub';
@@ -162,6 +164,7 @@ export function readConnectionFlags(cmd: Command, opts: OptionValues): Connectio
     keepalive: optionalNumber(opts['keepalive']) ?? 60,
     timeout: optionalNumber(opts['timeout']),
     debug: opts['debug'] === true,
+    verbose: opts['verbose'] === true,
   };
   if (flags.plain) {
     const tlsFlags = [

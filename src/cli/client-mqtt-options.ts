@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { IClientOptions } from 'mqtt';
+import { CLIENT_TLS_GROUPS } from '../core/tls-config.js';
 import { fileError } from './client-errors.js';
 import type { CommandRole, ConnectionFlags } from './client-flags.js';
 
@@ -31,9 +32,9 @@ export function targetOf(flags: ConnectionFlags): string {
 export async function buildClientOptions(
   flags: ConnectionFlags,
   role: CommandRole,
-): Promise<IClientOptions & Pick<TlsConnectionOptions, 'minVersion'>> {
+): Promise<IClientOptions & Pick<TlsConnectionOptions, 'minVersion' | 'ecdhCurve'>> {
   // MQTT.js hands its options to tls.connect, so Node's TLS options apply as well.
-  const options: IClientOptions & Pick<TlsConnectionOptions, 'minVersion'> = {
+  const options: IClientOptions & Pick<TlsConnectionOptions, 'minVersion' | 'ecdhCurve'> = {
     protocol: flags.plain ? 'mqtt' : 'mqtts',
     host: flags.host,
     port: defaultPort(flags),
@@ -51,6 +52,8 @@ export async function buildClientOptions(
     // SECURITY: verify the broker certificate unless explicitly told not to; TLS 1.2 floor.
     options.rejectUnauthorized = !flags.insecureSkipVerify;
     options.minVersion = 'TLSv1.2';
+    // Hybrid post-quantum key exchange first (X25519MLKEM768), classic groups after it.
+    options.ecdhCurve = CLIENT_TLS_GROUPS;
     if (flags.cafile !== undefined) options.ca = await readPemFile('--cafile', flags.cafile);
     if (flags.cert !== undefined) options.cert = await readPemFile('--cert', flags.cert);
     if (flags.key !== undefined) options.key = await readPemFile('--key', flags.key);

@@ -6,7 +6,9 @@
  * Must not: publish or subscribe (that is pub.ts / sub.ts), print stack traces, or call
  * process.exit while output may still be pending (except as a last-resort backstop).
  */
+import { TLSSocket } from 'node:tls';
 import mqtt from 'mqtt';
+import { canonicalGroupName, isHybridGroup } from '../core/tls-config.js';
 import type { MqttClient, Packet } from 'mqtt';
 import { ReasonCode } from '../protocol/reason-codes.js';
 import {
@@ -45,6 +47,14 @@ function describePacket(packet: Packet): string {
     default:
       return packet.cmd.toUpperCase();
   }
+}
+
+/** One line on the TLS parameters the broker and this client agreed on (-v, -d). */
+function describeTls(socket: TLSSocket, target: string): string {
+  const group = socket.getEphemeralKeyInfo();
+  const groupName = group !== null && 'name' in group && group.name !== undefined ? canonicalGroupName(group.name) : 'none';
+  const kind = isHybridGroup(groupName) ? 'hybrid post-quantum' : 'classic, not post-quantum';
+  return `connected to ${target} over ${socket.getProtocol() ?? 'TLS'}, cipher ${socket.getCipher().name}, key exchange ${groupName} (${kind})`;
 }
 
 /** What a command body gets: the connected client and the checked flags. */
@@ -161,6 +171,7 @@ export async function runClientCommand(
       lastStreamError ??= err;
     });
     await Promise.race([connectedOnce, failed, interrupted]);
+    if ((flags.verbose || flags.debug) && c.stream instanceof TLSSocket) process.stderr.write(`info: ${describeTls(c.stream, target)}\n`);
     await Promise.race([body({ client: c, flags, warn }), stopped, failed]);
 
     // Clean DISCONNECT; the callback runs once the socket is closed, so everything

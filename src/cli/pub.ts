@@ -72,7 +72,8 @@ export function registerPubCommand(program: Command): void {
     .option('-f, --file <file>', 'send the contents of a file as the payload')
     .option('-s, --stdin', 'read the payload from stdin')
     .addOption(new Option('-q, --qos <qos>', 'quality of service: 0, 1 or 2').default(0).argParser(parseQos))
-    .option('-r, --retain', 'ask the broker to retain the message', false);
+    .option('-r, --retain', 'ask the broker to retain the message', false)
+    .option('-v, --verbose', 'print the TLS version, cipher and key-exchange group of the connection to stderr', false);
   addConnectionOptions(cmd);
 
   cmd.action(async (_options: unknown, command: Command) => {

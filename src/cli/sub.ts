@@ -35,7 +35,7 @@ export function registerSubCommand(program: Command): void {
     .option('-t, --topic <filter>', 'topic filter to subscribe to (repeatable)', collect, [])
     .addOption(new Option('-q, --qos <qos>', 'maximum quality of service: 0, 1 or 2').default(0).argParser(parseQos))
     .option('-C, --count <n>', 'exit 0 after receiving this many messages', parsePositiveCount)
-    .option('-v, --verbose', "print 'topic payload' instead of the payload alone", false);
+    .option('-v, --verbose', "print 'topic payload' instead of the payload alone, and the connection's TLS version, cipher and key-exchange group to stderr", false);
   addConnectionOptions(cmd);
 
   cmd.action(async (_options: unknown, command: Command) => {

@@ -7,6 +7,7 @@
  * way to authenticate an operator (client certificates or bearer tokens).
  */
 import { z } from 'zod';
+import { groupIssues, groupList } from './tls-config.js';
 
 export const adminTlsSchema = z
   .object({
@@ -19,8 +20,15 @@ export const adminTlsSchema = z
     /** `optional` lets token holders in without a certificate; `required` refuses them at the handshake. */
     clientCerts: z.enum(['required', 'optional', 'none']).default('optional'),
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    /** Key-exchange groups, as on a listener: hybrid post-quantum X25519MLKEM768 first by default. */
+    groups: groupList.optional(),
+    /** SECURITY: refuse operators whose TLS client cannot negotiate a hybrid post-quantum group (needs TLSv1.3). */
+    requirePostQuantum: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((t, ctx) => {
+    for (const issue of groupIssues(t)) ctx.addIssue({ code: 'custom', ...issue });
+  });
 
 export const adminSchema = z
   .object({

@@ -25,6 +25,8 @@ export interface CertificateSummary {
 export interface TlsSummary {
   version: string;
   cipher: string;
+  /** The key-exchange group (`X25519MLKEM768` is hybrid post-quantum), `none` without one. */
+  group: string;
   resumed: boolean;
 }
 
@@ -136,6 +138,8 @@ export type SecurityEvent =
       remoteAddress: string;
       ok: boolean;
       resumed: boolean;
+      /** The negotiated key-exchange group of a completed handshake (absent on failures). */
+      group?: string;
       reason?: string;
       /** Set by the audit log only: failures summed over `audit.aggregateSeconds` (absent: one). */
       count?: number;

@@ -14,6 +14,7 @@ import { brokerStats } from '../broker/sys/broker-stats.js';
 import { SysTopics } from '../broker/sys/sys-topics.js';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
+import { offeredGroups } from '../core/tls-config.js';
 import type { RunningListener } from '../transport/listener.js';
 
 export interface MetricsSideOptions {
@@ -67,7 +68,7 @@ export function createMetricsSide(opts: MetricsSideOptions): MetricsSide {
         listeners: () => opts.listeners.map((l) => ({ name: l.config.name, connections: l.connections.size })),
         bans: opts.bans,
         certificates: certificateFiles(config, opts.baseDir),
-        tlsListeners: config.listeners.filter((l) => l.tls !== undefined).map((l) => l.name),
+        tlsListeners: config.listeners.flatMap((l) => (l.tls !== undefined ? [{ name: l.name, groups: offeredGroups(l.tls) }] : [])),
         logger: opts.logger,
       })
     : null;

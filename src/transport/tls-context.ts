@@ -19,7 +19,8 @@ import { BastionError, ConfigError } from '../core/errors.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { SecurityEvents } from '../core/security-events.js';
-import { PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
+import { effectiveGroups, isHybridGroup, PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
+import { negotiatedGroup } from './tls-group.js';
 import { verifiedPeer, verifyFailureReason, type IdentityPolicy } from './tls-identity.js';
 import { changedFiles, loadTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.js';
 import { OcspStapler } from './tls-ocsp.js';
@@ -53,6 +54,9 @@ function defaultCiphers(psk: boolean): string {
   if (!psk) return STRONG_TLS12_CIPHERS.join(':');
   return ['TLS_AES_128_GCM_SHA256', ...TLS13_CIPHERS.filter((c) => c !== 'TLS_AES_128_GCM_SHA256'), ...PSK_TLS12_CIPHERS, ...STRONG_TLS12_CIPHERS].join(':');
 }
+
+/** Why a requirePostQuantum listener refused a handshake (also the metric's `post_quantum_required`). */
+const POST_QUANTUM_REFUSAL = 'no post-quantum key exchange: the client offered no hybrid group and tls.requirePostQuantum is on';
 
 /** The peer address of a TLS socket, also after Node destroyed it (through the Node-internal `_parent`, the raw socket; see attach). */
 function remoteOf(socket: tls.TLSSocket): string {
@@ -111,6 +115,12 @@ export class TlsContextManager {
         throw new BastionError('ERR_TLS_MATERIAL', `cannot use the session ticket key file ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     }
+    if (t.curves !== undefined) {
+      opts.logger.warn(
+        { listener: opts.listener.name, curves: t.curves, postQuantum: t.curves.split(':').some((g: string) => isHybridGroup(g.trim())) },
+        'tls.curves is deprecated: rename it tls.groups (the default, X25519MLKEM768:X25519:P-256:P-384, adds hybrid post-quantum key exchange)',
+      );
+    }
     const ocsp = t.ocspStapling ? new OcspStapler(opts.listener.name, opts.logger) : null;
     const manager = new TlsContextManager(opts.listener, t, paths, material, tickets, ocsp, opts.logger, opts.events ?? null);
     ocsp?.update(material.cert, material.ca);
@@ -128,7 +138,7 @@ export class TlsContextManager {
       minVersion: t.minVersion,
       maxVersion: 'TLSv1.3',
       ciphers: t.ciphers ?? defaultCiphers(psk),
-      ecdhCurve: t.curves,
+      ecdhCurve: effectiveGroups(t),
       honorCipherOrder: true,
       requestCert: t.clientCerts !== 'none',
       rejectUnauthorized: t.clientCerts === 'required',
@@ -154,7 +164,7 @@ export class TlsContextManager {
     server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
       // Node destroys a socket whose certificate failed verification and reports only
       // "socket hang up"; the verification code it stored says why.
-      const reason = socket.authorizationError !== undefined && socket.authorizationError !== null ? verifyFailureReason(socket.authorizationError) : err.message;
+      const reason = socket.authorizationError !== undefined && socket.authorizationError !== null ? verifyFailureReason(socket.authorizationError) : this.handshakeFailureReason(err);
       const remote = remoteOf(socket);
       this.logger.warn({ listener: this.listener.name, remote, code: err.code, reason }, 'TLS handshake failed');
       this.events?.emit({ type: 'tls.handshake', listener: this.listener.name, remoteAddress: remote, ok: false, resumed: false, reason: err.code !== undefined ? `${err.code}: ${reason}` : reason });
@@ -273,12 +283,35 @@ export class TlsContextManager {
       remoteAddress: remoteOf(socket),
       ok: reason === null,
       resumed: socket.isSessionReused(),
+      ...(reason === null ? { group: negotiatedGroup(socket) } : {}),
       ...(reason !== null ? { reason } : {}),
     });
   }
 
+  /**
+   * OpenSSL's words for a failed handshake, except where the listener's own policy is the
+   * cause: a client that offered no hybrid group to a requirePostQuantum listener.
+   */
+  private handshakeFailureReason(err: Error & { code?: string }): string {
+    if (this.tlsConfig.requirePostQuantum && (err.code === 'ERR_SSL_NO_SUITABLE_KEY_SHARE' || err.code === 'ERR_SSL_NO_SHARED_GROUP')) {
+      return `${POST_QUANTUM_REFUSAL} (${err.code})`;
+    }
+    return err.message;
+  }
+
   /** Why a handshaken client is refused (logged, and the socket destroyed), or null. */
   private refusalOf(socket: tls.TLSSocket): string | null {
+    if (this.tlsConfig.requirePostQuantum) {
+      // SECURITY: the offered groups already exclude classic ones; this also catches a
+      // handshake with no key exchange at all (TLS 1.3 psk_ke resumption).
+      const group = negotiatedGroup(socket);
+      if (!isHybridGroup(group)) {
+        const reason = `${POST_QUANTUM_REFUSAL} (negotiated ${group})`;
+        this.logger.warn({ listener: this.listener.name, remote: remoteOf(socket), reason }, 'TLS handshake failed');
+        socket.destroy();
+        return reason;
+      }
+    }
     const mode = this.tlsConfig.clientCerts;
     if (mode === 'none' || socket.authorized) return null;
     const cert = socket.getPeerCertificate();

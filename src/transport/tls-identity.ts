@@ -8,6 +8,7 @@ import type { DetailedPeerCertificate, PeerCertificate as NodePeerCertificate, T
 import type { IdentitySource, PeerCertificate, TlsPeer } from '../broker/channel/connection-port.js';
 import type { IdentityMapping } from '../core/tls-config.js';
 import type { TlsSummary } from '../core/security-events.js';
+import { negotiatedGroup } from './tls-group.js';
 
 /**
  * Splits Node's `subjectaltname` string (`DNS:a, URI:b, IP Address:1.2.3.4, email:x`).
@@ -125,7 +126,7 @@ export function verifiedPeer(socket: TLSSocket, policy: IdentityPolicy, pskIdent
  * security events (connection.accepted/refused). Read once per connection, at accept.
  */
 export function tlsSummaryOf(socket: TLSSocket): TlsSummary {
-  return { version: socket.getProtocol() ?? 'unknown', cipher: socket.getCipher()?.name ?? 'unknown', resumed: socket.isSessionReused() };
+  return { version: socket.getProtocol() ?? 'unknown', cipher: socket.getCipher()?.name ?? 'unknown', group: negotiatedGroup(socket), resumed: socket.isSessionReused() };
 }
 
 /** OpenSSL's words for the verification results a client certificate most often fails with. */

@@ -31,6 +31,8 @@ export interface TestBrokerOptions {
   dataDir?: string;
   /** Allow anonymous clients on the TLS listener (certificates become optional). */
   tlsClientCerts?: 'required' | 'optional' | 'none';
+  /** Keys merged over the mqtts listener's `tls` section (groups, requirePostQuantum, minVersion…). */
+  tls?: Record<string, unknown>;
   /** Allow anonymous clients on the plaintext listener (default true). */
   plainAnonymous?: boolean;
   enhancedAuth?: EnhancedAuthMethod[];
@@ -70,7 +72,7 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
           protocol: 'mqtts',
           host: '127.0.0.1',
           port: 0,
-          tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, clientCerts: opts.tlsClientCerts ?? 'required' },
+          tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, clientCerts: opts.tlsClientCerts ?? 'required', ...opts.tls },
         },
         ...(opts.webSocket === true
           ? [

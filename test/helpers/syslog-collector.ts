@@ -122,7 +122,7 @@ export function auditRecords(n: number, first: { seq: number; hash: string } | n
         principal: `dev-${i}`,
         method: 'certificate',
         protocolVersion: 5,
-        tls: { version: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', resumed: false },
+        tls: { version: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', group: 'X25519MLKEM768', resumed: false },
         certificate: { serialNumber: '1f:2e', fingerprint256: 'aa:bb', commonName: `dev-${i}`, issuer: 'CN=CA', subject: `CN=dev-${i}`, sans: { dns: [], uri: [`urn:dev:${i}`], ip: [], email: [] } },
       },
       { type: 'limit.hit', limit: 'publish-rate', clientId: `c${i}`, action: 'dropped', count: i + 1 },

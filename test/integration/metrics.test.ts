@@ -183,8 +183,8 @@ describe('a scrape after real traffic', () => {
 
   test('TLS handshakes: full and resumed by listener, the refusal by reason', () => {
     // client1 and client2 (MQTT.js) and the first raw session: full; the second: resumed.
-    assert.equal(sampleValue(families, 'bastion_tls_handshakes_total', { listener: 'mqtts', kind: 'full' }), 3);
-    assert.equal(sampleValue(families, 'bastion_tls_handshakes_total', { listener: 'mqtts', kind: 'resumed' }), 1);
+    assert.equal(sampleValue(families, 'bastion_tls_handshakes_total', { listener: 'mqtts', kind: 'full', group: 'X25519MLKEM768' }), 3, 'Node clients negotiate the hybrid group');
+    assert.equal(sampleValue(families, 'bastion_tls_handshakes_total', { listener: 'mqtts', kind: 'resumed', group: 'X25519MLKEM768' }), 1);
     assert.equal(sampleValue(families, 'bastion_tls_handshake_failures_total', { listener: 'mqtts', reason: 'no_certificate' }), 1);
   });
 

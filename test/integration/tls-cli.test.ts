@@ -68,6 +68,20 @@ describe('bastion serve refuses bad TLS settings with one line', () => {
     expectOneLine(await serveWith('weak', [`cert: ${pki.serverCert}`, `key: ${pki.serverKey}`, `ca: ${pki.caCert}`, 'ciphers: ECDHE-RSA-AES128-SHA']), /config error at listeners\[0\]\.tls\.ciphers: ECDHE-RSA-AES128-SHA is not an allowed suite/);
   });
 
+  test('an unknown key-exchange group in tls.groups', async () => {
+    expectOneLine(
+      await serveWith('groups', [`cert: ${pki.serverCert}`, `key: ${pki.serverKey}`, `ca: ${pki.caCert}`, 'groups: X25519Kyber768Draft00:X25519']),
+      /^bastion: config error at listeners\[0\]\.tls\.groups: unknown or weak key-exchange group X25519Kyber768Draft00 \(allowed: X25519MLKEM768, /,
+    );
+  });
+
+  test('requirePostQuantum on a listener that still allows TLS 1.2', async () => {
+    expectOneLine(
+      await serveWith('pq12', [`cert: ${pki.serverCert}`, `key: ${pki.serverKey}`, `ca: ${pki.caCert}`, 'requirePostQuantum: true']),
+      /^bastion: config error at listeners\[0\]\.tls\.requirePostQuantum: requirePostQuantum needs minVersion: TLSv1\.3/,
+    );
+  });
+
   test('a PSK key shorter than 16 bytes', async () => {
     const psk = join(dir, 'psk.yaml');
     writeFileSync(psk, 'dev1: 00112233\n');

@@ -49,16 +49,16 @@ describe('TLS versions and suites (default settings)', () => {
     assert.equal(negotiated(r), null, r.stdout);
   });
 
-  test('a client offering only a key-exchange group outside tls.curves is refused', async () => {
+  test('a client offering only a key-exchange group outside tls.groups is refused', async () => {
     const r = await sClient(b.port, [...clientArgs(b), '-tls1_3', '-groups', 'P-521']);
     assert.equal(negotiated(r), null, r.stdout);
   });
 });
 
-describe('tls.minVersion and tls.curves', () => {
+describe('tls.minVersion and tls.groups', () => {
   let b: TlsBroker;
   before(async () => {
-    b = await startTlsBroker({ tls: { minVersion: 'TLSv1.3', curves: 'P-521' } });
+    b = await startTlsBroker({ tls: { minVersion: 'TLSv1.3', groups: 'P-521' } });
   });
   after(() => b.stop());
 
@@ -67,7 +67,7 @@ describe('tls.minVersion and tls.curves', () => {
     assert.equal(negotiated(r), null, r.stdout);
   });
 
-  test('minVersion TLSv1.3 accepts TLS 1.3, with a group the default list lacks but tls.curves names', async () => {
+  test('minVersion TLSv1.3 accepts TLS 1.3, with a group the default list lacks but tls.groups names', async () => {
     const r = await sClient(b.port, [...clientArgs(b), '-tls1_3', '-groups', 'P-521']);
     assert.equal(negotiated(r)?.protocol, 'TLSv1.3', r.stdout + r.stderr);
   });
@@ -92,13 +92,35 @@ describe('weak TLS settings are config errors', () => {
 
   test('an empty cipher list, a weak curve and TLS 1.1 are refused', () => {
     refused({ ciphers: ':' }, /tls\.ciphers.*names no cipher suite/);
+    refused({ groups: 'X25519:secp192r1' }, /tls\.groups.*secp192r1/);
     refused({ curves: 'X25519:secp192r1' }, /tls\.curves.*secp192r1/);
     refused({ minVersion: 'TLSv1.1' }, /tls\.minVersion/);
+  });
+
+  test('groups and its old name curves together, and requirePostQuantum without a hybrid group, are refused', () => {
+    refused({ groups: 'X25519', curves: 'X25519' }, /tls\.curves: curves is the old name of groups: give only groups/);
+    refused({ minVersion: 'TLSv1.3', requirePostQuantum: true, groups: 'X25519:P-256' }, /tls\.groups: requirePostQuantum needs a hybrid group/);
+    refused({ requirePostQuantum: true }, /tls\.requirePostQuantum: requirePostQuantum needs minVersion: TLSv1\.3/);
   });
 
   test('AEAD suites with forward secrecy and the TLS 1.3 names are accepted', () => {
     const { config } = parseConfig(listener({ ciphers: 'TLS_AES_256_GCM_SHA384:ECDHE-RSA-CHACHA20-POLY1305', curves: 'P-384' }), '/tmp');
     assert.equal(config.listeners[0]!.tls!.ciphers, 'TLS_AES_256_GCM_SHA384:ECDHE-RSA-CHACHA20-POLY1305');
     assert.equal(config.listeners[0]!.tls!.sessionTickets.rotateHours, 12);
+  });
+});
+
+describe('tls.curves, the old name of tls.groups', () => {
+  let b: TlsBroker;
+  before(async () => {
+    b = await startTlsBroker({ tls: { minVersion: 'TLSv1.3', curves: 'P-521' } });
+  });
+  after(() => b.stop());
+
+  test('still works, with a warning naming the new key', async () => {
+    const line = await b.logger.waitFor(/tls\.curves is deprecated: rename it tls\.groups/, { listener: 'mqtts', postQuantum: false });
+    assert.equal(line.level, 'warn');
+    const r = await sClient(b.port, [...clientArgs(b), '-tls1_3', '-groups', 'P-521']);
+    assert.equal(negotiated(r)?.protocol, 'TLSv1.3', r.stdout + r.stderr);
   });
 });

@@ -31,7 +31,7 @@ const EVENTS: { [K in SecurityEventType]: Extract<SecurityEvent, { type: K }> } 
     principal: 'sensor-7',
     method: 'certificate',
     protocolVersion: 5,
-    tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', resumed: true },
+    tls: { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', group: 'X25519MLKEM768', resumed: true },
     certificate: CERT,
   },
   'connection.refused': {
@@ -41,7 +41,7 @@ const EVENTS: { [K in SecurityEventType]: Extract<SecurityEvent, { type: K }> } 
     remoteAddress: '2001:db8::1',
     reasonCode: 0x87,
     reason: 'certificate revoked',
-    tls: { version: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256', resumed: false },
+    tls: { version: 'TLSv1.2', cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256', group: 'X25519', resumed: false },
     certificate: CERT,
   },
   'auth.failure': { type: 'auth.failure', listener: 'mqtt', remoteAddress: '198.51.100.4', clientId: 'c1', username: 'alice', provider: 'password', reasonCode: 0x86, reason: 'bad user name or password' },
@@ -116,6 +116,7 @@ test('connection.accepted carries TLS and client certificate fields in ECS form'
   assert.equal(at(doc, 'tls.version'), '1.3');
   assert.equal(at(doc, 'tls.version_protocol'), 'tls');
   assert.equal(at(doc, 'tls.cipher'), 'TLS_AES_256_GCM_SHA384');
+  assert.equal(at(doc, 'tls.curve'), 'X25519MLKEM768', 'the key-exchange group, hybrid post-quantum here');
   assert.equal(at(doc, 'tls.resumed'), true);
   assert.equal(at(doc, 'tls.established'), true);
   assert.equal(at(doc, 'tls.client.x509.serial_number'), '0A1B2C3D');

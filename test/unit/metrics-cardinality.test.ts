@@ -13,13 +13,13 @@ import { TLS_FAILURE_REASONS } from '../../src/admin/metrics/tls-failure-reason.
 import { SecurityEvents } from '../../src/core/security-events.js';
 import { parseExposition } from '../helpers/prom-text.js';
 
-const LABEL_NAMES = new Set(['stage', 'provider', 'action', 'limit', 'origin', 'listener', 'kind', 'reason']);
+const LABEL_NAMES = new Set(['stage', 'provider', 'action', 'limit', 'origin', 'listener', 'kind', 'reason', 'group']);
 
 test('a flood of distinct clients, providers and TLS errors keeps every family to a bounded set of series', async () => {
   const registry = new Registry();
   const events = new SecurityEvents();
   const metrics = new EventMetrics(registry, events);
-  metrics.declareTlsListener('mqtts');
+  metrics.declareTlsListener('mqtts', ['X25519MLKEM768', 'X25519']);
   const n = 500;
   for (let i = 0; i < n; i++) {
     const clientId = `device-${i}`;
@@ -48,6 +48,6 @@ test('a flood of distinct clients, providers and TLS errors keeps every family t
   assert.ok(series('bastion_tls_handshake_failures_total') <= TLS_FAILURE_REASONS.length);
   assert.equal(series('bastion_limit_hits_total'), 1);
   assert.equal(series('bastion_authz_denials_total'), 1);
-  assert.equal(series('bastion_tls_handshakes_total'), 2, 'full and resumed, declared at 0');
+  assert.equal(series('bastion_tls_handshakes_total'), 4, 'full and resumed × the two offered groups, declared at 0');
   for (const f of families.values()) assert.ok(f.help !== undefined && f.help.length > 0, `${f.name} has HELP`);
 });

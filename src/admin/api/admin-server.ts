@@ -9,7 +9,7 @@ import https from 'node:https';
 import type http from 'node:http';
 import type { AdminConfig } from '../../core/admin-config.js';
 import { BastionError } from '../../core/errors.js';
-import { STRONG_TLS12_CIPHERS, TLS13_CIPHERS } from '../../core/tls-config.js';
+import { effectiveGroups, STRONG_TLS12_CIPHERS, TLS13_CIPHERS } from '../../core/tls-config.js';
 import { accessRoutes } from './access-routes.js';
 import { authenticateAdmin, AuthFailureBackoff } from './admin-auth.js';
 import { banRoutes } from './bans-routes.js';
@@ -99,6 +99,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       rejectUnauthorized: tlsConfig.clientCerts === 'required',
       minVersion: tlsConfig.minVersion,
       ciphers: [...TLS13_CIPHERS, ...STRONG_TLS12_CIPHERS].join(':'),
+      ecdhCurve: effectiveGroups(tlsConfig),
     },
     (req, res) => {
       handle(req, res).catch((err: unknown) => {

@@ -35,7 +35,7 @@ export class EventMetrics {
   /** Messages refused by a limit; state-metrics adds the broker's own drop counters to the same family. */
   readonly droppedByLimits = new Map<string, number>();
   private readonly bansAdded: Counter<'origin'>;
-  private readonly handshakes: Counter<'listener' | 'kind'>;
+  private readonly handshakes: Counter<'listener' | 'kind' | 'group'>;
   private readonly handshakeFailures: Counter<'listener' | 'reason'>;
   private readonly unsubscribe: () => void;
   private readonly providers = new Set<string>();
@@ -47,15 +47,24 @@ export class EventMetrics {
     this.authzDenials = new Counter({ name: 'bastion_authz_denials_total', help: 'Authorization denials, by action (publish, subscribe, will, receive).', labelNames: ['action'], registers });
     this.limitHits = new Counter({ name: 'bastion_limit_hits_total', help: 'Times a limit refused, dropped, rejected or disconnected something.', labelNames: ['limit', 'action'], registers });
     this.bansAdded = new Counter({ name: 'bastion_bans_added_total', help: 'Ban and allow-list entries added, by origin (auto: brute force or flapping; operator).', labelNames: ['origin'], registers });
-    this.handshakes = new Counter({ name: 'bastion_tls_handshakes_total', help: 'TLS handshakes completed, by listener and kind (full or resumed).', labelNames: ['listener', 'kind'], registers });
+    this.handshakes = new Counter({
+      name: 'bastion_tls_handshakes_total',
+      help: 'TLS handshakes completed, by listener, kind (full or resumed) and key-exchange group (X25519MLKEM768: hybrid post-quantum).',
+      labelNames: ['listener', 'kind', 'group'],
+      registers,
+    });
     this.handshakeFailures = new Counter({ name: 'bastion_tls_handshake_failures_total', help: 'TLS handshakes that failed, by listener and reason.', labelNames: ['listener', 'reason'], registers });
     for (const origin of ['auto', 'operator']) this.bansAdded.inc({ origin }, 0);
     this.unsubscribe = events.on((event) => this.count(event));
   }
 
-  /** A TLS listener's handshake series exist at 0 before its first handshake (so rate() sees the start). */
-  declareTlsListener(listener: string): void {
-    for (const kind of ['full', 'resumed']) this.handshakes.inc({ listener, kind }, 0);
+  /**
+   * A TLS listener's handshake series exist at 0 before its first handshake (so rate() sees
+   * the start). SECURITY (cardinality): a negotiated group is always one the listener
+   * offered, so the `group` label has at most that many values.
+   */
+  declareTlsListener(listener: string, groups: readonly string[]): void {
+    for (const kind of ['full', 'resumed']) for (const group of groups) this.handshakes.inc({ listener, kind, group }, 0);
   }
 
   close(): void {
@@ -95,7 +104,7 @@ export class EventMetrics {
         this.bansAdded.inc({ origin: event.auto ? 'auto' : 'operator' });
         return;
       case 'tls.handshake':
-        if (event.ok) this.handshakes.inc({ listener: event.listener, kind: event.resumed ? 'resumed' : 'full' });
+        if (event.ok) this.handshakes.inc({ listener: event.listener, kind: event.resumed ? 'resumed' : 'full', group: event.group ?? 'none' });
         else this.handshakeFailures.inc({ listener: event.listener, reason: tlsFailureReason(event.reason) });
         return;
       case 'connection.accepted':

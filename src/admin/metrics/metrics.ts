@@ -27,8 +27,8 @@ export interface BrokerMetricsOptions extends StateSources {
   events: SecurityEvents;
   /** The certificate files whose expiry is shown. */
   certificates: readonly CertificateFile[];
-  /** TLS listeners, so their handshake series exist (at 0) from the start. */
-  tlsListeners: readonly string[];
+  /** TLS listeners and the key-exchange groups each offers, so their handshake series exist (at 0) from the start. */
+  tlsListeners: ReadonlyArray<{ name: string; groups: readonly string[] }>;
   logger: Logger;
   now?: () => number;
 }
@@ -45,7 +45,7 @@ export class BrokerMetrics implements MetricsEndpoint {
     this.now = opts.now ?? Date.now;
     this.state = new StateMetrics(this.registry, opts);
     this.events = new EventMetrics(this.registry, opts.events);
-    for (const name of opts.tlsListeners) this.events.declareTlsListener(name);
+    for (const l of opts.tlsListeners) this.events.declareTlsListener(l.name, l.groups);
     this.certificates = new CertificateExpiry(this.registry, opts.certificates, opts.logger);
   }
 

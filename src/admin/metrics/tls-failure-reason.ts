@@ -15,6 +15,7 @@ export const TLS_FAILURE_REASONS = [
   'certificate_revoked',
   'protocol_version',
   'no_shared_cipher',
+  'post_quantum_required',
   'not_tls',
   'timeout',
   'peer_closed',
@@ -24,6 +25,7 @@ export type TlsFailureReason = (typeof TLS_FAILURE_REASONS)[number];
 
 /** Ordered: the first pattern that matches names the reason (matched against lower case, `_` as space). */
 const PATTERNS: ReadonlyArray<readonly [RegExp, TlsFailureReason]> = [
+  [/no post.quantum key exchange/, 'post_quantum_required'],
   [/peer did not return a certificate|no client certificate|certificate required/, 'no_certificate'],
   [/unknown ca|issuer|self.signed|unable to verify|untrusted/, 'unknown_ca'],
   [/expired|not yet valid/, 'certificate_expired'],

@@ -108,6 +108,8 @@ function setTls(doc: Doc, tls: TlsSummary | undefined): void {
   doc.set('tls.version', tlsVersionNumber(tls.version));
   doc.set('tls.version_protocol', tlsProtocol(tls.version));
   doc.set('tls.cipher', tls.cipher);
+  // ECS names the key-exchange group `tls.curve`; here it may be a hybrid post-quantum one.
+  if (tls.group !== 'none') doc.set('tls.curve', tls.group);
   doc.set('tls.resumed', tls.resumed);
 }
 

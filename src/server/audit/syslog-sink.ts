@@ -17,6 +17,7 @@ import { connect as tlsConnect } from 'node:tls';
 import type { AuditConfig } from '../../core/audit-config.js';
 import { ConfigError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import { CLIENT_TLS_GROUPS } from '../../core/tls-config.js';
 import type { AuditRecord } from '../../security/audit/record.js';
 import { formatSyslog, octetCounted, UDP_MAX_BYTES, type SyslogHeader } from './syslog-format.js';
 
@@ -193,6 +194,7 @@ class StreamSyslogSink implements SyslogSink {
             ca: this.ca,
             servername: isIP(host) === 0 ? host : undefined,
             minVersion: 'TLSv1.2',
+            ecdhCurve: CLIENT_TLS_GROUPS,
             rejectUnauthorized: true,
           })
         : netConnect({ host, port });

@@ -135,7 +135,8 @@ export function handleConnect(ch: Channel, packet: ConnectPacket, frame: Buffer)
 /** The transport-level identity: a verified certificate, a PSK identity, or nobody. */
 function identityOf(ch: Channel): ClientIdentity {
   const peer = ch.conn.peer;
-  const base = { remoteAddress: ch.conn.remoteAddress, listener: ch.conn.listenerName };
+  const tls = ch.conn.tls;
+  const base = { remoteAddress: ch.conn.remoteAddress, listener: ch.conn.listenerName, ...(tls != null ? { tls } : {}) };
   if (peer === null) return { ...base, principal: null, method: 'anonymous' };
   return {
     ...base,
