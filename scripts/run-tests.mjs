@@ -19,5 +19,7 @@ function collect(dir, out) {
 const filter = process.argv.slice(2);
 let files = collect('dist/test', []).sort();
 if (filter.length > 0) files = files.filter((f) => filter.some((p) => f.includes(p)));
+// Which runtime ran the suite: CI runs it once per supported Node.js line.
+console.log(`# Node.js ${process.version}, OpenSSL ${process.versions.openssl}: ${files.length} test files`);
 const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=180000', ...files], { stdio: 'inherit' });
 process.exit(result.status ?? 1);

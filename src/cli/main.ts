@@ -12,6 +12,11 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
+/** Node.js 24 is the oldest line with OpenSSL 3.5 (hybrid ML-KEM key exchange, ML-DSA) and security fixes. */
+const MIN_NODE_MAJOR = 24;
+const nodeMajor = Number(process.versions.node.split('.')[0]);
+if (nodeMajor < MIN_NODE_MAJOR) fail(new Error(`Node.js ${MIN_NODE_MAJOR} or newer is required (this is ${process.version}, which gets no security fixes); see the README's quick start`));
+
 const program = new Command();
 program.name('bastion').description('Bastion: a secure-by-default MQTT broker').helpOption('--help', 'show help');
 program.exitOverride((err) => {
