@@ -141,7 +141,10 @@ export class TlsContextManager {
       ecdhCurve: effectiveGroups(t),
       honorCipherOrder: true,
       requestCert: t.clientCerts !== 'none',
-      rejectUnauthorized: t.clientCerts === 'required',
+      // With PSK, Node 24+ reports a PSK handshake (no certificate) as unverified and would
+      // destroy it; admit() applies the same rule instead (a presented certificate must
+      // verify; no certificate only with a PSK identity our callback accepted).
+      rejectUnauthorized: t.clientCerts === 'required' && !psk,
       sessionIdContext: sessionIdContextFor(this.listener.name),
       // Nagle off from accept on, so the handshake's small records and the first MQTT
       // packets do not wait for the peer's ACK.
@@ -273,6 +276,8 @@ export class TlsContextManager {
    * not the same as presenting none), and every refusal is logged with OpenSSL's reason.
    */
   private admit(socket: tls.TLSSocket): void {
+    // Read before a refusal destroys the socket (Node then answers null).
+    const resumed = socket.isSessionReused();
     const reason = this.refusalOf(socket);
     // Per accepted connection: no event is built when nobody listens.
     const events = this.events;
@@ -282,7 +287,7 @@ export class TlsContextManager {
       listener: this.listener.name,
       remoteAddress: remoteOf(socket),
       ok: reason === null,
-      resumed: socket.isSessionReused(),
+      resumed,
       ...(reason === null ? { group: negotiatedGroup(socket) } : {}),
       ...(reason !== null ? { reason } : {}),
     });

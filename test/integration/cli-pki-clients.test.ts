@@ -103,13 +103,16 @@ describe('certificates issued by the bastion CLI in real TLS', () => {
     }
   });
 
-  test('measured pitfall: crl.pem given to Node as ONE buffer loads only its first CRL, so even the good device is refused', async () => {
-    // Node 20 adds a buffer with a single PEM read, and OpenSSL then finds no CRL for the
-    // intermediate (CRL_CHECK_ALL). The broker splits crl.pem; this guards that knowledge.
+  test('measured pitfall: Node 24 reads only the first CRL of a one-buffer crl.pem (the good device is refused); Node 26 reads both', async () => {
+    // Node 24 (like 20) adds a buffer with a single PEM read, and OpenSSL then finds no CRL
+    // for the intermediate (CRL_CHECK_ALL): UNABLE_TO_GET_CRL. Node 26 reads every CRL of
+    // the buffer. The broker splits crl.pem, which both need; this test says when the split
+    // may go (when Node 24 is no longer supported).
     const errors: string[] = [];
     const srv = await bareServer(readFileSync(join(pki, 'crl.pem')) as unknown as string[], errors);
+    const major = Number(process.versions.node.split('.')[0]);
     try {
-      assert.equal(await tlsHandshake((srv.address() as AddressInfo).port, join(pki, 'root.crt'), good), 'refused');
+      assert.equal(await tlsHandshake((srv.address() as AddressInfo).port, join(pki, 'root.crt'), good), major >= 26 ? 'accepted' : 'refused', errors.join('; '));
     } finally {
       srv.close();
     }

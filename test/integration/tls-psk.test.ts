@@ -12,6 +12,7 @@ import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import type { ClientIdentity } from '../../src/broker/ports.js';
 import type { ReloadResult } from '../../src/transport/tls-context.js';
+import { createRootCa, issueCertificate } from '../../src/pki/index.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { connectMqtt, endQuietly, Inbox, inboxOf, run } from './support.js';
 import { clientTls, recordIdentities, startTlsBroker, tryMqttConnect, type TlsBroker } from './tls-support.js';
@@ -128,6 +129,16 @@ test('a TLS handshake without PSK still works on a PSK listener (certificates an
     const b = await startTlsBroker({ dir, listener: { psk: { file: pskFile } } });
     try {
       assert.deepEqual(await tryMqttConnect(b.port, { ...clientTls(b.pki, b.pki.clients.client1!), clientId: 'cert-client' }), { connack: 0 });
+      // SECURITY: a PSK listener verifies certificates itself (Node 24+ would drop PSK
+      // handshakes with rejectUnauthorized): neither a certificate nor a PSK is refused,
+      // and so is a certificate from a CA the listener does not trust.
+      const { ca } = clientTls(b.pki, b.pki.clients.client1!);
+      assert.deepEqual(await tryMqttConnect(b.port, { ca, clientId: 'nobody' }), { closed: 'closed before CONNACK' });
+      await b.logger.waitFor('TLS handshake failed', { listener: 'mqtts', reason: 'no client certificate' });
+      const otherCa = await createRootCa({ commonName: 'Some Other CA' });
+      const stranger = await issueCertificate({ ca: otherCa, profile: 'client', commonName: 'client1' });
+      assert.deepEqual(await tryMqttConnect(b.port, { cert: stranger.certPem, key: stranger.keyPem, ca, clientId: 'stranger' }), { closed: 'closed before CONNACK' });
+      await b.logger.waitFor('TLS handshake failed', { listener: 'mqtts', reason: 'unknown ca' });
       void tls;
     } finally {
       await b.stop();
