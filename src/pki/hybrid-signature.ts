@@ -81,7 +81,7 @@ function classicProfile(key: KeyObject): ClassicProfile {
 }
 
 function pqAlgorithmOf(key: KeyObject): string {
-  const type = key.asymmetricKeyType as string | undefined;
+  const type = key.asymmetricKeyType;
   if (type === undefined || !/^ml-dsa-(44|65|87)$/.test(type)) throw new PkiError('ERR_PKI_INVALID_INPUT', `not an ML-DSA key: ${type ?? 'unknown'}`);
   return type.toUpperCase();
 }
@@ -97,9 +97,7 @@ export function classicAlgorithmOf(key: KeyObject): string {
 
 /** A fresh ML-DSA-65 key pair. */
 export function generateMlDsaKeyPair(): { privateKey: KeyObject; publicKey: KeyObject } {
-  // @types/node does not list the ML-DSA key types yet (Node has them since 24.7).
-  const generate = generateKeyPairSync as unknown as (type: 'ml-dsa-65') => { privateKey: KeyObject; publicKey: KeyObject };
-  return generate('ml-dsa-65');
+  return generateKeyPairSync('ml-dsa-65');
 }
 
 /** PKCS#8 PEM of an ML-DSA private key (unencrypted: the caller writes it 0600). */

@@ -1,7 +1,7 @@
 /**
  * Hybrid post-quantum key exchange (X25519MLKEM768, TLS 1.3) on by default, seen from the
  * broker's own records: the connect's security event (what the audit log stores), the
- * admin API's client detail and the handshake metrics by group. Classic clients keep
+ * admin API's client detail and the handshake metrics by group, on mqtts and wss. Classic clients keep
  * working (Debian's mosquitto_pub links OpenSSL 3.0, which has no ML-KEM; TLS 1.2), and a
  * `tls.requirePostQuantum` listener refuses them with a logged, counted reason, on the
  * MQTT listener and on the admin API.
@@ -44,7 +44,7 @@ describe('default listener: hybrid first, classic clients unaffected', () => {
   const open: MqttClient[] = [];
 
   before(async () => {
-    broker = await startTestBroker({ admin: {}, sys: { intervalSeconds: 0 } });
+    broker = await startTestBroker({ admin: {}, webSocket: true, sys: { intervalSeconds: 0 } });
     events = new EventRecorder(broker.server.broker.events);
     token = await operatorToken(broker);
   });
@@ -66,6 +66,14 @@ describe('default listener: hybrid first, classic clients unaffected', () => {
     assert.deepEqual((detail.json as { tls?: unknown }).tls, { version: 'TLSv1.3', cipher: accepted.tls!.cipher, group: 'X25519MLKEM768', resumed: false });
 
     assert.ok((await metric(broker, token, 'bastion_tls_handshakes_total', { listener: 'mqtts', kind: 'full', group: 'X25519MLKEM768' }))! >= 1);
+  });
+
+  test('MQTT over secure WebSocket (wss) negotiates X25519MLKEM768 too', async () => {
+    const client = await connectMqtt(`wss://127.0.0.1:${broker.wssPort}/mqtt`, { ...clientTls(broker.pki, broker.pki.clients.client1!), clientId: 'pq-wss', protocolVersion: 5, servername: 'localhost', reconnectPeriod: 0 });
+    open.push(client);
+    const accepted = await events.waitFor('connection.accepted', (e) => e.clientId === 'pq-wss');
+    assert.equal(accepted.listener, 'wss');
+    assert.equal(accepted.tls?.group, 'X25519MLKEM768');
   });
 
   test('mosquitto_pub (OpenSSL 3.0, no ML-KEM) still connects, over classic X25519, and is recorded as such', async () => {
