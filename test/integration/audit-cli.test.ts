@@ -7,7 +7,7 @@
  * filters by type, client and time; bad input is one line and a non-zero exit.
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,6 +17,7 @@ import { createRootCa } from '../../src/pki/index.js';
 import { loadAuditSigner, signCheckpoint } from '../../src/security/audit/checkpoint.js';
 import { hashRecordJson } from '../../src/security/audit/record.js';
 import { ensureDevPki } from '../../src/server/dev-pki.js';
+import { failedWithOneLine, tamperedCopy } from '../helpers/audit-files.js';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
 import { BASTION_MAIN, Proc, run, type ProcResult } from './support.js';
 
@@ -45,19 +46,6 @@ function audit(args: string[], dataDir: string): Promise<ProcResult> {
   return run(process.execPath, [BASTION_MAIN, 'audit', ...args, '--data-dir', dataDir]);
 }
 
-/** A copy of the intact data dir, changed by `tamper` through SQLite. */
-function tampered(source: string, name: string, tamper: (db: Database.Database) => void): string {
-  const copy = join(source, '..', name);
-  cpSync(source, copy, { recursive: true });
-  const db = new Database(join(copy, 'audit.db'));
-  try {
-    tamper(db);
-  } finally {
-    db.close();
-  }
-  return copy;
-}
-
 /** Re-computes every hash from `fromSeq` on, as someone without the signing key can. */
 function rehashFrom(db: Database.Database, fromSeq: number): void {
   const rows = db.prepare('SELECT seq, ts, event, prev_hash, hash FROM records WHERE seq >= ? - 1 ORDER BY seq').all(fromSeq) as Array<{ seq: number; ts: number; event: string; prev_hash: string; hash: string }>;
@@ -68,14 +56,6 @@ function rehashFrom(db: Database.Database, fromSeq: number): void {
     update.run(prev, hash, r.seq);
     prev = hash;
   }
-}
-
-/** Exit 1 and exactly one line on stderr. */
-function failedWith(r: ProcResult): string {
-  assert.equal(r.code, 1, `exit code; stdout: ${r.stdout} stderr: ${r.stderr}`);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  return lines[0]!;
 }
 
 describe('bastion audit on a data directory a broker wrote', () => {
@@ -102,54 +82,54 @@ describe('bastion audit on a data directory a broker wrote', () => {
   });
 
   test('an edited event: "record 42 was altered (hash mismatch)"', async () => {
-    const d = tampered(dataDir, 'edited', (db) => db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run());
-    assert.equal(failedWith(await audit(['verify'], d)), 'bastion: record 42 was altered (hash mismatch)');
+    const d = tamperedCopy(dataDir, 'edited', (db) => db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run());
+    assert.equal(failedWithOneLine(await audit(['verify'], d)), 'bastion: record 42 was altered (hash mismatch)');
     const json = await audit(['verify', '--json'], d);
     assert.equal(json.code, 1);
     assert.deepEqual((JSON.parse(json.stdout) as { problem: unknown }).problem, { kind: 'altered', seq: 42, message: 'record 42 was altered (hash mismatch)' });
   });
 
   test('a deleted record: "record 42 is missing (deleted)"', async () => {
-    const d = tampered(dataDir, 'deleted', (db) => db.prepare('DELETE FROM records WHERE seq = 42').run());
-    assert.equal(failedWith(await audit(['verify'], d)), 'bastion: record 42 is missing (deleted)');
+    const d = tamperedCopy(dataDir, 'deleted', (db) => db.prepare('DELETE FROM records WHERE seq = 42').run());
+    assert.equal(failedWithOneLine(await audit(['verify'], d)), 'bastion: record 42 is missing (deleted)');
   });
 
   test('two records with their seq values swapped: "records 42 and 43 are out of order"', async () => {
-    const d = tampered(dataDir, 'swapped', (db) => {
+    const d = tamperedCopy(dataDir, 'swapped', (db) => {
       db.prepare('UPDATE records SET seq = -1 WHERE seq = 42').run();
       db.prepare('UPDATE records SET seq = 42 WHERE seq = 43').run();
       db.prepare('UPDATE records SET seq = 43 WHERE seq = -1').run();
     });
-    assert.equal(failedWith(await audit(['verify'], d)), 'bastion: records 42 and 43 are out of order');
+    assert.equal(failedWithOneLine(await audit(['verify'], d)), 'bastion: records 42 and 43 are out of order');
   });
 
   test('an edit with every later hash re-computed is caught by the next signed checkpoint', async () => {
-    const d = tampered(dataDir, 'rechained', (db) => {
+    const d = tamperedCopy(dataDir, 'rechained', (db) => {
       db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run();
       rehashFrom(db, 42);
     });
-    const line = failedWith(await audit(['verify'], d));
+    const line = failedWithOneLine(await audit(['verify'], d));
     // The key-less rewrite is pinned to the window between two checkpoints (41..50), which holds record 42.
     assert.match(line, /^bastion: records 41 to 50 were rewritten: .*checkpoint at seq 50 does not match; checkpoint at seq 40 does\)$/);
   });
 
   test('deleting a record and renumbering and re-hashing the rest is caught too', async () => {
-    const d = tampered(dataDir, 'renumbered', (db) => {
+    const d = tamperedCopy(dataDir, 'renumbered', (db) => {
       db.prepare('DELETE FROM records WHERE seq = 45').run();
       db.prepare('UPDATE records SET seq = -seq WHERE seq > 45').run();
       db.prepare('UPDATE records SET seq = -seq - 1 WHERE seq < 0').run();
       rehashFrom(db, 45);
     });
-    assert.match(failedWith(await audit(['verify'], d)), /^bastion: records 41 to 50 were rewritten/);
+    assert.match(failedWithOneLine(await audit(['verify'], d)), /^bastion: records 41 to 50 were rewritten/);
   });
 
   test('the last records deleted after the final checkpoint: the tail was cut', async () => {
-    const d = tampered(dataDir, 'cut', (db) => db.prepare('DELETE FROM records WHERE seq > 58').run());
-    assert.equal(failedWith(await audit(['verify'], d)), 'bastion: records 59 to 60 are missing (the tail was cut: checkpoint at seq 60 names a record that is not there)');
+    const d = tamperedCopy(dataDir, 'cut', (db) => db.prepare('DELETE FROM records WHERE seq > 58').run());
+    assert.equal(failedWithOneLine(await audit(['verify'], d)), 'bastion: records 59 to 60 are missing (the tail was cut: checkpoint at seq 60 names a record that is not there)');
   });
 
   test('an edit re-hashed with the checkpoints after it removed: a warning, and a failure with --strict', async () => {
-    const d = tampered(dataDir, 'uncheckpointed', (db) => {
+    const d = tamperedCopy(dataDir, 'uncheckpointed', (db) => {
       db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run();
       rehashFrom(db, 42);
       db.prepare('DELETE FROM checkpoints WHERE seq > 40').run();
@@ -158,14 +138,14 @@ describe('bastion audit on a data directory a broker wrote', () => {
     assert.equal(lenient.code, 0, lenient.stderr);
     assert.match(lenient.stdout, /^audit log intact: 60 records, 4 checkpoints, last signed at seq 40; signatures: ECDSA P-256 \+ ML-DSA-65\n$/);
     assert.match(lenient.stderr, /warning: records after seq 40 are not covered by a checkpoint \(records 41 to 60/);
-    assert.match(failedWith(await audit(['verify', '--strict'], d)), /^bastion: records after seq 40 are not covered by a checkpoint .*: checkpoints were removed, or the broker did not stop cleanly$/);
+    assert.match(failedWithOneLine(await audit(['verify', '--strict'], d)), /^bastion: records after seq 40 are not covered by a checkpoint .*: checkpoints were removed, or the broker did not stop cleanly$/);
     // The intact log of a cleanly stopped broker passes --strict.
     assert.equal((await audit(['verify', '--strict'], dataDir)).code, 0);
   });
 
   test('a checkpoint touched: "checkpoint at seq 30: bad signature"', async () => {
-    const d = tampered(dataDir, 'badsig', (db) => db.prepare('UPDATE checkpoints SET ts = ts + 1 WHERE seq = 30').run());
-    assert.equal(failedWith(await audit(['verify'], d)), 'bastion: checkpoint at seq 30: bad signature');
+    const d = tamperedCopy(dataDir, 'badsig', (db) => db.prepare('UPDATE checkpoints SET ts = ts + 1 WHERE seq = 30').run());
+    assert.equal(failedWithOneLine(await audit(['verify'], d)), 'bastion: checkpoint at seq 30: bad signature');
   });
 
   test('tail --json prints the last records as JSON lines', async () => {
@@ -215,7 +195,7 @@ describe('bastion audit on a data directory a broker wrote', () => {
       assert.equal(r.stderr.trim().split('\n').length, 1);
     }
     const missing = await audit(['verify'], join(dir, 'nowhere'));
-    assert.equal(failedWith(missing), `bastion: no audit log at ${join(dir, 'nowhere', 'audit.db')} (the broker creates it at its first start)`);
+    assert.equal(failedWithOneLine(missing), `bastion: no audit log at ${join(dir, 'nowhere', 'audit.db')} (the broker creates it at its first start)`);
   });
 
   test('tail --follow prints a record written after it started, until SIGINT', async () => {
@@ -252,7 +232,7 @@ test('with a built-in PKI, a log re-hashed and re-signed with the attacker\'s ow
 
     const attacker = await createRootCa({ commonName: 'bastion-audit-signer' });
     const forger = loadAuditSigner(attacker.keyPem, attacker.certPem);
-    const d = tampered(dataDir, 'resigned', (db) => {
+    const d = tamperedCopy(dataDir, 'resigned', (db) => {
       db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run();
       rehashFrom(db, 42);
       db.prepare('INSERT INTO signers (fingerprint, cert_pem, added_at) VALUES (?, ?, ?)').run(forger.fingerprint, forger.certPem, Date.now());
@@ -264,7 +244,7 @@ test('with a built-in PKI, a log re-hashed and re-signed with the attacker\'s ow
         insert.run(cp.seq, cp.hash, cp.ts, cp.signature, cp.signerFingerprint);
       }
     });
-    assert.equal(failedWith(await audit(['verify'], d)), `bastion: checkpoint at seq 10: signer ${forger.fingerprint} does not chain to the PKI root`);
+    assert.equal(failedWithOneLine(await audit(['verify'], d)), `bastion: checkpoint at seq 10: signer ${forger.fingerprint} does not chain to the PKI root`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

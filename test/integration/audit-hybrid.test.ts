@@ -8,7 +8,7 @@
  * v1 checkpoints) verifies with a warning, and the next broker start adds the ML-DSA key.
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import type { Logger } from '../../src/core/logger.js';
 import { exportPublicKeyPem, generateMlDsaKeyPair, hybridSign, importMlDsaPrivateKey, publicKeyFingerprint } from '../../src/pki/hybrid-signature.js';
 import { CHECKPOINT_CONTEXT_V2, hybridCheckpointMessage, loadAuditSigner, signCheckpoint } from '../../src/security/audit/checkpoint.js';
 import { ensureDevPki } from '../../src/server/dev-pki.js';
+import { failedWithOneLine, tamperedCopy } from '../helpers/audit-files.js';
 import { startTestBroker } from '../helpers/broker.js';
 import { BASTION_MAIN, run, type ProcResult } from './support.js';
 
@@ -39,27 +40,6 @@ async function writeLog(dataDir: string, logger?: Logger): Promise<void> {
 
 function verify(dataDir: string, ...args: string[]): Promise<ProcResult> {
   return run(process.execPath, [BASTION_MAIN, 'audit', 'verify', ...args, '--data-dir', dataDir]);
-}
-
-/** A copy of `source`, changed by `tamper` through SQLite. */
-function tampered(source: string, name: string, tamper: (db: Database.Database) => void): string {
-  const copy = join(source, '..', name);
-  cpSync(source, copy, { recursive: true });
-  const db = new Database(join(copy, 'audit.db'));
-  try {
-    tamper(db);
-  } finally {
-    db.close();
-  }
-  return copy;
-}
-
-/** Exit 1 and exactly one line on stderr: that line. */
-function failedWith(r: ProcResult): string {
-  assert.equal(r.code, 1, `exit code; stdout: ${r.stdout} stderr: ${r.stderr}`);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  return lines[0]!;
 }
 
 /** The base64 `b64` with one bit of its middle byte flipped. */
@@ -117,13 +97,13 @@ describe('hybrid audit checkpoints, checked by bastion audit verify', () => {
   });
 
   test('the ECDSA signature of a hybrid checkpoint altered: verify fails naming the checkpoint and ECDSA', async () => {
-    const d = tampered(dataDir, 'ecdsa-altered', (db) => flipColumn(db, 'signature', 10));
-    assert.equal(failedWith(await verify(d)), 'bastion: checkpoint at seq 10: bad ECDSA P-256 signature (the ML-DSA-65 signature is valid)');
+    const d = tamperedCopy(dataDir, 'ecdsa-altered', (db) => flipColumn(db, 'signature', 10));
+    assert.equal(failedWithOneLine(await verify(d)), 'bastion: checkpoint at seq 10: bad ECDSA P-256 signature (the ML-DSA-65 signature is valid)');
   });
 
   test('the ML-DSA signature of a hybrid checkpoint altered: verify fails naming the checkpoint and ML-DSA', async () => {
-    const d = tampered(dataDir, 'mldsa-altered', (db) => flipColumn(db, 'pq_signature', 20));
-    assert.equal(failedWith(await verify(d)), 'bastion: checkpoint at seq 20: bad ML-DSA-65 signature (the ECDSA P-256 signature is valid)');
+    const d = tamperedCopy(dataDir, 'mldsa-altered', (db) => flipColumn(db, 'pq_signature', 20));
+    assert.equal(failedWithOneLine(await verify(d)), 'bastion: checkpoint at seq 20: bad ML-DSA-65 signature (the ECDSA P-256 signature is valid)');
   });
 
   test('the ML-DSA key swapped for another, every ML-DSA signature re-made by it: the ECDSA signatures no longer match', async () => {
@@ -131,7 +111,7 @@ describe('hybrid audit checkpoints, checked by bastion audit verify', () => {
     const attackerFp = publicKeyFingerprint(attacker.publicKey);
     // The ECDSA half of hybridSign is thrown away; only its ML-DSA half is used (same framing: same curve name).
     const throwaway = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-    const d = tampered(dataDir, 'mldsa-swapped', (db) => {
+    const d = tamperedCopy(dataDir, 'mldsa-swapped', (db) => {
       db.prepare('INSERT INTO pq_keys (fingerprint, public_key, added_at) VALUES (?, ?, ?)').run(attackerFp, exportPublicKeyPem(attacker.publicKey), Date.now());
       const rows = db.prepare('SELECT seq, hash, ts, signer FROM checkpoints').all() as Array<{ seq: number; hash: string; ts: number; signer: string }>;
       for (const r of rows) {
@@ -139,13 +119,13 @@ describe('hybrid audit checkpoints, checked by bastion audit verify', () => {
         db.prepare('UPDATE checkpoints SET pq_key = ?, pq_signature = ? WHERE seq = ?').run(attackerFp, pq, r.seq);
       }
     });
-    assert.equal(failedWith(await verify(d)), 'bastion: checkpoint at seq 10: bad ECDSA P-256 signature (the ML-DSA-65 signature is valid)');
+    assert.equal(failedWithOneLine(await verify(d)), 'bastion: checkpoint at seq 10: bad ECDSA P-256 signature (the ML-DSA-65 signature is valid)');
 
     // The same key put in place of the stored one, under the old fingerprint: refused as a mismatch.
     const original = new Database(join(dataDir, 'audit.db'), { readonly: true });
     const fp = (original.prepare('SELECT fingerprint FROM pq_keys').get() as { fingerprint: string }).fingerprint;
     original.close();
-    const replaced = tampered(dataDir, 'mldsa-replaced', (db) => {
+    const replaced = tamperedCopy(dataDir, 'mldsa-replaced', (db) => {
       db.prepare('UPDATE pq_keys SET public_key = ?').run(exportPublicKeyPem(attacker.publicKey));
       const rows = db.prepare('SELECT seq, hash, ts, signer FROM checkpoints').all() as Array<{ seq: number; hash: string; ts: number; signer: string }>;
       for (const r of rows) {
@@ -153,27 +133,27 @@ describe('hybrid audit checkpoints, checked by bastion audit verify', () => {
         db.prepare('UPDATE checkpoints SET pq_signature = ? WHERE seq = ?').run(pq, r.seq);
       }
     });
-    assert.equal(failedWith(await verify(replaced)), `bastion: checkpoint at seq 10: ML-DSA key ${fp} is stored with another public key`);
+    assert.equal(failedWithOneLine(await verify(replaced)), `bastion: checkpoint at seq 10: ML-DSA key ${fp} is stored with another public key`);
   });
 
   test('a hybrid checkpoint stripped to the classic form, or a classic-only one signed after it: refused', async () => {
-    const stripped = tampered(dataDir, 'stripped', (db) => db.prepare('UPDATE checkpoints SET pq_signature = NULL, pq_key = NULL WHERE seq = 20').run());
+    const stripped = tamperedCopy(dataDir, 'stripped', (db) => db.prepare('UPDATE checkpoints SET pq_signature = NULL, pq_key = NULL WHERE seq = 20').run());
     // Its ECDSA signature covers the hybrid message, not the classic-only one.
-    assert.equal(failedWith(await verify(stripped)), 'bastion: checkpoint at seq 20: bad signature');
+    assert.equal(failedWithOneLine(await verify(stripped)), 'bastion: checkpoint at seq 20: bad signature');
 
     // Even validly signed by the real ECDSA key (e.g. by someone who can forge ECDSA): a downgrade.
     const signer = classicSigner(dataDir);
-    const downgraded = tampered(dataDir, 'downgraded', (db) => {
+    const downgraded = tamperedCopy(dataDir, 'downgraded', (db) => {
       const head = db.prepare('SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string };
       const cp = signCheckpoint(signer, head.seq, head.hash, Date.now() + 1000);
       db.prepare('INSERT INTO checkpoints (seq, hash, ts, signature, signer) VALUES (?, ?, ?, ?, ?)').run(cp.seq, cp.hash, cp.ts, cp.signature, cp.signerFingerprint);
     });
-    assert.match(failedWith(await verify(downgraded)), /^bastion: checkpoint at seq 20: classic-only signature after the hybrid checkpoint at seq 10 \(a downgrade/);
+    assert.match(failedWithOneLine(await verify(downgraded)), /^bastion: checkpoint at seq 20: classic-only signature after the hybrid checkpoint at seq 10 \(a downgrade/);
   });
 
   test('a log from before hybrid signing (old schema, classic-only checkpoints) verifies with a warning; the next start adds the ML-DSA key', async () => {
     const signer = classicSigner(dataDir);
-    const legacy = tampered(dataDir, 'legacy', (db) => {
+    const legacy = tamperedCopy(dataDir, 'legacy', (db) => {
       // What a Bastion without hybrid signatures wrote: v1 checkpoints, schema version 1.
       const rows = db.prepare('SELECT id, seq, hash, ts FROM checkpoints').all() as Array<{ id: number; seq: number; hash: string; ts: number }>;
       for (const r of rows) db.prepare('UPDATE checkpoints SET signature = ? WHERE id = ?').run(signCheckpoint(signer, r.seq, r.hash, r.ts).signature, r.id);
