@@ -19,7 +19,7 @@ import { BastionError, ConfigError } from '../core/errors.js';
 import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { SecurityEvents } from '../core/security-events.js';
-import { effectiveGroups, isHybridGroup, PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
+import { effectiveGroups, isHybridGroup, offeredGroups, PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
 import { negotiatedGroup } from './tls-group.js';
 import { verifiedPeer, verifyFailureReason, type IdentityPolicy } from './tls-identity.js';
 import { changedFiles, loadTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.js';
@@ -117,7 +117,7 @@ export class TlsContextManager {
     }
     if (t.curves !== undefined) {
       opts.logger.warn(
-        { listener: opts.listener.name, curves: t.curves, postQuantum: t.curves.split(':').some((g: string) => isHybridGroup(g.trim())) },
+        { listener: opts.listener.name, curves: t.curves, postQuantum: offeredGroups(t).some(isHybridGroup) },
         'tls.curves is deprecated: rename it tls.groups (the default, X25519MLKEM768:X25519:P-256:P-384, adds hybrid post-quantum key exchange)',
       );
     }
