@@ -20,7 +20,8 @@ import type { ListenerConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { SecurityEvents } from '../core/security-events.js';
 import { effectiveGroups, isHybridGroup, offeredGroups, PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
-import { negotiatedGroup } from './tls-group.js';
+import { PskSessionIdentities } from './tls-psk-sessions.js';
+import { negotiatedGroup } from './tls-session.js';
 import { verifiedPeer, verifyFailureReason, type IdentityPolicy } from './tls-identity.js';
 import { changedFiles, loadTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.js';
 import { OcspStapler } from './tls-ocsp.js';
@@ -70,6 +71,8 @@ export class TlsContextManager {
   private readonly reloadListeners: Array<(r: ReloadResult) => void> = [];
   /** PSK identities our callback accepted, per socket (the handshake then proved the key). */
   private readonly pskIdentities = new WeakMap<tls.TLSSocket, string>();
+  /** PSK identities of issued session tickets, so a resumed PSK client keeps its identity (PSK listeners only). */
+  private readonly pskSessions: PskSessionIdentities | null;
   private readonly policy: IdentityPolicy;
   private watcher: FileChangeWatcher | null = null;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, changed: [] });
@@ -88,6 +91,7 @@ export class TlsContextManager {
     private readonly events: SecurityEvents | null,
   ) {
     this.policy = { mapping: listener.identity, clientIdMustMatch: listener.clientIdMustMatch };
+    this.pskSessions = material.psk !== undefined ? new PskSessionIdentities() : null;
     tickets?.onChange((key) => {
       for (const s of this.servers) s.setTicketKeys(key);
     });
@@ -278,6 +282,7 @@ export class TlsContextManager {
   private admit(socket: tls.TLSSocket): void {
     // Read before a refusal destroys the socket (Node then answers null).
     const resumed = socket.isSessionReused();
+    this.trackPskSession(socket, resumed);
     const reason = this.refusalOf(socket);
     // Per accepted connection: no event is built when nobody listens.
     const events = this.events;
@@ -291,6 +296,24 @@ export class TlsContextManager {
       ...(reason === null ? { group: negotiatedGroup(socket) } : {}),
       ...(reason !== null ? { reason } : {}),
     });
+  }
+
+  /**
+   * A resumed session skips the PSK callback: recover its identity from the ticket. The
+   * identity must still be in the PSK file (SECURITY: removing a device's key ends its
+   * resumptions too, not only its full handshakes). A PSK-identified socket's own ticket
+   * is remembered for its next resumption.
+   */
+  private trackPskSession(socket: tls.TLSSocket, resumed: boolean): void {
+    const sessions = this.pskSessions;
+    if (sessions === null) return;
+    if (resumed && !this.pskIdentities.has(socket)) {
+      const identity = sessions.recover(socket);
+      if (identity !== undefined && this.material.psk?.has(identity) === true) this.pskIdentities.set(socket, identity);
+      else if (identity !== undefined) this.logger.warn({ listener: this.listener.name, remote: remoteOf(socket), pskIdentity: identity.slice(0, 128) }, 'resumed TLS-PSK session of an identity no longer in the PSK file');
+    }
+    const identity = this.pskIdentities.get(socket);
+    if (identity !== undefined) sessions.rememberTicket(socket, identity);
   }
 
   /**

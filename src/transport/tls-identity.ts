@@ -8,7 +8,7 @@ import type { DetailedPeerCertificate, PeerCertificate as NodePeerCertificate, T
 import type { IdentitySource, PeerCertificate, TlsPeer } from '../broker/channel/connection-port.js';
 import type { IdentityMapping } from '../core/tls-config.js';
 import type { TlsSummary } from '../core/security-events.js';
-import { negotiatedGroup } from './tls-group.js';
+import { negotiatedGroup } from './tls-session.js';
 
 /**
  * Splits Node's `subjectaltname` string (`DNS:a, URI:b, IP Address:1.2.3.4, email:x`).

@@ -91,6 +91,36 @@ describe('TLS-PSK listener', () => {
     });
   }
 
+  for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+    test(`a resumed TLS-PSK session (${version}) keeps its PSK identity`, async () => {
+      const options = {
+        minVersion: version,
+        maxVersion: version,
+        ciphers: version === 'TLSv1.2' ? 'ECDHE-PSK-CHACHA20-POLY1305' : 'TLS_AES_128_GCM_SHA256',
+        pskCallback: () => ({ identity: 'dev1', psk: Buffer.from(KEY1, 'hex') }),
+        checkServerIdentity: () => undefined,
+        servername: 'localhost',
+      };
+      // The first connection is a full PSK handshake; keep the ticket the broker issues.
+      const tickets = new Inbox<Buffer>();
+      const first = await connectMqtt(`mqtts://127.0.0.1:${b.port}`, { ...options, clientId: `psk-first-${version}` } as never, 5000, (c) => {
+        c.stream.on('session', (ticket: Buffer) => tickets.push(ticket));
+      });
+      const [ticket] = await tickets.waitFor((t) => t.length > 0, 5000, 'a session ticket');
+      await endQuietly(first);
+
+      const resumed = await connectMqtt(`mqtts://127.0.0.1:${b.port}`, { ...options, session: ticket, clientId: `psk-resumed-${version}` } as never);
+      try {
+        assert.equal((resumed.stream as import('node:tls').TLSSocket).isSessionReused(), true, 'the session was resumed');
+        const id = identities.find((i) => i.remoteAddress !== '' && identities.indexOf(i) === identities.length - 1);
+        assert.equal(id?.method, 'psk');
+        assert.equal(id?.principal, 'dev1');
+      } finally {
+        await endQuietly(resumed);
+      }
+    });
+  }
+
   test('the PSK file is reloaded on change: a new identity gets in', async () => {
     const reloads = new Inbox<ReloadResult>();
     b.tls.onReload((r) => reloads.push(r));
@@ -107,6 +137,30 @@ describe('TLS-PSK listener', () => {
     await reloads.waitFor((rs) => rs.some((r) => !r.ok && r.error.includes('at least 16')), 5000, 'the refused reload');
     const r = await mosquittoPub(b, 'dev2', KEY2, ['--tls-version', 'tlsv1.2']);
     assert.equal(r.code, 0, r.stderr);
+  });
+
+  test('a resumed TLS 1.3 PSK session whose identity left the PSK file is refused', async () => {
+    const options = {
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      ciphers: 'TLS_AES_128_GCM_SHA256',
+      pskCallback: () => ({ identity: 'dev1', psk: Buffer.from(KEY1, 'hex') }),
+      checkServerIdentity: () => undefined,
+      servername: 'localhost',
+    };
+    const tickets = new Inbox<Buffer>();
+    const first = await connectMqtt(`mqtts://127.0.0.1:${b.port}`, { ...options, clientId: 'psk-gone-first' } as never, 5000, (c) => {
+      c.stream.on('session', (ticket: Buffer) => tickets.push(ticket));
+    });
+    const [ticket] = await tickets.waitFor((t) => t.length > 0, 5000, 'a session ticket');
+    await endQuietly(first);
+    const reloads = new Inbox<ReloadResult>();
+    b.tls.onReload((r) => reloads.push(r));
+    writeFileSync(pskFile, `dev2: ${KEY2}\n`);
+    await reloads.waitFor((rs) => rs.some((r) => r.ok && r.changed.includes('psk')), 5000, 'the PSK reload');
+    const outcome = await tryMqttConnect(b.port, { ...options, session: ticket, clientId: 'psk-gone-resumed' } as never);
+    assert.deepEqual(outcome, { closed: 'closed before CONNACK' });
+    await b.logger.waitFor('resumed TLS-PSK session of an identity no longer in the PSK file', { pskIdentity: 'dev1', listener: 'mqtts' });
   });
 });
 
