@@ -54,10 +54,13 @@ export const clientLimitsSchema = z
 
 export const authFailureLimitsSchema = z
   .object({
-    /** Failures from one source address, or for one client id, within `windowSeconds` that start a ban. 0 turns it off. */
+    /**
+     * Failures from one source address, or for one user name tried, within `windowSeconds`
+     * that start a ban (never by client id: anybody can type one). 0 turns it off.
+     */
     maxFailures: z.number().int().min(0).default(10),
     windowSeconds: z.number().int().min(1).default(60),
-    /** The first ban's length; each further ban of the same address or client id doubles it. */
+    /** The first ban's length; each further ban of the same address or user name doubles it. */
     banSeconds: z.number().int().min(1).default(60),
     maxBanSeconds: z.number().int().min(1).default(86_400),
   })
@@ -65,7 +68,7 @@ export const authFailureLimitsSchema = z
 
 export const flappingLimitsSchema = z
   .object({
-    /** Connects of one client id within `windowSeconds` that count as flapping. 0 turns it off. */
+    /** Connects of one client id (of one certificate, for certificate clients) within `windowSeconds` that count as flapping. 0 turns it off. */
     maxConnects: z.number().int().min(0).default(30),
     windowSeconds: z.number().int().min(1).default(60),
     banSeconds: z.number().int().min(1).default(300),

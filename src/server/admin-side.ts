@@ -66,6 +66,15 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
     if (limits.authFailures.maxFailures > 0) detach.push(new BruteForceProtection(limits.authFailures, deps).attach(opts.broker.events));
     if (limits.flapping.maxConnects > 0) detach.push(new FlappingProtection(limits.flapping, deps).attach(opts.broker.events));
   }
+  // An automatic ban refuses clients nobody asked to refuse: the operator reads why on the
+  // broker's log at once, not only in the audit log (which records the same ban.added).
+  detach.push(
+    opts.broker.events.on((e, at) => {
+      if (e.type !== 'ban.added' || !e.auto) return;
+      const seconds = e.expiresAt === null ? null : Math.round((e.expiresAt - at) / 1000);
+      opts.logger.warn({ kind: e.kind, value: e.value, seconds, reason: e.reason, createdBy: e.createdBy }, 'automatic ban');
+    }),
+  );
   const release = (): void => {
     clearInterval(sweep);
     for (const d of detach) d();

@@ -2,8 +2,8 @@
  * Bans with real clients against a real broker (port 0, our PKI, SQLite admin.db, the
  * HTTPS admin API): brute force by address (mosquitto_pub with wrong passwords; the next
  * connection is cut at accept, another address still logs in; the second ban of the same
- * address lasts twice as long), brute force on one client id from two addresses (that id
- * gets 0x8A, its live session stays, others are fine), flapping (an MQTT.js client in a
+ * address lasts twice as long), brute force on one user name from two addresses (that user
+ * name gets 0x8A, its live session stays, no client id is banned), flapping (an MQTT.js client in a
  * connect loop is banned), and operator entries: CIDR deny, an allow list, a certificate
  * fingerprint ban against an mTLS client, and a ban that lifts itself when it expires.
  */
@@ -75,11 +75,11 @@ async function startBansBroker(limits: Record<string, unknown>, dualStack = fals
   };
 }
 
-/** mosquitto_pub (MQTT 3.1.1) as alice over TLS on the password listener, from `bind` when given. */
-function mosquittoPub(port: number, clientId: string, password: string, bind?: string): Promise<ProcResult> {
+/** mosquitto_pub (MQTT 3.1.1) as `user` (alice) over TLS on the password listener, from `bind` when given. */
+function mosquittoPub(port: number, clientId: string, password: string, bind?: string, user = 'alice'): Promise<ProcResult> {
   return run(
     'mosquitto_pub',
-    ['-h', '127.0.0.1', '-p', String(port), '--cafile', pki.caCert, '-u', 'alice', '-P', password, '-i', clientId, '-t', 'bans/t', '-m', 'x', ...(bind !== undefined ? ['-A', bind] : [])],
+    ['-h', '127.0.0.1', '-p', String(port), '--cafile', pki.caCert, '-u', user, '-P', password, '-i', clientId, '-t', 'bans/t', '-m', 'x', ...(bind !== undefined ? ['-A', bind] : [])],
     { timeoutMs: 10_000 },
   );
 }
@@ -166,8 +166,9 @@ describe('brute force', () => {
   test('wrong passwords from one address end in an address ban, enforced at accept; another address still logs in; the next ban is twice as long', async () => {
     const pw = b.port('pw');
     const ca = readFileSync(pki.caCert);
+    // A different user name each time: only the address adds up here.
     for (let i = 0; i < 3; i++) {
-      const r = await mosquittoPub(pw, `bf-${i}`, WRONG);
+      const r = await mosquittoPub(pw, `bf-${i}`, WRONG, undefined, `nobody-${i}`);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /bad user name or password|not authori[sz]ed/i, r.stderr);
     }
@@ -191,7 +192,7 @@ describe('brute force', () => {
 
     // The ban ends by itself (announced as removed by expiry); three more failures: twice as long.
     await b.events.waitFor((es) => es.some((e) => e.type === 'ban.removed' && e.kind === 'ip' && e.value === '127.0.0.1' && e.removedBy === 'expiry'), 20_000, 'the ban to expire');
-    for (let i = 0; i < 3; i++) assert.notEqual((await mosquittoPub(pw, `bf2-${i}`, WRONG)).code, 0);
+    for (let i = 0; i < 3; i++) assert.notEqual((await mosquittoPub(pw, `bf2-${i}`, WRONG, undefined, `nobody2-${i}`)).code, 0);
     await b.events.waitFor((es) => es.filter((e) => e.type === 'ban.added' && e.kind === 'ip' && e.value === '127.0.0.1').length === 2, 5000, 'the second address ban');
     const second = (await listBans(b, '?kind=ip')).find((x) => x.value === '127.0.0.1')!;
     assert.notEqual(second.id, first.id);
@@ -207,21 +208,22 @@ describe('brute force', () => {
     assert.match(cli.stdout, new RegExp(`^${second.id}\\tdeny\\tip\\t127\\.0\\.0\\.1\\tuntil \\S+\\tby auto:brute-force\\t3 authentication failures`, 'm'));
   });
 
-  test('failures for one client id from two addresses ban that id (0x8A) without closing its live session; other ids are fine', async () => {
+  test('failures for one user name from several addresses ban that user name (0x8A) without closing its live session; nothing is banned by client id', async () => {
     const pw = b.port('pw');
     const ca = readFileSync(pki.caCert);
     const live = await connectMqtt(`mqtts://127.0.0.1:${pw}`, from('127.0.0.6', { clientId: 'victim', protocolVersion: 5, ca, servername: 'localhost', username: 'alice', password: ALICE }));
     try {
-      for (const addr of ['127.0.0.3', '127.0.0.4', '127.0.0.3']) assert.notEqual((await mosquittoPub(pw, 'victim', WRONG, addr)).code, 0);
-      await b.events.waitFor((es) => es.some((e) => e.type === 'ban.added' && e.kind === 'clientId' && e.value === 'victim'), 5000, 'the client-id ban');
+      // Each attempt under its own client id: the user name tried is what adds up.
+      for (const [i, addr] of ['127.0.0.3', '127.0.0.4', '127.0.0.3'].entries()) assert.notEqual((await mosquittoPub(pw, `guess-${i}`, WRONG, addr)).code, 0);
+      await b.events.waitFor((es) => es.some((e) => e.type === 'ban.added' && e.kind === 'username' && e.value === 'alice'), 5000, 'the user-name ban');
       const bans = await listBans(b);
       assert.ok(!bans.some((x) => x.kind === 'ip' && (x.value === '127.0.0.3' || x.value === '127.0.0.4')), 'neither address reached the limit');
-      const idBan = bans.find((x) => x.kind === 'clientId' && x.value === 'victim')!;
-      assert.equal(idBan.createdBy, 'auto:brute-force');
-      assert.equal(lengthMs(idBan), 10_000, 'temporary');
+      assert.ok(!bans.some((x) => x.kind === 'clientId'), 'no client id is banned automatically');
+      const userBan = bans.find((x) => x.kind === 'username' && x.value === 'alice')!;
+      assert.equal(userBan.createdBy, 'auto:brute-force');
+      assert.equal(lengthMs(userBan), 10_000, 'temporary');
       // The right password, from a clean address: refused at admission as banned.
-      assert.deepEqual(await tryMqttConnect(pw, from('127.0.0.5', { clientId: 'victim', protocolVersion: 5, ca, username: 'alice', password: ALICE })), { connack: 0x8a });
-      assert.deepEqual(await tryMqttConnect(pw, from('127.0.0.5', { clientId: 'bystander', protocolVersion: 5, ca, username: 'alice', password: ALICE })), { connack: 0 });
+      assert.deepEqual(await tryMqttConnect(pw, from('127.0.0.5', { clientId: 'victim-2', protocolVersion: 5, ca, username: 'alice', password: ALICE })), { connack: 0x8a });
       // The session that proved the credentials is still there and working.
       assert.equal(live.connected, true);
       await live.publishAsync('bans/still-here', 'x', { qos: 1 });

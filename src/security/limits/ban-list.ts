@@ -17,6 +17,16 @@
  * (client id, user name, certificate, address), admits only clients matching one of its
  * entries there; a client without that fact (no certificate, an unparseable address) does
  * not match, so it is refused (fail closed).
+ *
+ * SECURITY: automatic bans (brute force, flapping) are earned by whoever triggers them, and
+ * anybody can type a client id, a user name or sit behind a shared NAT address. So at
+ * CONNECT an automatic entry never refuses a client that proved itself with a verified
+ * certificate or a TLS-PSK key issued to it (`provenByTransport`): an attacker cannot aim
+ * one at a device whose key it does not hold. Operator entries (manual bans, allow lists)
+ * apply to everyone, and so does an automatic ban of a certificate itself (flapping keys a
+ * certificate client on its fingerprint: only the key's holder can earn that). The accept check (`addressRefusal`) still applies automatic address
+ * bans to every socket before TLS: there the client has proved nothing yet, and letting a
+ * banned address handshake and authenticate would hand its flood the broker's CPU.
  */
 import type { AdmissionGuard } from '../../broker/broker.js';
 import type { AuthorizedClient } from '../../broker/ports.js';
@@ -78,6 +88,15 @@ type ExactKind = Exclude<BanKind, 'cidr'>;
 
 const DIMENSION_NAMES: Record<BanDimension, string> = { clientId: 'client id', username: 'user name', certificate: 'certificate', address: 'address' };
 
+/**
+ * Whether `client` proved its identity with a credential bound to it by the transport: a
+ * certificate that verified against the listener's CA, or a TLS-PSK key. Automatic bans do
+ * not refuse such a client (see the header).
+ */
+export function provenByTransport(client: AuthorizedClient): boolean {
+  return client.identity.certificate !== undefined || client.identity.pskIdentity !== undefined;
+}
+
 /** One list's entries in force, indexed for lookups. */
 class ListIndex {
   readonly exact: Record<ExactKind, Map<string, Ban>> = { clientId: new Map(), username: new Map(), certSerial: new Map(), certFingerprint: new Map(), ip: new Map() };
@@ -125,6 +144,11 @@ export class BanList {
   /** Remembered automatic bans (in force or ended) per key: what makes the next ban longer. */
   private readonly autoCounts = new Map<string, number>();
   private deny = new ListIndex();
+  /**
+   * The deny entries that may refuse a client proven by its transport: the operator's, and
+   * automatic bans of a certificate itself (only that certificate's holder can earn one).
+   */
+  private denyProven = new ListIndex();
   private allow = new ListIndex();
   /** The earliest end of an indexed entry (Infinity: none ends). */
   private nextExpiry = Infinity;
@@ -170,7 +194,7 @@ export class BanList {
     if (isAuto(stored)) this.count(stored, 1);
     if (inForce(stored, now)) {
       this.active.push(stored);
-      this.indexOf(stored.list).add(stored);
+      this.index(stored);
       if (stored.expiresAt !== null && stored.expiresAt < this.nextExpiry) this.nextExpiry = stored.expiresAt;
     }
     this.events?.emit({ type: 'ban.added', kind: stored.kind, value: stored.value, list: stored.list, reason: stored.reason, createdBy: stored.createdBy, expiresAt: stored.expiresAt, auto: isAuto(stored) });
@@ -241,22 +265,25 @@ export class BanList {
     return null;
   }
 
-  /** The full check at CONNECT (after authentication): every kind, deny then allow. */
+  /**
+   * The full check at CONNECT (after authentication): every kind, deny then allow. A client
+   * proven by its transport is checked against operator deny entries only (see the header).
+   */
   refusal(client: AuthorizedClient): BanRefusal | null {
     this.sweep();
     if (this.deny.size === 0 && this.allow.size === 0) return null;
     const facts = factsOf(client);
-    const ban = matchAll(this.deny, facts);
+    const ban = matchAll(this.denyFor(client), facts);
     if (ban !== null) return { reason: `banned (${ban.kind})`, ban };
     if (this.allow.size === 0) return null;
     const missing = allowMiss(this.allow, facts);
     return missing === null ? null : { reason: `${DIMENSION_NAMES[missing]} not on the allow list`, ban: null };
   }
 
-  /** The first deny entry in force that applies to `client`, or null. */
+  /** The first deny entry in force that applies to `client` (as `refusal` judges it), or null. */
   matches(client: AuthorizedClient): Ban | null {
     this.sweep();
-    return this.deny.size === 0 ? null : matchAll(this.deny, factsOf(client));
+    return this.deny.size === 0 ? null : matchAll(this.denyFor(client), factsOf(client));
   }
 
   /** Refuses a banned (or not allowed) client's CONNECT (v5 CONNACK 0x8A Banned; v3 "not authorized"). */
@@ -267,17 +294,27 @@ export class BanList {
     };
   }
 
-  private indexOf(list: BanListName): ListIndex {
-    return list === 'allow' ? this.allow : this.deny;
+  private denyFor(client: AuthorizedClient): ListIndex {
+    return provenByTransport(client) ? this.denyProven : this.deny;
+  }
+
+  private index(b: Ban): void {
+    if (b.list === 'allow') {
+      this.allow.add(b);
+      return;
+    }
+    this.deny.add(b);
+    if (!isAuto(b) || b.kind === 'certFingerprint' || b.kind === 'certSerial') this.denyProven.add(b);
   }
 
   /** Re-indexes the entries in force. */
   private rebuild(): void {
     this.deny = new ListIndex();
+    this.denyProven = new ListIndex();
     this.allow = new ListIndex();
     this.nextExpiry = Infinity;
     for (const b of this.active) {
-      this.indexOf(b.list).add(b);
+      this.index(b);
       if (b.expiresAt !== null && b.expiresAt < this.nextExpiry) this.nextExpiry = b.expiresAt;
     }
   }
