@@ -3,7 +3,7 @@
  * Only this module (and the CLI) picks adapters.
  */
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Broker } from '../broker/broker.js';
 import type { EnhancedAuthMethod, RetainStore, SessionStore } from '../broker/ports.js';
 import type { BastionConfig } from '../core/config.js';
@@ -16,6 +16,7 @@ import { startListener, type RunningListener } from '../transport/listener.js';
 import { startPkiDuties, type PkiDuties } from './pki-runtime.js';
 import { startWebSocketListener } from '../transport/websocket.js';
 import { RevocationEnforcer } from './revocation.js';
+import { pkiDirOf } from './pki-layout.js';
 import { startAuthz } from './authz-side.js';
 import type { PolicyService } from '../security/authz/policy-service.js';
 import { startAdminSide, type AdminSide } from './admin-side.js';
@@ -25,6 +26,8 @@ import { ConnectionGuard } from '../security/limits/connection-guard.js';
 import { publishQuotaFactory } from '../security/limits/client-limits.js';
 import { createMetricsSide } from './metrics-side.js';
 import { startAuditSide, type AuditSide } from './audit-side.js';
+import { acquireDataDirLock } from './data-dir-lock.js';
+import { startPendingChangesDrain, type PendingChangesDrain } from './pending-changes-drain.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -60,7 +63,29 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const { config } = opts;
   const logger = opts.logger ?? silentLogger;
   const dataDir = resolve(opts.baseDir, config.dataDir);
+  // The built-in PKI: its CRLs apply to every TLS endpoint that trusts its CA (tls-revocation.ts).
+  const pkiDir = config.pki.dir !== undefined ? resolve(opts.baseDir, config.pki.dir) : pkiDirOf(dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // SECURITY: one broker per data directory, decided before any store opens: a second
+  // writer would fork the audit chain and interleave the session store's batches.
+  const lock = acquireDataDirLock(dataDir, logger, shownPath(dataDir));
+  try {
+    return await startLocked(opts, dataDir, logger, lock.release);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+/** The directory as an operator would type it: `./data` inside the working directory, else absolute. */
+function shownPath(dir: string): string {
+  const rel = relative(process.cwd(), dir);
+  return rel === '' ? '.' : rel.startsWith('..') || isAbsolute(rel) ? dir : `./${rel}`;
+}
+
+/** Everything after the data directory lock; `unlock` runs last at stop. */
+async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger, unlock: () => void): Promise<BastionServer> {
+  const { config } = opts;
   // Before the store: a bad JWT key file fails the start with nothing to close but this.
   const authn = buildAuthn(config, dataDir, (p) => resolve(opts.baseDir, p), logger, opts.passwordHasher !== undefined ? { hasher: opts.passwordHasher } : {});
   // A failed background write keeps its batch and withholds the acknowledgements that
@@ -100,9 +125,13 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   // Prometheus metrics (served by the admin API) and $SYS: they read the broker, the listeners and the ban list.
   const metricsSide = createMetricsSide({ config, baseDir: opts.baseDir, broker, listeners, logger, bans: () => adminSide?.bans.list() ?? null });
   let audit: AuditSide | null = null;
+  let cliChanges: PendingChangesDrain | null = null;
   try {
     // The audit log first: everything from here on (admin changes, connections) is recorded.
     audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger });
+    // Changes the CLI made while no broker ran (or since the last poll) are recorded
+    // before anything is admitted; then within a second of being made.
+    cliChanges = startPendingChangesDrain({ dataDir, events, audit, logger });
     // The ban list at every start (automatic bans need it; the admin API only when
     // configured), before the listeners: a banned client never slips in at start.
     adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users });
@@ -115,7 +144,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     const guard = new ConnectionGuard(config.limits, bans !== null ? { addressCheck: (ip) => bans.addressRefusal(ip) } : {});
     for (const l of config.listeners) {
       const start = l.protocol === 'ws' || l.protocol === 'wss' ? startWebSocketListener : startListener;
-      const running = await start(l, broker, logger, (p) => resolve(opts.baseDir, p), dataDir, guard);
+      const running = await start(l, broker, logger, (p) => resolve(opts.baseDir, p), { dataDir, pkiDir }, guard);
       listeners.push(running);
       running.tls?.onCrlLoaded((crlPem) => {
         try {
@@ -138,6 +167,7 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
     store?.close();
     authn.close();
     authz.close();
+    cliChanges?.stop();
     await audit?.stop();
     throw err;
   }
@@ -155,8 +185,11 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
       store?.close();
       authn.close();
       authz.close();
-      // Last: the shutdown's own events are recorded, then a final signed checkpoint.
+      // Changes the CLI made up to now, then (last) the shutdown's own events are
+      // recorded and a final signed checkpoint written; then the directory is free.
+      cliChanges.stop();
       await audit.stop();
+      unlock();
       logger.info({}, 'stopped');
     })();
     return stopping;
