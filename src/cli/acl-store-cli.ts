@@ -1,6 +1,7 @@
 /**
  * `bastion acl role|rule|bind add|del|list`: the rule store in the data dir (authz.db).
- * A running broker using that data dir picks a change up within its poll interval.
+ * A running broker using that data dir picks a change up within its poll interval. Every
+ * add and del (and its refusal) is recorded for the broker's audit log (cli-change.ts).
  * Owns: argument parsing and output. Must not: bypass the PolicyService checks (rules
  * are validated, config roles are read-only).
  */
@@ -13,6 +14,7 @@ import { checkRule, PolicyService } from '../security/authz/policy-service.js';
 import { aclStorePath } from '../server/authz-side.js';
 import { SqliteAclStore } from '../store/sqlite/acl-store.js';
 import { addPolicySourceOptions, baseOf, type PolicySourceOptions } from './acl-policy-source.js';
+import { auditedChange } from './cli-change.js';
 
 function usage(message: string): BastionError {
   return new BastionError('ERR_USAGE', message);
@@ -29,6 +31,11 @@ function withService<T>(opts: PolicySourceOptions, fn: (service: PolicyService, 
   }
 }
 
+/** `withService`, recorded as `action` on `target` for the audit log. */
+function changeWith<T>(opts: PolicySourceOptions, action: string, target: string, fn: (service: PolicyService, store: SqliteAclStore) => T): Promise<T> {
+  return auditedChange(baseOf(opts).dataDir, action, target, () => withService(opts, fn));
+}
+
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
@@ -40,15 +47,15 @@ function oneOf<T extends string>(what: string, value: string, allowed: readonly 
 
 export function registerAclStoreCommands(acl: Command): void {
   const role = acl.command('role').description('roles in the rule store');
-  addPolicySourceOptions(role.command('add <name>').description('create an empty role')).action((name: string, opts: PolicySourceOptions) => {
-    withService(opts, (service) => {
+  addPolicySourceOptions(role.command('add <name>').description('create an empty role')).action(async (name: string, opts: PolicySourceOptions) => {
+    await changeWith(opts, 'role.add', name, (service) => {
       if (service.listRoles().some((r) => r.name === name)) throw new BastionError('ERR_AUTHZ_EXISTS', `role "${name}" exists`);
       service.putRole(name, []);
       out(`role ${name} added`);
     });
   });
-  addPolicySourceOptions(role.command('del <name>').description('delete a role, its rules and its bindings')).action((name: string, opts: PolicySourceOptions) => {
-    withService(opts, (service) => {
+  addPolicySourceOptions(role.command('del <name>').description('delete a role, its rules and its bindings')).action(async (name: string, opts: PolicySourceOptions) => {
+    await changeWith(opts, 'role.del', name, (service) => {
       if (!service.deleteRole(name)) throw new BastionError('ERR_AUTHZ_UNKNOWN', `no role "${name}" in the rule store`);
       out(`role ${name} deleted`);
     });
@@ -71,7 +78,7 @@ export function registerAclStoreCommands(acl: Command): void {
       .description('append a rule: allow|deny publish|subscribe|all TOPIC (${clientId}, ${cert.cn}, ... substitute)')
       .option('--max-qos <n>', 'highest QoS allowed (a subscription is granted at most this)')
       .option('--no-retain', 'refuse retained publishes'),
-  ).action((roleName: string, effect: string, action: string, topic: string, opts: PolicySourceOptions & { maxQos?: string; retain: boolean }) => {
+  ).action(async (roleName: string, effect: string, action: string, topic: string, opts: PolicySourceOptions & { maxQos?: string; retain: boolean }) => {
     if (opts.maxQos !== undefined && !/^[012]$/.test(opts.maxQos)) throw usage(`invalid --max-qos ${opts.maxQos} (0, 1 or 2)`);
     const candidate: AclRule = {
       effect: oneOf('effect', effect, RULE_EFFECTS),
@@ -80,7 +87,7 @@ export function registerAclStoreCommands(acl: Command): void {
       ...(opts.maxQos !== undefined ? { maxQos: Number(opts.maxQos) as 0 | 1 | 2 } : {}),
       ...(opts.retain === false ? { retain: false } : {}),
     };
-    withService(opts, (service, store) => {
+    await changeWith(opts, 'rule.add', `${roleName}: ${effect} ${action} ${topic}`, (service, store) => {
       const checked = checkRule(candidate);
       if (!service.listRoles().some((r) => r.name === roleName)) throw new BastionError('ERR_AUTHZ_UNKNOWN', `no role "${roleName}": add it with bastion acl role add ${roleName}`);
       service.assertStoreRole(roleName);
@@ -88,9 +95,9 @@ export function registerAclStoreCommands(acl: Command): void {
       out(`rule #${index} added to ${roleName}: ${ruleText(checked)}`);
     });
   });
-  addPolicySourceOptions(rule.command('del <role> <index>').description('delete the rule at INDEX (as rule list shows it)')).action((roleName: string, index: string, opts: PolicySourceOptions) => {
+  addPolicySourceOptions(rule.command('del <role> <index>').description('delete the rule at INDEX (as rule list shows it)')).action(async (roleName: string, index: string, opts: PolicySourceOptions) => {
     if (!/^\d+$/.test(index)) throw usage(`invalid rule index ${index}`);
-    withService(opts, (service, store) => {
+    await changeWith(opts, 'rule.del', `${roleName} #${index}`, (service, store) => {
       service.assertStoreRole(roleName);
       if (!store.deleteRule(roleName, Number(index))) throw new BastionError('ERR_AUTHZ_UNKNOWN', `role "${roleName}" has no rule #${index} in the rule store`);
       out(`rule #${index} deleted from ${roleName}`);
@@ -108,15 +115,15 @@ export function registerAclStoreCommands(acl: Command): void {
   const bind = acl.command('bind').description('bindings of identities to roles in the rule store');
   const attrs = BINDING_ATTRIBUTES.join('|');
   addPolicySourceOptions(bind.command('add <role> <attribute> <value>').description(`bind identities to a role: ATTRIBUTE is ${attrs}; VALUE exact or a *-glob`)).action(
-    (roleName: string, attribute: string, value: string, opts: PolicySourceOptions) => {
-      withService(opts, (service) => {
+    async (roleName: string, attribute: string, value: string, opts: PolicySourceOptions) => {
+      await changeWith(opts, 'binding.put', `${attribute}=${value} → ${roleName}`, (service) => {
         service.putBinding({ role: roleName, attribute: oneOf<BindingAttribute>('attribute', attribute, BINDING_ATTRIBUTES), value });
         out(`bound ${attribute}=${value} to ${roleName}`);
       });
     },
   );
-  addPolicySourceOptions(bind.command('del <role> <attribute> <value>').description('remove a binding')).action((roleName: string, attribute: string, value: string, opts: PolicySourceOptions) => {
-    withService(opts, (service) => {
+  addPolicySourceOptions(bind.command('del <role> <attribute> <value>').description('remove a binding')).action(async (roleName: string, attribute: string, value: string, opts: PolicySourceOptions) => {
+    await changeWith(opts, 'binding.del', `${attribute}=${value} → ${roleName}`, (service) => {
       if (!service.deleteBinding({ role: roleName, attribute: oneOf<BindingAttribute>('attribute', attribute, BINDING_ATTRIBUTES), value })) {
         throw new BastionError('ERR_AUTHZ_UNKNOWN', `no binding ${attribute}=${value} for ${roleName} in the rule store`);
       }

@@ -6,10 +6,10 @@
  */
 import type { Command } from 'commander';
 import { mkdirSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { recordAdminChange, type Actor } from '../admin/api/admin-change.js';
+import { auditedChange, localUserName } from './cli-change.js';
 import { generateAdminToken, hashAdminToken, isValidTokenName, TOKEN_NAME_RULE } from '../admin/api/tokens.js';
 import { BastionError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -28,18 +28,16 @@ const stderrLogger: Logger = {
 };
 
 function localActor(): Actor {
-  let name = 'unknown';
-  try {
-    name = userInfo().username;
-  } catch {
-    // No passwd entry (some containers): the change is still recorded, as "unknown".
-  }
-  return { kind: 'local', name, remoteAddress: 'local' };
+  return { kind: 'local', name: localUserName(), remoteAddress: 'local' };
+}
+
+function dataDirOf(opts: DataDirOptions): string {
+  return resolve(process.cwd(), opts.dataDir ?? DEFAULT_DATA_DIR);
 }
 
 /** Opens `<dataDir>/admin.db` (SQLite is loaded only when a token command runs: other commands stay light). */
 async function withStore<T>(opts: DataDirOptions, fn: (store: SqliteAdminStore) => T): Promise<T> {
-  const dataDir = resolve(process.cwd(), opts.dataDir ?? DEFAULT_DATA_DIR);
+  const dataDir = dataDirOf(opts);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const { SqliteAdminStore, ADMIN_DB_FILE } = await import('../store/sqlite/admin-store.js');
   const store = SqliteAdminStore.open(join(dataDir, ADMIN_DB_FILE));
@@ -63,9 +61,12 @@ export function registerAdminCommand(program: Command): void {
     async (opts: DataDirOptions & { name: string }) => {
       checkName(opts.name);
       const secret = generateAdminToken();
-      const created = await withStore(opts, (store) => store.createToken({ name: opts.name, hash: hashAdminToken(secret), createdAt: Date.now() }));
-      // A refusal changes nothing and is reported as the one error line; a change is recorded.
-      if (!created) throw new BastionError('ERR_USAGE', `a token named "${opts.name}" exists; revoke it first or pick another name`);
+      // Recorded for the audit log either way (the token itself never is); a refusal changes
+      // nothing and is reported as the one error line.
+      await auditedChange(dataDirOf(opts), 'token.create', opts.name, async () => {
+        const created = await withStore(opts, (store) => store.createToken({ name: opts.name, hash: hashAdminToken(secret), createdAt: Date.now() }));
+        if (!created) throw new BastionError('ERR_TOKEN_EXISTS', `a token named "${opts.name}" exists; revoke it first or pick another name`);
+      });
       recordAdminChange({ logger: stderrLogger }, { actor: localActor(), action: 'token.create', target: opts.name, outcome: 'ok' });
       process.stdout.write(`${secret}\n`);
     },
@@ -77,8 +78,10 @@ export function registerAdminCommand(program: Command): void {
   });
 
   dataDirOption(token.command('revoke').description('revoke a token by name (refused from the next request on)').argument('<name>')).action(async (name: string, opts: DataDirOptions) => {
-    const revoked = await withStore(opts, (store) => store.revokeToken(name));
-    if (!revoked) throw new BastionError('ERR_USAGE', `no token named "${name}"`);
+    await auditedChange(dataDirOf(opts), 'token.revoke', name, async () => {
+      const revoked = await withStore(opts, (store) => store.revokeToken(name));
+      if (!revoked) throw new BastionError('ERR_TOKEN_UNKNOWN', `no token named "${name}"`);
+    });
     recordAdminChange({ logger: stderrLogger }, { actor: localActor(), action: 'token.revoke', target: name, outcome: 'ok' });
     process.stdout.write(`revoked ${name}\n`);
   });

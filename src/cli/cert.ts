@@ -2,14 +2,18 @@
  * `bastion cert`: issue a key pair and certificate (`issue`), sign a device's CSR
  * (`sign-csr`), revoke (`revoke`, the CRL is re-signed at once), and read the inventory
  * (`list`, `show`). Exit codes: 0 success (also for revoking an already revoked
- * certificate, which changes nothing and says so), 1 failure, 2 usage.
+ * certificate, which changes nothing and says so), 1 failure, 2 usage. A revocation (and
+ * its refusal, such as an unknown serial) is recorded for the broker's audit log.
  */
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { BastionError } from '../core/errors.js';
+import { auditedChange } from './cli-change.js';
 import type { CertificateProfile } from '../pki/index.js';
 import type { InventoryRecord } from '../store/sqlite/pki-inventory.js';
+import type { RevokeResult } from '../server/pki-service.js';
 import {
   addDataDirOption,
   addRootKeyOptions,
@@ -158,14 +162,15 @@ export function registerCertCommand(program: Command): void {
       throw usage(`--reason must be one of ${REVOCATION_REASONS.join(', ')}, got "${reason}"`);
     }
     const serial = serialArg ?? describeCertificate(await readInput(opts.cert!, 'certificate file')).serialNumber;
-    await withPki(opts, async (pki) => {
-      const out = await pki.revoke(serial, reason as (typeof REVOCATION_REASONS)[number] | undefined);
-      if (out.result === 'already-revoked') {
-        process.stdout.write(`Certificate ${out.record.serialNumber} (${out.record.commonName}) was already revoked at ${out.record.revokedAt?.toISOString() ?? '?'}; nothing changed\n`);
-        return;
-      }
-      process.stdout.write(`Revoked ${out.record.serialNumber} (${out.record.commonName})${reason !== undefined ? `, reason ${reason}` : ''}; CRL re-signed: ${out.crlPath}\n`);
-    });
+    const dataDir = resolve(process.cwd(), opts.dataDir ?? DEFAULT_DATA_DIR);
+    const revoke = (): Promise<RevokeResult> => withPki(opts, (pki) => pki.revoke(serial, reason as (typeof REVOCATION_REASONS)[number] | undefined));
+    const recorded = (out: RevokeResult): Record<string, unknown> => ({ result: out.result, commonName: out.record.commonName, ...(reason !== undefined ? { reason } : {}) });
+    const out = await auditedChange(dataDir, 'cert.revoke', serial, revoke, recorded);
+    if (out.result === 'already-revoked') {
+      process.stdout.write(`Certificate ${out.record.serialNumber} (${out.record.commonName}) was already revoked at ${out.record.revokedAt?.toISOString() ?? '?'}; nothing changed\n`);
+      return;
+    }
+    process.stdout.write(`Revoked ${out.record.serialNumber} (${out.record.commonName})${reason !== undefined ? `, reason ${reason}` : ''}; CRL re-signed: ${out.crlPath}\n`);
   });
 
   addDataDirOption(

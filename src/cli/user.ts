@@ -1,7 +1,8 @@
 /**
  * `bastion user add|del|list`: the password users in `<data-dir>/users.db`. Works on the
  * data directory directly; a running broker reads the store on every login, so changes
- * apply to the next CONNECT without a restart.
+ * apply to the next CONNECT without a restart. Each change (and refusal) made here is recorded
+ * for the broker's audit log (cli-change.ts); through --admin-url the admin API records it.
  * Must not: print or log a password, or take one from argv (it would be in `ps` and shell history).
  */
 import type { Command } from 'commander';
@@ -11,6 +12,7 @@ import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { BastionError } from '../core/errors.js';
 import { addAdminClientOptions, adminClientFrom, wantsAdminApi, type AdminClientOptions } from './admin-client.js';
 import { apiUserDelete, apiUserList, apiUserPut } from './admin-calls.js';
+import { auditedChange } from './cli-change.js';
 import { makeUserRecord, passwordProblem, PasswordHasher } from '../security/authn/password-hash.js';
 import { setUser, userNameProblem } from '../security/authn/user-store.js';
 import type { SqliteUserStore } from '../store/sqlite/user-store.js';
@@ -126,13 +128,21 @@ export function registerUserCommand(program: Command): void {
         return;
       }
       const record = await makeUserRecord(name, password, new PasswordHasher(), iterations);
-      const store = await openStore(opts);
-      try {
-        const outcome = await setUser(store, record);
-        process.stdout.write(`${outcome === 'changed' ? 'password changed for' : 'added'} user ${name}\n`);
-      } finally {
-        store.close();
-      }
+      const outcome = await auditedChange(
+        dataDir(opts),
+        'user.put',
+        name,
+        async () => {
+          const store = await openStore(opts);
+          try {
+            return await setUser(store, record);
+          } finally {
+            store.close();
+          }
+        },
+        (result) => ({ result }),
+      );
+      process.stdout.write(`${outcome === 'changed' ? 'password changed for' : 'added'} user ${name}\n`);
     });
   addAdminClientOptions(user
     .command('del'))
@@ -146,14 +156,16 @@ export function registerUserCommand(program: Command): void {
         process.stdout.write(`deleted user ${name}\n`);
         return;
       }
-      if (!existsSync(storePath(opts))) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
-      const store = await openStore(opts);
-      try {
-        if (!store.delete(name)) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
-        process.stdout.write(`deleted user ${name}\n`);
-      } finally {
-        store.close();
-      }
+      await auditedChange(dataDir(opts), 'user.del', name, async () => {
+        if (!existsSync(storePath(opts))) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
+        const store = await openStore(opts);
+        try {
+          if (!store.delete(name)) throw new BastionError('ERR_NOT_FOUND', `no user ${name}`);
+        } finally {
+          store.close();
+        }
+      });
+      process.stdout.write(`deleted user ${name}\n`);
     });
   addAdminClientOptions(user
     .command('list'))
