@@ -6,6 +6,12 @@
  * SECURITY: a config without an `authz` section gets the default device policy (deny
  * everything else), never allow-all; allow-all must be written as
  * `policy: allow-all-INSECURE`.
+ *
+ * A role may also carry a `quota` (publish rate, bandwidth) that replaces `limits.client`
+ * for the clients it is bound to; which bound role's quota applies is decided by binding
+ * specificity (security/authz/quota.ts). Quotas live in the config file only: a role made
+ * at run time (the rule store) has rules, not quotas, so raising a quota stays a reviewed
+ * config change.
  */
 import { z } from 'zod';
 
@@ -37,7 +43,31 @@ export const ruleSchema = z
   })
   .strict();
 
-export const roleSchema = z.object({ rules: z.array(ruleSchema).default([]) }).strict();
+/** A rate in a role quota; burst defaults to twice the rate (as limits.client's defaults are). */
+const quotaRateSchema = z
+  .object({
+    /** Per second; 0 turns this limit off for the role's clients. */
+    perSecond: z.number().min(0),
+    burst: z.number().min(1).optional(),
+  })
+  .strict()
+  .transform((r) => ({ perSecond: r.perSecond, burst: r.burst ?? Math.max(1, r.perSecond * 2) }));
+
+/**
+ * A role's quota. A field left out falls back to `limits.client` (not to another role), so
+ * a gateway role that raises only `publishRate` keeps the default bandwidth.
+ */
+export const roleQuotaSchema = z
+  .object({
+    /** PUBLISH packets per second per client. */
+    publishRate: quotaRateSchema.optional(),
+    /** PUBLISH topic + payload bytes per second per client. */
+    bandwidth: quotaRateSchema.optional(),
+  })
+  .strict()
+  .refine((q) => q.publishRate !== undefined || q.bandwidth !== undefined, 'a quota sets publishRate, bandwidth or both');
+
+export const roleSchema = z.object({ rules: z.array(ruleSchema).default([]), quota: roleQuotaSchema.optional() }).strict();
 
 export const bindingSchema = z
   .object({
@@ -64,6 +94,7 @@ export const authzSchema = z
   });
 
 export type AclRule = z.infer<typeof ruleSchema>;
+export type RoleQuota = z.infer<typeof roleQuotaSchema>;
 export type AclBinding = z.infer<typeof bindingSchema>;
 export type AuthzConfig = z.infer<typeof authzSchema>;
 
@@ -73,6 +104,8 @@ export interface AclRole {
   rules: AclRule[];
   /** Where it is defined: config roles are read-only at run time. */
   source: 'config' | 'store' | 'default';
+  /** Replaces limits.client for clients this role is the most specific quota binding of (config roles only). */
+  quota?: RoleQuota;
 }
 
 /** A whole rule set: what the engine evaluates. */

@@ -53,7 +53,7 @@ export function policyFromConfig(authz: AuthzConfig | undefined): AclPolicy {
   if (authz === undefined) return defaultDevicePolicy();
   if (authz.policy === 'allow-all-INSECURE') return allowAllPolicy();
   return {
-    roles: Object.entries(authz.roles).map(([name, role]) => ({ name, source: 'config' as const, rules: role.rules })),
+    roles: Object.entries(authz.roles).map(([name, role]) => ({ name, source: 'config' as const, rules: role.rules, ...(role.quota !== undefined ? { quota: role.quota } : {}) })),
     bindings: authz.bindings,
   };
 }

@@ -8,8 +8,11 @@
  * SECURITY: nothing matches → deny; a matching deny beats every allow; an identity value
  * that is unsafe in a topic (see isSafeSubstitution) makes its rule match nothing.
  */
+import type { PublishQuota } from '../../broker/broker.js';
+import type { ClientQuotaSource } from '../../broker/channel/channel-limits.js';
 import type { AuthorizedClient, DeliveryAuthorizer, PublishAuthorization, SubscribeAuthorization } from '../../broker/ports.js';
 import type { AclPolicy, AclRule } from '../../core/authz-config.js';
+import type { LimitsConfig } from '../../core/limits-config.js';
 import type { Logger } from '../../core/logger.js';
 import { silentLogger } from '../../core/logger.js';
 import type { QoS } from '../../protocol/packets.js';
@@ -18,6 +21,8 @@ import { topicMatches } from '../../protocol/topic.js';
 import { attributeValues, globMatches } from './identity-values.js';
 import { expandPattern, ruleText } from './pattern.js';
 import { filterCovers } from './topic-cover.js';
+import { chooseQuota, effectiveRates } from './quota.js';
+import { ClientPublishQuota } from '../limits/client-limits.js';
 
 /** Which rule decided: role name, the rule's index in that role, and its text. */
 export interface RuleRef {
@@ -53,7 +58,7 @@ interface ClientRules {
 
 const DEFAULT_DENY = 'no rule matched (default deny)';
 
-export class PolicyEngine implements DeliveryAuthorizer {
+export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
   private policy: AclPolicy;
   private version = 0;
   /** Per connection (AuthorizedClient objects live as long as their connection). */
@@ -119,6 +124,17 @@ export class PolicyEngine implements DeliveryAuthorizer {
     const compiled = { version: this.version, rules };
     this.cache.set(client, compiled);
     return compiled;
+  }
+
+  /**
+   * The publish quota of `client`'s most specific quota binding (quota.ts); undefined when
+   * no role with a quota is bound to it (limits.client applies). Asked once per connection.
+   */
+  clientPublishQuota(client: AuthorizedClient, defaults: LimitsConfig['client'], now: number): PublishQuota | undefined {
+    const choice = chooseQuota(this.policy, client);
+    if (choice === null) return undefined;
+    const { publishRate, bandwidth } = effectiveRates(choice, defaults);
+    return new ClientPublishQuota(publishRate, bandwidth, now);
   }
 
   decidePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): Verdict {

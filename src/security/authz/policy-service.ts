@@ -125,7 +125,7 @@ export class PolicyService {
   }
 
   listRoles(): AclRole[] {
-    return this.current().roles.map((r) => ({ name: r.name, source: r.source, rules: r.rules.map((x) => ({ ...x })) }));
+    return this.current().roles.map((r) => ({ name: r.name, source: r.source, rules: r.rules.map((x) => ({ ...x })), ...(r.quota !== undefined ? { quota: r.quota } : {}) }));
   }
 
   putRole(name: string, rules: unknown[]): AclRole {

@@ -1,0 +1,67 @@
+/**
+ * Per-role quotas: which bound role's `quota` replaces `limits.client` for a client, and
+ * the quota that results. Owns: binding specificity and the choice. Must not: count
+ * messages (security/limits/client-limits.ts does) or be asked per message: the channel
+ * asks once per connection (broker/channel/channel-limits.ts), so a PUBLISH costs the same
+ * with or without role quotas.
+ *
+ * Specificity of a binding (higher wins):
+ *   3 `identity`: an exact value (no `*`) on an attribute naming one client: clientId,
+ *     username, psk, cert.cn, cert.san.uri, cert.san.dns;
+ *   2 `group`: an exact value on cert.ou (a group of certificates);
+ *   1 `pattern`: any value with `*` (`cert.cn: *`, `clientId: gw-*`).
+ * No bound role with a quota: `limits.client`. Between bindings of equal specificity the
+ * one listed first wins (config bindings before store bindings, in file order).
+ *
+ * SECURITY: the default stays strict: only a binding to a role that carries a quota can
+ * lift a client above limits.client, and the broad device binding (`cert.cn: *`, a
+ * pattern) never beats a binding naming the gateway itself. A quota binding on `clientId`
+ * is only as strong as authentication's control of client ids, as for rules.
+ */
+import type { AuthorizedClient } from '../../broker/ports.js';
+import type { AclBinding, AclPolicy, BindingAttribute, RoleQuota } from '../../core/authz-config.js';
+import type { LimitsConfig } from '../../core/limits-config.js';
+import { attributeValues, globMatches } from './identity-values.js';
+
+export type BindingSpecificity = 'identity' | 'group' | 'pattern';
+
+const RANK: Record<BindingSpecificity, number> = { identity: 3, group: 2, pattern: 1 };
+const GROUP_ATTRIBUTES: ReadonlySet<BindingAttribute> = new Set(['cert.ou']);
+
+export function bindingSpecificity(b: AclBinding): BindingSpecificity {
+  if (b.value.includes('*')) return 'pattern';
+  return GROUP_ATTRIBUTES.has(b.attribute) ? 'group' : 'identity';
+}
+
+/** The role quota chosen for a client, and the binding that chose it. */
+export interface QuotaChoice {
+  role: string;
+  binding: AclBinding;
+  specificity: BindingSpecificity;
+  quota: RoleQuota;
+}
+
+/** The most specific binding of `client` to a role with a quota; null: limits.client applies. */
+export function chooseQuota(policy: AclPolicy, client: AuthorizedClient): QuotaChoice | null {
+  let best: QuotaChoice | null = null;
+  for (const b of policy.bindings) {
+    const specificity = bindingSpecificity(b);
+    // Strictly greater: on a tie the binding listed first stays.
+    if (best !== null && RANK[specificity] <= RANK[best.specificity]) continue;
+    const quota = policy.roles.find((r) => r.name === b.role)?.quota;
+    if (quota === undefined) continue;
+    if (!attributeValues(client, b.attribute).some((v) => globMatches(b.value, v))) continue;
+    best = { role: b.role, binding: b, specificity, quota };
+  }
+  return best;
+}
+
+type Rate = LimitsConfig['client']['publishRate'];
+
+/** The rates a client gets: its role's where the role sets them, limits.client's otherwise. */
+export function effectiveRates(choice: QuotaChoice | null, defaults: LimitsConfig['client']): { publishRate: Rate; bandwidth: Rate } {
+  return {
+    publishRate: choice?.quota.publishRate ?? defaults.publishRate,
+    bandwidth: choice?.quota.bandwidth ?? defaults.bandwidth,
+  };
+}
