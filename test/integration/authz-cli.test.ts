@@ -55,14 +55,14 @@ describe('explain and lint on the default policy', () => {
     const cert = join(pki, 'device-demo.crt');
     const allowed = await acl(['explain', '--client-id', 'device-demo', '--cert', cert, '--publish', 'devices/device-demo/temp']);
     assert.equal(allowed.code, 0, allowed.stderr);
-    assert.equal(allowed.stdout, 'ALLOW publish devices/device-demo/temp\n  decided by role "device" rule #0: allow all devices/${cert.cn}/#\n  roles: device\n');
+    assert.equal(allowed.stdout, 'ALLOW publish devices/device-demo/temp\n  decided by role "device" rule #0: allow all devices/${cert.cn}/#\n  roles: device\n  quota: limits.client (no role with a quota is bound)\n');
     const denied = await acl(['explain', '--client-id', 'device-demo', '--cert', cert, '--publish', 'devices/device-2/cmd']);
-    assert.equal(denied.stdout, 'DENY publish devices/device-2/cmd\n  no rule matched (default deny)\n  roles: device\n');
+    assert.equal(denied.stdout, 'DENY publish devices/device-2/cmd\n  no rule matched (default deny)\n  roles: device\n  quota: limits.client (no role with a quota is bound)\n');
     const sub = await acl(['explain', '--client-id', 'device-demo', '--cert', cert, '--subscribe', 'broadcast/#', '--json']);
     const parsed = JSON.parse(sub.stdout) as { decision: string; rule: { role: string; index: number }; qos: number };
     assert.deepEqual([parsed.decision, parsed.rule.role, parsed.rule.index, parsed.qos], ['allow', 'device', 1, 2]);
     const anonymous = await acl(['explain', '--client-id', 'nobody', '--subscribe', 'devices/+/#']);
-    assert.match(anonymous.stdout, /^DENY subscribe devices\/\+\/#\n  no rule matched \(default deny\)\n  roles: \(none\)\n$/);
+    assert.match(anonymous.stdout, /^DENY subscribe devices\/\+\/#\n  no rule matched \(default deny\)\n  roles: \(none\)\n  quota: limits\.client \(no role with a quota is bound\)\n$/);
   });
 
   test('explain: bad input is one stderr line and a non-zero exit', async () => {

@@ -228,7 +228,7 @@ describe('explain and lint', () => {
     assert.deepEqual(allowed.rule, { role: 'device', index: 0, text: 'allow all devices/${cert.cn}/#' });
     assert.equal(allowed.decision, 'allow');
     const denied = explain(p, { clientId: 'd', certificate: cert('device-demo'), action: 'publish', topic: 'devices/device-2/cmd' });
-    assert.equal(formatExplanation(denied), 'DENY publish devices/device-2/cmd\n  no rule matched (default deny)\n  roles: device\n');
+    assert.equal(formatExplanation(denied), 'DENY publish devices/device-2/cmd\n  no rule matched (default deny)\n  roles: device\n  quota: limits.client (no role with a quota is bound)\n');
     assert.throws(() => explain(p, { clientId: 'd', action: 'publish', topic: 'a/+' }), /not a valid topic name/);
   });
 

@@ -1,16 +1,31 @@
 /**
  * `acl explain`: which rule decides a publish or subscribe for an identity described on
- * the command line (or by the admin API). Owns: building that identity and the text form
- * of the answer. Must not: read certificate files (the CLI turns one into a
+ * the command line (or by the admin API), and which quota the identity gets (its most
+ * specific quota binding, quota.ts, or limits.client). Owns: building that identity and the
+ * text form of the answer. Must not: read certificate files (the CLI turns one into a
  * PeerCertificate).
  */
 import type { AuthorizedClient, ClientIdentity } from '../../broker/ports.js';
 import type { PeerCertificate } from '../../broker/channel/connection-port.js';
-import type { AclPolicy } from '../../core/authz-config.js';
+import type { AclBinding, AclPolicy, RoleQuota } from '../../core/authz-config.js';
 import { BastionError } from '../../core/errors.js';
 import type { QoS } from '../../protocol/packets.js';
 import { isValidTopicFilter, isValidTopicName } from '../../protocol/topic.js';
 import { PolicyEngine, type AuthzAction, type RuleRef } from './engine.js';
+import { chooseQuota, type BindingSpecificity } from './quota.js';
+
+/**
+ * The quota an identity gets. `role` null: no role with a quota is bound, limits.client
+ * applies. A rate left null comes from limits.client (explain does not read the limits
+ * section; the broker's log and config show those numbers).
+ */
+export interface QuotaExplanation {
+  role: string | null;
+  binding: AclBinding | null;
+  specificity: BindingSpecificity | null;
+  publishRate: NonNullable<RoleQuota['publishRate']> | null;
+  bandwidth: NonNullable<RoleQuota['bandwidth']> | null;
+}
 
 export interface ExplainRequest {
   clientId: string;
@@ -35,6 +50,8 @@ export interface Explanation {
   roles: string[];
   /** Subscribe: the QoS that would be granted. */
   qos?: QoS;
+  /** The publish quota this identity gets and which role gave it. */
+  quota: QuotaExplanation;
 }
 
 /** The identity the broker would see for a client with these attributes. */
@@ -69,7 +86,28 @@ export function explain(policy: AclPolicy, req: ExplainRequest): Explanation {
     reason: v.reason,
     roles: engine.rolesOf(client),
     ...(v.qos !== undefined ? { qos: v.qos } : {}),
+    quota: explainQuota(policy, client),
   };
+}
+
+function explainQuota(policy: AclPolicy, client: AuthorizedClient): QuotaExplanation {
+  const choice = chooseQuota(policy, client);
+  if (choice === null) return { role: null, binding: null, specificity: null, publishRate: null, bandwidth: null };
+  return { role: choice.role, binding: choice.binding, specificity: choice.specificity, publishRate: choice.quota.publishRate ?? null, bandwidth: choice.quota.bandwidth ?? null };
+}
+
+function rateText(name: string, r: { perSecond: number; burst: number } | null, unit: string): string {
+  if (r === null) return `${name} limits.client`;
+  return r.perSecond === 0 ? `${name} unlimited` : `${name} ${r.perSecond}${unit}/s (burst ${r.burst})`;
+}
+
+/** The quota line of the human form. */
+export function formatQuota(q: QuotaExplanation | undefined): string {
+  // An older broker's admin API answers without a quota.
+  if (q === undefined) return '  quota: (not reported)';
+  if (q.role === null) return '  quota: limits.client (no role with a quota is bound)';
+  const by = q.binding === null ? '' : ` via binding ${q.binding.attribute}=${q.binding.value} (${q.specificity})`;
+  return `  quota: role "${q.role}"${by}: ${rateText('publishRate', q.publishRate, ' msg')}, ${rateText('bandwidth', q.bandwidth, ' B')}`;
 }
 
 /** The human form: a first line with the verdict, then why. */
@@ -79,5 +117,6 @@ export function formatExplanation(e: Explanation): string {
   else lines.push(`  decided by role "${e.rule.role}" rule #${e.rule.index}: ${e.rule.text}${e.reason !== 'allowed by rule' && e.reason !== 'denied by rule' ? ` (${e.reason})` : ''}`);
   if (e.qos !== undefined) lines.push(`  granted QoS: ${e.qos}`);
   lines.push(`  roles: ${e.roles.length > 0 ? e.roles.join(', ') : '(none)'}`);
+  lines.push(formatQuota(e.quota));
   return `${lines.join('\n')}\n`;
 }
