@@ -105,7 +105,7 @@ describe('bastion audit on a data directory a broker wrote', () => {
 
   test('an edit with every later hash re-computed is caught by the next signed checkpoint', async () => {
     const d = tamperedCopy(dataDir, 'rechained', (db) => {
-      db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run();
+      db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9'), client_id = 'dev-9' WHERE seq = 42").run();
       rehashFrom(db, 42);
     });
     const line = failedWithOneLine(await audit(['verify'], d));
@@ -130,7 +130,7 @@ describe('bastion audit on a data directory a broker wrote', () => {
 
   test('an edit re-hashed with the checkpoints after it removed: a warning, and a failure with --strict', async () => {
     const d = tamperedCopy(dataDir, 'uncheckpointed', (db) => {
-      db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run();
+      db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9'), client_id = 'dev-9' WHERE seq = 42").run();
       rehashFrom(db, 42);
       db.prepare('DELETE FROM checkpoints WHERE seq > 40').run();
     });
@@ -233,7 +233,7 @@ test('with a built-in PKI, a log re-hashed and re-signed with the attacker\'s ow
     const attacker = await createRootCa({ commonName: 'bastion-audit-signer' });
     const forger = loadAuditSigner(attacker.keyPem, attacker.certPem);
     const d = tamperedCopy(dataDir, 'resigned', (db) => {
-      db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9') WHERE seq = 42").run();
+      db.prepare("UPDATE records SET event = replace(event, 'dev-0', 'dev-9'), client_id = 'dev-9' WHERE seq = 42").run();
       rehashFrom(db, 42);
       db.prepare('INSERT INTO signers (fingerprint, cert_pem, added_at) VALUES (?, ?, ?)').run(forger.fingerprint, forger.certPem, Date.now());
       const rows = db.prepare('SELECT c.seq AS seq, r.hash AS hash, c.ts AS ts FROM checkpoints c JOIN records r ON r.seq = c.seq').all() as Array<{ seq: number; hash: string; ts: number }>;

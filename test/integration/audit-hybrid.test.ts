@@ -157,7 +157,7 @@ describe('hybrid audit checkpoints, checked by bastion audit verify', () => {
       // What a Bastion without hybrid signatures wrote: v1 checkpoints, schema version 1.
       const rows = db.prepare('SELECT id, seq, hash, ts FROM checkpoints').all() as Array<{ id: number; seq: number; hash: string; ts: number }>;
       for (const r of rows) db.prepare('UPDATE checkpoints SET signature = ? WHERE id = ?').run(signCheckpoint(signer, r.seq, r.hash, r.ts).signature, r.id);
-      db.exec('ALTER TABLE checkpoints DROP COLUMN pq_signature; ALTER TABLE checkpoints DROP COLUMN pq_key; DROP TABLE pq_keys; PRAGMA user_version = 1');
+      db.exec('ALTER TABLE checkpoints DROP COLUMN pq_signature; ALTER TABLE checkpoints DROP COLUMN pq_key; DROP TABLE pq_keys; DROP TABLE pruned; PRAGMA user_version = 1');
     });
     rmSync(join(legacy, 'audit', 'signer-mldsa.key'));
 

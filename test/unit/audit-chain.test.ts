@@ -140,7 +140,7 @@ test('a deleted record is named, one or several', () => {
   const three = rows.filter((r) => r.seq < 42 || r.seq > 44);
   assert.equal(check(three, checkpointsEvery(rows, 50)).problem?.message, 'records 42 to 44 are missing (deleted)');
   const first = rows.slice(1);
-  assert.equal(check(first, []).problem?.message, 'record 1 is missing (deleted)');
+  assert.equal(check(first, []).problem?.message, 'record 1 is missing (deleted; no signed pruning checkpoint covers it)');
 });
 
 test('two swapped records are named as out of order, adjacent or not', () => {

@@ -16,9 +16,17 @@
  *   that binds it). Classic-only (v1) checkpoints still verify, with a warning that they
  *   have no post-quantum signature; one after a hybrid checkpoint is a downgrade (a
  *   Bastion that writes hybrid checkpoints never writes v1 ones again) and fails.
+ * - Query columns: the stored `type` and `client_id` (what `audit query` filters on) must
+ *   be what the hashed event says; otherwise an edit of a column the hash does not cover
+ *   could hide a record from queries and still verify.
+ * - Pruning (retention): a signed pruning marker (prune.ts) says records up to seq N were
+ *   removed and names record N's hash; the walk then starts at N+1 and the first kept
+ *   record must link to that hash. Without a valid marker, missing leading records are
+ *   reported as deleted, as before.
  */
 import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 import { chainsToAnchor, isHybridCheckpoint, splitCertificates, verifyCheckpointSignature, verifyHybridCheckpoint, type AuditCheckpoint, type HybridScheme } from './checkpoint.js';
+import { verifyHybridPruneMarker, verifyPruneMarkerSignature, type AuditPruneMarker } from './prune.js';
 import { GENESIS_HASH, canonicalJson, hashRecordJson } from './record.js';
 
 /** A stored record as verify reads it: the event as the JSON text that was stored. */
@@ -28,6 +36,10 @@ export interface StoredAuditRecord {
   eventJson: string;
   prevHash: string;
   hash: string;
+  /** The stored query column `type`, when the store has one: must equal the event's type. */
+  type?: string | undefined;
+  /** The stored query column `client_id`, when the store has one: must equal the event's clientId (null: none). */
+  clientId?: string | null | undefined;
 }
 
 export type AuditProblemKind = 'altered' | 'missing' | 'reordered' | 'rewritten' | 'truncated' | 'bad-signature' | 'unknown-signer' | 'untrusted-signer' | 'unsigned' | 'downgraded';
@@ -45,6 +57,8 @@ export interface AuditVerifyInput {
   records: Iterable<StoredAuditRecord>;
   /** Every checkpoint (any order). */
   checkpoints: readonly AuditCheckpoint[];
+  /** Pruning markers (retention); the one with the highest seq says where the kept log starts. */
+  pruned?: readonly AuditPruneMarker[] | undefined;
   /** Signer certificates (leaf first, then chain) by SHA-256 fingerprint. */
   signers: ReadonlyMap<string, string>;
   /** ML-DSA public keys (SPKI PEM) of hybrid checkpoints by SHA-256 fingerprint. */
@@ -81,6 +95,8 @@ export interface AuditVerifyResult {
   pqKeysUsed: string[];
   /** The signature algorithms of the valid checkpoints, e.g. "ECDSA P-256 + ML-DSA-65", "ECDSA P-256" (classic only). */
   algorithms: string[];
+  /** What retention removed, from the valid pruning marker: records 1..throughSeq, the newest of them from headTs, pruned at prunedAt. */
+  pruned: { throughSeq: number; hash: string; headTs: number; prunedAt: number } | null;
 }
 
 type PqKeyCheck = { ok: true; key: KeyObject } | { ok: false; why: string };
@@ -90,14 +106,32 @@ type SignerCheck = { ok: true; cert: X509Certificate } | { ok: false; kind: 'unk
 function hashOf(r: StoredAuditRecord, seq: number): string | null {
   try {
     // Re-canonicalise: whatever JSON text sits in the row, the hash covers its canonical form.
-    return hashRecordJson(seq, r.ts, r.prevHash, canonicalText(r.eventJson));
+    return hashRecordJson(seq, r.ts, r.prevHash, canonicalJson(JSON.parse(r.eventJson) as unknown));
   } catch {
     return null;
   }
 }
 
-function canonicalText(json: string): string {
-  return canonicalJson(JSON.parse(json) as unknown);
+/** The row's own hash check, parsing its event once; the parsed event for the column check. */
+function checkHash(r: StoredAuditRecord): { ok: boolean; event: unknown } {
+  try {
+    const event = JSON.parse(r.eventJson) as unknown;
+    return { ok: hashRecordJson(r.seq, r.ts, r.prevHash, canonicalJson(event)) === r.hash, event };
+  } catch {
+    return { ok: false, event: null };
+  }
+}
+
+/**
+ * The first stored query column that disagrees with the hashed event, or null. Derived as
+ * the writer derives them (audit-writer.ts): `type`, and `clientId` when it is a string.
+ */
+function columnMismatch(r: StoredAuditRecord, event: unknown): string | null {
+  const fields = event !== null && typeof event === 'object' ? (event as Record<string, unknown>) : {};
+  if (r.type !== undefined && r.type !== fields.type) return 'type';
+  const clientId = typeof fields.clientId === 'string' ? fields.clientId : null;
+  if (r.clientId !== undefined && r.clientId !== clientId) return 'client_id';
+  return null;
 }
 
 function range(from: number, to: number): string {
@@ -119,6 +153,8 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
   let cpIndex = 0;
   let lastSignedSeq = 0;
   let unsignedFromTs = 0;
+  let pruned: AuditVerifyResult['pruned'] = null;
+  let skippedBelowPrune = 0;
 
   const checkSigner = (fp: string): SignerCheck => {
     let c = signerChecks.get(fp);
@@ -155,6 +191,7 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
     signersUsed: [...signersUsed],
     pqKeysUsed: [...pqKeysUsed],
     algorithms: [...algorithms],
+    pruned,
   });
 
   const checkPqKey = (fp: string, scheme: HybridScheme): PqKeyCheck => {
@@ -180,6 +217,36 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
     } catch {
       return 'classic';
     }
+  };
+
+  /** Checks a pruning marker's signature (prune.ts: its own signed domain); a problem or null. */
+  const pruneProblem = (m: AuditPruneMarker, hybridLog: boolean): AuditProblem | null => {
+    const at = `pruning checkpoint (records up to seq ${m.seq})`;
+    const bad = (why: string): AuditProblem => ({ kind: 'bad-signature', seq: m.seq, message: `${at}: ${why}` });
+    const signer = checkSigner(m.signerFingerprint);
+    if (!signer.ok) return { kind: signer.kind, seq: m.seq, message: `${at}: ${signer.why}` };
+    const pqFp = m.pqKeyFingerprint ?? null;
+    if ((m.pqSignature ?? null) !== null || pqFp !== null) {
+      const scheme = input.hybrid;
+      if ((m.pqSignature ?? null) === null || pqFp === null) return bad('incomplete hybrid signature (the ML-DSA signature or its key fingerprint is missing)');
+      if (scheme === undefined) return bad('hybrid signature cannot be checked here (no ML-DSA verifier given)');
+      const pqKey = checkPqKey(pqFp, scheme);
+      if (!pqKey.ok) return { kind: 'unknown-signer', seq: m.seq, message: `${at}: ${pqKey.why}` };
+      const r = verifyHybridPruneMarker(m, signer.cert, pqKey.key, scheme);
+      if (!r.classic && !r.pq) return bad('bad signature');
+      if (!r.classic) return bad(`bad ${r.classicAlg} signature (the ${r.pqAlg} signature is valid)`);
+      if (!r.pq) return bad(`bad ${r.pqAlg} signature (the ${r.classicAlg} signature is valid)`);
+      pqKeysUsed.add(pqFp);
+      algorithms.add(`${r.classicAlg} + ${r.pqAlg}`);
+    } else {
+      if (!verifyPruneMarkerSignature(m, signer.cert)) return bad('bad signature');
+      // SECURITY: a hybrid-signing broker never writes a classic-only marker; one in a log
+      // with hybrid checkpoints is forged by someone who can sign (or forge) only ECDSA.
+      if (hybridLog) return { kind: 'downgraded', seq: m.seq, message: `${at}: classic-only signature in a log with hybrid checkpoints (a downgrade: forged or stripped)` };
+      algorithms.add(`${classicName(signer.cert)} (classic only)`);
+    }
+    signersUsed.add(m.signerFingerprint);
+    return null;
   };
 
   /** Checks a checkpoint's signature; a problem or null. */
@@ -222,17 +289,48 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
     return null;
   };
 
+  // Retention: every marker must be validly signed; the newest says where the log starts.
+  const markers = [...(input.pruned ?? [])].sort((a, b) => a.seq - b.seq || a.ts - b.ts);
+  if (markers.length > 0) {
+    const hybridLog = checkpoints.some(isHybridCheckpoint) || markers.some((m) => (m.pqSignature ?? null) !== null);
+    for (const m of markers) {
+      const bad = pruneProblem(m, hybridLog);
+      if (bad !== null) return result(bad);
+    }
+    const m = markers[markers.length - 1]!;
+    pruned = { throughSeq: m.seq, hash: m.hash, headTs: m.headTs, prunedAt: m.ts };
+    prev = { seq: m.seq, hash: m.hash };
+    lastSignedSeq = m.seq;
+    // Checkpoints over pruned records pin nothing that is kept: their signatures must still hold.
+    for (; cpIndex < checkpoints.length && checkpoints[cpIndex]!.seq <= m.seq; cpIndex++) {
+      const bad = signatureProblem(checkpoints[cpIndex]!);
+      if (bad !== null) return result(bad);
+    }
+  }
+
   for (const r of input.records) {
+    if (pruned !== null && r.seq <= pruned.throughSeq) {
+      // The pruner deletes them with the marker in one transaction; left over, they are not evidence of anything.
+      skippedBelowPrune++;
+      continue;
+    }
     records++;
     if (r.seq === lastSignedSeq + 1) unsignedFromTs = r.ts;
     const expected = prev === null ? 1 : prev.seq + 1;
-    if (hashOf(r, r.seq) !== r.hash) {
+    const own = checkHash(r);
+    if (!own.ok) {
       const t = movedFrom(r);
       if (t !== null) return result({ kind: 'reordered', seq: Math.min(r.seq, t), message: `records ${Math.min(r.seq, t)} and ${Math.max(r.seq, t)} are out of order` });
       return result({ kind: 'altered', seq: r.seq, message: `record ${r.seq} was altered (hash mismatch)` });
     }
+    const column = columnMismatch(r, own.event);
+    if (column !== null) return result({ kind: 'altered', seq: r.seq, message: `record ${r.seq} was altered (its stored ${column} column does not match the hashed event)` });
     if (r.seq < expected) return result({ kind: 'reordered', seq: r.seq, message: `records ${prev?.seq ?? 0} and ${r.seq} are out of order` });
-    if (r.seq > expected) return result({ kind: 'missing', seq: expected, message: `${range(expected, r.seq - 1)} missing (deleted)` });
+    if (r.seq > expected) {
+      // The oldest records gone with no valid pruning marker: deleted, not retention.
+      const why = expected === 1 ? `deleted; no signed pruning checkpoint covers ${expected === r.seq - 1 ? 'it' : 'them'}` : 'deleted';
+      return result({ kind: 'missing', seq: expected, message: `${range(expected, r.seq - 1)} missing (${why})` });
+    }
     if (r.prevHash !== (prev?.hash ?? GENESIS_HASH)) {
       // Intact and numbered in sequence, but not linked to its predecessor: the record
       // that stood here was removed and the next one re-hashed into its place.
@@ -265,6 +363,7 @@ export function verifyAuditLog(input: AuditVerifyInput): AuditVerifyResult {
     return result({ kind: 'truncated', seq: last + 1, message: `${range(last + 1, cp.seq)} missing (the tail was cut: checkpoint at seq ${cp.seq} names a record that is not there)` });
   }
 
+  if (skippedBelowPrune > 0) warnings.push(`${skippedBelowPrune} record(s) at or below the pruning point (seq ${pruned?.throughSeq ?? 0}) are still stored and were not checked`);
   const last = prev?.seq ?? 0;
   if (last > lastSignedSeq) {
     const what = `records after seq ${lastSignedSeq} are not covered by a checkpoint (${range(lastSignedSeq + 1, last)} hash-linked, not signed; the oldest from ${new Date(unsignedFromTs).toISOString()})`;

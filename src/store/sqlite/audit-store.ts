@@ -4,8 +4,10 @@
  * keys of hybrid checkpoints. The broker
  * appends; `bastion audit verify|tail|query` read it from another process at the same
  * time (WAL readers never block the writer). Owns: the schema, the rows and the read
- * queries. Must not: hash, sign or judge records (security/audit does), and the rows
- * are plain shapes so store/ does not depend on security/.
+ * queries; the primitives retention uses (the oldest rows, the space used, deleting a prefix
+ * with its signed pruning marker, incremental vacuum). Must not: hash, sign or judge
+ * records (security/audit does), nor decide what to prune (server/audit-pruner.ts), and
+ * the rows are plain shapes so store/ does not depend on security/.
  */
 import Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
@@ -58,6 +60,24 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       );
     `,
   },
+  {
+    // Retention: the signed pruning markers ("records up to seq N are gone; record N's
+    // hash was H, its time head_ts; pruned at ts"). The pruner keeps only the newest.
+    version: 3,
+    sql: `
+      CREATE TABLE pruned (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq          INTEGER NOT NULL,
+        hash         TEXT    NOT NULL,
+        head_ts      INTEGER NOT NULL,
+        ts           INTEGER NOT NULL,
+        signature    TEXT    NOT NULL,
+        signer       TEXT    NOT NULL,
+        pq_signature TEXT,
+        pq_key       TEXT
+      );
+    `,
+  },
 ];
 
 /** A record as stored: the event is its canonical JSON text (exactly what the hash covers). */
@@ -85,6 +105,31 @@ export interface AuditCheckpointRow {
   pqKeyFingerprint?: string | null | undefined;
   /** Written only: the ML-DSA public key (SPKI PEM), recorded under pqKeyFingerprint when new. */
   pqPublicKeyPem?: string | null | undefined;
+}
+
+/** A signed pruning marker as stored (security/audit/prune.ts signs and checks it). */
+export interface AuditPruneRow {
+  seq: number;
+  hash: string;
+  headTs: number;
+  ts: number;
+  signature: string;
+  signerFingerprint: string;
+  pqSignature?: string | null | undefined;
+  pqKeyFingerprint?: string | null | undefined;
+  /** Written only: the ML-DSA public key, recorded under pqKeyFingerprint when new. */
+  pqPublicKeyPem?: string | null | undefined;
+}
+
+/** The file's pages: what retention's size bound measures and vacuum gives back. */
+export interface AuditSpace {
+  pageSize: number;
+  pageCount: number;
+  freePages: number;
+  /** (pageCount - freePages) * pageSize: the bytes the rows take. */
+  usedBytes: number;
+  /** True when freed pages can be returned to the file system (auto_vacuum = INCREMENTAL). */
+  incremental: boolean;
 }
 
 export interface AuditQuery {
@@ -127,6 +172,21 @@ function toRow(r: RecordRow): AuditRow {
   return { seq: r.seq, ts: r.ts, type: r.type, clientId: r.client_id, eventJson: r.event, prevHash: r.prev_hash, hash: r.hash };
 }
 
+interface PruneRow {
+  seq: number;
+  hash: string;
+  head_ts: number;
+  ts: number;
+  signature: string;
+  signer: string;
+  pq_signature: string | null;
+  pq_key: string | null;
+}
+
+function toPrune(r: PruneRow): AuditPruneRow {
+  return { seq: r.seq, hash: r.hash, headTs: r.head_ts, ts: r.ts, signature: r.signature, signerFingerprint: r.signer, pqSignature: r.pq_signature, pqKeyFingerprint: r.pq_key };
+}
+
 function toCheckpoint(r: CheckpointRow): AuditCheckpointRow {
   return { seq: r.seq, hash: r.hash, ts: r.ts, signature: r.signature, signerFingerprint: r.signer, pqSignature: r.pq_signature, pqKeyFingerprint: r.pq_key };
 }
@@ -137,6 +197,7 @@ export class SqliteAuditStore {
   private readonly insertPqKey: Database.Statement;
   private readonly addCheckpointTx: (cp: AuditCheckpointRow) => void;
   private readonly appendTx: (rows: readonly AuditRow[], checkpoint: AuditCheckpointRow | null) => void;
+  private readonly pruneTx: (marker: AuditPruneRow) => number;
 
   private constructor(private readonly db: Database.Database) {
     this.insertRecord = db.prepare(`INSERT INTO records (${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`);
@@ -151,6 +212,21 @@ export class SqliteAuditStore {
     this.appendTx = db.transaction((rows: readonly AuditRow[], checkpoint: AuditCheckpointRow | null) => {
       for (const r of rows) this.insertRecord.run(r.seq, r.ts, r.type, r.clientId, r.eventJson, r.prevHash, r.hash);
       if (checkpoint !== null) this.addCheckpoint(checkpoint);
+    });
+    const deleteRecords = db.prepare('DELETE FROM records WHERE seq <= ?');
+    const deleteCheckpoints = db.prepare('DELETE FROM checkpoints WHERE seq <= ?');
+    const deletePruned = db.prepare('DELETE FROM pruned');
+    const insertPrune = db.prepare('INSERT INTO pruned (seq, hash, head_ts, ts, signature, signer, pq_signature, pq_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    // SECURITY: the records go in the same transaction as the marker that accounts for
+    // them, so no reader (verify runs beside the broker) ever sees a gap without a marker.
+    this.pruneTx = db.transaction((m: AuditPruneRow) => {
+      const deleted = deleteRecords.run(m.seq).changes;
+      deleteCheckpoints.run(m.seq);
+      deletePruned.run();
+      const pqKey = m.pqKeyFingerprint ?? null;
+      if (pqKey !== null && (m.pqPublicKeyPem ?? null) !== null) this.insertPqKey.run(pqKey, m.pqPublicKeyPem, m.ts);
+      insertPrune.run(m.seq, m.hash, m.headTs, m.ts, m.signature, m.signerFingerprint, m.pqSignature ?? null, m.pqKeyFingerprint ?? null);
+      return deleted;
     });
   }
 
@@ -167,6 +243,11 @@ export class SqliteAuditStore {
       throw new BastionError('ERR_AUDIT_STORE', missing ? `no audit log at ${path} (the broker creates it at its first start)` : `cannot open the audit database ${path}: ${(err as Error).message}`);
     }
     try {
+      // A new file gets incremental auto-vacuum (it can only be chosen before the first
+      // table): pruned pages go back to the file system in small steps (vacuumStep) instead
+      // of a full VACUUM that would block the broker. A file made before keeps reusing its
+      // freed pages (it stops growing, it does not shrink).
+      if (options.create && (db.pragma('user_version', { simple: true }) as number) === 0) db.pragma('auto_vacuum = INCREMENTAL');
       db.pragma('journal_mode = WAL');
       // NORMAL (WAL): a committed record survives a crash of the broker (kill -9) without
       // an fsync per commit. FULL measured one fsync per event-loop turn with events
@@ -184,15 +265,71 @@ export class SqliteAuditStore {
     return new SqliteAuditStore(db);
   }
 
-  /** The last record's (seq, hash), so the chain continues across restarts. */
+  /** The last record's (seq, hash), so the chain continues across restarts; the pruning point when every record was pruned. */
   last(): { seq: number; hash: string } | null {
     const row = this.db.prepare('SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
-    return row ?? null;
+    if (row !== undefined) return row;
+    const marker = this.latestPruned();
+    return marker === null ? null : { seq: marker.seq, hash: marker.hash };
   }
 
+  /** The seq the signatures cover: the last checkpoint's, or the pruning point's (also signed). */
   lastCheckpointSeq(): number {
     const row = this.db.prepare('SELECT MAX(seq) AS seq FROM checkpoints').get() as { seq: number | null };
-    return row.seq ?? 0;
+    return Math.max(row.seq ?? 0, this.latestPruned()?.seq ?? 0);
+  }
+
+  /**
+   * Runs `read` in one read transaction: in WAL it sees one snapshot, so a pruning batch or
+   * a checkpoint the broker commits meanwhile cannot make the markers, checkpoints and
+   * records disagree (verify reads all three).
+   */
+  readSnapshot<T>(read: () => T): T {
+    this.db.exec('BEGIN DEFERRED');
+    try {
+      return read();
+    } finally {
+      this.db.exec('COMMIT');
+    }
+  }
+
+  /** Every pruning marker (normally one: the pruner replaces it). */
+  pruned(): AuditPruneRow[] {
+    return (this.db.prepare('SELECT seq, hash, head_ts, ts, signature, signer, pq_signature, pq_key FROM pruned ORDER BY seq, id').all() as PruneRow[]).map(toPrune);
+  }
+
+  latestPruned(): AuditPruneRow | null {
+    const row = this.db.prepare('SELECT seq, hash, head_ts, ts, signature, signer, pq_signature, pq_key FROM pruned ORDER BY seq DESC, id DESC LIMIT 1').get() as PruneRow | undefined;
+    return row === undefined ? null : toPrune(row);
+  }
+
+  /** The first and last stored seq (kept seqs are consecutive, so their count is last - first + 1), or null when empty. */
+  bounds(): { first: number; last: number } | null {
+    const row = this.db.prepare('SELECT MIN(seq) AS first, MAX(seq) AS last FROM records').get() as { first: number | null; last: number | null };
+    return row.first === null || row.last === null ? null : { first: row.first, last: row.last };
+  }
+
+  /** The `n` oldest records' (seq, ts, hash), oldest first: one pruning batch's candidates. */
+  oldest(n: number): Array<{ seq: number; ts: number; hash: string }> {
+    return this.db.prepare('SELECT seq, ts, hash FROM records ORDER BY seq LIMIT ?').all(n) as Array<{ seq: number; ts: number; hash: string }>;
+  }
+
+  space(): AuditSpace {
+    const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+    const pageCount = this.db.pragma('page_count', { simple: true }) as number;
+    const freePages = this.db.pragma('freelist_count', { simple: true }) as number;
+    const incremental = (this.db.pragma('auto_vacuum', { simple: true }) as number) === 2;
+    return { pageSize, pageCount, freePages, usedBytes: (pageCount - freePages) * pageSize, incremental };
+  }
+
+  /** Deletes the records (and checkpoints) up to `marker.seq` and stores the marker in their place, in one transaction; the records deleted. */
+  pruneThrough(marker: AuditPruneRow): number {
+    return this.pruneTx(marker);
+  }
+
+  /** Returns up to `pages` free pages to the file system (incremental auto-vacuum; a no-op otherwise). */
+  vacuumStep(pages: number): void {
+    this.db.pragma(`incremental_vacuum(${Math.max(1, Math.floor(pages))})`);
   }
 
   /** Writes records (and a checkpoint over them) in one transaction: all or nothing. */
