@@ -11,7 +11,7 @@
 import type { PublishQuota } from '../../broker/broker.js';
 import type { ClientQuotaSource } from '../../broker/channel/channel-limits.js';
 import type { AuthorizedClient, DeliveryAuthorizer, PublishAuthorization, SubscribeAuthorization } from '../../broker/ports.js';
-import type { AclPolicy, AclRule } from '../../core/authz-config.js';
+import type { AclPolicy, AclRule, RoleQuota } from '../../core/authz-config.js';
 import type { LimitsConfig } from '../../core/limits-config.js';
 import type { Logger } from '../../core/logger.js';
 import { silentLogger } from '../../core/logger.js';
@@ -21,7 +21,7 @@ import { topicMatches } from '../../protocol/topic.js';
 import { attributeValues, globMatches } from './identity-values.js';
 import { expandPattern, ruleText } from './pattern.js';
 import { filterCovers } from './topic-cover.js';
-import { chooseQuota, effectiveRates } from './quota.js';
+import { chooseQuota, effectiveRates, roleQuotas } from './quota.js';
 import { ClientPublishQuota } from '../limits/client-limits.js';
 
 /** Which rule decided: role name, the rule's index in that role, and its text. */
@@ -63,17 +63,21 @@ export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
   private version = 0;
   /** Per connection (AuthorizedClient objects live as long as their connection). */
   private cache = new WeakMap<AuthorizedClient, ClientRules>();
+  /** The roles with a quota in the current rule set (empty: role quotas cost nothing). */
+  private quotas: ReadonlyMap<string, RoleQuota>;
 
   constructor(
     policy: AclPolicy,
     private readonly logger: Logger = silentLogger,
   ) {
     this.policy = policy;
+    this.quotas = roleQuotas(policy);
   }
 
   /** Replaces the rule set; every client's compiled rules are rebuilt on next use. */
   setPolicy(policy: AclPolicy): void {
     this.policy = policy;
+    this.quotas = roleQuotas(policy);
     this.version++;
   }
 
@@ -131,7 +135,7 @@ export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
    * no role with a quota is bound to it (limits.client applies). Asked once per connection.
    */
   clientPublishQuota(client: AuthorizedClient, defaults: LimitsConfig['client'], now: number): PublishQuota | undefined {
-    const choice = chooseQuota(this.policy, client);
+    const choice = chooseQuota(this.policy, client, this.quotas);
     if (choice === null) return undefined;
     const { publishRate, bandwidth } = effectiveRates(choice, defaults);
     return new ClientPublishQuota(publishRate, bandwidth, now);

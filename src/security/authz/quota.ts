@@ -41,15 +41,26 @@ export interface QuotaChoice {
   quota: RoleQuota;
 }
 
-/** The most specific binding of `client` to a role with a quota; null: limits.client applies. */
-export function chooseQuota(policy: AclPolicy, client: AuthorizedClient): QuotaChoice | null {
+/** The roles that carry a quota, by name: built once per rule set (the engine keeps it). */
+export function roleQuotas(policy: AclPolicy): ReadonlyMap<string, RoleQuota> {
+  const quotas = new Map<string, RoleQuota>();
+  for (const r of policy.roles) if (r.quota !== undefined) quotas.set(r.name, r.quota);
+  return quotas;
+}
+
+/**
+ * The most specific binding of `client` to a role with a quota; null: limits.client
+ * applies. One pass over the bindings; nothing at all when no role carries a quota.
+ */
+export function chooseQuota(policy: AclPolicy, client: AuthorizedClient, quotas: ReadonlyMap<string, RoleQuota> = roleQuotas(policy)): QuotaChoice | null {
+  if (quotas.size === 0) return null;
   let best: QuotaChoice | null = null;
   for (const b of policy.bindings) {
+    const quota = quotas.get(b.role);
+    if (quota === undefined) continue;
     const specificity = bindingSpecificity(b);
     // Strictly greater: on a tie the binding listed first stays.
     if (best !== null && RANK[specificity] <= RANK[best.specificity]) continue;
-    const quota = policy.roles.find((r) => r.name === b.role)?.quota;
-    if (quota === undefined) continue;
     if (!attributeValues(client, b.attribute).some((v) => globMatches(b.value, v))) continue;
     best = { role: b.role, binding: b, specificity, quota };
   }
