@@ -7,7 +7,7 @@
  * way to authenticate an operator (client certificates or bearer tokens).
  */
 import { z } from 'zod';
-import { groupIssues, groupList } from './tls-config.js';
+import { groupList, tlsSettingIssues } from './tls-config.js';
 
 export const adminTlsSchema = z
   .object({
@@ -17,6 +17,8 @@ export const adminTlsSchema = z
     ca: z.string().min(1).optional(),
     /** PEM file with CRLs: a revoked operator certificate is refused. */
     crl: z.string().min(1).optional(),
+    /** As on a listener: `auto` uses the built-in PKI's CRLs when `ca` is that PKI's; `none` opts out. */
+    revocation: z.enum(['auto', 'none']).default('auto'),
     /** `optional` lets token holders in without a certificate; `required` refuses them at the handshake. */
     clientCerts: z.enum(['required', 'optional', 'none']).default('optional'),
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
@@ -27,7 +29,7 @@ export const adminTlsSchema = z
   })
   .strict()
   .superRefine((t, ctx) => {
-    for (const issue of groupIssues(t)) ctx.addIssue({ code: 'custom', ...issue });
+    for (const issue of tlsSettingIssues(t)) ctx.addIssue({ code: 'custom', ...issue });
   });
 
 export const adminSchema = z

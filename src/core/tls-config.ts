@@ -114,6 +114,12 @@ export const tlsSchema = z
     ca: z.string().min(1).optional(),
     /** PEM file with one or more CRLs (label `X509 CRL`); client certificates are checked against it. */
     crl: z.string().min(1).optional(),
+    /**
+     * SECURITY: `auto` (default): `crl` when given, else the built-in PKI's CRLs when `ca`
+     * holds that PKI's root or intermediate, else a warning at start. `none`: no revocation
+     * checks, said in writing.
+     */
+    revocation: z.enum(['auto', 'none']).default('auto'),
     clientCerts: z.enum(['required', 'optional', 'none']).default('required'),
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
     ciphers: cipherList.optional(),
@@ -132,20 +138,25 @@ export const tlsSchema = z
   })
   .strict()
   .superRefine((t, ctx) => {
-    for (const issue of groupIssues(t)) ctx.addIssue({ code: 'custom', ...issue });
+    for (const issue of tlsSettingIssues(t)) ctx.addIssue({ code: 'custom', ...issue });
   });
 
-/** Settings shared by every TLS endpoint that negotiates key exchange (listeners, admin API). */
+/** Settings shared by every TLS endpoint (listeners, admin API) that the checks below read. */
 interface GroupSettings {
+  crl?: string | undefined;
+  revocation?: 'auto' | 'none' | undefined;
   groups?: string | undefined;
   curves?: string | undefined;
   requirePostQuantum?: boolean | undefined;
   minVersion: 'TLSv1.2' | 'TLSv1.3';
 }
 
-/** The config problems of a TLS section's group settings, with the key each one names. */
-export function groupIssues(t: GroupSettings): Array<{ path: string[]; message: string }> {
+/** The config problems of a TLS section's revocation and group settings, with the key each one names. */
+export function tlsSettingIssues(t: GroupSettings): Array<{ path: string[]; message: string }> {
   const issues: Array<{ path: string[]; message: string }> = [];
+  if (t.revocation === 'none' && t.crl !== undefined) {
+    issues.push({ path: ['revocation'], message: 'revocation: none contradicts crl: give one or the other' });
+  }
   if (t.groups !== undefined && t.curves !== undefined) {
     issues.push({ path: ['curves'], message: 'curves is the old name of groups: give only groups' });
   }

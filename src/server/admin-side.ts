@@ -23,6 +23,7 @@ import { FlappingProtection } from '../security/limits/flapping.js';
 import { PasswordHasher } from '../security/authn/password-hash.js';
 import { ADMIN_DB_FILE, SqliteAdminStore } from '../store/sqlite/admin-store.js';
 import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
+import { configuredPkiDir } from './pki-layout.js';
 
 /** The admin database file inside the data directory (tokens and bans). */
 export function adminDbPath(dataDir: string): string {
@@ -96,7 +97,13 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
         // Changes through this server's API reach this broker's event stream (its audit log), and no other's.
         onChange: (change) => opts.broker.events.emit(adminChangeEvent(change)),
       };
-      api = await startAdminApi({ config: opts.config.admin, resolvePath: (p) => resolve(opts.baseDir, p), services });
+      api = await startAdminApi({
+        config: opts.config.admin,
+        resolvePath: (p) => resolve(opts.baseDir, p),
+        dataDir: opts.dataDir,
+        pkiDir: configuredPkiDir(opts.config.pki.dir, opts.baseDir, opts.dataDir),
+        services,
+      });
     } catch (err) {
       release();
       ownUsers?.close();

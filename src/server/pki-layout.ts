@@ -28,6 +28,11 @@ export function pkiDirOf(dataDir: string): string {
   return join(resolve(dataDir), 'pki');
 }
 
+/** The built-in PKI's directory of a config: `pki.dir` (relative to the config file) or `<dataDir>/pki`. */
+export function configuredPkiDir(pkiDirSetting: string | undefined, baseDir: string, dataDir: string): string {
+  return pkiDirSetting !== undefined ? resolve(baseDir, pkiDirSetting) : pkiDirOf(dataDir);
+}
+
 export function pkiLayout(pkiDir: string): PkiLayout {
   const dir = resolve(pkiDir);
   return {

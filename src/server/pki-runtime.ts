@@ -4,11 +4,10 @@
  * and the logging of renewals and of what an operator must fix. Must not: decide CRL
  * contents (pki-crl.ts does).
  */
-import { resolve } from 'node:path';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { RunningOcspResponder } from '../admin/ocsp-responder.js';
-import { pkiDirOf } from './pki-layout.js';
+import { configuredPkiDir } from './pki-layout.js';
 import { rootKeyPassphraseFromEnv } from './pki-passphrase.js';
 import type { PkiService as PkiServiceType } from './pki-service.js';
 
@@ -26,7 +25,7 @@ export interface PkiDuties {
 export async function startPkiDuties(config: BastionConfig, baseDir: string, dataDir: string, logger: Logger): Promise<PkiDuties | null> {
   const { pki } = config;
   if (!pki.manageCrl && pki.ocsp === undefined) return null;
-  const pkiDir = pki.dir !== undefined ? resolve(baseDir, pki.dir) : pkiDirOf(dataDir);
+  const pkiDir = configuredPkiDir(pki.dir, baseDir, dataDir);
   const access = { passphrase: rootKeyPassphraseFromEnv() };
   // Loaded only when configured: a broker without a managed PKI never loads the X.509 code.
   const { PkiService } = await import('./pki-service.js');

@@ -16,7 +16,7 @@ import { startListener, type RunningListener } from '../transport/listener.js';
 import { startPkiDuties, type PkiDuties } from './pki-runtime.js';
 import { startWebSocketListener } from '../transport/websocket.js';
 import { RevocationEnforcer } from './revocation.js';
-import { pkiDirOf } from './pki-layout.js';
+import { configuredPkiDir } from './pki-layout.js';
 import { startAuthz } from './authz-side.js';
 import type { PolicyService } from '../security/authz/policy-service.js';
 import { startAdminSide, type AdminSide } from './admin-side.js';
@@ -63,8 +63,6 @@ export async function startServer(opts: ServerOptions): Promise<BastionServer> {
   const { config } = opts;
   const logger = opts.logger ?? silentLogger;
   const dataDir = resolve(opts.baseDir, config.dataDir);
-  // The built-in PKI: its CRLs apply to every TLS endpoint that trusts its CA (tls-revocation.ts).
-  const pkiDir = config.pki.dir !== undefined ? resolve(opts.baseDir, config.pki.dir) : pkiDirOf(dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // SECURITY: one broker per data directory, decided before any store opens: a second
   // writer would fork the audit chain and interleave the session store's batches.
@@ -142,6 +140,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     // accept too, so a banned address is cut before its TLS handshake costs anything.
     const bans = adminSide?.bans ?? null;
     const guard = new ConnectionGuard(config.limits, bans !== null ? { addressCheck: (ip) => bans.addressRefusal(ip) } : {});
+    // The built-in PKI's CRLs apply to every listener that trusts its CA (tls-revocation.ts).
+    const pkiDir = configuredPkiDir(config.pki.dir, opts.baseDir, dataDir);
     for (const l of config.listeners) {
       const start = l.protocol === 'ws' || l.protocol === 'wss' ? startWebSocketListener : startListener;
       const running = await start(l, broker, logger, (p) => resolve(opts.baseDir, p), { dataDir, pkiDir }, guard);

@@ -22,7 +22,8 @@ export type StartListener = (
   broker: Broker,
   logger: Logger,
   resolvePath: (p: string) => string,
-  dataDir: string,
+  /** The data directory (default ticket key file) and the built-in PKI's directory (its CRLs apply to a listener that trusts it). */
+  dirs: { dataDir: string; pkiDir: string },
   /** One guard shared by every listener: maxTotal and the per-address counts span them all. */
   guard: ConnectionGuard,
 ) => Promise<RunningListener>;

@@ -13,9 +13,9 @@ import { TlsContextManager } from './tls-context.js';
 
 export type { RunningListener } from './accepted-connections.js';
 
-export const startListener: StartListener = async (config, broker, logger, resolvePath, dataDir, guard) => {
+export const startListener: StartListener = async (config, broker, logger, resolvePath, dirs, guard) => {
   const accepted = new AcceptedConnections(broker, config);
-  const tlsContext = config.protocol === 'mqtts' ? await TlsContextManager.create({ listener: config, resolvePath, dataDir, logger, events: broker.events }) : null;
+  const tlsContext = config.protocol === 'mqtts' ? await TlsContextManager.create({ listener: config, resolvePath, ...dirs, logger, events: broker.events }) : null;
   const accept = (socket: net.Socket): void => {
     // Destroyed already: the TLS context manager refused the client certificate (and logged why).
     if (socket.destroyed) return;

@@ -21,6 +21,7 @@ import type { Logger } from '../core/logger.js';
 import type { SecurityEvents } from '../core/security-events.js';
 import { effectiveGroups, isHybridGroup, offeredGroups, PSK_TLS12_CIPHERS, STRONG_TLS12_CIPHERS, TLS13_CIPHERS, type TlsConfig } from '../core/tls-config.js';
 import { PskSessionIdentities } from './tls-psk-sessions.js';
+import { revocationSourceOf, type RevocationSource } from './tls-revocation.js';
 import { negotiatedGroup } from './tls-session.js';
 import { verifiedPeer, verifyFailureReason, type IdentityPolicy } from './tls-identity.js';
 import { changedFiles, loadTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.js';
@@ -28,13 +29,31 @@ import { OcspStapler } from './tls-ocsp.js';
 import { TicketKeyStore } from './tls-tickets.js';
 import { FileChangeWatcher } from './tls-watch.js';
 
+/** What a TLS server needs of its config: an MQTT listener, or the admin API. */
+export interface TlsEndpoint {
+  name: string;
+  tls?: TlsConfig | undefined;
+  identity: ListenerConfig['identity'];
+  clientIdMustMatch: boolean;
+  psk?: { file: string } | undefined;
+}
+
 export interface TlsContextManagerOptions {
-  listener: ListenerConfig;
+  listener: TlsEndpoint;
   resolvePath: (p: string) => string;
+  /** Where the session ticket key file lives by default (`<dataDir>/tls-ticket-keys`). */
   dataDir: string;
+  /** The built-in PKI's directory: a CA from it brings its CRLs (tls-revocation.ts). */
+  pkiDir: string;
   logger: Logger;
   /** Where each finished or failed handshake is reported (tls.handshake events). */
   events?: SecurityEvents;
+  /**
+   * With `clientCerts: optional`, what happens to a presented certificate that failed
+   * verification: `refuse` (default, MQTT listeners) closes the connection; `defer` (the
+   * admin API) logs it and lets the application answer (401 with the reason).
+   */
+  unverifiedCertificates?: 'refuse' | 'defer';
 }
 
 export type ReloadResult = { ok: true; changed: string[] } | { ok: false; error: string };
@@ -54,6 +73,18 @@ function sessionIdContextFor(listener: string): string {
 function defaultCiphers(psk: boolean): string {
   if (!psk) return STRONG_TLS12_CIPHERS.join(':');
   return ['TLS_AES_128_GCM_SHA256', ...TLS13_CIPHERS.filter((c) => c !== 'TLS_AES_128_GCM_SHA256'), ...PSK_TLS12_CIPHERS, ...STRONG_TLS12_CIPHERS].join(':');
+}
+
+/** One line at start on where this endpoint's client-certificate revocations come from. */
+function announceRevocation(name: string, source: RevocationSource, logger: Logger): void {
+  if (source.kind === 'crl' && source.builtIn) logger.info({ listener: name, crl: source.path }, 'revocations enforced from the built-in PKI (tls.ca is its CA)');
+  if (source.kind === 'none' && source.why === 'no-source') {
+    logger.warn(
+      { listener: name },
+      'client certificates are accepted but nothing can revoke them: set tls.crl (or trust the built-in PKI, whose CRLs apply by themselves), or write tls.revocation: none',
+    );
+  }
+  if (source.kind === 'none' && source.why === 'opted-out') logger.warn({ listener: name }, 'tls.revocation: none: revoked client certificates are accepted');
 }
 
 /** Why a requirePostQuantum listener refused a handshake (also the metric's `post_quantum_required`). */
@@ -81,7 +112,7 @@ export class TlsContextManager {
   private lastReloadError: string | undefined;
 
   private constructor(
-    private readonly listener: ListenerConfig,
+    private readonly listener: TlsEndpoint,
     private readonly tlsConfig: TlsConfig,
     private readonly paths: TlsPaths,
     private material: TlsMaterial,
@@ -89,6 +120,9 @@ export class TlsContextManager {
     private readonly ocsp: OcspStapler | null,
     private readonly logger: Logger,
     private readonly events: SecurityEvents | null,
+    /** Where this endpoint's revocations come from (decided at start). */
+    readonly revocation: RevocationSource,
+    private readonly deferUnverified: boolean,
   ) {
     this.policy = { mapping: listener.identity, clientIdMustMatch: listener.clientIdMustMatch };
     this.pskSessions = material.psk !== undefined ? new PskSessionIdentities() : null;
@@ -101,13 +135,16 @@ export class TlsContextManager {
   static async create(opts: TlsContextManagerOptions): Promise<TlsContextManager> {
     const t = opts.listener.tls;
     if (t === undefined) throw new ConfigError(`listener ${opts.listener.name} has no tls section`);
+    const ca = t.ca !== undefined ? opts.resolvePath(t.ca) : undefined;
+    const revocation = await revocationSourceOf(t, ca, t.crl !== undefined ? opts.resolvePath(t.crl) : undefined, opts.pkiDir);
     const paths: TlsPaths = {
       cert: opts.resolvePath(t.cert),
       key: opts.resolvePath(t.key),
-      ...(t.ca !== undefined ? { ca: opts.resolvePath(t.ca) } : {}),
-      ...(t.crl !== undefined ? { crl: opts.resolvePath(t.crl) } : {}),
+      ...(ca !== undefined ? { ca } : {}),
+      ...(revocation.kind === 'crl' ? { crl: revocation.path } : {}),
       ...(opts.listener.psk !== undefined ? { psk: opts.resolvePath(opts.listener.psk.file) } : {}),
     };
+    announceRevocation(opts.listener.name, revocation, opts.logger);
     const material = await loadTlsMaterial(paths);
     const st = t.sessionTickets;
     let tickets: TicketKeyStore | null = null;
@@ -126,7 +163,7 @@ export class TlsContextManager {
       );
     }
     const ocsp = t.ocspStapling ? new OcspStapler(opts.listener.name, opts.logger) : null;
-    const manager = new TlsContextManager(opts.listener, t, paths, material, tickets, ocsp, opts.logger, opts.events ?? null);
+    const manager = new TlsContextManager(opts.listener, t, paths, material, tickets, ocsp, opts.logger, opts.events ?? null, revocation, opts.unverifiedCertificates === 'defer');
     ocsp?.update(material.cert, material.ca);
     return manager;
   }
@@ -347,6 +384,11 @@ export class TlsContextManager {
     if (!presented && this.pskIdentities.has(socket)) return null;
     if (!presented && mode === 'optional') return null;
     const reason = presented ? verifyFailureReason(socket.authorizationError) : 'no client certificate';
+    if (presented && mode === 'optional' && this.deferUnverified) {
+      // The application refuses it (the admin API answers 401 with the reason); logged here, once, like every refusal.
+      this.logger.warn({ listener: this.listener.name, remote: remoteOf(socket), reason, subject: cert.subject?.CN, serialNumber: cert.serialNumber }, 'client certificate not trusted');
+      return null;
+    }
     this.logger.warn(
       { listener: this.listener.name, remote: remoteOf(socket), reason, ...(presented ? { subject: cert.subject?.CN, serialNumber: cert.serialNumber } : {}) },
       'TLS handshake failed',

@@ -76,9 +76,9 @@ function refuse(socket: Duplex, status: number, reason: string): void {
   );
 }
 
-export const startWebSocketListener: StartListener = async (config, broker, logger, resolvePath, dataDir, guard) => {
+export const startWebSocketListener: StartListener = async (config, broker, logger, resolvePath, dirs, guard) => {
   const path = config.path ?? DEFAULT_WS_PATH;
-  const tlsContext = config.protocol === 'wss' ? await TlsContextManager.create({ listener: config, resolvePath, dataDir, logger, events: broker.events }) : null;
+  const tlsContext = config.protocol === 'wss' ? await TlsContextManager.create({ listener: config, resolvePath, ...dirs, logger, events: broker.events }) : null;
   const connectTimeoutMs = Math.ceil(broker.config.connectTimeout * 1000);
   const accepted = new AcceptedConnections(broker, config);
   const wss = new WebSocketServer({

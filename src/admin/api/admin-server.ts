@@ -4,12 +4,12 @@
  * settings and timeouts, and turning errors into JSON replies. Must not: implement an
  * endpoint (the *-routes files do) or offer plain HTTP (SECURITY: there is no such option).
  */
-import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type http from 'node:http';
 import type { AdminConfig } from '../../core/admin-config.js';
 import { BastionError } from '../../core/errors.js';
-import { effectiveGroups, STRONG_TLS12_CIPHERS, TLS13_CIPHERS } from '../../core/tls-config.js';
+import { tlsSchema } from '../../core/tls-config.js';
+import { TlsContextManager } from '../../transport/tls-context.js';
 import { accessRoutes } from './access-routes.js';
 import { authenticateAdmin, AuthFailureBackoff } from './admin-auth.js';
 import { banRoutes } from './bans-routes.js';
@@ -25,6 +25,9 @@ export interface AdminApiOptions {
   config: AdminConfig;
   /** Resolves config-relative file paths. */
   resolvePath: (p: string) => string;
+  dataDir: string;
+  /** The built-in PKI's directory: a `tls.ca` from it brings its CRLs. */
+  pkiDir: string;
   services: AdminServices;
 }
 
@@ -39,11 +42,27 @@ export interface RunningAdminApi {
   serveMetrics(endpoint: MetricsEndpoint | null): void;
 }
 
-function readPem(path: string, what: string): Buffer {
+/**
+ * The admin API's TLS through the same context manager as the MQTT listeners: the same
+ * CRL handling (one CRL per CA of the chain), built-in PKI revocations, key-exchange
+ * groups, hot reload of the files and a log line for every refused certificate. No
+ * session tickets: operators are few and a ticket key file is the listeners' business.
+ */
+async function adminTlsContext(opts: AdminApiOptions): Promise<TlsContextManager> {
+  const tls = tlsSchema.parse({ ...opts.config.tls, sessionTickets: { enabled: false } });
   try {
-    return readFileSync(path);
+    return await TlsContextManager.create({
+      listener: { name: 'admin', tls, identity: 'cn', clientIdMustMatch: false },
+      resolvePath: opts.resolvePath,
+      dataDir: opts.dataDir,
+      pkiDir: opts.pkiDir,
+      logger: opts.services.logger,
+      // `optional`: the handshake admits token clients; authenticateAdmin answers 401 for an unverified certificate.
+      unverifiedCertificates: 'defer',
+    });
   } catch (err) {
-    throw new BastionError('ERR_TLS_MATERIAL', `admin API: cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    if (err instanceof BastionError) throw new BastionError(err.code, `admin API: ${err.message}`);
+    throw err;
   }
 }
 
@@ -88,19 +107,9 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
     }
   };
 
+  const tlsContext = await adminTlsContext(opts);
   const server = https.createServer(
-    {
-      cert: readPem(opts.resolvePath(tlsConfig.cert), 'tls.cert'),
-      key: readPem(opts.resolvePath(tlsConfig.key), 'tls.key'),
-      ...(tlsConfig.ca !== undefined ? { ca: readPem(opts.resolvePath(tlsConfig.ca), 'tls.ca') } : {}),
-      ...(tlsConfig.crl !== undefined ? { crl: readPem(opts.resolvePath(tlsConfig.crl), 'tls.crl') } : {}),
-      requestCert: tlsConfig.clientCerts !== 'none',
-      // `optional`: the handshake admits token clients; authenticateAdmin refuses an unverified certificate.
-      rejectUnauthorized: tlsConfig.clientCerts === 'required',
-      minVersion: tlsConfig.minVersion,
-      ciphers: [...TLS13_CIPHERS, ...STRONG_TLS12_CIPHERS].join(':'),
-      ecdhCurve: effectiveGroups(tlsConfig),
-    },
+    tlsContext.serverOptions(),
     (req, res) => {
       handle(req, res).catch((err: unknown) => {
         logger.error({ err: (err as Error).message }, 'admin API reply failed');
@@ -108,14 +117,23 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       });
     },
   );
-  server.on('tlsClientError', (err) => logger.debug({ err: err.message }, 'admin API TLS handshake failed'));
-  const bound = await listenHttp(server, config.host, config.port);
+  tlsContext.attach(server);
+  let bound: Awaited<ReturnType<typeof listenHttp>>;
+  try {
+    bound = await listenHttp(server, config.host, config.port);
+  } catch (err) {
+    tlsContext.close();
+    throw err;
+  }
   server.on('error', (err) => logger.error({ err: err.message }, 'admin API error'));
   logger.info({ host: bound.host, port: bound.port, clientCerts: tlsConfig.clientCerts, tokens: config.tokens }, 'admin API listening (HTTPS)');
   return {
     host: bound.host,
     port: bound.port,
-    close: () => bound.close(),
+    close: async () => {
+      tlsContext.close();
+      await bound.close();
+    },
     serveMetrics(endpoint) {
       metrics = endpoint;
     },
