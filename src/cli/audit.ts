@@ -6,7 +6,8 @@
  *
  * verify exits 0 when the log is intact (warnings on stderr: the unsigned tail, a
  * self-signed signer, classic-only checkpoints), 1 with one line naming the first problem
- * otherwise. Its summary names the signature algorithms it checked: hybrid checkpoints
+ * otherwise. A log retention pruned verifies from its signed pruning checkpoint on, and
+ * the summary says which records were pruned and when. Its summary names the signature algorithms it checked: hybrid checkpoints
  * need both their ECDSA and their ML-DSA-65 signature ("ECDSA P-256 + ML-DSA-65").
  *
  * The unsigned tail (records after the last checkpoint) is a warning by default: a
@@ -59,16 +60,25 @@ async function verify(opts: DataDirOptions & { json?: boolean; strict?: boolean 
   const { HYBRID_SIGNATURES } = await import('../pki/hybrid-signature.js');
   const store = await openStore(opts);
   try {
-    // Checkpoints before records: a checkpoint the broker signs meanwhile then never names
-    // a record this walk did not read (which would look like a cut tail).
-    const checkpoints = store.checkpoints();
-    const signers = store.signers();
-    const pqKeys = store.pqKeys();
     const rootCert = pkiLayout(pkiDirOf(dataDirOf(opts))).rootCert;
     // SECURITY: with a built-in PKI, the signer must chain to its root: a signer written
     // into audit.db by whoever rewrote the log is not trusted just for being there.
     const trustAnchorPem = existsSync(rootCert) ? readFileSync(rootCert, 'utf8') : undefined;
-    const result = verifyAuditLog({ records: store.all(), checkpoints, signers, pqKeys, hybrid: HYBRID_SIGNATURES, trustAnchorPem, recordWithHash: (h) => store.withHash(h), strict: opts.strict === true });
+    // One snapshot: a checkpoint signed or a batch pruned by the running broker meanwhile
+    // can then never look like a cut tail or a gap without a pruning checkpoint.
+    const result = store.readSnapshot(() =>
+      verifyAuditLog({
+        records: store.all(),
+        checkpoints: store.checkpoints(),
+        pruned: store.pruned(),
+        signers: store.signers(),
+        pqKeys: store.pqKeys(),
+        hybrid: HYBRID_SIGNATURES,
+        trustAnchorPem,
+        recordWithHash: (h) => store.withHash(h),
+        strict: opts.strict === true,
+      }),
+    );
     if (opts.json === true) {
       process.stdout.write(`${JSON.stringify({ ...result, trustAnchor: trustAnchorPem !== undefined ? rootCert : null })}\n`);
       if (!result.ok) process.exitCode = 1;
@@ -78,7 +88,9 @@ async function verify(opts: DataDirOptions & { json?: boolean; strict?: boolean 
     for (const w of result.warnings) process.stderr.write(`bastion: warning: ${w}\n`);
     const signed = result.lastSignedSeq > 0 ? `last signed at seq ${result.lastSignedSeq}` : 'none signed yet';
     const algorithms = result.algorithms.length > 0 ? `; signatures: ${result.algorithms.join(', ')}` : '';
-    process.stdout.write(`audit log intact: ${plural(result.records, 'record')}, ${plural(result.checkpoints, 'checkpoint')}, ${signed}${algorithms}\n`);
+    const p = result.pruned;
+    const prunedText = p === null ? '' : `; ${p.throughSeq === 1 ? 'record 1' : `records 1 to ${p.throughSeq}`} pruned at ${new Date(p.prunedAt).toISOString()} by retention (the newest of them from ${new Date(p.headTs).toISOString()})`;
+    process.stdout.write(`audit log intact: ${plural(result.records, 'record')}, ${plural(result.checkpoints, 'checkpoint')}, ${signed}${prunedText}${algorithms}\n`);
   } finally {
     store.close();
   }

@@ -31,6 +31,37 @@ const jsonlSchema = z
   })
   .strict();
 
+/**
+ * Retention of `audit.db`. On by default, like journald's and logrotate's defaults: a log
+ * that grows without end fills the disk the broker's sessions and retained messages live
+ * on (80,000 connect/disconnect cycles made 33 MB; a fleet reconnecting hourly makes
+ * gigabytes), and a full disk stops the broker, its audit log included. The bounds keep a
+ * year of history (PCI DSS asks for one, three months at hand) within 1 GiB, whichever
+ * comes first. The long-term record is the SIEM export (jsonl, syslog), which retention
+ * never touches.
+ *
+ * SECURITY: pruning removes the oldest records behind a signed pruning checkpoint, so
+ * `bastion audit verify` still proves everything kept and says what was pruned and when;
+ * records deleted any other way still read as missing.
+ */
+const retentionSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Records older than this many days are pruned. */
+    maxAgeDays: z.number().int().min(1).max(36_500).default(365),
+    /** The rows' size in audit.db (bytes in use); pruning brings it back to 90% of this. */
+    maxBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .default(1024 * 1024 * 1024),
+    /** Optional: at most this many records are kept. */
+    maxRecords: z.number().int().min(10).optional(),
+    /** Seconds between two retention checks (each prunes in batches of 1000 records, yielding between them); a check with nothing to do reads one row. */
+    intervalSeconds: z.number().int().min(1).max(86_400).default(60),
+  })
+  .strict();
+
 export const auditSchema = z
   .object({
     /** Records between two signed checkpoints (also one at every clean shutdown). */
@@ -41,7 +72,9 @@ export const auditSchema = z
     aggregateSeconds: z.number().int().min(1).default(10),
     jsonl: jsonlSchema.optional(),
     syslog: syslogSchema.optional(),
+    retention: retentionSchema.prefault({}),
   })
   .strict();
 
 export type AuditConfig = z.infer<typeof auditSchema>;
+export type AuditRetentionConfig = AuditConfig['retention'];

@@ -4,8 +4,9 @@
  * and refusals at accept summed per window, successful handshakes left to the metrics:
  * aggregate.ts), stores the chain in `<dataDir>/audit.db`,
  * signs checkpoints (every `checkpointEvery` records, every `checkpointSeconds` when
- * something new was written, and at shutdown) and hands stored records to the SIEM
- * exports. Owns: wiring and timers. Must not: emit events or decide anything for the broker.
+ * something new was written, and at shutdown), hands stored records to the SIEM
+ * exports and runs retention (audit-pruner.ts, every `retention.intervalSeconds` and once
+ * at start). Owns: wiring and timers. Must not: emit events or decide anything for the broker.
  *
  * Started before the listeners (nothing happens unaudited) and stopped last, after the
  * broker and the listeners, so the shutdown's own events are recorded and signed.
@@ -18,6 +19,7 @@ import { AuditAggregator } from '../security/audit/aggregate.js';
 import { AUDIT_DB_FILE, SqliteAuditStore } from '../store/sqlite/audit-store.js';
 import { createAuditExports, type AuditExports } from './audit/exports.js';
 import { ensureAuditSigner } from './audit-signer.js';
+import { AuditPruner, type PruneReport } from './audit-pruner.js';
 import { AuditWriter } from './audit-writer.js';
 
 export interface AuditSideOptions {
@@ -38,6 +40,8 @@ export interface AuditSide {
   readonly written: number;
   /** Sums the aggregation window into records and writes everything pending now (tests, shutdown). */
   flush(): void;
+  /** Writes what is pending, then runs a retention pass now; null when retention is off. */
+  prune(): Promise<PruneReport | null>;
   /**
    * Logs what the operator should know (the log opened, a self-signed signer, a tail left
    * unsigned by a crash), once the server started: a start that fails prints only its error.
@@ -81,6 +85,17 @@ export async function startAuditSide(opts: AuditSideOptions): Promise<AuditSide>
   aggregateTimer.unref();
   const checkpointTimer = setInterval(() => writer.checkpointNow(), audit.checkpointSeconds * 1000);
   checkpointTimer.unref();
+  const retention = audit.retention;
+  const pruner = retention.enabled ? new AuditPruner({ store, signer: signerFiles.signer, retention, logger }) : null;
+  const runPrune = (): void => {
+    void pruner?.run();
+  };
+  // A first pass soon after start (a log that grew past its bounds while the broker was
+  // down, or under older settings), then one per interval.
+  const firstPrune = pruner === null ? null : setTimeout(runPrune, 1000);
+  firstPrune?.unref();
+  const pruneTimer = pruner === null ? null : setInterval(runPrune, retention.intervalSeconds * 1000);
+  pruneTimer?.unref();
 
   let stopping: Promise<void> | null = null;
   return {
@@ -93,6 +108,12 @@ export async function startAuditSide(opts: AuditSideOptions): Promise<AuditSide>
       drainAggregates();
       writer.flush();
     },
+    async prune() {
+      if (pruner === null) return null;
+      drainAggregates();
+      writer.flush();
+      return pruner.run();
+    },
     announce() {
       logger.info({ path, seq: head?.seq ?? 0, signer: signerFiles.signer.fingerprint, selfSigned: signerFiles.selfSigned }, 'audit log open');
       signerFiles.announce();
@@ -101,12 +122,21 @@ export async function startAuditSide(opts: AuditSideOptions): Promise<AuditSide>
         // were removed). The next checkpoint covers it: it is signed as found now.
         logger.warn({ from: signedAtStart + 1, to: head.seq }, 'audit records from the last run are not covered by a checkpoint (the broker did not stop cleanly?); the next checkpoint covers them');
       }
+      if (!retention.enabled) logger.info({}, 'audit retention is off: audit.db grows without bound');
+      else if (audit.jsonl === undefined && audit.syslog === undefined) {
+        // Retention deletes history; with no export nothing else keeps it.
+        logger.warn({ maxAgeDays: retention.maxAgeDays, maxBytes: retention.maxBytes, maxRecords: retention.maxRecords ?? null }, 'audit retention prunes the oldest records and no export (audit.jsonl, audit.syslog) keeps a long-term copy');
+      }
     },
     stop() {
       stopping ??= (async () => {
         off();
         clearInterval(aggregateTimer);
         clearInterval(checkpointTimer);
+        if (firstPrune !== null) clearTimeout(firstPrune);
+        if (pruneTimer !== null) clearInterval(pruneTimer);
+        // The pass under way stops after its batch: its marker and deletions are one transaction.
+        await pruner?.close();
         drainAggregates();
         writer.close();
         try {

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AuditConfig } from '../../src/core/audit-config.js';
+import { auditSchema, type AuditConfig } from '../../src/core/audit-config.js';
 import { createAuditExports } from '../../src/server/audit/exports.js';
 import { JsonlSink } from '../../src/server/audit/jsonl-sink.js';
 import { at, auditRecords } from '../helpers/syslog-collector.js';
@@ -20,7 +20,7 @@ import { RecordingLogger } from './tls-support.js';
 const dir = mkdtempSync(join(tmpdir(), 'bastion-audit-jsonl-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const BASE: AuditConfig = { checkpointEvery: 1000, checkpointSeconds: 300, aggregateSeconds: 10 };
+const BASE: AuditConfig = auditSchema.parse({ checkpointEvery: 1000, checkpointSeconds: 300, aggregateSeconds: 10 });
 
 test('JSON lines: rotates at maxBytes keeping `keep` files, every line valid ECS JSON, mode 0600 in a 0700 directory', async () => {
   const logDir = join(dir, 'jsonl', 'nested');

@@ -13,7 +13,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import type { AuditConfig } from '../../src/core/audit-config.js';
+import { auditSchema, type AuditConfig } from '../../src/core/audit-config.js';
 import { chainRecord, type AuditRecord } from '../../src/security/audit/record.js';
 import { createAuditExports } from '../../src/server/audit/exports.js';
 import { SD_ID, UDP_MAX_BYTES } from '../../src/server/audit/syslog-format.js';
@@ -26,7 +26,7 @@ import { RecordingLogger } from './tls-support.js';
 const dir = mkdtempSync(join(tmpdir(), 'bastion-audit-export-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const BASE: AuditConfig = { checkpointEvery: 1000, checkpointSeconds: 300, aggregateSeconds: 10 };
+const BASE: AuditConfig = auditSchema.parse({ checkpointEvery: 1000, checkpointSeconds: 300, aggregateSeconds: 10 });
 
 function assertEcsMessage(p: ParsedSyslog, r: AuditRecord, appName: string, facility: number): void {
   assert.equal(p.version, 1);
