@@ -22,9 +22,9 @@ import type { SqliteAuditStore } from '../store/sqlite/audit-store.js';
 
 const DAY_MS = 86_400_000;
 /**
- * Records per batch. Measured on Node 26 (README): 1000 records take 1.5-3 ms to delete,
- * 1-2 ms to sign the marker (ECDSA + ML-DSA) and under 1 ms to vacuum; 2000 doubled the
- * delete and its outliers.
+ * Records per batch. Measured on Node 26 (README): 1000 records took 1.4-3.3 ms to delete,
+ * 0.8-1.4 ms to sign the marker (ECDSA + ML-DSA) and 0.6-0.8 ms to vacuum; a whole batch
+ * ~7 ms on average under churn, 18 ms at most. 2000 doubled the delete and its outliers.
  */
 const DEFAULT_BATCH = 1000;
 /** Free pages given back per batch (4 MiB at 4 KiB pages): bounds each vacuum step too. */
