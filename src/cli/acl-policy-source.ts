@@ -13,6 +13,9 @@ import { merge } from '../security/authz/policy-service.js';
 import { aclStorePath } from '../server/authz-side.js';
 import { loadConfigFile } from '../server/load-config.js';
 import { SqliteAclStore } from '../store/sqlite/acl-store.js';
+import { ADMIN_URL_ENV, wrap } from './admin-client.js';
+
+const LOCAL_ONLY = `Target: the rule store authz.db in the data directory on this machine (--data-dir, else the dataDir of -c CONFIG, else ./${DEFAULT_DATA_DIR}); ${ADMIN_URL_ENV} is not used.`;
 
 export interface PolicySourceOptions {
   config?: string;
@@ -43,6 +46,8 @@ export function effectivePolicy(opts: PolicySourceOptions): AclPolicy {
 }
 
 export function addPolicySourceOptions(cmd: Command): Command {
+  // Commands that can also ask an admin API say so in admin-client.ts's help text instead.
+  cmd.addHelpText('after', () => (cmd.options.some((o) => o.long === '--admin-url') ? '' : `\n${wrap(LOCAL_ONLY)}\n`));
   return cmd
     .option('-c, --config <file>', "the broker's YAML config (default: the zero-config policy)")
     .option('--data-dir <dir>', `data directory holding the rule store authz.db (default: the config dataDir, or ./${DEFAULT_DATA_DIR})`);

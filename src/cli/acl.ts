@@ -46,9 +46,13 @@ async function certificateFromFile(file: string): Promise<PeerCertificate> {
   };
 }
 
-/** The admin API options without `--cert` (which names the client certificate to explain here). */
-function adminOf(opts: AdminClientOptions): AdminClientOptions {
-  return { adminUrl: opts.adminUrl, token: opts.token, adminCert: opts.adminCert, adminKey: opts.adminKey, cafile: opts.cafile } as AdminClientOptions;
+/**
+ * The admin API options without `--cert` (which names the client certificate to explain
+ * here), with the local target flags (an explicit one beats BASTION_ADMIN_URL) and the
+ * --admin-cert/--admin-key names for errors.
+ */
+function adminOf(opts: AdminClientOptions & PolicySourceOptions): AdminClientOptions {
+  return { adminUrl: opts.adminUrl, token: opts.token, adminCert: opts.adminCert, adminKey: opts.adminKey, cafile: opts.cafile, dataDir: opts.dataDir, config: opts.config, prefixed: true };
 }
 
 interface ExplainOptions extends PolicySourceOptions, Omit<AdminClientOptions, 'cert'> {

@@ -5,6 +5,11 @@
  * BASTION_ADMIN_TOKEN), the request, and turning every failure into one readable line.
  * Must not: print or exit (commands do), or ever speak plain HTTP.
  *
+ * Which target a command that can work either way (`user`, `acl explain|lint`) uses: an
+ * explicit flag beats the environment. `--admin-url` → the API; `--data-dir` or `-c` →
+ * the local files, even with BASTION_ADMIN_URL exported; neither → the API when
+ * BASTION_ADMIN_URL is set, else the local data dir. Both flags at once are refused.
+ *
  * Use from a command:
  *   addAdminClientOptions(cmd);
  *   const api = adminClientFrom(opts);         // throws a usage error when no URL is given
@@ -30,7 +35,28 @@ export interface AdminClientOptions {
   adminCert?: string;
   adminKey?: string;
   cafile?: string;
+  /** The local target's flags, when the command also has them (an explicit one beats BASTION_ADMIN_URL). */
+  dataDir?: string;
+  config?: string;
+  /** The operator certificate flags are --admin-cert/--admin-key (errors name those). */
+  prefixed?: boolean;
 }
+
+/** The flag names a command gave its operator certificate options, for error messages. */
+interface CertFlags {
+  cert: string;
+  key: string;
+}
+
+function certFlags(opts: AdminClientOptions): CertFlags {
+  return opts.prefixed === true ? { cert: '--admin-cert', key: '--admin-key' } : { cert: '--cert', key: '--key' };
+}
+
+const TARGET_BOTH =
+  'Target: the data directory on this machine (--data-dir, or the dataDir of -c CONFIG where the command has -c; default ./bastion-data), ' +
+  `or the admin API of a running broker when --admin-url is given or ${ADMIN_URL_ENV} is set. ` +
+  `An explicit flag beats the environment: --data-dir or -c works locally even with ${ADMIN_URL_ENV} set; --admin-url together with --data-dir or -c is refused.`;
+const TARGET_API = `Target: the admin API of a running broker, named by --admin-url or ${ADMIN_URL_ENV} (the flag wins).`;
 
 /**
  * Adds the admin API options. `prefixed: true` names the operator certificate options
@@ -39,6 +65,8 @@ export interface AdminClientOptions {
 export function addAdminClientOptions(cmd: Command, opts: { prefixed?: boolean } = {}): Command {
   const cert = opts.prefixed === true ? '--admin-cert' : '--cert';
   const key = opts.prefixed === true ? '--admin-key' : '--key';
+  // Evaluated when help is shown, after the command added its own options (--data-dir).
+  cmd.addHelpText('after', () => `\n${wrap(cmd.options.some((o) => o.long === '--data-dir') ? TARGET_BOTH : TARGET_API)}\n`);
   return cmd
     .option('--admin-url <url>', `admin API of the running broker, https://HOST:PORT (or set ${ADMIN_URL_ENV})`)
     .option('--token <token>', `admin bearer token (or set ${ADMIN_TOKEN_ENV}, which keeps it out of the process list)`)
@@ -47,9 +75,28 @@ export function addAdminClientOptions(cmd: Command, opts: { prefixed?: boolean }
     .option('--cafile <file>', 'CA certificate that signed the admin API server certificate');
 }
 
-/** True when the options (or the environment) name an admin API: commands then go through it. */
+/** Help paragraphs wrapped at 80 columns, like commander's own. */
+export function wrap(text: string, width = 80): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  return [...lines, line].join('\n');
+}
+
+/** True when the command goes through the admin API rather than the local files (see the file comment). */
 export function wantsAdminApi(opts: AdminClientOptions): boolean {
-  return (opts.adminUrl ?? process.env[ADMIN_URL_ENV] ?? '') !== '';
+  const local = opts.dataDir !== undefined ? '--data-dir' : opts.config !== undefined ? '-c/--config' : undefined;
+  if (opts.adminUrl !== undefined && opts.adminUrl !== '') {
+    if (local !== undefined) throw new BastionError('ERR_USAGE', `--admin-url and ${local} name two targets (a running broker's admin API, local files): give one`);
+    return true;
+  }
+  if (local !== undefined) return false;
+  return (process.env[ADMIN_URL_ENV] ?? '') !== '';
 }
 
 function readFile(path: string, what: string): Buffer {
@@ -62,25 +109,29 @@ function readFile(path: string, what: string): Buffer {
 
 /** Builds the client from the options and the environment; a usage error when something is missing. */
 export function adminClientFrom(opts: AdminClientOptions): AdminClient {
-  const raw = opts.adminUrl ?? process.env[ADMIN_URL_ENV];
+  const fromFlag = opts.adminUrl !== undefined && opts.adminUrl !== '';
+  const raw = fromFlag ? opts.adminUrl : process.env[ADMIN_URL_ENV];
   if (raw === undefined || raw === '') throw new BastionError('ERR_USAGE', `no admin API given: use --admin-url https://HOST:PORT or set ${ADMIN_URL_ENV}`);
+  // The error names where the URL came from: the flag, or the variable the user may have forgotten.
+  const source = fromFlag ? '--admin-url' : ADMIN_URL_ENV;
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new BastionError('ERR_USAGE', `--admin-url ${raw} is not a URL (expected https://HOST:PORT)`);
+    throw new BastionError('ERR_USAGE', `${source} ${raw} is not a URL (expected https://HOST:PORT)`);
   }
   // SECURITY: the admin API is HTTPS only; refuse to send a token in the clear.
-  if (url.protocol !== 'https:') throw new BastionError('ERR_USAGE', `--admin-url must be https:// (the admin API speaks only HTTPS), not ${url.protocol}//`);
-  const certFile = opts.adminCert ?? opts.cert;
-  const keyFile = opts.adminKey ?? opts.key;
-  if ((certFile === undefined) !== (keyFile === undefined)) throw new BastionError('ERR_USAGE', 'the operator certificate and its key go together');
+  if (url.protocol !== 'https:') throw new BastionError('ERR_USAGE', `${source} must be https:// (the admin API speaks only HTTPS), not ${url.protocol}//`);
+  const flags = certFlags(opts);
+  const certFile = opts.prefixed === true ? opts.adminCert : opts.cert;
+  const keyFile = opts.prefixed === true ? opts.adminKey : opts.key;
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new BastionError('ERR_USAGE', `${flags.cert} and ${flags.key} go together: give the operator certificate and its key`);
   const token = opts.token ?? process.env[ADMIN_TOKEN_ENV];
   return new AdminClient(url, {
     ...(token !== undefined && token !== '' ? { token } : {}),
     ...(certFile !== undefined && keyFile !== undefined ? { cert: readFile(certFile, 'certificate'), key: readFile(keyFile, 'key') } : {}),
     ...(opts.cafile !== undefined ? { ca: readFile(opts.cafile, 'CA file') } : {}),
-  });
+  }, flags);
 }
 
 export interface AdminCredentials {
@@ -104,6 +155,7 @@ export class AdminClient {
   constructor(
     readonly url: URL,
     private readonly creds: AdminCredentials,
+    private readonly flags: CertFlags = { cert: '--cert', key: '--key' },
   ) {}
 
   /** Sends one request and returns the parsed JSON answer; any failure is a BastionError with one line. */
@@ -141,7 +193,7 @@ export class AdminClient {
             }
             const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) resolvePromise(parsed);
-            else reject(new AdminApiError(status, describeFailure(status, parsed)));
+            else reject(new AdminApiError(status, describeFailure(status, parsed, this.flags)));
           });
         },
       );
@@ -157,11 +209,11 @@ function serverMessage(body: unknown): string {
   return 'no reason given';
 }
 
-function describeFailure(status: number, body: unknown): string {
+function describeFailure(status: number, body: unknown, flags: CertFlags): string {
   const msg = serverMessage(body);
   switch (status) {
     case 401:
-      return `not authenticated: ${msg} (give --token, ${ADMIN_TOKEN_ENV}, or --cert/--key of an operator)`;
+      return `not authenticated: ${msg} (give --token, ${ADMIN_TOKEN_ENV}, or ${flags.cert}/${flags.key} of an operator)`;
     case 403:
       return `forbidden: ${msg}`;
     case 404:

@@ -19,13 +19,15 @@ interface DataDirOptions {
   dataDir?: string;
 }
 
-/** The change record goes to stderr as one JSON line, so stdout holds only the token. */
-const stderrLogger: Logger = {
-  debug() {},
-  info: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'info', msg, ...obj })}\n`),
-  warn: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'warn', msg, ...obj })}\n`),
-  error: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'error', msg, ...obj })}\n`),
-};
+/**
+ * The change record goes to stderr as one line a person reads (a CLI prints lines, not
+ * log records), so stdout holds only the token: `bastion: admin change token.create of NAME by local:USER`.
+ */
+function stderrLine(obj: object, msg?: string): void {
+  const c = obj as { action?: string; target?: string; actor?: string; outcome?: string };
+  process.stderr.write(`bastion: ${msg ?? ''} ${c.action ?? ''} of ${c.target ?? ''} by ${c.actor ?? ''}${c.outcome !== undefined && c.outcome !== 'ok' ? ` (${c.outcome})` : ''}\n`);
+}
+const stderrLogger: Logger = { debug() {}, info: stderrLine, warn: stderrLine, error: stderrLine };
 
 function localActor(): Actor {
   return { kind: 'local', name: localUserName(), remoteAddress: 'local' };

@@ -4,6 +4,7 @@
  * non-zero exit, never a stack trace.
  */
 import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { BastionError } from '../core/errors.js';
 
 function fail(err: unknown): never {
@@ -19,6 +20,10 @@ if (nodeMajor < MIN_NODE_MAJOR) fail(new Error(`Node.js ${MIN_NODE_MAJOR} or new
 
 const program = new Command();
 program.name('bastion').description('Bastion: a secure-by-default MQTT broker').helpOption('--help', 'show help');
+// The version of the package this file was installed from: dist/src/cli/main.js sits three
+// levels below package.json both in a checkout and in an installed package.
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+program.version(pkg.version, '--version', 'print the version');
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);
 });
@@ -51,7 +56,8 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 
 async function main(): Promise<void> {
   const name = process.argv[2];
-  const wanted = name !== undefined && Object.hasOwn(COMMANDS, name) ? [COMMANDS[name]!] : Object.values(COMMANDS);
+  // `--version` needs no command module.
+  const wanted = name === '--version' ? [] : name !== undefined && Object.hasOwn(COMMANDS, name) ? [COMMANDS[name]!] : Object.values(COMMANDS);
   for (const register of await Promise.all(wanted.map((load) => load()))) register(program);
   await program.parseAsync(process.argv);
 }

@@ -77,7 +77,7 @@ describe('admin API authentication', () => {
 
     const revoked = await run('node', [BASTION_MAIN, 'admin', 'token', 'revoke', 'ci-bot', '--data-dir', broker.dataDir]);
     assert.equal(revoked.code, 0, revoked.stderr);
-    assert.match(revoked.stderr, /"action":"token.revoke"/);
+    assert.match(revoked.stderr, /^bastion: admin change token\.revoke of ci-bot by local:\S+$/m);
     const after = await call({ path: '/api/v1/clients', token });
     assert.equal(after.status, 401);
     assert.match(after.json.error ?? '', /unknown or revoked token/);
