@@ -4,6 +4,7 @@
  * new certificates carry (`set-ocsp-url`), and show the CA state (`show`).
  */
 import type { Command } from 'commander';
+import { cliName } from './cli-name.js';
 import {
   addDataDirOption,
   addRootKeyOptions,
@@ -58,7 +59,7 @@ export function registerCaCommand(program: Command): void {
           `  expires:     ${root.notAfter.toISOString()}\n` +
           `  certificate: ${pki.layout.rootCert}\n` +
           `  key:         ${pki.layout.rootKey}${passphrase !== undefined ? ' (encrypted)' : ''}\n` +
-          'Next: `bastion ca intermediate --cn NAME` so the root key can go offline.\n',
+          `Next: \`${cliName()} ca intermediate --cn NAME\` so the root key can go offline.\n`,
       );
     } finally {
       pki.close();

@@ -3,21 +3,22 @@
  * zero-config broker (mutual TLS on 127.0.0.1:8883, development PKI in the data dir).
  */
 import type { Command } from 'commander';
-import { basename, relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
-import { pino } from 'pino';
 import { DEFAULT_WS_PATH } from '../core/config.js';
 import { BastionError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
 import { loadConfigFile } from '../server/load-config.js';
 import { startServer } from '../server/server.js';
 import { connectHints, zeroConfig } from '../server/zero-config.js';
+import { cliName } from './cli-name.js';
+import { createLogOutput, LOG_FORMATS, type LogFormat } from './log-output.js';
 
 interface ServeOptions {
   config?: string;
   dataDir?: string;
   port?: string;
   logLevel?: string;
+  logFormat?: string;
 }
 
 export function registerServeCommand(program: Command): void {
@@ -28,6 +29,7 @@ export function registerServeCommand(program: Command): void {
     .option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`)
     .option('--port <port>', 'port of the zero-config TLS listener (default 8883)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
+    .option('--log-format <format>', `${LOG_FORMATS.join('|')}: JSON lines, or human lines with local times (auto: human when stderr is a terminal; default: log.format of the config, else auto)`)
     .action(async (opts: ServeOptions) => {
       await serve(opts);
     });
@@ -35,6 +37,10 @@ export function registerServeCommand(program: Command): void {
 
 async function serve(opts: ServeOptions): Promise<void> {
   const cwd = process.cwd();
+  if (opts.logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(opts.logFormat)) throw new BastionError('ERR_USAGE', `invalid --log-format ${opts.logFormat} (${LOG_FORMATS.join(', ')})`);
+  // Everything serve says (banner and logs) goes to stderr through one writer, in order;
+  // the banner is plain text, which JSON log readers skip as they skip any non-JSON line.
+  const early: string[] = [];
   let loaded;
   let hints: { connect: string[]; nextDevice: string } | undefined;
   if (opts.config !== undefined) {
@@ -47,15 +53,15 @@ async function serve(opts: ServeOptions): Promise<void> {
     // The PKI code (and its X.509 libraries) loads only when a development PKI is needed.
     const { ensureDevPki } = await import('../server/dev-pki.js');
     const pki = await ensureDevPki(dataDir);
-    if (pki.created) process.stdout.write(`Created a PKI (root CA, intermediate CA, server and demo device certificates) in ${pki.dir}\n`);
+    if (pki.created) early.push(`Created a PKI (root CA, intermediate CA, server and demo device certificates) in ${pki.dir}\n`);
     loaded = { config: zeroConfig(dataDir, pki, port), baseDir: cwd };
-    // Print the CLI the way it was started, so the line works as printed (npm start runs node dist/…).
-    const entry = process.argv[1] ?? 'bastion';
-    const cli = basename(entry) === 'bastion' ? 'bastion' : `node ${relative(cwd, entry).startsWith('..') ? entry : relative(cwd, entry)}`;
-    hints = connectHints(pki, port, cwd, opts.dataDir, cli);
+    // `bastion` when installed as a package, else `node dist/…` as run (cli-name.ts).
+    hints = connectHints(pki, port, cwd, opts.dataDir, cliName());
   }
   const level = opts.logLevel ?? loaded.config.log.level;
-  const logger: Logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
+  const out = createLogOutput(level, (opts.logFormat as LogFormat | undefined) ?? loaded.config.log.format);
+  const logger = out.logger;
+  for (const line of early) out.text(line);
   const server = await startServer({ config: loaded.config, baseDir: loaded.baseDir, logger });
   // Signal handlers go in before the listening line: whoever waits for that line may
   // signal at once, and a SIGTERM before process.on() would kill without a graceful stop.
@@ -79,14 +85,14 @@ async function serve(opts: ServeOptions): Promise<void> {
     const secure = tls ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
     // A WebSocket URL names its path, so the line is what a client connects to.
     const path = l.config.protocol === 'ws' || l.config.protocol === 'wss' ? (l.config.path ?? DEFAULT_WS_PATH) : '';
-    process.stdout.write(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port}${path} (${l.config.name}; ${secure})\n`);
+    out.text(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port}${path} (${l.config.name}; ${secure})\n`);
   }
   if (hints !== undefined) {
     const port = server.listeners[0]!.port;
     const fixed = hints.connect.map((h) => h.replace(/-p \d+/, `-p ${port}`));
-    process.stdout.write(
+    out.text(
       `\nConnect with the demo device certificate:\n  ${fixed.join('\n  ')}\n` +
-        `Issue the next device's certificate (revoke with \`bastion cert revoke SERIAL\`):\n  ${hints.nextDevice}\n\n`,
+        `Issue the next device's certificate (revoke with \`${cliName()} cert revoke SERIAL\`):\n  ${hints.nextDevice}\n\n`,
     );
   }
 }

@@ -82,10 +82,14 @@ export const configSchema = z
     dataDir: z.string().default('./bastion-data'),
     listeners: z.array(listenerSchema).min(1),
     mqtt: mqttSchema.default(mqttSchema.parse({})),
+    /**
+     * `format`: `auto` (human lines when stderr is a terminal, JSON lines otherwise),
+     * `json` (always JSON, for collectors), `pretty` (always human lines, local times).
+     */
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info') })
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'), format: z.enum(['auto', 'json', 'pretty']).default('auto') })
       .strict()
-      .default({ level: 'info' }),
+      .default({ level: 'info', format: 'auto' }),
     persistence: z
       .object({ enabled: z.boolean().default(true), synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL') })
       .strict()

@@ -144,9 +144,9 @@ describe('zero-config `bastion serve`', () => {
     const port = await freePort();
     const broker = await startBrokerProcess(['--data-dir', 'bastion-data', '--port', String(port)], { cwd });
     assert.equal(broker.port, port);
-    assert.match(broker.proc.stdout, /Created a PKI \(root CA, intermediate CA, server and demo device certificates\) in /);
-    assert.match(broker.proc.stdout, new RegExp(`Bastion listening on mqtts://127\\.0\\.0\\.1:${port} `));
-    await broker.proc.waitForOutput(/^\s*mosquitto_pub .*$/m, 5000);
+    assert.match(broker.proc.stderr, /Created a PKI \(root CA, intermediate CA, server and demo device certificates\) in /);
+    assert.match(broker.proc.stderr, new RegExp(`Bastion listening on mqtts://127\\.0\\.0\\.1:${port} `));
+    await broker.proc.waitForOutput(/^\s*mosquitto_pub .*$/m, 5000, 'stderr');
 
     // The PKI: private directory, private keys, readable certificates.
     const pkiDir = join(cwd, 'bastion-data', 'pki');
@@ -173,9 +173,9 @@ describe('zero-config `bastion serve`', () => {
       else assert.equal(mode & 0o022, 0, `${f} is not writable by others`);
     }
 
-    const subLine = broker.proc.stdout.match(/^\s*(mosquitto_sub .*)$/m)?.[1];
-    const pubLine = broker.proc.stdout.match(/^\s*(mosquitto_pub .*)$/m)?.[1];
-    assert.ok(subLine !== undefined && pubLine !== undefined, broker.proc.stdout);
+    const subLine = broker.proc.stderr.match(/^\s*(mosquitto_sub .*)$/m)?.[1];
+    const pubLine = broker.proc.stderr.match(/^\s*(mosquitto_pub .*)$/m)?.[1];
+    assert.ok(subLine !== undefined && pubLine !== undefined, broker.proc.stderr);
     assert.match(subLine, new RegExp(`-p ${port} `));
     assert.match(pubLine, new RegExp(`-p ${port} `));
 
@@ -192,8 +192,8 @@ describe('zero-config `bastion serve`', () => {
     assert.match(subExit.stdout, /^devices\/device-demo\/hello hello, secure world$/m);
 
     // The printed command for the next device works as printed, and that device connects.
-    const nextLine = broker.proc.stdout.match(/^\s*(\S.* cert issue --profile client --cn device-2.*)$/m)?.[1];
-    assert.ok(nextLine !== undefined, broker.proc.stdout);
+    const nextLine = broker.proc.stderr.match(/^\s*(\S.* cert issue --profile client --cn device-2.*)$/m)?.[1];
+    assert.ok(nextLine !== undefined, broker.proc.stderr);
     const issued = await run('sh', ['-c', nextLine.replace(/^node /, `${JSON.stringify(process.execPath)} `)], { cwd, timeoutMs: 15000 });
     assert.equal(issued.code, 0, issued.stderr);
     const next = Proc.spawn('sh', ['-c', `exec ${pubLine.replace('devices/device-demo/', 'devices/device-2/').replace(/--cert \S+/, `--cert ${join('bastion-data', 'pki', 'issued', 'device-2.crt')}`).replace(/--key \S+/, `--key ${join('bastion-data', 'pki', 'issued', 'device-2.key')}`)}`], { cwd, label: 'device-2 pub' });

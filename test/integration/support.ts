@@ -219,10 +219,10 @@ export interface BrokerProcess {
 /** The line `bastion serve` prints once a listener accepts connections. */
 export const LISTENING_LINE = /Bastion listening on (mqtts?|wss?):\/\/([^\s:]+):(\d+)/;
 
-/** Starts `node dist/src/cli/main.js serve <args>` and waits for its listening line. */
+/** Starts `node dist/src/cli/main.js serve <args>` and waits for its listening line (on stderr, with the logs). */
 export async function startBrokerProcess(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<BrokerProcess> {
   const proc = Proc.spawn(process.execPath, [BASTION_MAIN, 'serve', ...args], { cwd: opts.cwd ?? REPO_ROOT, label: `bastion serve ${args.join(' ')}` });
-  const m = await proc.waitForOutput(LISTENING_LINE, opts.timeoutMs ?? 15000);
+  const m = await proc.waitForOutput(LISTENING_LINE, opts.timeoutMs ?? 15000, 'stderr');
   return { proc, port: Number(m[3]) };
 }
 

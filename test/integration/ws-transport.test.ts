@@ -260,7 +260,7 @@ describe('lifecycle and configuration', () => {
       writeFileSync(file, [...lines, 'persistence:', '  enabled: false', 'log:', '  level: warn', ''].join('\n'));
       const { proc, port } = await startBrokerProcess(['-c', file]);
       try {
-        assert.match(proc.stdout, new RegExp(`Bastion listening on ws://127\\.0\\.0\\.1:${port}/devices/mqtt \\(web; PLAINTEXT \\(insecure: true\\)\\)`));
+        assert.match(proc.stderr, new RegExp(`Bastion listening on ws://127\\.0\\.0\\.1:${port}/devices/mqtt \\(web; PLAINTEXT \\(insecure: true\\)\\)`));
         const client = await connectMqtt(`ws://127.0.0.1:${port}/devices/mqtt`, { protocolVersion: 5, clientId: `serve-${uid()}` });
         await endQuietly(client);
         assert.equal(await handshakeStatus(port, '/mqtt', ['mqtt']), 404, 'the default path is not served when another is configured');
