@@ -18,7 +18,7 @@ import { parseSharedFilter } from '../protocol/topic.js';
 import type { Message } from './message.js';
 import { newBrokerCounters, type BrokerCounters } from './broker-counters.js';
 import { fanOut, type PublishOutcome } from './fan-out.js';
-import type { AuthorizedClient, Authenticator, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionStore, StoredSubscription } from './ports.js';
+import type { AuthorizedClient, Authenticator, ClientQuotaSource, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionStore, StoredSubscription } from './ports.js';
 import { RetainedMessages } from './retain/retained-messages.js';
 import { TopicRouter } from './router/topic-router.js';
 import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type WillSpec } from './session/session.js';
@@ -66,6 +66,8 @@ export interface BrokerOptions {
    * composition root); absent: no publish rate or bandwidth limit.
    */
   publishQuota?: PublishQuotaFactory | null;
+  /** Role quotas (the rule engine); absent: every client gets limits.client. */
+  quotas?: ClientQuotaSource | null;
 }
 
 /** Which per-client publish limit a PUBLISH exceeded. */
@@ -96,6 +98,8 @@ export class Broker {
   readonly limits: LimitsConfig;
   /** Per-client publish quotas; null when limits are off or none is configured. */
   readonly publishQuota: PublishQuotaFactory | null;
+  /** Role quotas; null when limits are off or nothing provides them. */
+  readonly quotas: ClientQuotaSource | null;
   readonly router = new TopicRouter<Session>();
   readonly retained: RetainedMessages;
   readonly sessions = new Map<string, Session>();
@@ -121,6 +125,8 @@ export class Broker {
     this.events = opts.events ?? new SecurityEvents(this.logger);
     this.limits = opts.limits ?? defaultLimitsConfig();
     this.publishQuota = this.limits.enabled ? (opts.publishQuota ?? null) : null;
+    // Role quotas refine limits.client: with limits off there is nothing to refine.
+    this.quotas = this.limits.enabled ? (opts.quotas ?? null) : null;
     this.retained = new RetainedMessages(this.store, this.clock);
     this.sessionContext = {
       clock: this.clock,

@@ -6,6 +6,8 @@ import type { Message } from './message.js';
 import type { QoS, ProtocolVersion } from '../protocol/packets.js';
 import type { PeerCertificate } from './channel/connection-port.js';
 import type { TlsSummary } from '../core/security-events.js';
+import type { LimitsConfig } from '../core/limits-config.js';
+import type { PublishQuota } from './broker.js';
 
 /** Options of one subscription, as granted. */
 export interface SubscriptionOptions {
@@ -188,3 +190,24 @@ export type EnhancedAuthStep =
   | { kind: 'success'; principal: string; data?: Buffer; method?: AuthMethodName; username?: string; expiresAt?: number }
   /** `provider`: the configured provider name (scram, jwt), for audit and metrics; the method name when absent. */
   | { kind: 'failure'; reasonCode: number; reason: string; provider?: string };
+
+/**
+ * A client's own limits, from a role quota bound to it (security/authz/quota.ts): they
+ * replace `limits.client` (and `mqtt.maxQueued`) for that client's connection.
+ */
+export interface ClientQuota {
+  /** Its publish-rate and bandwidth buckets (full when made). */
+  publish: PublishQuota;
+  maxSubscriptions: number;
+  /** Messages its session may queue; absent: mqtt.maxQueued. */
+  maxQueued?: number;
+}
+
+/**
+ * Where a client's role quota is found (the rule engine is one). Asked once per
+ * connection, when its session opens: no lookup per message.
+ */
+export interface ClientQuotaSource {
+  /** The quota of `client`; undefined when no role with a quota is bound to it (the broker-wide limits apply). */
+  clientQuota(client: AuthorizedClient, defaults: LimitsConfig['client'], now: number): ClientQuota | undefined;
+}

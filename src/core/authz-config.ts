@@ -63,9 +63,16 @@ export const roleQuotaSchema = z
     publishRate: quotaRateSchema.optional(),
     /** PUBLISH topic + payload bytes per second per client. */
     bandwidth: quotaRateSchema.optional(),
+    /** Subscriptions per session (limits.client.maxSubscriptions for everyone else). */
+    maxSubscriptions: z.number().int().min(1).optional(),
+    /** Messages the session may queue for the client (mqtt.maxQueued for everyone else). */
+    maxQueued: z.number().int().min(0).optional(),
   })
   .strict()
-  .refine((q) => q.publishRate !== undefined || q.bandwidth !== undefined, 'a quota sets publishRate, bandwidth or both');
+  .refine(
+    (q) => q.publishRate !== undefined || q.bandwidth !== undefined || q.maxSubscriptions !== undefined || q.maxQueued !== undefined,
+    'a quota sets at least one of publishRate, bandwidth, maxSubscriptions, maxQueued',
+  );
 
 export const roleSchema = z.object({ rules: z.array(ruleSchema).default([]), quota: roleQuotaSchema.optional() }).strict();
 

@@ -108,6 +108,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     store,
     authenticator: authn.authenticator,
     authorizer: authz.engine,
+    // The same engine gives a client its role's quota (publish rates, subscriptions, queue).
+    quotas: authz.engine,
     enhancedAuth: [...(opts.enhancedAuth ?? []), ...authn.enhancedAuth],
     logger,
   });

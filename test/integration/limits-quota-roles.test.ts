@@ -140,7 +140,7 @@ test('acl explain (CLI on the config, and the admin API) names the quota and the
   const cli = await run('node', [BASTION_MAIN, 'acl', 'explain', '--config', configFile, '--client-id', 'gw1', '--cert', gw1.cert, '--publish', 'plant/gw1/t']);
   assert.equal(cli.code, 0, cli.stderr);
   assert.match(cli.stdout, /^ {2}roles: device, gateway-fleet, gateway$/m);
-  assert.match(cli.stdout, /^ {2}quota: role "gateway" via binding cert\.cn=gw1 \(identity\): publishRate 20000 msg\/s \(burst 20000\), bandwidth limits\.client$/m);
+  assert.match(cli.stdout, /^ {2}quota: role "gateway" via binding cert\.cn=gw1 \(identity\): publishRate 20000 msg\/s \(burst 20000\), bandwidth limits\.client, maxSubscriptions limits\.client, maxQueued mqtt\.maxQueued$/m);
   const device = await run('node', [BASTION_MAIN, 'acl', 'explain', '--config', configFile, '--client-id', 'dev1', '--cert', dev1.cert, '--publish', 'plant/dev1/t']);
   assert.match(device.stdout, /^ {2}quota: limits\.client \(no role with a quota is bound\)$/m);
 
@@ -157,5 +157,7 @@ test('acl explain (CLI on the config, and the admin API) names the quota and the
     specificity: 'group',
     publishRate: { perSecond: 5000, burst: 10000 },
     bandwidth: null,
+    maxSubscriptions: null,
+    maxQueued: null,
   });
 });

@@ -68,12 +68,12 @@ test('specificity: an exact identity binding beats an OU binding, which beats a 
 test("the engine builds the client's quota from its role, limits.client filling the fields the role leaves out", () => {
   const defaults = limitsSchema.parse({}).client;
   const engine = new PolicyEngine(fleetPolicy([{ role: 'gateway', attribute: 'cert.cn', value: 'gw1' }]));
-  assert.equal(engine.clientPublishQuota(certClient('sensor-1'), defaults, 0), undefined, 'no role quota: the broker-wide one applies');
-  const gw = engine.clientPublishQuota(certClient('gw1'), defaults, 0)!;
+  assert.equal(engine.clientQuota(certClient('sensor-1'), defaults, 0), undefined, 'no role quota: the broker-wide one applies');
+  const gw = engine.clientQuota(certClient('gw1'), defaults, 0)!.publish;
   let passed = 0;
   while (passed < 30_000 && gw.take(0, 10) === null) passed++;
   assert.equal(passed, 20_000, 'the gateway burst, at one instant');
-  const loose = engine.clientPublishQuota(certClient('gw3'), defaults, 0)!;
+  const loose = engine.clientQuota(certClient('gw3'), defaults, 0)!.publish;
   assert.equal(loose.take(0, 1), null);
   assert.equal(loose.take(0, 2), 'bandwidth', 'its own bandwidth (1 B/s, burst 2)');
 });
@@ -87,8 +87,13 @@ test('explain shows the quota and the role and binding that gave it (JSON and te
     specificity: 'identity',
     publishRate: { perSecond: 20000, burst: 20000 },
     bandwidth: null,
+    maxSubscriptions: null,
+    maxQueued: null,
   });
-  assert.match(formatExplanation(gw), /\n {2}quota: role "gateway" via binding cert\.cn=gw1 \(identity\): publishRate 20000 msg\/s \(burst 20000\), bandwidth limits\.client\n$/);
+  assert.match(
+    formatExplanation(gw),
+    /\n {2}quota: role "gateway" via binding cert\.cn=gw1 \(identity\): publishRate 20000 msg\/s \(burst 20000\), bandwidth limits\.client, maxSubscriptions limits\.client, maxQueued mqtt\.maxQueued\n$/,
+  );
   const dev = explain(p, { clientId: 's', certificate: cert('sensor-1'), action: 'publish', topic: 'plant/line1' });
   assert.equal(dev.quota.role, null);
   assert.match(formatExplanation(dev), /\n {2}quota: limits\.client \(no role with a quota is bound\)\n$/);

@@ -8,37 +8,21 @@
  * Built on the channel's first PUBLISH or first congestion: an idle connection pays for
  * none of it.
  *
- * Per-role quotas: the quota is chosen once per connection, on its first PUBLISH (after
- * CONNECT, so the identity is known): when the broker's authorizer is also a
- * `ClientQuotaSource` (the rule engine is, security/authz/engine.ts) it may give this
- * client its role's quota; otherwise, or when no role quota is bound, the broker-wide
- * factory (limits.client) applies. Every later PUBLISH charges the same buckets: no lookup
- * per message. A policy change applies to connections made after it.
+ * Per-role quotas: chosen once per connection, when its session opens (the identity is
+ * known then): the broker's `ClientQuotaSource` (the rule engine) may give this client its
+ * role's publish quota, subscription cap and queue size; otherwise, or when no role quota
+ * is bound, limits.client and mqtt.maxQueued apply. Every PUBLISH charges the same
+ * buckets: no lookup per message. A policy change applies to connections made after it.
  */
 import type { TimerHandle } from '../../core/clock.js';
-import type { LimitsConfig } from '../../core/limits-config.js';
 import type { LimitName, SecurityEvent } from '../../core/security-events.js';
 import { ReasonCode } from '../../protocol/reason-codes.js';
 import type { PublishLimit, PublishQuota } from '../broker.js';
-import type { AuthorizedClient } from '../ports.js';
+import type { Session } from '../session/session.js';
 import { CongestionWatch, type CongestionSource } from '../session/congestion-watch.js';
 import type { Channel } from './channel.js';
 
 type LimitAction = Extract<SecurityEvent, { type: 'limit.hit' }>['action'];
-
-/**
- * The port through which a client's own publish quota is found (declared by its user,
- * ARCHITECTURE idea 3). Asked once per connection.
- */
-export interface ClientQuotaSource {
-  /** The quota of `client` (its buckets full at `now`); undefined: the broker-wide limits.client applies. */
-  clientPublishQuota(client: AuthorizedClient, defaults: LimitsConfig['client'], now: number): PublishQuota | undefined;
-}
-
-/** The authorizer as a quota source, when it is one (the broker holds it as a DeliveryAuthorizer). */
-function quotaSourceOf(authorizer: object): ClientQuotaSource | null {
-  return typeof (authorizer as Partial<ClientQuotaSource>).clientPublishQuota === 'function' ? (authorizer as ClientQuotaSource) : null;
-}
 
 /** One `limit.hit` (count 1) for this channel's client; nothing is built when nobody listens. */
 export function emitLimitHit(ch: Channel, limit: LimitName, action: LimitAction, detail?: string): void {
@@ -60,8 +44,10 @@ export function emitLimitHit(ch: Channel, limit: LimitName, action: LimitAction,
 export const SLOW_CONSUMER = 'slow consumer';
 
 export class ChannelLimits {
-  /** The publish quota; undefined until the first PUBLISH asks, null when unlimited. */
+  /** The publish quota; undefined until the session opens (or the first PUBLISH asks), null when unlimited. */
   private quota: PublishQuota | null | undefined = undefined;
+  /** SUBSCRIBE's cap on this session's subscriptions (limits.client's, or the role's). */
+  maxSubscriptions = Infinity;
   /** The pause of a slowed-down publisher; at most one. */
   private slowTimer: TimerHandle | null = null;
   private watch: CongestionWatch | null = null;
@@ -75,14 +61,24 @@ export class ChannelLimits {
     return quota === null ? null : quota.take(now, bytes);
   }
 
-  /** This client's role quota, else the broker-wide one; null: not limited. Once per connection. */
+  /**
+   * Chooses this connection's limits once its client is known: its role quota (publish
+   * buckets, subscription cap, queue size applied to `session`), else the broker-wide ones.
+   */
+  adopt(session: Session, now: number): void {
+    const broker = this.ch.broker;
+    const client = this.ch.client;
+    const own = client === null ? undefined : broker.quotas?.clientQuota(client, broker.limits.client, now);
+    this.maxSubscriptions = broker.limits.enabled ? (own?.maxSubscriptions ?? broker.limits.client.maxSubscriptions) : Infinity;
+    session.maxQueued = own?.maxQueued ?? broker.config.maxQueued;
+    // No broker-wide factory: limits are off (or no rate is set), and then role quotas are off too.
+    this.quota = broker.publishQuota === null ? null : (own?.publish ?? broker.publishQuota(now));
+  }
+
+  /** The broker-wide publish quota, for a PUBLISH that comes before adopt (none should). */
   private chooseQuota(now: number): PublishQuota | null {
     const broker = this.ch.broker;
-    // No broker-wide factory: limits are off (or no rate is set), and then role quotas are off too.
-    if (broker.publishQuota === null) return null;
-    const client = this.ch.client;
-    const own = client === null ? undefined : quotaSourceOf(broker.authorizer)?.clientPublishQuota(client, broker.limits.client, now);
-    return own ?? broker.publishQuota(now);
+    return broker.publishQuota === null ? null : broker.publishQuota(now);
   }
 
   /**

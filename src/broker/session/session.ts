@@ -58,6 +58,8 @@ export class Session {
   private target: DeliveryTarget | null = null;
   private nextPacketId = 1;
   disconnectedAt = 0;
+  /** Messages this session may queue: mqtt.maxQueued, or its client's role quota (set at each connect). */
+  maxQueued: number;
   /** The identity of the client that last owned the session (stored with the record). */
   identity: ClientIdentity | undefined = undefined;
   /** ms since epoch when the current connection attached; 0 while offline (admin listings). */
@@ -78,6 +80,7 @@ export class Session {
     this.clientId = clientId;
     this.protocolVersion = protocolVersion;
     this.expiryInterval = expiryInterval;
+    this.maxQueued = ctx.maxQueued;
   }
 
   get online(): boolean {
@@ -99,7 +102,7 @@ export class Session {
 
   /** True while the queue of a connected session is over half its bound. */
   get queueCongested(): boolean {
-    return this.queue.length > this.ctx.maxQueued / 2;
+    return this.queue.length > this.maxQueued / 2;
   }
 
   /** Calls `cb` once when the queue falls to a quarter of its bound, or the session goes offline. */
@@ -170,14 +173,14 @@ export class Session {
         return;
       }
     } else {
-      if (this.queue.length >= this.ctx.maxQueued) {
+      if (this.queue.length >= this.maxQueued) {
         this.dropped('queue-full');
         return;
       }
       this.queue.push(o);
       // A connected subscriber whose queue stays over half full does not acknowledge: its
       // target starts the slow-consumer clock (once per congestion, not per message).
-      if (target !== null && !this.backlogged && this.queue.length > this.ctx.maxQueued / 2) {
+      if (target !== null && !this.backlogged && this.queue.length > this.maxQueued / 2) {
         this.backlogged = true;
         target.queueCongested();
       }
@@ -229,7 +232,7 @@ export class Session {
       }
       this.store?.updateOutbound(this.clientId, o.seq, 'publish-sent', o.packetId);
     }
-    if (this.queue.length <= this.ctx.maxQueued / 4) {
+    if (this.queue.length <= this.maxQueued / 4) {
       if (this.queueWaiters !== null) this.releaseQueueWaiters();
       if (this.backlogged) {
         this.backlogged = false;

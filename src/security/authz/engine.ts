@@ -8,9 +8,7 @@
  * SECURITY: nothing matches → deny; a matching deny beats every allow; an identity value
  * that is unsafe in a topic (see isSafeSubstitution) makes its rule match nothing.
  */
-import type { PublishQuota } from '../../broker/broker.js';
-import type { ClientQuotaSource } from '../../broker/channel/channel-limits.js';
-import type { AuthorizedClient, DeliveryAuthorizer, PublishAuthorization, SubscribeAuthorization } from '../../broker/ports.js';
+import type { AuthorizedClient, ClientQuota, ClientQuotaSource, DeliveryAuthorizer, PublishAuthorization, SubscribeAuthorization } from '../../broker/ports.js';
 import type { AclPolicy, AclRule, RoleQuota } from '../../core/authz-config.js';
 import type { LimitsConfig } from '../../core/limits-config.js';
 import type { Logger } from '../../core/logger.js';
@@ -21,7 +19,7 @@ import { topicMatches } from '../../protocol/topic.js';
 import { attributeValues, globMatches } from './identity-values.js';
 import { expandPattern, ruleText } from './pattern.js';
 import { filterCovers } from './topic-cover.js';
-import { chooseQuota, effectiveRates, roleQuotas } from './quota.js';
+import { chooseQuota, effectiveLimits, roleQuotas } from './quota.js';
 import { ClientPublishQuota } from '../limits/client-limits.js';
 
 /** Which rule decided: role name, the rule's index in that role, and its text. */
@@ -131,14 +129,18 @@ export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
   }
 
   /**
-   * The publish quota of `client`'s most specific quota binding (quota.ts); undefined when
-   * no role with a quota is bound to it (limits.client applies). Asked once per connection.
+   * The limits of `client`'s most specific quota binding (quota.ts); undefined when no role
+   * with a quota is bound to it (limits.client applies). Asked once per connection.
    */
-  clientPublishQuota(client: AuthorizedClient, defaults: LimitsConfig['client'], now: number): PublishQuota | undefined {
+  clientQuota(client: AuthorizedClient, defaults: LimitsConfig['client'], now: number): ClientQuota | undefined {
     const choice = chooseQuota(this.policy, client, this.quotas);
     if (choice === null) return undefined;
-    const { publishRate, bandwidth } = effectiveRates(choice, defaults);
-    return new ClientPublishQuota(publishRate, bandwidth, now);
+    const limits = effectiveLimits(choice, defaults);
+    return {
+      publish: new ClientPublishQuota(limits.publishRate, limits.bandwidth, now),
+      maxSubscriptions: limits.maxSubscriptions,
+      ...(limits.maxQueued !== undefined ? { maxQueued: limits.maxQueued } : {}),
+    };
   }
 
   decidePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): Verdict {

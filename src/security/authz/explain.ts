@@ -25,6 +25,10 @@ export interface QuotaExplanation {
   specificity: BindingSpecificity | null;
   publishRate: NonNullable<RoleQuota['publishRate']> | null;
   bandwidth: NonNullable<RoleQuota['bandwidth']> | null;
+  /** null: limits.client.maxSubscriptions. */
+  maxSubscriptions: number | null;
+  /** null: mqtt.maxQueued. */
+  maxQueued: number | null;
 }
 
 export interface ExplainRequest {
@@ -92,8 +96,17 @@ export function explain(policy: AclPolicy, req: ExplainRequest): Explanation {
 
 function explainQuota(policy: AclPolicy, client: AuthorizedClient): QuotaExplanation {
   const choice = chooseQuota(policy, client);
-  if (choice === null) return { role: null, binding: null, specificity: null, publishRate: null, bandwidth: null };
-  return { role: choice.role, binding: choice.binding, specificity: choice.specificity, publishRate: choice.quota.publishRate ?? null, bandwidth: choice.quota.bandwidth ?? null };
+  if (choice === null) return { role: null, binding: null, specificity: null, publishRate: null, bandwidth: null, maxSubscriptions: null, maxQueued: null };
+  const q = choice.quota;
+  return {
+    role: choice.role,
+    binding: choice.binding,
+    specificity: choice.specificity,
+    publishRate: q.publishRate ?? null,
+    bandwidth: q.bandwidth ?? null,
+    maxSubscriptions: q.maxSubscriptions ?? null,
+    maxQueued: q.maxQueued ?? null,
+  };
 }
 
 function rateText(name: string, r: { perSecond: number; burst: number } | null, unit: string): string {
@@ -107,7 +120,9 @@ export function formatQuota(q: QuotaExplanation | undefined): string {
   if (q === undefined) return '  quota: (not reported)';
   if (q.role === null) return '  quota: limits.client (no role with a quota is bound)';
   const by = q.binding === null ? '' : ` via binding ${q.binding.attribute}=${q.binding.value} (${q.specificity})`;
-  return `  quota: role "${q.role}"${by}: ${rateText('publishRate', q.publishRate, ' msg')}, ${rateText('bandwidth', q.bandwidth, ' B')}`;
+  const subscriptions = `maxSubscriptions ${q.maxSubscriptions ?? 'limits.client'}`;
+  const queue = `maxQueued ${q.maxQueued ?? 'mqtt.maxQueued'}`;
+  return `  quota: role "${q.role}"${by}: ${rateText('publishRate', q.publishRate, ' msg')}, ${rateText('bandwidth', q.bandwidth, ' B')}, ${subscriptions}, ${queue}`;
 }
 
 /** The human form: a first line with the verdict, then why. */

@@ -69,10 +69,20 @@ export function chooseQuota(policy: AclPolicy, client: AuthorizedClient, quotas:
 
 type Rate = LimitsConfig['client']['publishRate'];
 
-/** The rates a client gets: its role's where the role sets them, limits.client's otherwise. */
-export function effectiveRates(choice: QuotaChoice | null, defaults: LimitsConfig['client']): { publishRate: Rate; bandwidth: Rate } {
+/** What a client gets: its role's value where the role sets one, limits.client's (or mqtt.maxQueued: undefined) otherwise. */
+export interface EffectiveLimits {
+  publishRate: Rate;
+  bandwidth: Rate;
+  maxSubscriptions: number;
+  /** undefined: mqtt.maxQueued. */
+  maxQueued: number | undefined;
+}
+
+export function effectiveLimits(choice: QuotaChoice | null, defaults: LimitsConfig['client']): EffectiveLimits {
   return {
     publishRate: choice?.quota.publishRate ?? defaults.publishRate,
     bandwidth: choice?.quota.bandwidth ?? defaults.bandwidth,
+    maxSubscriptions: choice?.quota.maxSubscriptions ?? defaults.maxSubscriptions,
+    maxQueued: choice?.quota.maxQueued,
   };
 }

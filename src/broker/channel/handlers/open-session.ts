@@ -65,6 +65,7 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
   ch.client = client;
   const { session, present } = ch.broker.openSession(ch.clientId, packet.clean !== false, expiry, ch.version, ch, client);
   ch.session = session;
+  ch.limits.adopt(session, ch.broker.clock.now());
 
   const connack: ConnackPacket = { cmd: 'connack', sessionPresent: present };
   if (v5) {

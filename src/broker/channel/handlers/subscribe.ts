@@ -22,9 +22,9 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
   if (v5 && packet.properties?.subscriptionIdentifier === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'subscription identifier 0');
   // The codec accepts a SUBSCRIBE with a packet id and no filters; the spec does not [MQTT-3.8.3-3].
   if (packet.subscriptions.length === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'SUBSCRIBE without a topic filter');
-  // SECURITY: subscriptions per session are capped (limits.client.maxSubscriptions): each
-  // costs router memory and fan-out work on every matching PUBLISH.
-  const maxSubscriptions = broker.limits.enabled ? broker.limits.client.maxSubscriptions : Infinity;
+  // SECURITY: subscriptions per session are capped (limits.client.maxSubscriptions, or the
+  // client's role quota): each costs router memory and fan-out work on every matching PUBLISH.
+  const maxSubscriptions = ch.limits.maxSubscriptions;
   const granted: number[] = [];
   const retainedToSend: Array<{ sub: StoredSubscription }> = [];
   for (const req of packet.subscriptions) {
