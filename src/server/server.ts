@@ -141,7 +141,10 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     // SECURITY: runtime IP/CIDR bans (and the ban list's address allow entries) are asked at
     // accept too, so a banned address is cut before its TLS handshake costs anything.
     const bans = adminSide?.bans ?? null;
-    const guard = new ConnectionGuard(config.limits, bans !== null ? { addressCheck: (ip) => bans.addressRefusal(ip) } : {});
+    // SECURITY: where a client certificate is required every client proves itself, so there
+    // automatic address bans (which anybody sharing a NAT address can earn) do not apply.
+    const proofRequired = new Set(config.listeners.filter((l) => l.tls?.clientCerts === 'required').map((l) => l.name));
+    const guard = new ConnectionGuard(config.limits, bans !== null ? { addressCheck: (ip, listener) => bans.addressRefusal(ip, proofRequired.has(listener)) } : {});
     // The built-in PKI's CRLs apply to every listener that trusts its CA (tls-revocation.ts).
     const pkiDir = configuredPkiDir(config.pki.dir, opts.baseDir, dataDir);
     for (const l of config.listeners) {

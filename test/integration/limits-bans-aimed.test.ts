@@ -99,6 +99,11 @@ describe('automatic bans key on the attacker, not on a client id', () => {
     assert.match(String(line.obj.reason), /^10 authentication failures within 60s from this address/);
   });
 
+  test('a certificate device behind the banned address still connects where certificates are required', async () => {
+    await events.waitFor((es) => es.some((e) => e.type === 'ban.added' && e.kind === 'ip' && e.value === ATTACKER), 5000, 'the address ban');
+    assert.deepEqual(await tryMqttConnect(port('mtls'), from(ATTACKER, { ...deviceOpts(), localAddress: ATTACKER, clientId: 'dev1-nat' })), { connack: 0 });
+  });
+
   test('the user name tried is banned: alice with the right password from a clean address gets 0x8A, the certificate device is fine', async () => {
     const line = await logger.waitFor('automatic ban', { kind: 'username', value: 'alice' });
     assert.equal(line.level, 'warn');

@@ -120,6 +120,7 @@ test('address check at accept: ip and cidr only, deny beats allow', () => {
   assert.notEqual(bans.addressRefusal('not-an-address'), null, 'an unreadable address is not on the allow list (fail closed)');
   add('ip', '10.0.0.66');
   assert.equal(bans.addressRefusal('::ffff:10.0.0.66')?.ban?.kind, 'ip', 'deny beats allow');
+  assert.equal(bans.addressRefusal('10.0.0.66', true)?.ban?.kind, 'ip', "an operator's address ban holds where certificates are required too");
 });
 
 test('allow lists constrain only their own dimension; a client lacking the fact is refused', () => {

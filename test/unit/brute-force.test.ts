@@ -63,6 +63,7 @@ test('N failures from one address within the window ban the address; the ban gro
   assert.equal(ban?.expiresAt, clock.t + 2 + 10_000);
   assert.deepEqual(kicked, ['on-attacker-ip'], 'the live session from the banned address is closed');
   assert.notEqual(bans.addressRefusal('10.0.0.1'), null);
+  assert.equal(bans.addressRefusal('10.0.0.1', true), null, 'not on a listener where every client proves itself with a certificate');
 
   // While banned, more failures restart the count but start no second ban.
   for (let i = 0; i < 3; i++) assert.deepEqual(brute.onFailure('10.0.0.1', `x${i}`, clock.t + 3).filter((b) => b.kind === 'ip'), []);

@@ -24,9 +24,13 @@
  * certificate or a TLS-PSK key issued to it (`provenByTransport`): an attacker cannot aim
  * one at a device whose key it does not hold. Operator entries (manual bans, allow lists)
  * apply to everyone, and so does an automatic ban of a certificate itself (flapping keys a
- * certificate client on its fingerprint: only the key's holder can earn that). The accept check (`addressRefusal`) still applies automatic address
- * bans to every socket before TLS: there the client has proved nothing yet, and letting a
- * banned address handshake and authenticate would hand its flood the broker's CPU.
+ * certificate client on its fingerprint: only the key's holder can earn that). The accept
+ * check (`addressRefusal`) applies automatic address bans before TLS on listeners where a
+ * client may get in without a certificate or PSK: there it has proved nothing yet, and
+ * letting a banned address handshake and authenticate would hand its flood the broker's
+ * CPU. On a listener that requires a client certificate every client will prove itself, so
+ * only operator address entries apply there: a device behind the attacker's NAT address
+ * keeps connecting, and the attacker's handshakes stay bounded by the per-address rate.
  */
 import type { AdmissionGuard } from '../../broker/broker.js';
 import type { AuthorizedClient } from '../../broker/ports.js';
@@ -255,11 +259,12 @@ export class BanList {
    * entry that matched, or a refusal naming the address allow list, or null. Takes the
    * address already parsed by the connection guard (an accept parses it once) or its text.
    */
-  addressRefusal(address: string | ClientAddress): BanRefusal | null {
+  addressRefusal(address: string | ClientAddress, proofRequired = false): BanRefusal | null {
     this.sweep();
-    if (this.deny.perDimension.address === 0 && this.allow.perDimension.address === 0) return null;
+    const deny = proofRequired ? this.denyProven : this.deny;
+    if (deny.perDimension.address === 0 && this.allow.perDimension.address === 0) return null;
     const addr = typeof address === 'string' ? parseClientAddress(address) : address;
-    const ban = this.deny.address(addr);
+    const ban = deny.address(addr);
     if (ban !== null) return { reason: `banned (${ban.kind} ${ban.value})`, ban };
     if (this.allow.perDimension.address > 0 && this.allow.address(addr) === null) return { reason: 'address not on the allow list', ban: null };
     return null;

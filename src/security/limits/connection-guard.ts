@@ -55,7 +55,7 @@ export interface ConnectionGuardOptions {
    * refuse, or null. Asked after the deny list with the address this guard parsed, so an
    * accept parses its address once (`addr.text` is the canonical form).
    */
-  addressCheck?: (addr: ClientAddress) => { reason: string } | null;
+  addressCheck?: (addr: ClientAddress, listener: string) => { reason: string } | null;
   /**
    * Most per-address entries kept for addresses with no open connection (their rate
    * buckets still refilling). Entries of addresses with open connections are never
@@ -109,7 +109,7 @@ export class ConnectionGuard {
   private readonly ratePerSecond: number;
   private readonly rateBurst: number;
   private readonly maxIdle: number;
-  private readonly addressCheck: ((addr: ClientAddress) => { reason: string } | null) | null;
+  private readonly addressCheck: ((addr: ClientAddress, listener: string) => { reason: string } | null) | null;
   /** The latest `now` passed to admit: the time a release judges a bucket by. */
   private lastNow = 0;
   private readonly addresses = new Map<string, AddressState>();
@@ -169,7 +169,7 @@ export class ConnectionGuard {
     if (this.addressCheck !== null) {
       let ban: { reason: string } | null;
       try {
-        ban = this.addressCheck(ip);
+        ban = this.addressCheck(ip, listener);
       } catch (err) {
         // SECURITY: fail closed: a ban list that cannot answer does not let the address in
         // (and an exception here would otherwise escape into the accept loop).
