@@ -15,6 +15,16 @@ import { addAdminClientOptions, adminClientFrom, wantsAdminApi, type AdminClient
 import { apiAclExplain, apiAclLint } from './admin-calls.js';
 import { addPolicySourceOptions, effectivePolicy, type PolicySourceOptions } from './acl-policy-source.js';
 import { registerAclStoreCommands } from './acl-store-cli.js';
+import { listenerFindings } from '../server/listener-lint.js';
+import { loadConfigFile } from '../server/load-config.js';
+
+/** Lint of the rules a broker with these options would use, plus what its config's listeners lack (a way to revoke). */
+async function localLint(opts: PolicySourceOptions): Promise<LintFinding[]> {
+  const findings = lintPolicy(effectivePolicy(opts));
+  if (opts.config === undefined) return findings;
+  const { config, baseDir } = loadConfigFile(opts.config);
+  return [...findings, ...(await listenerFindings(config, baseDir))];
+}
 
 function usage(message: string): BastionError {
   return new BastionError('ERR_USAGE', message);
@@ -118,7 +128,7 @@ export function registerAclCommand(program: Command): void {
       .description('flag rules that are too broad, can never match, or let one device reach another; exit 1 on errors')
       .option('--json', 'print JSON'),
   ), { prefixed: true }).action(async (opts: PolicySourceOptions & AdminClientOptions & { json?: boolean }) => {
-    const findings = wantsAdminApi(adminOf(opts)) ? ((await apiAclLint(adminClientFrom(adminOf(opts)))) as LintFinding[]) : lintPolicy(effectivePolicy(opts));
+    const findings = wantsAdminApi(adminOf(opts)) ? ((await apiAclLint(adminClientFrom(adminOf(opts)))) as LintFinding[]) : await localLint(opts);
     process.stdout.write(opts.json === true ? `${JSON.stringify({ findings })}\n` : formatLint(findings));
     if (findings.some((f) => f.severity === 'error')) process.exitCode = 1;
   });

@@ -46,6 +46,8 @@ export interface AdminSideOptions {
   policy?: PolicyFacade | null;
   /** The user store the login providers already hold open, to share rather than open users.db twice. */
   users?: SqliteUserStore | null;
+  /** Lint findings about the running setup (listener-lint.ts), answered with the rule findings. */
+  setupFindings?: () => unknown[];
 }
 
 /** How often ended bans are swept (and their end announced); checks also sweep lazily. */
@@ -89,6 +91,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
       const users = opts.users ?? (ownUsers = new SqliteUserStore(join(opts.dataDir, USERS_DB_FILE)));
       const services: AdminServices = {
         broker: brokerApi,
+        ...(opts.setupFindings !== undefined ? { setupFindings: opts.setupFindings } : {}),
         bans,
         tokens: store,
         users: usersFacade(users, new PasswordHasher()),

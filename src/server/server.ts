@@ -17,6 +17,7 @@ import { startPkiDuties, type PkiDuties } from './pki-runtime.js';
 import { startWebSocketListener } from '../transport/websocket.js';
 import { RevocationEnforcer } from './revocation.js';
 import { configuredPkiDir } from './pki-layout.js';
+import { revocationFinding } from './listener-lint.js';
 import { startAuthz } from './authz-side.js';
 import type { PolicyService } from '../security/authz/policy-service.js';
 import { startAdminSide, type AdminSide } from './admin-side.js';
@@ -134,7 +135,9 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     cliChanges = startPendingChangesDrain({ dataDir, events, audit, logger });
     // The ban list at every start (automatic bans need it; the admin API only when
     // configured), before the listeners: a banned client never slips in at start.
-    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users });
+    // The listeners (started below) add what lint says about them: no way to revoke client certificates.
+    const setupFindings = (): unknown[] => listeners.flatMap((l) => (l.tls !== null ? [revocationFinding(l.config.name, l.tls.revocation)].filter((f) => f !== null) : []));
+    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users, setupFindings });
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     // One guard for every listener: maxTotal and the per-address counts span them all.

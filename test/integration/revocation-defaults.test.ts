@@ -21,6 +21,8 @@ import { adminRequest } from '../helpers/admin.js';
 import type { TestPki } from '../helpers/pki.js';
 import { BASTION_MAIN, connectMqtt, endQuietly, nextEvent, run } from './support.js';
 import { RecordingLogger, startTlsBroker, tryMqttConnect } from './tls-support.js';
+import { startTestBroker } from '../helpers/broker.js';
+import { writeFileSync } from 'node:fs';
 
 /** The dev PKI's files in the shape the admin helper takes (its CA is the dev root). */
 function asTestPki(pki: DevPkiPaths): TestPki {
@@ -165,5 +167,53 @@ describe('listeners with nothing to revoke with', () => {
       () => parseConfig({ listeners: [{ name: 'l', protocol: 'mqtts', port: 0, tls: { cert: 'c', key: 'k', ca: 'a', crl: 'r', revocation: 'none' } }] }, '/tmp'),
       (err: unknown) => err instanceof ConfigError && /listeners\[0\]\.tls\.revocation: revocation: none contradicts crl/.test(err.message),
     );
+  });
+});
+
+describe('acl lint names a listener that nothing can revoke for', () => {
+  const NO_REVOCATION = /^warning: listener mqtts accepts client certificates but nothing can revoke them: set tls\.crl \(or trust the built-in PKI\), or write tls\.revocation: none$/m;
+
+  test('bastion acl lint -c: a foreign CA without crl is a warning (exit 0); the built-in PKI or revocation: none is not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bastion-lint-revocation-'));
+    try {
+      const pki = await ensureDevPki(join(dir, 'bastion-data'));
+      const foreign = await startTlsBroker({ dir: join(dir, 'foreign') });
+      const foreignCa = foreign.pki.caCert;
+      await foreign.stop();
+      const lint = async (name: string, tls: Record<string, unknown>): Promise<{ code: number | null; stdout: string; stderr: string }> => {
+        const file = join(dir, `${name}.yaml`);
+        const config = { listeners: [{ name: 'mqtts', protocol: 'mqtts', port: 8883, tls: { cert: pki.serverCert, key: pki.serverKey, ...tls } }] };
+        writeFileSync(file, JSON.stringify(config));
+        return run(process.execPath, [BASTION_MAIN, 'acl', 'lint', '-c', file], { cwd: dir, timeoutMs: 20000 });
+      };
+      const bare = await lint('foreign', { ca: foreignCa });
+      assert.equal(bare.code, 0, bare.stderr);
+      assert.match(bare.stdout, NO_REVOCATION);
+      for (const [name, tls] of [
+        ['builtin', { ca: pki.rootCert }],
+        ['optout', { ca: foreignCa, revocation: 'none' }],
+        ['withcrl', { ca: foreignCa, crl: pki.crl }],
+      ] as const) {
+        const r = await lint(name, tls);
+        assert.equal(r.code, 0, r.stderr);
+        assert.doesNotMatch(r.stdout, /nothing can revoke/, name);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('GET /api/v1/acl/lint of a running broker reports its listener too', async () => {
+    const b = await startTestBroker({ admin: {}, sys: { intervalSeconds: 0 } });
+    try {
+      const created = await run(process.execPath, [BASTION_MAIN, 'admin', 'token', 'create', '--name', 'lint', '--data-dir', b.dataDir]);
+      assert.equal(created.code, 0, created.stderr);
+      const r = await adminRequest(b.pki, b.server.admin!.port, { path: '/api/v1/acl/lint', token: created.stdout.trim() });
+      assert.equal(r.status, 200, r.text);
+      const findings = (r.json as { findings: Array<{ severity: string; message: string }> }).findings;
+      assert.ok(findings.some((f) => f.severity === 'warning' && /^listener mqtts accepts client certificates but nothing can revoke them/.test(f.message)), JSON.stringify(findings));
+    } finally {
+      await b.stop();
+    }
   });
 });

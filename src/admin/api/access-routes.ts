@@ -213,6 +213,6 @@ export function accessRoutes(s: AdminServices): Route[] {
         }
       },
     },
-    { method: 'GET', path: /^\/api\/v1\/acl\/lint$/, handler: () => ok({ findings: needPolicy(s).lint() }) },
+    { method: 'GET', path: /^\/api\/v1\/acl\/lint$/, handler: () => ok({ findings: [...needPolicy(s).lint(), ...(s.setupFindings?.() ?? [])] }) },
   ];
 }

@@ -70,6 +70,8 @@ export interface ExplainQuery {
 
 export interface AdminServices {
   broker: BrokerApi;
+  /** Lint findings about the running broker's setup rather than its rules (listeners without revocation). */
+  setupFindings?: () => unknown[];
   bans: BanList;
   tokens: TokenStore;
   /** Null until the user store is wired: its routes answer 501. */

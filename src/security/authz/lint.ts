@@ -86,7 +86,9 @@ export function lintPolicy(policy: AclPolicy): LintFinding[] {
 
 export function formatLint(findings: LintFinding[]): string {
   if (findings.length === 0) return 'no findings\n';
-  const lines = findings.map((f) => `${f.severity}: ${f.role !== null ? `role "${f.role}"` : ''}${f.index !== null ? ` rule #${f.index} (${f.rule})` : ''}: ${f.message}`);
+  const where = (f: LintFinding): string => `${f.role !== null ? `role "${f.role}"` : ''}${f.index !== null ? ` rule #${f.index} (${f.rule})` : ''}`;
+  // A finding about no role (a listener, say) has no place to name.
+  const lines = findings.map((f) => (where(f) === '' ? `${f.severity}: ${f.message}` : `${f.severity}: ${where(f)}: ${f.message}`));
   const errors = findings.filter((f) => f.severity === 'error').length;
   lines.push(`${errors} error(s), ${findings.length - errors} warning(s)`);
   return `${lines.join('\n')}\n`;
