@@ -46,9 +46,14 @@ const PRETTY = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.\d{3} INFO  listeni
 test('without a terminal: JSON records and the banner on stderr, in the order they happened; nothing on stdout', { timeout: 30_000 }, async () => {
   const dir = tempDir();
   const p = Proc.spawn(process.execPath, [BASTION_MAIN, 'serve', '-c', configWith(dir, ['level: info'])], { cwd: dir });
-  await p.waitForOutput(LISTENING_LINE, 15_000, 'stderr');
-  p.kill('SIGTERM');
-  const r = await p.waitExit(10_000);
+  let r;
+  try {
+    await p.waitForOutput(LISTENING_LINE, 15_000, 'stderr');
+    p.kill('SIGTERM');
+    r = await p.waitExit(10_000);
+  } finally {
+    await p.stop();
+  }
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, '');
   const lines = r.stderr.split('\n').filter((l) => l !== '');
@@ -63,9 +68,14 @@ test('log.format: pretty prints one human line per record with the local time (T
   const dir = tempDir();
   const before = Date.now();
   const p = Proc.spawn(process.execPath, [BASTION_MAIN, 'serve', '-c', configWith(dir, ['format: pretty'])], { cwd: dir, env: { ...process.env, TZ: 'Asia/Kathmandu' } });
-  await p.waitForOutput(LISTENING_LINE, 15_000, 'stderr');
-  p.kill('SIGTERM');
-  const r = await p.waitExit(10_000);
+  let r;
+  try {
+    await p.waitForOutput(LISTENING_LINE, 15_000, 'stderr');
+    p.kill('SIGTERM');
+    r = await p.waitExit(10_000);
+  } finally {
+    await p.stop();
+  }
   assert.equal(r.code, 0, r.stderr);
   const m = PRETTY.exec(r.stderr);
   assert.ok(m !== null, r.stderr);
@@ -79,17 +89,21 @@ test('log.format: pretty prints one human line per record with the local time (T
 test('on a terminal the default (auto) is human lines; log.format: json forces JSON there', { timeout: 40_000 }, async () => {
   const dir = tempDir();
   const auto = serveOnTty(['-c', configWith(dir, ['level: info'])], dir);
-  await auto.waitForOutput(LISTENING_LINE, 15_000);
-  assert.match(auto.stdout, PRETTY);
-  auto.kill('SIGTERM');
-  await auto.waitExit(10_000);
-
   const dir2 = tempDir();
   const json = serveOnTty(['-c', configWith(dir2, ['format: json'])], dir2);
-  await json.waitForOutput(LISTENING_LINE, 15_000);
-  assert.match(json.stdout, /^\{"level":30,"time":\d+,"pid":\d+,"listener":"plain"/m);
-  json.kill('SIGTERM');
-  await json.waitExit(10_000);
+  try {
+    await auto.waitForOutput(LISTENING_LINE, 15_000);
+    assert.match(auto.stdout, PRETTY);
+    await json.waitForOutput(LISTENING_LINE, 15_000);
+    assert.match(json.stdout, /^\{"level":30,"time":\d+,"pid":\d+,"listener":"plain"/m);
+    for (const p of [auto, json]) {
+      p.kill('SIGTERM');
+      await p.waitExit(10_000);
+    }
+  } finally {
+    // Closing the pty (script's end) hangs up the broker on it.
+    await Promise.all([auto.stop(), json.stop()]);
+  }
 });
 
 test('a bad log.format or --log-format is one readable line and a non-zero exit', { timeout: 30_000 }, async () => {
@@ -109,7 +123,9 @@ test('SIGTERM to `npm start` reaches the broker: it logs the shutdown, stops, an
   npm.child.stdin?.end();
   let brokerPid: number | undefined;
   try {
-    await npm.waitForOutput(LISTENING_LINE, 30_000, 'stderr');
+    // The banner follows the signal handlers (either stream: before this change it was on
+    // stdout, and the test must fail on its assertions, not hang); the log records carry the pid.
+    await Promise.any([npm.waitForOutput(LISTENING_LINE, 30_000, 'stderr'), npm.waitForOutput(LISTENING_LINE, 30_000, 'stdout')]);
     brokerPid = Number(/"pid":(\d+)/.exec(npm.stderr)?.[1]);
     assert.ok(brokerPid > 0 && brokerPid !== npm.pid, npm.stderr);
     npm.kill('SIGTERM');
