@@ -24,7 +24,7 @@ import { PskSessionIdentities } from './tls-psk-sessions.js';
 import { revocationSourceOf, type RevocationSource } from './tls-revocation.js';
 import { negotiatedGroup } from './tls-session.js';
 import { verifiedPeer, verifyFailureReason, type IdentityPolicy } from './tls-identity.js';
-import { changedFiles, loadTlsMaterial, type TlsMaterial, type TlsPaths } from './tls-material.js';
+import { changedFiles, loadTlsMaterial, withMissingFileHint, type TlsMaterial, type TlsPaths } from './tls-material.js';
 import { OcspStapler } from './tls-ocsp.js';
 import { TicketKeyStore } from './tls-tickets.js';
 import { FileChangeWatcher } from './tls-watch.js';
@@ -145,7 +145,12 @@ export class TlsContextManager {
       ...(opts.listener.psk !== undefined ? { psk: opts.resolvePath(opts.listener.psk.file) } : {}),
     };
     announceRevocation(opts.listener.name, revocation, opts.logger);
-    const material = await loadTlsMaterial(paths);
+    let material: TlsMaterial;
+    try {
+      material = await loadTlsMaterial(paths);
+    } catch (err) {
+      throw withMissingFileHint(err, paths, { baseDir: opts.resolvePath('.'), pkiDir: opts.pkiDir, dataDir: opts.dataDir });
+    }
     const st = t.sessionTickets;
     let tickets: TicketKeyStore | null = null;
     if (st.enabled) {

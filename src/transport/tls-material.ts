@@ -4,7 +4,9 @@
  * them changed since the last load. Must not: apply anything to a server.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { basename, dirname, join, relative } from 'node:path';
 import tls from 'node:tls';
 import { BastionError } from '../core/errors.js';
 import { parsePskFile } from './tls-psk.js';
@@ -97,4 +99,38 @@ export async function loadTlsMaterial(paths: TlsPaths): Promise<TlsMaterial> {
 /** The roles whose file content differs between two loads. */
 export function changedFiles(before: TlsMaterial, after: TlsMaterial): Array<keyof TlsPaths> {
   return (Object.keys(after.hashes) as Array<keyof TlsPaths>).filter((role) => before.hashes[role] !== after.hashes[role]);
+}
+
+/** Where a config's files resolve, and where the built-in PKI keeps its own. */
+export interface TlsFileDirs {
+  /** The folder relative paths resolve against (the config file's). */
+  baseDir: string;
+  /** The built-in PKI's directory (`pki.dir`, default `<dataDir>/pki`). */
+  pkiDir: string;
+  dataDir: string;
+}
+
+/**
+ * Adds to a failed load what the operator most likely meant, when a configured file is
+ * missing: relative paths resolve beside the config file, while the PKI the zero-config
+ * start made lives in `<dataDir>/pki`, so `cert: pki/server.crt` beside a `bastion-data`
+ * folder names a file that does not exist. Only says where a file is; never reads it in
+ * its place (SECURITY: the config names the files a listener uses, nothing else does).
+ */
+export function withMissingFileHint(err: unknown, paths: TlsPaths, dirs: TlsFileDirs): unknown {
+  if (!(err instanceof BastionError) || err.code !== 'ERR_TLS_MATERIAL' || !err.message.endsWith(': ENOENT')) return err;
+  const missing = [paths.cert, paths.key, paths.ca, paths.crl, paths.psk].find((p) => p !== undefined && err.message.includes(` ${p}: `) && !existsSync(p));
+  if (missing === undefined) return err;
+  const shown = (p: string): string => {
+    const rel = relative(dirs.baseDir, p);
+    return rel.startsWith('..') || rel === '' ? p : rel;
+  };
+  const inPki = join(dirs.pkiDir, basename(missing));
+  if (inPki !== missing && existsSync(inPki)) {
+    return new BastionError('ERR_TLS_MATERIAL', `${err.message} (relative paths resolve against the config file's folder ${dirs.baseDir}; the built-in PKI has ${shown(inPki)})`);
+  }
+  if (dirname(missing) === dirs.pkiDir && !existsSync(join(dirs.pkiDir, 'root.crt'))) {
+    return new BastionError('ERR_TLS_MATERIAL', `${err.message} (no PKI has been made in ${dirs.pkiDir} yet: \`bastion serve --data-dir ${dirs.dataDir}\`, without -c, makes the development PKI there)`);
+  }
+  return err;
 }

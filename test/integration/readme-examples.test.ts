@@ -201,6 +201,29 @@ test('README Configuration example starts for real beside the quick start\'s ./b
   }
 });
 
+test('the old example\'s mistake (pki/server.crt beside ./bastion-data) fails with one line saying where the file is', { timeout: 30_000 }, async () => {
+  const dir = tempDir('hint');
+  await ensureDevPki(join(dir, 'bastion-data'));
+  const lines = (tls: string): string => ['dataDir: ./bastion-data', 'listeners:', '  - name: mqtts', '    protocol: mqtts', '    port: 0', `    tls: ${tls}`, ''].join('\n');
+  writeFileSync(join(dir, 'bastion.yaml'), lines('{ cert: pki/server.crt, key: pki/server.key, ca: pki/root.crt }'));
+  // As the new user ran it: `bastion serve -c bastion.yaml` in the quick start's folder.
+  const r = await run(process.execPath, [BASTION_MAIN, 'serve', '-c', 'bastion.yaml'], { cwd: dir, timeoutMs: 20_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.ok(
+    r.stderr.includes(`cannot read tls.cert ${join(dir, 'pki', 'server.crt')}: ENOENT (relative paths resolve against the config file's folder ${dir}; the built-in PKI has bastion-data/pki/server.crt)`),
+    r.stderr,
+  );
+  // The right paths, but no PKI made yet: the hint says what makes it.
+  const empty = tempDir('hint-empty');
+  writeFileSync(join(empty, 'bastion.yaml'), lines('{ cert: bastion-data/pki/server.crt, key: bastion-data/pki/server.key, ca: bastion-data/pki/root.crt }'));
+  const { config, baseDir } = loadConfigFile(join(empty, 'bastion.yaml'));
+  await assert.rejects(startServer({ config, baseDir }), (err: Error) => {
+    const pkiDir = join(empty, 'bastion-data', 'pki');
+    assert.equal(err.message, `cannot read tls.cert ${join(pkiDir, 'server.crt')}: ENOENT (no PKI has been made in ${pkiDir} yet: \`bastion serve --data-dir ${join(empty, 'bastion-data')}\`, without -c, makes the development PKI there)`);
+    return true;
+  });
+});
+
 describe('the quick start folder (npm start, then the README commands in it)', () => {
   let folder: string;
   let broker: Proc;
