@@ -24,6 +24,10 @@ import { PasswordHasher } from '../security/authn/password-hash.js';
 import { ADMIN_DB_FILE, SqliteAdminStore } from '../store/sqlite/admin-store.js';
 import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
 import { configuredPkiDir } from './pki-layout.js';
+import type { AdminConfig } from '../core/admin-config.js';
+import { BastionError } from '../core/errors.js';
+import { tlsSchema } from '../core/tls-config.js';
+import { TlsContextManager } from '../transport/tls-context.js';
 
 /** The admin database file inside the data directory (tokens and bans). */
 export function adminDbPath(dataDir: string): string {
@@ -48,6 +52,30 @@ export interface AdminSideOptions {
   users?: SqliteUserStore | null;
   /** Lint findings about the running setup (listener-lint.ts), answered with the rule findings. */
   setupFindings?: () => unknown[];
+}
+
+/**
+ * The admin API's TLS through the same context manager as the MQTT listeners: the same
+ * CRL handling (one CRL per CA of the chain), built-in PKI revocations, key-exchange
+ * groups, hot reload of the files and a log line for every refused certificate. No
+ * session tickets: operators are few and a ticket key file is the listeners' business.
+ */
+async function adminTlsContext(admin: AdminConfig, opts: AdminSideOptions): Promise<TlsContextManager> {
+  const tls = tlsSchema.parse({ ...admin.tls, sessionTickets: { enabled: false } });
+  try {
+    return await TlsContextManager.create({
+      listener: { name: 'admin', tls, identity: 'cn', clientIdMustMatch: false },
+      resolvePath: (p) => resolve(opts.baseDir, p),
+      dataDir: opts.dataDir,
+      pkiDir: configuredPkiDir(opts.config.pki.dir, opts.baseDir, opts.dataDir),
+      logger: opts.logger,
+      // `optional`: the handshake admits token clients; the admin API answers 401 for an unverified certificate.
+      unverifiedCertificates: 'defer',
+    });
+  } catch (err) {
+    if (err instanceof BastionError) throw new BastionError(err.code, `admin API: ${err.message}`);
+    throw err;
+  }
 }
 
 /** How often ended bans are swept (and their end announced); checks also sweep lazily. */
@@ -100,13 +128,13 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
         // Changes through this server's API reach this broker's event stream (its audit log), and no other's.
         onChange: (change) => opts.broker.events.emit(adminChangeEvent(change)),
       };
-      api = await startAdminApi({
-        config: opts.config.admin,
-        resolvePath: (p) => resolve(opts.baseDir, p),
-        dataDir: opts.dataDir,
-        pkiDir: configuredPkiDir(opts.config.pki.dir, opts.baseDir, opts.dataDir),
-        services,
-      });
+      const tls = await adminTlsContext(opts.config.admin, opts);
+      try {
+        api = await startAdminApi({ config: opts.config.admin, tls, services });
+      } catch (err) {
+        tls.close();
+        throw err;
+      }
     } catch (err) {
       release();
       ownUsers?.close();

@@ -144,13 +144,14 @@ export class TlsContextManager {
       ...(revocation.kind === 'crl' ? { crl: revocation.path } : {}),
       ...(opts.listener.psk !== undefined ? { psk: opts.resolvePath(opts.listener.psk.file) } : {}),
     };
-    announceRevocation(opts.listener.name, revocation, opts.logger);
     let material: TlsMaterial;
     try {
       material = await loadTlsMaterial(paths);
     } catch (err) {
       throw withMissingFileHint(err, paths, { baseDir: opts.resolvePath('.'), pkiDir: opts.pkiDir, dataDir: opts.dataDir });
     }
+    // After the files proved usable: a start that fails on them says only why.
+    announceRevocation(opts.listener.name, revocation, opts.logger);
     const st = t.sessionTickets;
     let tickets: TicketKeyStore | null = null;
     if (st.enabled) {

@@ -74,8 +74,10 @@ describe('two brokers sharing the ticket key file', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'bastion-tls-tickets-'));
     pki = await makeTestPki(join(dir, 'pki'), ['client1']);
-    a = await startTlsBroker({ dir, pki });
-    bb = await startTlsBroker({ dir, pki });
+    // One data directory per broker (a data directory has one owner), one shared key file.
+    const shared = { sessionTickets: { keyFile: join(dir, 'shared-ticket-keys') } };
+    a = await startTlsBroker({ dir: join(dir, 'a'), pki, tls: shared });
+    bb = await startTlsBroker({ dir: join(dir, 'b'), pki, tls: shared });
   });
   after(async () => {
     await a.stop();

@@ -7,9 +7,7 @@
 import https from 'node:https';
 import type http from 'node:http';
 import type { AdminConfig } from '../../core/admin-config.js';
-import { BastionError } from '../../core/errors.js';
-import { tlsSchema } from '../../core/tls-config.js';
-import { TlsContextManager } from '../../transport/tls-context.js';
+import type tls from 'node:tls';
 import { accessRoutes } from './access-routes.js';
 import { authenticateAdmin, AuthFailureBackoff } from './admin-auth.js';
 import { banRoutes } from './bans-routes.js';
@@ -21,13 +19,20 @@ import { listenHttp } from '../http-listen.js';
 import type { MetricsEndpoint } from '../metrics/metrics.js';
 import { sendMetrics } from '../metrics/metrics-http.js';
 
+/**
+ * The admin listener's TLS, built by the composition root with the MQTT listeners' context
+ * manager (server/admin-side.ts): the same CRL handling, revocation, groups, reload and
+ * refusal logging. An unverified operator certificate is left to this server (401).
+ */
+export interface AdminTls {
+  serverOptions(): tls.TlsOptions;
+  attach(server: tls.Server): void;
+  close(): void;
+}
+
 export interface AdminApiOptions {
   config: AdminConfig;
-  /** Resolves config-relative file paths. */
-  resolvePath: (p: string) => string;
-  dataDir: string;
-  /** The built-in PKI's directory: a `tls.ca` from it brings its CRLs. */
-  pkiDir: string;
+  tls: AdminTls;
   services: AdminServices;
 }
 
@@ -40,30 +45,6 @@ export interface RunningAdminApi {
    * broker's metrics exist (the server sets it after the listeners started); null: no such route.
    */
   serveMetrics(endpoint: MetricsEndpoint | null): void;
-}
-
-/**
- * The admin API's TLS through the same context manager as the MQTT listeners: the same
- * CRL handling (one CRL per CA of the chain), built-in PKI revocations, key-exchange
- * groups, hot reload of the files and a log line for every refused certificate. No
- * session tickets: operators are few and a ticket key file is the listeners' business.
- */
-async function adminTlsContext(opts: AdminApiOptions): Promise<TlsContextManager> {
-  const tls = tlsSchema.parse({ ...opts.config.tls, sessionTickets: { enabled: false } });
-  try {
-    return await TlsContextManager.create({
-      listener: { name: 'admin', tls, identity: 'cn', clientIdMustMatch: false },
-      resolvePath: opts.resolvePath,
-      dataDir: opts.dataDir,
-      pkiDir: opts.pkiDir,
-      logger: opts.services.logger,
-      // `optional`: the handshake admits token clients; authenticateAdmin answers 401 for an unverified certificate.
-      unverifiedCertificates: 'defer',
-    });
-  } catch (err) {
-    if (err instanceof BastionError) throw new BastionError(err.code, `admin API: ${err.message}`);
-    throw err;
-  }
 }
 
 export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdminApi> {
@@ -107,7 +88,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
     }
   };
 
-  const tlsContext = await adminTlsContext(opts);
+  const tlsContext = opts.tls;
   const server = https.createServer(
     tlsContext.serverOptions(),
     (req, res) => {
