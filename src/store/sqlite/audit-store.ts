@@ -93,32 +93,30 @@ export interface AuditRow {
   hash: string;
 }
 
-export interface AuditCheckpointRow {
-  seq: number;
-  hash: string;
-  ts: number;
+/** The signature columns of every signed row: checkpoints and pruning markers. */
+interface SignedRowFields {
   signature: string;
   signerFingerprint: string;
-  /** The ML-DSA signature of a hybrid checkpoint; null on a classic-only one. */
+  /** The ML-DSA signature of a hybrid row; null on a classic-only one. */
   pqSignature?: string | null | undefined;
-  /** The ML-DSA key's fingerprint (pq_keys) of a hybrid checkpoint; null on a classic-only one. */
+  /** The ML-DSA key's fingerprint (pq_keys) of a hybrid row; null on a classic-only one. */
   pqKeyFingerprint?: string | null | undefined;
   /** Written only: the ML-DSA public key (SPKI PEM), recorded under pqKeyFingerprint when new. */
   pqPublicKeyPem?: string | null | undefined;
 }
 
+export interface AuditCheckpointRow extends SignedRowFields {
+  seq: number;
+  hash: string;
+  ts: number;
+}
+
 /** A signed pruning marker as stored (security/audit/prune.ts signs and checks it). */
-export interface AuditPruneRow {
+export interface AuditPruneRow extends SignedRowFields {
   seq: number;
   hash: string;
   headTs: number;
   ts: number;
-  signature: string;
-  signerFingerprint: string;
-  pqSignature?: string | null | undefined;
-  pqKeyFingerprint?: string | null | undefined;
-  /** Written only: the ML-DSA public key, recorded under pqKeyFingerprint when new. */
-  pqPublicKeyPem?: string | null | undefined;
 }
 
 /** The file's pages: what retention's size bound measures and vacuum gives back. */
