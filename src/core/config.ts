@@ -12,6 +12,7 @@ import { authnIssues, authnSchema, listenerAuthIssues, listenerAuthSchema } from
 import { adminSchema } from './admin-config.js';
 import { defaultLimitsConfig, limitsSchema } from './limits-config.js';
 import { auditSchema } from './audit-config.js';
+import { clusterSchema } from './cluster-config.js';
 
 const listenerSchema = z
   .object({
@@ -127,6 +128,11 @@ export const configSchema = z
      * 0 turns them off. SECURITY: only clients whose role allows subscribing to `$SYS/#` read them.
      */
     sys: z.object({ intervalSeconds: z.number().int().min(0).default(10) }).strict().default({ intervalSeconds: 10 }),
+    /**
+     * Cluster mode through NATS JetStream (cluster-config.ts). Absent: one broker, no NATS,
+     * exactly as without it.
+     */
+    cluster: clusterSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
