@@ -275,9 +275,8 @@ function filterBodies(filter: string): { bodies: string[]; wildcardFirst: boolea
   // SECURITY: a `$share/…` filter expanded literally would subscribe to topics named
   // `$share/…` and lose the group; the caller must split it first.
   if (filter.startsWith('$share/')) return SHARED_FILTER;
-  if (filter.length > MAX_ENCODED_TOPIC_BYTES) {
-    return isValidTopicFilter(filter) ? tooLong(encodedLength(filter, true)) : INVALID_FILTER;
-  }
+  // No quick refusal by length here: a filter is at most 65535 characters and SUBSCRIBE is
+  // not the hot path, so the refusal reports the exact expanded length.
   if (!isValidTopicFilter(filter)) return INVALID_FILTER;
   const levels = filter.split('/');
   const multi = levels[levels.length - 1] === '#';
