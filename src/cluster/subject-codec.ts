@@ -128,12 +128,29 @@ for (let i = 0; i < 16; i++) HEX_VALUE[HEX_DIGITS.charCodeAt(i)] = i;
 const EMPTY_LEVEL = '=';
 const HEAD: readonly string[] = [`${SUBJECT_PREFIX}.0.`, `${SUBJECT_PREFIX}.1.`, `${SUBJECT_PREFIX}.2.`];
 const ANY_QOS_HEAD = `${SUBJECT_PREFIX}.*.`;
+const PREFIX_DOT = `${SUBJECT_PREFIX}.`;
 
-// Topics and bodies made only of safe characters and single separators map by swapping
-// `/` and `.`: the common case, and the fast path of both directions.
-const PLAIN_TOPIC = /^[\w-]+(?:\/[\w-]+)*$/;
-const PLAIN_BODY = /^[\w-]+(?:\.[\w-]+)*$/;
-const PLAIN_TOKEN = /^[\w-]+$/;
+/**
+ * The fast path of both directions, for the common case: `s[from…]` made only of safe
+ * characters and single separators `sep` (no empty level) maps to `head` + itself with
+ * `sep` swapped for `to`; anything else returns null and takes the general path. One pass
+ * with slices measured faster on Node 26 than a regular expression plus `replaceAll`.
+ */
+function swapPlain(s: string, from: number, sep: number, to: string, head: string): string | null {
+  const n = s.length;
+  if (n === from) return null;
+  let out = head;
+  let run = from;
+  for (let i = from; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === sep) {
+      if (i === run) return null;
+      out += s.slice(run, i) + to;
+      run = i + 1;
+    } else if (c >= 0x80 || SAFE[c] !== 1) return null;
+  }
+  return run === n ? null : out + s.slice(run);
+}
 
 // fatal: malformed UTF-8 is refused, not replaced; ignoreBOM: a leading U+FEFF is data.
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -220,7 +237,6 @@ function encodedLength(s: string, levels: boolean): number {
 /** The encoded levels of a topic (also its retained-message KV key), or a refusal. */
 function encodeTopicBody(topic: string): string | CodecRefusal {
   if (topic.length > MAX_ENCODED_TOPIC_BYTES) return tooLong(encodedLength(topic, true));
-  if (PLAIN_TOPIC.test(topic)) return topic.replaceAll('/', '.');
   if (topic.length === 0) return INVALID_TOPIC;
   let body = '';
   let start = 0;
@@ -242,8 +258,13 @@ function encodeTopicBody(topic: string): string | CodecRefusal {
  * the valid MQTT topic names (non-empty, no `+`, `#` or NUL) that are well-formed UTF-16.
  */
 export function topicToSubject(topic: string, qos: ClusterQoS): string | CodecRefusal {
+  const head = HEAD[qos]!;
+  if (topic.length <= MAX_ENCODED_TOPIC_BYTES) {
+    const plain = swapPlain(topic, 0, 0x2f, '.', head);
+    if (plain !== null) return plain;
+  }
   const body = encodeTopicBody(topic);
-  return typeof body === 'string' ? HEAD[qos]! + body : body;
+  return typeof body === 'string' ? head + body : body;
 }
 
 /** The retained-message KV key of `topic`: its encoded levels joined by `.`. */
@@ -330,7 +351,7 @@ export function filterToKeyPatterns(filter: string): FilterPatterns | CodecRefus
  * drops such a delivery on a subscription whose filter is `wildcardFirst` [MQTT-4.7.2-1].
  */
 export function isDollarTopicSubject(subject: string): boolean {
-  return subject.startsWith('=24', SUBJECT_HEAD_BYTES) && subject.startsWith(`${SUBJECT_PREFIX}.`) && subject.charCodeAt(SUBJECT_HEAD_BYTES - 1) === 0x2e;
+  return subject.startsWith('=24', SUBJECT_HEAD_BYTES) && subject.startsWith(PREFIX_DOT) && subject.charCodeAt(SUBJECT_HEAD_BYTES - 1) === 0x2e;
 }
 
 /** Is this a retained-message key whose topic starts with `$`? */
@@ -348,9 +369,8 @@ export function isDollarTopicKey(key: string): boolean {
 function decodeBody(body: string, levels: boolean): string | null {
   const len = body.length;
   if (len === 0 || len > MAX_ENCODED_TOPIC_BYTES) return null;
-  if (levels) {
-    if (PLAIN_BODY.test(body)) return body.replaceAll('.', '/');
-  } else if (PLAIN_TOKEN.test(body)) return body;
+  const plain = swapPlain(body, 0, levels ? 0x2e : -1, '/', '');
+  if (plain !== null) return plain;
   const bytes = new Uint8Array(len);
   let n = 0;
   let tokenStart = 0;
@@ -396,9 +416,13 @@ function decodeBody(body: string, levels: boolean): string | null {
  * drops (and counts) a null: it did not come from a Bastion node.
  */
 export function subjectToTopic(subject: string): DecodedSubject | null {
-  if (!subject.startsWith(`${SUBJECT_PREFIX}.`) || subject.charCodeAt(SUBJECT_HEAD_BYTES - 1) !== 0x2e) return null;
+  if (!subject.startsWith(PREFIX_DOT) || subject.charCodeAt(SUBJECT_HEAD_BYTES - 1) !== 0x2e) return null;
   const q = subject.charCodeAt(SUBJECT_PREFIX.length + 1) - 0x30;
   if (q !== 0 && q !== 1 && q !== 2) return null;
+  if (subject.length - SUBJECT_HEAD_BYTES <= MAX_ENCODED_TOPIC_BYTES) {
+    const plain = swapPlain(subject, SUBJECT_HEAD_BYTES, 0x2e, '/', '');
+    if (plain !== null) return { qos: q as ClusterQoS, topic: plain };
+  }
   const topic = decodeBody(subject.slice(SUBJECT_HEAD_BYTES), true);
   return topic === null ? null : { qos: q as ClusterQoS, topic };
 }
