@@ -19,6 +19,18 @@ interface ServeOptions {
   port?: string;
   logLevel?: string;
   logFormat?: string;
+  workers?: string;
+}
+
+/** Most broker processes `--workers` may ask for on one machine. */
+const MAX_WORKERS = 256;
+
+/** `--workers N|auto`: a whole number from 1 to MAX_WORKERS, or `auto` (one per core). */
+export function parseWorkers(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new BastionError('ERR_USAGE', `invalid --workers ${value} (a whole number from 1 to ${MAX_WORKERS}, or auto)`);
+  return n;
 }
 
 export function registerServeCommand(program: Command): void {
@@ -29,15 +41,31 @@ export function registerServeCommand(program: Command): void {
     .option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`)
     .option('--port <port>', 'port of the zero-config TLS listener (default 8883)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
+    .option('--workers <n>', 'N|auto: broker processes sharing the listeners, joined through NATS (needs a cluster section in the config)')
     .option('--log-format <format>', `${LOG_FORMATS.join('|')}: JSON lines, or human lines with local times (auto: human when stderr is a terminal; default: log.format of the config, else auto)`)
     .action(async (opts: ServeOptions) => {
       await serve(opts);
     });
 }
 
+/**
+ * Cluster mode (issue 12) is being built: the `cluster` section is validated and the NATS
+ * connection exists (src/cluster/), but nothing routes MQTT through it yet. Rather than
+ * run something that looks like a cluster and is not, serve refuses, in one line.
+ */
+function refuseClusterModes(workers: number | 'auto' | undefined, hasCluster: boolean, configPath: string | undefined): void {
+  if (workers !== undefined && !hasCluster) {
+    const where = configPath === undefined ? 'no config was given (-c)' : `${configPath} has none`;
+    throw new BastionError('ERR_USAGE', `--workers needs a cluster section (NATS) in the config: cluster.nats.servers, plus credentials and TLS for a NATS server off this machine; ${where}`);
+  }
+  if (workers !== undefined) throw new BastionError('ERR_NOT_BUILT', `--workers is not built yet: multi-worker mode over NATS (issue 12) does not exist so far; run without --workers`);
+  if (hasCluster) throw new BastionError('ERR_NOT_BUILT', `cluster mode is not built yet: the cluster section of ${configPath} is valid, but routing and sessions over NATS (issue 12) do not exist so far; remove the section to run a single broker`);
+}
+
 async function serve(opts: ServeOptions): Promise<void> {
   const cwd = process.cwd();
   if (opts.logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(opts.logFormat)) throw new BastionError('ERR_USAGE', `invalid --log-format ${opts.logFormat} (${LOG_FORMATS.join(', ')})`);
+  const workers = opts.workers !== undefined ? parseWorkers(opts.workers) : undefined;
   // Everything serve says (banner and logs) goes to stderr through one writer, in order;
   // the banner is plain text, which JSON log readers skip as they skip any non-JSON line.
   const early: string[] = [];
@@ -46,7 +74,10 @@ async function serve(opts: ServeOptions): Promise<void> {
   if (opts.config !== undefined) {
     loaded = loadConfigFile(opts.config);
     if (opts.dataDir !== undefined) loaded.config.dataDir = resolve(cwd, opts.dataDir);
+    refuseClusterModes(workers, loaded.config.cluster !== undefined, opts.config);
   } else {
+    // Zero-config has no cluster section; refused before a development PKI is made.
+    refuseClusterModes(workers, false, undefined);
     const dataDir = resolve(cwd, opts.dataDir ?? DEFAULT_DATA_DIR);
     const port = opts.port !== undefined ? Number(opts.port) : 8883;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BastionError('ERR_USAGE', `invalid --port ${opts.port}`);
