@@ -5,7 +5,7 @@
  * single node: JetStream answers; the cluster: an R3 stream can be created), never a
  * sleep. Nodes can be killed with -9 by pid and restarted on the same ports and store.
  * Optional user/password authorization (`authorization { user, password }` in the config
- * file) lets tests prove that credentials are required. Every process is started through
+ * file) lets tests prove that credentials are required; a single node can also require TLS. Every process is started through
  * test/integration/support.ts's `Proc`, so it is tracked and `stop()` kills it.
  * Must not: be imported by src/ (test-only).
  */
@@ -87,12 +87,26 @@ async function retryUntil<T>(what: string, deadline: number, procs: Proc[], prob
   }
 }
 
-async function clientFor(urls: string[], auth: NatsAuth | undefined, timeoutMs = 1000): Promise<NatsConnection> {
-  return connect({ servers: urls, timeout: timeoutMs, maxReconnectAttempts: 0, ...(auth !== undefined ? { user: auth.user, pass: auth.password } : {}) });
+async function clientFor(urls: string[], auth: NatsAuth | undefined, timeoutMs = 1000, tls?: NatsTls): Promise<NatsConnection> {
+  const tlsOpts = tls === undefined ? {} : { tls: { caFile: tls.ca, ...(tls.verifyClients !== undefined ? { certFile: tls.verifyClients.cert, keyFile: tls.verifyClients.key } : {}) } };
+  return connect({ servers: urls, timeout: timeoutMs, maxReconnectAttempts: 0, ...tlsOpts, ...(auth !== undefined ? { user: auth.user, pass: auth.password } : {}) });
+}
+
+/**
+ * TLS on the client port (files). With `verifyClients` the server requires a client
+ * certificate signed by `ca`; the one given is what the readiness probe presents.
+ */
+export interface NatsTls {
+  cert: string;
+  key: string;
+  ca: string;
+  verifyClients?: { cert: string; key: string };
 }
 
 export interface StartOptions {
   auth?: NatsAuth;
+  /** Single node only: TLS required on the client port. */
+  tls?: NatsTls;
   /** Turn on the monitoring port (HTTP /varz, /connz…) on a free loopback port. */
   monitor?: boolean;
   /** Readiness deadline (default 10 s for a node, 15 s for the cluster). */
@@ -123,14 +137,15 @@ export async function startNatsServer(opts: StartOptions = {}): Promise<SingleNa
     const configFile = join(dir, 'extra.conf');
     const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', join(dir, 'js')];
     // Monitoring is off unless asked for, then on loopback only (a config line: the -m flag has no host).
-    const extra = authBlock(opts.auth) + (opts.monitor === true ? `http: 127.0.0.1:${monitorPort}\n` : '');
+    const tls = opts.tls === undefined ? '' : `tls { cert_file: ${q(opts.tls.cert)}, key_file: ${q(opts.tls.key)}, ca_file: ${q(opts.tls.ca)}, verify: ${opts.tls.verifyClients !== undefined} }\n`;
+    const extra = authBlock(opts.auth) + tls + (opts.monitor === true ? `http: 127.0.0.1:${monitorPort}\n` : '');
     if (extra !== '') {
       writeFileSync(configFile, extra);
       args.push('-c', configFile);
     }
     const node = spawnNode({ name: 'single', port: port!, url: `nats://127.0.0.1:${port}`, routePort: 0, monitorPort: opts.monitor === true ? monitorPort! : 0, configFile }, args);
     try {
-      await waitSingleReady(node, opts.auth, Date.now() + (opts.readyTimeoutMs ?? 10000));
+      await waitSingleReady(node, opts, Date.now() + (opts.readyTimeoutMs ?? 10000));
     } catch (err) {
       await node.proc.stop();
       if (portRace(node.proc) && attempt < 3) continue;
@@ -149,9 +164,9 @@ export async function startNatsServer(opts: StartOptions = {}): Promise<SingleNa
   }
 }
 
-async function waitSingleReady(node: NatsNode, auth: NatsAuth | undefined, deadline: number): Promise<void> {
+async function waitSingleReady(node: NatsNode, opts: StartOptions, deadline: number): Promise<void> {
   await retryUntil(`JetStream on ${node.url}`, deadline, [node.proc], async () => {
-    const nc = await clientFor([node.url], auth);
+    const nc = await clientFor([node.url], opts.auth, 1000, opts.tls);
     try {
       await (await jetstreamManager(nc, { timeout: 1000 })).getAccountInfo();
     } finally {

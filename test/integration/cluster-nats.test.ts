@@ -16,6 +16,7 @@ import { connectNats, type ClusterNatsConnection } from '../../src/cluster/nats-
 import { BastionError } from '../../src/core/errors.js';
 import type { ClusterConfig } from '../../src/core/cluster-config.js';
 import { startNatsServer, freePorts, type SingleNats } from '../helpers/nats-server.js';
+import { makeTestPki } from '../helpers/pki.js';
 import { BASTION_MAIN, killAllProcs, run } from './support.js';
 
 const auth = { user: 'bastion', password: 'correct horse battery' };
@@ -114,6 +115,27 @@ test('fail closed: a server that accepts TCP but never speaks NATS fails the con
     // close() ignores a transport that never got INFO); closing our end releases it.
     for (const socket of accepted) socket.destroy();
     silent.close();
+  }
+});
+
+test('TLS: a server requiring mutual TLS takes the config\'s ca/cert/key (relative to the config directory); without cluster.nats.tls it refuses in one line', async () => {
+  const pki = await makeTestPki(join(dir, 'pki'), ['edge']);
+  const tlsNats = await startNatsServer({ auth, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, verifyClients: pki.clients.edge! } });
+  try {
+    const credentials = { user: auth.user, passwordFile: 'nats.pass' };
+    const cluster = clusterConfig({ nats: { servers: [tlsNats.url], credentials, tls: { ca: 'pki/ca.crt', cert: 'pki/edge.crt', key: 'pki/edge.key' } } });
+    const conn = await connectNats({ cluster, nodeId: 'tls-1', baseDir: dir });
+    open.push(conn);
+    assert.equal(conn.features.version, '2.9.10');
+    await conn.close();
+    const noTls = await connectError(clusterConfig({ nats: { servers: [tlsNats.url], credentials } }));
+    assert.match(noTls.message, new RegExp(`^cannot connect to NATS at ${tlsNats.url}: [^\\n]+$`));
+    // Without a client certificate the server's verify refuses the handshake (the client
+    // sees it as no handshake: TLS 1.3 reports the refusal after the client's Finished).
+    const noCert = await connectError(clusterConfig({ nats: { servers: [tlsNats.url], credentials, tls: { ca: 'pki/ca.crt' }, connectTimeoutSeconds: 1 } }));
+    assert.match(noCert.message, new RegExp(`^cannot connect to NATS at ${tlsNats.url}: [^\\n]+$`));
+  } finally {
+    await tlsNats.stop();
   }
 });
 
