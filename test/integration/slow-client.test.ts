@@ -29,7 +29,6 @@ const NO_RATES = { publishRate: { perSecond: 0 }, bandwidth: { perSecond: 0 } };
 v8.setFlagsFromString('--expose_gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-/** Heap plus Buffers (external memory) after a full collection. */
 /**
  * Heap and external memory after collection. Buffers freed by a collection release their
  * external memory in a later task, so collect, let that task run, and collect again
@@ -138,7 +137,6 @@ test('a reader that stops is cut by the congestion clock; the publisher and a fa
     assert.ok(grown < 64 * 1024 * 1024, `memory grew ${grown} bytes while 200 MB went through`);
 
     const cut = await cutSeen;
-
     assert.equal(cut.clientId, 'slow');
     assert.equal(cut.listener, 'plain');
     assert.match(cut.detail ?? '', /socket not drained for \d+ ms/);
