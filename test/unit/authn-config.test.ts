@@ -5,19 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/server/load-config.js';
+import { configError } from '../helpers/config-error.js';
 
 const tls = { cert: 'c.pem', key: 'k.pem', clientCerts: 'none' };
 const plain = (extra: Record<string, unknown>): Record<string, unknown> => ({ name: 'plain', protocol: 'mqtt', port: 0, insecure: true, ...extra });
 const jwt = { issuer: 'https://issuer', audience: 'bastion', jwksUrl: 'http://127.0.0.1:1/jwks' };
-
-function configError(raw: Record<string, unknown>): string {
-  try {
-    parseConfig(raw, '/tmp');
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return assert.fail('expected a config error');
-}
 
 test('password or jwt on a plaintext listener is a config error without passwordsInCleartext', () => {
   for (const protocol of ['mqtt', 'ws']) {

@@ -8,21 +8,13 @@ import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/server/load-config.js';
 import { DEFAULT_RETENTION, defaultNodeId, isLoopbackHost, resolveNodeId } from '../../src/core/cluster-config.js';
 import { detectFeatures } from '../../src/cluster/nats-connection.js';
+import { configError } from '../helpers/config-error.js';
 
 const listeners = [{ name: 'plain', protocol: 'mqtt', port: 0, insecure: true, allowAnonymous: true }];
 const creds = { user: 'bastion', passwordFile: 'nats.pass' };
 
 function withCluster(cluster: unknown): Record<string, unknown> {
   return { listeners, cluster };
-}
-
-function configError(raw: Record<string, unknown>): string {
-  try {
-    parseConfig(raw, '/tmp');
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return assert.fail('expected a config error');
 }
 
 test('no cluster section: the config is as before (no cluster key at all)', () => {
