@@ -41,19 +41,23 @@ function serveOnTty(args: string[], cwd: string): Proc {
   return p;
 }
 
+/** Runs `bastion serve -c <config>` until its listening banner, then stops it with SIGTERM; its exit and output. */
+async function serveUntilListening(config: string, cwd: string, env?: NodeJS.ProcessEnv): Promise<Awaited<ReturnType<Proc['waitExit']>>> {
+  const p = Proc.spawn(process.execPath, [BASTION_MAIN, 'serve', '-c', config], { cwd, ...(env !== undefined ? { env } : {}) });
+  try {
+    await p.waitForOutput(LISTENING_LINE, 15_000, 'stderr');
+    p.kill('SIGTERM');
+    return await p.waitExit(10_000);
+  } finally {
+    await p.stop();
+  }
+}
+
 const PRETTY = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.\d{3} INFO  listening {2}listener=plain protocol=mqtt host=127\.0\.0\.1 port=\d+\r?$/m;
 
 test('without a terminal: JSON records and the banner on stderr, in the order they happened; nothing on stdout', { timeout: 30_000 }, async () => {
   const dir = tempDir();
-  const p = Proc.spawn(process.execPath, [BASTION_MAIN, 'serve', '-c', configWith(dir, ['level: info'])], { cwd: dir });
-  let r;
-  try {
-    await p.waitForOutput(LISTENING_LINE, 15_000, 'stderr');
-    p.kill('SIGTERM');
-    r = await p.waitExit(10_000);
-  } finally {
-    await p.stop();
-  }
+  const r = await serveUntilListening(configWith(dir, ['level: info']), dir);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, '');
   const lines = r.stderr.split('\n').filter((l) => l !== '');
@@ -67,15 +71,7 @@ test('without a terminal: JSON records and the banner on stderr, in the order th
 test('log.format: pretty prints one human line per record with the local time (TZ=Asia/Kathmandu, UTC+05:45)', { timeout: 30_000 }, async () => {
   const dir = tempDir();
   const before = Date.now();
-  const p = Proc.spawn(process.execPath, [BASTION_MAIN, 'serve', '-c', configWith(dir, ['format: pretty'])], { cwd: dir, env: { ...process.env, TZ: 'Asia/Kathmandu' } });
-  let r;
-  try {
-    await p.waitForOutput(LISTENING_LINE, 15_000, 'stderr');
-    p.kill('SIGTERM');
-    r = await p.waitExit(10_000);
-  } finally {
-    await p.stop();
-  }
+  const r = await serveUntilListening(configWith(dir, ['format: pretty']), dir, { ...process.env, TZ: 'Asia/Kathmandu' });
   assert.equal(r.code, 0, r.stderr);
   const m = PRETTY.exec(r.stderr);
   assert.ok(m !== null, r.stderr);
