@@ -17,8 +17,13 @@
 import type { TimerHandle } from '../../core/clock.js';
 import type { LimitName, SecurityEvent } from '../../core/security-events.js';
 import { ReasonCode } from '../../protocol/reason-codes.js';
-import type { PublishLimit, PublishQuota } from '../broker.js';
-import type { Session } from '../session/session.js';
+import type { Broker, PublishLimit, PublishQuota } from '../broker.js';
+import type { ClientQuota } from '../ports.js';
+
+/** The subscription cap: a role's when it has one, limits.client's otherwise, none with limits off. */
+export function maxSubscriptionsOf(broker: Broker, own: number | undefined): number {
+  return broker.limits.enabled ? (own ?? broker.limits.client.maxSubscriptions) : Infinity;
+}
 import { CongestionWatch, type CongestionSource } from '../session/congestion-watch.js';
 import type { Channel } from './channel.js';
 
@@ -46,8 +51,8 @@ export const SLOW_CONSUMER = 'slow consumer';
 export class ChannelLimits {
   /** The publish quota; undefined until the session opens (or the first PUBLISH asks), null when unlimited. */
   private quota: PublishQuota | null | undefined = undefined;
-  /** SUBSCRIBE's cap on this session's subscriptions (limits.client's, or the role's). */
-  maxSubscriptions = Infinity;
+  /** A role's subscription cap (adopt); undefined: limits.client's. */
+  private ownMaxSubscriptions: number | undefined = undefined;
   /** The pause of a slowed-down publisher; at most one. */
   private slowTimer: TimerHandle | null = null;
   private watch: CongestionWatch | null = null;
@@ -62,20 +67,23 @@ export class ChannelLimits {
   }
 
   /**
-   * Chooses this connection's limits once its client is known: its role quota (publish
-   * buckets, subscription cap, queue size applied to `session`), else the broker-wide ones.
+   * Takes a role quota (chosen when the session opened, handlers/open-session.ts): its
+   * publish buckets and subscription cap replace limits.client's for this connection.
+   * Only clients with a role quota build this object at CONNECT; the others keep the
+   * broker-wide limits, built on first need.
    */
-  adopt(session: Session, now: number): void {
-    const broker = this.ch.broker;
-    const client = this.ch.client;
-    const own = client === null ? undefined : broker.quotas?.clientQuota(client, broker.limits.client, now);
-    this.maxSubscriptions = broker.limits.enabled ? (own?.maxSubscriptions ?? broker.limits.client.maxSubscriptions) : Infinity;
-    session.maxQueued = own?.maxQueued ?? broker.config.maxQueued;
+  adopt(own: ClientQuota): void {
+    this.ownMaxSubscriptions = own.maxSubscriptions;
     // No broker-wide factory: limits are off (or no rate is set), and then role quotas are off too.
-    this.quota = broker.publishQuota === null ? null : (own?.publish ?? broker.publishQuota(now));
+    this.quota = this.ch.broker.publishQuota === null ? null : own.publish;
   }
 
-  /** The broker-wide publish quota, for a PUBLISH that comes before adopt (none should). */
+  /** SUBSCRIBE's cap on this session's subscriptions: the role's, else limits.client's (none with limits off). */
+  get maxSubscriptions(): number {
+    return maxSubscriptionsOf(this.ch.broker, this.ownMaxSubscriptions);
+  }
+
+  /** The broker-wide publish quota (limits.client), for a client without a role quota. */
   private chooseQuota(now: number): PublishQuota | null {
     const broker = this.ch.broker;
     return broker.publishQuota === null ? null : broker.publishQuota(now);

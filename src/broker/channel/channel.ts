@@ -21,7 +21,7 @@ import { handlePuback, handlePubcomp, handlePubrec } from './handlers/acks.js';
 import { handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
 import { handleAuth, handleDisconnect } from './handlers/session-control.js';
 import { buildPublishPacket, encodeShared } from './publish-encoding.js';
-import { ChannelLimits } from './channel-limits.js';
+import { ChannelLimits, maxSubscriptionsOf } from './channel-limits.js';
 import { CONNECT_STAGE, emitConnectRefusal, emitDisconnected, type RefusalCause } from './security-emit.js';
 
 export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
@@ -250,6 +250,11 @@ export class Channel implements ChannelHandle, DeliveryTarget {
 
   get limits(): ChannelLimits {
     return (this.limitState ??= new ChannelLimits(this));
+  }
+
+  /** The subscription cap, without building the limits of a client that has no role quota. */
+  get maxSubscriptions(): number {
+    return this.limitState?.maxSubscriptions ?? maxSubscriptionsOf(this.broker, undefined);
   }
 
   queueCongested(): void {

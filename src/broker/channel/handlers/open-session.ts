@@ -65,7 +65,11 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
   ch.client = client;
   const { session, present } = ch.broker.openSession(ch.clientId, packet.clean !== false, expiry, ch.version, ch, client);
   ch.session = session;
-  ch.limits.adopt(session, ch.broker.clock.now());
+  // The client's role quota, chosen once per connection (no lookup per message). Only a
+  // client that has one builds its limits now; the rest keep limits.client, built on need.
+  const own = ch.broker.quotas?.clientQuota(client, ch.broker.limits.client, ch.broker.clock.now());
+  session.maxQueued = own?.maxQueued ?? ch.broker.config.maxQueued;
+  if (own !== undefined) ch.limits.adopt(own);
 
   const connack: ConnackPacket = { cmd: 'connack', sessionPresent: present };
   if (v5) {

@@ -24,7 +24,7 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
   if (packet.subscriptions.length === 0) throw new ProtocolViolation(ReasonCode.ProtocolError, 'SUBSCRIBE without a topic filter');
   // SECURITY: subscriptions per session are capped (limits.client.maxSubscriptions, or the
   // client's role quota): each costs router memory and fan-out work on every matching PUBLISH.
-  const maxSubscriptions = ch.limits.maxSubscriptions;
+  const maxSubscriptions = ch.maxSubscriptions;
   const granted: number[] = [];
   const retainedToSend: Array<{ sub: StoredSubscription }> = [];
   for (const req of packet.subscriptions) {
