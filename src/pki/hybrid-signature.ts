@@ -111,28 +111,26 @@ export function exportPublicKeyPem(key: KeyObject): string {
   return publicOf(key).export({ type: 'spki', format: 'pem' }) as string;
 }
 
-/** Reads an ML-DSA private key from PEM; refuses any other key type. */
-export function importMlDsaPrivateKey(pem: string): KeyObject {
+/** Reads an ML-DSA key of the given kind from PEM; refuses any other key type with one line. */
+function importMlDsaKey(pem: string, kind: 'private' | 'public'): KeyObject {
   let key: KeyObject;
   try {
-    key = createPrivateKey(pem);
+    key = kind === 'private' ? createPrivateKey(pem) : createPublicKey(pem);
   } catch (err) {
-    throw new PkiError('ERR_PKI_INVALID_INPUT', `cannot read the ML-DSA private key: ${err instanceof Error ? err.message : String(err)}`);
+    throw new PkiError('ERR_PKI_INVALID_INPUT', `cannot read the ML-DSA ${kind} key: ${err instanceof Error ? err.message : String(err)}`);
   }
   pqAlgorithmOf(key);
   return key;
 }
 
+/** Reads an ML-DSA private key from PEM; refuses any other key type. */
+export function importMlDsaPrivateKey(pem: string): KeyObject {
+  return importMlDsaKey(pem, 'private');
+}
+
 /** Reads an ML-DSA public key from SPKI PEM; refuses any other key type. */
 export function importMlDsaPublicKey(pem: string): KeyObject {
-  let key: KeyObject;
-  try {
-    key = createPublicKey(pem);
-  } catch (err) {
-    throw new PkiError('ERR_PKI_INVALID_INPUT', `cannot read the ML-DSA public key: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  pqAlgorithmOf(key);
-  return key;
+  return importMlDsaKey(pem, 'public');
 }
 
 /** SHA-256 of the public key's SPKI DER, as upper-case hex pairs joined by ':' (the certificate fingerprint format). */
