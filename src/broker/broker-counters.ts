@@ -22,6 +22,8 @@ export interface BrokerCounters extends SessionCounters {
   droppedQuota: number;
   /** Times a v3.1.1 QoS 1/2 publisher over its quota was slowed down (its reading paused) instead of refused. */
   slowedQuota: number;
+  /** Messages the cluster could not store or send (NATS unreachable, store refused): refused to their publishers, or dropped (QoS 0). */
+  refusedCluster: number;
 }
 
 /** All counters at zero. */
@@ -41,5 +43,6 @@ export function newBrokerCounters(): BrokerCounters {
     connectedPeak: 0,
     droppedQuota: 0,
     slowedQuota: 0,
+    refusedCluster: 0,
   };
 }

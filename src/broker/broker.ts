@@ -18,12 +18,15 @@ import { parseSharedFilter } from '../protocol/topic.js';
 import type { Message } from './message.js';
 import { newBrokerCounters, type BrokerCounters } from './broker-counters.js';
 import { fanOut, type PublishOutcome } from './fan-out.js';
-import type { AuthorizedClient, Authenticator, ClientQuotaSource, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionStore, StoredSubscription } from './ports.js';
+import type { AuthorizedClient, Authenticator, ClientQuotaSource, ClusterDeliveryScope, ClusterPort, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionStore, StoredSubscription } from './ports.js';
 import { RetainedMessages } from './retain/retained-messages.js';
 import { TopicRouter } from './router/topic-router.js';
 import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type WillSpec } from './session/session.js';
 
 export type { BrokerCounters } from './broker-counters.js';
+
+/** Topics of the broker's own state (broker/sys): never sent to other nodes. */
+const SYS_TOPIC_PREFIX = '$SYS/';
 export type { Congestion, PublishOutcome } from './fan-out.js';
 
 /** What the broker needs from a connected channel. */
@@ -68,6 +71,11 @@ export interface BrokerOptions {
   publishQuota?: PublishQuotaFactory | null;
   /** Role quotas (the rule engine); absent: every client gets limits.client. */
   quotas?: ClientQuotaSource | null;
+  /**
+   * The cluster (cluster/); absent on a single node. With one, messages and retained
+   * messages travel through it, and the store keeps sessions only.
+   */
+  cluster?: ClusterPort | null;
 }
 
 /** Which per-client publish limit a PUBLISH exceeded. */
@@ -100,6 +108,8 @@ export class Broker {
   readonly publishQuota: PublishQuotaFactory | null;
   /** Role quotas; null when limits are off or nothing provides them. */
   readonly quotas: ClientQuotaSource | null;
+  /** The cluster; null on a single node. */
+  readonly cluster: ClusterPort | null;
   readonly router = new TopicRouter<Session>();
   readonly retained: RetainedMessages;
   readonly sessions = new Map<string, Session>();
@@ -127,7 +137,10 @@ export class Broker {
     this.publishQuota = this.limits.enabled ? (opts.publishQuota ?? null) : null;
     // Role quotas refine limits.client: with limits off there is nothing to refine.
     this.quotas = this.limits.enabled ? (opts.quotas ?? null) : null;
-    this.retained = new RetainedMessages(this.store, this.clock);
+    this.cluster = opts.cluster ?? null;
+    // In a cluster the retained messages live in the cluster (cluster/retained-sync.ts
+    // keeps this index); the local store keeps sessions only.
+    this.retained = new RetainedMessages(this.cluster === null ? this.store : null, this.clock);
     this.sessionContext = {
       clock: this.clock,
       store: this.store,
@@ -157,7 +170,7 @@ export class Broker {
     if (this.store === null) return { sessions: 0, messages: 0, retained: 0 };
     const state = this.store.load();
     const now = this.clock.now();
-    this.retained.restore(state.retained.filter((m) => m.expiresAt === 0 || m.expiresAt > now));
+    if (this.cluster === null) this.retained.restore(state.retained.filter((m) => m.expiresAt === 0 || m.expiresAt > now));
     let messages = 0;
     for (const rec of state.sessions) {
       const disconnectedAt = rec.disconnectedAt === 0 ? now : rec.disconnectedAt;
@@ -244,6 +257,7 @@ export class Broker {
       return;
     }
     this.owners.delete(session);
+    this.cluster?.released(session.clientId);
     session.detach(this.clock.now());
     if (will !== null) {
       const delay = Math.min(will.delay, session.expiryInterval);
@@ -299,12 +313,17 @@ export class Broker {
   addRoute(session: Session, sub: StoredSubscription): boolean {
     const shared = parseSharedFilter(sub.filter);
     const entry = { subscriber: session, options: sub };
-    return shared !== null ? this.router.add(shared.filter, entry, shared.group) : this.router.add(sub.filter, entry);
+    const added = shared !== null ? this.router.add(shared.filter, entry, shared.group) : this.router.add(sub.filter, entry);
+    // Every local subscription counts once with the cluster, which asks NATS for the filter's interest.
+    if (added) this.cluster?.subscribe(shared?.filter ?? sub.filter, shared?.group ?? null);
+    return added;
   }
 
   removeRoute(session: Session, filter: string): boolean {
     const shared = parseSharedFilter(filter);
-    return shared !== null ? this.router.remove(shared.filter, session.clientId, shared.group) : this.router.remove(filter, session.clientId);
+    const removed = shared !== null ? this.router.remove(shared.filter, session.clientId, shared.group) : this.router.remove(filter, session.clientId);
+    if (removed) this.cluster?.unsubscribe(shared?.filter ?? filter, shared?.group ?? null);
+    return removed;
   }
 
   private publishWill(session: Session, will: WillSpec): void {
@@ -317,7 +336,10 @@ export class Broker {
       return;
     }
     const expiresAt = will.expiryInterval > 0 ? this.clock.now() + will.expiryInterval * 1000 : 0;
-    this.publish({ ...will.message, expiresAt });
+    // In a cluster nobody waits for the will's store; a failure is logged, not thrown.
+    this.publish({ ...will.message, expiresAt }).stored?.catch((err: unknown) => {
+      this.logger.error({ clientId: session.clientId, topic: will.message.topic, err: err instanceof Error ? err.message : String(err) }, 'will message could not be sent through the cluster');
+    });
   }
 
   /**
@@ -326,8 +348,23 @@ export class Broker {
    */
   publish(message: Message): PublishOutcome {
     this.counters.published++;
+    // $SYS is this node's own state: it stays on this node, also in a cluster.
+    if (this.cluster !== null && !message.topic.startsWith(SYS_TOPIC_PREFIX)) {
+      // Every node (this one too) delivers it when it comes back through the cluster, and
+      // the cluster stores the retained copy: who matched is not known here.
+      const retain = message.retain && this.config.retainAvailable;
+      return { matched: -1, congested: null, stored: this.cluster.publish(retain === message.retain ? message : { ...message, retain }) };
+    }
     if (message.retain && this.config.retainAvailable) this.retained.update(message);
     return fanOut(this, message);
+  }
+
+  /**
+   * A message that came through the cluster (from any node, this one included): delivered
+   * to the local subscribers `scope` names. The retained copy was stored by its ingress node.
+   */
+  deliverFromCluster(message: Message, scope: ClusterDeliveryScope): PublishOutcome {
+    return fanOut(this, message, scope);
   }
 
   /**

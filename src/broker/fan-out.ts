@@ -12,7 +12,7 @@
 import type { SecurityEvents } from '../core/security-events.js';
 import type { QoS } from '../protocol/packets.js';
 import type { Message } from './message.js';
-import type { AuthorizedClient, DeliveryAuthorizer } from './ports.js';
+import type { AuthorizedClient, ClusterDeliveryScope, DeliveryAuthorizer } from './ports.js';
 import type { TopicRouter } from './router/topic-router.js';
 import { SlotPublishCache } from './session/outbound.js';
 import type { Session } from './session/session.js';
@@ -23,10 +23,15 @@ export interface Congestion {
 }
 
 export interface PublishOutcome {
-  /** Number of sessions the message was delivered or queued to. */
+  /** Number of sessions the message was delivered or queued to; -1 when not known here (a cluster delivers on every node). */
   matched: number;
   /** A subscriber (its socket or its queue) that is behind; the publisher should wait. */
   congested: Congestion | null;
+  /**
+   * In a cluster: settles when the message is stored (QoS 1/2, retained) or sent (QoS 0);
+   * the acknowledgement waits for it, and a rejection refuses the message. Absent on a single node.
+   */
+  stored?: Promise<void>;
 }
 
 /** What the fan-out reads from the broker (the Broker itself is one). */
@@ -48,11 +53,23 @@ interface MergedMatch {
   subscriptionIds: number[];
 }
 
-/** Delivers `message` (already authorized and retained) to every matching session, one delivery per session. */
-export function fanOut(src: FanOutSource, message: Message): PublishOutcome {
+/**
+ * Delivers `message` (already authorized and retained) to every matching session, one
+ * delivery per session. `scope` (a message that came through the cluster) narrows it to the
+ * plain subscriptions, or to one member of one shared group; absent: all of them.
+ */
+export function fanOut(src: FanOutSource, message: Message, scope?: ClusterDeliveryScope): PublishOutcome {
+  if (scope?.kind === 'shared') {
+    const outcome: PublishOutcome = { matched: 0, congested: null };
+    const entry = src.router.pickShared(scope.filter, scope.group);
+    if (entry === undefined) return outcome;
+    const opts = entry.options;
+    deliverTo(src, { session: entry.subscriber, qos: opts.qos, retainAsPublished: opts.retainAsPublished, subscriptionIds: opts.subscriptionId !== 0 ? [opts.subscriptionId] : [] }, message, null, outcome);
+    return outcome;
+  }
   let single: MergedMatch | null = null;
   let many: Map<Session, MergedMatch> | null = null;
-  src.router.match(message.topic, (entry, shared) => {
+  src.router.match(message.topic, scope === undefined, (entry, shared) => {
     const opts = entry.options;
     const session = entry.subscriber;
     if (!shared && opts.noLocal && session.clientId === message.origin) return;

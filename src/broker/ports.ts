@@ -211,3 +211,42 @@ export interface ClientQuotaSource {
   /** The quota of `client`; undefined when no role with a quota is bound to it (the broker-wide limits apply). */
   clientQuota(client: AuthorizedClient, defaults: LimitsConfig['client'], now: number): ClientQuota | undefined;
 }
+
+/** The answer to a cluster claim on a client id: this node may open the session (with this epoch), or not. */
+export type ClusterClaim = { ok: true; epoch: number } | { ok: false; reasonCode: number; reason: string };
+
+/** Which local subscribers a message that came through the cluster goes to. */
+export type ClusterDeliveryScope =
+  /** Every plain (non-shared) subscription that matches. */
+  | { kind: 'plain' }
+  /** One member of shared group `group` subscribed with `filter` (the cluster balanced the group to this node). */
+  | { kind: 'shared'; group: string; filter: string };
+
+/**
+ * The cluster (issue 12): other Bastion nodes, reached through NATS. Absent on a single
+ * node, which then pays nothing for it. With a cluster, an accepted PUBLISH goes to the
+ * cluster (every node, this one included, delivers it to its own subscribers), retained
+ * messages are shared, and a client id is owned by one node at a time, fenced by an epoch.
+ */
+export interface ClusterPort {
+  /**
+   * Sends an accepted message to every node (this one too). Settles when it is stored
+   * (QoS 1/2, retained) or sent (QoS 0); rejects when it could not be, and the publisher
+   * must not be told it was accepted.
+   */
+  publish(message: Message): Promise<void>;
+  /** Why `topic` cannot travel through the cluster (e.g. too long for a subject), or null. */
+  topicRefusal(topic: string): string | null;
+  /** Why `filter` (without any `$share/group/` prefix) cannot be subscribed cluster-wide, or null. */
+  filterRefusal(filter: string): string | null;
+  /** A filter (of shared group `group`, or plain with null) gained a local subscription. */
+  subscribe(filter: string, group: string | null): void;
+  /** A filter lost a local subscription. */
+  unsubscribe(filter: string, group: string | null): void;
+  /** Claims `clientId` for this node before its session opens; older owners on other nodes are told to let go. */
+  claim(clientId: string): Promise<ClusterClaim>;
+  /** The session claimed with `epoch` is open here; false when a newer claim elsewhere already fenced it (take it over). */
+  opened(clientId: string, epoch: number): boolean;
+  /** The connection that owned `clientId` on this node left. */
+  released(clientId: string): void;
+}

@@ -48,18 +48,13 @@ export function registerServeCommand(program: Command): void {
     });
 }
 
-/**
- * Cluster mode (issue 12) is being built: the `cluster` section is validated and the NATS
- * connection exists (src/cluster/), but nothing routes MQTT through it yet. Rather than
- * run something that looks like a cluster and is not, serve refuses, in one line.
- */
+/** `--workers` joins its processes through NATS: it needs the config's cluster section. */
 function refuseClusterModes(workers: number | 'auto' | undefined, hasCluster: boolean, configPath: string | undefined): void {
   if (workers !== undefined && !hasCluster) {
     const where = configPath === undefined ? 'no config was given (-c)' : `${configPath} has none`;
     throw new BastionError('ERR_USAGE', `--workers needs a cluster section (NATS) in the config: cluster.nats.servers, plus credentials and TLS for a NATS server off this machine; ${where}`);
   }
-  if (workers !== undefined) throw new BastionError('ERR_NOT_BUILT', `--workers is not built yet: multi-worker mode over NATS (issue 12) does not exist so far; run without --workers`);
-  if (hasCluster) throw new BastionError('ERR_NOT_BUILT', `cluster mode is not built yet: the cluster section of ${configPath} is valid, but routing and sessions over NATS (issue 12) do not exist so far; remove the section to run a single broker`);
+  if (workers !== undefined) throw new BastionError('ERR_NOT_BUILT', `--workers is not built yet: run one bastion serve per core, each with its own cluster.nodeId, data directory and listener ports`);
 }
 
 async function serve(opts: ServeOptions): Promise<void> {

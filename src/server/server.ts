@@ -29,6 +29,8 @@ import { createMetricsSide } from './metrics-side.js';
 import { startAuditSide, type AuditSide } from './audit-side.js';
 import { acquireDataDirLock } from './data-dir-lock.js';
 import { startPendingChangesDrain, type PendingChangesDrain } from './pending-changes-drain.js';
+import { connectClusterSide } from './cluster-side.js';
+import type { ClusterNode } from '../cluster/cluster-node.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -56,6 +58,8 @@ export interface BastionServer {
   readonly admin: RunningAdminApi | null;
   /** The tamper-evident audit log (audit-side.ts). */
   readonly audit: AuditSide;
+  /** This node's place in the cluster, when config `cluster` asks for one. */
+  readonly cluster: ClusterNode | null;
   /** Graceful stop: stop accepting, DISCONNECT 0x8B, wills, flush, close the store. */
   stop(): Promise<void>;
 }
@@ -97,6 +101,15 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
         onError: (err) => logger.error({ code: err.code, err: err.message }, 'store write failed; acknowledgements are held until it succeeds'),
       })
     : null;
+  let cluster: ClusterNode | null;
+  try {
+    // Before the broker, which is built with it; a NATS that cannot be reached fails the start.
+    cluster = await connectClusterSide(config, opts.baseDir, logger);
+  } catch (err) {
+    store?.close();
+    authn.close();
+    throw err;
+  }
   const authz = startAuthz(config, dataDir, logger);
   // One stream of security events for the audit log, the metrics and the automatic bans.
   const events = new SecurityEvents(logger);
@@ -113,6 +126,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     quotas: authz.engine,
     enhancedAuth: [...(opts.enhancedAuth ?? []), ...authn.enhancedAuth],
     logger,
+    cluster,
+    ...(cluster !== null ? { nodeId: cluster.nodeId } : {}),
   });
   const recovered = broker.recover();
   if (store !== null) logger.info(recovered, 'state recovered');
@@ -128,6 +143,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   let audit: AuditSide | null = null;
   let cliChanges: PendingChangesDrain | null = null;
   try {
+    // Retained messages of the cluster are in the broker before any client can ask for them.
+    await cluster?.attach(broker);
     // The audit log first: everything from here on (admin changes, connections) is recorded.
     audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger });
     // Changes the CLI made while no broker ran (or since the last poll) are recorded
@@ -172,6 +189,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     for (const l of listeners) await l.stopAccepting();
     await pki?.stop();
     await adminSide?.stop();
+    await cluster?.close();
     store?.close();
     authn.close();
     authz.close();
@@ -188,6 +206,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       for (const l of listeners) await l.stopAccepting();
       broker.shutdown();
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
+      // After the wills and the last acknowledgements went through it.
+      await cluster?.close();
       await pki?.stop();
       await adminSide?.stop();
       store?.close();
@@ -202,5 +222,5 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     })();
     return stopping;
   };
-  return { broker, listeners, store, pki, authz: authz.service, admin: adminSide?.api ?? null, audit, stop };
+  return { broker, listeners, store, pki, authz: authz.service, admin: adminSide?.api ?? null, audit, cluster, stop };
 }

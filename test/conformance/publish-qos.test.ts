@@ -187,7 +187,7 @@ describe('PUBLISH and QoS', () => {
       // (the default authorizer also hides `$` topics, so this is checked behind it).
       const matched = (topic: string): string[] => {
         const ids: string[] = [];
-        h.broker.router.match(topic, (e) => ids.push(e.subscriber.clientId));
+        h.broker.router.match(topic, true, (e) => ids.push(e.subscriber.clientId));
         return ids.sort();
       };
       assert.deepEqual(matched('$SYS/bar'), []);

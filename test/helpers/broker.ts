@@ -56,6 +56,8 @@ export interface TestBrokerOptions {
   sys?: Record<string, unknown>;
   /** The config's `metrics` section. */
   metrics?: Record<string, unknown>;
+  /** The config's `cluster` section (a node of a cluster over NATS). */
+  cluster?: Record<string, unknown>;
 }
 
 export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<TestBroker> {
@@ -95,6 +97,7 @@ export async function startTestBroker(opts: TestBrokerOptions = {}): Promise<Tes
       ...(opts.audit !== undefined ? { audit: opts.audit } : {}),
       ...(opts.sys !== undefined ? { sys: opts.sys } : {}),
       ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
+      ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
       ...(opts.authz === null ? {} : { authz: opts.authz ?? { policy: 'allow-all-INSECURE' } }),
       ...(opts.admin !== undefined
         ? { admin: { port: 0, ...opts.admin, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.caCert, ...(opts.admin.tls as Record<string, unknown> | undefined) } } }

@@ -8,7 +8,7 @@ const sub = (clientId: string, online = true): RoutableSubscriber => ({ clientId
 
 function matches(router: TopicRouter<RoutableSubscriber>, topic: string): string[] {
   const out: string[] = [];
-  router.match(topic, (e, shared) => out.push(`${e.subscriber.clientId}${shared ? '*' : ''}`));
+  router.match(topic, true, (e, shared) => out.push(`${e.subscriber.clientId}${shared ? '*' : ''}`));
   return out.sort();
 }
 
@@ -41,7 +41,7 @@ test('a re-subscription replaces the options and does not duplicate', () => {
   assert.equal(r.add('t', { subscriber: s, options: opts(0) }), true);
   assert.equal(r.add('t', { subscriber: s, options: opts(2) }), false);
   const seen: number[] = [];
-  r.match('t', (e) => seen.push(e.options.qos));
+  r.match('t', true, (e) => seen.push(e.options.qos));
   assert.deepEqual(seen, [2]);
 });
 
@@ -54,4 +54,19 @@ test('shared groups deliver round-robin, preferring online members', () => {
   assert.deepEqual(picks, ['w1*', 'w2*', 'w1*', 'w2*']);
   r.remove('jobs/+', 'w1', 'g');
   assert.deepEqual(matches(r, 'jobs/2'), ['w2*']);
+});
+
+test('cluster scopes: plain matching leaves shared groups out; pickShared picks one member of one group under one filter', () => {
+  const r = new TopicRouter<RoutableSubscriber>();
+  r.add('jobs/+', { subscriber: sub('plain'), options: opts() });
+  r.add('jobs/+', { subscriber: sub('w1'), options: opts() }, 'g');
+  r.add('jobs/+', { subscriber: sub('w2'), options: opts() }, 'g');
+  r.add('jobs/#', { subscriber: sub('h1'), options: opts() }, 'h');
+  const plain: string[] = [];
+  r.match('jobs/1', false, (e, shared) => plain.push(`${e.subscriber.clientId}${shared ? '*' : ''}`));
+  assert.deepEqual(plain, ['plain']);
+  assert.deepEqual([r.pickShared('jobs/+', 'g')?.subscriber.clientId, r.pickShared('jobs/+', 'g')?.subscriber.clientId], ['w1', 'w2']);
+  assert.equal(r.pickShared('jobs/#', 'h')?.subscriber.clientId, 'h1');
+  assert.equal(r.pickShared('jobs/#', 'g'), undefined);
+  assert.equal(r.pickShared('other', 'g'), undefined);
 });

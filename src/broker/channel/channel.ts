@@ -48,6 +48,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   problemInfo = true;
   /** QoS 1 acknowledgements waiting for durability, counted against our Receive Maximum. */
   pendingAcks = 0;
+  /** Cluster: the last acknowledgement waiting for the cluster's store; later ones queue behind it, keeping their order [MQTT-4.6.0-2]. */
+  ackChain: Promise<void> | null = null;
   enhancedAuth: { method: string; state: EnhancedAuthState } | null = null;
   private backlog: Array<[Packet, Buffer]> | null = null;
   private connectTimer: TimerHandle | null;

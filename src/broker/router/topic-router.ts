@@ -141,41 +141,54 @@ export class TopicRouter<S extends RoutableSubscriber> {
   }
 
   /**
-   * Calls `visit` for every subscription matching `topic`; for each shared group, once,
-   * with the member picked round-robin. A leading wildcard never matches a `$` topic
+   * Calls `visit` for every subscription matching `topic`; for each shared group (unless
+   * `includeShared` is false), once, with the member picked round-robin. A leading wildcard never matches a `$` topic
    * [MQTT-4.7.2-1].
    */
-  match(topic: string, visit: MatchVisitor<S>): void {
+  match(topic: string, includeShared: boolean, visit: MatchVisitor<S>): void {
     const levels = topic.split('/');
-    this.walk(this.root, levels, 0, topic.charCodeAt(0) === 0x24, visit);
+    this.walk(this.root, levels, 0, topic.charCodeAt(0) === 0x24, includeShared, visit);
   }
 
-  private walk(node: TrieNode<S>, levels: string[], depth: number, dollar: boolean, visit: MatchVisitor<S>): void {
+  /**
+   * One member (round-robin, online first) of shared group `group` subscribed with exactly
+   * `filter`: the cluster balanced one message of that group to this node.
+   */
+  pickShared(filter: string, group: string): RouteEntry<S> | undefined {
+    let node: TrieNode<S> | undefined = this.root;
+    for (const level of filter.split('/')) {
+      node = node.children?.get(level);
+      if (node === undefined) return undefined;
+    }
+    return node.shared?.get(group)?.pick();
+  }
+
+  private walk(node: TrieNode<S>, levels: string[], depth: number, dollar: boolean, shared: boolean, visit: MatchVisitor<S>): void {
     const children = node.children;
     if (depth === levels.length) {
-      this.emit(node, visit);
+      this.emit(node, shared, visit);
       // "a/#" also matches "a" [MQTT-4.7.1-2].
       const hash = children?.get('#');
-      if (hash !== undefined) this.emit(hash, visit);
+      if (hash !== undefined) this.emit(hash, shared, visit);
       return;
     }
     if (children === null) return;
     const wildcardsAllowed = !(depth === 0 && dollar);
     if (wildcardsAllowed) {
       const hash = children.get('#');
-      if (hash !== undefined) this.emit(hash, visit);
+      if (hash !== undefined) this.emit(hash, shared, visit);
       const plus = children.get('+');
-      if (plus !== undefined) this.walk(plus, levels, depth + 1, dollar, visit);
+      if (plus !== undefined) this.walk(plus, levels, depth + 1, dollar, shared, visit);
     }
     const exact = children.get(levels[depth]!);
-    if (exact !== undefined) this.walk(exact, levels, depth + 1, dollar, visit);
+    if (exact !== undefined) this.walk(exact, levels, depth + 1, dollar, shared, visit);
   }
 
-  private emit(node: TrieNode<S>, visit: MatchVisitor<S>): void {
+  private emit(node: TrieNode<S>, shared: boolean, visit: MatchVisitor<S>): void {
     if (node.subscribers !== null) {
       for (const entry of node.subscribers.values()) visit(entry, false);
     }
-    if (node.shared !== null) {
+    if (shared && node.shared !== null) {
       for (const group of node.shared.values()) {
         const picked = group.pick();
         if (picked !== undefined) visit(picked, true);

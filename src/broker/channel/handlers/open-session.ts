@@ -4,7 +4,7 @@
  */
 import type { ConnackPacket, ConnectPacket } from '../../../protocol/packets.js';
 import { ReasonCode } from '../../../protocol/reason-codes.js';
-import type { ClientIdentity } from '../../ports.js';
+import type { AuthorizedClient, ClientIdentity } from '../../ports.js';
 import { NEVER_EXPIRES } from '../../session/session.js';
 import type { Channel } from '../channel.js';
 import type { WillSpec } from '../../session/session.js';
@@ -61,6 +61,45 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
       return;
     }
   }
+  const cluster = ch.broker.cluster;
+  if (cluster === null) {
+    admit(ch, pending, identity, client, { keepAlive, serverKeepAlive, expiry, expiryAnnounced, authData, expiresAt }, null);
+    return;
+  }
+  // SECURITY: in a cluster the client id is claimed first, so one node at a time owns it
+  // (fenced by an epoch); without the cluster no session opens (fail closed).
+  cluster.claim(ch.clientId).then(
+    (claim) => {
+      if (ch.state === 'closed') return;
+      if (!claim.ok) {
+        ch.refuseConnect(claim.reasonCode, claim.reason);
+        return;
+      }
+      admit(ch, pending, identity, client, { keepAlive, serverKeepAlive, expiry, expiryAnnounced, authData, expiresAt }, claim.epoch);
+    },
+    (err: unknown) => {
+      if (ch.state === 'closed') return;
+      ch.refuseConnect(ReasonCode.ServerUnavailable, `cluster unavailable: ${err instanceof Error ? err.message : String(err)}`);
+    },
+  );
+}
+
+/** What openSession worked out from CONNECT, for the admission that follows it. */
+interface SessionTerms {
+  keepAlive: number;
+  serverKeepAlive: number | undefined;
+  expiry: number;
+  expiryAnnounced: number | undefined;
+  authData: Buffer | undefined;
+  expiresAt: number | undefined;
+}
+
+/** Opens the session (in a cluster: with the epoch of its claim) and answers CONNACK. */
+function admit(ch: Channel, pending: PendingConnect, identity: ClientIdentity, client: AuthorizedClient, terms: SessionTerms, epoch: number | null): void {
+  const { packet } = pending;
+  const cfg = ch.broker.config;
+  const v5 = ch.version === 5;
+  const { keepAlive, serverKeepAlive, expiry, expiryAnnounced, authData, expiresAt } = terms;
   ch.will = pending.will;
   ch.client = client;
   const { session, present } = ch.broker.openSession(ch.clientId, packet.clean !== false, expiry, ch.version, ch, client);
@@ -102,4 +141,6 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
   ch.broker.logger.debug({ clientId: ch.clientId, principal: identity.principal, remote: identity.remoteAddress, present }, 'client connected');
   // Resend in-flight messages and drain the queue only after CONNACK [MQTT-4.4.0-1].
   session.attach(ch);
+  // A newer claim on another node arrived while this one was opening: it owns the client id now.
+  if (epoch !== null && ch.broker.cluster?.opened(ch.clientId, epoch) === false) ch.kick(ReasonCode.SessionTakenOver, 'session taken over on another node');
 }

@@ -138,11 +138,22 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
     acknowledge(ch, packet, packetId, ReasonCode.PayloadFormatInvalid, false);
     return;
   }
+  // The cluster carries topics as NATS subjects, which have a length limit.
+  const clusterRefusal = ch.broker.cluster?.topicRefusal(topic) ?? null;
+  if (clusterRefusal !== null) {
+    ch.broker.logger.warn({ clientId: ch.clientId, qos: packet.qos, reason: clusterRefusal }, 'publish refused by the cluster');
+    acknowledge(ch, packet, packetId, v5 ? ReasonCode.TopicNameInvalid : ReasonCode.Success, false, clusterRefusal);
+    return;
+  }
   const message = messageFromPublish(packet, topic, ch.clientId, now);
   const outcome = ch.broker.publish(message);
   if (packet.qos === 2) {
     session.incomingQos2.add(packetId);
     if (session.persistent) ch.broker.store?.addIncomingQos2(ch.clientId, packetId);
+  }
+  if (outcome.stored !== undefined) {
+    acknowledgeWhenStored(ch, packet, packetId, outcome.stored);
+    return;
   }
   const code = v5 && outcome.matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success;
   acknowledge(ch, packet, packetId, code, true);
@@ -161,6 +172,11 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
 function acknowledge(ch: Channel, packet: PublishPacket, packetId: number, reasonCode: number, routed: boolean, reason?: string): void {
   const qos = packet.qos;
   if (qos === 0) return;
+  if (ch.ackChain !== null) {
+    // Acknowledgements wait behind the cluster's store: keep their order.
+    chainAck(ch, qos, packetId, null, () => sendAck(ch, qos, packetId, reasonCode, reason));
+    return;
+  }
   const store = ch.broker.store;
   if (store !== null && ((routed && store.dirty) || ch.pendingAcks > 0)) {
     // Only a deferred acknowledgement pays for a closure; the common path allocates none.
@@ -172,6 +188,48 @@ function acknowledge(ch: Channel, packet: PublishPacket, packetId: number, reaso
     return;
   }
   sendAck(ch, qos, packetId, reasonCode, reason);
+}
+
+/**
+ * Cluster: the acknowledgement of an accepted message waits until the cluster stored it
+ * (and the local store flushed what the session recorded), in order. SECURITY: a message
+ * the cluster could not store is never acknowledged as accepted: v5 gets 0x83 with the
+ * reason; a v3.1.1 client, which has no code for it, is disconnected and resends it after
+ * reconnecting. A QoS 0 message that could not be sent is counted as dropped.
+ */
+function acknowledgeWhenStored(ch: Channel, packet: PublishPacket, packetId: number, stored: Promise<void>): void {
+  const qos = packet.qos;
+  if (qos === 0) {
+    stored.catch(() => ch.broker.counters.refusedCluster++);
+    return;
+  }
+  chainAck(ch, qos, packetId, stored, () => sendAck(ch, qos, packetId, ReasonCode.Success, undefined));
+}
+
+/** Queues one acknowledgement behind the channel's earlier ones; `stored` (when given) must settle first. */
+function chainAck(ch: Channel, qos: 1 | 2, packetId: number, stored: Promise<void> | null, send: () => void): void {
+  ch.pendingAcks++;
+  const store = ch.broker.store;
+  const flushed = store !== null && store.dirty ? new Promise<void>((resolve) => store.afterFlush(resolve)) : null;
+  const ready = Promise.all([stored, flushed]).then(
+    () => null,
+    (err: unknown) => (err instanceof Error ? err.message : String(err)),
+  );
+  const chain = (ch.ackChain ?? Promise.resolve()).then(() => ready).then((failure) => {
+    ch.pendingAcks--;
+    if (ch.ackChain === chain) ch.ackChain = null;
+    if (ch.state === 'closed') return;
+    if (failure === null) {
+      send();
+      return;
+    }
+    ch.broker.counters.refusedCluster++;
+    ch.broker.logger.warn({ clientId: ch.clientId, packetId, err: failure }, 'message not stored by the cluster; refused to its publisher');
+    if (qos === 2) ch.session?.incomingQos2.delete(packetId);
+    if (ch.version === 5) sendAck(ch, qos, packetId, ReasonCode.ImplementationSpecificError, `not stored: ${failure}`);
+    else ch.kick(ReasonCode.UnspecifiedError, `message not stored: ${failure}`);
+  });
+  ch.ackChain = chain;
 }
 
 function sendAck(ch: Channel, qos: 1 | 2, packetId: number, reasonCode: number, reason: string | undefined): void {

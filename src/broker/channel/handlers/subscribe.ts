@@ -36,6 +36,13 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
       granted.push(v5 ? ReasonCode.TopicFilterInvalid : V3_FAILURE);
       continue;
     }
+    // The cluster carries filters as NATS subjects, which have a length limit.
+    const clusterRefusal = broker.cluster?.filterRefusal(shared !== null ? shared.filter : filter) ?? null;
+    if (clusterRefusal !== null) {
+      broker.logger.warn({ clientId: ch.clientId, reason: clusterRefusal }, 'subscribe refused by the cluster');
+      granted.push(v5 ? ReasonCode.TopicFilterInvalid : V3_FAILURE);
+      continue;
+    }
     // No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
     if (shared !== null && req.nl === true) throw new ProtocolViolation(ReasonCode.ProtocolError, 'no local on a shared subscription');
     // Quota before authorization (ARCHITECTURE idea 2); re-subscribing a filter replaces it and costs nothing.

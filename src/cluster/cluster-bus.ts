@@ -1,0 +1,245 @@
+/**
+ * Live routing between nodes over core NATS, and the durable store of QoS 1/2 messages in
+ * JetStream. Owns: one NATS subscription set per distinct local filter (ref-counted), queue
+ * groups for `$share`, the message ids and the drop of duplicates on receipt, the stored
+ * publish with its retries, and the bound on messages waiting for the store. Must not:
+ * match subscribers (the broker's trie does, on receipt), hold sessions, or store retained
+ * messages (retained-sync.ts).
+ *
+ * Data flow: the ingress node publishes once; every node with interest (the ingress node
+ * too) receives it on its NATS subscriptions and hands it to the broker, which matches its
+ * local trie. A QoS 1/2 message is a JetStream publish to `bmq.<q>.…` (captured by the
+ * BMQ_MSGS stream): it is stored and, being a core publish as well, routed live in one
+ * step. The publisher's acknowledgement waits for the stream's acknowledgement.
+ *
+ * SECURITY: fail closed. A store that does not answer is retried with the same message id
+ * (JetStream keeps it once) until `storeDeadlineMs`, then refused; at most `maxPendingStores`
+ * messages wait at once, beyond which new ones are refused at once (bounded memory, held-back
+ * publishers). QoS 0 is refused while NATS is disconnected rather than queued in the client.
+ */
+import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { createHash } from 'node:crypto';
+import type { Logger } from '../core/logger.js';
+import type { Message } from '../broker/message.js';
+import type { ClusterDeliveryScope } from '../broker/ports.js';
+import { decodeEnvelope, encodeEnvelope } from './message-envelope.js';
+import { filterToSubjects, isCodecRefusal, isDollarTopicSubject, subjectToTopic, topicToSubject } from './subject-codec.js';
+
+/** The name of the JetStream stream that keeps QoS 1/2 messages. */
+export const MESSAGE_STREAM = 'BMQ_MSGS';
+/** The subjects BMQ_MSGS captures. */
+export const MESSAGE_STREAM_SUBJECTS = ['bmq.1.>', 'bmq.2.>'];
+
+export interface ClusterBusOptions {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  nodeId: string;
+  logger: Logger;
+  /** Hands a message that came through the cluster to the local broker. */
+  deliver(message: Message, scope: ClusterDeliveryScope): void;
+  /** The largest NATS message the server takes (its max_payload). */
+  maxPayload(): number;
+  /** Whether NATS is connected now. */
+  connected(): boolean;
+  /** How long a stored publish is retried before it is refused (covers a JetStream leader election). */
+  storeDeadlineMs?: number;
+  /** How many stored publishes may wait at once. */
+  maxPendingStores?: number;
+}
+
+/** What the bus counted since start (metrics). */
+export interface ClusterBusCounters {
+  received: number;
+  duplicates: number;
+  malformed: number;
+  expired: number;
+  stored: number;
+  storeRetries: number;
+  storeFailures: number;
+}
+
+interface Interest {
+  count: number;
+  subs: Subscription[];
+}
+
+const PLAIN: ClusterDeliveryScope = { kind: 'plain' };
+
+/**
+ * Ids seen lately, oldest forgotten first. A duplicate arrives within milliseconds (a
+ * second matching NATS subscription, a retried store), so a bounded window is enough.
+ */
+class RecentIds {
+  private readonly ids = new Set<string>();
+  constructor(private readonly capacity: number) {}
+
+  /** True when `id` is new (and remembers it). */
+  add(id: string): boolean {
+    if (this.ids.has(id)) return false;
+    this.ids.add(id);
+    if (this.ids.size > this.capacity) {
+      const oldest = this.ids.values().next().value;
+      if (oldest !== undefined) this.ids.delete(oldest);
+    }
+    return true;
+  }
+}
+
+/**
+ * The NATS queue group of a shared subscription: one per (group, filter), as [MQTT-4.8.2]
+ * defines the group. Hashed, because a group name may hold any character.
+ */
+export function shareQueueName(group: string, filter: string): string {
+  return `share_${createHash('sha256').update(group).update('\0').update(filter).digest('hex').slice(0, 32)}`;
+}
+
+export class ClusterBus {
+  readonly counters: ClusterBusCounters = { received: 0, duplicates: 0, malformed: 0, expired: 0, stored: 0, storeRetries: 0, storeFailures: 0 };
+  private readonly interest = new Map<string, Interest>();
+  private readonly seen = new RecentIds(100_000);
+  private readonly idPrefix: string;
+  private nextId = 0;
+  private pending = 0;
+  private readonly storeDeadlineMs: number;
+  private readonly maxPendingStores: number;
+
+  constructor(private readonly opts: ClusterBusOptions) {
+    // Unique across restarts of the same node id: JetStream drops a repeated id within its duplicate window.
+    this.idPrefix = `${opts.nodeId}.${Date.now().toString(36)}.`;
+    this.storeDeadlineMs = opts.storeDeadlineMs ?? 15_000;
+    this.maxPendingStores = opts.maxPendingStores ?? 10_000;
+  }
+
+  /** Messages waiting for the store now. */
+  get pendingStores(): number {
+    return this.pending;
+  }
+
+  /** Distinct NATS subscriptions held for local filters. */
+  get subscriptionCount(): number {
+    let n = 0;
+    for (const i of this.interest.values()) n += i.subs.length;
+    return n;
+  }
+
+  subscribe(filter: string, group: string | null): void {
+    const key = group === null ? `p\0${filter}` : `s\0${group}\0${filter}`;
+    const known = this.interest.get(key);
+    if (known !== undefined) {
+      known.count++;
+      return;
+    }
+    const patterns = filterToSubjects(filter);
+    if (isCodecRefusal(patterns)) {
+      // The channel asked filterRefusal first; reaching here is a bug, not a client error.
+      this.opts.logger.error({ filter, reason: patterns.message }, 'cluster cannot subscribe to a filter it accepted');
+      return;
+    }
+    const queue = group === null ? undefined : shareQueueName(group, filter);
+    const scope: ClusterDeliveryScope = group === null ? PLAIN : { kind: 'shared', group, filter };
+    const dedupeSuffix = queue === undefined ? '' : `\0${queue}`;
+    const subs = patterns.patterns.map((subject) =>
+      this.opts.nc.subscribe(subject, {
+        ...(queue !== undefined ? { queue } : {}),
+        callback: (err, msg) => {
+          if (err !== null) {
+            this.opts.logger.warn({ subject, err: err.message }, 'cluster subscription error');
+            return;
+          }
+          this.receive(msg, scope, patterns.wildcardFirst, dedupeSuffix);
+        },
+      }),
+    );
+    this.interest.set(key, { count: 1, subs });
+  }
+
+  unsubscribe(filter: string, group: string | null): void {
+    const key = group === null ? `p\0${filter}` : `s\0${group}\0${filter}`;
+    const known = this.interest.get(key);
+    if (known === undefined) return;
+    if (--known.count > 0) return;
+    this.interest.delete(key);
+    for (const s of known.subs) s.unsubscribe();
+  }
+
+  private receive(msg: Msg, scope: ClusterDeliveryScope, wildcardFirst: boolean, dedupeSuffix: string): void {
+    // [MQTT-4.7.2-1]: a filter starting with a wildcard never matches a `$` topic.
+    if (wildcardFirst && isDollarTopicSubject(msg.subject)) return;
+    const decoded = subjectToTopic(msg.subject);
+    const envelope = decoded === null ? null : decodeEnvelope(msg.data, decoded.topic, decoded.qos);
+    if (envelope === null) {
+      this.counters.malformed++;
+      return;
+    }
+    // Overlapping filters (`a/+` and `a/#`) and a retried store bring the same message again.
+    if (!this.seen.add(envelope.id + dedupeSuffix)) {
+      this.counters.duplicates++;
+      return;
+    }
+    const m = envelope.message;
+    if (m.expiresAt !== 0 && m.expiresAt <= Date.now()) {
+      this.counters.expired++;
+      return;
+    }
+    this.counters.received++;
+    this.opts.deliver(m, scope);
+  }
+
+  /** Why `topic` cannot travel as a subject, or null. */
+  topicRefusal(topic: string): string | null {
+    const s = topicToSubject(topic, 0);
+    return isCodecRefusal(s) ? s.message : null;
+  }
+
+  filterRefusal(filter: string): string | null {
+    const s = filterToSubjects(filter);
+    return isCodecRefusal(s) ? s.message : null;
+  }
+
+  /** Publishes to every node; for QoS 1/2, settles once JetStream stored it. */
+  publish(message: Message): Promise<void> {
+    const subject = topicToSubject(message.topic, message.qos);
+    if (isCodecRefusal(subject)) return Promise.reject(new Error(subject.message));
+    const id = this.idPrefix + (this.nextId++).toString(36);
+    const body = encodeEnvelope(id, message);
+    const max = this.opts.maxPayload();
+    if (body.length > max) return Promise.reject(new Error(`message of ${body.length} bytes is over the NATS max_payload of ${max} bytes`));
+    if (message.qos === 0) {
+      if (!this.opts.connected()) return Promise.reject(new Error('NATS is disconnected'));
+      this.opts.nc.publish(subject, body);
+      return Promise.resolve();
+    }
+    if (this.pending >= this.maxPendingStores) return Promise.reject(new Error(`${this.pending} messages are already waiting for the cluster store`));
+    this.pending++;
+    return this.store(subject, body, id).finally(() => {
+      this.pending--;
+    });
+  }
+
+  private async store(subject: string, body: Buffer, id: string): Promise<void> {
+    const deadline = Date.now() + this.storeDeadlineMs;
+    for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - Date.now();
+      try {
+        // The same msgID on every attempt: JetStream keeps one copy (duplicate window 2 min).
+        await this.opts.js.publish(subject, body, { msgID: id, timeout: Math.max(250, Math.min(remaining, 5000)) });
+        this.counters.stored++;
+        return;
+      } catch (err) {
+        if (Date.now() + 100 >= deadline) {
+          this.counters.storeFailures++;
+          throw new Error(`the cluster store did not confirm within ${Math.round(this.storeDeadlineMs / 1000)} s (${err instanceof Error ? err.message : String(err)})`);
+        }
+        this.counters.storeRetries++;
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 1000)));
+      }
+    }
+  }
+
+  /** Drops every subscription (at stop). */
+  close(): void {
+    for (const i of this.interest.values()) for (const s of i.subs) s.unsubscribe();
+    this.interest.clear();
+  }
+}
