@@ -129,6 +129,12 @@ export const clusterSchema = z
      * a stable identity.
      */
     nodeId: z.string().regex(NODE_ID_RE, 'must be 1 to 64 letters, digits, _ or - (one NATS subject token)').optional(),
+    /**
+     * How long a QoS 1/2 PUBLISH waits for the cluster's store (retried with one message id,
+     * so it is kept once) before it is refused (v5: PUBACK 0x83; v3.1.1: disconnected). The
+     * default rides out a JetStream leader election (6-8 s measured on 2.9.10).
+     */
+    storeTimeoutSeconds: z.number().positive().max(300).default(15),
     /** Copies of every stream and bucket: 1 (one NATS server) or 3 (a 3-node JetStream cluster, survives losing one). */
     replicas: z.union([z.literal(1), z.literal(3)]).default(1),
     /** The offline-queue policy: messages older or beyond the size are dropped, oldest first. */

@@ -20,7 +20,7 @@ export async function connectClusterSide(config: BastionConfig, baseDir: string,
   const cluster = config.cluster;
   if (cluster === undefined) return null;
   const nodeId = resolveNodeId(cluster, hostname(), process.pid);
-  const node = await ClusterNode.connect({ cluster, nodeId, baseDir, logger });
+  const node = await ClusterNode.connect({ cluster, nodeId, baseDir, logger, storeDeadlineMs: cluster.storeTimeoutSeconds * 1000 });
   const carry = node.conn.features.maxPayload - ENVELOPE_HEADROOM_BYTES;
   if (config.mqtt.maxPacketSize > carry) {
     logger.warn({ configured: config.mqtt.maxPacketSize, natsMaxPayload: node.conn.features.maxPayload, now: carry }, 'mqtt.maxPacketSize lowered to what a NATS message carries (raise max_payload in nats-server to allow more)');

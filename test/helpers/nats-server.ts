@@ -117,6 +117,10 @@ export interface SingleNats {
   readonly node: NatsNode;
   readonly url: string;
   readonly dir: string;
+  /** kill -9 of the server (by pid); resolves once it has exited. */
+  kill(): Promise<void>;
+  /** Starts a killed server again (same port, same store) and waits until JetStream answers. */
+  restart(readyTimeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -156,6 +160,15 @@ export async function startNatsServer(opts: StartOptions = {}): Promise<SingleNa
       node,
       url: node.url,
       dir,
+      async kill() {
+        node.proc.kill('SIGKILL');
+        await node.proc.exited;
+      },
+      async restart(readyTimeoutMs = 10000) {
+        if (node.proc.result === null) throw new Error('nats-server is still running');
+        node.proc = Proc.spawn(NATS_SERVER, args, { label: `nats-server single :${node.port} (restarted)` });
+        await waitSingleReady(node, opts, Date.now() + readyTimeoutMs);
+      },
       async stop() {
         await node.proc.stop();
         rmSync(dir, { recursive: true, force: true });

@@ -26,7 +26,7 @@ test('no cluster section: the config is as before (no cluster key at all)', () =
 test('a loopback NATS server needs neither credentials nor TLS; defaults: 1 replica, 7 days / 1 GiB retention, 5 s connect timeout', () => {
   for (const url of ['nats://127.0.0.1:4222', 'nats://127.9.8.7', 'nats://localhost:4222', 'nats://[::1]:4222']) {
     const { config } = parseConfig(withCluster({ nats: { servers: [url] } }), '/tmp');
-    assert.deepEqual(config.cluster, { nats: { servers: [url], connectTimeoutSeconds: 5 }, replicas: 1, retention: { maxAgeSeconds: 604800, maxBytes: 1073741824 } }, url);
+    assert.deepEqual(config.cluster, { nats: { servers: [url], connectTimeoutSeconds: 5 }, storeTimeoutSeconds: 15, replicas: 1, retention: { maxAgeSeconds: 604800, maxBytes: 1073741824 } }, url);
   }
   assert.deepEqual(DEFAULT_RETENTION, { maxAgeSeconds: 7 * 24 * 3600, maxBytes: 1024 ** 3 });
 });
