@@ -1,6 +1,7 @@
 /**
  * `bastion serve`: start the broker from a config file, or with no config a secure
- * zero-config broker (mutual TLS on 127.0.0.1:8883, development PKI in the data dir).
+ * zero-config broker (mutual TLS on 127.0.0.1:8883, development PKI in the data dir);
+ * with `--workers` (and a cluster section) N such brokers in one set (serve-workers.ts).
  */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
@@ -8,10 +9,11 @@ import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { DEFAULT_WS_PATH } from '../core/config.js';
 import { BastionError } from '../core/errors.js';
 import { loadConfigFile } from '../server/load-config.js';
-import { startServer } from '../server/server.js';
+import { startServer, type BastionServer } from '../server/server.js';
 import { connectHints, zeroConfig } from '../server/zero-config.js';
 import { cliName } from './cli-name.js';
 import { createLogOutput, LOG_FORMATS, type LogFormat } from './log-output.js';
+import type { WorkerRole } from './serve-workers.js';
 
 interface ServeOptions {
   config?: string;
@@ -49,12 +51,22 @@ export function registerServeCommand(program: Command): void {
 }
 
 /** `--workers` joins its processes through NATS: it needs the config's cluster section. */
-function refuseClusterModes(workers: number | 'auto' | undefined, hasCluster: boolean, configPath: string | undefined): void {
+function refuseWorkersWithoutCluster(workers: number | 'auto' | undefined, hasCluster: boolean, configPath: string | undefined): void {
   if (workers !== undefined && !hasCluster) {
     const where = configPath === undefined ? 'no config was given (-c)' : `${configPath} has none`;
     throw new BastionError('ERR_USAGE', `--workers needs a cluster section (NATS) in the config: cluster.nats.servers, plus credentials and TLS for a NATS server off this machine; ${where}`);
   }
-  if (workers !== undefined) throw new BastionError('ERR_NOT_BUILT', `--workers is not built yet: run one bastion serve per core, each with its own cluster.nodeId, data directory and listener ports`);
+}
+
+/** One banner line per listener: what a client connects to. */
+function listeningLines(listeners: BastionServer['listeners']): string[] {
+  return listeners.map((l) => {
+    const tls = l.config.protocol === 'mqtts' || l.config.protocol === 'wss';
+    const secure = tls ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
+    // A WebSocket URL names its path, so the line is what a client connects to.
+    const path = l.config.protocol === 'ws' || l.config.protocol === 'wss' ? (l.config.path ?? DEFAULT_WS_PATH) : '';
+    return `Bastion listening on ${l.config.protocol}://${l.host}:${l.port}${path} (${l.config.name}; ${secure})\n`;
+  });
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
@@ -69,10 +81,10 @@ async function serve(opts: ServeOptions): Promise<void> {
   if (opts.config !== undefined) {
     loaded = loadConfigFile(opts.config);
     if (opts.dataDir !== undefined) loaded.config.dataDir = resolve(cwd, opts.dataDir);
-    refuseClusterModes(workers, loaded.config.cluster !== undefined, opts.config);
+    refuseWorkersWithoutCluster(workers, loaded.config.cluster !== undefined, opts.config);
   } else {
     // Zero-config has no cluster section; refused before a development PKI is made.
-    refuseClusterModes(workers, false, undefined);
+    refuseWorkersWithoutCluster(workers, false, undefined);
     const dataDir = resolve(cwd, opts.dataDir ?? DEFAULT_DATA_DIR);
     const port = opts.port !== undefined ? Number(opts.port) : 8883;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BastionError('ERR_USAGE', `invalid --port ${opts.port}`);
@@ -86,9 +98,27 @@ async function serve(opts: ServeOptions): Promise<void> {
   }
   const level = opts.logLevel ?? loaded.config.log.level;
   const out = createLogOutput(level, (opts.logFormat as LogFormat | undefined) ?? loaded.config.log.format);
-  const logger = out.logger;
+  let worker: WorkerRole | undefined;
+  if (workers !== undefined) {
+    // A cluster section is there (refused above otherwise). This process is either the
+    // primary, which runs no broker but N workers, or one of them (serve-workers.ts).
+    const { isWorkerProcess, runPrimary, workerRole } = await import('./serve-workers.js');
+    if (!isWorkerProcess()) {
+      await runPrimary({ loaded, workers, out });
+      process.exit(0);
+    }
+    worker = workerRole(loaded);
+  }
+  const logger = worker?.logger(out.logger) ?? out.logger;
   for (const line of early) out.text(line);
-  const server = await startServer({ config: loaded.config, baseDir: loaded.baseDir, logger });
+  let server: BastionServer;
+  try {
+    server = await startServer({ config: loaded.config, baseDir: loaded.baseDir, logger });
+  } catch (err) {
+    // A worker's failure is said once, by the primary, for all of them.
+    if (worker !== undefined) await worker.failed(err);
+    throw err;
+  }
   // Signal handlers go in before the listening line: whoever waits for that line may
   // signal at once, and a SIGTERM before process.on() would kill without a graceful stop.
   let exiting = false;
@@ -106,13 +136,9 @@ async function serve(opts: ServeOptions): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  for (const l of server.listeners) {
-    const tls = l.config.protocol === 'mqtts' || l.config.protocol === 'wss';
-    const secure = tls ? `TLS, client certificates ${l.config.tls?.clientCerts}` : 'PLAINTEXT (insecure: true)';
-    // A WebSocket URL names its path, so the line is what a client connects to.
-    const path = l.config.protocol === 'ws' || l.config.protocol === 'wss' ? (l.config.path ?? DEFAULT_WS_PATH) : '';
-    out.text(`Bastion listening on ${l.config.protocol}://${l.host}:${l.port}${path} (${l.config.name}; ${secure})\n`);
-  }
+  // A worker's banner is printed by the primary, once for all workers.
+  if (worker !== undefined) worker.listening(listeningLines(server.listeners));
+  else out.text(listeningLines(server.listeners).join(''));
   if (hints !== undefined) {
     const port = server.listeners[0]!.port;
     const fixed = hints.connect.map((h) => h.replace(/-p \d+/, `-p ${port}`));

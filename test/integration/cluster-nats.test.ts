@@ -3,7 +3,8 @@
  * 2.9.10 with user/password authorization on loopback: credentials from files, the
  * connection named after the node id, features detected, one-line failures (wrong
  * password, no credentials, nobody listening) within a bounded time; and `bastion serve`
- * refusing `--workers` and cluster mode in one line (real CLI).
+ * refusing `--workers` without a cluster section, and a cluster section open to the
+ * network, in one line (real CLI; cluster-workers.test.ts runs `--workers` with one).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -145,25 +146,20 @@ async function serve(args: string[]): Promise<{ code: number | null; lines: stri
   return { code: r.code, lines: r.stderr.split('\n').filter((l) => l !== '') };
 }
 
-test('bastion serve --workers: refused in one line (exit 1) without a cluster section, and for now with one too; a cluster section alone is refused, not faked', async () => {
+test('bastion serve --workers: refused in one line (exit 1) without a cluster section; a cluster section toward a NATS off this machine without credentials and TLS is refused too', async () => {
   const listener = 'listeners:\n  - { name: plain, protocol: mqtt, host: 127.0.0.1, port: 0, insecure: true, allowAnonymous: true }\n';
   writeFileSync(join(dir, 'single.yaml'), listener);
-  writeFileSync(join(dir, 'cluster.yaml'), `${listener}cluster:\n  nats:\n    servers: [${nats.url}]\n    credentials: { user: ${auth.user}, passwordFile: nats.pass }\n`);
   writeFileSync(join(dir, 'open.yaml'), `${listener}cluster:\n  nats: { servers: [nats://192.0.2.10:4222] }\n`);
   const results = await Promise.all([
     serve(['-c', 'single.yaml', '--workers', '2']),
     serve(['--workers', 'auto', '--data-dir', 'zero']),
     serve(['-c', 'single.yaml', '--workers', '0']),
-    serve(['-c', 'cluster.yaml', '--workers', 'auto']),
-    serve(['-c', 'cluster.yaml']),
     serve(['-c', 'open.yaml']),
   ]);
   assert.deepEqual(results, [
     { code: 1, lines: ['bastion: --workers needs a cluster section (NATS) in the config: cluster.nats.servers, plus credentials and TLS for a NATS server off this machine; single.yaml has none'] },
     { code: 1, lines: ['bastion: --workers needs a cluster section (NATS) in the config: cluster.nats.servers, plus credentials and TLS for a NATS server off this machine; no config was given (-c)'] },
     { code: 1, lines: ['bastion: invalid --workers 0 (a whole number from 1 to 256, or auto)'] },
-    { code: 1, lines: ['bastion: --workers is not built yet: multi-worker mode over NATS (issue 12) does not exist so far; run without --workers'] },
-    { code: 1, lines: ['bastion: cluster mode is not built yet: the cluster section of cluster.yaml is valid, but routing and sessions over NATS (issue 12) do not exist so far; remove the section to run a single broker'] },
     { code: 1, lines: ['bastion: config error at cluster.nats.servers[0]: nats://192.0.2.10:4222 is not loopback, so it needs cluster.nats.credentials and cluster.nats.tls (nats-server has no authentication by default and listens on every interface)'] },
   ]);
   // The zero-config refusal came before a development PKI was made.
