@@ -4,7 +4,8 @@
  * workers. Proves: one banner for the set; both workers in NATS (`/connz` names
  * bastion:wt-w1 and bastion:wt-w2) and MQTT connections spread over both (owners read from
  * the session registry's KV bucket); QoS 1 messages between connections on the same and on
- * different workers; the data directory locked for the whole set; kill -9 of a worker is
+ * different workers; a deny rule added with `bastion acl` in the data directory enforced by
+ * both workers; the data directory locked for the whole set; kill -9 of a worker is
  * followed by its restart and the broker keeps serving; SIGTERM to the primary exits 0
  * with every worker gone and every lock released. And a first start that cannot work (no
  * NATS listening, a node id too long for the worker ids) is one line and exit 1, not a
@@ -19,9 +20,10 @@ import type { MqttClient } from 'mqtt';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { clientIdToKey } from '../../src/cluster/subject-codec.js';
+import { SqliteAclStore } from '../../src/store/sqlite/acl-store.js';
 import { SESSIONS_BUCKET } from '../../src/cluster/session-registry.js';
 import { startNatsServer, freePorts, type SingleNats } from '../helpers/nats-server.js';
-import { BASTION_MAIN, LISTENING_LINE, Proc, connectMqtt, endQuietly, inboxOf, killAllProcs, run, type Inbox, type Received } from './support.js';
+import { BASTION_MAIN, LISTENING_LINE, Proc, connectMqtt, endQuietly, inboxOf, killAllProcs, pubackCode, run, type Inbox, type Received } from './support.js';
 
 const WAIT_MS = 10_000;
 let nats: SingleNats;
@@ -146,6 +148,28 @@ test('QoS 1 messages reach subscribers on the same and on the other worker', { t
     assert.deepEqual(got.map((r) => r.payload).sort(), edges.filter((e) => e.to === m).map((e) => `from ${e.from.id}`).sort());
     assert.ok(got.every((r) => r.packet.qos === 1 && r.topic === `ring/${m.id}`));
   }
+});
+
+test('SECURITY: a deny rule `bastion acl` adds in the data directory is enforced by both workers (they share its rule store)', { timeout: 60_000 }, async () => {
+  const onW1 = ring.find((m) => m.owner === 'wt-w1')!;
+  const onW2 = ring.find((m) => m.owner === 'wt-w2')!;
+  // Allowed (allow-all-INSECURE): a success code (in a cluster 0x00: subscribers may be on other nodes).
+  const before = await Promise.all([pubackCode(onW1.client, 'fenced/a', WAIT_MS), pubackCode(onW2.client, 'fenced/a', WAIT_MS)]);
+  assert.ok(before.every((code) => code < 0x80), JSON.stringify(before));
+  for (const args of [
+    ['role', 'add', 'fence'],
+    ['rule', 'add', 'fence', 'deny', 'publish', 'fenced/#'],
+    ['bind', 'add', 'fence', 'clientId', '*'],
+  ]) {
+    const r = await run(process.execPath, [BASTION_MAIN, 'acl', ...args, '-c', join(dir, 'bastion.yaml')], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const store = SqliteAclStore.open(join(dir, 'data', 'authz.db'));
+  const counter = store.changeCounter();
+  store.close();
+  // Each worker polls the shared store and logs its reload at the store's change counter.
+  for (const w of [1, 2]) await broker.waitForOutput(new RegExp(`"worker":${w},"counter":${counter},[^\n]*"msg":"ACL rules reloaded"`), WAIT_MS, 'stderr');
+  assert.deepEqual(await Promise.all([pubackCode(onW1.client, 'fenced/a', WAIT_MS), pubackCode(onW2.client, 'fenced/a', WAIT_MS)]), [0x87, 0x87]);
 });
 
 test('the data directory belongs to the set: a single bastion serve on it is refused in one line', { timeout: 30_000 }, async () => {
