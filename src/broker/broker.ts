@@ -18,7 +18,9 @@ import { parseSharedFilter } from '../protocol/topic.js';
 import type { Message } from './message.js';
 import { newBrokerCounters, type BrokerCounters } from './broker-counters.js';
 import { fanOut, type PublishOutcome } from './fan-out.js';
-import type { AuthorizedClient, Authenticator, ClientQuotaSource, ClusterDeliveryScope, ClusterPort, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionStore, StoredSubscription } from './ports.js';
+import type { AuthorizedClient, Authenticator, ClientQuotaSource, ClusterDeliveryScope, ClusterPort, ClusterResume, DeliveryAuthorizer, EnhancedAuthMethod, OutboundState, RetainStore, SessionRecord, SessionStore, StoredSubscription } from './ports.js';
+import { topicMatches } from '../protocol/topic.js';
+import type { QoS } from '../protocol/packets.js';
 import { RetainedMessages } from './retain/retained-messages.js';
 import { TopicRouter } from './router/topic-router.js';
 import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type WillSpec } from './session/session.js';
@@ -53,7 +55,9 @@ export type AdmissionGuard = (client: AuthorizedClient) => AdmissionRefusal | nu
 
 export interface BrokerOptions {
   mqtt?: MqttConfig;
-  store?: (SessionStore & RetainStore) | null;
+  store?: SessionStore | null;
+  /** Where retained messages are kept durably (the SQLite store); absent: memory only (a cluster shares them itself). */
+  retainStore?: RetainStore | null;
   authenticator: Authenticator;
   authorizer: DeliveryAuthorizer;
   enhancedAuth?: EnhancedAuthMethod[];
@@ -99,7 +103,7 @@ export class Broker {
   readonly authenticator: Authenticator;
   readonly authorizer: DeliveryAuthorizer;
   readonly enhancedAuth: Map<string, EnhancedAuthMethod>;
-  readonly store: (SessionStore & RetainStore) | null;
+  readonly store: SessionStore | null;
   readonly nodeId: string;
   /** Security events (core/security-events.ts): emitted by channels, transport and guards. */
   readonly events: SecurityEvents;
@@ -139,8 +143,8 @@ export class Broker {
     this.quotas = this.limits.enabled ? (opts.quotas ?? null) : null;
     this.cluster = opts.cluster ?? null;
     // In a cluster the retained messages live in the cluster (cluster/retained-sync.ts
-    // keeps this index); the local store keeps sessions only.
-    this.retained = new RetainedMessages(this.cluster === null ? this.store : null, this.clock);
+    // keeps this index), so it passes no retain store.
+    this.retained = new RetainedMessages(opts.retainStore ?? null, this.clock);
     this.sessionContext = {
       clock: this.clock,
       store: this.store,
@@ -179,18 +183,7 @@ export class Broker {
         this.store.deleteSession(rec.clientId);
         continue;
       }
-      const session = new Session(rec.clientId, rec.protocolVersion, rec.expiryInterval, this.sessionContext);
-      session.disconnectedAt = disconnectedAt;
-      this.sessions.set(rec.clientId, session);
-      // SECURITY: the stored identity authorizes deliveries while the client is away; a
-      // session without one (an older store) gets nothing until its client reconnects.
-      if (rec.identity !== undefined) {
-        session.identity = rec.identity;
-        this.clients.set(session, { clientId: rec.clientId, principal: rec.identity.principal, identity: rec.identity });
-      }
-      for (const sub of rec.subscriptions) this.addRoute(session, sub);
-      for (const sub of rec.subscriptions) session.subscriptions.set(sub.filter, sub);
-      for (const id of state.incomingQos2.get(rec.clientId) ?? []) session.incomingQos2.add(id);
+      const session = this.adoptSession({ ...rec, disconnectedAt }, state.incomingQos2.get(rec.clientId) ?? []);
       this.armExpiry(session, remainingMs);
     }
     for (const o of state.outbound) {
@@ -200,6 +193,89 @@ export class Broker {
       messages++;
     }
     return { sessions: this.sessions.size, messages, retained: this.retained.size };
+  }
+
+  /**
+   * Cluster: before a CONNECT that does not start clean opens its session, takes over the
+   * persistent session its last owner left (unless this node holds the current one) and
+   * replays what it missed from the cluster's stream, in front of what arrives meanwhile.
+   */
+  async resumeFromCluster(resume: ClusterResume): Promise<void> {
+    const rec = resume.record;
+    const stale = this.sessions.get(rec.clientId);
+    // A copy here is stale (another node owned the client id since): dropped without
+    // touching the cluster's record, which is the current one.
+    if (stale !== undefined) this.forgetSession(stale);
+    const session = this.adoptSession(rec, resume.incomingQos2);
+    session.hold();
+    let through = 0;
+    try {
+      through = await resume.replay((message, inflight) => this.replayInto(session, message, inflight));
+    } finally {
+      session.releaseHeld(through);
+    }
+  }
+
+  /** A session from a record (store recovery, or the cluster), with its subscriptions routed; not owned by a connection. */
+  private adoptSession(rec: SessionRecord, incomingQos2: Iterable<number>): Session {
+    const session = new Session(rec.clientId, rec.protocolVersion, rec.expiryInterval, this.sessionContext);
+    session.disconnectedAt = rec.disconnectedAt;
+    this.sessions.set(rec.clientId, session);
+    // SECURITY: the stored identity authorizes deliveries while the client is away; a
+    // session without one (an older store) gets nothing until its client reconnects.
+    if (rec.identity !== undefined) {
+      session.identity = rec.identity;
+      this.clients.set(session, { clientId: rec.clientId, principal: rec.identity.principal, identity: rec.identity });
+    }
+    for (const sub of rec.subscriptions) this.addRoute(session, sub);
+    for (const sub of rec.subscriptions) session.subscriptions.set(sub.filter, sub);
+    for (const id of incomingQos2) session.incomingQos2.add(id);
+    return session;
+  }
+
+  /** Drops a session from this node only: no will, no store write (its state lives on elsewhere). */
+  forgetSession(session: Session): void {
+    session.expiryTimer?.cancel();
+    session.expiryTimer = null;
+    session.pendingWill?.timer?.cancel();
+    session.pendingWill = null;
+    for (const sub of session.subscriptions.values()) this.removeRoute(session, sub.filter);
+    session.subscriptions.clear();
+    session.clearMessages();
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.owners.delete(session);
+    this.clients.delete(session);
+  }
+
+  /**
+   * One message replayed from the cluster's stream into `session`: matched against its own
+   * (non-shared) subscriptions, merged as fan-out merges, authorized again. A QoS 2 exchange
+   * already in progress (`inflight`) resumes with its packet id and state.
+   */
+  private replayInto(session: Session, message: Message, inflight: { packetId: number; state: OutboundState } | null): void {
+    let qos = -1;
+    let retainAsPublished = false;
+    const ids: number[] = [];
+    for (const sub of session.subscriptions.values()) {
+      if (parseSharedFilter(sub.filter) !== null || !topicMatches(sub.filter, message.topic)) continue;
+      if (sub.noLocal && message.origin === session.clientId) continue;
+      if (sub.qos > qos) qos = sub.qos;
+      if (sub.retainAsPublished) retainAsPublished = true;
+      if (sub.subscriptionId !== 0) ids.push(sub.subscriptionId);
+    }
+    if (qos < 0) return;
+    const client = this.clients.get(session);
+    if (client === undefined || !this.authorizer.canReceive(client, message.topic)) {
+      this.counters.deniedAtDelivery++;
+      return;
+    }
+    const granted = Math.min(qos, message.qos) as QoS;
+    const retainFlag = retainAsPublished ? message.retain : false;
+    if (inflight !== null && granted === 2 && inflight.packetId !== 0) {
+      session.restoreInflight(message, inflight.packetId, inflight.state, retainFlag, ids);
+      return;
+    }
+    session.deliverNow(message, granted, retainFlag, ids, null);
   }
 
   /**
@@ -259,26 +335,38 @@ export class Broker {
     this.owners.delete(session);
     this.cluster?.released(session.clientId);
     session.detach(this.clock.now());
+    let willPending = false;
     if (will !== null) {
       const delay = Math.min(will.delay, session.expiryInterval);
       if (delay === 0 || this.shuttingDown) this.publishWill(session, will);
       else {
+        willPending = true;
         const pending: PendingWill = { will, timer: null };
         pending.timer = this.clock.setTimeout(() => {
           if (session.pendingWill === pending) {
             session.pendingWill = null;
             this.publishWill(session, pending.will);
+            this.forgetClusterWill(session);
           }
         }, delay * 1000);
         session.pendingWill = pending;
       }
     }
+    // A delayed will stays recorded in the cluster until it is published (by this node, or a survivor).
+    if (!willPending) this.forgetClusterWill(session);
     if (!session.persistent) {
       this.endSession(session, { publishWill: true });
       return;
     }
     session.saveRecord();
     if (session.expiryInterval !== NEVER_EXPIRES) this.armExpiry(session, session.expiryInterval * 1000);
+  }
+
+  /** The will recorded in the cluster for this session's connection is done with. */
+  private forgetClusterWill(session: Session): void {
+    if (!session.willInCluster) return;
+    session.willInCluster = false;
+    this.cluster?.recordWill(session.clientId, null);
   }
 
   /** Ends a session: publishes a pending will, removes subscriptions and stored state. */
@@ -295,6 +383,7 @@ export class Broker {
     this.owners.delete(session);
     this.store?.deleteSession(session.clientId);
     if (opts.publishWill && will !== null) this.publishWill(session, will.will);
+    this.forgetClusterWill(session);
     this.clients.delete(session);
   }
 

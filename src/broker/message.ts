@@ -23,4 +23,9 @@ export interface Message {
   expiresAt: number;
   /** Client id of the publisher, for no-local [MQTT-3.8.3-3]; '' for the broker itself. */
   origin: string;
+  /**
+   * Cluster: the message's sequence in the cluster's message stream (QoS 1/2 that came
+   * through the cluster), so a persistent session can record how far it got; absent otherwise.
+   */
+  streamSeq?: number;
 }

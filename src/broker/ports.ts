@@ -8,6 +8,7 @@ import type { PeerCertificate } from './channel/connection-port.js';
 import type { TlsSummary } from '../core/security-events.js';
 import type { LimitsConfig } from '../core/limits-config.js';
 import type { PublishQuota } from './broker.js';
+import type { WillSpec } from './session/session.js';
 
 /** Options of one subscription, as granted. */
 export interface SubscriptionOptions {
@@ -212,8 +213,22 @@ export interface ClientQuotaSource {
   clientQuota(client: AuthorizedClient, defaults: LimitsConfig['client'], now: number): ClientQuota | undefined;
 }
 
+/** What a node needs to resume a persistent session another node (or this one before a restart) left. */
+export interface ClusterResume {
+  /** The session as its last owner left it: subscriptions, identity, expiry. */
+  record: SessionRecord;
+  /** QoS 2 packet ids received from the client and not yet released. */
+  incomingQos2: number[];
+  /**
+   * Reads what the session missed from the cluster's stream, in order, into `deliver`
+   * (with the packet id and state of a QoS 2 exchange already in progress); resolves with
+   * the last stream sequence read.
+   */
+  replay(deliver: (message: Message, inflight: { packetId: number; state: OutboundState } | null) => void): Promise<number>;
+}
+
 /** The answer to a cluster claim on a client id: this node may open the session (with this epoch), or not. */
-export type ClusterClaim = { ok: true; epoch: number } | { ok: false; reasonCode: number; reason: string };
+export type ClusterClaim = { ok: true; epoch: number; resume: ClusterResume | null } | { ok: false; reasonCode: number; reason: string };
 
 /** Which local subscribers a message that came through the cluster goes to. */
 export type ClusterDeliveryScope =
@@ -243,10 +258,19 @@ export interface ClusterPort {
   subscribe(filter: string, group: string | null): void;
   /** A filter lost a local subscription. */
   unsubscribe(filter: string, group: string | null): void;
-  /** Claims `clientId` for this node before its session opens; older owners on other nodes are told to let go. */
-  claim(clientId: string): Promise<ClusterClaim>;
+  /**
+   * Claims `clientId` for this node before its session opens; older owners on other nodes
+   * are told to let go. With `cleanStart` the session the cluster kept for it is discarded
+   * [MQTT-3.1.2-4]; otherwise the claim says how to resume it.
+   */
+  claim(clientId: string, cleanStart: boolean): Promise<ClusterClaim>;
   /** The session claimed with `epoch` is open here; false when a newer claim elsewhere already fenced it (take it over). */
   opened(clientId: string, epoch: number): boolean;
   /** The connection that owned `clientId` on this node left. */
   released(clientId: string): void;
+  /**
+   * The will a connection of `clientId` holds now (null: none any more), kept in the cluster
+   * so that a survivor publishes it if this node dies [MQTT-3.1.2-8].
+   */
+  recordWill(clientId: string, will: WillSpec | null): void;
 }

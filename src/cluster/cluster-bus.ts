@@ -8,9 +8,12 @@
  *
  * Data flow: the ingress node publishes once; every node with interest (the ingress node
  * too) receives it on its NATS subscriptions and hands it to the broker, which matches its
- * local trie. A QoS 1/2 message is a JetStream publish to `bmq.<q>.…` (captured by the
- * BMQ_MSGS stream): it is stored and, being a core publish as well, routed live in one
- * step. The publisher's acknowledgement waits for the stream's acknowledgement.
+ * local trie. QoS 0 is a core publish to `bmq.0.…`. A QoS 1/2 message is a JetStream
+ * publish to `bms.<q>.…`, which only the BMQ_MSGS stream listens to; once stored, the
+ * stream republishes it to `bmq.<q>.…` with its sequence (`Nats-Sequence`), so live
+ * delivery happens only after the store, carries the position a persistent session records
+ * (cluster-session-store.ts), and a retried store that JetStream drops as a duplicate is
+ * not delivered twice. The publisher's acknowledgement waits for the stream's.
  *
  * SECURITY: fail closed. A store that does not answer is retried with the same message id
  * (JetStream keeps it once) until `storeDeadlineMs`, then refused; at most `maxPendingStores`
@@ -28,8 +31,18 @@ import { filterToSubjects, isCodecRefusal, isDollarTopicSubject, subjectToTopic,
 
 /** The name of the JetStream stream that keeps QoS 1/2 messages. */
 export const MESSAGE_STREAM = 'BMQ_MSGS';
-/** The subjects BMQ_MSGS captures. */
-export const MESSAGE_STREAM_SUBJECTS = ['bmq.1.>', 'bmq.2.>'];
+/** The subjects BMQ_MSGS captures: QoS 1/2 messages as their ingress node stores them. */
+export const MESSAGE_STREAM_SUBJECTS = ['bms.1.>', 'bms.2.>'];
+/** Where the stream republishes what it stored: the live subjects nodes subscribe to. */
+export const MESSAGE_REPUBLISH = { src: 'bms.>', dest: 'bmq.>' } as const;
+
+/** The stored subject of a live QoS 1/2 subject (`bmq.1.…` → `bms.1.…`), and back. */
+export function storedSubject(liveSubject: string): string {
+  return `bms${liveSubject.slice(3)}`;
+}
+export function liveSubject(storedSubject: string): string {
+  return `bmq${storedSubject.slice(3)}`;
+}
 
 export interface ClusterBusOptions {
   nc: NatsConnection;
@@ -101,6 +114,8 @@ export class ClusterBus {
   private readonly idPrefix: string;
   private nextId = 0;
   private pending = 0;
+  /** The highest stream sequence received. */
+  lastSeq = 0;
   private readonly storeDeadlineMs: number;
   private readonly maxPendingStores: number;
 
@@ -182,6 +197,16 @@ export class ClusterBus {
       this.counters.expired++;
       return;
     }
+    if (m.qos !== 0) {
+      // Republished by the stream: its position there (a QoS 1/2 message without one did not come from the stream).
+      const seq = Number(msg.headers?.get('Nats-Sequence'));
+      if (!Number.isSafeInteger(seq) || seq <= 0) {
+        this.counters.malformed++;
+        return;
+      }
+      m.streamSeq = seq;
+      if (seq > this.lastSeq) this.lastSeq = seq;
+    }
     this.counters.received++;
     this.opts.deliver(m, scope);
   }
@@ -212,7 +237,7 @@ export class ClusterBus {
     }
     if (this.pending >= this.maxPendingStores) return Promise.reject(new Error(`${this.pending} messages are already waiting for the cluster store`));
     this.pending++;
-    return this.store(subject, body, id).finally(() => {
+    return this.store(storedSubject(subject), body, id).finally(() => {
       this.pending--;
     });
   }

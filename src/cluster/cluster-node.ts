@@ -10,18 +10,22 @@
  * that the cluster did not store. After a reconnect the retained messages are read again
  * in full: a watch's snapshot alone is not trusted (a change made while away is re-read).
  */
-import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Broker } from '../broker/broker.js';
 import type { Message } from '../broker/message.js';
-import type { ClusterClaim, ClusterPort } from '../broker/ports.js';
+import type { ClusterClaim, ClusterPort, ClusterResume, SessionRecord } from '../broker/ports.js';
+import type { WillSpec } from '../broker/session/session.js';
 import type { ClusterConfig } from '../core/cluster-config.js';
 import type { Logger } from '../core/logger.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
-import { ClusterBus, MESSAGE_STREAM, MESSAGE_STREAM_SUBJECTS, type ClusterBusCounters } from './cluster-bus.js';
+import { ClusterBus, MESSAGE_REPUBLISH, MESSAGE_STREAM, MESSAGE_STREAM_SUBJECTS, type ClusterBusCounters } from './cluster-bus.js';
 import { connectNats, type ClusterNatsConnection } from './nats-connection.js';
 import { RetainedSync, RETAINED_BUCKET } from './retained-sync.js';
 import { SessionRegistry, SESSIONS_BUCKET } from './session-registry.js';
+import { ClusterSessionStore } from './cluster-session-store.js';
+import type { DurableSession } from './session-record.js';
+import { replaySession } from './session-replay.js';
 
 /** Room kept under NATS max_payload for the envelope and headers of the largest MQTT packet. */
 export const ENVELOPE_HEADROOM_BYTES = 64 * 1024;
@@ -60,6 +64,7 @@ function messageStreamConfig(cluster: ClusterConfig): Partial<StreamConfig> & { 
     max_age: cluster.retention.maxAgeSeconds * 1e9,
     max_bytes: cluster.retention.maxBytes,
     duplicate_window: DUPLICATE_WINDOW_NS,
+    republish: { ...MESSAGE_REPUBLISH },
   };
 }
 
@@ -70,7 +75,10 @@ async function ensureMessageStream(jsm: JetStreamManager, cluster: ClusterConfig
     const info = await jsm.streams.info(MESSAGE_STREAM);
     const c = info.config;
     if (c.num_replicas !== cluster.replicas) logger.warn({ stream: MESSAGE_STREAM, has: c.num_replicas, configured: cluster.replicas }, 'the message stream keeps its replica count; change it with the nats CLI');
-    if (c.max_age !== want.max_age || c.max_bytes !== want.max_bytes) await jsm.streams.update(MESSAGE_STREAM, { ...c, max_age: want.max_age!, max_bytes: want.max_bytes! });
+    const sameSubjects = JSON.stringify(c.subjects) === JSON.stringify(want.subjects) && c.republish?.src === MESSAGE_REPUBLISH.src && c.republish?.dest === MESSAGE_REPUBLISH.dest;
+    if (!sameSubjects || c.max_age !== want.max_age || c.max_bytes !== want.max_bytes) {
+      await jsm.streams.update(MESSAGE_STREAM, { ...c, subjects: want.subjects!, republish: { ...MESSAGE_REPUBLISH }, max_age: want.max_age!, max_bytes: want.max_bytes! });
+    }
   } catch (err) {
     if (!/stream not found/i.test(err instanceof Error ? err.message : String(err))) throw err;
     await jsm.streams.add(want);
@@ -80,16 +88,30 @@ async function ensureMessageStream(jsm: JetStreamManager, cluster: ClusterConfig
 export class ClusterNode implements ClusterPort {
   private bus: ClusterBus | null = null;
   private retained: RetainedSync | null = null;
-  private registry: SessionRegistry | null = null;
+  private broker: Broker | null = null;
   private connected = true;
   private stopStatus: (() => void) | null = null;
+  private readonly js: JetStreamClient;
+  readonly registry: SessionRegistry;
+  /** Persistent sessions, kept in the cluster: the broker's SessionStore in cluster mode. */
+  readonly sessionStore: ClusterSessionStore;
 
   private constructor(
     readonly conn: ClusterNatsConnection,
+    private readonly jsm: JetStreamManager,
     private readonly retainedKv: KV,
-    private readonly sessionsKv: KV,
+    sessionsKv: KV,
     private readonly opts: ClusterNodeOptions,
-  ) {}
+  ) {
+    this.js = jetstream(conn.nc);
+    this.registry = new SessionRegistry(conn.nc, sessionsKv, opts.nodeId, { release: (clientId) => this.release(clientId) }, opts.logger);
+    this.sessionStore = new ClusterSessionStore({
+      registry: this.registry,
+      streamEnd: async () => (await this.jsm.streams.info(MESSAGE_STREAM)).state.last_seq,
+      onLost: (clientId) => void this.release(clientId),
+      logger: opts.logger,
+    });
+  }
 
   get nodeId(): string {
     return this.opts.nodeId;
@@ -105,7 +127,7 @@ export class ClusterNode implements ClusterPort {
       const replicas = opts.cluster.replicas;
       const retainedKv = await kvm.create(RETAINED_BUCKET, { replicas, history: 1, storage: StorageType.File });
       const sessionsKv = await kvm.create(SESSIONS_BUCKET, { replicas, history: 1, storage: StorageType.File });
-      return new ClusterNode(conn, retainedKv, sessionsKv, opts);
+      return new ClusterNode(conn, jsm, retainedKv, sessionsKv, opts);
     } catch (err) {
       await conn.close();
       throw err;
@@ -119,9 +141,10 @@ export class ClusterNode implements ClusterPort {
   async attach(broker: Broker): Promise<void> {
     const { nc } = this.conn;
     const logger = this.opts.logger;
+    this.broker = broker;
     this.bus = new ClusterBus({
       nc,
-      js: jetstream(nc),
+      js: this.js,
       nodeId: this.nodeId,
       logger,
       deliver: (message, scope) => broker.deliverFromCluster(message, scope),
@@ -129,7 +152,6 @@ export class ClusterNode implements ClusterPort {
       connected: () => this.connected,
       ...(this.opts.storeDeadlineMs !== undefined ? { storeDeadlineMs: this.opts.storeDeadlineMs } : {}),
     });
-    this.registry = new SessionRegistry(nc, this.sessionsKv, this.nodeId, { release: (clientId) => releaseLocal(broker, clientId) }, logger);
     this.registry.start();
     this.retained = new RetainedSync(this.retainedKv, broker.retained, this.nodeId, logger);
     await this.retained.start();
@@ -142,9 +164,9 @@ export class ClusterNode implements ClusterPort {
     });
   }
 
-  private get parts(): { bus: ClusterBus; registry: SessionRegistry; retained: RetainedSync } {
-    if (this.bus === null || this.registry === null || this.retained === null) throw new Error('cluster node used before attach()');
-    return { bus: this.bus, registry: this.registry, retained: this.retained };
+  private get parts(): { bus: ClusterBus; retained: RetainedSync; broker: Broker } {
+    if (this.bus === null || this.retained === null || this.broker === null) throw new Error('cluster node used before attach()');
+    return { bus: this.bus, retained: this.retained, broker: this.broker };
   }
 
   publish(message: Message): Promise<void> {
@@ -170,17 +192,74 @@ export class ClusterNode implements ClusterPort {
     this.parts.bus.unsubscribe(filter, group);
   }
 
-  async claim(clientId: string): Promise<ClusterClaim> {
+  async claim(clientId: string, cleanStart: boolean): Promise<ClusterClaim> {
     if (!this.connected) return { ok: false, reasonCode: ReasonCode.ServerUnavailable, reason: 'cluster unavailable: NATS is disconnected' };
-    return this.parts.registry.claim(clientId);
+    const { broker } = this.parts;
+    const r = await this.registry.claim(clientId, !cleanStart);
+    if ('refused' in r) return { ok: false, reasonCode: r.reasonCode, reason: r.refused };
+    const durable = r.previous?.session;
+    // This node holds the current session (it owned the client id last): nothing to resume.
+    const current = r.previous?.node === this.nodeId && broker.sessions.has(clientId);
+    if (durable === undefined || current) return { ok: true, epoch: r.epoch, resume: null };
+    return { ok: true, epoch: r.epoch, resume: this.resumeOf(clientId, durable) };
+  }
+
+  /** How the broker resumes a session another node (or this one before a restart) left. */
+  private resumeOf(clientId: string, durable: DurableSession): ClusterResume {
+    const record: SessionRecord = {
+      clientId,
+      protocolVersion: durable.protocolVersion,
+      expiryInterval: durable.expiryInterval,
+      disconnectedAt: durable.disconnectedAt,
+      subscriptions: durable.subscriptions,
+      ...(durable.identity !== undefined ? { identity: durable.identity } : {}),
+    };
+    const inflight = new Map(durable.outboundQos2.map((q) => [q.streamSeq, { packetId: q.packetId, state: q.state }]));
+    return {
+      record,
+      incomingQos2: durable.incomingQos2,
+      replay: (deliver) => {
+        this.sessionStore.adopt(clientId, durable);
+        return replaySession({
+          js: this.js,
+          jsm: this.jsm,
+          multiFilter: this.conn.features.multiFilterConsumers,
+          subscriptions: durable.subscriptions,
+          cursor: durable.cursor,
+          deliver: (m) => deliver(m, inflight.get(m.streamSeq ?? 0) ?? null),
+        });
+      },
+    };
   }
 
   opened(clientId: string, epoch: number): boolean {
-    return this.parts.registry.opened(clientId, epoch);
+    return this.registry.opened(clientId, epoch);
   }
 
   released(clientId: string): void {
-    this.registry?.released(clientId);
+    this.registry.released(clientId);
+  }
+
+  recordWill(clientId: string, will: WillSpec | null): void {
+    const durableWill = will === null ? null : { message: will.message, delay: will.delay, expiryInterval: will.expiryInterval };
+    this.registry.write(clientId, { will: durableWill }, () => void this.release(clientId)).catch((err: unknown) => {
+      this.opts.logger.warn({ clientId, err: err instanceof Error ? err.message : String(err) }, 'will not recorded in the cluster');
+    });
+  }
+
+  /**
+   * Another node owns `clientId` now: its connection here (if any) is closed with 0x8E,
+   * the session's last state is written (a persistent session's cursor), and this node's
+   * copy is dropped without a will: the session lives on where the client went.
+   */
+  private async release(clientId: string): Promise<void> {
+    const broker = this.broker;
+    if (broker === null) return;
+    broker.disconnectWhere((c) => c.clientId === clientId, ReasonCode.SessionTakenOver, 'session taken over on another node');
+    await this.sessionStore.flushClient(clientId);
+    this.sessionStore.forget(clientId);
+    const session = broker.sessions.get(clientId);
+    if (session !== undefined && !session.online) broker.forgetSession(session);
   }
 
   status(): ClusterNodeStatus {
@@ -192,15 +271,16 @@ export class ClusterNode implements ClusterPort {
       pendingStores: this.bus?.pendingStores ?? 0,
       natsSubscriptions: this.bus?.subscriptionCount ?? 0,
       bus: { ...(this.bus?.counters ?? { received: 0, duplicates: 0, malformed: 0, expired: 0, stored: 0, storeRetries: 0, storeFailures: 0 }) },
-      takeoversAnswered: this.registry?.takeoversAnswered ?? 0,
+      takeoversAnswered: this.registry.takeoversAnswered,
     };
   }
 
-  /** Leaves the cluster: drains what was published, then closes the connection. */
+  /** Leaves the cluster: writes the sessions' last state, drains what was published, then closes the connection. */
   async close(): Promise<void> {
     this.stopStatus?.();
+    await Promise.race([this.sessionStore.drain(), new Promise((r) => setTimeout(r, 3000).unref())]);
     this.retained?.stop();
-    this.registry?.stop();
+    this.registry.stop();
     this.bus?.close();
     try {
       await this.conn.nc.flush();
@@ -209,15 +289,4 @@ export class ClusterNode implements ClusterPort {
     }
     await this.conn.close();
   }
-}
-
-/**
- * Another node owns `clientId` now: its connection here (if any) is closed with 0x8E, and
- * this node's copy of the session (kept for a persistent session) is dropped without a
- * will: the session lives on where the client went.
- */
-function releaseLocal(broker: Broker, clientId: string): void {
-  broker.disconnectWhere((c) => c.clientId === clientId, ReasonCode.SessionTakenOver, 'session taken over on another node');
-  const session = broker.sessions.get(clientId);
-  if (session !== undefined && !session.online) broker.endSession(session, { publishWill: false });
 }

@@ -14,8 +14,12 @@
  * meta that is not the expected shape) is refused as a whole (null): a message from
  * something that is not a Bastion node is dropped and counted, never half-delivered.
  */
-import type { UserProperties } from '../protocol/packets.js';
 import type { Message, MessageProperties } from '../broker/message.js';
+import { decodeProperties, encodeProperties } from '../store/sqlite/encoding.js';
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
 
 const MAGIC = Buffer.from('BMQ1', 'latin1');
 const HEAD_BYTES = MAGIC.length + 4;
@@ -37,24 +41,15 @@ interface WireMeta {
   r: 0 | 1;
   /** Absolute expiry, ms since the epoch (0: never). */
   e: number;
-  /** v5 properties, when the publisher sent any. */
-  p?: WireProperties;
-}
-
-interface WireProperties {
-  f?: boolean;
-  ct?: string;
-  rt?: string;
-  /** Correlation data, base64. */
-  cd?: string;
-  up?: UserProperties;
+  /** v5 properties, when the publisher sent any: the SQLite store's JSON form (store/sqlite/encoding.ts). */
+  p?: string;
 }
 
 /** The body of `message` with id `id`. */
 export function encodeEnvelope(id: string, message: Message): Buffer {
   const meta: WireMeta = { i: id, o: message.origin, q: message.qos, r: message.retain ? 1 : 0, e: message.expiresAt };
-  const props = message.properties;
-  if (props !== undefined) meta.p = wireProperties(props);
+  const props = encodeProperties(message.properties);
+  if (props !== null) meta.p = props;
   const json = Buffer.from(JSON.stringify(meta), 'utf8');
   const out = Buffer.allocUnsafe(HEAD_BYTES + json.length + message.payload.length);
   MAGIC.copy(out, 0);
@@ -67,58 +62,6 @@ export function encodeEnvelope(id: string, message: Message): Buffer {
 /** Bytes an envelope adds to a payload of this message (for the max_payload check). */
 export function envelopeOverhead(id: string, message: Message): number {
   return encodeEnvelope(id, { ...message, payload: Buffer.alloc(0) }).length;
-}
-
-function wireProperties(p: MessageProperties): WireProperties {
-  const w: WireProperties = {};
-  if (p.payloadFormatIndicator !== undefined) w.f = p.payloadFormatIndicator;
-  if (p.contentType !== undefined) w.ct = p.contentType;
-  if (p.responseTopic !== undefined) w.rt = p.responseTopic;
-  if (p.correlationData !== undefined) w.cd = p.correlationData.toString('base64');
-  if (p.userProperties !== undefined) w.up = p.userProperties;
-  return w;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function decodeUserProperties(v: unknown): UserProperties | null {
-  if (!isRecord(v)) return null;
-  const out: UserProperties = {};
-  for (const [k, val] of Object.entries(v)) {
-    if (typeof val === 'string') out[k] = val;
-    else if (Array.isArray(val) && val.every((x) => typeof x === 'string')) out[k] = val as string[];
-    else return null;
-  }
-  return out;
-}
-
-function decodeProperties(v: unknown): MessageProperties | null {
-  if (!isRecord(v)) return null;
-  const p: MessageProperties = {};
-  if (v.f !== undefined) {
-    if (typeof v.f !== 'boolean') return null;
-    p.payloadFormatIndicator = v.f;
-  }
-  if (v.ct !== undefined) {
-    if (typeof v.ct !== 'string') return null;
-    p.contentType = v.ct;
-  }
-  if (v.rt !== undefined) {
-    if (typeof v.rt !== 'string') return null;
-    p.responseTopic = v.rt;
-  }
-  if (v.cd !== undefined) {
-    if (typeof v.cd !== 'string') return null;
-    p.correlationData = Buffer.from(v.cd, 'base64');
-  }
-  if (v.up !== undefined) {
-    const up = decodeUserProperties(v.up);
-    if (up === null) return null;
-    p.userProperties = up;
-  }
-  return p;
 }
 
 /**
@@ -144,9 +87,12 @@ export function decodeEnvelope(body: Uint8Array, topic: string, qos?: 0 | 1 | 2)
   if ((q !== 0 && q !== 1 && q !== 2) || (qos !== undefined && q !== qos)) return null;
   let properties: MessageProperties | undefined;
   if (p !== undefined) {
-    const decoded = decodeProperties(p);
-    if (decoded === null) return null;
-    properties = decoded;
+    if (typeof p !== 'string') return null;
+    try {
+      properties = decodeProperties(p);
+    } catch {
+      return null;
+    }
   }
   const payload = Buffer.from(buf.subarray(HEAD_BYTES + metaLen));
   return { id: i, message: { topic, payload, qos: q, retain: r === 1, properties, expiresAt: e, origin: o } };

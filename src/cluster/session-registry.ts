@@ -1,49 +1,52 @@
 /**
- * Which node owns each client id, cluster-wide: a JetStream KV bucket (key: the client id's
- * token, value: owner node and epoch) written by compare-and-set, plus a takeover request
- * to the previous owner. Owns: claims, epochs, fences, and answering takeover requests.
- * Must not: touch sessions itself (it calls back into the broker through `TakeoverTarget`).
+ * Which node owns each client id, cluster-wide, with the durable state that moves with it:
+ * a JetStream KV bucket (key: the client id's token, value: session-record.ts) written only
+ * by compare-and-set, plus a takeover request to the previous owner. Owns: claims, epochs,
+ * fences, the revision of every key this node owns, the writes of the durable session and
+ * will, and answering takeover requests. Must not: touch sessions itself (it calls the
+ * broker through `TakeoverTarget`).
  *
- * Takeover: a CONNECT on node B reads the key and writes `{owner: B, epoch: e+1}` with the
- * revision it read (a concurrent claim makes one of the two writes fail, and it retries),
- * then asks the previous owner A to let go. A disconnects its connection with 0x8E and
- * drops its copy of the session. A claim that A learns of before its own session opened
- * leaves a fence: when that session opens with an older epoch, it is taken over at once.
- * So of two CONNECTs with one client id racing on two nodes, exactly one stays: the one
- * with the higher epoch.
+ * Takeover: a CONNECT on node B reads the key; when another node A owns it, B first asks A
+ * to let go (A disconnects its connection with 0x8E, writes the session's last state,
+ * drops its copy and answers), reads the key again, then writes `{owner: B, epoch: e+1}`
+ * with the revision it read. A concurrent claim makes one of two writes fail; the loser
+ * starts over. The request carries the epoch B is about to take: A keeps it as a fence, so
+ * a session A was still opening under an older epoch is taken over as soon as it opens.
+ * So of CONNECTs with one client id racing on several nodes, exactly one stays.
  *
- * SECURITY: the epoch fences a stale owner: a node answers takeover only for older epochs
- * than the claim's, and a session opened under an epoch older than a fence is closed.
+ * SECURITY: the revision fences a stale owner: every write is a compare-and-set on the
+ * revision this node last wrote, so after another node's claim nothing this node writes
+ * lands; a failed write means ownership was lost, and the local copy is released.
  */
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../core/logger.js';
-import type { ClusterClaim } from '../broker/ports.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
 import { clientIdToKey, isCodecRefusal } from './subject-codec.js';
+import { decodeOwnerRecord, encodeOwnerRecord, type DurableSession, type DurableWill, type OwnerRecord } from './session-record.js';
 
-/** The KV bucket of client id owners. */
+/** The KV bucket of client id owners and their durable sessions. */
 export const SESSIONS_BUCKET = 'bmq_sessions';
 
-/** How long a claim waits for the previous owner to let go (it may be dead: its lease covers it then). */
-const TAKEOVER_WAIT_MS = 1000;
+/** How long a claim waits for the previous owner to let go (it may be dead: then its last written state is used). */
+const TAKEOVER_WAIT_MS = 1500;
 /** Fences older than this are forgotten: a claim resolves within the connect timeout. */
 const FENCE_TTL_MS = 60_000;
 const MAX_CLAIM_ATTEMPTS = 8;
 
 /** What the registry asks of the local broker. */
 export interface TakeoverTarget {
-  /** Disconnects the local connection of `clientId` (0x8E) and drops the local copy of its session. */
-  release(clientId: string): void;
+  /**
+   * Another node takes `clientId`: disconnect its local connection (0x8E), write its last
+   * state, and drop the local copy. Resolves once the state is written.
+   */
+  release(clientId: string): Promise<void>;
 }
 
-interface OwnerRecord {
-  /** Owner node id. */
-  n: string;
-  /** Epoch: +1 at every claim. */
-  e: number;
-  /** When it was claimed (ms since the epoch). */
-  t: number;
+/** A successful claim: the epoch taken and the record as the previous owner left it. */
+export interface ClaimResult {
+  epoch: number;
+  previous: OwnerRecord | null;
 }
 
 /** The takeover subject of a node. */
@@ -51,30 +54,31 @@ export function takeoverSubject(nodeId: string): string {
   return `bmc.node.${nodeId}.takeover`;
 }
 
-function parseOwner(value: Uint8Array): OwnerRecord | null {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(value).toString('utf8'));
-    if (typeof v !== 'object' || v === null) return null;
-    const { n, e, t } = v as Record<string, unknown>;
-    return typeof n === 'string' && typeof e === 'number' && Number.isSafeInteger(e) && typeof t === 'number' ? { n, e, t } : null;
-  } catch {
-    return null;
-  }
-}
-
-/** A JetStream "wrong last sequence" (or create on an existing key): another claim won the race. */
-function isConflict(err: unknown): boolean {
+/** A JetStream "wrong last sequence" (or create on an existing key): another writer won the race. */
+export function isConflict(err: unknown): boolean {
   const msg = err instanceof Error ? err.message : String(err);
   return /wrong last sequence|10071|key exists/i.test(msg);
 }
 
+interface Owned {
+  key: string;
+  revision: number;
+  record: OwnerRecord;
+  /** Writes are serialized per key: each one compares against the revision of the one before. */
+  writing: Promise<void>;
+}
+
 export class SessionRegistry {
+  /** Client ids this node owns, with the revision it last wrote. */
+  private readonly owned = new Map<string, Owned>();
   /** Client ids whose session is open on this node, with the epoch it was claimed with. */
   private readonly local = new Map<string, number>();
   /** Newer claims (from other nodes) seen for client ids, for sessions still opening here. */
   private readonly fences = new Map<string, { epoch: number; at: number }>();
   private sub: Subscription | null = null;
   takeoversAnswered = 0;
+  /** Writes refused because another node claimed the client id meanwhile. */
+  fencedWrites = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -96,19 +100,24 @@ export class SessionRegistry {
           return;
         }
         if (typeof req.c !== 'string' || typeof req.e !== 'number') return;
-        this.takeover(req.c, req.e);
-        msg.respond(new TextEncoder().encode('{"ok":true}'));
+        void this.takeover(req.c, req.e).finally(() => msg.respond('{"ok":true}'));
       },
     });
   }
 
-  /** Another node claimed `clientId` with `epoch`. */
-  private takeover(clientId: string, epoch: number): void {
+  /** Another node is about to claim `clientId` with `epoch`. */
+  private async takeover(clientId: string, epoch: number): Promise<void> {
     this.fence(clientId, epoch);
     const held = this.local.get(clientId);
     if (held !== undefined && held >= epoch) return; // ours is newer: a stale request
+    if (!this.owned.has(clientId) && held === undefined) return;
     this.takeoversAnswered++;
-    this.target.release(clientId);
+    try {
+      await this.target.release(clientId);
+    } catch (err) {
+      this.logger.warn({ clientId, err: err instanceof Error ? err.message : String(err) }, 'session state not written at takeover');
+    }
+    this.owned.delete(clientId);
   }
 
   private fence(clientId: string, epoch: number): void {
@@ -121,35 +130,84 @@ export class SessionRegistry {
     }
   }
 
-  /** Claims `clientId` for this node (compare-and-set), and tells a previous owner elsewhere to let go. */
-  async claim(clientId: string): Promise<ClusterClaim> {
+  /**
+   * Claims `clientId` for this node (compare-and-set), after a previous owner elsewhere let
+   * go. The durable session carries over only with `keepSession` (not a clean start).
+   */
+  async claim(clientId: string, keepSession: boolean): Promise<ClaimResult | { refused: string; reasonCode: number }> {
     const key = clientIdToKey(clientId);
-    if (isCodecRefusal(key)) return { ok: false, reasonCode: ReasonCode.ClientIdentifierNotValid, reason: `client id refused by the cluster: ${key.message}` };
+    if (isCodecRefusal(key)) return { refused: `client id refused by the cluster: ${key.message}`, reasonCode: ReasonCode.ClientIdentifierNotValid };
+    // Writes of a previous claim of ours finish first: their revisions are what we compare against.
+    await this.owned.get(clientId)?.writing;
     for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
-      const entry = await this.kv.get(key);
-      const previous = entry !== null && entry.operation === 'PUT' ? parseOwner(entry.value) : null;
-      const epoch = (previous?.e ?? 0) + 1;
-      const value = JSON.stringify({ n: this.nodeId, e: epoch, t: Date.now() } satisfies OwnerRecord);
+      let entry = await this.kv.get(key);
+      let previous = entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
+      if (previous !== null && previous.node !== this.nodeId) {
+        await this.askToLetGo(previous.node, clientId, previous.epoch + 1);
+        // What it wrote while letting go.
+        entry = await this.kv.get(key);
+        previous = entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
+      }
+      const kept = keepSession ? previous?.session : undefined;
+      const record: OwnerRecord = { node: this.nodeId, epoch: (previous?.epoch ?? 0) + 1, claimedAt: Date.now(), ...(kept !== undefined ? { session: kept } : {}) };
+      let revision: number;
       try {
-        if (entry === null) await this.kv.create(key, value);
-        else await this.kv.update(key, value, entry.revision);
+        revision = entry === null ? await this.kv.create(key, encodeOwnerRecord(record)) : await this.kv.update(key, encodeOwnerRecord(record), entry.revision);
       } catch (err) {
         if (isConflict(err)) continue;
         throw err;
       }
-      if (previous !== null && previous.n !== this.nodeId) await this.askToLetGo(previous.n, clientId, epoch);
-      return { ok: true, epoch };
+      this.owned.set(clientId, { key, revision, record, writing: Promise.resolve() });
+      return { epoch: record.epoch, previous: keepSession ? previous : null };
     }
-    return { ok: false, reasonCode: ReasonCode.ServerBusy, reason: 'the client id is being claimed on several nodes at once; try again' };
+    return { refused: 'the client id is being claimed on several nodes at once; try again', reasonCode: ReasonCode.ServerBusy };
   }
 
   private async askToLetGo(node: string, clientId: string, epoch: number): Promise<void> {
     try {
       await this.nc.request(takeoverSubject(node), JSON.stringify({ c: clientId, e: epoch }), { timeout: TAKEOVER_WAIT_MS });
     } catch (err) {
-      // No answer: the node is gone or stuck. Its connection (if any) is fenced by the epoch.
+      // No answer: the node is gone or stuck. What it wrote last is the session's state.
       this.logger.info({ clientId, previousNode: node, err: err instanceof Error ? err.message : String(err) }, 'previous owner did not answer the takeover');
     }
+  }
+
+  /**
+   * Writes the durable session (null: none any more) and/or the will of a client id this
+   * node owns. Serialized per key; a write after another node's claim is refused by the
+   * compare-and-set, and `onLost` runs (this node no longer owns the client id).
+   */
+  write(clientId: string, change: { session?: DurableSession | null; will?: DurableWill | null }, onLost: () => void): Promise<void> {
+    const owned = this.owned.get(clientId);
+    if (owned === undefined) return Promise.resolve();
+    const next = owned.writing.then(async () => {
+      if (this.owned.get(clientId) !== owned) return;
+      const record: OwnerRecord = { ...owned.record };
+      if (change.session !== undefined) {
+        if (change.session === null) delete record.session;
+        else record.session = change.session;
+      }
+      if (change.will !== undefined) {
+        if (change.will === null) delete record.will;
+        else record.will = change.will;
+      }
+      try {
+        owned.revision = await this.kv.update(owned.key, encodeOwnerRecord(record), owned.revision);
+        owned.record = record;
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+        this.fencedWrites++;
+        this.owned.delete(clientId);
+        onLost();
+      }
+    });
+    owned.writing = next.catch(() => undefined);
+    return next;
+  }
+
+  /** True while this node owns `clientId` (its writes land). */
+  owns(clientId: string): boolean {
+    return this.owned.has(clientId);
   }
 
   /** The session claimed with `epoch` opened here; false when a newer claim elsewhere fenced it. */

@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Broker } from '../broker/broker.js';
-import type { EnhancedAuthMethod, RetainStore, SessionStore } from '../broker/ports.js';
+import type { EnhancedAuthMethod, SessionStore } from '../broker/ports.js';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
@@ -49,7 +49,8 @@ export interface ServerOptions {
 export interface BastionServer {
   readonly broker: Broker;
   readonly listeners: RunningListener[];
-  readonly store: (SessionStore & RetainStore) | null;
+  /** Where persistent sessions are kept: the SQLite store, or in a cluster the cluster's. */
+  readonly store: SessionStore | null;
   /** CRL renewal and the OCSP responder, when config `pki` asks for them. */
   readonly pki: PkiDuties | null;
   /** Roles, rules and bindings (config + store), explain and lint: the authorization facade. */
@@ -94,7 +95,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   // A failed background write keeps its batch and withholds the acknowledgements that
   // wait on it (nothing is confirmed that is not stored); it is logged, and retried on the
   // next write.
-  const store = config.persistence.enabled
+  // In a cluster, persistent sessions and retained messages live in the cluster instead.
+  const store = config.persistence.enabled && config.cluster === undefined
     ? new SqliteStore({
         path: join(dataDir, 'bastion.db'),
         synchronous: config.persistence.synchronous,
@@ -119,7 +121,9 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     limits: config.limits,
     publishQuota: publishQuotaFactory(config.limits),
     mqtt: config.mqtt,
-    store,
+    // In a cluster, sessions live in the cluster so any node resumes them; retained messages too.
+    store: cluster !== null ? cluster.sessionStore : store,
+    retainStore: cluster !== null ? null : store,
     authenticator: authn.authenticator,
     authorizer: authz.engine,
     // The same engine gives a client its role's quota (publish rates, subscriptions, queue).
@@ -222,5 +226,5 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     })();
     return stopping;
   };
-  return { broker, listeners, store, pki, authz: authz.service, admin: adminSide?.api ?? null, audit, cluster, stop };
+  return { broker, listeners, store: broker.store, pki, authz: authz.service, admin: adminSide?.api ?? null, audit, cluster, stop };
 }

@@ -52,6 +52,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   ackChain: Promise<void> | null = null;
   enhancedAuth: { method: string; state: EnhancedAuthState } | null = null;
   private backlog: Array<[Packet, Buffer]> | null = null;
+  /** Asynchronous CONNECT steps holding incoming packets (holdIncoming/releaseIncoming). */
+  private holds = 0;
   private connectTimer: TimerHandle | null;
   private keepAliveTimer: TimerHandle | null = null;
   /** Closes the session when the credential it was admitted with expires (a JWT's exp). */
@@ -163,14 +165,19 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     }
   }
 
-  /** Holds incoming packets while an asynchronous authentication runs. */
+  /**
+   * Holds incoming packets while an asynchronous step of CONNECT runs (authentication, a
+   * cluster claim). Holds nest: packets are replayed when the last one is released.
+   */
   holdIncoming(): void {
+    this.holds++;
     this.backlog ??= [];
     this.conn.pauseReading();
   }
 
   /** Replays packets held during authentication. */
   releaseIncoming(): void {
+    if (this.holds > 0 && --this.holds > 0) return;
     const held = this.backlog;
     this.backlog = null;
     this.conn.resumeReading();

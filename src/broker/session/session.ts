@@ -7,7 +7,7 @@
 import type { Clock, TimerHandle } from '../../core/clock.js';
 import type { ProtocolVersion, QoS } from '../../protocol/packets.js';
 import type { Message } from '../message.js';
-import type { ClientIdentity, SessionRecord, SessionStore, StoredSubscription } from '../ports.js';
+import type { ClientIdentity, OutboundState, SessionRecord, SessionStore, StoredSubscription } from '../ports.js';
 import type { DeliveryTarget, Outbound, PublishCache } from './outbound.js';
 import { RingQueue } from './ring-queue.js';
 
@@ -66,10 +66,14 @@ export class Session {
   connectedAt = 0;
   expiryTimer: TimerHandle | null = null;
   pendingWill: PendingWill | null = null;
+  /** Cluster: the connection's will is recorded in the cluster (cleared there once published or dropped). */
+  willInCluster = false;
   /** Publishers waiting for the queue to fall below the low-water mark. */
   private queueWaiters: Array<() => void> | null = null;
   /** True once the target was told the queue is congested, until it falls to a quarter. */
   private backlogged = false;
+  /** Cluster: deliveries held while the session's missed messages are replayed in front of them. */
+  private held: Array<{ message: Message; qos: QoS; retainFlag: boolean; subscriptionIds: number[] }> | null = null;
 
   constructor(
     clientId: string,
@@ -158,8 +162,36 @@ export class Session {
     this.releaseQueueWaiters();
   }
 
+  /**
+   * Cluster: from now on, deliveries wait (in order) until `releaseHeld`, so messages
+   * replayed from the cluster's stream go in front of those arriving live meanwhile.
+   */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /** Delivers what was held, except messages the replay already delivered (stream sequence up to `replayedThrough`). */
+  releaseHeld(replayedThrough: number): void {
+    const held = this.held;
+    this.held = null;
+    if (held === null) return;
+    for (const h of held) {
+      if (h.message.streamSeq !== undefined && h.message.streamSeq <= replayedThrough) continue;
+      this.deliver(h.message, h.qos, h.retainFlag, h.subscriptionIds, null);
+    }
+  }
+
   /** Delivers one message to this session; QoS 0 to an offline session is not queued. */
   deliver(message: Message, qos: QoS, retainFlag: boolean, subscriptionIds: number[], cache: PublishCache | null): void {
+    if (this.held !== null) {
+      this.held.push({ message, qos, retainFlag, subscriptionIds });
+      return;
+    }
+    this.deliverNow(message, qos, retainFlag, subscriptionIds, cache);
+  }
+
+  /** Delivers past any hold: a message replayed from the cluster's stream, which goes in front of the held ones. */
+  deliverNow(message: Message, qos: QoS, retainFlag: boolean, subscriptionIds: number[], cache: PublishCache | null): void {
     const target = this.target;
     if (qos === 0) {
       if (target !== null && !target.sendPublish(message, 0, retainFlag, subscriptionIds, 0, false, cache)) this.dropped('packet-size');
@@ -256,6 +288,18 @@ export class Session {
     }
     this.inflight.set(o.packetId, o);
     if (o.packetId >= this.nextPacketId) this.nextPacketId = (o.packetId % 65535) + 1;
+  }
+
+  /**
+   * Cluster: a QoS 2 delivery its previous node had already sent (`publish-sent`: resent
+   * with DUP and the same packet id) or had PUBREC for (`pubrel-sent`: only PUBREL again),
+   * so the client delivers it once [MQTT-4.3.3].
+   */
+  restoreInflight(message: Message, packetId: number, state: OutboundState, retainFlag: boolean, subscriptionIds: number[]): void {
+    const store = this.store;
+    const o: Outbound = { seq: store !== null ? store.nextSeq() : 0, message, qos: 2, retainFlag, subscriptionIds, state, packetId };
+    this.restore(o);
+    store?.addOutbound({ ...o, clientId: this.clientId });
   }
 
   /** Removes queued (never sent) messages that `reject` picks; returns how many. */

@@ -68,14 +68,29 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
   }
   // SECURITY: in a cluster the client id is claimed first, so one node at a time owns it
   // (fenced by an epoch); without the cluster no session opens (fail closed).
-  cluster.claim(ch.clientId).then(
+  const terms = { keepAlive, serverKeepAlive, expiry, expiryAnnounced, authData, expiresAt };
+  // Packets a client sends before CONNACK wait for the session [MQTT-3.1.4] (v5 allows it).
+  ch.state = 'authenticating';
+  ch.holdIncoming();
+  void (async () => {
+    const claim = await cluster.claim(ch.clientId, packet.clean !== false);
+    if (!claim.ok) return claim;
+    // A session another node left is resumed here, its missed messages replayed, before CONNACK.
+    if (claim.resume !== null) await ch.broker.resumeFromCluster(claim.resume);
+    return claim;
+  })().then(
     (claim) => {
       if (ch.state === 'closed') return;
       if (!claim.ok) {
         ch.refuseConnect(claim.reasonCode, claim.reason);
         return;
       }
-      admit(ch, pending, identity, client, { keepAlive, serverKeepAlive, expiry, expiryAnnounced, authData, expiresAt }, claim.epoch);
+      try {
+        admit(ch, pending, identity, client, terms, claim.epoch);
+      } catch (err) {
+        ch.fail(err);
+      }
+      ch.releaseIncoming();
     },
     (err: unknown) => {
       if (ch.state === 'closed') return;
@@ -141,6 +156,14 @@ function admit(ch: Channel, pending: PendingConnect, identity: ClientIdentity, c
   ch.broker.logger.debug({ clientId: ch.clientId, principal: identity.principal, remote: identity.remoteAddress, present }, 'client connected');
   // Resend in-flight messages and drain the queue only after CONNACK [MQTT-4.4.0-1].
   session.attach(ch);
-  // A newer claim on another node arrived while this one was opening: it owns the client id now.
-  if (epoch !== null && ch.broker.cluster?.opened(ch.clientId, epoch) === false) ch.kick(ReasonCode.SessionTakenOver, 'session taken over on another node');
+  if (epoch !== null) {
+    const cluster = ch.broker.cluster!;
+    // A newer claim on another node arrived while this one was opening: it owns the client id now.
+    if (!cluster.opened(ch.clientId, epoch)) ch.kick(ReasonCode.SessionTakenOver, 'session taken over on another node');
+    else if (ch.will !== null) {
+      // Kept in the cluster, so that a survivor publishes it if this node dies.
+      session.willInCluster = true;
+      cluster.recordWill(ch.clientId, ch.will);
+    }
+  }
 }
