@@ -366,7 +366,7 @@ export class Broker {
   private forgetClusterWill(session: Session): void {
     if (!session.willInCluster) return;
     session.willInCluster = false;
-    this.cluster?.recordWill(session.clientId, null);
+    this.cluster?.recordWill(session.clientId, null, undefined);
   }
 
   /** Ends a session: publishes a pending will, removes subscriptions and stored state. */
@@ -429,6 +429,24 @@ export class Broker {
     this.publish({ ...will.message, expiresAt }).stored?.catch((err: unknown) => {
       this.logger.error({ clientId: session.clientId, topic: will.message.topic, err: err instanceof Error ? err.message : String(err) }, 'will message could not be sent through the cluster');
     });
+  }
+
+  /**
+   * Cluster: the will of a connection on a node that died, published by this survivor.
+   * SECURITY: authorized again, as `client` (the identity recorded with the will), like
+   * every will when it goes out; without an identity it is not published.
+   */
+  publishOrphanWill(clientId: string, client: AuthorizedClient | null, will: WillSpec): boolean {
+    const verdict = client === null ? null : this.authorizer.authorizePublish(client, will.message.topic, will.message.qos, will.message.retain);
+    if (verdict === null || !verdict.ok) {
+      this.logger.warn({ clientId, topic: will.message.topic, reason: verdict?.ok === false ? verdict.reason : 'no identity' }, 'will of a dead node denied by authorization');
+      return false;
+    }
+    const expiresAt = will.expiryInterval > 0 ? this.clock.now() + will.expiryInterval * 1000 : 0;
+    this.publish({ ...will.message, expiresAt, origin: clientId }).stored?.catch((err: unknown) => {
+      this.logger.error({ clientId, topic: will.message.topic, err: err instanceof Error ? err.message : String(err) }, 'will of a dead node could not be sent through the cluster');
+    });
+    return true;
   }
 
   /**

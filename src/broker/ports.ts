@@ -259,6 +259,12 @@ export interface ClusterPort {
   /** A filter lost a local subscription. */
   unsubscribe(filter: string, group: string | null): void;
   /**
+   * Settles once NATS has every subscription this node asked for so far (null: nothing new
+   * to wait for). SUBACK waits for it, so a message published anywhere after the client saw
+   * SUBACK reaches it.
+   */
+  interestReady(): Promise<void> | null;
+  /**
    * Claims `clientId` for this node before its session opens; older owners on other nodes
    * are told to let go. With `cleanStart` the session the cluster kept for it is discarded
    * [MQTT-3.1.2-4]; otherwise the claim says how to resume it.
@@ -272,5 +278,5 @@ export interface ClusterPort {
    * The will a connection of `clientId` holds now (null: none any more), kept in the cluster
    * so that a survivor publishes it if this node dies [MQTT-3.1.2-8].
    */
-  recordWill(clientId: string, will: WillSpec | null): void;
+  recordWill(clientId: string, will: WillSpec | null, identity: ClientIdentity | undefined): void;
 }

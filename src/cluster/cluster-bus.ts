@@ -114,6 +114,9 @@ export class ClusterBus {
   private readonly idPrefix: string;
   private nextId = 0;
   private pending = 0;
+  /** A NATS subscription was made since the last flush; the flush in progress. */
+  private unflushed = false;
+  private flushing: Promise<void> | null = null;
   /** The highest stream sequence received. */
   lastSeq = 0;
   private readonly storeDeadlineMs: number;
@@ -167,6 +170,21 @@ export class ClusterBus {
       }),
     );
     this.interest.set(key, { count: 1, subs });
+    this.unflushed = true;
+  }
+
+  /**
+   * Settles once the server has processed every SUB sent so far (a PING/PONG round trip:
+   * NATS handles one connection's commands in order); null when none is new.
+   */
+  interestReady(): Promise<void> | null {
+    if (!this.unflushed) return this.flushing;
+    this.unflushed = false;
+    const flushing = this.opts.nc.flush().finally(() => {
+      if (this.flushing === flushing) this.flushing = null;
+    });
+    this.flushing = flushing;
+    return flushing;
   }
 
   unsubscribe(filter: string, group: string | null): void {

@@ -14,7 +14,7 @@ import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolic
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Broker } from '../broker/broker.js';
 import type { Message } from '../broker/message.js';
-import type { ClusterClaim, ClusterPort, ClusterResume, SessionRecord } from '../broker/ports.js';
+import type { ClientIdentity, ClusterClaim, ClusterPort, ClusterResume, SessionRecord } from '../broker/ports.js';
 import type { WillSpec } from '../broker/session/session.js';
 import type { ClusterConfig } from '../core/cluster-config.js';
 import type { Logger } from '../core/logger.js';
@@ -26,6 +26,7 @@ import { SessionRegistry, SESSIONS_BUCKET } from './session-registry.js';
 import { ClusterSessionStore } from './cluster-session-store.js';
 import type { DurableSession } from './session-record.js';
 import { replaySession } from './session-replay.js';
+import { NodeLeases, NODES_BUCKET } from './node-leases.js';
 
 /** Room kept under NATS max_payload for the envelope and headers of the largest MQTT packet. */
 export const ENVELOPE_HEADROOM_BYTES = 64 * 1024;
@@ -39,6 +40,8 @@ export interface ClusterNodeOptions {
   logger: Logger;
   /** How long a stored publish is retried before refused (default 15 s: a JetStream leader election takes 6-8 s). */
   storeDeadlineMs?: number;
+  /** A node lease unchanged this long means the node is dead (default 5 s). */
+  leaseTtlMs?: number;
 }
 
 /** A snapshot of the node's cluster state (metrics, admin). */
@@ -51,6 +54,10 @@ export interface ClusterNodeStatus {
   natsSubscriptions: number;
   bus: ClusterBusCounters;
   takeoversAnswered: number;
+  /** Nodes with a live lease, this one included. */
+  liveNodes: number;
+  /** Wills of dead nodes this node published. */
+  orphanWillsPublished: number;
 }
 
 function messageStreamConfig(cluster: ClusterConfig): Partial<StreamConfig> & { name: string } {
@@ -91,6 +98,7 @@ export class ClusterNode implements ClusterPort {
   private broker: Broker | null = null;
   private connected = true;
   private stopStatus: (() => void) | null = null;
+  private leases: NodeLeases | null = null;
   private readonly js: JetStreamClient;
   readonly registry: SessionRegistry;
   /** Persistent sessions, kept in the cluster: the broker's SessionStore in cluster mode. */
@@ -100,7 +108,8 @@ export class ClusterNode implements ClusterPort {
     readonly conn: ClusterNatsConnection,
     private readonly jsm: JetStreamManager,
     private readonly retainedKv: KV,
-    sessionsKv: KV,
+    private readonly sessionsKv: KV,
+    private readonly nodesKv: KV,
     private readonly opts: ClusterNodeOptions,
   ) {
     this.js = jetstream(conn.nc);
@@ -127,7 +136,8 @@ export class ClusterNode implements ClusterPort {
       const replicas = opts.cluster.replicas;
       const retainedKv = await kvm.create(RETAINED_BUCKET, { replicas, history: 1, storage: StorageType.File });
       const sessionsKv = await kvm.create(SESSIONS_BUCKET, { replicas, history: 1, storage: StorageType.File });
-      return new ClusterNode(conn, jsm, retainedKv, sessionsKv, opts);
+      const nodesKv = await kvm.create(NODES_BUCKET, { replicas, history: 1, storage: StorageType.File });
+      return new ClusterNode(conn, jsm, retainedKv, sessionsKv, nodesKv, opts);
     } catch (err) {
       await conn.close();
       throw err;
@@ -155,6 +165,22 @@ export class ClusterNode implements ClusterPort {
     this.registry.start();
     this.retained = new RetainedSync(this.retainedKv, broker.retained, this.nodeId, logger);
     await this.retained.start();
+    const leases = new NodeLeases({
+      nodes: this.nodesKv,
+      sessions: this.sessionsKv,
+      nodeId: this.nodeId,
+      logger,
+      target: {
+        publish: (clientId, will) => {
+          const client = will.identity !== undefined ? { clientId, principal: will.identity.principal, identity: will.identity } : null;
+          broker.publishOrphanWill(clientId, client, { message: will.message, delay: will.delay, expiryInterval: will.expiryInterval });
+        },
+      },
+      ...(this.opts.leaseTtlMs !== undefined ? { leaseTtlMs: this.opts.leaseTtlMs } : {}),
+    });
+    this.leases = leases;
+    this.registry.presumedDead = (node) => leases.presumedDead(node);
+    await leases.start();
     this.stopStatus = this.conn.onStatus((event) => {
       if (event.type === 'disconnect' || event.type === 'close') this.connected = false;
       else if (event.type === 'reconnect') {
@@ -192,11 +218,22 @@ export class ClusterNode implements ClusterPort {
     this.parts.bus.unsubscribe(filter, group);
   }
 
+  interestReady(): Promise<void> | null {
+    return this.parts.bus.interestReady();
+  }
+
   async claim(clientId: string, cleanStart: boolean): Promise<ClusterClaim> {
     if (!this.connected) return { ok: false, reasonCode: ReasonCode.ServerUnavailable, reason: 'cluster unavailable: NATS is disconnected' };
     const { broker } = this.parts;
     const r = await this.registry.claim(clientId, !cleanStart);
     if ('refused' in r) return { ok: false, reasonCode: r.reasonCode, reason: r.refused };
+    const will = r.orphanWill;
+    // The old connection is gone: its will goes out now, unless a resumed session keeps it
+    // waiting for its delay, which this reconnect cancels [MQTT-3.1.3-9].
+    if (will !== null && (will.delay === 0 || cleanStart)) {
+      const client = will.identity !== undefined ? { clientId, principal: will.identity.principal, identity: will.identity } : null;
+      broker.publishOrphanWill(clientId, client, { message: will.message, delay: will.delay, expiryInterval: will.expiryInterval });
+    }
     const durable = r.previous?.session;
     // This node holds the current session (it owned the client id last): nothing to resume.
     const current = r.previous?.node === this.nodeId && broker.sessions.has(clientId);
@@ -240,8 +277,8 @@ export class ClusterNode implements ClusterPort {
     this.registry.released(clientId);
   }
 
-  recordWill(clientId: string, will: WillSpec | null): void {
-    const durableWill = will === null ? null : { message: will.message, delay: will.delay, expiryInterval: will.expiryInterval };
+  recordWill(clientId: string, will: WillSpec | null, identity: ClientIdentity | undefined): void {
+    const durableWill = will === null ? null : { message: will.message, delay: will.delay, expiryInterval: will.expiryInterval, ...(identity !== undefined ? { identity } : {}) };
     this.registry.write(clientId, { will: durableWill }, () => void this.release(clientId)).catch((err: unknown) => {
       this.opts.logger.warn({ clientId, err: err instanceof Error ? err.message : String(err) }, 'will not recorded in the cluster');
     });
@@ -272,6 +309,8 @@ export class ClusterNode implements ClusterPort {
       natsSubscriptions: this.bus?.subscriptionCount ?? 0,
       bus: { ...(this.bus?.counters ?? { received: 0, duplicates: 0, malformed: 0, expired: 0, stored: 0, storeRetries: 0, storeFailures: 0 }) },
       takeoversAnswered: this.registry.takeoversAnswered,
+      liveNodes: (this.leases?.liveNodes().length ?? 0) + 1,
+      orphanWillsPublished: this.leases?.orphanWillsPublished ?? 0,
     };
   }
 
@@ -279,6 +318,7 @@ export class ClusterNode implements ClusterPort {
   async close(): Promise<void> {
     this.stopStatus?.();
     await Promise.race([this.sessionStore.drain(), new Promise((r) => setTimeout(r, 3000).unref())]);
+    await this.leases?.stop();
     this.retained?.stop();
     this.registry.stop();
     this.bus?.close();

@@ -47,6 +47,8 @@ export interface DurableWill {
   delay: number;
   /** Message Expiry Interval, seconds from publication; 0 for none. */
   expiryInterval: number;
+  /** Who the client was, so a survivor authorizes the will as the client when it publishes it. */
+  identity?: ClientIdentity;
 }
 
 export interface OwnerRecord {
@@ -72,7 +74,7 @@ interface WireRecord {
     q2: number[];
     o: Array<[number, number, number]>;
   };
-  w?: { t: string; m: string; d: number; x: number };
+  w?: { t: string; m: string; d: number; x: number; id?: string };
 }
 
 export function encodeOwnerRecord(r: OwnerRecord): string {
@@ -91,7 +93,13 @@ export function encodeOwnerRecord(r: OwnerRecord): string {
     };
   }
   if (r.will !== undefined) {
-    w.w = { t: r.will.message.topic, m: encodeEnvelope('will', r.will.message).toString('base64'), d: r.will.delay, x: r.will.expiryInterval };
+    w.w = {
+      t: r.will.message.topic,
+      m: encodeEnvelope('will', r.will.message).toString('base64'),
+      d: r.will.delay,
+      x: r.will.expiryInterval,
+      ...(r.will.identity !== undefined ? { id: JSON.stringify(r.will.identity) } : {}),
+    };
   }
   return JSON.stringify(w);
 }
@@ -129,8 +137,9 @@ function decodeWill(w: unknown): DurableWill | null {
   if (typeof w !== 'object' || w === null) return null;
   const o = w as Record<string, unknown>;
   if (typeof o.t !== 'string' || o.t === '' || typeof o.m !== 'string' || !isCount(o.d) || !isCount(o.x)) return null;
+  if (o.id !== undefined && typeof o.id !== 'string') return null;
   const env = decodeEnvelope(Buffer.from(o.m, 'base64'), o.t);
-  return env === null ? null : { message: env.message, delay: o.d, expiryInterval: o.x };
+  return env === null ? null : { message: env.message, delay: o.d, expiryInterval: o.x, ...identityField(typeof o.id === 'string' ? o.id : null) };
 }
 
 /** The record in `value`, or null when it is not one `encodeOwnerRecord` wrote. */

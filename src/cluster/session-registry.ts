@@ -46,7 +46,10 @@ export interface TakeoverTarget {
 /** A successful claim: the epoch taken and the record as the previous owner left it. */
 export interface ClaimResult {
   epoch: number;
+  /** The previous record (null on a clean start: nothing carries over). */
   previous: OwnerRecord | null;
+  /** The will of a connection whose node never let go of it (dead), now this node's to publish. */
+  orphanWill: DurableWill | null;
 }
 
 /** The takeover subject of a node. */
@@ -76,6 +79,8 @@ export class SessionRegistry {
   /** Newer claims (from other nodes) seen for client ids, for sessions still opening here. */
   private readonly fences = new Map<string, { epoch: number; at: number }>();
   private sub: Subscription | null = null;
+  /** Whether a node's lease expired (node-leases.ts): a dead node is not asked to let go. */
+  presumedDead: (node: string) => boolean = () => false;
   takeoversAnswered = 0;
   /** Writes refused because another node claimed the client id meanwhile. */
   fencedWrites = 0;
@@ -142,7 +147,7 @@ export class SessionRegistry {
     for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
       let entry = await this.kv.get(key);
       let previous = entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
-      if (previous !== null && previous.node !== this.nodeId) {
+      if (previous !== null && previous.node !== this.nodeId && !this.presumedDead(previous.node)) {
         await this.askToLetGo(previous.node, clientId, previous.epoch + 1);
         // What it wrote while letting go.
         entry = await this.kv.get(key);
@@ -158,7 +163,10 @@ export class SessionRegistry {
         throw err;
       }
       this.owned.set(clientId, { key, revision, record, writing: Promise.resolve() });
-      return { epoch: record.epoch, previous: keepSession ? previous : null };
+      // A will still recorded for a connection on another node: that connection ended without
+      // its node letting go (the node is dead or did not answer).
+      const orphanWill = previous !== null && previous.node !== this.nodeId ? (previous.will ?? null) : null;
+      return { epoch: record.epoch, previous: keepSession ? previous : null, orphanWill };
     }
     return { refused: 'the client id is being claimed on several nodes at once; try again', reasonCode: ReasonCode.ServerBusy };
   }

@@ -163,7 +163,7 @@ function admit(ch: Channel, pending: PendingConnect, identity: ClientIdentity, c
     else if (ch.will !== null) {
       // Kept in the cluster, so that a survivor publishes it if this node dies.
       session.willInCluster = true;
-      cluster.recordWill(ch.clientId, ch.will);
+      cluster.recordWill(ch.clientId, ch.will, client.identity);
     }
   }
 }

@@ -81,7 +81,27 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
     if (shared === null && (sub.retainHandling === 0 || (sub.retainHandling === 1 && isNew))) retainedToSend.push({ sub });
   }
   session.saveRecord();
-  ch.send({ cmd: 'suback', messageId: packet.messageId ?? 0, granted });
+  const ready = broker.cluster?.interestReady() ?? null;
+  if (ready === null) {
+    answerSubscribe(ch, packet.messageId ?? 0, granted, retainedToSend);
+    return;
+  }
+  // Cluster: SUBACK once NATS has the node's interest, so nothing published after it is
+  // missed; the client's next packets wait (in order) until then. If NATS is away, the
+  // interest is sent again when it returns.
+  ch.holdIncoming();
+  const answer = (): void => {
+    if (ch.state !== 'closed') answerSubscribe(ch, packet.messageId ?? 0, granted, retainedToSend);
+    ch.releaseIncoming();
+  };
+  ready.then(answer, answer);
+}
+
+/** SUBACK, then the retained messages the new subscriptions asked for. */
+function answerSubscribe(ch: Channel, messageId: number, granted: number[], retainedToSend: Array<{ sub: StoredSubscription }>): void {
+  const broker = ch.broker;
+  const session = ch.session!;
+  ch.send({ cmd: 'suback', messageId, granted });
   for (const { sub } of retainedToSend) {
     for (const message of broker.retained.match(sub.filter)) {
       if (!broker.authorizer.canReceive(ch.client!, message.topic)) continue;
