@@ -114,6 +114,7 @@ export class ClusterBus {
   private readonly idPrefix: string;
   private nextId = 0;
   private pending = 0;
+  private readonly inFlight = new Set<Promise<void>>();
   /** A NATS subscription was made since the last flush; the flush in progress. */
   private unflushed = false;
   private flushing: Promise<void> | null = null;
@@ -255,9 +256,17 @@ export class ClusterBus {
     }
     if (this.pending >= this.maxPendingStores) return Promise.reject(new Error(`${this.pending} messages are already waiting for the cluster store`));
     this.pending++;
-    return this.store(storedSubject(subject), body, id).finally(() => {
+    const stored = this.store(storedSubject(subject), body, id).finally(() => {
       this.pending--;
+      this.inFlight.delete(stored);
     });
+    this.inFlight.add(stored);
+    return stored;
+  }
+
+  /** Settles once every store started so far has (at a graceful stop: wills, last messages). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
   }
 
   private async store(subject: string, body: Buffer, id: string): Promise<void> {

@@ -317,7 +317,8 @@ export class ClusterNode implements ClusterPort {
   /** Leaves the cluster: writes the sessions' last state, drains what was published, then closes the connection. */
   async close(): Promise<void> {
     this.stopStatus?.();
-    await Promise.race([this.sessionStore.drain(), new Promise((r) => setTimeout(r, 3000).unref())]);
+    // The shutdown's wills and last acknowledgements, and the sessions' last state (bounded: NATS may be away).
+    await Promise.race([Promise.all([this.bus?.settled(), this.sessionStore.drain()]), new Promise((r) => setTimeout(r, 3000).unref())]);
     await this.leases?.stop();
     this.retained?.stop();
     this.registry.stop();

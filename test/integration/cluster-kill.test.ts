@@ -155,6 +155,21 @@ test('kill -9 of a node under QoS 1 load: subscribers fail over and resume, noth
   assert.equal(new Set(wills.items).size, wills.items.length, 'each will once');
 });
 
+test('a node stopped with SIGTERM publishes its clients\' wills through the cluster before it exits 0', { timeout: 60_000 }, async () => {
+  const leaving = await startBrokerProcess(['-c', nodeConfig('leaving')]);
+  const wills = new Inbox<string>();
+  const watcher = await connectMqtt(`mqtt://127.0.0.1:${survivor.port}`, { clientId: 'stop-watcher', protocolVersion: 5 });
+  clients.push(watcher);
+  watcher.on('message', (topic) => wills.push(topic));
+  await watcher.subscribeAsync('stop-wills/#', { qos: 1 });
+  const c = await connectMqtt(`mqtt://127.0.0.1:${leaving.port}`, { clientId: 'stopping-client', protocolVersion: 5, will: { topic: 'stop-wills/stopping-client', payload: Buffer.from('bye'), qos: 1, retain: false } });
+  clients.push(c);
+  leaving.proc.kill('SIGTERM');
+  const exit = await withTimeout(leaving.proc.exited, 15_000, 'the node to stop');
+  assert.equal(exit.code, 0, leaving.proc.stderr.slice(-800));
+  await wills.waitFor((w) => w.includes('stop-wills/stopping-client'), 5000, 'the will, published at the stop');
+});
+
 test('a node killed with -9 whose clients never come back: a survivor publishes their wills once the node\'s lease expires, each once', { timeout: 60_000 }, async () => {
   const lonely = await startBrokerProcess(['-c', nodeConfig('lonely')]);
   const wills = new Inbox<string>();
