@@ -275,6 +275,9 @@ export class ClusterNode implements ClusterPort {
 
   released(clientId: string): void {
     this.registry.released(clientId);
+    const broker = this.broker;
+    // A clean session ends right after its connection: then this node keeps nothing of it.
+    if (broker !== null) queueMicrotask(() => this.registry.disown(clientId, () => broker.sessions.has(clientId)));
   }
 
   recordWill(clientId: string, will: WillSpec | null, identity: ClientIdentity | undefined): void {

@@ -230,6 +230,19 @@ export class SessionRegistry {
     this.local.delete(clientId);
   }
 
+  /**
+   * Forgets a client id whose session ended here (memory stays bounded by the live client
+   * ids), once the writes queued for it landed. Its record stays in the bucket: a later
+   * claim elsewhere finds this node no longer holds it and does not wait for an answer.
+   */
+  disown(clientId: string, stillHere: () => boolean): void {
+    const owned = this.owned.get(clientId);
+    if (owned === undefined) return;
+    void owned.writing.then(() => {
+      if (this.owned.get(clientId) === owned && !this.local.has(clientId) && !stillHere()) this.owned.delete(clientId);
+    });
+  }
+
   stop(): void {
     this.sub?.unsubscribe();
     this.sub = null;
