@@ -1,8 +1,9 @@
 /**
  * The broker facade for apps (admin API, OTA): read who is connected, disconnect clients,
- * add admission checks. Owns: the plain, serializable view of a connected client and the
- * administrative actions on it. Must not: hand out sessions or channels (apps never reach
- * into them, ARCHITECTURE "Imports"), or do I/O.
+ * add admission checks. Owns: the plain, serializable view of a connected client, the
+ * administrative actions on it, and the `ClientDirectory` port through which apps see the
+ * clients of a whole cluster (cluster/cluster-admin.ts fills it in). Must not: hand out
+ * sessions or channels (apps never reach into them, ARCHITECTURE "Imports"), or do I/O.
  */
 import { ReasonCode } from '../protocol/reason-codes.js';
 import type { AdmissionGuard, Broker } from './broker.js';
@@ -12,6 +13,8 @@ import type { Session } from './session/session.js';
 /** One connected client as apps see it: plain data, safe to serialize. */
 export interface ConnectedClientView {
   clientId: string;
+  /** The node the client is connected to (a single broker: its own node id). */
+  node: string;
   /** The authenticated principal (certificate identity, PSK identity, user name); null when anonymous. */
   principal: string | null;
   method: AuthorizedClient['identity']['method'];
@@ -40,22 +43,101 @@ export interface ClientPage {
   offset: number;
   limit: number;
   clients: ConnectedClientView[];
+  /** In a cluster: the nodes that did not answer (their clients are missing from `total` and the page). */
+  unreachableNodes?: string[];
+}
+
+/**
+ * Where apps find connected clients and act on them: this broker's (BrokerApi.directory
+ * by default), or every node's of a cluster (set with BrokerApi.useDirectory).
+ */
+export interface ClientDirectory {
+  /** Connected clients ordered by client id (stable paging), `limit` capped at MAX_CLIENT_PAGE. */
+  listClients(offset: number, limit: number): Promise<ClientPage>;
+  /** One connected client, or null when no client with this id is connected. */
+  getClient(clientId: string): Promise<ConnectedClientDetail | null>;
+  /** Disconnects one connected client (v5: 0x98 with `reason`); false when none with this id is connected. */
+  kick(clientId: string, reason: string): Promise<boolean>;
+}
+
+/** A directory could not tell (a cluster node that owns the client id did not answer). */
+export class DirectoryUnavailableError extends Error {
+  override readonly name = 'DirectoryUnavailableError';
+}
+
+/** The offset and limit a listing uses: whole numbers, limit within 1..MAX_CLIENT_PAGE. */
+export function clampPage(offset: number, limit: number): { offset: number; limit: number } {
+  return { offset: Math.max(0, Math.floor(offset)), limit: Math.min(MAX_CLIENT_PAGE, Math.max(1, Math.floor(limit))) };
+}
+
+/** Client ids in the order listings use (UTF-16 code units, as `<` on strings). */
+export function compareClientIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** The largest page an app may ask for: a listing must not build an unbounded array. */
 export const MAX_CLIENT_PAGE = 1000;
 
 export class BrokerApi {
+  private clusterDirectory: ClientDirectory | null = null;
+  /** This broker's clients as a ClientDirectory. */
+  private readonly localDirectory: ClientDirectory = {
+    listClients: (offset, limit) => Promise.resolve(this.listClients(offset, limit)),
+    getClient: (clientId) => Promise.resolve(this.getClient(clientId)),
+    kick: (clientId, reason) => Promise.resolve(this.kick(clientId, reason)),
+  };
+
   constructor(private readonly broker: Broker) {}
 
-  /** Connected clients ordered by client id (stable paging), `limit` capped at MAX_CLIENT_PAGE. */
+  /** This broker's node id (every client view names it). */
+  get nodeId(): string {
+    return this.broker.nodeId;
+  }
+
+  /** Where apps find clients: the cluster's directory once one is set, else this broker's. */
+  get directory(): ClientDirectory {
+    return this.clusterDirectory ?? this.localDirectory;
+  }
+
+  /** Makes `directory` the cluster's (null: this broker's again). */
+  useDirectory(directory: ClientDirectory | null): void {
+    this.clusterDirectory = directory;
+  }
+
+  /** This broker's connected clients ordered by client id (stable paging), `limit` capped at MAX_CLIENT_PAGE. */
   listClients(offset = 0, limit = 100): ClientPage {
-    const safeOffset = Math.max(0, Math.floor(offset));
-    const safeLimit = Math.min(MAX_CLIENT_PAGE, Math.max(1, Math.floor(limit)));
+    const page = clampPage(offset, limit);
     const online = this.online();
-    online.sort((a, b) => (a[0].clientId < b[0].clientId ? -1 : a[0].clientId > b[0].clientId ? 1 : 0));
-    const clients = online.slice(safeOffset, safeOffset + safeLimit).map(([session, client]) => this.view(session, client));
-    return { total: online.length, offset: safeOffset, limit: safeLimit, clients };
+    online.sort((a, b) => compareClientIds(a[0].clientId, b[0].clientId));
+    const clients = online.slice(page.offset, page.offset + page.limit).map(([session, client]) => this.view(session, client));
+    return { total: online.length, offset: page.offset, limit: page.limit, clients };
+  }
+
+  /**
+   * The ids of this broker's connected clients after `after` (null: from the first), in
+   * listing order, at most `limit`; `total` counts them all (a cluster listing merges these).
+   */
+  clientIds(after: string | null, limit: number): { total: number; ids: string[] } {
+    const all: string[] = [];
+    for (const [session] of this.online()) all.push(session.clientId);
+    all.sort(compareClientIds);
+    let start = 0;
+    if (after !== null) {
+      // The first id greater than `after` (binary search over the sorted ids).
+      let hi = all.length;
+      while (start < hi) {
+        const mid = (start + hi) >>> 1;
+        if (all[mid]! <= after) start = mid + 1;
+        else hi = mid;
+      }
+    }
+    return { total: all.length, ids: all.slice(start, start + Math.max(0, Math.floor(limit))) };
+  }
+
+  /** The list view of one connected client, or null. */
+  clientView(clientId: string): ConnectedClientView | null {
+    const found = this.find(clientId);
+    return found === null ? null : this.view(found[0], found[1]);
   }
 
   /** One connected client, or null when no client with this id is connected. */
@@ -110,6 +192,7 @@ export class BrokerApi {
     const cert = client.identity.certificate;
     return {
       clientId: session.clientId,
+      node: this.broker.nodeId,
       principal: client.principal,
       method: client.identity.method,
       username: client.identity.username ?? null,

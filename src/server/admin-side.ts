@@ -7,6 +7,10 @@
  *
  * SECURITY: the ban list runs at every start, with or without the admin API: automatic
  * bans need it, and operator bans stay enforced when the API is switched off.
+ *
+ * In a cluster every node answers the others' admin requests about its clients (also
+ * without an admin API of its own), and this node's API lists and kicks the clients of
+ * every node (cluster/cluster-admin.ts).
  */
 import { join, resolve } from 'node:path';
 import { startAdminApi, type RunningAdminApi } from '../admin/api/admin-server.js';
@@ -14,6 +18,8 @@ import { adminChangeEvent } from '../admin/api/admin-change.js';
 import type { AdminServices, PolicyFacade } from '../admin/api/services.js';
 import { usersFacade } from '../admin/api/users-facade.js';
 import { BrokerApi } from '../broker/api.js';
+import { ClusterAdmin } from '../cluster/cluster-admin.js';
+import type { ClusterNode } from '../cluster/cluster-node.js';
 import type { Broker } from '../broker/broker.js';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
@@ -52,6 +58,8 @@ export interface AdminSideOptions {
   users?: SqliteUserStore | null;
   /** Lint findings about the running setup (listener-lint.ts), answered with the rule findings. */
   setupFindings?: () => unknown[];
+  /** This node's place in a cluster: the admin API then sees the clients of every node. */
+  cluster?: ClusterNode | null;
 }
 
 /**
@@ -106,9 +114,16 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
       opts.logger.warn({ kind: e.kind, value: e.value, seconds, reason: e.reason, createdBy: e.createdBy }, 'automatic ban');
     }),
   );
+  const cluster = opts.cluster ?? null;
+  const clusterAdmin = cluster !== null ? new ClusterAdmin({ nc: cluster.conn.nc, nodeId: cluster.nodeId, local: new BrokerApi(opts.broker), logger: opts.logger }) : null;
+  if (clusterAdmin !== null) {
+    clusterAdmin.start();
+    brokerApi.useDirectory(clusterAdmin);
+  }
   const release = (): void => {
     clearInterval(sweep);
     for (const d of detach) d();
+    clusterAdmin?.stop();
   };
   let api: RunningAdminApi | null = null;
   /** Opened here only when no login provider holds users.db open already; closed by us then. */

@@ -2,7 +2,8 @@
  * Composition of the metrics side: the Prometheus registry the admin API serves at
  * /metrics (config `metrics.enabled`, only when the admin API runs) and the `$SYS/broker/...`
  * publisher (config `sys.intervalSeconds`, 0: off). Owns: what the metrics read (broker
- * state, listeners, the ban list, certificate files, the package version, the heap) and
+ * state, listeners, the ban list, certificate files, the cluster node's status, the
+ * package version, the heap) and
  * the $SYS timer's life. Must not: serve HTTP (admin/api does) or compute a value.
  */
 import { readFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { resolve } from 'node:path';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
 import { BrokerMetrics, type CertificateFile } from '../admin/metrics/metrics.js';
 import type { Broker } from '../broker/broker.js';
+import type { ClusterNode } from '../cluster/cluster-node.js';
 import { brokerStats } from '../broker/sys/broker-stats.js';
 import { SysTopics } from '../broker/sys/sys-topics.js';
 import type { BastionConfig } from '../core/config.js';
@@ -26,6 +28,8 @@ export interface MetricsSideOptions {
   logger: Logger;
   /** The ban and allow-list entries, or null while no ban list runs. */
   bans: () => ReadonlyArray<{ kind: string; list?: string; expiresAt: number | null }> | null;
+  /** This node's place in a cluster (its metrics are served too), or null. */
+  cluster?: ClusterNode | null;
 }
 
 export interface MetricsSide {
@@ -60,6 +64,7 @@ function certificateFiles(config: BastionConfig, baseDir: string): CertificateFi
 
 export function createMetricsSide(opts: MetricsSideOptions): MetricsSide {
   const { config, broker } = opts;
+  const cluster = opts.cluster ?? null;
   const wantMetrics = config.metrics.enabled && config.admin !== undefined;
   const metrics = wantMetrics
     ? new BrokerMetrics({
@@ -70,6 +75,7 @@ export function createMetricsSide(opts: MetricsSideOptions): MetricsSide {
         certificates: certificateFiles(config, opts.baseDir),
         tlsListeners: config.listeners.flatMap((l) => (l.tls !== undefined ? [{ name: l.name, groups: offeredGroups(l.tls) }] : [])),
         logger: opts.logger,
+        ...(cluster !== null ? { cluster: () => cluster.status() } : {}),
       })
     : null;
   let sys: SysTopics | null = null;

@@ -143,7 +143,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   let pki: PkiDuties | null = null;
   let adminSide: AdminSide | null = null;
   // Prometheus metrics (served by the admin API) and $SYS: they read the broker, the listeners and the ban list.
-  const metricsSide = createMetricsSide({ config, baseDir: opts.baseDir, broker, listeners, logger, bans: () => adminSide?.bans.list() ?? null });
+  const metricsSide = createMetricsSide({ config, baseDir: opts.baseDir, broker, listeners, logger, bans: () => adminSide?.bans.list() ?? null, cluster });
   let audit: AuditSide | null = null;
   let cliChanges: PendingChangesDrain | null = null;
   try {
@@ -158,7 +158,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     // configured), before the listeners: a banned client never slips in at start.
     // The listeners (started below) add what lint says about them: no way to revoke client certificates.
     const setupFindings = (): unknown[] => listeners.flatMap((l) => (l.tls !== null ? [revocationFinding(l.config.name, l.tls.revocation)].filter((f) => f !== null) : []));
-    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users, setupFindings });
+    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users, setupFindings, cluster });
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     // One guard for every listener: maxTotal and the per-address counts span them all.

@@ -1,10 +1,14 @@
 /**
  * `/api/v1/clients`: list connected clients (paged), show one, kick one (v5 DISCONNECT
- * 0x98 Administrative action). Owns: these endpoints' input checks and replies. Must not:
- * reach past the broker facade.
+ * 0x98 Administrative action); in a cluster, those of every node (the broker facade's
+ * client directory). Owns: these endpoints' input checks and replies. Must not: reach
+ * past the broker facade.
+ *
+ * SECURITY: this API's operator authentication and authorization (admin-server.ts) is the
+ * gate for acting on any node's clients: the nodes trust each other's requests over NATS.
  */
 import { z } from 'zod';
-import { MAX_CLIENT_PAGE } from '../../broker/api.js';
+import { DirectoryUnavailableError, MAX_CLIENT_PAGE } from '../../broker/api.js';
 import { recordAdminChange } from './admin-change.js';
 import { HttpError, validate } from './http-io.js';
 import { ok, type Route } from './router.js';
@@ -17,22 +21,32 @@ const pageQuery = z
   })
   .strict();
 
+/** A cluster node that owns the client id did not answer: 503, not a misleading 404. */
+async function orUnavailable<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof DirectoryUnavailableError) throw new HttpError(503, err.message);
+    throw err;
+  }
+}
+
 export function clientRoutes(s: AdminServices): Route[] {
   return [
     {
       method: 'GET',
       path: /^\/api\/v1\/clients$/,
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const q = validate(pageQuery, Object.fromEntries(ctx.query), 'query');
-        return ok(s.broker.listClients(q.offset, q.limit));
+        return ok(await orUnavailable(s.broker.directory.listClients(q.offset, q.limit)));
       },
     },
     {
       method: 'GET',
       path: /^\/api\/v1\/clients\/([^/]+)$/,
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const id = ctx.params[0]!;
-        const client = s.broker.getClient(id);
+        const client = await orUnavailable(s.broker.directory.getClient(id));
         if (client === null) throw new HttpError(404, `no connected client with id "${id}"`);
         return ok(client);
       },
@@ -40,9 +54,15 @@ export function clientRoutes(s: AdminServices): Route[] {
     {
       method: 'DELETE',
       path: /^\/api\/v1\/clients\/([^/]+)$/,
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const id = ctx.params[0]!;
-        const kicked = s.broker.kick(id, `disconnected by operator ${ctx.actor.name}`);
+        let kicked: boolean;
+        try {
+          kicked = await orUnavailable(s.broker.directory.kick(id, `disconnected by operator ${ctx.actor.name}`));
+        } catch (err) {
+          recordAdminChange(s, { actor: ctx.actor, action: 'client.kick', target: id, outcome: 'failed' });
+          throw err;
+        }
         recordAdminChange(s, { actor: ctx.actor, action: 'client.kick', target: id, outcome: kicked ? 'ok' : 'not-found' });
         if (!kicked) throw new HttpError(404, `no connected client with id "${id}"`);
         return ok({ kicked: id });

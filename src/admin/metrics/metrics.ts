@@ -1,20 +1,22 @@
 /**
  * Bastion's Prometheus metrics: one registry per broker (several brokers run in one test
  * process, so never prom-client's global one) with the families of state-metrics.ts,
- * event-metrics.ts and cert-expiry.ts, followed by the process metrics every broker in the
- * process shares. Owns: assembling a scrape. Must not: serve HTTP or authenticate (the
+ * event-metrics.ts and cert-expiry.ts (and, on a cluster node, cluster-metrics.ts),
+ * followed by the process metrics every broker in the process shares. Owns: assembling a scrape. Must not: serve HTTP or authenticate (the
  * admin server does both, with the API's operator authentication).
  */
 import { Registry } from 'prom-client';
 import type { Logger } from '../../core/logger.js';
 import type { SecurityEvents } from '../../core/security-events.js';
 import { CertificateExpiry, type CertificateFile } from './cert-expiry.js';
+import { ClusterMetrics, type ClusterStatusView } from './cluster-metrics.js';
 import { EventMetrics } from './event-metrics.js';
 import { processRegistry } from './process-metrics.js';
 import { StateMetrics, type StateSources } from './state-metrics.js';
 
 export type { CertificateFile } from './cert-expiry.js';
 export type { StateSources } from './state-metrics.js';
+export type { ClusterStatusView } from './cluster-metrics.js';
 
 /** What the admin server needs to answer GET /metrics. */
 export interface MetricsEndpoint {
@@ -30,6 +32,8 @@ export interface BrokerMetricsOptions extends StateSources {
   /** TLS listeners and the key-exchange groups each offers, so their handshake series exist (at 0) from the start. */
   tlsListeners: ReadonlyArray<{ name: string; groups: readonly string[] }>;
   logger: Logger;
+  /** On a cluster node: its status (the cluster families appear only then). */
+  cluster?: () => ClusterStatusView;
   now?: () => number;
 }
 
@@ -39,6 +43,7 @@ export class BrokerMetrics implements MetricsEndpoint {
   private readonly state: StateMetrics;
   private readonly events: EventMetrics;
   private readonly certificates: CertificateExpiry;
+  private readonly cluster: ClusterMetrics | null;
   private readonly now: () => number;
 
   constructor(opts: BrokerMetricsOptions) {
@@ -47,6 +52,7 @@ export class BrokerMetrics implements MetricsEndpoint {
     this.events = new EventMetrics(this.registry, opts.events);
     for (const l of opts.tlsListeners) this.events.declareTlsListener(l.name, l.groups);
     this.certificates = new CertificateExpiry(this.registry, opts.certificates, opts.logger);
+    this.cluster = opts.cluster !== undefined ? new ClusterMetrics(this.registry, opts.cluster) : null;
   }
 
   async render(): Promise<string> {
@@ -54,6 +60,7 @@ export class BrokerMetrics implements MetricsEndpoint {
     await this.certificates.refresh(now);
     // Broker state last, right before the text is built (no I/O in between).
     this.state.refresh(now, this.events.droppedByLimits);
+    this.cluster?.refresh();
     const own = await this.registry.metrics();
     const process = await processRegistry().metrics();
     return `${own}\n${process}`;
