@@ -256,7 +256,7 @@ export class ClusterNode implements ClusterPort {
       record,
       incomingQos2: durable.incomingQos2,
       replay: (deliver) => {
-        this.sessionStore.adopt(clientId, durable);
+        this.sessionStore.adopt(record, durable);
         return replaySession({
           js: this.js,
           jsm: this.jsm,

@@ -61,9 +61,13 @@ export class ClusterSessionStore implements SessionStore {
     return { sessions: [], outbound: [], incomingQos2: new Map(), retained: [] };
   }
 
-  /** A session resumed from the cluster starts from the cursor its previous owner wrote. */
-  adopt(clientId: string, durable: DurableSession): void {
-    this.clients.set(clientId, { record: null, pending: new Map(), incomingQos2: new Set(durable.incomingQos2), maxSeen: durable.cursor, base: durable.cursor });
+  /**
+   * A session resumed from the cluster starts from the record and cursor its previous
+   * owner wrote (never from an empty record: a write before the broker saves its own
+   * would otherwise erase the session in the bucket).
+   */
+  adopt(record: SessionRecord, durable: DurableSession): void {
+    this.clients.set(record.clientId, { record, pending: new Map(), incomingQos2: new Set(durable.incomingQos2), maxSeen: durable.cursor, base: durable.cursor });
   }
 
   /** Forgets a client id another node owns now (nothing more is written for it). */

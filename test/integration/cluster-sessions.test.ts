@@ -9,6 +9,7 @@ import type { MqttClient } from 'mqtt';
 import { startTestBroker, type TestBroker } from '../helpers/broker.js';
 import { startNatsServer, type SingleNats } from '../helpers/nats-server.js';
 import { connectMqtt, endQuietly, inboxOf, killAllProcs, type Received } from './support.js';
+import { connectRaw, type RawClient } from '../helpers/raw-client.js';
 
 describe('cluster: persistent sessions move between nodes', () => {
   let nats: SingleNats;
@@ -57,5 +58,79 @@ describe('cluster: persistent sessions move between nodes', () => {
     const all = [...got, ...inbox.items.filter((m) => !got.includes(m))];
     assert.deepEqual([...new Set(got.map((m) => m.payload))], ['m0', 'm1', 'm2', 'm3', 'm4', 'live']);
     assert.equal(got.length, 6, `each once: ${all.map((m) => m.payload).join(',')}`);
+  });
+
+  /** A v5 persistent session over raw bytes: nothing is acknowledged unless the test says so. */
+  async function rawPersistent(node: TestBroker, clientId: string): Promise<{ client: RawClient; present: boolean }> {
+    const { client, connack } = await connectRaw(node.plainPort, 5, clientId, { clean: false, properties: { sessionExpiryInterval: 300 } });
+    raws.push(client);
+    assert.equal(connack.reasonCode, 0);
+    return { client, present: connack.sessionPresent };
+  }
+  const raws: RawClient[] = [];
+  after(() => raws.forEach((r) => r.destroy()));
+
+  it('an outbound QoS 2 exchange moves with its session: PUBLISH unanswered → resent with DUP and the same packet id; PUBREC given → only PUBREL again; delivered once', async () => {
+    const pub = await connectMqtt(`mqtt://127.0.0.1:${a.plainPort}`, { clientId: 'q2-pub', protocolVersion: 5 });
+    open.push(pub);
+    const first = await rawPersistent(a, 'q2-sub');
+    first.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q2out/#', qos: 2 }] }, 5);
+    await first.client.expect('suback');
+    await pub.publishAsync('q2out/one', 'once', { qos: 2 });
+    const sent = await first.client.expect('publish');
+    assert.equal(sent.qos, 2);
+    first.client.destroy();
+    // Resumed on the other node: the same PUBLISH again, DUP set, same packet id.
+    const second = await rawPersistent(b, 'q2-sub');
+    assert.equal(second.present, true);
+    const again = await second.client.expect('publish');
+    assert.deepEqual([again.topic, String(again.payload), again.messageId, again.dup], ['q2out/one', 'once', sent.messageId, true]);
+    second.client.send({ cmd: 'pubrec', messageId: again.messageId }, 5);
+    const rel = await second.client.expect('pubrel');
+    assert.equal(rel.messageId, sent.messageId);
+    second.client.destroy();
+    // PUBREC was given: the next node sends only PUBREL, never the message again.
+    const third = await rawPersistent(a, 'q2-sub');
+    const next = await third.client.next();
+    assert.deepEqual([next.cmd, next.messageId], ['pubrel', sent.messageId]);
+    third.client.send({ cmd: 'pubcomp', messageId: sent.messageId }, 5);
+    // Nothing else was pending: a fresh message is the next thing to arrive.
+    await pub.publishAsync('q2out/marker', 'marker', { qos: 2 });
+    const marker = await third.client.expect('publish');
+    assert.equal(marker.topic, 'q2out/marker');
+  });
+
+  it('an inbound QoS 2 message is delivered once when its publisher resends it on another node before PUBREL', async () => {
+    const sub = await connectMqtt(`mqtt://127.0.0.1:${b.plainPort}`, { clientId: 'q2in-sub', protocolVersion: 5 });
+    open.push(sub);
+    const inbox = inboxOf(sub);
+    await sub.subscribeAsync('q2in/#', { qos: 2 });
+    const first = await rawPersistent(a, 'q2in-pub');
+    first.client.send({ cmd: 'publish', topic: 'q2in/x', payload: Buffer.from('exactly once'), qos: 2, messageId: 5, retain: false, dup: false }, 5);
+    const rec = await first.client.expect('pubrec');
+    assert.equal(rec.messageId, 5);
+    first.client.destroy();
+    // The publisher did not see PUBREC (as far as it knows): it resends on node b.
+    const second = await rawPersistent(b, 'q2in-pub');
+    assert.equal(second.present, true);
+    second.client.send({ cmd: 'publish', topic: 'q2in/x', payload: Buffer.from('exactly once'), qos: 2, messageId: 5, retain: false, dup: true }, 5);
+    assert.equal((await second.client.expect('pubrec')).messageId, 5);
+    second.client.send({ cmd: 'pubrel', messageId: 5 }, 5);
+    assert.equal((await second.client.expect('pubcomp')).messageId, 5);
+    second.client.send({ cmd: 'publish', topic: 'q2in/marker', payload: Buffer.from('m'), qos: 1, messageId: 6, retain: false, dup: false }, 5);
+    await second.client.expect('puback');
+    await inbox.waitFor((r) => r.some((m) => m.topic === 'q2in/marker'), 5000, 'the marker');
+    assert.equal(inbox.items.filter((m) => m.topic === 'q2in/x').length, 1, 'delivered once');
+  });
+
+  it('a clean start on another node discards the session the cluster kept', async () => {
+    const first = await persistent(a, 'cleaner');
+    await first.client.subscribeAsync('clean/#', { qos: 1 });
+    await first.client.endAsync();
+    const fresh = await connectMqtt(`mqtt://127.0.0.1:${b.plainPort}`, { clientId: 'cleaner', protocolVersion: 5, clean: true });
+    open.push(fresh);
+    await fresh.endAsync();
+    const back = await persistent(a, 'cleaner');
+    assert.equal(back.present, false, 'no session after the clean start');
   });
 });
