@@ -2,11 +2,13 @@
  * The brokers under test as child processes. Owns: generating an equivalent configuration
  * for Bastion (YAML, see src/core/config.ts) and Mosquitto (mosquitto.conf), starting the
  * process on free loopback ports, waiting until it accepts TCP connections, sampling its
- * RSS and CPU time from /proc, and stopping it. Must not: leave a process behind (every
- * start has a deadline, every stop ends in SIGKILL).
+ * RSS and CPU time from /proc, and stopping it. A Bastion cluster node (`--cluster` runs)
+ * gets a `cluster` section and `serve --workers N`: its figures cover the primary and
+ * every worker. Must not: leave a process behind (every start has a deadline, every stop
+ * ends in SIGKILL, of a node's workers too).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +18,7 @@ import { stringify } from 'yaml';
 import type { input } from 'zod';
 import type { configSchema } from '../src/core/config.js';
 import type { BenchPki } from './certs.js';
+import { descendants, processCpuMs, processRssKb, treeCpuParts, treeRssKb } from './proc-tree.js';
 
 export type BrokerKind = 'bastion' | 'mosquitto';
 
@@ -83,6 +86,15 @@ export interface BrokerOptions {
    * at 20 conn/s from 127.0.0.1 (refusing the rest at accept).
    */
   raiseConnectionLimits?: boolean;
+  /** Bastion: a cluster node (issue 12) on this nats-server, run as `serve --workers <workers>`. */
+  cluster?: ClusterNodeOptions;
+}
+
+export interface ClusterNodeOptions {
+  natsUrl: string;
+  /** cluster.nodeId; the workers are `<nodeId>-w1`… */
+  nodeId: string;
+  workers: number;
 }
 
 /** Finds a free loopback port by listening on port 0 and closing again. */
@@ -168,6 +180,7 @@ function bastionConfig(dir: string, tcpPort: number, tlsPort: number | null, o: 
     // Mosquitto runs without ACLs (allow_anonymous true): compare like with like. The rule
     // engine still runs (one rule, checked at publish and at every delivery).
     authz: { policy: 'allow-all-INSECURE' },
+    ...(o.cluster !== undefined ? { cluster: { nats: { servers: [o.cluster.natsUrl] }, nodeId: o.cluster.nodeId, replicas: 1 } } : {}),
   };
 }
 
@@ -208,6 +221,9 @@ export class BrokerProcess {
    */
   serverGroups: string | null = null;
   private logTail = '';
+  /** The output since the last complete line, and who waits for a line (waitForOutput). */
+  private partialLine = '';
+  private readonly lineWaiters: { re: RegExp; resolve: () => void }[] = [];
   private exitDescription: string | null = null;
   /** Resolves with a description when the process exits, for whatever reason. */
   readonly exited: Promise<string>;
@@ -219,9 +235,21 @@ export class BrokerProcess {
     readonly tcpPort: number,
     readonly tlsPort: number | null,
     private readonly dir: string,
+    /** `serve --workers N`: a primary with N worker processes. */
+    readonly workers: number | null = null,
   ) {
     const keep = (chunk: Buffer): void => {
-      this.logTail = (this.logTail + chunk.toString('utf8')).slice(-LOG_TAIL_BYTES);
+      const text = chunk.toString('utf8');
+      this.logTail = (this.logTail + text).slice(-LOG_TAIL_BYTES);
+      if (this.lineWaiters.length === 0) return;
+      const lines = (this.partialLine + text).split('\n');
+      this.partialLine = (lines.pop() ?? '').slice(-LOG_TAIL_BYTES);
+      for (const line of lines) {
+        for (const w of this.lineWaiters.filter((x) => x.re.test(line))) {
+          this.lineWaiters.splice(this.lineWaiters.indexOf(w), 1);
+          w.resolve();
+        }
+      }
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
@@ -246,7 +274,8 @@ export class BrokerProcess {
       await writeFile(file, stringify(bastionConfig(dir, tcpPort, tlsPort, o, groups)), { mode: 0o600 });
       // BENCH_BASTION_NODE_ARGS lets an experiment pass V8/Node flags to the broker alone.
       const nodeArgs = (process.env.BENCH_BASTION_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0);
-      child = spawn(process.execPath, [...nodeArgs, BASTION_MAIN, 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const workersArgs = o.cluster !== undefined ? ['--workers', String(o.cluster.workers)] : [];
+      child = spawn(process.execPath, [...nodeArgs, BASTION_MAIN, 'serve', '-c', file, ...workersArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     } else {
       const file = join(dir, 'mosquitto.conf');
       await writeFile(file, mosquittoConfig(tcpPort, tlsPort, o), { mode: 0o600 });
@@ -261,11 +290,15 @@ export class BrokerProcess {
       await rm(dir, { recursive: true, force: true });
       throw new Error(`could not start ${o.kind}: ${spawned?.message ?? 'no pid'}`);
     }
-    const broker = new BrokerProcess(o.kind, child, child.pid, tcpPort, tlsPort, dir);
+    const workers = o.kind === 'bastion' && o.cluster !== undefined ? o.cluster.workers : null;
+    const broker = new BrokerProcess(o.kind, child, child.pid, tcpPort, tlsPort, dir, workers);
     broker.serverGroups = serverGroups;
+    // Registered before the start: the primary prints it once every worker has its listeners up.
+    const allWorkers = workers !== null ? broker.waitForLine(/^Bastion running \d+ workers? /) : null;
     try {
       await broker.waitListening(tcpPort);
       if (tlsPort !== null) await broker.waitListening(tlsPort);
+      if (allWorkers !== null) await broker.waitUntil(allWorkers, `all ${workers} workers listening`);
     } catch (e) {
       await broker.stop();
       throw e;
@@ -283,6 +316,20 @@ export class BrokerProcess {
     throw new Error(`${this.kind} did not accept connections on port ${port} within ${START_TIMEOUT_MS} ms: ${this.log()}`);
   }
 
+  /** Resolves when the broker prints a line matching `re` (from now on). */
+  private waitForLine(re: RegExp): Promise<void> {
+    return new Promise((resolve) => this.lineWaiters.push({ re, resolve }));
+  }
+
+  private async waitUntil(p: Promise<void>, what: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<string>((r) => {
+      timer = setTimeout(() => r(`${this.kind} did not report ${what} within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
+    });
+    const outcome = await Promise.race([p.then(() => null), this.exited.then((d) => `${d} before ${what}`), limit]).finally(() => clearTimeout(timer));
+    if (outcome !== null) throw new Error(`${outcome}: ${this.log()}`);
+  }
+
   get alive(): boolean {
     return this.exitDescription === null;
   }
@@ -292,48 +339,56 @@ export class BrokerProcess {
     return this.logTail.trim().split('\n').slice(-6).join(' | ') || '(no output)';
   }
 
-  /** Resident set size in KB, from /proc/<pid>/status. */
+  /** Resident set size in KB, from /proc/<pid>/status (with --workers: primary and workers). */
   rssKb(): number | null {
-    try {
-      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
-      return m === null ? null : Number(m[1]);
-    } catch {
-      return null;
-    }
+    return this.workers !== null ? treeRssKb(this.pid) : processRssKb(this.pid);
   }
 
-  /** User + system CPU time in ms, from /proc/<pid>/stat (all threads). */
+  /** User + system CPU time in ms, from /proc/<pid>/stat (all threads; with --workers: primary and workers). */
   cpuMs(): number | null {
-    try {
-      const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-      return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-    } catch {
-      return null;
-    }
+    if (this.workers === null) return processCpuMs(this.pid);
+    const parts = treeCpuParts(this.pid);
+    return parts === null ? null : parts.reduce((sum, p) => sum + p.cpuMs, 0);
+  }
+
+  /**
+   * With --workers: CPU ms of the primary and of each worker, labelled `<prefix>primary`,
+   * `<prefix>w1`… (workers in ascending pid order, i.e. fork order until one is restarted).
+   */
+  cpuParts(prefix = ''): Record<string, number> {
+    const parts = this.workers !== null ? treeCpuParts(this.pid) : null;
+    if (parts === null) return {};
+    return Object.fromEntries(parts.map((p, i) => [`${prefix}${i === 0 ? 'primary' : `w${i}`}`, p.cpuMs]));
   }
 
   async stop(): Promise<void> {
     if (this.alive) {
+      // With --workers the primary forwards SIGTERM to its workers and waits for them.
       this.child.kill('SIGTERM');
       const timer = (ms: number): Promise<string> => new Promise((r) => setTimeout(() => r('timeout'), ms).unref());
       if ((await Promise.race([this.exited, timer(STOP_TIMEOUT_MS)])) === 'timeout' && this.alive) {
-        this.child.kill('SIGKILL');
+        this.killNow();
         await Promise.race([this.exited, timer(STOP_TIMEOUT_MS)]);
       }
     }
     await rm(this.dir, { recursive: true, force: true });
   }
 
-  /** For a signal handler: kill now, no waiting. */
+  /** For a signal handler: kill now (with --workers, the workers first), no waiting. */
   killNow(): void {
-    if (this.alive) this.child.kill('SIGKILL');
+    if (!this.alive) return;
+    if (this.workers !== null) {
+      for (const pid of descendants(this.pid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+    this.child.kill('SIGKILL');
   }
 }
-
-/** USER_HZ; 100 on every Linux this bench targets (getconf CLK_TCK). */
-const CLOCK_TICKS = 100;
 
 export function bastionAvailable(): string | null {
   return existsSync(BASTION_MAIN) ? null : `${BASTION_MAIN} not built yet`;

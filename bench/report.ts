@@ -84,17 +84,17 @@ export function fmt(v: number | null, unit: string): string {
   return Math.round(v).toLocaleString('en-US');
 }
 
-function fmtRatio(r: number | null): string {
+export function fmtRatio(r: number | null): string {
   return r === null ? '—' : `${r.toFixed(2)}×`;
 }
 
-function renderTable(headers: string[], rows: string[][], alignRight: boolean[]): string {
+export function renderTable(headers: string[], rows: string[][], alignRight: boolean[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => (alignRight[i] === true ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
-function median(values: number[]): number | null {
+export function median(values: number[]): number | null {
   if (values.length === 0) return null;
   const v = [...values].sort((a, b) => a - b);
   const mid = Math.floor(v.length / 2);

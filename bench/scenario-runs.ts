@@ -136,7 +136,8 @@ export async function latency(ctx: ScenarioContext): Promise<Measured> {
     await ready(ctx, fleet, [sub], 'latency subscriber connecting');
     const pub = fleet.spawn({
       kind: 'latency-publisher',
-      target: ctx.target,
+      // Cluster runs: another node than the subscriber's, so every message crosses NATS between nodes.
+      target: ctx.publisherTarget ?? ctx.target,
       version: ctx.version,
       connect: connects(ctx, 'blp', 1)[0]!,
       publish: encodePublish(topic, PAYLOAD_BYTES, 0, ctx.version),
