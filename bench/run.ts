@@ -9,22 +9,28 @@
  *                          [--broker bastion|mosquitto|both] [--transport tcp|tls|both]
  *                          [--idle-conns 2000] [--mqtt-version 4|5] [--repeat 1] [--json <file>]
  *                          [--limits defaults|raised|off|both|all]
+ *   node dist/bench/run.js --cluster [--only 1,3|connect-mtls,…] [--duration 5] [--warmup 1]
+ *                          [--broker bastion|both] [--repeat 1] [--limits raised|off|defaults] [--json <file>]
+ *   (cluster mode over NATS, 1 worker against 2: cluster-bench.ts)
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BrokerProcess, bastionAvailable, LIMITS_MODES, mosquittoAvailable, type BrokerKind, type LimitsMode } from './brokers.js';
+import { BrokerProcess, bastionAvailable, LIMITS_MODES, MOSQUITTO_BIN, mosquittoAvailable, type BrokerKind, type LimitsMode } from './brokers.js';
 import type { BenchPki } from './certs.js';
+import { CLUSTER_ROWS, selectRows } from './cluster-rows.js';
 import { withTimeout } from './fleet.js';
 import { waitForQuietMachine } from './host-cpu.js';
+import { mosquittoVersion, systemOpensslVersion } from './host-info.js';
 import { buildTable, fmt, printReport, variantLabel, type BenchReport, type RunRecord, type Variant } from './report.js';
 import { round } from './round.js';
 import type { Details, Scenario, Transport } from './scenario-api.js';
 import { SCENARIOS } from './scenarios.js';
 
 const DEFAULT_JSON = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
+const DEFAULT_CLUSTER_JSON = fileURLToPath(new URL('../../bench/results/cluster-latest.json', import.meta.url));
 /** Setup and teardown allowance per run, on top of warm-up + duration. */
 const RUN_SLACK_MS = 90_000;
 /** Nothing about this bench may take longer than this. */
@@ -46,6 +52,10 @@ export interface BenchOptions {
   version: 4 | 5;
   repeat: number;
   jsonPath: string;
+  /** `--cluster`: the cluster rows (cluster-bench.ts) instead of the scenarios. */
+  cluster: boolean;
+  /** `--only` as given (the cluster runner resolves it against its rows); null: all. */
+  only: string[] | null;
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -61,7 +71,12 @@ const USAGE = `usage: npm run bench -- [options]
   --limits <m>         Bastion's limits: defaults | raised (all on, rates above the load) | off
                        (limits.enabled false) | both (defaults,off) | all, or a comma list;
                        each mode is its own Bastion run, reported against the same Mosquitto runs
-  --json <file>        where to write the JSON report (default bench/results/latest.json)`;
+  --json <file>        where to write the JSON report (default bench/results/latest.json)
+  --cluster            cluster mode (issue 12): Bastion with a cluster section on a fresh
+                       nats-server, serve --workers 1 against --workers 2, Mosquitto as the
+                       reference; rows ${CLUSTER_ROWS.map((r) => `${r.n}=${r.id}`).join(' ')} (--only picks
+                       among them); --limits one mode (default raised); no --transport, --idle-conns;
+                       JSON in bench/results/cluster-latest.json unless --json`;
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}\n`);
@@ -91,6 +106,7 @@ export function parseOptions(argv: string[]): BenchOptions {
         repeat: { type: 'string' },
         limits: { type: 'string' },
         json: { type: 'string' },
+        cluster: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -102,9 +118,16 @@ export function parseOptions(argv: string[]): BenchOptions {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
+  const cluster = parsed.cluster === true;
+  const only = parsed.only === undefined ? null : parsed.only.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (cluster) {
+    if (parsed.transport !== undefined) fail('--transport does not apply to --cluster (row 1 runs over mTLS, the others over TCP)');
+    if (parsed['idle-conns'] !== undefined) fail('--idle-conns does not apply to --cluster');
+    if (parsed.broker === 'mosquitto') fail('--cluster measures Bastion: --broker bastion or both');
+  }
   let scenarios = SCENARIOS;
-  if (parsed.only !== undefined) {
-    const wanted = parsed.only.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (parsed.only !== undefined && !cluster) {
+    const wanted = only ?? [];
     scenarios = SCENARIOS.filter((s) => wanted.includes(s.id) || wanted.includes(String(s.n)));
     const unknown = wanted.filter((w) => !SCENARIOS.some((s) => s.id === w || String(s.n) === w));
     if (unknown.length > 0 || scenarios.length === 0) fail(`unknown scenario ${unknown.join(', ') || parsed.only}`);
@@ -115,11 +138,13 @@ export function parseOptions(argv: string[]): BenchOptions {
   if (transport !== 'tcp' && transport !== 'tls' && transport !== 'both') fail('--transport must be tcp, tls or both');
   const version = numberOption(parsed['mqtt-version'], 'mqtt-version', 4, 4, 5);
   if (version !== 4 && version !== 5) fail('--mqtt-version must be 4 or 5');
-  const limitsArg = parsed.limits ?? 'defaults';
+  // Cluster runs measure the broker with every limit checked but none biting (see README).
+  const limitsArg = parsed.limits ?? (cluster ? 'raised' : 'defaults');
   const limits: LimitsMode[] =
     limitsArg === 'all' ? [...LIMITS_MODES] : limitsArg === 'both' ? ['defaults', 'off'] : limitsArg.split(',').map((m) => m.trim()).filter((m) => m !== '').map((m) => (m === 'on' ? 'defaults' : m) as LimitsMode);
   const badMode = limits.find((m) => !LIMITS_MODES.includes(m));
   if (badMode !== undefined || limits.length === 0) fail(`--limits: unknown mode ${badMode ?? limitsArg}`);
+  if (cluster && new Set(limits).size !== 1) fail('--cluster takes one --limits mode');
   return {
     scenarios,
     limits: [...new Set(limits)],
@@ -130,7 +155,9 @@ export function parseOptions(argv: string[]): BenchOptions {
     idleConns: Math.round(numberOption(parsed['idle-conns'], 'idle-conns', 2000, 1, 10_000)),
     version,
     repeat: Math.round(numberOption(parsed.repeat, 'repeat', 1, 1, 9)),
-    jsonPath: parsed.json ?? DEFAULT_JSON,
+    jsonPath: parsed.json ?? (cluster ? DEFAULT_CLUSTER_JSON : DEFAULT_JSON),
+    cluster,
+    only,
   };
 }
 
@@ -140,31 +167,6 @@ async function loadPki(dir: string): Promise<BenchPki> {
   // Imported lazily: the PKI module is Bastion's own and must not stop TCP-only runs.
   const { makeBenchPki } = await import('./certs.js');
   return makeBenchPki(dir);
-}
-
-/**
- * The system OpenSSL library (`openssl version`'s "Library:"), the one Debian's
- * /usr/sbin/mosquitto links; Bastion and the generator use Node's own (process.versions.openssl).
- */
-async function systemOpensslVersion(): Promise<string | null> {
-  try {
-    const { spawnSync } = await import('node:child_process');
-    const r = spawnSync('openssl', ['version'], { encoding: 'utf8', timeout: 5000 });
-    const out = `${r.stdout ?? ''}`;
-    return /Library: OpenSSL (\S+)/.exec(out)?.[1] ?? /^OpenSSL (\S+)/.exec(out)?.[1] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-async function mosquittoVersion(): Promise<string | null> {
-  try {
-    const { spawnSync } = await import('node:child_process');
-    const r = spawnSync('/usr/sbin/mosquitto', ['-h'], { encoding: 'utf8', timeout: 5000 });
-    return /mosquitto version (\S+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? null;
-  } catch {
-    return null;
-  }
 }
 
 let current: BrokerProcess | null = null;
@@ -237,6 +239,13 @@ function describe(r: RunRecord, s: Scenario): string {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  if (opts.cluster) {
+    const rows = selectRows(opts.only);
+    if ('unknown' in rows) fail(`unknown cluster row ${rows.unknown.join(', ')}`);
+    // Imported lazily: the cluster runner loads the NATS client and src/cluster, which the scenarios never need.
+    const { runClusterBench } = await import('./cluster-bench.js');
+    return runClusterBench(opts, rows);
+  }
   // Which Node measured: the generator and Bastion run on this one (process.execPath).
   process.stderr.write(`bench: Node ${process.version}, OpenSSL ${process.versions.openssl}\n`);
   const watchdog = setTimeout(() => {
@@ -320,8 +329,8 @@ async function main(): Promise<void> {
       node: process.version,
       openssl: process.versions.openssl,
       platform: `${os.platform()} ${os.release()}`,
-      mosquitto: brokers.includes('mosquitto') ? await mosquittoVersion() : null,
-      systemOpenssl: brokers.includes('mosquitto') ? await systemOpensslVersion() : null,
+      mosquitto: brokers.includes('mosquitto') ? mosquittoVersion(MOSQUITTO_BIN) : null,
+      systemOpenssl: brokers.includes('mosquitto') ? systemOpensslVersion() : null,
     },
     options: {
       scenarios: opts.scenarios.map((s) => s.id),
