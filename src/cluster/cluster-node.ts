@@ -30,6 +30,8 @@ import { NodeLeases, NODES_BUCKET } from './node-leases.js';
 
 /** Room kept under NATS max_payload for the envelope and headers of the largest MQTT packet. */
 export const ENVELOPE_HEADROOM_BYTES = 64 * 1024;
+/** The longest a CONNECT waits for the cluster to claim its client id. */
+const MAX_CLAIM_WAIT_MS = 10_000;
 /** JetStream drops a repeated message id within this window (retried stores). */
 const DUPLICATE_WINDOW_NS = 120 * 1e9;
 
@@ -222,10 +224,26 @@ export class ClusterNode implements ClusterPort {
     return this.parts.bus.interestReady();
   }
 
+  /**
+   * A claim rides out a short NATS reconnect or a JetStream leader election (bounded by
+   * `storeTimeoutSeconds`, at most 10 s), then fails closed: 0x88 Server unavailable.
+   */
   async claim(clientId: string, cleanStart: boolean): Promise<ClusterClaim> {
-    if (!this.connected) return { ok: false, reasonCode: ReasonCode.ServerUnavailable, reason: 'cluster unavailable: NATS is disconnected' };
     const { broker } = this.parts;
-    const r = await this.registry.claim(clientId, !cleanStart);
+    const deadline = Date.now() + Math.min(this.opts.storeDeadlineMs ?? 15_000, MAX_CLAIM_WAIT_MS);
+    let r: Awaited<ReturnType<SessionRegistry['claim']>>;
+    for (let attempt = 0; ; attempt++) {
+      if (!this.connected && !(await this.reconnected(deadline - Date.now()))) {
+        return { ok: false, reasonCode: ReasonCode.ServerUnavailable, reason: 'cluster unavailable: NATS is disconnected' };
+      }
+      try {
+        r = await this.registry.claim(clientId, !cleanStart);
+        break;
+      } catch (err) {
+        if (Date.now() + 100 >= deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, 1000)));
+      }
+    }
     if ('refused' in r) return { ok: false, reasonCode: r.reasonCode, reason: r.refused };
     const will = r.orphanWill;
     // The old connection is gone: its will goes out now, unless a resumed session keeps it
@@ -239,6 +257,24 @@ export class ClusterNode implements ClusterPort {
     const current = r.previous?.node === this.nodeId && broker.sessions.has(clientId);
     if (durable === undefined || current) return { ok: true, epoch: r.epoch, resume: null };
     return { ok: true, epoch: r.epoch, resume: this.resumeOf(clientId, durable) };
+  }
+
+  /** Resolves true once NATS is connected again, or false after `ms`. */
+  private reconnected(ms: number): Promise<boolean> {
+    if (this.connected) return Promise.resolve(true);
+    if (ms <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        stop();
+        resolve(false);
+      }, ms);
+      const stop = this.conn.onStatus((event) => {
+        if (event.type !== 'reconnect') return;
+        clearTimeout(timer);
+        stop();
+        resolve(true);
+      });
+    });
   }
 
   /** How the broker resumes a session another node (or this one before a restart) left. */
