@@ -4,7 +4,11 @@
  * until the next CRL an admission guard refuses a CONNECT from such a certificate whose
  * TLS handshake slipped in before the TLS layer had the new CRL. New handshakes are
  * refused by the TLS layer itself, which verifies against the same CRL.
- * Owns: the revoked-certificate sets per listener. Must not: parse TLS or read files.
+ * In a cluster, the CRLs other nodes loaded arrive too (`applyShared`): they revoke on every
+ * listener of this node, by issuer and serial, through the same disconnect and admission
+ * guard; this node's TLS layer does not know them.
+ * Owns: the revoked-certificate sets per listener and per shared issuer. Must not: parse
+ * TLS or read files.
  */
 import type { Broker } from '../broker/broker.js';
 import type { AuthorizedClient } from '../broker/ports.js';
@@ -20,7 +24,7 @@ type RevokedKey = string;
  * "CN=a\nO=b" or "O=b, CN=a" from TLS peers. Comparing the sorted attribute list makes
  * them equal without trusting either order.
  */
-function normalizeDistinguishedName(dn: string): string {
+export function normalizeDistinguishedName(dn: string): string {
   return dn
     .replace(/\\(.)/g, '$1')
     .split(/\r?\n|,(?=\s*[A-Za-z0-9.]+=)/)
@@ -39,6 +43,9 @@ export class RevocationEnforcer {
   private readonly revoked = new Map<string, Set<RevokedKey>>();
   /** Per listener name: when each of its CRLs expires. */
   private readonly nextUpdates = new Map<string, Array<{ issuer: string; nextUpdate: Date | null }>>();
+  /** Per issuer (normalised name): the certificates the cluster's CRL of that issuer revokes. */
+  private readonly shared = new Map<string, Set<RevokedKey>>();
+  private readonly crlListeners: Array<(crlPem: string) => void> = [];
 
   constructor(
     private readonly broker: Broker,
@@ -64,6 +71,25 @@ export class RevocationEnforcer {
     const kicked = this.broker.disconnectWhere((client) => this.isRevoked(client), ReasonCode.AdministrativeAction, 'certificate revoked');
     for (const clientId of kicked) this.logger.warn({ listener, clientId }, 'client certificate revoked: session disconnected');
     this.broker.events.emit({ type: 'revocation.applied', listener, disconnected: kicked });
+    for (const cb of this.crlListeners) cb(crlPem);
+    return kicked;
+  }
+
+  /** `cb` gets each CRL file content a listener loaded, once applied here (the cluster shares it). */
+  onCrlApplied(cb: (crlPem: string) => void): void {
+    this.crlListeners.push(cb);
+  }
+
+  /**
+   * Takes CRLs another node of the cluster loaded (already checked by the caller): each
+   * replaces what the cluster revoked for its issuer, on every listener, and the live
+   * sessions they revoke are disconnected. Returns the client ids disconnected.
+   */
+  applyShared(crlPem: string): string[] {
+    for (const crl of parseCrls(crlPem)) this.shared.set(normalizeDistinguishedName(crl.issuer), new Set([...crl.revoked.keys()].map((serial) => keyOf(crl.issuer, serial))));
+    const kicked = this.broker.disconnectWhere((client) => this.isRevoked(client), ReasonCode.AdministrativeAction, 'certificate revoked');
+    for (const clientId of kicked) this.logger.warn({ clientId, source: 'cluster' }, 'client certificate revoked: session disconnected');
+    this.broker.events.emit({ type: 'revocation.applied', listener: 'cluster', disconnected: kicked });
     return kicked;
   }
 
@@ -91,6 +117,9 @@ export class RevocationEnforcer {
     const cert = client.identity.certificate;
     if (cert === undefined) return false;
     const set = this.revoked.get(client.identity.listener);
-    return set !== undefined && set.size > 0 && set.has(keyOf(cert.issuer, cert.serialNumber));
+    if (set !== undefined && set.size > 0 && set.has(keyOf(cert.issuer, cert.serialNumber))) return true;
+    if (this.shared.size === 0) return false;
+    const key = keyOf(cert.issuer, cert.serialNumber);
+    return this.shared.get(key.slice(0, key.lastIndexOf('#')))?.has(key) === true;
   }
 }

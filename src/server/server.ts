@@ -30,6 +30,7 @@ import { startAuditSide, type AuditSide } from './audit-side.js';
 import { acquireDataDirLock } from './data-dir-lock.js';
 import { startPendingChangesDrain, type PendingChangesDrain } from './pending-changes-drain.js';
 import { connectClusterSide } from './cluster-side.js';
+import { startClusterSharedState, type ClusterSharedState } from './cluster-shared-state.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
@@ -146,9 +147,12 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   const metricsSide = createMetricsSide({ config, baseDir: opts.baseDir, broker, listeners, logger, bans: () => adminSide?.bans.list() ?? null, cluster });
   let audit: AuditSide | null = null;
   let cliChanges: PendingChangesDrain | null = null;
+  let shared: ClusterSharedState | null = null;
   try {
     // Retained messages of the cluster are in the broker before any client can ask for them.
     await cluster?.attach(broker);
+    // SECURITY: the cluster's revocations are read (or the start fails) before anyone is admitted.
+    if (cluster !== null) shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger });
     // The audit log first: everything from here on (admin changes, connections) is recorded.
     audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger });
     // Changes the CLI made while no broker ran (or since the last poll) are recorded
@@ -193,6 +197,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     for (const l of listeners) await l.stopAccepting();
     await pki?.stop();
     await adminSide?.stop();
+    shared?.stop();
     await cluster?.close();
     store?.close();
     authn.close();
@@ -211,6 +216,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       broker.shutdown();
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
       // After the wills and the last acknowledgements went through it.
+      shared?.stop();
       await cluster?.close();
       await pki?.stop();
       await adminSide?.stop();
