@@ -23,7 +23,7 @@ import type { ClusterNode } from '../cluster/cluster-node.js';
 import type { Broker } from '../broker/broker.js';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { BanList } from '../security/limits/ban-list.js';
+import { BanList, type BanStore } from '../security/limits/ban-list.js';
 import { BruteForceProtection, type AutoBanDeps } from '../security/limits/brute-force.js';
 import { FlappingProtection } from '../security/limits/flapping.js';
 import { PasswordHasher } from '../security/authn/password-hash.js';
@@ -60,6 +60,8 @@ export interface AdminSideOptions {
   setupFindings?: () => unknown[];
   /** This node's place in a cluster: the admin API then sees the clients of every node. */
   cluster?: ClusterNode | null;
+  /** In a cluster: the store the ban list keeps its entries in, given admin.db's (cluster-bans.ts). */
+  banStore?: (local: BanStore) => BanStore;
 }
 
 /**
@@ -92,7 +94,7 @@ const BAN_SWEEP_MS = 1000;
 export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide> {
   const store = SqliteAdminStore.open(adminDbPath(opts.dataDir));
   const brokerApi = new BrokerApi(opts.broker);
-  const bans = new BanList(store, { events: opts.broker.events });
+  const bans = new BanList(opts.banStore?.(store) ?? store, { events: opts.broker.events });
   brokerApi.addAdmissionGuard(bans.admissionGuard());
   const sweep = setInterval(() => bans.sweep(), BAN_SWEEP_MS);
   sweep.unref();

@@ -2,13 +2,16 @@
  * The security state every node of a cluster shares (issue 12), wired to this node's
  * enforcement: certificate revocations (each issuer's newest CRL that a node loaded, as
  * `crl.<issuer hash>` in the shared state bucket) reach the RevocationEnforcer, which cuts
- * the revoked sessions and refuses their CONNECTs on every listener. Owns: publishing this
- * node's CRLs, checking the CRLs others published, and those callbacks. Must not: talk to
- * NATS itself (cluster/shared-state.ts does) or decide what a CRL matches (revocation.ts).
+ * the revoked sessions and refuses their CONNECTs on every listener; the ban list lives in
+ * the bucket (cluster-bans.ts), and a change another node made reloads it here and cuts
+ * the clients it now refuses. Owns: publishing this node's CRLs, checking the CRLs others
+ * published, and those callbacks. Must not: talk to NATS itself (cluster/shared-state.ts
+ * does) or decide what a ban or a CRL matches (ban-list.ts, revocation.ts).
  *
- * SECURITY: fail closed. The bucket is read in full before the listeners start (a failed
- * read fails the start), and while the state is being re-read after a NATS outage
- * CONNECTs are refused (0x88): nobody is admitted as if nothing were revoked. A CRL from the bucket is applied only if it parses, sits under its
+ * SECURITY: fail closed. The bucket is read in full before the admin side and the
+ * listeners start (a failed read fails the start), and while the state is being re-read
+ * after a NATS outage CONNECTs are refused (0x88): nobody is admitted as if nothing were
+ * revoked or banned. A CRL from the bucket is applied only if it parses, sits under its
  * issuer's key and is newer than the one this node applied for that issuer (a replayed old
  * CRL cannot lift a revocation); when this node holds the certificate of its issuer (a
  * listener's `tls.ca`, the built-in PKI) its signature must verify. A deleted CRL entry
@@ -24,6 +27,8 @@ import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { parseCrl, verifyCrlSignature, type CrlInfo } from '../pki/index.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
+import type { BanList, BanStore } from '../security/limits/ban-list.js';
+import { BAN_PREFIX, ClusterBanStore } from './cluster-bans.js';
 import { configuredPkiDir, pkiLayout } from './pki-layout.js';
 import { normalizeDistinguishedName, type RevocationEnforcer } from './revocation.js';
 
@@ -42,6 +47,10 @@ export interface ClusterSharedStateOptions {
 }
 
 export interface ClusterSharedState {
+  /** The admin side's ban store: the cluster's entries (admin.db's own rows are moved into it). */
+  readonly banStore: (local: BanStore) => BanStore;
+  /** The ban list built on `banStore`: another node's change reloads it and cuts the clients it now refuses. */
+  enforceBans(bans: BanList): void;
   stop(): void;
 }
 
@@ -216,8 +225,8 @@ function trustAnchors(config: BastionConfig, baseDir: string, dataDir: string): 
 }
 
 /**
- * Reads the cluster's revocations (fail closed: rejects when it cannot), applies them, and
- * keeps following them. Call before the listeners start.
+ * Reads the cluster's revocations and bans (fail closed: rejects when it cannot), applies
+ * them, and keeps following them. Call before the admin side and the listeners start.
  */
 export async function startClusterSharedState(opts: ClusterSharedStateOptions): Promise<ClusterSharedState> {
   const { broker, logger } = opts;
@@ -225,19 +234,38 @@ export async function startClusterSharedState(opts: ClusterSharedStateOptions): 
   if (cluster === undefined) throw new Error('startClusterSharedState without a cluster section');
   const state = await SharedState.open({ conn: opts.cluster.conn, replicas: cluster.replicas, logger });
   const revocations = new SharedRevocations(state, opts.revocation, trustAnchors(opts.config, opts.baseDir, opts.dataDir), logger);
+  let bans: BanList | null = null;
+  const enforce = (): void => {
+    if (bans === null) return;
+    bans.reload();
+    const list = bans;
+    const kicked = broker.disconnectWhere((client) => list.refusal(client) !== null, ReasonCode.AdministrativeAction, 'banned');
+    for (const clientId of kicked) logger.warn({ clientId }, 'client disconnected: refused by a ban list change from the cluster');
+    logger.info({ entries: list.list().length, disconnected: kicked.length }, 'ban list changed by another node of the cluster');
+  };
+  const banStore = new ClusterBanStore(state, logger, enforce);
   state.register(CRL_PREFIX, revocations);
+  state.register(BAN_PREFIX, banStore);
   try {
     await state.start();
   } catch (err) {
     state.stop();
-    throw new Error(`cannot read the cluster's revocations: ${errText(err)}`);
+    throw new Error(`cannot read the cluster's revocations and bans: ${errText(err)}`);
   }
   opts.revocation.onCrlApplied((crlPem) => revocations.publish(crlPem));
   state.onReady(() => revocations.republish());
   // SECURITY: between a NATS outage and the re-read of the shared state, nobody is admitted.
-  broker.addAdmissionGuard(() => (state.ready ? null : { reasonCode: ReasonCode.ServerUnavailable, reason: 'the cluster\'s revocations are being read again' }));
-  logger.info({}, 'cluster revocations read');
+  broker.addAdmissionGuard(() => (state.ready ? null : { reasonCode: ReasonCode.ServerUnavailable, reason: 'the cluster\'s revocations and bans are being read again' }));
+  logger.info({ bans: banStore.listBans().length }, 'cluster revocations and bans read');
   return {
+    banStore: (local) => {
+      const moved = banStore.adopt(local);
+      if (moved > 0) logger.info({ moved }, 'ban list entries of this data directory moved into the cluster');
+      return banStore;
+    },
+    enforceBans(list) {
+      bans = list;
+    },
     stop() {
       state.stop();
     },

@@ -151,7 +151,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   try {
     // Retained messages of the cluster are in the broker before any client can ask for them.
     await cluster?.attach(broker);
-    // SECURITY: the cluster's revocations are read (or the start fails) before anyone is admitted.
+    // SECURITY: the cluster's revocations and bans are read (or the start fails) before anyone is admitted.
     if (cluster !== null) shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger });
     // The audit log first: everything from here on (admin changes, connections) is recorded.
     audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger });
@@ -162,7 +162,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     // configured), before the listeners: a banned client never slips in at start.
     // The listeners (started below) add what lint says about them: no way to revoke client certificates.
     const setupFindings = (): unknown[] => listeners.flatMap((l) => (l.tls !== null ? [revocationFinding(l.config.name, l.tls.revocation)].filter((f) => f !== null) : []));
-    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users, setupFindings, cluster });
+    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users, setupFindings, cluster, ...(shared !== null ? { banStore: shared.banStore } : {}) });
+    shared?.enforceBans(adminSide.bans);
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     // One guard for every listener: maxTotal and the per-address counts span them all.

@@ -171,8 +171,27 @@ export class BanList {
     // Entries that ended while the broker was down are not announced (nobody was refused
     // by them meanwhile), only pruned; ended automatic ones stay as history.
     store.pruneBans(now, now - AUTO_BAN_HISTORY_MS);
+    this.load(now);
+  }
+
+  /**
+   * Reads the store's entries again after they changed underneath this list (in a cluster:
+   * another node added or removed one); nothing is announced (the node that made the
+   * change did), except the ends of entries that expired here first (as a sweep would).
+   * The caller disconnects the live clients the list now refuses.
+   */
+  reload(): void {
+    const now = this.now();
+    this.sweep(now);
+    this.load(now);
+  }
+
+  private load(now: number): void {
+    this.active = [];
+    this.history = [];
+    this.autoCounts.clear();
     const ended: Ban[] = [];
-    for (const b of store.listBans().map(canonicalRow)) {
+    for (const b of this.store.listBans().map(canonicalRow)) {
       if (inForce(b, now)) this.active.push(b);
       else if (isAuto(b)) ended.push(b);
       else continue;
