@@ -16,14 +16,18 @@
  * removal of the last records with their checkpoints) cannot be told from normal
  * operation, so the warning says how many records and since when, and `--strict` makes
  * it a failure for logs of a broker that stopped cleanly.
+ *
+ * A cluster keeps one chain per node: verify takes several `--data-dir`s (or `--nodes`, a
+ * directory of node data directories) and checks each, reporting per node id
+ * (audit-verify.ts). With one data directory it behaves, and prints, as it always has.
  */
 import type { Command } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DEFAULT_DATA_DIR, pkiDirOf, pkiLayout } from '../server/pki-layout.js';
+import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { BastionError } from '../core/errors.js';
 import type { AuditRow, SqliteAuditStore } from '../store/sqlite/audit-store.js';
 import { humanLine, jsonLine, parseCount, parseEventType, parseTime } from './audit-format.js';
+import { intactLine, nodeDataDirs, verifyChain, verifyNodes } from './audit-verify.js';
 
 interface DataDirOptions {
   dataDir?: string;
@@ -42,10 +46,6 @@ async function openStore(opts: DataDirOptions): Promise<SqliteAuditStore> {
   return SqliteAuditStore.open(join(dataDirOf(opts), AUDIT_DB_FILE), { create: false });
 }
 
-function plural(n: number, what: string): string {
-  return `${n} ${what}${n === 1 ? '' : 's'}`;
-}
-
 function print(rows: readonly AuditRow[], json: boolean): void {
   if (rows.length === 0) return;
   process.stdout.write(`${rows.map(json ? jsonLine : humanLine).join('\n')}\n`);
@@ -55,45 +55,26 @@ function withDataDir(cmd: Command): Command {
   return cmd.option('--data-dir <dir>', `data directory holding audit.db (default ./${DEFAULT_DATA_DIR})`);
 }
 
-async function verify(opts: DataDirOptions & { json?: boolean; strict?: boolean }): Promise<void> {
-  const { verifyAuditLog } = await import('../security/audit/verify.js');
-  const { HYBRID_SIGNATURES } = await import('../pki/hybrid-signature.js');
-  const store = await openStore(opts);
-  try {
-    const rootCert = pkiLayout(pkiDirOf(dataDirOf(opts))).rootCert;
-    // SECURITY: with a built-in PKI, the signer must chain to its root: a signer written
-    // into audit.db by whoever rewrote the log is not trusted just for being there.
-    const trustAnchorPem = existsSync(rootCert) ? readFileSync(rootCert, 'utf8') : undefined;
-    // One snapshot: a checkpoint signed or a batch pruned by the running broker meanwhile
-    // can then never look like a cut tail or a gap without a pruning checkpoint.
-    const result = store.readSnapshot(() =>
-      verifyAuditLog({
-        records: store.all(),
-        checkpoints: store.checkpoints(),
-        pruned: store.pruned(),
-        signers: store.signers(),
-        pqKeys: store.pqKeys(),
-        hybrid: HYBRID_SIGNATURES,
-        trustAnchorPem,
-        recordWithHash: (h) => store.withHash(h),
-        strict: opts.strict === true,
-      }),
-    );
-    if (opts.json === true) {
-      process.stdout.write(`${JSON.stringify({ ...result, trustAnchor: trustAnchorPem !== undefined ? rootCert : null })}\n`);
-      if (!result.ok) process.exitCode = 1;
-      return;
-    }
-    if (result.problem !== null) throw new BastionError('ERR_AUDIT_TAMPERED', result.problem.message);
-    for (const w of result.warnings) process.stderr.write(`bastion: warning: ${w}\n`);
-    const signed = result.lastSignedSeq > 0 ? `last signed at seq ${result.lastSignedSeq}` : 'none signed yet';
-    const algorithms = result.algorithms.length > 0 ? `; signatures: ${result.algorithms.join(', ')}` : '';
-    const p = result.pruned;
-    const prunedText = p === null ? '' : `; ${p.throughSeq === 1 ? 'record 1' : `records 1 to ${p.throughSeq}`} pruned at ${new Date(p.prunedAt).toISOString()} by retention (the newest of them from ${new Date(p.headTs).toISOString()})`;
-    process.stdout.write(`audit log intact: ${plural(result.records, 'record')}, ${plural(result.checkpoints, 'checkpoint')}, ${signed}${prunedText}${algorithms}\n`);
-  } finally {
-    store.close();
+interface VerifyOptions {
+  /** Every --data-dir given (verify takes several: one per cluster node). */
+  dataDir: string[];
+  nodes?: string;
+  json?: boolean;
+  strict?: boolean;
+}
+
+async function verify(opts: VerifyOptions): Promise<void> {
+  const dirs = [...opts.dataDir.map((d) => resolve(process.cwd(), d)), ...(opts.nodes !== undefined ? nodeDataDirs(opts.nodes) : [])];
+  if (dirs.length > 1 || opts.nodes !== undefined) return verifyNodes(dirs, { json: opts.json === true, strict: opts.strict === true });
+  const { result, trustAnchor } = await verifyChain(dirs[0] ?? dataDirOf({}), opts.strict === true);
+  if (opts.json === true) {
+    process.stdout.write(`${JSON.stringify({ ...result, trustAnchor })}\n`);
+    if (!result.ok) process.exitCode = 1;
+    return;
   }
+  if (result.problem !== null) throw new BastionError('ERR_AUDIT_TAMPERED', result.problem.message);
+  for (const w of result.warnings) process.stderr.write(`bastion: warning: ${w}\n`);
+  process.stdout.write(`${intactLine(result)}\n`);
 }
 
 async function tail(opts: DataDirOptions & { lines: string; follow?: boolean; json?: boolean }): Promise<void> {
@@ -149,13 +130,14 @@ async function query(opts: QueryOptions): Promise<void> {
 
 export function registerAuditCommand(program: Command): void {
   const audit = program.command('audit').description('check and read the tamper-evident audit log (<data-dir>/audit.db)');
-  withDataDir(
-    audit
-      .command('verify')
-      .description('check every record hash, link and sequence number and every signed checkpoint; exit 1 naming the first record altered, deleted or reordered')
-      .option('--strict', 'fail on records not covered by a checkpoint (for a broker that stopped cleanly: its last act signs the last record)')
-      .option('--json', 'print the full result as JSON'),
-  ).action((opts: DataDirOptions & { json?: boolean; strict?: boolean }) => verify(opts));
+  audit
+    .command('verify')
+    .description('check every record hash, link and sequence number and every signed checkpoint; exit 1 naming the first record altered, deleted or reordered')
+    .option('--data-dir <dir>', `data directory holding audit.db (default ./${DEFAULT_DATA_DIR}); repeat it for the nodes of a cluster, each verified on its own`, (dir: string, dirs: string[]) => [...dirs, dir], [])
+    .option('--nodes <dir>', 'verify every node data directory in <dir> (each subdirectory holding audit.db, e.g. <data-dir>/workers), reporting per node id')
+    .option('--strict', 'fail on records not covered by a checkpoint (for a broker that stopped cleanly: its last act signs the last record)')
+    .option('--json', 'print the full result as JSON')
+    .action((opts: VerifyOptions) => verify(opts));
   withDataDir(
     audit
       .command('tail')

@@ -6,7 +6,8 @@
  * signs checkpoints (every `checkpointEvery` records, every `checkpointSeconds` when
  * something new was written, and at shutdown), hands stored records to the SIEM
  * exports and runs retention (audit-pruner.ts, every `retention.intervalSeconds` and once
- * at start). Owns: wiring and timers. Must not: emit events or decide anything for the broker.
+ * at start). On a cluster node every record names the node (audit-writer.ts). Owns:
+ * wiring and timers. Must not: emit events or decide anything for the broker.
  *
  * Started before the listeners (nothing happens unaudited) and stopped last, after the
  * broker and the listeners, so the shutdown's own events are recorded and signed.
@@ -29,6 +30,8 @@ export interface AuditSideOptions {
   dataDir: string;
   events: SecurityEvents;
   logger: Logger;
+  /** On a cluster node: its node id, which every record names (one chain per node). */
+  nodeId?: string;
 }
 
 export interface AuditSide {
@@ -70,7 +73,7 @@ export async function startAuditSide(opts: AuditSideOptions): Promise<AuditSide>
     store.close();
     throw err;
   }
-  const writer = new AuditWriter({ store, signer: signerFiles.signer, checkpointEvery: audit.checkpointEvery, exports, logger });
+  const writer = new AuditWriter({ store, signer: signerFiles.signer, checkpointEvery: audit.checkpointEvery, exports, logger, ...(opts.nodeId !== undefined ? { nodeId: opts.nodeId } : {}) });
   const aggregator = new AuditAggregator();
   const head = writer.head;
   const signedAtStart = writer.signedSeq;

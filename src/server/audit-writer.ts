@@ -5,6 +5,9 @@
  * record to the exports. Owns: the in-memory tail of the chain and the pending batch.
  * Must not: decide which events are audited (security/audit/aggregate.ts) or subscribe.
  *
+ * On a cluster node every record's event names the node (`node`, covered by the hash), so
+ * each node's chain says whose it is and `bastion audit verify` reports it per node id.
+ *
  * Ordering: seq is assigned when an event is chained, synchronously, in emission order;
  * a failed write keeps its batch and is retried, so records reach the database in seq
  * order with no gap. Exports get a record only once it is stored.
@@ -27,6 +30,8 @@ export interface AuditWriterOptions {
   checkpointEvery: number;
   exports: AuditExports | null;
   logger: Logger;
+  /** On a cluster node: its node id, written into every record's event. */
+  nodeId?: string;
   now?: () => number;
 }
 
@@ -60,7 +65,7 @@ export class AuditWriter {
   }
 
   /** Chains `event` now and schedules the group write at the end of this event-loop turn. */
-  append(ts: number, event: SecurityEvent): void {
+  append(ts: number, emitted: SecurityEvent): void {
     if (this.closed) return;
     if (this.pending.length >= MAX_PENDING) {
       if (this.lostEvents++ === 0) this.opts.logger.error({ pending: this.pending.length }, 'audit database is not accepting writes and the backlog is full: security events are being LOST (not chained, so the chain stays intact)');
@@ -68,6 +73,7 @@ export class AuditWriter {
     }
     const seq = this.last === null ? 1 : this.last.seq + 1;
     const prevHash = this.last === null ? GENESIS_HASH : this.last.hash;
+    const event: SecurityEvent & { node?: string } = this.opts.nodeId === undefined ? emitted : { ...emitted, node: this.opts.nodeId };
     const eventJson = canonicalJson(event);
     const hash = hashRecordJson(seq, ts, prevHash, eventJson);
     const clientId = 'clientId' in event && typeof event.clientId === 'string' ? event.clientId : null;

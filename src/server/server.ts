@@ -154,7 +154,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     // SECURITY: the cluster's revocations and bans are read (or the start fails) before anyone is admitted.
     if (cluster !== null) shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger });
     // The audit log first: everything from here on (admin changes, connections) is recorded.
-    audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger });
+    audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger, ...(cluster !== null ? { nodeId: cluster.nodeId } : {}) });
     // Changes the CLI made while no broker ran (or since the last poll) are recorded
     // before anything is admitted; then within a second of being made.
     cliChanges = startPendingChangesDrain({ dataDir, events, audit, logger });
