@@ -1,9 +1,9 @@
 /**
  * `npm run bench -- --cluster` (issue 12, "Measured"): Bastion in cluster mode over NATS
  * JetStream, `serve --workers 1` against `serve --workers 2` on this machine, two nodes for
- * cross-node latency, and Mosquitto as the reference, in one run. Owns: the order of runs
- * (each row × broker on a fresh nats-server and fresh broker processes, cluster-set.ts),
- * deadlines and the watchdog, turning a run's CPU and JetStream figures into per-unit
+ * cross-node latency, Mosquitto and a standalone Bastion (no cluster section) as the
+ * references, in one run. Owns: the order of runs (each row × broker on a fresh
+ * nats-server and fresh broker processes, cluster-set.ts), deadlines and the watchdog, turning a run's CPU and JetStream figures into per-unit
  * costs, and writing the report (cluster-report.ts) and its JSON. Must not: generate load
  * itself (the scenarios of scenarios.ts do, unchanged), or leave a process behind.
  */
@@ -79,7 +79,7 @@ async function runOne(row: ClusterRow, variant: ClusterVariant, repeat: number, 
   });
   let set: ClusterSet;
   try {
-    set = await ClusterSet.start({ variant, transport: row.transport, pki, limits: opts.limits[0] ?? 'raised' });
+    set = await ClusterSet.start({ variant, transport: row.transport, pki, limits: opts.limits[0] ?? 'raised', persistence: scenario.persistence });
   } catch (e) {
     return record(false, `broker did not start: ${(e as Error).message}`);
   }
@@ -181,7 +181,7 @@ export async function runClusterBench(opts: BenchOptions, rows: ClusterRow[]): P
     }
   }
   const plan = selected.flatMap((row) => {
-    const variants: ClusterVariant[] = [row.first, row.second, ...(row.mosquitto && withMosquitto ? (['mosquitto'] as const) : [])];
+    const variants: ClusterVariant[] = [row.first, row.second, ...(row.mosquitto && withMosquitto ? (['mosquitto'] as const) : []), ...(row.standalone ? (['standalone'] as const) : [])];
     return Array.from({ length: opts.repeat }, (_, i) => i + 1).flatMap((rep) => (rep % 2 === 1 ? variants : [...variants].reverse()).map((v) => ({ row, variant: v, rep })));
   });
   const runs: ClusterRunRecord[] = [];

@@ -59,9 +59,12 @@ export interface ClusterTableRow {
   second: number | null;
   /** Mosquitto's figure (the durable row: its non-durable QoS 1 fan-in). */
   mosquitto: number | null;
+  /** Bastion without a cluster section, same load (the durable row: persistence.enabled). */
+  standalone: number | null;
   secondOverFirst: number | null;
   firstOverMosquitto: number | null;
   secondOverMosquitto: number | null;
+  firstOverStandalone: number | null;
 }
 
 export interface TargetCheck {
@@ -108,6 +111,7 @@ export function buildClusterTable(runs: ClusterRunRecord[], rows: ClusterRow[]):
       const first = value(r.first);
       const second = value(r.second);
       const mosquitto = r.mosquitto ? value('mosquitto') : null;
+      const standalone = r.standalone ? value('standalone') : null;
       const row: ClusterTableRow = {
         row: r.id,
         title: `${r.n} ${r.title}: ${m.label}`,
@@ -120,9 +124,11 @@ export function buildClusterTable(runs: ClusterRunRecord[], rows: ClusterRow[]):
         first,
         second,
         mosquitto,
+        standalone,
         secondOverFirst: ratio(second, first),
         firstOverMosquitto: ratio(first, mosquitto),
         secondOverMosquitto: ratio(second, mosquitto),
+        firstOverStandalone: ratio(first, standalone),
       };
       table.push(row);
       if (i !== 0) return;
@@ -144,9 +150,9 @@ export function printClusterReport(report: ClusterReport, rows: ClusterRow[]): v
     `Node ${h.node} (OpenSSL ${h.openssl}): generator and Bastion; nats-server ${h.natsServer ?? '?'}` +
       `${h.mosquitto !== null ? `; Mosquitto ${h.mosquitto} (system OpenSSL ${h.systemOpenssl ?? '?'})` : ''}; ${h.cpus} × ${h.cpuModel}, ${h.platform}`,
   );
-  out.push(`Bastion in cluster mode (one fresh nats-server per run, JetStream file store, replicas 1), limits ${report.options.limits}; 1w = serve --workers 1, 2w = serve --workers 2 (row 5: two nodes with --workers 1 each)`);
+  out.push(`Bastion in cluster mode (one fresh nats-server per run, JetStream file store, replicas 1), limits ${report.options.limits}; 1w = serve --workers 1, 2w = serve --workers 2 (row 5: two nodes with --workers 1 each); standalone = Bastion without a cluster section, same load and limits`);
   out.push('');
-  const headers = ['row', 'unit', 'transport', 'Bastion 1w', 'Bastion 2w', '2w/1w', 'Mosquitto', '1w/Mosq', '2w/Mosq'];
+  const headers = ['row', 'unit', 'transport', 'Bastion 1w', 'Bastion 2w', '2w/1w', 'Mosquitto', '1w/Mosq', '2w/Mosq', 'standalone', '1w/standalone'];
   out.push(
     renderTable(
       headers,
@@ -160,6 +166,8 @@ export function printClusterReport(report: ClusterReport, rows: ClusterRow[]): v
         fmt(r.mosquitto, r.unit),
         fmtRatio(r.firstOverMosquitto),
         fmtRatio(r.secondOverMosquitto),
+        fmt(r.standalone, r.unit),
+        fmtRatio(r.firstOverStandalone),
       ]),
       headers.map((_, i) => i >= 3),
     ),
@@ -174,7 +182,7 @@ export function printClusterReport(report: ClusterReport, rows: ClusterRow[]): v
   const costHeaders = ['row', 'broker', 'units/s', 'broker ms/1k', 'nats ms/1k', 'broker %', 'per process %', 'nats %', 'generator %', 'other %', 'stream B/msg', 'store disk B/msg'];
   const costRows: string[][] = [];
   for (const r of rows) {
-    for (const v of [r.first, r.second, ...(r.mosquitto ? (['mosquitto'] as const) : [])]) {
+    for (const v of [r.first, r.second, ...(r.mosquitto ? (['mosquitto'] as const) : []), ...(r.standalone ? (['standalone'] as const) : [])]) {
       const ok = report.runs.filter((x) => x.row === r.id && x.variant === v && x.ok);
       if (ok.length === 0) continue;
       const med = (f: (x: ClusterRunRecord) => number | null | undefined): number | null => median(ok.flatMap((x) => {

@@ -26,10 +26,12 @@ export interface ClusterRow {
   /** Mosquitto's run in this row uses this scenario instead (the durable row: Mosquitto's non-durable QoS 1). */
   mosquittoScenario?: Scenario;
   transport: Transport;
-  /** The table's columns, in order: "1 worker" (w1), "2 workers" (w2, or nodes2 for latency), Mosquitto. */
+  /** The table's columns, in order: "1 worker" (w1), "2 workers" (w2, or nodes2 for latency), Mosquitto, standalone Bastion. */
   first: ClusterVariant;
   second: ClusterVariant;
   mosquitto: boolean;
+  /** Also run Bastion without a cluster section (same load, same limits): what cluster mode costs on top. */
+  standalone: boolean;
   /** What the per-message costs count: the unit and its rate in a run's figures. */
   unit: 'connection' | 'delivery';
   unitRate(metrics: Record<string, number>, details: Details): number | null;
@@ -55,6 +57,7 @@ export const CLUSTER_ROWS: ClusterRow[] = [
     first: 'w1',
     second: 'w2',
     mosquitto: true,
+    standalone: true,
     unit: 'connection',
     unitRate: deliveries,
     targets: [{ ratio: 'second/first', min: 1.7, text: '2 workers ≥ 1.7× 1 worker' }],
@@ -68,6 +71,7 @@ export const CLUSTER_ROWS: ClusterRow[] = [
     first: 'w1',
     second: 'w2',
     mosquitto: true,
+    standalone: true,
     unit: 'delivery',
     unitRate: deliveries,
     targets: [],
@@ -81,6 +85,7 @@ export const CLUSTER_ROWS: ClusterRow[] = [
     first: 'w1',
     second: 'w2',
     mosquitto: true,
+    standalone: true,
     unit: 'delivery',
     unitRate: deliveries,
     targets: [],
@@ -94,6 +99,7 @@ export const CLUSTER_ROWS: ClusterRow[] = [
     first: 'w1',
     second: 'w2',
     mosquitto: true,
+    standalone: true,
     unit: 'delivery',
     unitRate: deliveries,
     targets: [],
@@ -107,6 +113,7 @@ export const CLUSTER_ROWS: ClusterRow[] = [
     first: 'w1',
     second: 'nodes2',
     mosquitto: true,
+    standalone: true,
     unit: 'delivery',
     unitRate: received,
     targets: [],
@@ -121,6 +128,7 @@ export const CLUSTER_ROWS: ClusterRow[] = [
     first: 'w1',
     second: 'w2',
     mosquitto: true,
+    standalone: true,
     unit: 'delivery',
     unitRate: deliveries,
     targets: [

@@ -1,7 +1,8 @@
 /**
  * The broker under test in a `--cluster` run: a fresh nats-server and the Bastion cluster
- * nodes on it, or Mosquitto alone (the reference). Owns: which processes each variant
- * starts (`serve --workers 1`, `serve --workers 2`, or two nodes with `--workers 1` each),
+ * nodes on it, or Mosquitto or a standalone Bastion alone (the references). Owns: which
+ * processes each variant starts (`serve --workers 1`, `serve --workers 2`, two nodes with
+ * `--workers 1` each, or one process without a cluster section),
  * where the load connects (the second node for a latency publisher), summing their CPU and
  * RSS for the measured window, what the run left in JetStream, and stopping everything.
  * Must not: generate load (the scenarios do), or leave a process behind.
@@ -16,10 +17,10 @@ import type { Target } from './worker-api.js';
 /**
  * `w1`: one node, `serve --workers 1` (a primary and one worker); `w2`: one node, `serve
  * --workers 2`; `nodes2`: two nodes (different node ids, data directories and ports), each
- * `--workers 1`, on the same NATS; `mosquitto`: Mosquitto alone, no NATS.
+ * `--workers 1`, on the same NATS; `mosquitto`: Mosquitto alone, no NATS; `standalone`:
+ * Bastion without a cluster section (no NATS, one process), what cluster mode adds to.
  */
-export type ClusterVariant = 'w1' | 'w2' | 'nodes2' | 'mosquitto';
-export const CLUSTER_VARIANTS: readonly ClusterVariant[] = ['w1', 'w2', 'nodes2', 'mosquitto'];
+export type ClusterVariant = 'w1' | 'w2' | 'nodes2' | 'mosquitto' | 'standalone';
 
 export function clusterVariantLabel(v: ClusterVariant): string {
   switch (v) {
@@ -31,6 +32,8 @@ export function clusterVariantLabel(v: ClusterVariant): string {
       return 'bastion cluster 2 nodes × --workers 1';
     case 'mosquitto':
       return 'mosquitto';
+    case 'standalone':
+      return 'bastion standalone (no cluster)';
     default: {
       const unreachable: never = v;
       return unreachable;
@@ -53,6 +56,8 @@ export interface ClusterSetOptions {
   transport: Transport;
   pki: BenchPki | null;
   limits: LimitsMode;
+  /** `standalone` only: persistence.enabled (the durable row: true, as scenario 7). */
+  persistence: boolean;
 }
 
 export class ClusterSet implements BrokerUnderTest {
@@ -70,6 +75,10 @@ export class ClusterSet implements BrokerUnderTest {
     const pki = o.transport === 'tls' ? o.pki : null;
     if (o.variant === 'mosquitto') {
       const broker = await BrokerProcess.start({ kind: 'mosquitto', persistence: false, pki });
+      return new ClusterSet(o.variant, null, [broker]);
+    }
+    if (o.variant === 'standalone') {
+      const broker = await BrokerProcess.start({ kind: 'bastion', persistence: o.persistence, pki, limits: o.limits, raiseConnectionLimits: true });
       return new ClusterSet(o.variant, null, [broker]);
     }
     const nats = await NatsServer.start();
@@ -153,7 +162,7 @@ export class ClusterSet implements BrokerUnderTest {
     return this.nodes.reduce<Record<string, number>>((all, n, i) => ({ ...all, ...n.cpuParts(prefix(i)) }), {});
   }
 
-  /** What the run left in NATS (the stream is BMQ_MSGS, MESSAGE_STREAM); null for Mosquitto. */
+  /** What the run left in NATS (the stream is BMQ_MSGS, MESSAGE_STREAM); null without NATS. */
   async natsCosts(): Promise<NatsCosts | null> {
     if (this.nats === null) return null;
     const stream = await this.nats.streamState(MESSAGE_STREAM);

@@ -73,8 +73,8 @@ const USAGE = `usage: npm run bench -- [options]
                        each mode is its own Bastion run, reported against the same Mosquitto runs
   --json <file>        where to write the JSON report (default bench/results/latest.json)
   --cluster            cluster mode (issue 12): Bastion with a cluster section on a fresh
-                       nats-server, serve --workers 1 against --workers 2, Mosquitto as the
-                       reference; rows ${CLUSTER_ROWS.map((r) => `${r.n}=${r.id}`).join(' ')} (--only picks
+                       nats-server, serve --workers 1 against --workers 2, Mosquitto and Bastion
+                       without a cluster section as references; rows ${CLUSTER_ROWS.map((r) => `${r.n}=${r.id}`).join(' ')} (--only picks
                        among them); --limits one mode (default raised); no --transport, --idle-conns;
                        JSON in bench/results/cluster-latest.json unless --json`;
 
