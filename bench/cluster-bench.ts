@@ -52,12 +52,15 @@ function costsOf(row: ClusterRow, m: Measured, nats: NatsCosts | null): RunCosts
     unitsPerSec: round(unitsPerSec, 0),
     brokerMsPer1k: msPer1k(num(m.details, 'brokerCpuPct'), unitsPerSec),
     natsMsPer1k: msPer1k(num(m.details, 'natsCpuPct'), unitsPerSec),
+    publishedPerSec: row.unit === 'delivery' ? num(m.details, 'sentPerSec') : null,
+    brokerMsPer1kPublished: row.unit === 'delivery' ? msPer1k(num(m.details, 'brokerCpuPct'), num(m.details, 'sentPerSec')) : null,
     streamMessages: nats?.streamMessages ?? null,
     streamBytes: nats?.streamBytes ?? null,
     streamBytesPerMsg: perMsg(nats?.streamBytes ?? null),
     storeDiskBytes: nats?.storeDiskBytes ?? null,
     storeDiskBytesPerMsg: perMsg(nats?.storeDiskBytes ?? null),
     natsRssKb: nats?.natsRssKb ?? null,
+    natsSlowConsumers: nats?.natsSlowConsumers ?? null,
   };
 }
 

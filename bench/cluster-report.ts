@@ -21,6 +21,9 @@ export interface RunCosts {
   brokerMsPer1k: number | null;
   /** nats-server CPU per 1000 units, ms (null for Mosquitto). */
   natsMsPer1k: number | null;
+  /** Publish rows: messages published per second, and broker CPU per 1000 of them (QoS 0 fan-in drops some, fan-out delivers each 50 times). */
+  publishedPerSec: number | null;
+  brokerMsPer1kPublished: number | null;
   /** BMQ_MSGS at the end of the run (warm-up and settling included): messages, bytes, bytes per message. */
   streamMessages: number | null;
   streamBytes: number | null;
@@ -29,6 +32,8 @@ export interface RunCosts {
   storeDiskBytes: number | null;
   storeDiskBytesPerMsg: number | null;
   natsRssKb: number | null;
+  /** "Slow Consumer Detected" lines the nats-server printed (it dropped messages to a node); null without NATS. */
+  natsSlowConsumers: number | null;
 }
 
 export interface ClusterRunRecord {
@@ -178,8 +183,8 @@ export function printClusterReport(report: ClusterReport, rows: ClusterRow[]): v
     for (const t of report.targets) out.push(`  ${t.row}: ${t.target}: ${fmtRatio(t.ratio)} → ${t.met === null ? 'not measured' : t.met ? 'met' : 'NOT met'}`);
   }
   out.push('');
-  out.push('per-unit costs (medians; CPU in ms per 1000 units of the row: connections in row 1, deliveries elsewhere; CPU % of one core; JetStream = BMQ_MSGS stream info at the end of the run):');
-  const costHeaders = ['row', 'broker', 'units/s', 'broker ms/1k', 'nats ms/1k', 'broker %', 'per process %', 'nats %', 'generator %', 'other %', 'stream B/msg', 'store disk B/msg'];
+  out.push('per-unit costs (medians; CPU in ms per 1000 units of the row: connections in row 1, deliveries elsewhere, and per 1000 published messages; undelivered: messages published but never delivered, whole run; CPU % of one core; JetStream = BMQ_MSGS stream info at the end of the run):');
+  const costHeaders = ['row', 'broker', 'units/s', 'broker ms/1k', 'nats ms/1k', 'published/s', 'broker ms/1k published', 'undelivered', 'broker %', 'per process %', 'nats %', 'generator %', 'other %', 'stream B/msg', 'store disk B/msg'];
   const costRows: string[][] = [];
   for (const r of rows) {
     for (const v of [r.first, r.second, ...(r.mosquitto ? (['mosquitto'] as const) : []), ...(r.standalone ? (['standalone'] as const) : [])]) {
@@ -197,6 +202,9 @@ export function printClusterReport(report: ClusterReport, rows: ClusterRow[]): v
         fmt(med((x) => x.costs?.unitsPerSec), r.unit === 'connection' ? 'conn/s' : 'msg/s'),
         num(med((x) => x.costs?.brokerMsPer1k), 1),
         num(med((x) => x.costs?.natsMsPer1k), 1),
+        fmt(med((x) => x.costs?.publishedPerSec), 'msg/s'),
+        num(med((x) => x.costs?.brokerMsPer1kPublished), 1),
+        fmt(med(detail('undelivered')), 'msg'),
         num(med(detail('brokerCpuPct')), 1),
         typeof parts === 'string' ? parts : '—',
         num(med(detail('natsCpuPct')), 1),
@@ -207,7 +215,7 @@ export function printClusterReport(report: ClusterReport, rows: ClusterRow[]): v
       ]);
     }
   }
-  out.push(renderTable(costHeaders, costRows, costHeaders.map((_, i) => i >= 2 && i !== 6)));
+  out.push(renderTable(costHeaders, costRows, costHeaders.map((_, i) => i >= 2 && i !== 9)));
   out.push('');
   out.push('details (CPU in % of one core; other = used by neither broker, nats-server nor generator: uncharged kernel loopback work and other processes):');
   for (const r of report.runs) {
@@ -217,7 +225,7 @@ export function printClusterReport(report: ClusterReport, rows: ClusterRow[]): v
       continue;
     }
     const c = r.costs;
-    const costs = c === null ? {} : { streamMessages: c.streamMessages, streamBytes: c.streamBytes, storeDiskBytes: c.storeDiskBytes, natsRssKb: c.natsRssKb };
+    const costs = c === null ? {} : { streamMessages: c.streamMessages, streamBytes: c.streamBytes, storeDiskBytes: c.storeDiskBytes, natsRssKb: c.natsRssKb, natsSlowConsumers: c.natsSlowConsumers };
     const d = Object.entries({ ...r.details, ...costs })
       .filter(([, v]) => v !== null)
       .map(([k, v]) => `${k}=${typeof v === 'number' ? v : JSON.stringify(v)}`)

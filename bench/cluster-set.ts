@@ -49,6 +49,8 @@ export interface NatsCosts {
   /** Every file in the JetStream store directory (the stream and the KV buckets). */
   storeDiskBytes: number;
   natsRssKb: number | null;
+  /** "Slow Consumer Detected" lines from the nats-server over the run: it dropped messages to a node. */
+  natsSlowConsumers: number;
 }
 
 export interface ClusterSetOptions {
@@ -166,7 +168,7 @@ export class ClusterSet implements BrokerUnderTest {
   async natsCosts(): Promise<NatsCosts | null> {
     if (this.nats === null) return null;
     const stream = await this.nats.streamState(MESSAGE_STREAM);
-    return { streamMessages: stream?.messages ?? null, streamBytes: stream?.bytes ?? null, storeDiskBytes: this.nats.storeDiskBytes(), natsRssKb: this.nats.rssKb() };
+    return { streamMessages: stream?.messages ?? null, streamBytes: stream?.bytes ?? null, storeDiskBytes: this.nats.storeDiskBytes(), natsRssKb: this.nats.rssKb(), natsSlowConsumers: this.nats.slowConsumerReports };
   }
 
   /** Stops the broker nodes (graceful, then SIGKILL), then the nats-server, and removes their directories. */

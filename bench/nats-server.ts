@@ -2,7 +2,8 @@
  * The nats-server of a `--cluster` bench run: one JetStream node on 127.0.0.1, a port that
  * was free a moment ago, a fresh store directory. Owns: starting it (ready when a client
  * gets JetStream account info, with a deadline), its CPU time and RSS from /proc, what the
- * message stream holds (JetStream's stream info) and its store's size on disk, and
+ * message stream holds (JetStream's stream info), its store's size on disk and the slow
+ * consumers it reported (messages it dropped), and
  * stopping it (SIGTERM, then SIGKILL) with its directory removed. Must not: configure
  * anything in it (the Bastion nodes create their stream and buckets), or outlive the run.
  */
@@ -61,6 +62,9 @@ function diskBytes(dir: string): number {
 
 export class NatsServer {
   private logTail = '';
+  private partial = '';
+  /** "Slow Consumer Detected" lines it printed: it dropped messages for a client that did not read fast enough. */
+  slowConsumerReports = 0;
   private exitDescription: string | null = null;
   readonly exited: Promise<string>;
 
@@ -71,7 +75,11 @@ export class NatsServer {
     private readonly dir: string,
   ) {
     const keep = (chunk: Buffer): void => {
-      this.logTail = (this.logTail + chunk.toString('utf8')).slice(-LOG_TAIL_BYTES);
+      const text = chunk.toString('utf8');
+      this.logTail = (this.logTail + text).slice(-LOG_TAIL_BYTES);
+      const lines = (this.partial + text).split('\n');
+      this.partial = (lines.pop() ?? '').slice(-LOG_TAIL_BYTES);
+      this.slowConsumerReports += lines.filter((l) => /slow consumer/i.test(l)).length;
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
