@@ -208,12 +208,15 @@ export class Broker {
     if (stale !== undefined) this.forgetSession(stale);
     const session = this.adoptSession(rec, resume.incomingQos2);
     session.hold();
-    let through = 0;
+    let through: number;
     try {
       through = await resume.replay((message, inflight) => this.replayInto(session, message, inflight));
-    } finally {
-      session.releaseHeld(through);
+    } catch (err) {
+      // Not resumed here after all: the next CONNECT resumes again from the cluster's record.
+      this.forgetSession(session);
+      throw err;
     }
+    session.releaseHeld(through);
   }
 
   /** A session from a record (store recovery, or the cluster), with its subscriptions routed; not owned by a connection. */

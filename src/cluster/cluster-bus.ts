@@ -20,7 +20,7 @@
  * messages wait at once, beyond which new ones are refused at once (bounded memory, held-back
  * publishers). QoS 0 is refused while NATS is disconnected rather than queued in the client.
  */
-import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
+import { headers, type NatsConnection, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { createHash } from 'node:crypto';
 import type { Logger } from '../core/logger.js';
@@ -78,6 +78,13 @@ interface Interest {
 }
 
 const PLAIN: ClusterDeliveryScope = { kind: 'plain' };
+
+/** The header the stream's republish carries, for a live copy this node sends itself. */
+function sequenceHeader(seq: number): MsgHdrs {
+  const h = headers();
+  h.set('Nats-Sequence', String(seq));
+  return h;
+}
 
 /**
  * Ids seen lately, oldest forgotten first. A duplicate arrives within milliseconds (a
@@ -275,8 +282,12 @@ export class ClusterBus {
       const remaining = deadline - Date.now();
       try {
         // The same msgID on every attempt: JetStream keeps one copy (duplicate window 2 min).
-        await this.opts.js.publish(subject, body, { msgID: id, timeout: Math.max(250, Math.min(remaining, 5000)) });
+        const ack = await this.opts.js.publish(subject, body, { msgID: id, timeout: Math.max(250, Math.min(remaining, 5000)) });
         this.counters.stored++;
+        // A retry answered as a duplicate: the first attempt was stored, but its republish
+        // may have died with the stream leader. Send the live copy ourselves, with its
+        // sequence; receivers drop it by id when the republish did go out.
+        if (ack.duplicate) this.opts.nc.publish(liveSubject(subject), body, { headers: sequenceHeader(ack.seq) });
         return;
       } catch (err) {
         if (Date.now() + 100 >= deadline) {

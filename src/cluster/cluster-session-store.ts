@@ -19,6 +19,9 @@ import type { Logger } from '../core/logger.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { DurableQos2, DurableSession } from './session-record.js';
 
+/** The pause after a failed write before the next batch. */
+const RETRY_PAUSE_MS = 500;
+
 interface Pending {
   streamSeq: number;
   qos: number;
@@ -52,6 +55,8 @@ export class ClusterSessionStore implements SessionStore {
   private scheduled = false;
   private inFlight: Promise<void> | null = null;
   private seq = 1;
+  /** No batch before this time (ms since the epoch): the pause after a failed write. */
+  private retryAt = 0;
   writeFailures = 0;
 
   constructor(private readonly opts: ClusterSessionStoreOptions) {}
@@ -89,10 +94,14 @@ export class ClusterSessionStore implements SessionStore {
     this.dirtyIds.add(clientId);
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
+    // After a failed write, the next batch waits for the pause (no retry storm while NATS is in trouble).
+    const wait = this.retryAt - Date.now();
+    const run = (): void => {
       this.scheduled = false;
       void this.flushNow();
-    });
+    };
+    if (wait > 0) setTimeout(run, wait).unref();
+    else setImmediate(run);
   }
 
   saveSession(record: SessionRecord): void {
@@ -195,7 +204,8 @@ export class ClusterSessionStore implements SessionStore {
     if (this.writeFailures !== failuresBefore) {
       // A failed write is retried after a pause (NATS may be away), with its waiters still waiting.
       this.waiters.unshift(...waiters);
-      setTimeout(() => void this.flushNow(), 500).unref();
+      this.retryAt = Date.now() + RETRY_PAUSE_MS;
+      setTimeout(() => void this.flushNow(), RETRY_PAUSE_MS).unref();
       return;
     }
     for (const w of waiters) w();

@@ -51,6 +51,8 @@ export class NodeLeases {
   private readonly seen = new Map<string, Seen>();
   /** Nodes whose lease this node saw expire (or removed). */
   private readonly dead = new Set<string>();
+  /** When this node's last check of the leases succeeded. */
+  private lastSweep = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly ttl: number;
   private sweeping = false;
@@ -79,11 +81,16 @@ export class NodeLeases {
     return [...this.seen.entries()].filter(([, s]) => now - s.since < this.ttl).map(([id]) => id);
   }
 
-  /** True when `node`'s lease expired (as far as this node knows): no point asking it anything. */
+  /**
+   * True when `node`'s lease expired (as far as this node knows): no point asking it
+   * anything. A lease looks stale only while this node's own checks succeed: when they
+   * fail (NATS in trouble), every other node would look dead.
+   */
   presumedDead(node: string): boolean {
     if (this.dead.has(node)) return true;
     const s = this.seen.get(node);
-    return s !== undefined && Date.now() - s.since >= this.ttl;
+    const now = Date.now();
+    return s !== undefined && now - s.since >= this.ttl && now - this.lastSweep < 2 * RENEW_MS;
   }
 
   private async renew(): Promise<void> {
@@ -137,6 +144,7 @@ export class NodeLeases {
       await this.takeWills(node);
     }
     for (const node of [...this.seen.keys()]) if (!present.has(node)) this.seen.delete(node);
+    this.lastSweep = Date.now();
   }
 
   /** Takes every will recorded for connections of `node`, each once, and publishes it after its delay. */

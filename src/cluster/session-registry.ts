@@ -148,10 +148,14 @@ export class SessionRegistry {
       let entry = await this.kv.get(key);
       let previous = entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
       if (previous !== null && previous.node !== this.nodeId && !this.presumedDead(previous.node)) {
-        await this.askToLetGo(previous.node, clientId, previous.epoch + 1);
+        const asked = previous;
+        await this.askToLetGo(asked.node, clientId, asked.epoch + 1);
         // What it wrote while letting go.
         entry = await this.kv.get(key);
         previous = entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
+        // Someone claimed meanwhile (the owner itself again, or a third node): the node we
+        // asked may not be the owner any more, so ask whoever is, with a newer epoch.
+        if (previous !== null && (previous.epoch !== asked.epoch || previous.node !== asked.node) && previous.node !== this.nodeId) continue;
       }
       const kept = keepSession ? previous?.session : undefined;
       const record: OwnerRecord = { node: this.nodeId, epoch: (previous?.epoch ?? 0) + 1, claimedAt: Date.now(), ...(kept !== undefined ? { session: kept } : {}) };
@@ -204,6 +208,16 @@ export class SessionRegistry {
         owned.record = record;
       } catch (err) {
         if (!isConflict(err)) throw err;
+        // A write that timed out (a JetStream election) may have landed after all: the key
+        // then still names this node at this epoch, at a newer revision. Only another
+        // node's claim means the client id is lost.
+        const now = await this.kv.get(owned.key);
+        const current = now !== null && now.operation === 'PUT' ? decodeOwnerRecord(now.value) : null;
+        if (now !== null && current !== null && current.node === this.nodeId && current.epoch === owned.record.epoch) {
+          owned.revision = await this.kv.update(owned.key, encodeOwnerRecord(record), now.revision);
+          owned.record = record;
+          return;
+        }
         this.fencedWrites++;
         this.owned.delete(clientId);
         onLost();

@@ -19,6 +19,8 @@ import { decodeEnvelope } from './message-envelope.js';
 import { filterToSubjects, isCodecRefusal, subjectToTopic } from './subject-codec.js';
 
 const BATCH = 256;
+/** How long a replay may take before the CONNECT that asked for it is refused. */
+const REPLAY_DEADLINE_MS = 8000;
 
 export interface ReplayRequest {
   js: JetStreamClient;
@@ -57,6 +59,8 @@ export async function replaySession(req: ReplayRequest): Promise<number> {
     opt_start_seq: first,
     ...(narrowed ? { filter_subjects: subjects.length === 1 ? subjects[0]! : subjects } : {}),
   });
+  const deadline = Date.now() + REPLAY_DEADLINE_MS;
+  let last = req.cursor;
   try {
     for (;;) {
       const batch = await consumer.fetch({ max_messages: BATCH, expires: 2000 });
@@ -64,6 +68,7 @@ export async function replaySession(req: ReplayRequest): Promise<number> {
       let done = false;
       for await (const m of batch) {
         got++;
+        last = m.seq;
         if (m.seq > end) {
           done = true;
           break;
@@ -79,7 +84,15 @@ export async function replaySession(req: ReplayRequest): Promise<number> {
           break;
         }
       }
-      if (done || got === 0) break;
+      if (done) break;
+      if (got === 0) {
+        // Nothing came: either nothing (more) matches, or JetStream is slow (an election).
+        // Only the consumer's own count tells; a replay that cannot finish fails, and the
+        // CONNECT is refused rather than resumed with a hole in it.
+        const pending = (await consumer.info(false)).num_pending;
+        if (pending === 0) break;
+        if (Date.now() > deadline) throw new Error(`the replay of the session stopped at stream sequence ${last} of ${end}`);
+      }
     }
   } finally {
     await consumer.delete().catch(() => undefined);

@@ -13,13 +13,11 @@
  *  (a) the longest gap between consecutive PUBACKs is at most 10 s (the acceptance figure
  *      of the issue), and no publish is refused;
  *  (b) every PUBACKed message reaches the subscriber, which stays connected (QoS 1: repeats
- *      allowed, none lost). A subtest marked todo: it fails now and then because of a bug
- *      in src/cluster (LOSS_TODO says how);
+ *      allowed, none lost);
  *  (c) after the killed server restarts on its store, everything still works: it is a peer
  *      of the stream again, new CONNECTs are admitted on both nodes, QoS 1 publishes from
  *      node b are acknowledged and delivered on node a, and the persistent session resumes
- *      on node a with what it missed (a subtest marked todo: it failed once because of a
- *      bug, RESUME_TODO says how). A node whose NATS connection moved refuses CONNECTs (0x88) until
+ *      on node a with what it missed. A node whose NATS connection moved refuses CONNECTs (0x88) until
  *      it has re-read the cluster's shared security state (fail closed); such refusals are
  *      retried (a client's retry, bounded) and how long they lasted is printed.
  * The measured gap, the time to the first PUBACK after the kill and the counts are printed.
@@ -55,21 +53,6 @@ const SERVER_UNAVAILABLE = 0x88;
  * tests): a real bug in src/cluster, reported with this test. The rest of each test is
  * asserted as usual.
  */
-const LOSS_TODO =
-  'bug, intermittent: (1) seen 3 times: about 5 s after the kill a session write of node b (KV update of bmq_sessions, session-registry.ts write(), line 203) times out during the election ' +
-  'but lands; the retry compares against the old revision, fails compare-and-set, and is taken as ownership lost (lines 206-209): release() sends the subscriber ' +
-  'DISCONNECT 0x8E "session taken over on another node" (cluster-node.ts line 334) although no node took it (takeoversAnswered 0), and ~2480 later messages never reach it; ' +
-  '(2) seen once: 3 messages in flight at the kill (505-507) PUBACKed but never republished on bmq.> (the test\'s own tap missed them too) while the subscriber stayed connected; likely cause: ' +
-  'live delivery relies only on the stream\'s republish, which the dead leader never sent, and the retried store is answered as a duplicate, which JetStream does not republish (cluster-bus.ts store())';
-
-/** The resume in (c) failed once: a real bug, reported with this test. */
-const RESUME_TODO =
-  'bug, intermittent (seen once in about 60 scenarios): right after the restart the persistent session resumed on node a with session present, but the QoS 1 message ' +
-  'published while it was away (stored in BMQ_MSGS, queued on node b for the offline session) never arrived. Node b still held the session (offline, that message queued): it was apparently never asked to let go, ' +
-  'node a probably presuming b dead because its own lease sweeps were failing with timeouts (node-leases.ts presumedDead(), line 86; session-registry.ts claim(), line 150). Likely cause of the loss: ' +
-  'the replay ends at the first fetch that returns nothing within 2 s while JetStream is still slow (session-replay.ts lines 62 and 82) and then drops the held live copies up to the ' +
-  'stream end as if replayed (broker.ts resumeFromCluster(), line 215)';
-
 const auth = { user: 'bastion', password: 'cluster-kill-password' };
 let cluster: NatsCluster;
 let dir: string;
@@ -308,7 +291,7 @@ async function killUnderLoad(t: TestContext, target: 'a' | 'b', tag: string): Pr
   }
 
   // (b) Every PUBACKed message reaches the subscriber, which stays connected; QoS 1 may repeat some.
-  await t.test('(b) every PUBACKed message reaches the subscriber on node b, which stays connected', { todo: LOSS_TODO }, async () => {
+  await t.test('(b) every PUBACKed message reaches the subscriber on node b, which stays connected', async () => {
     try {
       await waitAll(got, acked, 20_000, 'every PUBACKed message at the subscriber', diagnose);
       assert.equal(sub.connected, true, `the subscriber stayed connected throughout: ${subEnd.join(', ')}`);
@@ -350,7 +333,7 @@ async function killUnderLoad(t: TestContext, target: 'a' | 'b', tag: string): Pr
   await waitAll(afterRestart, more, 15_000, 'the messages published after the restart', diagnose);
   // The persistent session moves to node a and gets what was published while it was away.
   let resumedRefusals = '';
-  await t.test('(c) the persistent session resumes on node a with the message published while it was away', { todo: RESUME_TODO }, async () => {
+  await t.test('(c) the persistent session resumes on node a with the message published while it was away', async () => {
     await sub.endAsync();
     const away = MAX_MESSAGES + 1000;
     await withTimeout(pub.publishAsync(`${tag}/away`, String(away), { qos: 1 }), 15_000, 'PUBACK while the subscriber is away');

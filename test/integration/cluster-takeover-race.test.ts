@@ -14,8 +14,7 @@
  *  - the survivor is still connected after all that.
  * Test 1: 90 rounds, each with its own id (`race-<i>`: the first claim of an id), five at a
  * time. Test 2: 10 rounds in a row reusing one id (`race-shared`), so every claim after the
- * first meets the record, epoch and registry state the previous round left (todo: both
- * connections stay, see its todo text). Every problem of every round is collected and
+ * first meets the record, epoch and registry state the previous round left. Every problem of every round is collected and
  * reported together; the outcome counts and runtimes are printed.
  *
  * No sleeps: every wait is on an event (CONNACK, DISCONNECT, close, a message, an
@@ -264,11 +263,6 @@ test(
   `${SHARED_ROUNDS} rounds in a row reusing one client id, connecting to two nodes at once: exactly one connection stays, and it owns the session`,
   {
     timeout: 60_000,
-    todo:
-      'bug: in 8 or 9 of the 9 rounds after the first (each of 4 runs), BOTH connections stay: both CONNACK 0x00, no DISCONNECT 0x8E (none within 3 s; a 15 s wait saw none either), both registries own the id, the bucket names one node. ' +
-      'The node that owned the id last (its record still in bmq_sessions) claims it again without asking anyone (epoch e+1); the other node read the record before that write and asks it to let go with e+1 too; ' +
-      'the owner ignores that as not newer (session-registry.ts takeover(), lines 117-118: held >= epoch, or nothing held or owned yet) and its fence e+1 does not stop its own e+1 session (opened(), line 224: fence.epoch > epoch). ' +
-      'The asker then re-reads, finds e+1 and writes e+2 without asking that owner again (claim(), lines 148-157: the re-read record is not checked against the one it asked about)',
   },
   async () => {
     const started = Date.now();
