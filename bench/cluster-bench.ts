@@ -7,6 +7,7 @@
  * costs, and writing the report (cluster-report.ts) and its JSON. Must not: generate load
  * itself (the scenarios of scenarios.ts do, unchanged), or leave a process behind.
  */
+import { guardRun } from './run-guard.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -156,19 +157,7 @@ export async function runClusterBench(opts: BenchOptions, rows: ClusterRow[]): P
     withMosquitto = false;
   }
   process.stderr.write(`bench --cluster: Node ${process.version}, OpenSSL ${process.versions.openssl}, ${NATS_SERVER_BIN}\n`);
-  const watchdog = setTimeout(() => {
-    process.stderr.write(`bench --cluster: watchdog: still running after ${WATCHDOG_MS / 60000} minutes, giving up\n`);
-    current?.killNow();
-    process.exit(3);
-  }, WATCHDOG_MS);
-  const onSignal = (): void => {
-    current?.killNow();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  // Whatever ends this process, no nats-server or broker of a run may outlive it.
-  process.once('exit', () => current?.killNow());
+  const watchdog = guardRun('bench --cluster', WATCHDOG_MS, () => current?.killNow());
 
   const workDir = await mkdtemp(join(os.tmpdir(), 'bench-pki-'));
   let pki: BenchPki | null = null;

@@ -13,6 +13,7 @@
  *                          [--broker bastion|both] [--repeat 1] [--limits raised|off|defaults] [--json <file>]
  *   (cluster mode over NATS, 1 worker against 2: cluster-bench.ts)
  */
+import { guardRun } from './run-guard.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -248,19 +249,7 @@ async function main(): Promise<void> {
   }
   // Which Node measured: the generator and Bastion run on this one (process.execPath).
   process.stderr.write(`bench: Node ${process.version}, OpenSSL ${process.versions.openssl}\n`);
-  const watchdog = setTimeout(() => {
-    process.stderr.write(`bench: watchdog: still running after ${WATCHDOG_MS / 60000} minutes, giving up\n`);
-    current?.killNow();
-    process.exit(3);
-  }, WATCHDOG_MS);
-  const onSignal = (): void => {
-    current?.killNow();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  // Whatever ends this process, the broker under test must not outlive it.
-  process.once('exit', () => current?.killNow());
+  const watchdog = guardRun('bench', WATCHDOG_MS, () => current?.killNow());
 
   const skipped: string[] = [];
   const brokers = opts.brokers.filter((b) => {
