@@ -15,7 +15,7 @@
 import { join, resolve } from 'node:path';
 import { startAdminApi, type RunningAdminApi } from '../admin/api/admin-server.js';
 import { adminChangeEvent } from '../admin/api/admin-change.js';
-import type { AdminServices, PolicyFacade } from '../admin/api/services.js';
+import type { AdminServices, PolicyFacade, TokenStore } from '../admin/api/services.js';
 import { usersFacade } from '../admin/api/users-facade.js';
 import { BrokerApi } from '../broker/api.js';
 import { ClusterAdmin } from '../cluster/cluster-admin.js';
@@ -27,6 +27,7 @@ import { BanList, type BanStore } from '../security/limits/ban-list.js';
 import { BruteForceProtection, type AutoBanDeps } from '../security/limits/brute-force.js';
 import { FlappingProtection } from '../security/limits/flapping.js';
 import { PasswordHasher } from '../security/authn/password-hash.js';
+import type { UserAdmin } from '../security/authn/user-store.js';
 import { ADMIN_DB_FILE, SqliteAdminStore } from '../store/sqlite/admin-store.js';
 import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
 import { configuredPkiDir } from './pki-layout.js';
@@ -55,13 +56,15 @@ export interface AdminSideOptions {
   /** Roles, bindings, explain and lint (security/authz's PolicyService); null: those routes answer 501. */
   policy?: PolicyFacade | null;
   /** The user store the login providers already hold open, to share rather than open users.db twice. */
-  users?: SqliteUserStore | null;
+  users?: UserAdmin | null;
   /** Lint findings about the running setup (listener-lint.ts), answered with the rule findings. */
   setupFindings?: () => unknown[];
   /** This node's place in a cluster: the admin API then sees the clients of every node. */
   cluster?: ClusterNode | null;
   /** In a cluster: the store the ban list keeps its entries in, given admin.db's (cluster-bans.ts). */
   banStore?: (local: BanStore) => BanStore;
+  /** In a cluster: the admin API's tokens, given admin.db's (cluster-tokens.ts). */
+  tokenStore?: (local: TokenStore) => TokenStore;
 }
 
 /**
@@ -138,7 +141,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
         broker: brokerApi,
         ...(opts.setupFindings !== undefined ? { setupFindings: opts.setupFindings } : {}),
         bans,
-        tokens: store,
+        tokens: opts.tokenStore?.(store) ?? store,
         users: usersFacade(users, new PasswordHasher()),
         policy: opts.policy ?? null,
         logger: opts.logger,

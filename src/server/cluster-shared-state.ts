@@ -44,6 +44,8 @@ export interface ClusterSharedStateOptions {
   broker: Broker;
   revocation: RevocationEnforcer;
   logger: Logger;
+  /** More kinds of shared entries (cluster-access.ts), registered before the bucket is read. */
+  kinds?: Array<{ register(state: SharedState): void }>;
 }
 
 export interface ClusterSharedState {
@@ -246,6 +248,7 @@ export async function startClusterSharedState(opts: ClusterSharedStateOptions): 
   const banStore = new ClusterBanStore(state, logger, enforce);
   state.register(CRL_PREFIX, revocations);
   state.register(BAN_PREFIX, banStore);
+  for (const k of opts.kinds ?? []) k.register(state);
   try {
     await state.start();
   } catch (err) {

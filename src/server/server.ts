@@ -32,6 +32,7 @@ import { startPendingChangesDrain, type PendingChangesDrain } from './pending-ch
 import { connectClusterSide } from './cluster-side.js';
 import { startClusterSharedState, type ClusterSharedState } from './cluster-shared-state.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
+import { ClusterAccess } from './cluster-access.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -148,11 +149,17 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   let audit: AuditSide | null = null;
   let cliChanges: PendingChangesDrain | null = null;
   let shared: ClusterSharedState | null = null;
+  // In a cluster the ACL rules, the users and the admin tokens are shared (read with the bans, below).
+  let access: ClusterAccess | null = null;
   try {
     // Retained messages of the cluster are in the broker before any client can ask for them.
     await cluster?.attach(broker);
     // SECURITY: the cluster's revocations and bans are read (or the start fails) before anyone is admitted.
-    if (cluster !== null) shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger });
+    if (cluster !== null) {
+      access = new ClusterAccess(dataDir, logger);
+      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access] });
+      access.attach(authz.service);
+    }
     // The audit log first: everything from here on (admin changes, connections) is recorded.
     audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger, ...(cluster !== null ? { nodeId: cluster.nodeId } : {}) });
     // Changes the CLI made while no broker ran (or since the last poll) are recorded
@@ -162,7 +169,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     // configured), before the listeners: a banned client never slips in at start.
     // The listeners (started below) add what lint says about them: no way to revoke client certificates.
     const setupFindings = (): unknown[] => listeners.flatMap((l) => (l.tls !== null ? [revocationFinding(l.config.name, l.tls.revocation)].filter((f) => f !== null) : []));
-    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: authn.users, setupFindings, cluster, ...(shared !== null ? { banStore: shared.banStore } : {}) });
+    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: access?.users() ?? authn.users, setupFindings, cluster, ...(shared !== null ? { banStore: shared.banStore } : {}), ...(access !== null ? { tokenStore: access.tokenStore.bind(access) } : {}) });
     shared?.enforceBans(adminSide.bans);
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
@@ -198,6 +205,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     for (const l of listeners) await l.stopAccepting();
     await pki?.stop();
     await adminSide?.stop();
+    access?.stop();
     shared?.stop();
     await cluster?.close();
     store?.close();
@@ -221,6 +229,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       await cluster?.close();
       await pki?.stop();
       await adminSide?.stop();
+      access?.stop();
       store?.close();
       authn.close();
       authz.close();
