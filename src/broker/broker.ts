@@ -18,9 +18,7 @@ import { parseSharedFilter } from '../protocol/topic.js';
 import type { Message } from './message.js';
 import { newBrokerCounters, type BrokerCounters } from './broker-counters.js';
 import { fanOut, type PublishOutcome } from './fan-out.js';
-import type { AuthorizedClient, Authenticator, ClientQuotaSource, ClusterDeliveryScope, ClusterPort, ClusterResume, DeliveryAuthorizer, EnhancedAuthMethod, OutboundState, RetainStore, SessionRecord, SessionStore, StoredSubscription } from './ports.js';
-import { topicMatches } from '../protocol/topic.js';
-import type { QoS } from '../protocol/packets.js';
+import type { AuthorizedClient, Authenticator, ClientQuotaSource, ClusterDeliveryScope, ClusterPort, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionRecord, SessionStore, StoredSubscription } from './ports.js';
 import { RetainedMessages } from './retain/retained-messages.js';
 import { TopicRouter } from './router/topic-router.js';
 import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type WillSpec } from './session/session.js';
@@ -195,32 +193,8 @@ export class Broker {
     return { sessions: this.sessions.size, messages, retained: this.retained.size };
   }
 
-  /**
-   * Cluster: before a CONNECT that does not start clean opens its session, takes over the
-   * persistent session its last owner left (unless this node holds the current one) and
-   * replays what it missed from the cluster's stream, in front of what arrives meanwhile.
-   */
-  async resumeFromCluster(resume: ClusterResume): Promise<void> {
-    const rec = resume.record;
-    const stale = this.sessions.get(rec.clientId);
-    // A copy here is stale (another node owned the client id since): dropped without
-    // touching the cluster's record, which is the current one.
-    if (stale !== undefined) this.forgetSession(stale);
-    const session = this.adoptSession(rec, resume.incomingQos2);
-    session.hold();
-    let through: number;
-    try {
-      through = await resume.replay((message, inflight) => this.replayInto(session, message, inflight));
-    } catch (err) {
-      // Not resumed here after all: the next CONNECT resumes again from the cluster's record.
-      this.forgetSession(session);
-      throw err;
-    }
-    session.releaseHeld(through);
-  }
-
   /** A session from a record (store recovery, or the cluster), with its subscriptions routed; not owned by a connection. */
-  private adoptSession(rec: SessionRecord, incomingQos2: Iterable<number>): Session {
+  adoptSession(rec: SessionRecord, incomingQos2: Iterable<number>): Session {
     const session = new Session(rec.clientId, rec.protocolVersion, rec.expiryInterval, this.sessionContext);
     session.disconnectedAt = rec.disconnectedAt;
     this.sessions.set(rec.clientId, session);
@@ -248,37 +222,6 @@ export class Broker {
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.owners.delete(session);
     this.clients.delete(session);
-  }
-
-  /**
-   * One message replayed from the cluster's stream into `session`: matched against its own
-   * (non-shared) subscriptions, merged as fan-out merges, authorized again. A QoS 2 exchange
-   * already in progress (`inflight`) resumes with its packet id and state.
-   */
-  private replayInto(session: Session, message: Message, inflight: { packetId: number; state: OutboundState } | null): void {
-    let qos = -1;
-    let retainAsPublished = false;
-    const ids: number[] = [];
-    for (const sub of session.subscriptions.values()) {
-      if (parseSharedFilter(sub.filter) !== null || !topicMatches(sub.filter, message.topic)) continue;
-      if (sub.noLocal && message.origin === session.clientId) continue;
-      if (sub.qos > qos) qos = sub.qos;
-      if (sub.retainAsPublished) retainAsPublished = true;
-      if (sub.subscriptionId !== 0) ids.push(sub.subscriptionId);
-    }
-    if (qos < 0) return;
-    const client = this.clients.get(session);
-    if (client === undefined || !this.authorizer.canReceive(client, message.topic)) {
-      this.counters.deniedAtDelivery++;
-      return;
-    }
-    const granted = Math.min(qos, message.qos) as QoS;
-    const retainFlag = retainAsPublished ? message.retain : false;
-    if (inflight !== null && granted === 2 && inflight.packetId !== 0) {
-      session.restoreInflight(message, inflight.packetId, inflight.state, retainFlag, ids);
-      return;
-    }
-    session.deliverNow(message, granted, retainFlag, ids, null);
   }
 
   /**
@@ -419,35 +362,25 @@ export class Broker {
   }
 
   private publishWill(session: Session, will: WillSpec): void {
-    const client = this.clients.get(session);
-    // SECURITY: a will is a publish like any other: authorized at CONNECT and again when it
-    // goes out (the rules may have changed since).
-    const verdict = client === undefined ? null : this.authorizer.authorizePublish(client, will.message.topic, will.message.qos, will.message.retain);
+    this.publishWillAs(session.clientId, this.clients.get(session) ?? null, will);
+  }
+
+  /**
+   * Publishes a will as `client` (a session's last identity; in a cluster also the identity
+   * recorded with the will of a node that died). SECURITY: a will is a publish like any
+   * other: authorized at CONNECT and again when it goes out (the rules may have changed
+   * since); without an identity it is not published.
+   */
+  publishWillAs(clientId: string, client: AuthorizedClient | null, will: WillSpec): boolean {
+    const verdict = client === null ? null : this.authorizer.authorizePublish(client, will.message.topic, will.message.qos, will.message.retain);
     if (verdict === null || !verdict.ok) {
-      this.logger.warn({ clientId: session.clientId, topic: will.message.topic, reason: verdict?.ok === false ? verdict.reason : 'no identity' }, 'will message denied by authorization');
-      return;
+      this.logger.warn({ clientId, topic: will.message.topic, reason: verdict?.ok === false ? verdict.reason : 'no identity' }, 'will message denied by authorization');
+      return false;
     }
     const expiresAt = will.expiryInterval > 0 ? this.clock.now() + will.expiryInterval * 1000 : 0;
     // In a cluster nobody waits for the will's store; a failure is logged, not thrown.
     this.publish({ ...will.message, expiresAt }).stored?.catch((err: unknown) => {
-      this.logger.error({ clientId: session.clientId, topic: will.message.topic, err: err instanceof Error ? err.message : String(err) }, 'will message could not be sent through the cluster');
-    });
-  }
-
-  /**
-   * Cluster: the will of a connection on a node that died, published by this survivor.
-   * SECURITY: authorized again, as `client` (the identity recorded with the will), like
-   * every will when it goes out; without an identity it is not published.
-   */
-  publishOrphanWill(clientId: string, client: AuthorizedClient | null, will: WillSpec): boolean {
-    const verdict = client === null ? null : this.authorizer.authorizePublish(client, will.message.topic, will.message.qos, will.message.retain);
-    if (verdict === null || !verdict.ok) {
-      this.logger.warn({ clientId, topic: will.message.topic, reason: verdict?.ok === false ? verdict.reason : 'no identity' }, 'will of a dead node denied by authorization');
-      return false;
-    }
-    const expiresAt = will.expiryInterval > 0 ? this.clock.now() + will.expiryInterval * 1000 : 0;
-    this.publish({ ...will.message, expiresAt, origin: clientId }).stored?.catch((err: unknown) => {
-      this.logger.error({ clientId, topic: will.message.topic, err: err instanceof Error ? err.message : String(err) }, 'will of a dead node could not be sent through the cluster');
+      this.logger.error({ clientId, topic: will.message.topic, err: err instanceof Error ? err.message : String(err) }, 'will message could not be sent through the cluster');
     });
     return true;
   }

@@ -24,7 +24,7 @@ import { connectNats, type ClusterNatsConnection } from './nats-connection.js';
 import { RetainedSync, RETAINED_BUCKET } from './retained-sync.js';
 import { SessionRegistry, SESSIONS_BUCKET } from './session-registry.js';
 import { ClusterSessionStore } from './cluster-session-store.js';
-import type { DurableSession } from './session-record.js';
+import type { DurableSession, DurableWill } from './session-record.js';
 import { replaySession } from './session-replay.js';
 import { NodeLeases, NODES_BUCKET } from './node-leases.js';
 
@@ -172,12 +172,7 @@ export class ClusterNode implements ClusterPort {
       sessions: this.sessionsKv,
       nodeId: this.nodeId,
       logger,
-      target: {
-        publish: (clientId, will) => {
-          const client = will.identity !== undefined ? { clientId, principal: will.identity.principal, identity: will.identity } : null;
-          broker.publishOrphanWill(clientId, client, { message: will.message, delay: will.delay, expiryInterval: will.expiryInterval });
-        },
-      },
+      target: { publish: (clientId, will) => publishDurableWill(broker, clientId, will) },
       ...(this.opts.leaseTtlMs !== undefined ? { leaseTtlMs: this.opts.leaseTtlMs } : {}),
     });
     this.leases = leases;
@@ -248,10 +243,7 @@ export class ClusterNode implements ClusterPort {
     const will = r.orphanWill;
     // The old connection is gone: its will goes out now, unless a resumed session keeps it
     // waiting for its delay, which this reconnect cancels [MQTT-3.1.3-9].
-    if (will !== null && (will.delay === 0 || cleanStart)) {
-      const client = will.identity !== undefined ? { clientId, principal: will.identity.principal, identity: will.identity } : null;
-      broker.publishOrphanWill(clientId, client, { message: will.message, delay: will.delay, expiryInterval: will.expiryInterval });
-    }
+    if (will !== null && (will.delay === 0 || cleanStart)) publishDurableWill(broker, clientId, will);
     const durable = r.previous?.session;
     // This node holds the current session (it owned the client id last): nothing to resume.
     const current = r.previous?.node === this.nodeId && broker.sessions.has(clientId);
@@ -369,4 +361,10 @@ export class ClusterNode implements ClusterPort {
     }
     await this.conn.close();
   }
+}
+
+/** Publishes a will recorded in the cluster, authorized as the identity recorded with it. */
+function publishDurableWill(broker: Broker, clientId: string, will: DurableWill): void {
+  const client = will.identity !== undefined ? { clientId, principal: will.identity.principal, identity: will.identity } : null;
+  broker.publishWillAs(clientId, client, { message: will.message, delay: will.delay, expiryInterval: will.expiryInterval });
 }

@@ -7,6 +7,7 @@ import { ReasonCode } from '../../../protocol/reason-codes.js';
 import type { AuthorizedClient, ClientIdentity } from '../../ports.js';
 import { NEVER_EXPIRES } from '../../session/session.js';
 import type { Channel } from '../channel.js';
+import { resumeFromCluster } from '../../cluster-resume.js';
 import type { WillSpec } from '../../session/session.js';
 import { ADMISSION_STAGE, emitAccepted, emitDenied } from '../security-emit.js';
 
@@ -76,7 +77,7 @@ export function openSession(ch: Channel, pending: PendingConnect, identity: Clie
     const claim = await cluster.claim(ch.clientId, packet.clean !== false);
     if (!claim.ok) return claim;
     // A session another node left is resumed here, its missed messages replayed, before CONNACK.
-    if (claim.resume !== null) await ch.broker.resumeFromCluster(claim.resume);
+    if (claim.resume !== null) await resumeFromCluster(ch.broker, claim.resume);
     return claim;
   })().then(
     (claim) => {
