@@ -182,7 +182,8 @@ export class ClusterSessionStore implements SessionStore {
   /** Writes the state of `clientId` now (at takeover, before another node reads it). */
   async flushClient(clientId: string): Promise<void> {
     if (this.dirtyIds.delete(clientId)) await this.write(clientId);
-    await this.opts.registry.write(clientId, {}, () => undefined);
+    // A batch in flight may hold an older write for it: that one lands first.
+    await this.opts.registry.settled(clientId);
   }
 
   private async flushNow(): Promise<void> {

@@ -17,7 +17,7 @@
 import type { KV } from '@nats-io/kv';
 import type { Logger } from '../core/logger.js';
 import type { DurableWill } from './session-record.js';
-import { decodeOwnerRecord, encodeOwnerRecord } from './session-record.js';
+import { decodeOwnerRecord, encodeOwnerRecord, ownerRecordOf } from './session-record.js';
 import { isConflict } from './session-registry.js';
 import { keyToClientId } from './subject-codec.js';
 
@@ -189,7 +189,7 @@ export class NodeLeases {
       // A client that reconnected within the will delay (a new claim) cancels it [MQTT-3.1.3-9].
       void this.opts.sessions.get(key).then(
         (entry) => {
-          const now = entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
+          const now = ownerRecordOf(entry);
           if (now === null || now.epoch === epoch) fire();
         },
         () => fire(),

@@ -13,6 +13,7 @@
  * a fresh session rather than resume one it cannot read; the identity is read the way the
  * SQLite store reads it (unknown unless it has the expected shape).
  */
+import type { KvEntry } from '@nats-io/kv';
 import type { Message } from '../broker/message.js';
 import type { ClientIdentity, OutboundState, StoredSubscription } from '../broker/ports.js';
 import type { ProtocolVersion } from '../protocol/packets.js';
@@ -165,4 +166,9 @@ export function decodeOwnerRecord(value: Uint8Array): OwnerRecord | null {
     record.will = will;
   }
   return record;
+}
+
+/** The record of a sessions-bucket entry: null when absent, deleted, or not one `encodeOwnerRecord` wrote. */
+export function ownerRecordOf(entry: KvEntry | null): OwnerRecord | null {
+  return entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
 }

@@ -23,7 +23,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../core/logger.js';
 import { ReasonCode } from '../protocol/reason-codes.js';
 import { clientIdToKey, isCodecRefusal } from './subject-codec.js';
-import { decodeOwnerRecord, encodeOwnerRecord, type DurableSession, type DurableWill, type OwnerRecord } from './session-record.js';
+import { encodeOwnerRecord, ownerRecordOf, type DurableSession, type DurableWill, type OwnerRecord } from './session-record.js';
 
 /** The KV bucket of client id owners and their durable sessions. */
 export const SESSIONS_BUCKET = 'bmq_sessions';
@@ -146,13 +146,13 @@ export class SessionRegistry {
     await this.owned.get(clientId)?.writing;
     for (let attempt = 0; attempt < MAX_CLAIM_ATTEMPTS; attempt++) {
       let entry = await this.kv.get(key);
-      let previous = entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
+      let previous = ownerRecordOf(entry);
       if (previous !== null && previous.node !== this.nodeId && !this.presumedDead(previous.node)) {
         const asked = previous;
         await this.askToLetGo(asked.node, clientId, asked.epoch + 1);
         // What it wrote while letting go.
         entry = await this.kv.get(key);
-        previous = entry !== null && entry.operation === 'PUT' ? decodeOwnerRecord(entry.value) : null;
+        previous = ownerRecordOf(entry);
         // Someone claimed meanwhile (the owner itself again, or a third node): the node we
         // asked may not be the owner any more, so ask whoever is, with a newer epoch.
         if (previous !== null && (previous.epoch !== asked.epoch || previous.node !== asked.node) && previous.node !== this.nodeId) continue;
@@ -212,7 +212,7 @@ export class SessionRegistry {
         // then still names this node at this epoch, at a newer revision. Only another
         // node's claim means the client id is lost.
         const now = await this.kv.get(owned.key);
-        const current = now !== null && now.operation === 'PUT' ? decodeOwnerRecord(now.value) : null;
+        const current = ownerRecordOf(now);
         if (now !== null && current !== null && current.node === this.nodeId && current.epoch === owned.record.epoch) {
           owned.revision = await this.kv.update(owned.key, encodeOwnerRecord(record), now.revision);
           owned.record = record;
@@ -225,6 +225,11 @@ export class SessionRegistry {
     });
     owned.writing = next.catch(() => undefined);
     return next;
+  }
+
+  /** Settles once every write queued for `clientId` so far has landed (or failed). */
+  async settled(clientId: string): Promise<void> {
+    await this.owned.get(clientId)?.writing;
   }
 
   /** True while this node owns `clientId` (its writes land). */
