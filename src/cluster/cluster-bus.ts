@@ -27,7 +27,7 @@ import type { Logger } from '../core/logger.js';
 import type { Message } from '../broker/message.js';
 import type { ClusterDeliveryScope } from '../broker/ports.js';
 import { decodeEnvelope, encodeEnvelope } from './message-envelope.js';
-import { filterToSubjects, isCodecRefusal, isDollarTopicSubject, subjectToTopic, topicToSubject } from './subject-codec.js';
+import { filterToSubjects, isCodecRefusal, isDollarTopicSubject, MAX_ENCODED_BYTES_PER_CODE_UNIT, MAX_ENCODED_TOPIC_BYTES, subjectToTopic, topicToSubject } from './subject-codec.js';
 
 /** The name of the JetStream stream that keeps QoS 1/2 messages. */
 export const MESSAGE_STREAM = 'BMQ_MSGS';
@@ -239,6 +239,9 @@ export class ClusterBus {
 
   /** Why `topic` cannot travel as a subject, or null. */
   topicRefusal(topic: string): string | null {
+    // Asked for every PUBLISH, before publish() encodes the subject: a topic too short to
+    // pass the bound even fully escaped is not encoded twice.
+    if (topic.length * MAX_ENCODED_BYTES_PER_CODE_UNIT <= MAX_ENCODED_TOPIC_BYTES) return null;
     const s = topicToSubject(topic, 0);
     return isCodecRefusal(s) ? s.message : null;
   }
