@@ -64,7 +64,7 @@ export interface AdminSideOptions {
   /** In a cluster: the store the ban list keeps its entries in, given admin.db's (cluster-bans.ts). */
   banStore?: (local: BanStore) => BanStore;
   /** In a cluster: the admin API's tokens, given admin.db's (cluster-tokens.ts). */
-  tokenStore?: (local: TokenStore) => TokenStore;
+  tokenStore?: (local: SqliteAdminStore) => TokenStore;
 }
 
 /**

@@ -21,11 +21,10 @@ import type { PolicyService } from '../security/authz/policy-service.js';
 import type { UserAdmin, UserRecord } from '../security/authn/user-store.js';
 import type { TokenStore } from '../admin/api/services.js';
 import { ACL_STORE_FILE, SqliteAclStore } from '../store/sqlite/acl-store.js';
-import { ADMIN_DB_FILE } from '../store/sqlite/admin-store.js';
 import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
 import { BINDING_PREFIX, bindingRows, ROLE_PREFIX, roleRows } from './cluster-acl.js';
 import { MirroredKind } from './cluster-mirror.js';
-import { ClusterTokens } from './cluster-tokens.js';
+import { ClusterTokens, type TokenRecords } from './cluster-tokens.js';
 import { USER_PREFIX, userRows } from './cluster-users.js';
 
 /** How often users.db is read for the CLI's changes. */
@@ -47,7 +46,7 @@ export class ClusterAccess {
   private offPolicy: () => void = () => {};
 
   constructor(
-    private readonly dataDir: string,
+    dataDir: string,
     private readonly logger: Logger,
   ) {
     this.acl = SqliteAclStore.open(join(dataDir, ACL_STORE_FILE));
@@ -108,9 +107,9 @@ export class ClusterAccess {
   }
 
   /** The admin API's token store: the cluster's tokens and admin.db's (cluster-tokens.ts). */
-  tokenStore(local: TokenStore): TokenStore {
+  tokenStore(local: TokenStore & TokenRecords): TokenStore {
     if (this.tokens === null) throw new Error('cluster access asked for tokens before it was registered');
-    this.tokens.attach(local, join(this.dataDir, ADMIN_DB_FILE));
+    this.tokens.attach(local);
     return this.tokens;
   }
 

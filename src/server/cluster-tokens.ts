@@ -20,12 +20,17 @@
  * and a 64-hex-digit hash; one that fails is logged and ignored.
  */
 import { createHash } from 'node:crypto';
-import Database from 'better-sqlite3';
 import { z } from 'zod';
 import type { Logger } from '../core/logger.js';
 import { isValidTokenName } from '../admin/api/tokens.js';
 import type { TokenStore } from '../admin/api/services.js';
 import type { SharedKind, SharedState } from '../cluster/shared-state.js';
+import type { StoredAdminToken } from '../store/sqlite/admin-store.js';
+
+/** Lists admin.db's tokens with their hashes (SqliteAdminStore), which the TokenStore port does not. */
+export interface TokenRecords {
+  listTokenRecords(): StoredAdminToken[];
+}
 
 export const TOKEN_PREFIX = 'token';
 /** How often admin.db is read for the CLI's changes. */
@@ -79,7 +84,8 @@ export class ClusterTokens implements SharedKind, TokenStore {
   /** admin.db's rows as last synced, by name. */
   private known = new Map<string, Live>();
   private local: TokenStore | null = null;
-  private reader: Database.Database | null = null;
+  /** admin.db's tokens with their hashes (the CLI writes them there from another process). */
+  private records: TokenRecords | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -91,12 +97,10 @@ export class ClusterTokens implements SharedKind, TokenStore {
     this.state.register(TOKEN_PREFIX, this);
   }
 
-  /** After the bucket was read: reconciles admin.db (at `path`, written through `local`) with it, then follows both. */
-  attach(local: TokenStore, path: string): void {
+  /** After the bucket was read: reconciles admin.db (`local`) with it, then follows both. */
+  attach(local: TokenStore & TokenRecords): void {
     this.local = local;
-    // Read-only: the hashes, which the TokenStore port does not list. Writes go through `local`.
-    this.reader = new Database(path, { readonly: true, fileMustExist: true });
-    this.reader.pragma('busy_timeout = 5000');
+    this.records = local;
     for (const row of this.rows().values()) {
       const there = this.entries.get(row.name);
       if (there === undefined || (isLive(there) ? there.createdAt < row.createdAt : there.revokedAt < row.createdAt)) this.publish(row);
@@ -110,8 +114,6 @@ export class ClusterTokens implements SharedKind, TokenStore {
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    this.reader?.close();
-    this.reader = null;
   }
 
   // --- SharedKind ---
@@ -205,7 +207,6 @@ export class ClusterTokens implements SharedKind, TokenStore {
   }
 
   private rows(): Map<string, Live> {
-    const rows = this.reader!.prepare<[], { name: string; hash: string; created_at: number }>('SELECT name, hash, created_at FROM admin_tokens').all();
-    return new Map(rows.map((r) => [r.name, { name: r.name, hash: r.hash, createdAt: r.created_at }]));
+    return new Map((this.records?.listTokenRecords() ?? []).map((r) => [r.name, { name: r.name, hash: r.hash, createdAt: r.createdAt }]));
   }
 }

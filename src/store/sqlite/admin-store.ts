@@ -105,6 +105,12 @@ export class SqliteAdminStore {
     return rows.map((r) => ({ name: r.name, createdAt: r.created_at }));
   }
 
+  /** Every token with its hash (the cluster shares them: server/cluster-tokens.ts). */
+  listTokenRecords(): StoredAdminToken[] {
+    const rows = this.db.prepare('SELECT name, hash, created_at FROM admin_tokens').all() as Array<{ name: string; hash: string; created_at: number }>;
+    return rows.map((r) => ({ name: r.name, hash: r.hash, createdAt: r.created_at }));
+  }
+
   /** Deletes a token by name; false when there is none. */
   revokeToken(name: string): boolean {
     return this.db.prepare('DELETE FROM admin_tokens WHERE name = ?').run(name).changes === 1;
