@@ -18,9 +18,9 @@ import type { ClusterRow } from './cluster-rows.js';
 import { ClusterSet, clusterVariantLabel, type ClusterVariant, type NatsCosts } from './cluster-set.js';
 import { withTimeout } from './fleet.js';
 import { waitForQuietMachine } from './host-cpu.js';
-import { mosquittoVersion, natsServerVersion, systemOpensslVersion } from './host-info.js';
+import { hostInfo, natsServerVersion } from './host-info.js';
 import { NATS_SERVER_BIN, natsServerAvailable } from './nats-server.js';
-import { fmt } from './report.js';
+import { figuresOf } from './report.js';
 import { round } from './round.js';
 import type { Details, Measured } from './scenario-api.js';
 import type { BenchOptions } from './run.js';
@@ -134,7 +134,7 @@ async function runOne(row: ClusterRow, variant: ClusterVariant, repeat: number, 
 function describe(r: ClusterRunRecord, row: ClusterRow): string {
   if (!r.ok) return `FAILED: ${r.error ?? ''}`;
   const scenario = r.variant === 'mosquitto' && row.mosquittoScenario !== undefined ? row.mosquittoScenario : row.scenario;
-  const figures = scenario.metrics.map((m) => `${m.label} ${fmt(r.metrics[m.key] ?? null, m.unit)} ${m.unit}`).join(', ');
+  const figures = figuresOf(r.metrics, scenario.metrics);
   const c = r.costs;
   const cost = c === null ? '' : `; broker ${c.brokerMsPer1k ?? '—'} ms/1k${c.natsMsPer1k !== null ? `, nats ${c.natsMsPer1k} ms/1k` : ''}${c.streamBytesPerMsg !== null ? `, stream ${c.streamBytesPerMsg} B/msg` : ''}`;
   return figures + cost;
@@ -193,19 +193,9 @@ export async function runClusterBench(opts: BenchOptions, rows: ClusterRow[]): P
   }
 
   const { table, targets } = buildClusterTable(runs, selected);
-  const cpus = os.cpus();
   const report: ClusterReport = {
     generatedAt: new Date().toISOString(),
-    host: {
-      cpus: cpus.length,
-      cpuModel: cpus[0]?.model ?? 'unknown',
-      node: process.version,
-      openssl: process.versions.openssl,
-      platform: `${os.platform()} ${os.release()}`,
-      natsServer: natsServerVersion(NATS_SERVER_BIN),
-      mosquitto: withMosquitto ? mosquittoVersion(MOSQUITTO_BIN) : null,
-      systemOpenssl: withMosquitto ? systemOpensslVersion() : null,
-    },
+    host: { ...hostInfo(withMosquitto ? MOSQUITTO_BIN : null), natsServer: natsServerVersion(NATS_SERVER_BIN) },
     options: { rows: selected.map((r) => r.id), durationS: opts.durationS, warmupS: opts.warmupS, limits: opts.limits[0] ?? 'raised', mqttVersion: opts.version, repeat: opts.repeat, mosquitto: withMosquitto },
     command: `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`,
     skipped,

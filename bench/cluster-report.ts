@@ -5,6 +5,7 @@
  * per run. Owns: turning cluster run records into rows and printing them. Must not: run
  * anything.
  */
+import type { HostInfo } from './host-info.js';
 import type { LimitsMode } from './brokers.js';
 import type { ClusterRow } from './cluster-rows.js';
 import { clusterVariantLabel, type ClusterVariant } from './cluster-set.js';
@@ -82,17 +83,7 @@ export interface TargetCheck {
 
 export interface ClusterReport {
   generatedAt: string;
-  host: {
-    cpus: number;
-    cpuModel: string;
-    /** process.version of the generator and of Bastion (both run on the same Node). */
-    node: string;
-    openssl: string;
-    platform: string;
-    natsServer: string | null;
-    mosquitto: string | null;
-    systemOpenssl: string | null;
-  };
+  host: HostInfo & { natsServer: string | null };
   options: { rows: string[]; durationS: number; warmupS: number; limits: LimitsMode; mqttVersion: 4 | 5; repeat: number; mosquitto: boolean };
   command: string;
   skipped: string[];

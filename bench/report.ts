@@ -4,6 +4,7 @@
  * each Bastion variant as a ratio against Mosquitto from the same bench run) and printing
  * them. Must not: run anything.
  */
+import type { HostInfo } from './host-info.js';
 import type { BrokerKind, LimitsMode } from './brokers.js';
 import { round } from './round.js';
 import type { Details, Scenario, Transport } from './scenario-api.js';
@@ -59,18 +60,7 @@ export interface TableRow {
 
 export interface BenchReport {
   generatedAt: string;
-  host: {
-    cpus: number;
-    cpuModel: string;
-    /** process.version of the generator and of Bastion (both run on the same Node). */
-    node: string;
-    /** process.versions.openssl: the OpenSSL in that Node. */
-    openssl: string;
-    platform: string;
-    mosquitto: string | null;
-    /** The system OpenSSL library, which Debian's Mosquitto links. */
-    systemOpenssl: string | null;
-  };
+  host: HostInfo;
   options: { scenarios: string[]; durationS: number; warmupS: number; brokers: BrokerKind[]; limits: LimitsMode[]; transports: Transport[]; idleConns: number; mqttVersion: 4 | 5; repeat: number };
   skipped: string[];
   table: TableRow[];
@@ -82,6 +72,11 @@ export function fmt(v: number | null, unit: string): string {
   if (unit === 'KB/conn') return v.toFixed(1);
   if (unit === 'ms') return v.toFixed(2);
   return Math.round(v).toLocaleString('en-US');
+}
+
+/** A run's figures as one phrase: `label value unit, …` in the scenario's metric order. */
+export function figuresOf(metrics: Record<string, number | null | undefined>, scenarioMetrics: ReadonlyArray<{ key: string; label: string; unit: string }>): string {
+  return scenarioMetrics.map((m) => `${m.label} ${fmt(metrics[m.key] ?? null, m.unit)} ${m.unit}`).join(', ');
 }
 
 export function fmtRatio(r: number | null): string {

@@ -24,8 +24,8 @@ import type { BenchPki } from './certs.js';
 import { CLUSTER_ROWS, selectRows } from './cluster-rows.js';
 import { withTimeout } from './fleet.js';
 import { waitForQuietMachine } from './host-cpu.js';
-import { mosquittoVersion, systemOpensslVersion } from './host-info.js';
-import { buildTable, fmt, printReport, variantLabel, type BenchReport, type RunRecord, type Variant } from './report.js';
+import { hostInfo } from './host-info.js';
+import { buildTable, figuresOf, printReport, variantLabel, type BenchReport, type RunRecord, type Variant } from './report.js';
 import { round } from './round.js';
 import type { Details, Scenario, Transport } from './scenario-api.js';
 import { SCENARIOS } from './scenarios.js';
@@ -235,7 +235,7 @@ async function runOne(s: Scenario, transport: Transport, variant: Variant, repea
 
 function describe(r: RunRecord, s: Scenario): string {
   if (!r.ok) return `FAILED: ${r.error ?? ''}`;
-  return s.metrics.map((m) => `${m.label} ${fmt(r.metrics[m.key] ?? null, m.unit)} ${m.unit}`).join(', ');
+  return figuresOf(r.metrics, s.metrics);
 }
 
 async function main(): Promise<void> {
@@ -309,18 +309,9 @@ async function main(): Promise<void> {
     await rm(workDir, { recursive: true, force: true });
   }
 
-  const cpus = os.cpus();
   const report: BenchReport = {
     generatedAt: new Date().toISOString(),
-    host: {
-      cpus: cpus.length,
-      cpuModel: cpus[0]?.model ?? 'unknown',
-      node: process.version,
-      openssl: process.versions.openssl,
-      platform: `${os.platform()} ${os.release()}`,
-      mosquitto: brokers.includes('mosquitto') ? mosquittoVersion(MOSQUITTO_BIN) : null,
-      systemOpenssl: brokers.includes('mosquitto') ? systemOpensslVersion() : null,
-    },
+    host: hostInfo(brokers.includes('mosquitto') ? MOSQUITTO_BIN : null),
     options: {
       scenarios: opts.scenarios.map((s) => s.id),
       durationS: opts.durationS,
