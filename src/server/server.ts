@@ -31,6 +31,7 @@ import { acquireDataDirLock } from './data-dir-lock.js';
 import { startPendingChangesDrain, type PendingChangesDrain } from './pending-changes-drain.js';
 import { connectClusterSide } from './cluster-side.js';
 import { startClusterSharedState, type ClusterSharedState } from './cluster-shared-state.js';
+import { ClusterTicketKeys, ticketKeyFiles } from './cluster-tickets.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
 import { ClusterAccess } from './cluster-access.js';
 
@@ -151,13 +152,16 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   let shared: ClusterSharedState | null = null;
   // In a cluster the ACL rules, the users and the admin tokens are shared (read with the bans, below).
   let access: ClusterAccess | null = null;
+  // In a cluster one TLS session ticket key serves every node, so a device resumes with any of them.
+  let tickets: ClusterTicketKeys | null = null;
   try {
     // Retained messages of the cluster are in the broker before any client can ask for them.
     await cluster?.attach(broker);
     // SECURITY: the cluster's revocations and bans are read (or the start fails) before anyone is admitted.
     if (cluster !== null) {
       access = new ClusterAccess(dataDir, logger);
-      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access] });
+      tickets = new ClusterTicketKeys(ticketKeyFiles(config, opts.baseDir, dataDir), logger);
+      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets] });
       access.attach(authz.service);
     }
     // The audit log first: everything from here on (admin changes, connections) is recorded.
@@ -207,6 +211,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     await adminSide?.stop();
     access?.stop();
     shared?.stop();
+    tickets?.stop();
     await cluster?.close();
     store?.close();
     authn.close();
@@ -226,6 +231,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       await Promise.all(listeners.map((l) => l.closeConnections(2000)));
       // After the wills and the last acknowledgements went through it.
       shared?.stop();
+      tickets?.stop();
       await cluster?.close();
       await pki?.stop();
       await adminSide?.stop();

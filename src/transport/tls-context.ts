@@ -110,6 +110,7 @@ export class TlsContextManager {
   private closed = false;
   /** The last refused reload's error, so a file that stays broken is logged once, not on every poll. */
   private lastReloadError: string | undefined;
+  private readonly offTickets: () => void;
 
   private constructor(
     private readonly listener: TlsEndpoint,
@@ -126,9 +127,10 @@ export class TlsContextManager {
   ) {
     this.policy = { mapping: listener.identity, clientIdMustMatch: listener.clientIdMustMatch };
     this.pskSessions = material.psk !== undefined ? new PskSessionIdentities() : null;
-    tickets?.onChange((key) => {
-      for (const s of this.servers) s.setTicketKeys(key);
-    });
+    this.offTickets =
+      tickets?.onChange((key) => {
+        for (const s of this.servers) s.setTicketKeys(key);
+      }) ?? ((): void => {});
   }
 
   /** Loads and checks the listener's TLS files; throws ERR_TLS_MATERIAL / ERR_CONFIG naming the file. */
@@ -157,7 +159,7 @@ export class TlsContextManager {
     if (st.enabled) {
       const keyFile = st.keyFile !== undefined ? opts.resolvePath(st.keyFile) : join(opts.dataDir, 'tls-ticket-keys');
       try {
-        tickets = TicketKeyStore.open(keyFile, st.rotateHours, opts.logger);
+        tickets = TicketKeyStore.shared(keyFile, st.rotateHours, opts.logger);
       } catch (err) {
         throw new BastionError('ERR_TLS_MATERIAL', `cannot use the session ticket key file ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
@@ -263,6 +265,7 @@ export class TlsContextManager {
   close(): void {
     this.closed = true;
     this.watcher?.close();
+    this.offTickets();
     this.tickets?.close();
     this.ocsp?.close();
   }

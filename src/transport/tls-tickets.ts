@@ -30,13 +30,16 @@ function tempPath(file: string): string {
 }
 
 export class TicketKeyStore {
+  /** The stores `shared()` handed out in this process, by file, with how many holders each has. */
+  private static readonly byFile = new Map<string, { store: TicketKeyStore; holders: number }>();
   private current: StoredKey;
   private timer: NodeJS.Timeout | undefined;
-  private readonly listeners: Array<(key: Buffer) => void> = [];
+  private readonly listeners = new Set<(key: Buffer) => void>();
+  private sharedHolders = false;
 
   private constructor(
     readonly file: string,
-    private readonly rotateMs: number,
+    private rotateMs: number,
     private readonly logger: Logger,
     private readonly now: () => number,
   ) {
@@ -44,17 +47,60 @@ export class TicketKeyStore {
     this.schedule();
   }
 
+  /** A store of its own over `file` (another process's view, in tests). */
   static open(file: string, rotateHours: number, logger: Logger, now: () => number = Date.now): TicketKeyStore {
     return new TicketKeyStore(file, rotateHours * 3_600_000, logger, now);
+  }
+
+  /**
+   * The one store of this process over `file`, shared by its holders (every listener on
+   * the file, the cluster's ticket key kind), so a key one of them installs reaches the
+   * others' TLS servers at once and the file is rotated once. The shortest period asked
+   * for applies. Each holder calls `close()` once; the last one stops it.
+   */
+  static shared(file: string, rotateHours: number, logger: Logger): TicketKeyStore {
+    const held = TicketKeyStore.byFile.get(file);
+    if (held !== undefined) {
+      held.holders++;
+      const rotateMs = rotateHours * 3_600_000;
+      if (rotateMs < held.store.rotateMs) {
+        held.store.rotateMs = rotateMs;
+        held.store.schedule();
+      }
+      return held.store;
+    }
+    const store = new TicketKeyStore(file, rotateHours * 3_600_000, logger, Date.now);
+    store.sharedHolders = true;
+    TicketKeyStore.byFile.set(file, { store, holders: 1 });
+    return store;
   }
 
   get key(): Buffer {
     return this.current.key;
   }
 
-  /** Called with the new key whenever it changes (rotation here or in another process). */
-  onChange(cb: (key: Buffer) => void): void {
-    this.listeners.push(cb);
+  /** When the current key was made (ms since the epoch); rotation counts from here. */
+  get createdAt(): number {
+    return this.current.createdAt;
+  }
+
+  /**
+   * Makes `key` (made at `createdAt`, by another node of a cluster) the current key: the
+   * file is replaced atomically, so every process on it adopts the key too. No-op when it
+   * is the current key already.
+   */
+  install(createdAt: number, key: Buffer): void {
+    if (key.length !== TICKET_KEY_BYTES) throw new Error(`a ticket key has ${TICKET_KEY_BYTES} bytes, not ${key.length}`);
+    if (key.equals(this.current.key)) return;
+    const stored: StoredKey = { createdAt, key: Buffer.from(key) };
+    renameSync(this.writeTemp(stored), this.file);
+    this.adopt(stored);
+  }
+
+  /** Called with the new key whenever it changes (rotation here or in another process); returns the unsubscribe. */
+  onChange(cb: (key: Buffer) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
   }
 
   /** Re-reads the file (another process may have rotated it); true when the key changed. */
@@ -77,13 +123,18 @@ export class TicketKeyStore {
   }
 
   close(): void {
+    if (this.sharedHolders) {
+      const held = TicketKeyStore.byFile.get(this.file);
+      if (held !== undefined && --held.holders > 0) return;
+      TicketKeyStore.byFile.delete(this.file);
+    }
     clearTimeout(this.timer);
   }
 
   private adopt(stored: StoredKey): void {
     this.current = stored;
     this.schedule();
-    for (const cb of this.listeners) cb(stored.key);
+    for (const cb of [...this.listeners]) cb(stored.key);
   }
 
   private schedule(): void {

@@ -9,11 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import mqttPacket from 'mqtt-packet';
 import { issueLocalServerCertificate } from '../../src/pki/index.js';
 import { makeTestPki, testCa, type TestPki } from '../helpers/pki.js';
 import { withTimeout } from './support.js';
-import { clientTls, startTlsBroker, tlsHandshake, type TlsBroker } from './tls-support.js';
+import { clientTls, connackOver, startTlsBroker, tlsHandshake, type TlsBroker } from './tls-support.js';
 
 type Version = 'TLSv1.2' | 'TLSv1.3';
 
@@ -29,15 +28,6 @@ async function firstSession(b: TlsBroker, version: Version): Promise<Buffer> {
 
 function resume(b: TlsBroker, version: Version, session: Buffer): Promise<tls.TLSSocket> {
   return tlsHandshake(b.port, { ...clientTls(b.pki, b.pki.clients.client1!), minVersion: version, maxVersion: version, session });
-}
-
-/** Sends CONNECT over an established TLS socket and returns the CONNACK reason/return code. */
-async function connackOver(socket: tls.TLSSocket, clientId: string): Promise<number> {
-  const parser = mqttPacket.parser({ protocolVersion: 5 });
-  const code = new Promise<number>((resolve) => parser.on('packet', (p: mqttPacket.Packet) => p.cmd === 'connack' && resolve(p.reasonCode ?? -1)));
-  socket.on('data', (d: Buffer) => parser.parse(d));
-  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId, clean: true, keepalive: 30 }));
-  return withTimeout(code, 5000, 'CONNACK');
 }
 
 describe('session resumption on one broker', () => {

@@ -15,6 +15,7 @@ import { startServer, type BastionServer } from '../../src/server/server.js';
 import type { TlsContextManager } from '../../src/transport/tls-context.js';
 import type { RunningListener } from '../../src/transport/listener.js';
 import mqtt, { type IClientOptions } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
 import { makeTestPki, type TestClientFiles, type TestPki } from '../helpers/pki.js';
 import { Inbox, run, withTimeout, type ProcResult } from './support.js';
 
@@ -72,6 +73,8 @@ export interface TlsBrokerOptions {
   /** Share a directory (and so a data dir / ticket key file) with another broker. */
   dir?: string;
   pki?: TestPki;
+  /** The config's `cluster` section (a node of a cluster over NATS). */
+  cluster?: Record<string, unknown>;
 }
 
 /** Starts a broker with one mqtts listener on port 0 and a recording logger. */
@@ -95,6 +98,7 @@ export async function startTlsBroker(opts: TlsBrokerOptions = {}): Promise<TlsBr
       persistence: { enabled: false },
       log: { level: 'silent' },
       authz: opts.authz ?? { policy: 'allow-all-INSECURE' },
+      ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
     },
     dir,
   );
@@ -173,4 +177,13 @@ export function recordIdentities(server: BastionServer): ClientIdentity[] {
     return null;
   });
   return identities;
+}
+
+/** Sends CONNECT over an established TLS socket and returns the CONNACK reason/return code. */
+export async function connackOver(socket: tls.TLSSocket, clientId: string): Promise<number> {
+  const parser = mqttPacket.parser({ protocolVersion: 5 });
+  const code = new Promise<number>((resolve) => parser.on('packet', (p: mqttPacket.Packet) => p.cmd === 'connack' && resolve(p.reasonCode ?? -1)));
+  socket.on('data', (d: Buffer) => parser.parse(d));
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId, clean: true, keepalive: 30 }));
+  return withTimeout(code, 5000, 'CONNACK');
 }
