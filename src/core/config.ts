@@ -6,6 +6,7 @@
  * in writing; anonymous access needs `allowAnonymous: true` in writing.
  */
 import { z } from 'zod';
+import { provisioningSchema } from './provisioning-config.js';
 import { identityMappingSchema, pskSchema, tlsSchema } from './tls-config.js';
 import { authzSchema } from './authz-config.js';
 import { authnIssues, authnSchema, listenerAuthIssues, listenerAuthSchema } from './auth-config.js';
@@ -133,6 +134,11 @@ export const configSchema = z
      * exactly as without it.
      */
     cluster: clusterSchema.optional(),
+    /**
+     * Device provisioning by claim certificate or one-time token, renewal and EST
+     * (provisioning-config.ts). Absent: no templates, so nothing can be provisioned.
+     */
+    provisioning: provisioningSchema.default(provisioningSchema.parse({})),
   })
   .strict()
   .superRefine((c, ctx) => {

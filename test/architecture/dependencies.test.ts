@@ -23,8 +23,12 @@ const ALLOWED: Record<string, string[]> = {
   ota: ['core', 'protocol', 'broker', 'security', 'pki'],
   admin: ['core', 'protocol', 'broker', 'security', 'pki'],
   client: ['core', 'protocol', 'pki'],
-  server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client'],
-  cli: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'server'],
+  // Device provisioning and renewal (issue 13): a subsystem of its own, with its SQLite records.
+  provisioning: ['core', 'protocol', 'broker', 'security', 'pki'],
+  // The device SDK (`bastion-mqtt/device`): runs on devices, so it needs nothing of the broker.
+  device: ['core', 'pki'],
+  server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'provisioning'],
+  cli: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'server', 'provisioning', 'device'],
 };
 
 /** Modules that must stay free of I/O: no sockets, files, databases. */
