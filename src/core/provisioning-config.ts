@@ -16,8 +16,8 @@ const PARAMETER_NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 /** `${name}` placeholders in identity patterns. */
 export const PLACEHOLDER_RE = /\$\{([^}]*)\}/g;
 
-/** Key types a device may ask a certificate for (provisioning.keyTypes). */
-export const DEVICE_KEY_TYPES = ['ec-p256', 'ec-p384', 'ed25519', 'rsa-2048', 'rsa-3072', 'rsa-4096'] as const;
+/** Key types a device may ask a certificate for (provisioning.keyTypes): what the PKI certifies. */
+export const DEVICE_KEY_TYPES = ['ec-p256', 'ec-p384', 'rsa-2048', 'rsa-3072'] as const;
 
 const parameterSchema = z
   .object({

@@ -46,6 +46,11 @@ export interface SignCsrOptions {
   readonly now?: Date;
   readonly ocspUrl?: string;
   readonly crlUrl?: string;
+  /**
+   * The identity to certify instead of the CSR's subject and SANs (device provisioning:
+   * the template decides it); the CSR then needs no subject at all.
+   */
+  readonly identity?: { readonly commonName: string; readonly organizationalUnits: readonly string[]; readonly sans: readonly SubjectAltName[] };
 }
 
 /** A CSR is a few hundred bytes; anything this large is not one. */
@@ -53,6 +58,7 @@ const MAX_CSR_PEM_LENGTH = 64 * 1024;
 const CSR_BLOCK = /-----BEGIN (NEW )?CERTIFICATE REQUEST-----([\s\S]*?)-----END \1CERTIFICATE REQUEST-----/;
 const OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 const OID_SUBJECT_ALT_NAME = '2.5.29.17';
+const OID_BASIC_CONSTRAINTS = '2.5.29.19';
 
 function badCsr(message: string): never {
   throw new PkiError('ERR_PKI_BAD_CSR', message);
@@ -92,8 +98,8 @@ function splitCsr(der: Buffer): CsrParts {
   };
 }
 
-/** The SAN extension's DER from the extensionRequest attribute, if the CSR asks for SANs. */
-function requestedSanExtension(attributes: DerElement | undefined): Buffer | undefined {
+/** The value (DER) of extension `oid` from the extensionRequest attribute, if the CSR asks for it. */
+function requestedExtension(attributes: DerElement | undefined, oid: string): Buffer | undefined {
   if (attributes === undefined) return undefined;
   for (const attribute of childrenOf(attributes)) {
     const [type, values] = sequenceOf(attribute, 'attribute');
@@ -101,11 +107,19 @@ function requestedSanExtension(attributes: DerElement | undefined): Buffer | und
     for (const extensions of childrenOf(expectTag(values, Tag.Set, 'attribute values'))) {
       for (const ext of sequenceOf(extensions, 'extensions')) {
         const parts = sequenceOf(ext, 'extension');
-        if (readOid(parts[0], 'extension id') === OID_SUBJECT_ALT_NAME) return readOctetString(parts[parts.length - 1], 'extension value');
+        if (readOid(parts[0], 'extension id') === oid) return readOctetString(parts[parts.length - 1], 'extension value');
       }
     }
   }
   return undefined;
+}
+
+/** Whether a requested basicConstraints says cA TRUE (its first element, a BOOLEAN, non-zero). */
+function asksForCa(extensionValue: Buffer | undefined): boolean {
+  if (extensionValue === undefined) return false;
+  const fields = sequenceOf(parseDer(extensionValue), 'basicConstraints');
+  const first = fields[0];
+  return first !== undefined && first.tag === Tag.Boolean && first.content.length === 1 && first.content[0] !== 0;
 }
 
 /** GeneralName tags we issue (RFC 5280 §4.2.1.6, IMPLICIT primitive context tags). */
@@ -148,13 +162,29 @@ interface CheckedCsr extends CsrInfo {
   readonly spki: Uint8Array;
 }
 
-function checkCsr(pem: string): CheckedCsr {
+/** A CSR's key, checked: what a CA may certify when it chooses the subject itself. */
+export interface CsrKeyInfo {
+  readonly keyAlgorithm: KeyAlgorithm;
+  /** The CSR asks for a CA certificate (basicConstraints cA TRUE); signCsr never grants it. */
+  readonly requestsCa: boolean;
+  readonly spki: Uint8Array;
+}
+
+interface CheckedKey extends CsrKeyInfo {
+  readonly parts: CsrParts;
+  readonly requestedSans: SubjectAltName[];
+}
+
+/** Parses a CSR and proves its key: strong enough, and the self-signature verifies. */
+function checkKey(pem: string): CheckedKey {
   const der = csrDer(pem);
   let parts: CsrParts;
   let requestedSans: SubjectAltName[];
+  let requestsCa: boolean;
   try {
     parts = splitCsr(der);
-    requestedSans = sansFrom(requestedSanExtension(parts.attributes));
+    requestedSans = sansFrom(requestedExtension(parts.attributes, OID_SUBJECT_ALT_NAME));
+    requestsCa = asksForCa(requestedExtension(parts.attributes, OID_BASIC_CONSTRAINTS));
   } catch (err) {
     if (err instanceof DerError) badCsr(`malformed CSR: ${err.message}`);
     throw err;
@@ -167,6 +197,21 @@ function checkCsr(pem: string): CheckedCsr {
   }
   // SECURITY: the self-signature proves the requester holds the private key.
   if (!verifySignature(parts.signatureOid, parts.info.raw, key, parts.signature)) badCsr('CSR signature does not verify');
+  return { keyAlgorithm, requestsCa, spki: parts.spki.raw, parts, requestedSans };
+}
+
+/**
+ * Checks a CSR whose subject the CA will choose (device provisioning): only the key and
+ * its proof of possession count; ERR_PKI_BAD_CSR / ERR_PKI_WEAK_KEY / ERR_PKI_UNSUPPORTED_KEY
+ * as parseCsr.
+ */
+export function checkCsrKey(pem: string): CsrKeyInfo {
+  const { keyAlgorithm, requestsCa, spki } = checkKey(pem);
+  return { keyAlgorithm, requestsCa, spki };
+}
+
+function checkCsr(pem: string): CheckedCsr {
+  const { parts, requestedSans, keyAlgorithm } = checkKey(pem);
 
   let subject: x509.Name;
   try {
@@ -205,18 +250,24 @@ export function parseCsr(pem: string): CsrInfo {
  * from the profile, whatever the CSR asked for.
  */
 export async function signCsr(options: SignCsrOptions): Promise<SignedCertificate> {
-  const { ca, csrPem, profile, days = DEFAULT_LEAF_DAYS, now = new Date(), ocspUrl, crlUrl } = options;
+  const { ca, csrPem, profile, days = DEFAULT_LEAF_DAYS, now = new Date(), ocspUrl, crlUrl, identity } = options;
   assertProfile(profile);
   assertDays(days);
-  const csr = checkCsr(csrPem);
+  let csr: { commonName: string; organizationalUnits: readonly string[]; sans: readonly SubjectAltName[]; keyAlgorithm: KeyAlgorithm; spki: Uint8Array };
+  if (identity !== undefined) {
+    assertNameText('commonName', identity.commonName);
+    identity.organizationalUnits.forEach((ou) => assertNameText('organizationalUnit', ou));
+    const key = checkCsrKey(csrPem);
+    csr = { ...identity, sans: canonicalSans([...identity.sans]), keyAlgorithm: key.keyAlgorithm, spki: key.spki };
+  } else csr = checkCsr(csrPem);
   const issuer = await loadCa({ certPem: ca.certPem, keyPem: ca.keyPem }, now);
   return signLeafCertificate({
     issuer,
     profile,
-    subject: buildSubject(csr.commonName, csr.organizationalUnits),
+    subject: buildSubject(csr.commonName, [...csr.organizationalUnits]),
     publicKey: new x509.PublicKey(csr.spki),
     keyAlgorithm: csr.keyAlgorithm,
-    sans: leafSans(profile, csr.commonName, csr.sans),
+    sans: leafSans(profile, csr.commonName, [...csr.sans]),
     days,
     now,
     ocspUrl,

@@ -9,8 +9,8 @@ export type { CaMaterial, CertificateWithKey, CreateRootCaOptions, LoadedCa } fr
 export { issueCertificate, issueLocalServerCertificate, DEFAULT_LEAF_DAYS, LOCAL_SERVER_SANS } from './issue.js';
 export type { CertificateProfile, IssueCertificateOptions, IssuedCertificate } from './issue.js';
 export type { SignedCertificate } from './leaf.js';
-export { parseCsr, signCsr } from './csr.js';
-export type { CsrInfo, SignCsrOptions } from './csr.js';
+export { checkCsrKey, parseCsr, signCsr } from './csr.js';
+export type { CsrInfo, CsrKeyInfo, SignCsrOptions } from './csr.js';
 export { createIntermediateCa, DEFAULT_INTERMEDIATE_DAYS } from './intermediate.js';
 export type { CreateIntermediateCaOptions } from './intermediate.js';
 export { describeCertificate, splitPemChain } from './describe.js';

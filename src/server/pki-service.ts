@@ -83,6 +83,8 @@ export interface SignCsrOptions {
   readonly days?: number | undefined;
   readonly ocspUrl?: string | undefined;
   readonly now?: Date;
+  /** Certify this identity instead of the CSR's subject (device provisioning). */
+  readonly identity?: { readonly commonName: string; readonly organizationalUnits: readonly string[]; readonly sans: readonly SubjectAltName[] } | undefined;
 }
 
 export interface SignedCsr {
@@ -91,6 +93,7 @@ export interface SignedCsr {
   readonly commonName: string;
   /** Leaf followed by the intermediate (when one issues). */
   readonly certPem: string;
+  readonly notAfter: Date;
 }
 
 export type RevokeResult =
@@ -311,10 +314,11 @@ export class PkiService {
       now,
       ...(options.days !== undefined ? { days: options.days } : {}),
       ...(ocspUrl !== undefined ? { ocspUrl } : {}),
+      ...(options.identity !== undefined ? { identity: options.identity } : {}),
     });
     const record = recordOf(signed.certPem, options.profile, describeCertificate(ca.material.certPem).serialNumber, now);
     this.inventory.add(record);
-    return { serialNumber: signed.serialNumber, fingerprint256: signed.fingerprint256, commonName: record.commonName, certPem: signed.certPem + ca.chainPem };
+    return { serialNumber: signed.serialNumber, fingerprint256: signed.fingerprint256, commonName: record.commonName, certPem: signed.certPem + ca.chainPem, notAfter: record.notAfter };
   }
 
   /**
