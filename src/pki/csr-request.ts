@@ -35,5 +35,6 @@ export async function createCsrWithKey(options: CreateCsrOptions): Promise<CsrWi
     keys,
     signingAlgorithm: signingAlgorithmFor(keyAlgorithm),
   });
-  return { csrPem: csr.toString('pem'), keyPem: await exportPrivateKeyPem(keys.privateKey), keyAlgorithm };
+  const pem = csr.toString('pem');
+  return { csrPem: pem.endsWith('\n') ? pem : `${pem}\n`, keyPem: await exportPrivateKeyPem(keys.privateKey), keyAlgorithm };
 }

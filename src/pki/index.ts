@@ -11,6 +11,8 @@ export type { CertificateProfile, IssueCertificateOptions, IssuedCertificate } f
 export type { SignedCertificate } from './leaf.js';
 export { checkCsrKey, parseCsr, signCsr } from './csr.js';
 export type { CsrInfo, CsrKeyInfo, SignCsrOptions } from './csr.js';
+export { createCsrWithKey } from './csr-request.js';
+export type { CreateCsrOptions, CsrWithKey } from './csr-request.js';
 export { createIntermediateCa, DEFAULT_INTERMEDIATE_DAYS } from './intermediate.js';
 export type { CreateIntermediateCaOptions } from './intermediate.js';
 export { describeCertificate, splitPemChain } from './describe.js';
