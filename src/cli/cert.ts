@@ -1,5 +1,6 @@
 /**
- * `bastion cert`: issue a key pair and certificate (`issue`), sign a device's CSR
+ * `bastion cert`: issue a key pair and certificate (`issue`; `--profile claim` a device
+ * provisioning claim certificate, see provision-claim.ts), sign a device's CSR
  * (`sign-csr`), revoke (`revoke`, the CRL is re-signed at once), and read the inventory
  * (`list`, `show`). Exit codes: 0 success (also for revoking an already revoked
  * certificate, which changes nothing and says so), 1 failure, 2 usage. A revocation (and
@@ -29,17 +30,20 @@ import {
 
 interface IssueCliOptions extends RootKeyOptions {
   profile: string;
-  cn: string;
+  cn?: string;
   ou?: string;
   san?: string[];
   days?: string;
   key?: string;
   out?: string;
   ocspUrl?: string;
+  template?: string;
+  maxDevices?: string;
+  config?: string;
 }
 
-function parseProfile(value: string): CertificateProfile {
-  if (value !== 'server' && value !== 'client') throw usage(`--profile must be server or client, got "${value}"`);
+function parseProfile(value: string, choices = 'server or client'): CertificateProfile {
+  if (value !== 'server' && value !== 'client') throw usage(`--profile must be ${choices}, got "${value}"`);
   return value;
 }
 
@@ -79,23 +83,33 @@ export function registerCertCommand(program: Command): void {
       cert
         .command('issue')
         .description('issue a key pair and certificate: writes <out>/<cn>.crt (with chain) and <cn>.key')
-        .requiredOption('--profile <profile>', 'server or client')
-        .requiredOption('--cn <name>', 'common name (a device id for client certificates)')
+        .requiredOption('--profile <profile>', 'server, client, or claim (a device provisioning claim certificate for --template)')
+        .option('--cn <name>', 'common name (a device id for client certificates); required except for claim')
         .option('--ou <unit>', 'organizational unit')
         .option('--san <list>', 'DNS:host,IP:1.2.3.4,URI:spiffe://…,email:… (repeatable)', collect)
         .option('--days <n>', 'lifetime in days (default 365)')
         .option('--key <alg>', 'ec-p256 (default), ec-p384, rsa-2048 or rsa-3072')
         .option('--out <dir>', 'output directory (default <data-dir>/pki/issued)')
-        .option('--ocsp-url <url>', 'OCSP responder URL for the certificate (default: `ca set-ocsp-url`)'),
+        .option('--ocsp-url <url>', 'OCSP responder URL for the certificate (default: `ca set-ocsp-url`)')
+        .option('--template <name>', 'claim: the provisioning template it provisions devices for (from -c CONFIG)')
+        .option('--max-devices <n>', 'claim: at most this many devices (default 0: no limit)')
+        .option('-c, --config <file>', "claim: the broker's YAML config (templates, dataDir, pki.dir)"),
     ),
     false,
   ).action(async (opts: IssueCliOptions) => {
-    const profile = parseProfile(opts.profile);
+    if (opts.profile === 'claim') {
+      const { issueClaimCertificate } = await import('./provision-claim.js');
+      return issueClaimCertificate(opts);
+    }
+    const profile = parseProfile(opts.profile, 'server or client (or claim, with --template)');
+    if (opts.template !== undefined || opts.maxDevices !== undefined || opts.config !== undefined) throw usage('--template, --max-devices and -c go with --profile claim');
+    const cn = opts.cn;
+    if (cn === undefined) throw usage('--cn is required for server and client certificates');
     const sans = parseSans(opts.san);
     const issued = await withPki(opts, (pki) =>
       pki.issue({
         profile,
-        commonName: opts.cn,
+        commonName: cn,
         organizationalUnit: opts.ou,
         days: parseDays(opts.days),
         keyAlgorithm: parseKeyAlgorithm(opts.key),
@@ -105,7 +119,7 @@ export function registerCertCommand(program: Command): void {
       }),
     );
     process.stdout.write(
-      `Issued ${profile} certificate for ${opts.cn}\n` +
+      `Issued ${profile} certificate for ${cn}\n` +
         `  serial:      ${issued.serialNumber}\n` +
         `  fingerprint: SHA256 ${issued.fingerprint256}\n` +
         `  expires:     ${issued.notAfter.toISOString()}\n` +

@@ -50,6 +50,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   admin: async () => (await import('./admin-token.js')).registerAdminCommand,
   user: async () => (await import('./user.js')).registerUserCommand,
   acl: async () => (await import('./acl.js')).registerAclCommand,
+  provision: async () => (await import('./provision.js')).registerProvisionCommand,
   // Simulated devices over the device SDK, as a fleet would provision and connect.
   device: async () => (await import('./device.js')).registerDeviceCommand,
   // Reads <data-dir>/audit.db directly (WAL: alongside a running broker).
