@@ -20,6 +20,7 @@ import { newBrokerCounters, type BrokerCounters } from './broker-counters.js';
 import { fanOut, type PublishOutcome } from './fan-out.js';
 import type { AuthorizedClient, Authenticator, ClientQuotaSource, ClusterDeliveryScope, ClusterPort, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionRecord, SessionStore, StoredSubscription } from './ports.js';
 import { RetainedMessages } from './retain/retained-messages.js';
+import { ClientServices } from './client-services.js';
 import { TopicRouter } from './router/topic-router.js';
 import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type WillSpec } from './session/session.js';
 
@@ -113,6 +114,8 @@ export class Broker {
   /** The cluster; null on a single node. */
   readonly cluster: ClusterPort | null;
   readonly router = new TopicRouter<Session>();
+  /** Services answering clients on their `$bastion/…` topics (provisioning, renewal). */
+  readonly services = new ClientServices();
   readonly retained: RetainedMessages;
   readonly sessions = new Map<string, Session>();
   /** Which channel owns each online session. */

@@ -119,7 +119,7 @@ export interface ClientIdentity {
 }
 
 /** Every way a client can be authenticated. */
-export type AuthMethodName = 'certificate' | 'psk' | 'anonymous' | 'password' | 'jwt' | 'scram';
+export type AuthMethodName = 'certificate' | 'psk' | 'anonymous' | 'password' | 'jwt' | 'scram' | 'provision-token';
 
 export interface AuthRequest {
   clientId: string;

@@ -19,6 +19,7 @@ const EVENT_TYPES: Record<SecurityEventType, true> = {
   'ban.removed': true,
   'revocation.applied': true,
   'admin.change': true,
+  provisioning: true,
   'tls.handshake': true,
 };
 

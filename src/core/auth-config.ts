@@ -10,11 +10,12 @@
  */
 import { z } from 'zod';
 
-export const AUTH_PROVIDERS = ['certificate', 'psk', 'password', 'jwt', 'scram'] as const;
+/** `provision-token`: a one-time device provisioning token as password, user name `$provision` (issue 13). */
+export const AUTH_PROVIDERS = ['certificate', 'psk', 'password', 'jwt', 'scram', 'provision-token'] as const;
 export type AuthProviderName = (typeof AUTH_PROVIDERS)[number];
 
 /** Providers that take a secret from the client (a password, a token, a SCRAM proof): the second factor with requireCertificate. */
-export const CREDENTIAL_PROVIDERS: ReadonlySet<string> = new Set<AuthProviderName>(['password', 'jwt', 'scram']);
+export const CREDENTIAL_PROVIDERS: ReadonlySet<string> = new Set<AuthProviderName>(['password', 'jwt', 'scram', 'provision-token']);
 
 export const listenerAuthSchema = z
   .object({

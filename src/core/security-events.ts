@@ -131,6 +131,24 @@ export type SecurityEvent =
   | { type: 'revocation.applied'; listener: string; disconnected: string[] }
   /** A change through the admin API or the CLI (admin/api/admin-change.ts). */
   | { type: 'admin.change'; actor: string; remoteAddress: string; action: string; target: string; outcome: string; detail?: Record<string, unknown> }
+  /**
+   * Device provisioning and renewal (issue 13): a certificate issued from a CSR, a
+   * registration, a renewal, an old certificate superseded, or a refused request
+   * (`outcome` refused with its `errorCode`). `requester` is the claim (`claim:<serial>`),
+   * the token (`provision-token:<id>`) or the device identity that asked.
+   */
+  | {
+      type: 'provisioning';
+      action: 'certificate' | 'register' | 'renew' | 'supersede' | 'expire';
+      outcome: 'ok' | 'refused';
+      requester: string;
+      clientId: string;
+      template?: string;
+      identity?: string;
+      serialNumber?: string;
+      errorCode?: string;
+      reason?: string;
+    }
   /** A TLS handshake finished; failures carry the reason OpenSSL gave. */
   | {
       type: 'tls.handshake';

@@ -92,7 +92,7 @@ export interface RenewalRecord {
   supersededAt: number | null;
 }
 
-/** The records of provisioning (SQLite: store/sqlite/provisioning-store.ts). */
+/** The records of provisioning (SQLite: provisioning/sqlite-provisioning-store.ts). */
 export interface ProvisioningStore {
   addClaim(claim: Omit<ClaimRecord, 'devices' | 'revokedAt'>): void;
   claim(serialNumber: string): ClaimRecord | null;

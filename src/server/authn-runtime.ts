@@ -32,6 +32,8 @@ export interface AuthnRuntime {
 export interface AuthnRuntimeOptions {
   /** Tests pass a counting wrapper around the real scrypt. */
   hasher?: PasswordHasher;
+  /** The `provision-token` provider (provisioning/token-provider.ts), when a listener names it. */
+  provisionTokens?: AuthProvider;
 }
 
 function keyMaterial(jwt: NonNullable<BastionConfig['authn']['jwt']>, resolvePath: (p: string) => string): JwtKeyMaterial {
@@ -77,6 +79,9 @@ export function buildAuthn(config: BastionConfig, dataDir: string, resolvePath: 
         return new JwtProvider(verifier!);
       case 'scram':
         return null; // an enhanced method only (MQTT 5 AUTH), offered through gate() below
+      case 'provision-token':
+        if (opts.provisionTokens === undefined) throw new ConfigError('the provision-token provider needs the provisioning records (internal wiring)');
+        return opts.provisionTokens;
       default: {
         const unreachable: never = name;
         return unreachable;

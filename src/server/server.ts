@@ -32,6 +32,7 @@ import { startPendingChangesDrain, type PendingChangesDrain } from './pending-ch
 import { connectClusterSide } from './cluster-side.js';
 import { startClusterSharedState, type ClusterSharedState } from './cluster-shared-state.js';
 import { ClusterTicketKeys, ticketKeyFiles } from './cluster-tickets.js';
+import { openProvisioningSide } from './provisioning-side.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
 import { ClusterAccess } from './cluster-access.js';
 
@@ -93,8 +94,19 @@ function shownPath(dir: string): string {
 /** Everything after the data directory lock; `unlock` runs last at stop. */
 async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger, unlock: () => void): Promise<BastionServer> {
   const { config } = opts;
+  // Device provisioning's records first: the provision-token provider reads them.
+  const provisioning = openProvisioningSide(config, opts.baseDir, dataDir, logger, (p) => resolve(opts.baseDir, p));
   // Before the store: a bad JWT key file fails the start with nothing to close but this.
-  const authn = buildAuthn(config, dataDir, (p) => resolve(opts.baseDir, p), logger, opts.passwordHasher !== undefined ? { hasher: opts.passwordHasher } : {});
+  let authn: ReturnType<typeof buildAuthn>;
+  try {
+    authn = buildAuthn(config, dataDir, (p) => resolve(opts.baseDir, p), logger, {
+      ...(opts.passwordHasher !== undefined ? { hasher: opts.passwordHasher } : {}),
+      ...(provisioning.tokenProvider !== null ? { provisionTokens: provisioning.tokenProvider } : {}),
+    });
+  } catch (err) {
+    provisioning.stop();
+    throw err;
+  }
   // A failed background write keeps its batch and withholds the acknowledgements that
   // wait on it (nothing is confirmed that is not stored); it is logged, and retried on the
   // next write.
@@ -113,6 +125,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   } catch (err) {
     store?.close();
     authn.close();
+    provisioning.stop();
     throw err;
   }
   const authz = startAuthz(config, dataDir, logger);
@@ -128,7 +141,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     store: cluster !== null ? cluster.sessionStore : store,
     retainStore: cluster !== null ? null : store,
     authenticator: authn.authenticator,
-    authorizer: authz.engine,
+    // SECURITY: provisioning's own rules (claims confined, a device's certificate topics its own) before the ACL.
+    authorizer: provisioning.guard(authz.engine),
     // The same engine gives a client its role's quota (publish rates, subscriptions, queue).
     quotas: authz.engine,
     enhancedAuth: [...(opts.enhancedAuth ?? []), ...authn.enhancedAuth],
@@ -137,6 +151,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     ...(cluster !== null ? { nodeId: cluster.nodeId } : {}),
   });
   const recovered = broker.recover();
+  // Provisioning answers on its $bastion/ topics from the first client on.
+  provisioning.attach(broker, events, authz.service);
   if (store !== null) logger.info(recovered, 'state recovered');
 
   const revocation = new RevocationEnforcer(broker, logger);
@@ -214,6 +230,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     tickets?.stop();
     await cluster?.close();
     store?.close();
+    provisioning.stop();
     authn.close();
     authz.close();
     cliChanges?.stop();
@@ -237,6 +254,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       await adminSide?.stop();
       access?.stop();
       store?.close();
+      provisioning.stop();
       authn.close();
       authz.close();
       // Changes the CLI made up to now, then (last) the shutdown's own events are

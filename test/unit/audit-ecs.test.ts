@@ -52,6 +52,7 @@ const EVENTS: { [K in SecurityEventType]: Extract<SecurityEvent, { type: K }> } 
   'ban.removed': { type: 'ban.removed', kind: 'username', value: 'mallory', removedBy: 'admin:ops' },
   'revocation.applied': { type: 'revocation.applied', listener: 'mqtts', disconnected: ['c5', 'c6'] },
   'admin.change': { type: 'admin.change', actor: 'token:ci', remoteAddress: '127.0.0.1', action: 'acl.rule.add', target: 'role:sensors', outcome: 'ok', detail: { rule: { allow: true }, n: 1 } },
+  provisioning: { type: 'provisioning', action: 'register', outcome: 'refused', requester: 'claim:0A1B', clientId: 'factory-7', template: 'sensor', errorCode: 'InvalidParameters', reason: 'parameter "serialNumber" is required' },
   'tls.handshake': { type: 'tls.handshake', listener: 'mqtts', remoteAddress: '192.0.2.20', ok: false, resumed: false, reason: 'unknown ca' },
 };
 
@@ -72,6 +73,7 @@ const EXPECTED: Record<SecurityEventType, [string[], string[], string]> = {
   'ban.removed': [['configuration', 'iam'], ['deletion', 'change'], 'success'],
   'revocation.applied': [['iam', 'network'], ['change', 'end'], 'success'],
   'admin.change': [['configuration', 'iam'], ['change'], 'success'],
+  provisioning: [['iam', 'configuration'], ['denied'], 'failure'],
   'tls.handshake': [['network'], ['protocol', 'denied'], 'failure'],
 };
 

@@ -35,6 +35,7 @@ export class EventMetrics {
   /** Messages refused by a limit; state-metrics adds the broker's own drop counters to the same family. */
   readonly droppedByLimits = new Map<string, number>();
   private readonly bansAdded: Counter<'origin'>;
+  private readonly provisioning: Counter<'action' | 'outcome' | 'code'>;
   private readonly handshakes: Counter<'listener' | 'kind' | 'group'>;
   private readonly handshakeFailures: Counter<'listener' | 'reason'>;
   private readonly unsubscribe: () => void;
@@ -55,6 +56,12 @@ export class EventMetrics {
     });
     this.handshakeFailures = new Counter({ name: 'bastion_tls_handshake_failures_total', help: 'TLS handshakes that failed, by listener and reason.', labelNames: ['listener', 'reason'], registers });
     for (const origin of ['auto', 'operator']) this.bansAdded.inc({ origin }, 0);
+    this.provisioning = new Counter({
+      name: 'bastion_provisioning_total',
+      help: 'Device provisioning and renewal: certificates from CSRs, registrations, renewals, superseded and expired certificates, by outcome and refusal code.',
+      labelNames: ['action', 'outcome', 'code'],
+      registers,
+    });
     this.unsubscribe = events.on((event) => this.count(event));
   }
 
@@ -106,6 +113,9 @@ export class EventMetrics {
       case 'tls.handshake':
         if (event.ok) this.handshakes.inc({ listener: event.listener, kind: event.resumed ? 'resumed' : 'full', group: event.group ?? 'none' });
         else this.handshakeFailures.inc({ listener: event.listener, reason: tlsFailureReason(event.reason) });
+        return;
+      case 'provisioning':
+        this.provisioning.inc({ action: event.action, outcome: event.outcome, code: event.errorCode ?? 'none' });
         return;
       case 'connection.accepted':
       case 'client.disconnected':

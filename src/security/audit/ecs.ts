@@ -57,6 +57,8 @@ export function auditSeverity(event: SecurityEvent): AuditSeverity {
       return Severity.Notice;
     case 'admin.change':
       return event.outcome === 'ok' ? Severity.Notice : Severity.Warning;
+    case 'provisioning':
+      return event.outcome === 'ok' ? Severity.Notice : Severity.Warning;
     case 'tls.handshake':
       return event.ok ? Severity.Informational : Severity.Warning;
   }
@@ -221,6 +223,12 @@ function mapEvent(doc: Doc, e: SecurityEvent): void {
       doc.set('bastion.admin.action', e.action).set('bastion.admin.target', e.target).set('bastion.admin.outcome', e.outcome);
       if (e.detail !== undefined) doc.set('bastion.admin.detail', toEcsValue(e.detail));
       return;
+    case 'provisioning':
+      categorize(doc, ['iam', 'configuration'], e.outcome === 'ok' ? ['creation'] : ['denied'], e.outcome === 'ok' ? 'success' : 'failure');
+      doc.set('bastion.provisioning.action', e.action).set('bastion.provisioning.requester', e.requester).set('bastion.provisioning.template', e.template);
+      doc.set('bastion.provisioning.identity', e.identity).set('bastion.provisioning.error_code', e.errorCode).set('event.reason', e.reason);
+      doc.set('tls.client.x509.serial_number', e.serialNumber).set('related.user', [e.requester, ...(e.identity !== undefined ? [e.identity] : [])]);
+      return;
     case 'tls.handshake':
       categorize(doc, ['network'], e.ok ? ['protocol', 'connection'] : ['protocol', 'denied'], e.ok ? 'success' : 'failure');
       setAddress(doc, e.remoteAddress);
@@ -285,6 +293,8 @@ function summary(e: SecurityEvent): string {
       return `revocation on ${e.listener} disconnected ${e.disconnected.length} client(s)`;
     case 'admin.change':
       return `${e.actor} ${e.action} ${e.target}: ${e.outcome}`;
+    case 'provisioning':
+      return `provisioning ${e.action} for ${e.identity ?? e.requester}${e.template !== undefined ? ` (template ${e.template})` : ''}: ${e.outcome === 'ok' ? 'ok' : `refused ${e.errorCode ?? ''}: ${e.reason ?? ''}`}`;
     case 'tls.handshake':
       return `TLS handshake from ${e.remoteAddress} on ${e.listener} ${e.ok ? 'completed' : `failed${times(e.count)}: ${e.reason ?? 'unknown'}`}`;
   }

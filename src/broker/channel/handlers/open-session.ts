@@ -146,11 +146,14 @@ function admit(ch: Channel, pending: PendingConnect, identity: ClientIdentity, c
       p.authenticationMethod = ch.enhancedAuth.method;
       if (authData !== undefined) p.authenticationData = authData;
     }
+    const serviceProperties = ch.broker.services.connackProperties(client);
+    if (serviceProperties !== null) p.userProperties = serviceProperties;
     connack.properties = p;
   } else {
     connack.returnCode = 0;
   }
   ch.send(connack);
+  ch.broker.services.connected(client);
   emitAccepted(ch, identity);
   ch.connected(keepAlive);
   ch.armCredentialExpiry(expiresAt);

@@ -9,6 +9,7 @@ import type { PublishPacket, PubrelPacket } from '../../../protocol/packets.js';
 import { ReasonCode } from '../../../protocol/reason-codes.js';
 import { isValidTopicName } from '../../../protocol/topic.js';
 import { decodedStringIsFaithful, isUtf8Payload } from '../../../protocol/utf8.js';
+import { replyTo } from '../../client-services.js';
 import type { Channel } from '../channel.js';
 import { emitLimitHit } from '../channel-limits.js';
 import { messageFromPublish } from './message-properties.js';
@@ -136,6 +137,14 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
   if (v5 && packet.properties?.payloadFormatIndicator === true && !isUtf8Payload(payload)) {
     acknowledge(ch, packet, packetId, ReasonCode.PayloadFormatInvalid, false);
+    return;
+  }
+  // A request to a service of the broker itself ($bastion/…): answered, not routed.
+  const service = ch.broker.services.ownerOf(topic);
+  if (service !== null) {
+    if (packet.qos === 2) session.incomingQos2.add(packetId);
+    service.handle(ch.client!, topic, payload, replyTo(session));
+    acknowledge(ch, packet, packetId, ReasonCode.Success, false);
     return;
   }
   // The cluster carries topics as NATS subjects, which have a length limit.

@@ -27,6 +27,7 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
   const maxSubscriptions = ch.maxSubscriptions;
   const granted: number[] = [];
   const retainedToSend: Array<{ sub: StoredSubscription }> = [];
+  const grantedFilters: string[] = [];
   for (const req of packet.subscriptions) {
     const filter = req.topic;
     if (!decodedStringIsFaithful(filter, frame)) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'topic filter is not valid UTF-8');
@@ -77,13 +78,14 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
     session.subscriptions.set(filter, sub);
     broker.addRoute(session, sub);
     granted.push(qos);
+    grantedFilters.push(filter);
     // Retained messages: not for shared subscriptions; rh 1 only for a new subscription.
     if (shared === null && (sub.retainHandling === 0 || (sub.retainHandling === 1 && isNew))) retainedToSend.push({ sub });
   }
   session.saveRecord();
   const ready = broker.cluster?.interestReady() ?? null;
   if (ready === null) {
-    answerSubscribe(ch, packet.messageId ?? 0, granted, retainedToSend);
+    answerSubscribe(ch, packet.messageId ?? 0, granted, retainedToSend, grantedFilters);
     return;
   }
   // Cluster: SUBACK once NATS has the node's interest, so nothing published after it is
@@ -91,14 +93,14 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
   // interest is sent again when it returns.
   ch.holdIncoming();
   const answer = (): void => {
-    if (ch.state !== 'closed') answerSubscribe(ch, packet.messageId ?? 0, granted, retainedToSend);
+    if (ch.state !== 'closed') answerSubscribe(ch, packet.messageId ?? 0, granted, retainedToSend, grantedFilters);
     ch.releaseIncoming();
   };
   ready.then(answer, answer);
 }
 
-/** SUBACK, then the retained messages the new subscriptions asked for. */
-function answerSubscribe(ch: Channel, messageId: number, granted: number[], retainedToSend: Array<{ sub: StoredSubscription }>): void {
+/** SUBACK, then the retained messages the new subscriptions asked for, then what services push on them. */
+function answerSubscribe(ch: Channel, messageId: number, granted: number[], retainedToSend: Array<{ sub: StoredSubscription }>, grantedFilters: readonly string[]): void {
   const broker = ch.broker;
   const session = ch.session!;
   ch.send({ cmd: 'suback', messageId, granted });
@@ -111,6 +113,7 @@ function answerSubscribe(ch: Channel, messageId: number, granted: number[], reta
       session.deliver(message, qos, true, sub.subscriptionId !== 0 ? [sub.subscriptionId] : [], null);
     }
   }
+  broker.services.subscribed(ch.client!, grantedFilters, session);
 }
 
 export function handleUnsubscribe(ch: Channel, packet: UnsubscribePacket, frame: Buffer): void {

@@ -1,0 +1,78 @@
+/**
+ * The authorization of provisioning and renewal, in front of the ACL (issue 13): a
+ * provisioning-only client (a claim certificate, a step-1 certificate, a one-time token)
+ * may use the provisioning topics and nothing else; `$bastion/provision/…` is for them
+ * only; `$bastion/certs/<identity>/…` is for the device whose certificate is `<identity>`
+ * only. Everything else goes to the ACL unchanged. Owns: those rules. Must not: answer
+ * requests (provisioning-service.ts) or evaluate ACL rules.
+ *
+ * SECURITY: fail closed and whatever the ACL says. These rules sit in front of the policy
+ * engine, so an `allow-all` ACL or a careless rule on `$bastion/#` cannot give a claim
+ * more than provisioning, nor one device another device's renewal.
+ */
+import type { AuthorizedClient, DeliveryAuthorizer, PublishAuthorization, SubscribeAuthorization } from '../broker/ports.js';
+import type { QoS } from '../protocol/packets.js';
+import { ReasonCode } from '../protocol/reason-codes.js';
+import { isProvisioningOnlyCertificate } from './claim-identity.js';
+import { certsIdentityOf, CERTS_PREFIX, PROVISION_PREFIX, requestOf } from './topics.js';
+
+/** Whether `client` holds only a provisioning credential. */
+export function isProvisioningOnly(client: AuthorizedClient): boolean {
+  const id = client.identity;
+  if (id.method === 'provision-token') return true;
+  return id.certificate !== undefined && isProvisioningOnlyCertificate(id.certificate.organizationalUnits);
+}
+
+/** The identity a device's `$bastion/certs/…` topics are named after: its certificate's CN. */
+export function certificateIdentity(client: AuthorizedClient): string | null {
+  const cert = client.identity.certificate;
+  if (cert === undefined || isProvisioningOnlyCertificate(cert.organizationalUnits)) return null;
+  return cert.commonName;
+}
+
+const deny = (reason: string): PublishAuthorization => ({ ok: false, reasonCode: ReasonCode.NotAuthorized, reason });
+
+export class ProvisioningGuard implements DeliveryAuthorizer {
+  constructor(private readonly acl: DeliveryAuthorizer) {}
+
+  authorizePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): PublishAuthorization {
+    const request = requestOf(topic);
+    if (isProvisioningOnly(client)) {
+      if (request === null || request.kind === 'renew') return deny('a provisioning credential may only publish provisioning requests');
+      if (retain) return deny('provisioning requests are not retained');
+      return { ok: true };
+    }
+    if (topic.startsWith(PROVISION_PREFIX)) return deny('only a claim or a provisioning token may provision');
+    if (topic.startsWith(CERTS_PREFIX)) {
+      const own = certificateIdentity(client);
+      if (request?.kind !== 'renew' || own === null || request.identity !== own) return deny('a device may only renew its own certificate');
+      if (retain) return deny('renewal requests are not retained');
+      return { ok: true };
+    }
+    return this.acl.authorizePublish(client, topic, qos, retain);
+  }
+
+  authorizeSubscribe(client: AuthorizedClient, filter: string, qos: QoS): SubscribeAuthorization {
+    const capped = (qos > 1 ? 1 : qos) as QoS;
+    if (isProvisioningOnly(client)) {
+      // The answer topics (or a filter inside `$bastion/provision/`, which holds nothing else).
+      if (!filter.startsWith(PROVISION_PREFIX)) return { ok: false, reason: 'a provisioning credential may only subscribe to the provisioning answers' };
+      return { ok: true, qos: capped };
+    }
+    if (filter.startsWith(PROVISION_PREFIX)) return { ok: false, reason: 'only a claim or a provisioning token may provision' };
+    if (filter.startsWith(CERTS_PREFIX)) {
+      const own = certificateIdentity(client);
+      if (own === null || certsIdentityOf(filter) !== own) return { ok: false, reason: 'a device may only follow its own certificate topics' };
+      return { ok: true, qos: capped };
+    }
+    // A filter that could match service topics from above (`$bastion/#`, `$bastion/+/…`) goes to the ACL; delivery below still fences it.
+    return this.acl.authorizeSubscribe(client, filter, qos);
+  }
+
+  canReceive(client: AuthorizedClient, topic: string): boolean {
+    if (isProvisioningOnly(client)) return topic.startsWith(PROVISION_PREFIX);
+    if (topic.startsWith(PROVISION_PREFIX)) return false;
+    if (topic.startsWith(CERTS_PREFIX)) return certsIdentityOf(topic) === certificateIdentity(client) && certificateIdentity(client) !== null;
+    return this.acl.canReceive(client, topic);
+  }
+}
