@@ -21,7 +21,7 @@ import { callHook, type HookRequest, type HookVerdict } from './hook.js';
 import type { ClaimRef, DeviceCertificateAuthority, ProvisioningStore, RoleBinder } from './ports.js';
 import { certificateIdentity } from './provisioning-guard.js';
 import { newSecret, secretHash } from './secrets.js';
-import { checkParameters, identityFor, TemplateRefusal } from './template.js';
+import { checkParameters, identityFor, TemplateRefusal, type DeviceIdentity } from './template.js';
 
 /** A refused request: what `…/rejected` (or an EST error) says. */
 export class ProvisioningRefusal extends Error {
@@ -169,22 +169,35 @@ export class ProvisioningService {
         if (!verdict.allow) throw refused(403, 'HookDenied', verdict.reason);
       }
       // Everything checked: spend the single-use records, then sign.
-      const { store } = this.opts;
-      if (!store.spendOwnership(hash, this.now())) throw refused(403, 'InvalidToken', 'the ownership token was used meanwhile');
-      if (requester.ref.kind === 'claim' && !store.takeClaimSlot(requester.ref.serialNumber)) throw refused(403, 'ClaimExhausted', 'this claim has provisioned all its devices');
-      if (requester.ref.kind === 'token' && !store.spendToken(requester.ref.id, identity.commonName, this.now())) throw refused(403, 'InvalidToken', 'the provisioning token was used meanwhile');
-      const signed = await this.sign({
-        csrPem: ownership.csrPem,
-        commonName: identity.commonName,
-        ...(identity.organizationalUnit !== undefined ? { organizationalUnit: identity.organizationalUnit } : {}),
-        sans: identity.sans,
-        days: identity.days,
-      });
-      this.opts.roles.bind(identity.commonName, identity.roles);
-      store.putDevice({ identity: identity.commonName, template: templateName, certSerial: normalizeSerial(signed.serialNumber), notAfter: signed.notAfter.getTime(), claim: requester.ref, createdAt: this.now() });
+      if (!this.opts.store.spendOwnership(hash, this.now())) throw refused(403, 'InvalidToken', 'the ownership token was used meanwhile');
+      const device = await this.issueDevice(requester, templateName, template, ownership.csrPem, identity);
       await this.revokeQuietly(ownership.certSerial, 'superseded');
-      this.audit('register', 'ok', requester, { serialNumber: signed.serialNumber, template: templateName, identity: identity.commonName });
-      return { identity: identity.commonName, certificateId: signed.serialNumber, certificatePem: signed.certPem, roles: identity.roles, notAfter: signed.notAfter, deviceConfiguration: { ...template.deviceConfiguration } };
+      return device;
+    } catch (err) {
+      throw this.refusal('register', requester, err, templateName);
+    }
+  }
+
+  /**
+   * Steps 1 and 2 at once, for EST's simpleenroll: the CSR's key certified under the
+   * template's identity, with the same checks as `register` (no placeholder certificate:
+   * HTTP has no second round trip to wait for).
+   */
+  async enroll(client: AuthorizedClient, templateName: string, csrPem: unknown, parameters: unknown): Promise<RegisteredDevice> {
+    let requester = unresolved(client);
+    try {
+      requester = this.requesterOf(client);
+      this.throttle(requester.label);
+      const template = this.templateOf(requester, templateName);
+      const csr = this.checkCsr(csrPem);
+      const params = checkParameters(template, parameters);
+      const identity = identityFor(template, params);
+      if (this.opts.store.device(identity.commonName) !== null) throw refused(409, 'AlreadyProvisioned', `${identity.commonName} is provisioned already (revoke its certificate and remove it first)`);
+      if (template.hook !== undefined) {
+        const verdict = await this.askHook(template, { template: templateName, parameters: params, requester: requester.label, clientId: requester.clientId, certificateSerial: '' });
+        if (!verdict.allow) throw refused(403, 'HookDenied', verdict.reason);
+      }
+      return await this.issueDevice(requester, templateName, template, csr, identity);
     } catch (err) {
       throw this.refusal('register', requester, err, templateName);
     }
@@ -215,6 +228,24 @@ export class ProvisioningService {
     } catch (err) {
       throw this.refusal('renew', requester, err, undefined, identity ?? undefined);
     }
+  }
+
+  /** Spends the claim's slot or the token, signs under `identity`, binds its roles, records the device. */
+  private async issueDevice(requester: Requester, templateName: string, template: TemplateConfig, csrPem: string, identity: DeviceIdentity): Promise<RegisteredDevice> {
+    const { store } = this.opts;
+    if (requester.ref.kind === 'claim' && !store.takeClaimSlot(requester.ref.serialNumber)) throw refused(403, 'ClaimExhausted', 'this claim has provisioned all its devices');
+    if (requester.ref.kind === 'token' && !store.spendToken(requester.ref.id, identity.commonName, this.now())) throw refused(403, 'InvalidToken', 'the provisioning token was used meanwhile');
+    const signed = await this.sign({
+      csrPem,
+      commonName: identity.commonName,
+      ...(identity.organizationalUnit !== undefined ? { organizationalUnit: identity.organizationalUnit } : {}),
+      sans: identity.sans,
+      days: identity.days,
+    });
+    this.opts.roles.bind(identity.commonName, identity.roles);
+    store.putDevice({ identity: identity.commonName, template: templateName, certSerial: normalizeSerial(signed.serialNumber), notAfter: signed.notAfter.getTime(), claim: requester.ref, createdAt: this.now() });
+    this.audit('register', 'ok', requester, { serialNumber: signed.serialNumber, template: templateName, identity: identity.commonName });
+    return { identity: identity.commonName, certificateId: signed.serialNumber, certificatePem: signed.certPem, roles: identity.roles, notAfter: signed.notAfter, deviceConfiguration: { ...template.deviceConfiguration } };
   }
 
   /** When `client`'s certificate should be renewed: its notAfter when inside the window, else null. */
