@@ -13,7 +13,7 @@
  * connection drops is sent again on the next one.
  */
 import { EventEmitter } from 'node:events';
-import type { IClientPublishOptions, IConnackPacket, IPublishPacket, MqttClient } from 'mqtt';
+import type { IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 import { connectOnce, endClient } from './connection.js';
 import { DeviceError, hex } from './errors.js';
 import type { DeviceIdentity, IdentityStore } from './identity-store.js';
@@ -21,7 +21,7 @@ import { OfflineQueue, type OfflineQueueOptions } from './offline-queue.js';
 import { deviceTopicPrefix, jsonObjectOf, parseRenewalDue, renewalDueTopic, renewalFromConnack } from './protocol.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from './provision.js';
 import { renewCertificate, renewalWorthwhile } from './renewal.js';
-import { withDeadline } from './request.js';
+import { subackCodes, withDeadline } from './request.js';
 
 export interface BastionDeviceOptions {
   /** `mqtts://host:port` of a listener that requires client certificates. */
@@ -91,6 +91,8 @@ interface Live {
   /** QoS 1 messages in flight at most on this connection. */
   window: number;
   why: () => string;
+  /** The CONNACK or a notice said "renew" on this connection (said once). */
+  renewalNoticed: boolean;
 }
 
 type State = 'idle' | 'connecting' | 'online' | 'offline' | 'closed';
@@ -131,10 +133,7 @@ export class BastionDevice extends EventEmitter<DeviceEvents> {
   connect(): Promise<void> {
     if (this.state === 'closed') return Promise.reject(new DeviceError('ERR_DEVICE_CLOSED', 'the device was closed'));
     if (this.state === 'online') return Promise.resolve();
-    this.connecting ??= this.open().finally(() => {
-      this.connecting = null;
-    });
-    return this.connecting;
+    return this.connecting ?? this.openShared();
   }
 
   /**
@@ -216,6 +215,15 @@ export class BastionDevice extends EventEmitter<DeviceEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', err instanceof Error ? err : new Error(String(err)));
   }
 
+  /** A connection attempt that a concurrent connect() joins instead of starting another. */
+  private openShared(): Promise<void> {
+    const attempt: Promise<void> = this.open().finally(() => {
+      if (this.connecting === attempt) this.connecting = null;
+    });
+    this.connecting = attempt;
+    return attempt;
+  }
+
   /** One connection attempt with the stored identity. */
   private async open(): Promise<void> {
     const identity = await this.options.store.load();
@@ -262,30 +270,31 @@ export class BastionDevice extends EventEmitter<DeviceEvents> {
       identity,
       window: Math.max(1, Math.min(this.options.maxInflight ?? 32, receiveMaximum)),
       why: () => disconnectReason ?? lastError()?.message ?? 'connection closed',
+      renewalNoticed: false,
     };
     client.on('close', () => this.onClose(generation));
     this.state = 'online';
     this.attempts = 0;
     this.lastIdentity = identity.identity;
-    await this.resubscribe(client, identity.identity);
-    if (this.generation !== generation) return;
     this.emit('connected', { identity: identity.identity, certificateId: identity.certificateId });
-    this.pump();
-    this.checkConnack(connack);
-  }
-
-  private checkConnack(connack: IConnackPacket): void {
+    if (this.generation !== generation) return;
+    // The CONNACK's notice first: the renewal-due notice arrives once subscribed.
     const due = renewalFromConnack(connack.properties?.userProperties);
-    if (due !== null) this.renewalDue(due.notAfter, 'connack');
+    if (due !== null) this.renewalDue(this.live, due.notAfter, 'connack');
+    await this.resubscribe(client, identity.identity, generation);
+    if (this.generation !== generation) return;
+    this.pump();
   }
 
   /** The renewal notice subscription and the user's, in one SUBSCRIBE. */
-  private async resubscribe(client: MqttClient, identity: string): Promise<void> {
+  private async resubscribe(client: MqttClient, identity: string, generation: number): Promise<void> {
     const notice = renewalDueTopic(identity);
     const refused = await this.subscribeOn(client, [[notice, 1], ...this.subscriptions]).catch((err: unknown) => {
-      this.emitError(err);
+      // A connection already replaced (a renewal's reconnect) is not worth a report.
+      if (this.generation === generation) this.emitError(err);
       return [];
     });
+    if (this.generation !== generation) return;
     for (const err of refused) {
       // A broker without provisioning may refuse the notice topic: renewal then relies on
       // the CONNACK property. A refused user subscription is reported and forgotten.
@@ -298,18 +307,23 @@ export class BastionDevice extends EventEmitter<DeviceEvents> {
   /** Subscribes; returns one error per refused filter (a lost connection or timeout throws). */
   private async subscribeOn(client: MqttClient, filters: Array<[string, 0 | 1 | 2]>): Promise<Array<DeviceError & { topic: string }>> {
     const map = Object.fromEntries(filters.map(([f, qos]) => [f, { qos }]));
+    const refusal = (topic: string, code: number): DeviceError & { topic: string } =>
+      Object.assign(new DeviceError('ERR_DEVICE_SUBSCRIBE', `the broker refused the subscription to ${topic} (${hex(code)})`, code), { topic });
     let granted;
     try {
       granted = await withDeadline(client.subscribeAsync(map), this.requestTimeout, 'SUBACK');
     } catch (err) {
-      const e = err as Error & { code?: unknown };
-      // A v5 SUBACK refusal comes as an error for the whole SUBSCRIBE.
-      if (typeof e.code !== 'number') throw err;
-      return filters.map(([f]) => Object.assign(new DeviceError('ERR_DEVICE_SUBSCRIBE', `the broker refused the subscription to ${f}: ${e.message}`, e.code as number), { topic: f }));
+      // A v5 refusal fails the whole SUBSCRIBE; its SUBACK has one code per filter, in the
+      // order MQTT.js sent them (the map's key order).
+      const codes = subackCodes(err);
+      if (codes === null) throw err;
+      return Object.keys(map).flatMap((topic, i) => {
+        const code = codes[i];
+        return code !== undefined && code >= 0x80 ? [refusal(topic, code)] : [];
+      });
     }
-    return granted
-      .filter((g) => g.qos >= 0x80)
-      .map((g) => Object.assign(new DeviceError('ERR_DEVICE_SUBSCRIBE', `the broker refused the subscription to ${g.topic} (${hex(g.qos)})`, g.qos), { topic: g.topic }));
+    // v3.1.1 refusals are grants of 0x80.
+    return granted.filter((g) => g.qos >= 0x80).map((g) => refusal(g.topic, g.qos));
   }
 
   private onMessage(generation: number, identity: string, topic: string, payload: Buffer, packet: IPublishPacket): void {
@@ -317,7 +331,7 @@ export class BastionDevice extends EventEmitter<DeviceEvents> {
     if (topic === renewalDueTopic(identity)) {
       const o = jsonObjectOf(payload);
       const notice = o === null ? null : parseRenewalDue(o);
-      if (notice !== null && notice.identity === identity) this.renewalDue(notice.notAfter, 'notice');
+      if (notice !== null && notice.identity === identity) this.renewalDue(this.live, notice.notAfter, 'notice');
       return;
     }
     // Answers to the SDK's own requests (renew/json/…) are not the application's.
@@ -325,10 +339,12 @@ export class BastionDevice extends EventEmitter<DeviceEvents> {
     this.emit('message', { topic, payload, qos: packet.qos, retain: packet.retain, properties: packet.properties });
   }
 
-  private renewalDue(notAfter: Date | null, source: 'connack' | 'notice'): void {
+  /** Told that the certificate should be renewed: said once per connection, acted on when worth it. */
+  private renewalDue(live: Live | null, notAfter: Date | null, source: 'connack' | 'notice'): void {
+    if (live === null || live !== this.live || live.renewalNoticed) return;
+    live.renewalNoticed = true;
     this.emit('renewal-due', { notAfter, source });
-    const live = this.live;
-    if (this.options.renewal?.auto === false || live === null || this.renewing !== null) return;
+    if (this.options.renewal?.auto === false || this.renewing !== null) return;
     if (!renewalWorthwhile(live.identity.certPem, live.identity.keyPem, new Date(), this.options.renewal?.minLifetimeUsed ?? 0.5)) return;
     this.renew().catch((err: unknown) => this.emitError(err));
   }
@@ -350,8 +366,9 @@ export class BastionDevice extends EventEmitter<DeviceEvents> {
     await endClient(live.client);
     this.emit('disconnected', { reason: 'reconnecting with the renewed certificate', reconnecting: true });
     try {
-      await this.connect();
+      await this.openShared();
     } catch (err) {
+      if (this.isClosed()) return;
       this.emitError(err);
       this.scheduleReconnect();
     }
@@ -397,9 +414,9 @@ export class BastionDevice extends EventEmitter<DeviceEvents> {
     }
   }
 
-  /** A publish callback, from this connection or an older one. */
-  private settled(msg: Outgoing, err: Error | undefined): void {
-    if (err === undefined) {
+  /** A publish callback, from this connection or an older one (MQTT.js passes null or undefined for success). */
+  private settled(msg: Outgoing, err: Error | null | undefined): void {
+    if (err === undefined || err === null) {
       // Acknowledged (or QoS 0 written): done, whichever connection it went out on.
       if (this.queue.done(msg)) msg.resolve();
       this.pump();

@@ -18,6 +18,16 @@ export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promis
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * The SUBACK reason codes of a SUBSCRIBE MQTT.js failed because the broker refused a filter
+ * (v5), or null when the failure was something else (a lost connection, a timeout).
+ */
+export function subackCodes(err: unknown): number[] | null {
+  const granted = (err as { packet?: { cmd?: unknown; granted?: unknown } } | null)?.packet;
+  if (granted?.cmd !== 'suback' || !Array.isArray(granted.granted)) return null;
+  return granted.granted.map((g: unknown) => (typeof g === 'number' ? g : 0x80));
+}
+
 interface Waiter {
   accepted: string;
   rejected: string;
@@ -50,10 +60,11 @@ export class RequestChannel {
     try {
       granted = await withDeadline(this.client.subscribeAsync(topics, { qos: 1 }), timeoutMs, `SUBACK for ${topics[0]}`);
     } catch (err) {
-      if (err instanceof DeviceError) throw err;
-      const e = err as Error & { code?: unknown };
-      const reasonCode = typeof e.code === 'number' ? e.code : undefined;
-      throw new DeviceError('ERR_DEVICE_SUBSCRIBE', `the broker refused to subscribe to ${topics.join(', ')}: ${e.message}${reasonCode !== undefined ? ` (${hex(reasonCode)})` : ''}`, reasonCode);
+      const codes = subackCodes(err);
+      if (codes === null) throw err instanceof DeviceError ? err : new DeviceError('ERR_DEVICE_CONNECTION', `subscribing to ${topics[0]} failed: ${(err as Error).message}`);
+      const i = codes.findIndex((c) => c >= 0x80);
+      const topic = topics[i] ?? topics[0]!;
+      throw new DeviceError('ERR_DEVICE_SUBSCRIBE', `the broker refused to subscribe to ${topic} (${hex(codes[i] ?? 0x80)})`, codes[i] ?? 0x80);
     }
     for (const g of granted) {
       // MQTT.js reports a v3.1.1 refusal (0x80) as a grant of QoS 128.

@@ -29,6 +29,7 @@ import {
   renewalFromConnack,
 } from '../../src/device/protocol.js';
 import { renewalWorthwhile } from '../../src/device/renewal.js';
+import { BastionDevice } from '../../src/device/device.js';
 
 const TOKEN = `bpt_0123456789ab_${'A'.repeat(40)}x-_`;
 
@@ -319,5 +320,34 @@ describe('identity stores', () => {
     const b = await identityFor('sensor-4');
     await assert.rejects(store.save({ ...a, certPem: b.certPem }), expectDeviceError('ERR_DEVICE_STORE'));
     await assert.rejects(store.save({ ...a, identity: 'a/b' }), expectDeviceError('ERR_DEVICE_STORE'));
+  });
+});
+
+describe('BastionDevice before it is connected', () => {
+  it('holds publishes in the bounded queue; close() rejects them; nothing after close', async () => {
+    const d = new BastionDevice({ url: 'mqtts://127.0.0.1:1', ca: ca.certPem, store: new MemoryIdentityStore(), queue: { limit: 2 } });
+    const first = d.publish('devices/x/telemetry', 'a');
+    const second = d.publish('devices/x/telemetry', Buffer.from('b'), { qos: 0 });
+    await assert.rejects(d.publish('devices/x/telemetry', 'c'), expectDeviceError('ERR_DEVICE_QUEUE_FULL'));
+    assert.equal(d.queued, 2);
+    await assert.rejects(d.publish('devices/+/telemetry', 'x'), expectDeviceError('ERR_DEVICE_INVALID_INPUT'));
+    await assert.rejects(d.publish('t', 'x', { qos: 2 as 1 }), expectDeviceError('ERR_DEVICE_INVALID_INPUT'));
+    await assert.rejects(d.connect(), expectDeviceError('ERR_DEVICE_STORE'), 'no identity stored');
+    await d.close();
+    await assert.rejects(first, expectDeviceError('ERR_DEVICE_CLOSED'));
+    await assert.rejects(second, expectDeviceError('ERR_DEVICE_CLOSED'));
+    await assert.rejects(d.publish('t', 'x'), expectDeviceError('ERR_DEVICE_CLOSED'));
+    await assert.rejects(d.connect(), expectDeviceError('ERR_DEVICE_CLOSED'));
+  });
+
+  it('drop-oldest: a full queue drops its oldest message for the new one', async () => {
+    const d = new BastionDevice({ url: 'mqtts://127.0.0.1:1', ca: ca.certPem, store: new MemoryIdentityStore(), queue: { limit: 2, overflow: 'drop-oldest' } });
+    const first = d.publish('t', '1');
+    const second = d.publish('t', '2');
+    const third = d.publish('t', '3');
+    await assert.rejects(first, expectDeviceError('ERR_DEVICE_QUEUE_FULL'));
+    assert.equal(d.queued, 2);
+    await d.close();
+    await Promise.all([assert.rejects(second, expectDeviceError('ERR_DEVICE_CLOSED')), assert.rejects(third, expectDeviceError('ERR_DEVICE_CLOSED'))]);
   });
 });
