@@ -3,7 +3,9 @@
  * `npm pack` of this checkout (already built) ships dist/src's JavaScript, README and
  * package.json and nothing else (no tests, bench, TypeScript sources or source maps);
  * `npm install -g --prefix <tmp>` of that tarball gives a `bastion` that prints its
- * version and starts a secure zero-config broker whose hints say `bastion …`.
+ * version and starts a secure zero-config broker whose hints say `bastion …`; an
+ * application next to it imports the device SDK as `bastion-mqtt/device` (and nothing
+ * deeper: package.json `exports`).
  *
  * Time: dependencies come from npm's cache (--prefer-offline). better-sqlite3 would
  * otherwise download a prebuilt binary from GitHub or compile SQLite (~3 min on two
@@ -13,7 +15,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LISTENING_LINE, Proc, REPO_ROOT, run } from './support.js';
@@ -54,6 +56,20 @@ test('npm pack ships only what runs; npm install -g of it gives a working bastio
   assert.ok(existsSync(join(prefix, 'lib', 'node_modules', name, 'dist', 'src', 'cli', 'main.js')));
 
   assert.equal(ok(await run(bin, ['--version']), 'bastion --version'), `${version}\n`);
+
+  // The device SDK as an application imports it: package.json `exports` names `.` and
+  // `./device`, and nothing deeper.
+  const app = join(dir, 'app');
+  mkdirSync(join(app, 'node_modules'), { recursive: true });
+  symlinkSync(join(prefix, 'lib', 'node_modules', name), join(app, 'node_modules', name), 'dir');
+  const probe = [
+    `const sdk = await import('${name}/device');`,
+    `const root = await import('${name}');`,
+    `let deep = 'importable';`,
+    `try { await import('${name}/dist/src/server/server.js'); } catch (err) { deep = err.code; }`,
+    'console.log(typeof sdk.provision, typeof sdk.BastionDevice, typeof sdk.FileIdentityStore, root.provision === sdk.provision, deep);',
+  ].join('\n');
+  assert.equal(ok(await run(process.execPath, ['--input-type=module', '-e', probe], { cwd: app }), `import ${name}/device`), 'function function function true ERR_PACKAGE_PATH_NOT_EXPORTED\n');
 
   // A secure zero-config broker in an empty directory, started as a user would.
   const cwd = join(dir, 'work');
