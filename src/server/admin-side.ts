@@ -1,9 +1,10 @@
 /**
  * Composition of the admin side: the admin database (tokens, bans), the ban list with its
  * guards and automatic bans (brute force, flapping), and the HTTPS admin API when config
- * `admin` asks for it. Owns: picking the adapters behind the ban list's and the admin API's
- * ports, and the expiry sweep's timer. Must not: implement endpoints (admin/api does) or
- * decide what a ban matches (security/limits does).
+ * `admin` asks for it, with EST for devices beside it (provisioning/est.ts). Owns: picking
+ * the adapters behind the ban list's and the admin API's ports, and the expiry sweep's
+ * timer. Must not: implement endpoints (admin/api and provisioning/est.ts do) or decide
+ * what a ban matches (security/limits does).
  *
  * SECURITY: the ban list runs at every start, with or without the admin API: automatic
  * bans need it, and operator bans stay enforced when the API is switched off.
@@ -12,8 +13,11 @@
  * without an admin API of its own), and this node's API lists and kicks the clients of
  * every node (cluster/cluster-admin.ts).
  */
+import { readFile } from 'node:fs/promises';
+import type http from 'node:http';
 import { join, resolve } from 'node:path';
-import { startAdminApi, type RunningAdminApi } from '../admin/api/admin-server.js';
+import type { TLSSocket } from 'node:tls';
+import { startAdminApi, type PrefixHandler, type RunningAdminApi } from '../admin/api/admin-server.js';
 import { adminChangeEvent } from '../admin/api/admin-change.js';
 import type { AdminServices, PolicyFacade, TokenStore } from '../admin/api/services.js';
 import { usersFacade } from '../admin/api/users-facade.js';
@@ -30,7 +34,10 @@ import { PasswordHasher } from '../security/authn/password-hash.js';
 import type { UserAdmin } from '../security/authn/user-store.js';
 import { ADMIN_DB_FILE, SqliteAdminStore } from '../store/sqlite/admin-store.js';
 import { SqliteUserStore, USERS_DB_FILE } from '../store/sqlite/user-store.js';
-import { configuredPkiDir } from './pki-layout.js';
+import { createEstHandler, EST_PREFIX, type EstPeer } from '../provisioning/est.js';
+import { describeCertificate } from '../transport/tls-identity.js';
+import { configuredPkiDir, pkiLayout } from './pki-layout.js';
+import type { ProvisioningSide } from './provisioning-side.js';
 import type { AdminConfig } from '../core/admin-config.js';
 import { BastionError } from '../core/errors.js';
 import { tlsSchema } from '../core/tls-config.js';
@@ -65,6 +72,26 @@ export interface AdminSideOptions {
   banStore?: (local: BanStore) => BanStore;
   /** In a cluster: the admin API's tokens, given admin.db's (cluster-tokens.ts). */
   tokenStore?: (local: SqliteAdminStore) => TokenStore;
+  /** Device provisioning: EST (`/.well-known/est/…`) is served beside the operator API. */
+  provisioning?: ProvisioningSide | null;
+}
+
+/** What TLS verified about an EST caller (the admin listener defers unverified certificates to us). */
+function estPeer(req: http.IncomingMessage): EstPeer {
+  const socket = req.socket as TLSSocket;
+  const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : null;
+  const presented = cert !== null && typeof cert === 'object' && Object.keys(cert).length > 0;
+  return { remoteAddress: socket.remoteAddress ?? 'unknown', certificate: presented && socket.authorized ? describeCertificate(cert) : null, unverifiedCertificate: presented && !socket.authorized };
+}
+
+/**
+ * EST for devices on the admin listener (provisioning/est.ts). SECURITY: its paths take
+ * device credentials only, and the operator routes never see them (admin-server.ts).
+ */
+function estRoutes(side: ProvisioningSide, opts: AdminSideOptions): PrefixHandler {
+  const caChain = pkiLayout(configuredPkiDir(opts.config.pki.dir, opts.baseDir, opts.dataDir)).caChain;
+  const est = createEstHandler({ service: () => side.service, tokens: side.tokenProvider, caChainPem: () => readFile(caChain, 'utf8'), logger: opts.logger });
+  return { prefix: EST_PREFIX, handle: (req, res) => est(req, res, estPeer(req)) };
 }
 
 /**
@@ -149,8 +176,9 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
         onChange: (change) => opts.broker.events.emit(adminChangeEvent(change)),
       };
       const tls = await adminTlsContext(opts.config.admin, opts);
+      const provisioning = opts.provisioning ?? null;
       try {
-        api = await startAdminApi({ config: opts.config.admin, tls, services });
+        api = await startAdminApi({ config: opts.config.admin, tls, services, ...(provisioning !== null ? { prefixHandlers: [estRoutes(provisioning, opts)] } : {}) });
       } catch (err) {
         tls.close();
         throw err;

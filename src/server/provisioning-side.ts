@@ -38,6 +38,8 @@ export interface ProvisioningSide {
   guard(acl: DeliveryAuthorizer): DeliveryAuthorizer;
   /** Once the broker and the rules exist: the service answers, and the sweep runs. */
   attach(broker: Broker, events: SecurityEvents, policy: PolicyService): ProvisioningService | null;
+  /** The attached service (EST on the admin listener uses it); null before attach or when provisioning is off. */
+  readonly service: ProvisioningService | null;
   stop(): void;
 }
 
@@ -99,6 +101,7 @@ export function openProvisioningSide(config: BastionConfig, baseDir: string, dat
   const enabled = Object.keys(config.provisioning.templates).length > 0;
   const store: ProvisioningStore | null = enabled ? SqliteProvisioningStore.open(join(dataDir, PROVISIONING_DB_FILE)) : null;
   let timer: NodeJS.Timeout | null = null;
+  let attached: ProvisioningService | null = null;
   return {
     tokenProvider: store !== null ? new ProvisionTokenProvider(() => store) : null,
     guard: (acl) => new ProvisioningGuard(acl),
@@ -121,9 +124,14 @@ export function openProvisioningSide(config: BastionConfig, baseDir: string, dat
       timer = setInterval(sweep, SWEEP_MS);
       timer.unref();
       logger.info({ templates: Object.keys(config.provisioning.templates) }, 'device provisioning on');
+      attached = service;
       return service;
     },
+    get service() {
+      return attached;
+    },
     stop() {
+      attached = null;
       if (timer !== null) clearInterval(timer);
       store?.close();
     },

@@ -189,7 +189,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     // configured), before the listeners: a banned client never slips in at start.
     // The listeners (started below) add what lint says about them: no way to revoke client certificates.
     const setupFindings = (): unknown[] => listeners.flatMap((l) => (l.tls !== null ? [revocationFinding(l.config.name, l.tls.revocation)].filter((f) => f !== null) : []));
-    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, users: access?.users() ?? authn.users, setupFindings, cluster, ...(shared !== null ? { banStore: shared.banStore } : {}), ...(access !== null ? { tokenStore: access.tokenStore.bind(access) } : {}) });
+    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, provisioning, users: access?.users() ?? authn.users, setupFindings, cluster, ...(shared !== null ? { banStore: shared.banStore } : {}), ...(access !== null ? { tokenStore: access.tokenStore.bind(access) } : {}) });
     shared?.enforceBans(adminSide.bans);
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);

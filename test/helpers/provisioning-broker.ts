@@ -38,6 +38,8 @@ export interface ProvisioningBroker {
   /** The CA chain PEM a device trusts the broker with. */
   caPem: string;
   url: string;
+  /** The HTTPS admin listener's port (EST is served there), when `admin` was given. */
+  adminPort: number | null;
   /** A claim certificate for `template` (recorded as `bastion cert issue --profile claim` does). */
   claim(template: string, opts?: { maxDevices?: number; days?: number }): Promise<{ cert: string; key: string; serialNumber: string }>;
   /** A one-time token for `template` (as `bastion provision token create` does). */
@@ -54,6 +56,8 @@ export interface ProvisioningBrokerOptions {
   /** Keys merged over the provisioning section. */
   provisioning?: Record<string, unknown>;
   logger?: Logger;
+  /** Also start the HTTPS admin API (EST) on 127.0.0.1:0 with the broker's certificate and the PKI's chain as client CA; keys merged over that section. */
+  admin?: Record<string, unknown>;
   /** Reuse a directory (a restart). */
   dir?: string;
   /** Remove `dir` at stop (a restarted broker owns its predecessor's directory). */
@@ -95,6 +99,7 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
       log: { level: 'silent' },
       authz: { policy: 'rules', roles: { sensor: { rules: [{ effect: 'allow', action: 'all', topic: 'devices/${cert.cn}/#' }] } }, bindings: [] },
       provisioning: { templates: opts.templates ?? { sensor: SENSOR_TEMPLATE }, ...opts.provisioning },
+      ...(opts.admin !== undefined ? { admin: { port: 0, tls: { cert: join(issued, 'broker.crt'), key: join(issued, 'broker.key'), ca: join(pkiDir, 'ca-chain.crt') }, ...opts.admin } } : {}),
     },
     dir,
   );
@@ -110,6 +115,7 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
     pkiDir,
     caPem,
     url,
+    adminPort: server.admin?.port ?? null,
     async claim(template, o = {}) {
       const pki = await PkiService.open(pkiDir);
       try {

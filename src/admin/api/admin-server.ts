@@ -2,7 +2,8 @@
  * The HTTPS admin listener: TLS (operator client certificates optional or required),
  * authentication before anything else, then the route table. Owns: the server, its TLS
  * settings and timeouts, and turning errors into JSON replies. Must not: implement an
- * endpoint (the *-routes files do) or offer plain HTTP (SECURITY: there is no such option).
+ * endpoint (the *-routes files do, and prefix handlers such as EST, given by the composition
+ * root, answer paths of their own) or offer plain HTTP (SECURITY: there is no such option).
  */
 import https from 'node:https';
 import type http from 'node:http';
@@ -30,10 +31,23 @@ export interface AdminTls {
   close(): void;
 }
 
+/**
+ * Paths outside the operator API that authenticate their own callers (EST for devices,
+ * wired by server/admin-side.ts). A request whose path starts with `prefix` goes to
+ * `handle` and to nothing else: no operator authentication, no operator route.
+ */
+export interface PrefixHandler {
+  readonly prefix: string;
+  /** Answers the request; false: it was not the handler's (answered 404 here). */
+  handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean>;
+}
+
 export interface AdminApiOptions {
   config: AdminConfig;
   tls: AdminTls;
   services: AdminServices;
+  /** SECURITY: each prefix must lie outside `/api/` and `/metrics`: its callers are not operators. */
+  prefixHandlers?: readonly PrefixHandler[];
 }
 
 export interface RunningAdminApi {
@@ -55,11 +69,23 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   // Built once: every request authenticates against the same settings, token store and backoff.
   const auth = { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff: new AuthFailureBackoff(services.now) };
   let metrics: MetricsEndpoint | null = null;
+  const prefixHandlers = opts.prefixHandlers ?? [];
+  for (const h of prefixHandlers) {
+    // SECURITY: a foreign prefix may not swallow an operator path (`/`, `/api/…`, `/metrics`).
+    const operatorPath = (p: string): boolean => p.startsWith(h.prefix) || h.prefix.startsWith(p);
+    if (!/^\/[^/]+\/(?:.*\/)?$/.test(h.prefix) || operatorPath('/api/') || operatorPath('/metrics')) throw new Error(`admin API: prefix ${h.prefix} overlaps the operator API`);
+  }
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     let bodyRead = false;
     try {
       const url = new URL(req.url ?? '/', 'https://admin.invalid');
+      // SECURITY: matched on the normalised path (`/x/../api/…` is `/api/…`, an operator route); operator credentials are not looked at there.
+      const foreign = prefixHandlers.find((h) => url.pathname.startsWith(h.prefix));
+      if (foreign !== undefined) {
+        if (!(await foreign.handle(req, res))) throw new HttpError(404, `no such endpoint: ${url.pathname}`);
+        return;
+      }
       // SECURITY: who is asking comes first; an unauthenticated caller learns nothing about routes.
       const actor = authenticateAdmin(req, auth);
       // SECURITY: metrics name client counts and limits: operators only, like the API (Prometheus scrapes with a bearer token).
