@@ -55,6 +55,8 @@ export interface ProvisioningBrokerOptions {
   templates?: Record<string, unknown>;
   /** Keys merged over the provisioning section. */
   provisioning?: Record<string, unknown>;
+  /** The authz section instead of the default one (the `sensor` role on `devices/${cert.cn}/#`). */
+  authz?: Record<string, unknown>;
   logger?: Logger;
   /** Also start the HTTPS admin API (EST) on 127.0.0.1:0 with the broker's certificate and the PKI's chain as client CA; keys merged over that section. */
   admin?: Record<string, unknown>;
@@ -97,7 +99,7 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
       ],
       persistence: { enabled: true },
       log: { level: 'silent' },
-      authz: { policy: 'rules', roles: { sensor: { rules: [{ effect: 'allow', action: 'all', topic: 'devices/${cert.cn}/#' }] } }, bindings: [] },
+      authz: opts.authz ?? { policy: 'rules', roles: { sensor: { rules: [{ effect: 'allow', action: 'all', topic: 'devices/${cert.cn}/#' }] } }, bindings: [] },
       provisioning: { templates: opts.templates ?? { sensor: SENSOR_TEMPLATE }, ...opts.provisioning },
       ...(opts.admin !== undefined ? { admin: { port: 0, tls: { cert: join(issued, 'broker.crt'), key: join(issued, 'broker.key'), ca: join(pkiDir, 'ca-chain.crt') }, ...opts.admin } } : {}),
     },

@@ -14,66 +14,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
-import { createCsrWithKey } from '../../src/pki/index.js';
-import { PkiService } from '../../src/server/pki-service.js';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
-import { withTimeout } from './support.js';
-
-const CSR_TOPIC = '$bastion/provision/certificates/create-from-csr/json';
-const REGISTER_TOPIC = '$bastion/provision/templates/sensor/provision/json';
-
-type Answer = { topic: string; body: Record<string, unknown> };
-
-/** Subscribes to the answers of `topic`, publishes `body` there, resolves the answer. */
-async function ask(client: MqttClient, topic: string, body: Record<string, unknown>): Promise<Answer> {
-  await client.subscribeAsync([`${topic}/accepted`, `${topic}/rejected`], { qos: 1 });
-  const answer = new Promise<Answer>((resolve) => {
-    const on = (t: string, payload: Buffer): void => {
-      if (t !== `${topic}/accepted` && t !== `${topic}/rejected`) return;
-      client.off('message', on);
-      resolve({ topic: t, body: JSON.parse(payload.toString('utf8')) as Record<string, unknown> });
-    };
-    client.on('message', on);
-  });
-  await client.publishAsync(topic, JSON.stringify(body), { qos: 1 });
-  return withTimeout(answer, 10_000, `an answer on ${topic}`);
-}
-
-/** The PUBACK reason code of a QoS 1 publish (MQTT.js rejects codes >= 0x80). */
-async function pubackCode(client: MqttClient, topic: string, payload = 'x'): Promise<number> {
-  try {
-    await client.publishAsync(topic, payload, { qos: 1 });
-    return 0;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'number') return code;
-    throw err;
-  }
-}
-
-function accepted(a: Answer): Record<string, unknown> {
-  assert.ok(a.topic.endsWith('/accepted'), `accepted, got ${a.topic}: ${JSON.stringify(a.body)}`);
-  return a.body;
-}
-
-async function statusOf(b: ProvisioningBroker, serial: string): Promise<string> {
-  const pki = await PkiService.open(b.pkiDir);
-  try {
-    return pki.show(serial).status;
-  } finally {
-    pki.close();
-  }
-}
-
-/** Provisions one device through `client`; returns its key and the register answer. */
-async function provisionThrough(client: MqttClient, serialNumber: string): Promise<{ keyPem: string; created: Record<string, unknown>; registered: Record<string, unknown> }> {
-  // The CSR asks for an identity of its own choosing: the template's wins.
-  const csr = await createCsrWithKey({ commonName: 'admin' });
-  const created = accepted(await ask(client, CSR_TOPIC, { certificateSigningRequest: csr.csrPem, clientToken: 'step-1' }));
-  assert.equal(created.clientToken, 'step-1');
-  const registered = accepted(await ask(client, REGISTER_TOPIC, { certificateOwnershipToken: created.certificateOwnershipToken, parameters: { serialNumber } }));
-  return { keyPem: csr.keyPem, created, registered };
-}
+import { ask, CSR_TOPIC, provisionThrough, pubackCode, statusOf } from './provisioning-support.js';
 
 describe('provisioning by claim and by token', () => {
   let b: ProvisioningBroker;
