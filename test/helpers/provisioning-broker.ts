@@ -148,11 +148,17 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
     connect(o) {
       return new Promise((resolve, reject) => {
         const c = mqtt.connect(url, { ca: caPem, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 5, ...o });
-        c.once('connect', () => resolve(c));
+        const closed = (): void => reject(new Error('the connection closed before CONNACK (refused at the TLS handshake?)'));
+        c.once('connect', () => {
+          c.off('close', closed);
+          resolve(c);
+        });
         c.once('error', (err) => {
           c.end(true);
           reject(err);
         });
+        // A handshake the broker refuses (a revoked certificate) closes without an MQTT error.
+        c.once('close', closed);
       });
     },
     async stop() {
