@@ -3,7 +3,8 @@
  * provisioning claim certificate, see provision-claim.ts), sign a device's CSR
  * (`sign-csr`), revoke (`revoke`, the CRL is re-signed at once), and read the inventory
  * (`list`, `show`). Exit codes: 0 success (also for revoking an already revoked
- * certificate, which changes nothing and says so), 1 failure, 2 usage. A revocation (and
+ * certificate, which changes nothing and says so), 1 failure (a bad option value too), 2
+ * a command line commander cannot parse (unknown option, missing argument). A revocation (and
  * its refusal, such as an unknown serial) is recorded for the broker's audit log.
  */
 import type { Command } from 'commander';

@@ -28,6 +28,7 @@ export {
 } from './keys.js';
 export type { KeyAlgorithm, ImportedPrivateKey } from './keys.js';
 export { canonicalSans } from './san.js';
+export { assertNameText } from './names.js';
 export type { SanType, SubjectAltName } from './san.js';
 export { fingerprint256 } from './fingerprint.js';
 export { randomSerialNumber, normalizeSerial } from './serial.js';

@@ -28,3 +28,8 @@ export function isProvisioningOnlyCertificate(ous: readonly string[]): boolean {
 export function claimCommonName(template: string): string {
   return `claim-${template.slice(0, 64 - 'claim-'.length - 9)}-${randomBytes(4).toString('hex')}`;
 }
+
+/** The same test on a subject in `CN=a, OU=b` form (as security events carry it). */
+export function subjectIsProvisioningOnly(subject: string): boolean {
+  return new RegExp(`(?:^|,\\s*)OU=(?:${CLAIM_OU}|${PENDING_OU})(?=,|$)`).test(subject);
+}

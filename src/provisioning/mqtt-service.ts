@@ -77,7 +77,7 @@ export class ProvisioningMqttService implements ClientService {
     const clientToken = clientTokenOf(req);
     let result: Json;
     try {
-      if (parsed instanceof ProvisioningRefusal) throw parsed;
+      if (parsed instanceof ProvisioningRefusal) throw this.service.refuseUnread(client, request.kind === 'create-from-csr' ? 'certificate' : request.kind, parsed);
       switch (request.kind) {
         case 'create-from-csr': {
           const r = await this.service.createFromCsr(client, parsed.certificateSigningRequest);

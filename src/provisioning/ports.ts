@@ -36,6 +36,8 @@ export interface DeviceCertificateAuthority {
 /** Where binding an identity to roles goes (the ACL's run-time bindings). */
 export interface RoleBinder {
   bind(identity: string, roles: readonly string[]): void;
+  /** The roles of `roles` the ACL does not define (a template naming one cannot bind its devices). */
+  missing(roles: readonly string[]): string[];
 }
 
 /** A claim certificate: a shared factory credential for one template. */

@@ -168,6 +168,7 @@ export class ProvisioningService {
         const verdict = await this.askHook(template, { template: templateName, parameters: params, requester: requester.label, clientId: requester.clientId, certificateSerial: ownership.certSerial });
         if (!verdict.allow) throw refused(403, 'HookDenied', verdict.reason);
       }
+      this.checkRoles(templateName, identity.roles);
       // Everything checked: spend the single-use records, then sign.
       if (!this.opts.store.spendOwnership(hash, this.now())) throw refused(403, 'InvalidToken', 'the ownership token was used meanwhile');
       const device = await this.issueDevice(requester, templateName, template, ownership.csrPem, identity);
@@ -197,6 +198,7 @@ export class ProvisioningService {
         const verdict = await this.askHook(template, { template: templateName, parameters: params, requester: requester.label, clientId: requester.clientId, certificateSerial: '' });
         if (!verdict.allow) throw refused(403, 'HookDenied', verdict.reason);
       }
+      this.checkRoles(templateName, identity.roles);
       return await this.issueDevice(requester, templateName, template, csr, identity);
     } catch (err) {
       throw this.refusal('register', requester, err, templateName);
@@ -242,7 +244,13 @@ export class ProvisioningService {
       sans: identity.sans,
       days: identity.days,
     });
-    this.opts.roles.bind(identity.commonName, identity.roles);
+    try {
+      this.opts.roles.bind(identity.commonName, identity.roles);
+    } catch (err) {
+      // A certificate nobody can use is not left valid.
+      await this.revokeQuietly(normalizeSerial(signed.serialNumber), 'cessationOfOperation');
+      throw err;
+    }
     store.putDevice({ identity: identity.commonName, template: templateName, certSerial: normalizeSerial(signed.serialNumber), notAfter: signed.notAfter.getTime(), claim: requester.ref, createdAt: this.now() });
     this.audit('register', 'ok', requester, { serialNumber: signed.serialNumber, template: templateName, identity: identity.commonName });
     return { identity: identity.commonName, certificateId: signed.serialNumber, certificatePem: signed.certPem, roles: identity.roles, notAfter: signed.notAfter, deviceConfiguration: { ...template.deviceConfiguration } };
@@ -284,6 +292,23 @@ export class ProvisioningService {
     this.opts.store.markSuperseded(newSerial, this.now());
     await this.revokeQuietly(oldSerial, 'superseded');
     this.opts.events.emit({ type: 'provisioning', action: 'supersede', outcome: 'ok', requester: identity, clientId, identity, serialNumber: oldSerial, reason: why });
+  }
+
+  /** A template whose roles the ACL lacks cannot bind its devices: refused before anything is spent. */
+  private checkRoles(templateName: string, roles: readonly string[]): void {
+    const missing = this.opts.roles.missing(roles);
+    if (missing.length > 0) throw refused(500, 'InternalError', `template "${templateName}" names roles the ACL does not define (${missing.join(', ')}); the operator must add them`);
+  }
+
+  /** Audits (and counts against the rate) a request refused before it reached the service (a payload that is not a request). */
+  refuseUnread(client: AuthorizedClient, action: 'certificate' | 'register' | 'renew', refusal: ProvisioningRefusal): ProvisioningRefusal {
+    const requester = unresolved(client);
+    try {
+      this.throttle(requester.label);
+    } catch (err) {
+      return this.refusal(action, requester, err);
+    }
+    return this.refusal(action, requester, refusal);
   }
 
   private templateOf(requester: Requester, name: string): TemplateConfig {

@@ -8,6 +8,7 @@
  * a device cannot choose an identity the template did not allow.
  */
 import { PLACEHOLDER_RE, type TemplateConfig } from '../core/provisioning-config.js';
+import { assertNameText, canonicalSans, PkiError } from '../pki/index.js';
 
 /** The identity a template gives a device. */
 export interface DeviceIdentity {
@@ -43,7 +44,8 @@ export function checkParameters(template: TemplateConfig, raw: unknown): Record<
   const given = raw as Record<string, unknown>;
   const out: Record<string, string> = {};
   for (const name of Object.keys(given)) {
-    if (template.parameters[name] === undefined) throw new TemplateRefusal('InvalidParameters', `unknown parameter "${name.slice(0, 64)}"`);
+    // Own keys only: `constructor` or `__proto__` is not a declared parameter.
+    if (!Object.hasOwn(template.parameters, name)) throw new TemplateRefusal('InvalidParameters', `unknown parameter "${name.slice(0, 64)}"`);
   }
   for (const [name, spec] of Object.entries(template.parameters)) {
     const value = given[name];
@@ -67,16 +69,30 @@ function expand(pattern: string, params: Record<string, string>): string {
   return pattern.replace(PLACEHOLDER_RE, (_m, name: string) => params[name] ?? '');
 }
 
-/** The identity for checked parameters (see checkParameters). */
+/**
+ * The identity for checked parameters (see checkParameters). SECURITY: it is checked as the
+ * CA would check it (name lengths and characters, SAN syntax) before anything is spent or
+ * signed, so a value the CA would refuse is the device's error (InvalidParameters), found
+ * while nothing is used up.
+ */
 export function identityFor(template: TemplateConfig, params: Record<string, string>): DeviceIdentity {
   const organizationalUnit = template.organizationalUnit !== undefined ? expand(template.organizationalUnit, params) : undefined;
-  return {
+  const identity: DeviceIdentity = {
     commonName: expand(template.commonName, params),
     ...(organizationalUnit !== undefined ? { organizationalUnit } : {}),
     sans: template.sans.map((s) => expand(s, params)),
     days: template.days,
     roles: [...template.roles],
   };
+  try {
+    assertNameText('commonName', identity.commonName);
+    if (identity.organizationalUnit !== undefined) assertNameText('organizationalUnit', identity.organizationalUnit);
+    canonicalSans(identity.sans.map(sanFromText));
+  } catch (err) {
+    if (err instanceof PkiError || err instanceof TemplateRefusal) throw new TemplateRefusal('InvalidParameters', `the parameters make an identity the CA refuses: ${err.message}`);
+    throw err;
+  }
+  return identity;
 }
 
 /** `dns:a.example` → `{ type: 'dns', value: 'a.example' }` (the template schema admits only these four types). */

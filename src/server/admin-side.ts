@@ -30,6 +30,7 @@ import type { Logger } from '../core/logger.js';
 import { BanList, type BanStore } from '../security/limits/ban-list.js';
 import { BruteForceProtection, type AutoBanDeps } from '../security/limits/brute-force.js';
 import { FlappingProtection } from '../security/limits/flapping.js';
+import { subjectIsProvisioningOnly } from '../provisioning/claim-identity.js';
 import { PasswordHasher } from '../security/authn/password-hash.js';
 import type { UserAdmin } from '../security/authn/user-store.js';
 import { ADMIN_DB_FILE, SqliteAdminStore } from '../store/sqlite/admin-store.js';
@@ -135,7 +136,9 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
   if (limits.enabled) {
     const deps: AutoBanDeps = { bans, disconnect: (match, reason) => brokerApi.disconnectWhere(match, reason) };
     if (limits.authFailures.maxFailures > 0) detach.push(new BruteForceProtection(limits.authFailures, deps).attach(opts.broker.events));
-    if (limits.flapping.maxConnects > 0) detach.push(new FlappingProtection(limits.flapping, deps).attach(opts.broker.events));
+    // A provisioning claim connects once per device it provisions: provisioning.ratePerMinute governs it, not flapping.
+    const claims = (e: { certificate?: { subject: string } }): boolean => e.certificate !== undefined && subjectIsProvisioningOnly(e.certificate.subject);
+    if (limits.flapping.maxConnects > 0) detach.push(new FlappingProtection(limits.flapping, deps, claims).attach(opts.broker.events));
   }
   // An automatic ban refuses clients nobody asked to refuse: the operator reads why on the
   // broker's log at once, not only in the audit log (which records the same ban.added).

@@ -94,6 +94,10 @@ function roleBinder(policy: PolicyService, logger: Logger): RoleBinder {
       }
       logger.info({ identity, roles }, 'provisioned identity bound to its roles');
     },
+    missing(roles) {
+      const defined = new Set(policy.current().roles.map((r) => r.name));
+      return roles.filter((r) => !defined.has(r));
+    },
   };
 }
 
@@ -117,6 +121,10 @@ export function openProvisioningSide(config: BastionConfig, baseDir: string, dat
         resolvePath,
       });
       broker.services.add(new ProvisioningMqttService(service, logger));
+      for (const [name, t] of Object.entries(config.provisioning.templates)) {
+        const missing = roleBinder(policy, logger).missing(t.roles);
+        if (missing.length > 0) logger.warn({ template: name, missing }, 'a provisioning template names roles the ACL does not define: its registrations are refused until they exist');
+      }
       const sweep = (): void => {
         service.sweep().catch((err: unknown) => logger.error({ err: errText(err) }, 'provisioning sweep failed'));
       };

@@ -137,11 +137,6 @@ describe('bastion device simulate', () => {
   // Last: the claim it uses ends up banned (by its fingerprint only: nothing else is affected).
   test(
     'one claim provisions more devices in a minute than limits.flapping.maxConnects (30) when provisioning.ratePerMinute allows it',
-    {
-      todo:
-        'broker: flapping protection counts the connects of a claim certificate like those of one device (by its fingerprint) and bans the claim ' +
-        '(0x8a, banSeconds) after 30 devices within windowSeconds; a claim is a shared factory credential, limited by provisioning.ratePerMinute (Throttled)',
-    },
     async () => {
       const claim = await broker.claim('sensor');
       const r = await simulate(['--count', '40', '--concurrency', '10', '--template', 'sensor', '--claim-cert', claim.certFile, '--claim-key', claim.keyFile, '--parameter', 'serialNumber=FLEET-{i}']);

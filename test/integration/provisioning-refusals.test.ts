@@ -158,7 +158,6 @@ describe('provisioning refusals: nothing is issued, every refusal is audited', (
 
     test(
       'a payload that is not JSON → InvalidPayload 400, audited like every refusal',
-      { todo: 'mqtt-service.ts answer(): a payload that is not JSON / not an object / over 64 KiB is rejected (InvalidPayload) before the service is asked, so no `provisioning` refused event is emitted and the request does not count against ratePerMinute' },
       async () => {
         const r = await claimClient();
         await expectRefused(r, CSR_TOPIC, '{"certificateSigningRequest": ', 400, 'InvalidPayload', 'certificate');
@@ -250,12 +249,11 @@ describe('provisioning refusals: nothing is issued, every refusal is audited', (
       });
     }
 
-    const PROTO_TODO = 'src/provisioning/template.ts:46 checkParameters: `template.parameters[name] === undefined` follows the prototype chain, so an unknown parameter named constructor, __proto__, toString, hasOwnProperty… is not refused: the registration is accepted and a certificate issued (the value is then dropped); should be Object.hasOwn(template.parameters, name)';
     for (const [name, raw] of [
       ['constructor', (token: string) => JSON.stringify({ certificateOwnershipToken: token, parameters: { serialNumber: 'PROTO001', constructor: 'x' } })],
       ['__proto__', (token: string) => `{"certificateOwnershipToken": ${JSON.stringify(token)}, "parameters": {"serialNumber": "PROTO002", "__proto__": "x"}}`],
     ] as const) {
-      test(`an unknown parameter named ${name} (an Object.prototype member) → InvalidParameters 400`, { todo: PROTO_TODO }, async () => {
+      test(`an unknown parameter named ${name} (an Object.prototype member) → InvalidParameters 400`, async () => {
         const r = await claimClient('multi');
         const { token } = await createStep1(r.client);
         await expectRefused(r, registerTopic('multi'), raw(token), 400, 'InvalidParameters', 'register');
@@ -266,10 +264,8 @@ describe('provisioning refusals: nothing is issued, every refusal is audited', (
   describe('an identity the CA cannot certify (template long: CN sensor-long-${serialNumber}, pattern [A-Z0-9]{1,64})', () => {
     // 'sensor-long-' + 60 characters: the pattern allows the value, X.509 does not allow a 72-character CN.
     const LONG = 'A'.repeat(60);
-    const SPENT_TODO =
-      'provisioning-service.ts register(): the identity a template expands to is never checked before signing, so the CA refuses it (CN > 64 characters, or a SAN the PKI cannot encode) and the answer is InternalError 500, not InvalidParameters 400; worse, it fails after the single-use records are spent: the ownership token (spendOwnership, line 172), the claim slot (issueDevice takeClaimSlot, line 236: claim.devices +1 with no device) and the one-time token (spendToken, line 237: usedBy names a device that does not exist)';
 
-    test('by claim → InvalidParameters 400; the ownership token and the claim slot are not spent', { todo: SPENT_TODO }, async () => {
+    test('by claim → InvalidParameters 400; the ownership token and the claim slot are not spent', async () => {
       const r = await claimClient('long', { maxDevices: 3 });
       const { token } = await createStep1(r.client);
       await expectRefused(r, registerTopic('long'), { certificateOwnershipToken: token, parameters: { serialNumber: LONG } }, 400, 'InvalidParameters', 'register');
@@ -277,7 +273,7 @@ describe('provisioning refusals: nothing is issued, every refusal is audited', (
       accepted(await ask(r.client, registerTopic('long'), { certificateOwnershipToken: token, parameters: { serialNumber: 'LONG0001' } }));
     });
 
-    test('by one-time token → InvalidParameters 400; the token is not spent', { todo: SPENT_TODO }, async () => {
+    test('by one-time token → InvalidParameters 400; the token is not spent', async () => {
       const r = await tokenClient('long');
       const { token } = await createStep1(r.client);
       await expectRefused(r, registerTopic('long'), { certificateOwnershipToken: token, parameters: { serialNumber: LONG } }, 400, 'InvalidParameters', 'register');

@@ -20,7 +20,7 @@
  * bans: there is no PSK-identity ban kind to key them on).
  */
 import type { LimitsConfig } from '../../core/limits-config.js';
-import type { SecurityEvents } from '../../core/security-events.js';
+import type { SecurityEvent, SecurityEvents } from '../../core/security-events.js';
 import { banApplies, provenByTransport, type Ban } from './ban-list.js';
 import { canonicalBanValue, type BanKind } from './ban-values.js';
 import type { AutoBanDeps } from './brute-force.js';
@@ -35,6 +35,11 @@ export class FlappingProtection {
   constructor(
     private readonly cfg: LimitsConfig['flapping'],
     private readonly deps: AutoBanDeps,
+    /**
+     * Connections another limit governs instead (a provisioning claim connects once per
+     * device it provisions, and is held to `provisioning.ratePerMinute`, answered Throttled).
+     */
+    private readonly exempt: (event: Extract<SecurityEvent, { type: 'connection.accepted' }>) => boolean = () => false,
   ) {
     this.connects = new SlidingWindowCounter(cfg.windowSeconds * 1000, cfg.maxConnects + 1);
     this.defer = deps.defer ?? queueMicrotask;
@@ -43,7 +48,7 @@ export class FlappingProtection {
   /** Subscribes to `connection.accepted`; returns the unsubscribe function. */
   attach(events: SecurityEvents): () => void {
     return events.on((event, at) => {
-      if (event.type === 'connection.accepted') this.onConnect(event.clientId, at, event.certificate?.fingerprint256);
+      if (event.type === 'connection.accepted' && !this.exempt(event)) this.onConnect(event.clientId, at, event.certificate?.fingerprint256);
     });
   }
 
