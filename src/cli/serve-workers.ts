@@ -12,6 +12,7 @@
  * same address and port (`port: 0` gives them all the same one). Round-robin scheduling:
  * the primary accepts and hands each connection to the next worker, so every core serves.
  */
+import { PROVISIONING_DB_FILE } from '../provisioning/sqlite-provisioning-store.js';
 import cluster, { type Worker } from 'node:cluster';
 import { lstatSync, mkdirSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
@@ -63,8 +64,9 @@ function workerDataDir(dataDir: string, index: number): string {
 
 /**
  * What the workers share from the main data directory, linked into each worker's own one:
- * users (`bastion user`), run-time ACL rules (`bastion acl`), admin tokens and bans, and
- * the built-in PKI (listener CRLs, the audit signer's issuer). The CLI writes these in
+ * users (`bastion user`), run-time ACL rules (`bastion acl`), admin tokens and bans, the
+ * provisioning records (claims, one-time tokens, devices, renewals: a token is spent once
+ * whichever worker a device reaches) and the built-in PKI (listener CRLs, the audit signer's issuer). The CLI writes these in
  * `<dataDir>` while the broker runs; SQLite follows the link (its -wal and -shm files stay
  * beside the target) and every store here is opened for use by several processes.
  * SECURITY: without the links a worker would not see a deny rule, a removed user or a ban
@@ -72,7 +74,7 @@ function workerDataDir(dataDir: string, index: number): string {
  * one audit chain records each change, once.
  */
 function sharedEntries(index: number): string[] {
-  return [USERS_DB_FILE, ACL_STORE_FILE, ADMIN_DB_FILE, 'pki', ...(index === 1 ? [PENDING_CHANGES_DB_FILE] : [])];
+  return [USERS_DB_FILE, ACL_STORE_FILE, ADMIN_DB_FILE, PROVISIONING_DB_FILE, 'pki', ...(index === 1 ? [PENDING_CHANGES_DB_FILE] : [])];
 }
 
 /** Makes worker i's data directory and its links into the shared one (idempotent). */

@@ -80,7 +80,7 @@ export interface ProvisioningServiceOptions {
 }
 
 const DAY_MS = 86_400_000;
-/** Step-1 certificates are placeholders: short-lived, revoked once used or expired. */
+/** Step-1 certificates are placeholders: confined to provisioning, refused there, expired after a day. */
 const PENDING_DAYS = 1;
 
 function refused(statusCode: number, errorCode: string, message: string): ProvisioningRefusal {
@@ -171,9 +171,10 @@ export class ProvisioningService {
       this.checkRoles(templateName, identity.roles);
       // Everything checked: spend the single-use records, then sign.
       if (!this.opts.store.spendOwnership(hash, this.now())) throw refused(403, 'InvalidToken', 'the ownership token was used meanwhile');
-      const device = await this.issueDevice(requester, templateName, template, ownership.csrPem, identity);
-      await this.revokeQuietly(ownership.certSerial, 'superseded');
-      return device;
+      // The placeholder is not revoked: it is confined to the provisioning topics, refused
+      // there (not a claim), and expires in a day; revoking it would grow the CRL that every
+      // listener loads by one entry per device provisioned.
+      return await this.issueDevice(requester, templateName, template, ownership.csrPem, identity);
     } catch (err) {
       throw this.refusal('register', requester, err, templateName);
     }
@@ -277,12 +278,11 @@ export class ProvisioningService {
     await this.supersede(renewal.identity, renewal.oldSerial, renewal.newSerial, 'first use of the new certificate', client.clientId);
   }
 
-  /** Revokes what is due: renewed certificates past their grace, step-1 certificates whose token expired unused. */
+  /** Revokes renewed certificates past their grace; forgets ownership tokens that expired unused (their placeholder expires on its own). */
   async sweep(): Promise<void> {
     const now = this.now();
     for (const r of this.opts.store.dueRenewals(now)) await this.supersede(r.identity, r.oldSerial, r.newSerial, 'grace period over', '');
     for (const o of this.opts.store.expiredOwnerships(now)) {
-      await this.revokeQuietly(o.certSerial, 'cessationOfOperation');
       this.opts.store.forgetOwnership(o.secretHash);
       this.opts.events.emit({ type: 'provisioning', action: 'expire', outcome: 'ok', requester: o.claim.kind === 'claim' ? `claim:${o.claim.serialNumber}` : `provision-token:${o.claim.id}`, clientId: '', serialNumber: o.certSerial, reason: 'ownership token expired unused' });
     }

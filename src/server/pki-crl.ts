@@ -66,7 +66,11 @@ function isDue(inventory: PkiInventory, thisKey: string, nextKey: string, now: D
 
 async function signCrl(ctx: CrlContext, ca: CaMaterial, days: number, now: Date): Promise<{ pem: string; nextUpdate: Date }> {
   const issuerSerial = describeCertificate(ca.certPem).serialNumber;
-  const entries = ctx.inventory.revokedIssuedBy(issuerSerial).map((e) => ({
+  // An entry leaves the CRL once its certificate expired more than one CRL lifetime ago: by
+  // then a CRL issued after its expiry listed it (RFC 5280 §3.3), and the CRL every
+  // listener loads does not grow with every certificate ever revoked (renewals revoke one
+  // per device per period).
+  const entries = ctx.inventory.revokedIssuedBy(issuerSerial, new Date(now.getTime() - days * DAY_MS)).map((e) => ({
     serialNumber: e.serialNumber,
     revokedAt: e.revokedAt,
     ...(e.reason !== null ? { reason: e.reason as RevocationReason } : {}),

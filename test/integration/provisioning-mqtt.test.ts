@@ -3,7 +3,7 @@
  * PKI: a claim certificate turns a CSR into a device certificate whose identity comes from
  * the template (not the CSR's subject); the device reconnects with it and reaches its own
  * topics only; the same with a one-time token (which then works no more); the step-1
- * certificate is revoked once registered; a claim is confined to the provisioning topics
+ * placeholder certificate can do nothing (confined, refused, one day); a claim is confined to the provisioning topics
  * whatever the ACL says; answers reach only the requester. Renewal: CONNACK says when the
  * certificate is due, a CSR for a new key over the device's own topic gives a new
  * certificate, and its first use revokes the old one.
@@ -16,6 +16,7 @@ import { X509Certificate } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { ask, CSR_TOPIC, provisionThrough, pubackCode, statusOf } from './provisioning-support.js';
+import { createCsrWithKey } from '../../src/pki/index.js';
 
 describe('provisioning by claim and by token', () => {
   let b: ProvisioningBroker;
@@ -28,7 +29,7 @@ describe('provisioning by claim and by token', () => {
     await b.stop();
   });
 
-  test('a claim provisions a device: identity from the template, step-1 certificate revoked, own topics only', async () => {
+  test('a claim provisions a device: identity from the template, the step-1 placeholder useless, own topics only', async () => {
     const claim = await b.claim('sensor', { maxDevices: 5 });
     const factory = await b.connect({ clientId: 'factory-1', cert: claim.cert, key: claim.key });
     open.push(factory);
@@ -39,7 +40,14 @@ describe('provisioning by claim and by token', () => {
     assert.match(leaf.subject, /CN=sensor-ABC123/);
     assert.match(leaf.subject, /OU=sensors/);
     assert.match(leaf.subjectAltName ?? '', /URI:urn:bastion:sensor:ABC123/);
-    assert.equal(await statusOf(b, String(created.certificateId)), 'revoked', 'the step-1 placeholder is revoked');
+    // The step-1 placeholder is left to expire (one day), and it can do nothing meanwhile.
+    assert.equal(await statusOf(b, String(created.certificateId)), 'valid');
+    const placeholder = await b.connect({ clientId: 'placeholder-1', cert: String(created.certificatePem), key: keyPem });
+    open.push(placeholder);
+    assert.equal(await pubackCode(placeholder, 'devices/sensor-ABC123/telemetry'), 0x87, 'confined like a claim');
+    const asked = await ask(placeholder, CSR_TOPIC, { certificateSigningRequest: (await createCsrWithKey({ commonName: 'p' })).csrPem });
+    assert.equal(asked.body.errorCode, 'InvalidToken', 'and refused there: it is not a claim');
+    assert.ok(new X509Certificate(String(created.certificatePem)).validToDate.getTime() - Date.now() <= 86_400_000 + 60_000, 'it lasts a day');
 
     const device = await b.connect({ clientId: 'sensor-ABC123', cert: String(registered.certificatePem), key: keyPem });
     open.push(device);

@@ -91,6 +91,10 @@ describe('PkiInventory', () => {
     assert.deepEqual(inv.list({ issuerSerial: 'ca01' }).map((r) => r.serialNumber), ['01', '02']);
     assert.deepEqual(inv.revokedIssuedBy('CA01'), [{ serialNumber: '02', revokedAt: T0, reason: null }]);
     assert.deepEqual(inv.revokedIssuedBy('CA02'), [{ serialNumber: '03', revokedAt: T0, reason: 'superseded' }]);
+    // Entries whose certificate expired before the cut-off leave the CRL (RFC 5280 §3.3).
+    const notAfter03 = inv.list({ issuerSerial: 'CA02' })[0]!.notAfter.getTime();
+    assert.deepEqual(inv.revokedIssuedBy('CA02', new Date(notAfter03)).map((e) => e.serialNumber), ['03'], 'kept on the day it expires');
+    assert.deepEqual(inv.revokedIssuedBy('CA02', new Date(notAfter03 + 1)), [], 'gone once expired before the cut-off');
     inv.close();
   });
 

@@ -178,10 +178,11 @@ export class PkiInventory {
   }
 
   /** The revoked certificates a CA issued: the entries of that CA's CRL. */
-  revokedIssuedBy(issuerSerial: string): RevokedEntry[] {
+  /** Revoked certificates of an issuer; with `expiredBefore`, not those whose notAfter is earlier (RFC 5280 §3.3 lets them leave the CRL). */
+  revokedIssuedBy(issuerSerial: string, expiredBefore?: Date): RevokedEntry[] {
     const rows = this.db
-      .prepare("SELECT serial, revoked_at, reason FROM certificates WHERE issuer_serial = ? AND status = 'revoked' ORDER BY revoked_at, serial")
-      .all(normalizeSerial(issuerSerial)) as Array<{ serial: string; revoked_at: number; reason: string | null }>;
+      .prepare("SELECT serial, revoked_at, reason FROM certificates WHERE issuer_serial = ? AND status = 'revoked' AND not_after >= ? ORDER BY revoked_at, serial")
+      .all(normalizeSerial(issuerSerial), expiredBefore?.getTime() ?? 0) as Array<{ serial: string; revoked_at: number; reason: string | null }>;
     return rows.map((r) => ({ serialNumber: r.serial, revokedAt: new Date(r.revoked_at), reason: r.reason }));
   }
 
