@@ -20,24 +20,27 @@ const ALLOWED: Record<string, string[]> = {
   transport: ['core', 'protocol', 'broker', 'security', 'pki'],
   store: ['core', 'protocol', 'broker'],
   cluster: ['core', 'protocol', 'broker', 'store'],
-  ota: ['core', 'protocol', 'broker', 'security', 'pki'],
+  // Signed OTA manifests and key sets (issue 14): formats and verification shared by the broker side and devices.
+  firmware: ['core', 'pki'],
+  ota: ['core', 'protocol', 'broker', 'security', 'pki', 'firmware'],
   admin: ['core', 'protocol', 'broker', 'security', 'pki'],
   client: ['core', 'protocol', 'pki'],
   // Device provisioning and renewal (issue 13): a subsystem of its own, with its SQLite records.
   provisioning: ['core', 'protocol', 'broker', 'security', 'pki'],
   // The device SDK (`bastion-mqtt/device`): runs on devices, so it needs nothing of the broker.
-  device: ['core', 'pki'],
-  server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'provisioning'],
-  cli: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'server', 'provisioning', 'device'],
+  device: ['core', 'pki', 'firmware'],
+  server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'provisioning', 'firmware'],
+  cli: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'server', 'provisioning', 'device', 'firmware'],
 };
 
 /** Modules that must stay free of I/O: no sockets, files, databases. */
-const PURE = new Set(['core', 'protocol', 'broker', 'security', 'pki']);
+const PURE = new Set(['core', 'protocol', 'broker', 'security', 'pki', 'firmware']);
 const IO_MODULES = ['node:net', 'node:tls', 'node:http', 'node:https', 'node:fs', 'node:fs/promises', 'node:child_process', 'node:dgram', 'better-sqlite3', 'ioredis', 'net', 'tls', 'http', 'fs'];
 /** node:crypto only where ARCHITECTURE allows it. */
 // security/authn hashes passwords (scrypt) and computes SCRAM proofs: that is crypto, not I/O.
+// firmware/ hashes images and names keys (SHA-256), on a device as on the broker.
 const CRYPTO_ALLOWED = (file: string): boolean =>
-  file.startsWith('pki/') || file.startsWith('security/audit/') || file.startsWith('security/authn/') || !PURE.has(file.split('/')[0]!);
+  file.startsWith('pki/') || file.startsWith('firmware/') || file.startsWith('security/audit/') || file.startsWith('security/authn/') || !PURE.has(file.split('/')[0]!);
 
 function sources(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
