@@ -88,6 +88,13 @@ export interface BrokerOptions {
   raiseConnectionLimits?: boolean;
   /** Bastion: a cluster node (issue 12) on this nats-server, run as `serve --workers <workers>`. */
   cluster?: ClusterNodeOptions;
+  /**
+   * Bastion: `serve -c <path>` with a config the caller wrote (the provisioning bench: its
+   * own PKI, listener and templates) instead of the generated one; `port` (from
+   * freePort()) is where it listens, whatever the protocol, and is reported as `tcpPort`.
+   * `persistence`, `pki` and `limits` are then not used.
+   */
+  configFile?: { path: string; port: number };
 }
 
 export interface ClusterNodeOptions {
@@ -263,15 +270,20 @@ export class BrokerProcess {
 
   static async start(o: BrokerOptions): Promise<BrokerProcess> {
     const dir = await mkdtemp(join(tmpdir(), `bench-${o.kind}-`));
-    const tcpPort = await freePort();
-    const tlsPort = o.pki !== null ? await freePort() : null;
+    const own = o.kind === 'bastion' ? o.configFile : undefined;
+    const tcpPort = own?.port ?? (await freePort());
+    const tlsPort = o.pki !== null && own === undefined ? await freePort() : null;
     let child: ChildProcess;
     let serverGroups: string | null = null;
     if (o.kind === 'bastion') {
-      const file = join(dir, 'bastion.yaml');
-      const groups = o.pki !== null ? await bastionGroupsSetting() : null;
-      if (o.pki !== null) serverGroups = groups !== null ? `${groups.value} (tls.${groups.key})` : '(broker default)';
-      await writeFile(file, stringify(bastionConfig(dir, tcpPort, tlsPort, o, groups)), { mode: 0o600 });
+      let file = join(dir, 'bastion.yaml');
+      if (own !== undefined) {
+        file = own.path;
+      } else {
+        const groups = o.pki !== null ? await bastionGroupsSetting() : null;
+        if (o.pki !== null) serverGroups = groups !== null ? `${groups.value} (tls.${groups.key})` : '(broker default)';
+        await writeFile(file, stringify(bastionConfig(dir, tcpPort, tlsPort, o, groups)), { mode: 0o600 });
+      }
       // BENCH_BASTION_NODE_ARGS lets an experiment pass V8/Node flags to the broker alone.
       const nodeArgs = (process.env.BENCH_BASTION_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0);
       const workersArgs = o.cluster !== undefined ? ['--workers', String(o.cluster.workers)] : [];

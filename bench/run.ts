@@ -12,6 +12,8 @@
  *   node dist/bench/run.js --cluster [--only 1,3|connect-mtls,…] [--duration 5] [--warmup 1]
  *                          [--broker bastion|both] [--repeat 1] [--limits raised|off|defaults] [--json <file>]
  *   (cluster mode over NATS, 1 worker against 2: cluster-bench.ts)
+ *   node dist/bench/run.js --provisioning [--count 200] [--concurrency 25] [--repeat 3] [--json <file>]
+ *   (device provisioning from one claim certificate, bastion device simulate: provisioning-bench.ts)
  */
 import { guardRun } from './run-guard.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -32,6 +34,11 @@ import { SCENARIOS } from './scenarios.js';
 
 const DEFAULT_JSON = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 const DEFAULT_CLUSTER_JSON = fileURLToPath(new URL('../../bench/results/cluster-latest.json', import.meta.url));
+const DEFAULT_PROVISIONING_JSON = fileURLToPath(new URL('../../bench/results/provisioning-latest.json', import.meta.url));
+/** `--provisioning`: devices per run, devices in progress at once, runs. */
+const DEFAULT_DEVICES = 200;
+const DEFAULT_CONCURRENCY = 25;
+const DEFAULT_PROVISIONING_REPEAT = 3;
 /** Setup and teardown allowance per run, on top of warm-up + duration. */
 const RUN_SLACK_MS = 90_000;
 /** Nothing about this bench may take longer than this. */
@@ -57,6 +64,11 @@ export interface BenchOptions {
   cluster: boolean;
   /** `--only` as given (the cluster runner resolves it against its rows); null: all. */
   only: string[] | null;
+  /** `--provisioning`: device provisioning (provisioning-bench.ts) instead of the scenarios. */
+  provisioning: boolean;
+  /** `--provisioning`: devices per run (`--count`) and devices in progress at once (`--concurrency`). */
+  provisioningDevices: number;
+  provisioningConcurrency: number;
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -77,7 +89,14 @@ const USAGE = `usage: npm run bench -- [options]
                        nats-server, serve --workers 1 against --workers 2, Mosquitto and Bastion
                        without a cluster section as references; rows ${CLUSTER_ROWS.map((r) => `${r.n}=${r.id}`).join(' ')} (--only picks
                        among them); --limits one mode (default raised); no --transport, --idle-conns;
-                       JSON in bench/results/cluster-latest.json unless --json`;
+                       JSON in bench/results/cluster-latest.json unless --json
+  --provisioning       device provisioning (issue 13): a real \`bastion serve\` with its own PKI, one
+                       claim certificate, \`bastion device simulate\` --repeat times (default 3) with
+                       fresh identities; devices/s, broker CPU per device; no Mosquitto (it has no
+                       provisioning); only --count, --concurrency, --repeat, --json apply;
+                       JSON in bench/results/provisioning-latest.json unless --json
+  --count <n>          --provisioning: devices per run (default ${DEFAULT_DEVICES})
+  --concurrency <c>    --provisioning: devices in progress at once (default ${DEFAULT_CONCURRENCY})`;
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}\n`);
@@ -108,6 +127,9 @@ export function parseOptions(argv: string[]): BenchOptions {
         limits: { type: 'string' },
         json: { type: 'string' },
         cluster: { type: 'boolean' },
+        provisioning: { type: 'boolean' },
+        count: { type: 'string' },
+        concurrency: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -120,6 +142,15 @@ export function parseOptions(argv: string[]): BenchOptions {
     process.exit(0);
   }
   const cluster = parsed.cluster === true;
+  const provisioning = parsed.provisioning === true;
+  if (provisioning) {
+    if (cluster) fail('--provisioning and --cluster are separate modes: one at a time');
+    if (parsed.broker === 'mosquitto') fail('--provisioning measures Bastion: Mosquitto has no provisioning');
+    const notHere = (['only', 'duration', 'warmup', 'transport', 'idle-conns', 'mqtt-version', 'limits'] as const).filter((k) => parsed[k] !== undefined);
+    if (notHere.length > 0) fail(`--${notHere.join(', --')} ${notHere.length === 1 ? 'does' : 'do'} not apply to --provisioning (it runs --count devices per run, --repeat runs)`);
+  } else if (parsed.count !== undefined || parsed.concurrency !== undefined) {
+    fail('--count and --concurrency go with --provisioning');
+  }
   const only = parsed.only === undefined ? null : parsed.only.split(',').map((s) => s.trim()).filter((s) => s !== '');
   if (cluster) {
     if (parsed.transport !== undefined) fail('--transport does not apply to --cluster (row 1 runs over mTLS, the others over TCP)');
@@ -155,10 +186,13 @@ export function parseOptions(argv: string[]): BenchOptions {
     transports: transport === 'both' ? ['tcp', 'tls'] : [transport],
     idleConns: Math.round(numberOption(parsed['idle-conns'], 'idle-conns', 2000, 1, 10_000)),
     version,
-    repeat: Math.round(numberOption(parsed.repeat, 'repeat', 1, 1, 9)),
-    jsonPath: parsed.json ?? (cluster ? DEFAULT_CLUSTER_JSON : DEFAULT_JSON),
+    repeat: Math.round(numberOption(parsed.repeat, 'repeat', provisioning ? DEFAULT_PROVISIONING_REPEAT : 1, 1, 9)),
+    jsonPath: parsed.json ?? (provisioning ? DEFAULT_PROVISIONING_JSON : cluster ? DEFAULT_CLUSTER_JSON : DEFAULT_JSON),
     cluster,
     only,
+    provisioning,
+    provisioningDevices: Math.round(numberOption(parsed.count, 'count', DEFAULT_DEVICES, 1, 5000)),
+    provisioningConcurrency: Math.round(numberOption(parsed.concurrency, 'concurrency', DEFAULT_CONCURRENCY, 1, 500)),
   };
 }
 
@@ -240,6 +274,11 @@ function describe(r: RunRecord, s: Scenario): string {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  if (opts.provisioning) {
+    // Imported lazily, as the cluster runner is.
+    const { runProvisioningBench } = await import('./provisioning-bench.js');
+    return runProvisioningBench(opts);
+  }
   if (opts.cluster) {
     const rows = selectRows(opts.only);
     if ('unknown' in rows) fail(`unknown cluster row ${rows.unknown.join(', ')}`);

@@ -6,14 +6,16 @@
  * grouped, devices per second); exit 1 if any device failed.
  * Must not: reach into the broker (everything goes over MQTT, as a real device's would).
  *
- * SECURITY: tokens and keys stay in memory; nothing secret is printed (a reason names the
- * error, never a token).
+ * SECURITY: tokens and keys stay in memory unless `--out DIR` asks for the devices'
+ * identities on disk (the SDK's FileIdentityStore: directories 0700, keys 0600); nothing
+ * secret is printed (a reason names the error, never a token).
  */
 import type { Command } from 'commander';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { BastionError } from '../core/errors.js';
 import { withDeadline } from '../device/request.js';
-import { BastionDevice, DeviceError, MemoryIdentityStore, ProvisioningError, parseTokenList, provision, type ProvisionOptions } from '../device/index.js';
+import { BastionDevice, DeviceError, FileIdentityStore, MemoryIdentityStore, ProvisioningError, parseTokenList, provision, type ProvisionOptions } from '../device/index.js';
 
 interface SimulateFlags {
   count: string;
@@ -28,10 +30,11 @@ interface SimulateFlags {
   topic: string;
   timeout: string;
   servername?: string;
+  out?: string;
   json?: boolean;
 }
 
-type Stage = 'provision' | 'connect' | 'publish';
+type Stage = 'provision' | 'save' | 'connect' | 'publish';
 
 interface Outcome {
   index: number;
@@ -71,6 +74,15 @@ export function parameterTemplates(pairs: readonly string[]): Array<[string, str
 
 export function expand(pattern: string, values: Record<string, string>): string {
   return pattern.replace(/\{(\w+)\}/g, (whole, name: string) => values[name] ?? whole);
+}
+
+/**
+ * The directory name of an identity under `--out`: the identity itself when it is a plain
+ * file name, else with every other character (and a leading dot) percent-encoded, so that
+ * no identity (`..`, `a\b`, a space) names a path outside DIR and two never collide.
+ */
+export function identityDirName(identity: string): string {
+  return identity.replace(/^\.|[^A-Za-z0-9._-]/gu, (c) => [...Buffer.from(c, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
 }
 
 /** What failed, as a short key that groups alike failures (no per-device detail). */
@@ -146,6 +158,14 @@ async function simulate(flags: SimulateFlags): Promise<number> {
     credential = (i) => ({ token: tokens[i - 1]! });
   }
   const servername = flags.servername !== undefined ? { servername: flags.servername } : {};
+  const outDir = flags.out;
+  if (outDir !== undefined) {
+    try {
+      await mkdir(outDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw usage(`cannot create the --out directory ${outDir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
 
   const device = async (i: number): Promise<Outcome> => {
     const values = { i: String(i) };
@@ -162,6 +182,10 @@ async function simulate(flags: SimulateFlags): Promise<number> {
         ...servername,
       });
       outcome.identity = result.identity;
+      if (outDir !== undefined) {
+        stage = 'save';
+        await new FileIdentityStore(join(outDir, identityDirName(result.identity))).save(result);
+      }
       stage = 'connect';
       const d = new BastionDevice({ url: flags.url, ca, store: new MemoryIdentityStore(result), reconnect: false, renewal: { auto: false }, connectTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs, ...servername });
       try {
@@ -215,6 +239,7 @@ export function registerDeviceCommand(program: Command): void {
     .option('--topic <pattern>', 'where each device publishes; {identity} and {i} are replaced', 'devices/{identity}/telemetry')
     .option('--timeout <seconds>', 'deadline of each step (CONNACK, answer, PUBACK)', '10')
     .option('--servername <name>', 'TLS server name to check when it differs from the URL host')
+    .option('--out <dir>', "keep each device's identity (key 0600, certificate chain, identity.json) in DIR/<identity>/ (other characters than A-Z a-z 0-9 . _ - percent-encoded) with the SDK's FileIdentityStore, e.g. to connect as one of them later; without it nothing is written")
     .option('--json', 'print the summary as JSON')
     .action(async (flags: SimulateFlags) => {
       process.exitCode = await simulate(flags);

@@ -70,7 +70,16 @@ const TEMPLATES = [
   '      allowSerials: [OK-1, OK-2]',
 ];
 
-export async function startDeviceBroker(): Promise<DeviceBroker> {
+export interface DeviceBrokerOptions {
+  /**
+   * The broker's `limits` section (written as JSON, which YAML reads), e.g. per-address
+   * connection limits raised for a fleet that connects from 127.0.0.1. Default: none (the
+   * config defaults).
+   */
+  limits?: Record<string, unknown>;
+}
+
+export async function startDeviceBroker(opts: DeviceBrokerOptions = {}): Promise<DeviceBroker> {
   const dir = mkdtempSync(join(tmpdir(), 'bastion-device-'));
   const dataDir = join(dir, 'data');
   const pki = await ensureDevPki(dataDir);
@@ -88,6 +97,7 @@ export async function startDeviceBroker(): Promise<DeviceBroker> {
       '    auth: { providers: [certificate, provision-token] }',
       'persistence: { enabled: false }',
       'log: { level: silent }',
+      ...(opts.limits !== undefined ? [`limits: ${JSON.stringify(opts.limits)}`] : []),
       // Provisioning binds a device to its template's roles; `sensor` may use its own topics.
       'authz:',
       '  roles:',
