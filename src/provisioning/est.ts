@@ -15,6 +15,7 @@
  * by a successful enrollment. Bodies are capped (413) before they are parsed; every failure
  * is a status and a one-line text/plain reason, never a crash.
  */
+import { readBodyCapped } from '../admin/http-listen.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PeerCertificate } from '../broker/channel/connection-port.js';
 import type { AuthorizedClient, ClientIdentity } from '../broker/ports.js';
@@ -101,25 +102,10 @@ function sendCertsOnly(res: ServerResponse, contentType: string, pem: string): v
 }
 
 /** The body, at most `limit` bytes: 413 beyond (nothing past the limit is kept). */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const tooLarge = (): void => {
-      req.off('data', onData);
-      req.resume();
-      reject(new EstError(413, `request body larger than ${limit} bytes`, { connection: 'close' }));
-    };
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) return tooLarge();
-      chunks.push(chunk);
-    };
-    if (Number(req.headers['content-length'] ?? 0) > limit) return tooLarge();
-    req.on('data', onData);
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const body = await readBodyCapped(req, limit);
+  if (body === 'too-large') throw new EstError(413, `request body larger than ${limit} bytes`, { connection: 'close' });
+  return body;
 }
 
 /** 415 unless the request declares `application/pkcs10` in base64 (the only transfer encoding EST has). */
