@@ -55,6 +55,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   device: async () => (await import('./device.js')).registerDeviceCommand,
   // Reads <data-dir>/audit.db directly (WAL: alongside a running broker).
   audit: async () => (await import('./audit.js')).registerAuditCommand,
+  ota: async () => (await import('./ota.js')).registerOtaCommand,
 };
 
 async function main(): Promise<void> {
