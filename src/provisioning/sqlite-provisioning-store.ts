@@ -14,6 +14,7 @@
  * Serial numbers are stored in the PKI inventory's canonical form (upper-case hex, no
  * separators), so a serial from a TLS peer certificate and one from `cert list` match.
  */
+import { applySchemaMigrations, type SchemaMigration } from '../store/sqlite/schema-migrations.js';
 import { chmodSync, closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { BastionError } from '../core/errors.js';
@@ -24,13 +25,8 @@ export const PROVISIONING_DB_FILE = 'provisioning.db';
 
 const ERR = 'ERR_PROVISIONING_STORE';
 
-interface Migration {
-  readonly version: number;
-  readonly sql: string;
-}
-
 /** Ordered migrations tracked in `PRAGMA user_version`; append, never edit one that shipped. Times are ms since the epoch. */
-const MIGRATIONS: readonly Migration[] = [
+const MIGRATIONS: readonly SchemaMigration[] = [
   {
     version: 1,
     sql: `
@@ -164,20 +160,9 @@ function checkHash(hash: string): string {
   return hash;
 }
 
-/** Brings the file to the last migration, each in an IMMEDIATE transaction (a second process opening a new file waits, then sees it done). */
+/** Brings the file to the last migration (the runner every Bastion database uses). */
 function migrate(db: Database.Database): void {
-  const current = db.pragma('user_version', { simple: true });
-  if (typeof current !== 'number' || !Number.isInteger(current) || current < 0) throw new BastionError(ERR, `the provisioning store has an unreadable schema version: ${String(current)}`);
-  const latest = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
-  if (current > latest) throw new BastionError(ERR, `the provisioning store has schema version ${current}, newer than this Bastion understands (${latest}); upgrade Bastion`);
-  for (const m of MIGRATIONS) {
-    if (m.version <= current) continue;
-    db.transaction(() => {
-      if ((db.pragma('user_version', { simple: true }) as number) >= m.version) return;
-      db.exec(m.sql);
-      db.pragma(`user_version = ${m.version}`);
-    }).immediate();
-  }
+  applySchemaMigrations(db, MIGRATIONS, ERR, 'the provisioning store');
 }
 
 /** A UNIQUE or PRIMARY KEY conflict, as a BastionError the CLI prints in one line. */

@@ -26,7 +26,7 @@ const ALLOWED: Record<string, string[]> = {
   admin: ['core', 'protocol', 'broker', 'security', 'pki'],
   client: ['core', 'protocol', 'pki'],
   // Device provisioning and renewal (issue 13): a subsystem of its own, with its SQLite records.
-  provisioning: ['core', 'protocol', 'broker', 'security', 'pki', 'admin'],
+  provisioning: ['core', 'protocol', 'broker', 'security', 'pki', 'admin', 'store'],
   // The device SDK (`bastion-mqtt/device`): runs on devices, so it needs nothing of the broker.
   device: ['core', 'pki', 'firmware'],
   server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'provisioning', 'firmware'],
