@@ -2,7 +2,8 @@
  * `bastion-mqtt/device`: the device SDK's public surface. Provision a device (a claim
  * certificate or a one-time token buys a certificate for a key made on the device), keep
  * its identity, and run it: a connection that survives outages (offline queue), renews its
- * certificate when the broker says so, and reconnects with the new one.
+ * certificate when the broker says so, and reconnects with the new one. Check signed
+ * firmware updates before installing them (`UpdateVerifier`, docs/OTA.md).
  * Must not: export anything of the broker; this module runs on devices.
  *
  *     import { provision, FileIdentityStore, BastionDevice } from 'bastion-mqtt/device';
@@ -24,5 +25,9 @@ export { DeviceError, ProvisioningError } from './errors.js';
 export type { DeviceErrorCode, ProvisioningStep } from './errors.js';
 export { parseProvisioningToken, parseTokenList, registerTopic, renewTopic, renewalDueTopic, CREATE_FROM_CSR_TOPIC, RENEW_USER_PROPERTY } from './protocol.js';
 export type { DeviceConfiguration } from './protocol.js';
+export { UpdateVerifier, FileUpdateStateStore, MemoryUpdateStateStore } from './ota-verify.js';
+export type { UpdateState, UpdateStateStore, UpdateVerifierOptions } from './ota-verify.js';
+export { verifyUpdate, verifyKeySet, sha256Hex } from '../firmware/index.js';
+export type { Manifest, FirmwarePublicKey, SignedKeySet, SignedManifest, RefusalReason, Refusal, VerifyPolicy, ImageInput } from '../firmware/index.js';
 export { createCsrWithKey } from '../pki/index.js';
 export type { CsrWithKey, KeyAlgorithm } from '../pki/index.js';
