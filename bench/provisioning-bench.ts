@@ -12,6 +12,7 @@
  *
  * There is no Mosquitto run: Mosquitto has no provisioning.
  */
+import type { SimulationSummary as Summary } from '../src/cli/device.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -185,15 +186,6 @@ function busyPct(a: HostCpu | null, b: HostCpu | null): number | null {
   return (100 * os.availableParallelism() * (b.busy - a.busy)) / (b.total - a.total);
 }
 
-interface Summary {
-  requested: number;
-  provisioned: number;
-  published: number;
-  failed: number;
-  seconds: number;
-  devicesPerSecond: number;
-  reasons: Array<{ stage: string; reason: string; count: number }>;
-}
 
 async function runOnce(n: number, opts: BenchOptions, url: string, caFile: string, claim: { cert: string; key: string }, b: BrokerProcess): Promise<Omit<ProvisioningRun, 'machineLoadBeforePct' | 'waitedForQuietMs'>> {
   const devices = opts.provisioningDevices;

@@ -15,6 +15,7 @@
  * which a real fleet spreads over many addresses. provisioning.ratePerMinute is 1000 in
  * device-support.ts (2 requests per device: 400 from the one claim).
  */
+import type { SimulationSummary as Summary } from '../../src/cli/device.js';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,16 +51,6 @@ after(async () => {
 const identityOf = (i: number): string => `sensor-FLEET-${i}`;
 const telemetry = (): DeviceMessage[] => seen.items.filter((m) => /^devices\/[^/]+\/telemetry$/.test(m.topic));
 
-interface Summary {
-  requested: number;
-  provisioned: number;
-  published: number;
-  failed: number;
-  seconds: number;
-  devicesPerSecond: number;
-  reasons: Array<{ stage: string; reason: string; count: number; example: string }>;
-  identities: string[];
-}
 
 /** MQTT v5 with a device's certificate, as MQTT.js (reconnect off); the client id is its identity. */
 function connectAs(id: DeviceIdentity): Promise<MqttClient> {
