@@ -20,6 +20,7 @@ const EVENT_TYPES: Record<SecurityEventType, true> = {
   'revocation.applied': true,
   'admin.change': true,
   provisioning: true,
+  job: true,
   'tls.handshake': true,
 };
 

@@ -149,6 +149,20 @@ export type SecurityEvent =
       errorCode?: string;
       reason?: string;
     }
+  /**
+   * An OTA job execution changed state (issue 14): the device moved it (IN_PROGRESS,
+   * SUCCEEDED, FAILED, REJECTED) or the service did (TIMED_OUT, CANCELED); `retried` when
+   * a new execution was queued for another try.
+   */
+  | {
+      type: 'job';
+      action: 'QUEUED' | 'IN_PROGRESS' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'REJECTED' | 'CANCELED';
+      actor: 'device' | 'service';
+      jobId: string;
+      identity: string;
+      executionNumber: number;
+      retried: boolean;
+    }
   /** A TLS handshake finished; failures carry the reason OpenSSL gave. */
   | {
       type: 'tls.handshake';

@@ -33,6 +33,7 @@ import { connectClusterSide } from './cluster-side.js';
 import { startClusterSharedState, type ClusterSharedState } from './cluster-shared-state.js';
 import { ClusterTicketKeys, ticketKeyFiles } from './cluster-tickets.js';
 import { openProvisioningSide } from './provisioning-side.js';
+import { openOtaSide } from './ota-side.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
 import { ClusterAccess } from './cluster-access.js';
 
@@ -129,6 +130,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     throw err;
   }
   const authz = startAuthz(config, dataDir, logger);
+  // OTA jobs (<dataDir>/ota-jobs.db): its guard goes in front of the ACL below.
+  const ota = openOtaSide(dataDir, logger);
   // One stream of security events for the audit log, the metrics and the automatic bans.
   const events = new SecurityEvents(logger);
   if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
@@ -141,8 +144,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     store: cluster !== null ? cluster.sessionStore : store,
     retainStore: cluster !== null ? null : store,
     authenticator: authn.authenticator,
-    // SECURITY: provisioning's own rules (claims confined, a device's certificate topics its own) before the ACL.
-    authorizer: provisioning.guard(authz.engine),
+    // SECURITY: provisioning's own rules (claims confined, a device's certificate topics its own), then OTA jobs' (a device's jobs its own), before the ACL.
+    authorizer: provisioning.guard(ota.guard(authz.engine)),
     // The same engine gives a client its role's quota (publish rates, subscriptions, queue).
     quotas: authz.engine,
     enhancedAuth: [...(opts.enhancedAuth ?? []), ...authn.enhancedAuth],
@@ -153,6 +156,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   const recovered = broker.recover();
   // Provisioning answers on its $bastion/ topics from the first client on.
   provisioning.attach(broker, events, authz.service);
+  ota.attach(broker, events);
   if (store !== null) logger.info(recovered, 'state recovered');
 
   const revocation = new RevocationEnforcer(broker, logger);
@@ -231,6 +235,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     await cluster?.close();
     store?.close();
     provisioning.stop();
+    ota.stop();
     authn.close();
     authz.close();
     cliChanges?.stop();
@@ -255,6 +260,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       access?.stop();
       store?.close();
       provisioning.stop();
+      ota.stop();
       authn.close();
       authz.close();
       // Changes the CLI made up to now, then (last) the shutdown's own events are

@@ -22,7 +22,7 @@ const ALLOWED: Record<string, string[]> = {
   cluster: ['core', 'protocol', 'broker', 'store'],
   // Signed OTA manifests and key sets (issue 14): formats and verification shared by the broker side and devices.
   firmware: ['core', 'pki'],
-  ota: ['core', 'protocol', 'broker', 'security', 'pki', 'firmware'],
+  ota: ['core', 'protocol', 'broker', 'security', 'pki', 'firmware', 'store'],
   admin: ['core', 'protocol', 'broker', 'security', 'pki'],
   client: ['core', 'protocol', 'pki'],
   // Device provisioning and renewal (issue 13): a subsystem of its own, with its SQLite records.

@@ -36,6 +36,7 @@ export class EventMetrics {
   readonly droppedByLimits = new Map<string, number>();
   private readonly bansAdded: Counter<'origin'>;
   private readonly provisioning: Counter<'action' | 'outcome' | 'code'>;
+  private readonly jobs: Counter<'status' | 'actor'>;
   private readonly handshakes: Counter<'listener' | 'kind' | 'group'>;
   private readonly handshakeFailures: Counter<'listener' | 'reason'>;
   private readonly unsubscribe: () => void;
@@ -62,6 +63,7 @@ export class EventMetrics {
       labelNames: ['action', 'outcome', 'code'],
       registers,
     });
+    this.jobs = new Counter({ name: 'bastion_ota_job_executions_total', help: 'OTA job execution state changes, by new status and who made it (device or service).', labelNames: ['status', 'actor'], registers });
     this.unsubscribe = events.on((event) => this.count(event));
   }
 
@@ -116,6 +118,9 @@ export class EventMetrics {
         return;
       case 'provisioning':
         this.provisioning.inc({ action: event.action, outcome: event.outcome, code: event.errorCode ?? 'none' });
+        return;
+      case 'job':
+        this.jobs.inc({ status: event.action, actor: event.actor });
         return;
       case 'connection.accepted':
       case 'client.disconnected':

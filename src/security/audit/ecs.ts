@@ -59,6 +59,8 @@ export function auditSeverity(event: SecurityEvent): AuditSeverity {
       return event.outcome === 'ok' ? Severity.Notice : Severity.Warning;
     case 'provisioning':
       return event.outcome === 'ok' ? Severity.Notice : Severity.Warning;
+    case 'job':
+      return event.action === 'FAILED' || event.action === 'TIMED_OUT' || event.action === 'REJECTED' ? Severity.Warning : Severity.Informational;
     case 'tls.handshake':
       return event.ok ? Severity.Informational : Severity.Warning;
   }
@@ -229,6 +231,13 @@ function mapEvent(doc: Doc, e: SecurityEvent): void {
       doc.set('bastion.provisioning.identity', e.identity).set('bastion.provisioning.error_code', e.errorCode).set('event.reason', e.reason);
       doc.set('tls.client.x509.serial_number', e.serialNumber).set('related.user', [e.requester, ...(e.identity !== undefined ? [e.identity] : [])]);
       return;
+    case 'job': {
+      const failed = e.action === 'FAILED' || e.action === 'TIMED_OUT' || e.action === 'REJECTED';
+      categorize(doc, ['configuration'], ['change'], failed ? 'failure' : 'success');
+      doc.set('bastion.job.id', e.jobId).set('bastion.job.status', e.action).set('bastion.job.actor', e.actor).set('bastion.job.identity', e.identity);
+      doc.set('bastion.job.execution_number', e.executionNumber).set('bastion.job.retried', e.retried).set('related.user', [e.identity]);
+      return;
+    }
     case 'tls.handshake':
       categorize(doc, ['network'], e.ok ? ['protocol', 'connection'] : ['protocol', 'denied'], e.ok ? 'success' : 'failure');
       setAddress(doc, e.remoteAddress);
@@ -295,6 +304,8 @@ function summary(e: SecurityEvent): string {
       return `${e.actor} ${e.action} ${e.target}: ${e.outcome}`;
     case 'provisioning':
       return `provisioning ${e.action} for ${e.identity ?? e.requester}${e.template !== undefined ? ` (template ${e.template})` : ''}: ${e.outcome === 'ok' ? 'ok' : `refused ${e.errorCode ?? ''}: ${e.reason ?? ''}`}`;
+    case 'job':
+      return `job ${e.jobId} execution ${e.executionNumber} for ${e.identity}: ${e.action} (by the ${e.actor})${e.retried ? ', retry queued' : ''}`;
     case 'tls.handshake':
       return `TLS handshake from ${e.remoteAddress} on ${e.listener} ${e.ok ? 'completed' : `failed${times(e.count)}: ${e.reason ?? 'unknown'}`}`;
   }

@@ -1,0 +1,209 @@
+/**
+ * The jobs and their executions in `<dataDir>/ota-jobs.db` (SQLite, WAL), shared by the
+ * CLI (`bastion ota job …`) and a running broker, which polls `PRAGMA data_version` to
+ * notice the CLI's changes. Owns: the schema and the rows (the JobStore port). Must not:
+ * decide transitions (jobs-service.ts) or talk MQTT.
+ *
+ * SECURITY: every change to an execution is one conditional UPDATE on its version
+ * (`changes === 1` says who won), so a device, the sweep and the CLI can never both move
+ * the same execution. The file is created 0600.
+ */
+import { chmodSync, closeSync, openSync } from 'node:fs';
+import type Database from 'better-sqlite3';
+import { BastionError } from '../../core/errors.js';
+import { openSharedDatabase, type SchemaMigration } from '../../store/sqlite/schema-migrations.js';
+import type { ExecutionPatch, ExecutionRecord, ExecutionStatus, JobRecord, JobStatus, JobStore, NewJob } from './ports.js';
+
+export const JOBS_DB_FILE = 'ota-jobs.db';
+const ERR = 'ERR_OTA_JOB_STORE';
+
+/** Append, never edit one that shipped. Times are ms since the epoch. */
+const MIGRATIONS: readonly SchemaMigration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE jobs (
+        id                     TEXT    NOT NULL PRIMARY KEY,
+        document               TEXT    NOT NULL,
+        status                 TEXT    NOT NULL CHECK (status IN ('IN_PROGRESS', 'CANCELED')),
+        max_retries            INTEGER NOT NULL CHECK (max_retries BETWEEN 0 AND 10),
+        step_timeout_ms        INTEGER,
+        in_progress_timeout_ms INTEGER,
+        created_at             INTEGER NOT NULL,
+        canceled_at            INTEGER
+      );
+      CREATE TABLE executions (
+        job_id                 TEXT    NOT NULL REFERENCES jobs (id),
+        identity               TEXT    NOT NULL,
+        execution_number       INTEGER NOT NULL CHECK (execution_number >= 1),
+        status                 TEXT    NOT NULL CHECK (status IN ('QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED')),
+        version                INTEGER NOT NULL,
+        status_details         TEXT    NOT NULL,
+        queued_at              INTEGER NOT NULL,
+        started_at             INTEGER,
+        last_updated_at        INTEGER NOT NULL,
+        step_timeout_at        INTEGER,
+        in_progress_timeout_at INTEGER,
+        retry_count            INTEGER NOT NULL,
+        PRIMARY KEY (job_id, identity, execution_number)
+      );
+      CREATE INDEX executions_pending ON executions (identity, queued_at) WHERE status IN ('QUEUED', 'IN_PROGRESS');
+      CREATE INDEX executions_running ON executions (status) WHERE status = 'IN_PROGRESS';
+    `,
+  },
+];
+
+interface JobRow {
+  id: string;
+  document: string;
+  status: JobStatus;
+  max_retries: number;
+  step_timeout_ms: number | null;
+  in_progress_timeout_ms: number | null;
+  created_at: number;
+  canceled_at: number | null;
+}
+interface ExecutionRow {
+  job_id: string;
+  identity: string;
+  execution_number: number;
+  status: ExecutionStatus;
+  version: number;
+  status_details: string;
+  queued_at: number;
+  started_at: number | null;
+  last_updated_at: number;
+  step_timeout_at: number | null;
+  in_progress_timeout_at: number | null;
+  retry_count: number;
+}
+
+function jobOf(r: JobRow): JobRecord {
+  return {
+    id: r.id,
+    document: JSON.parse(r.document) as Record<string, unknown>,
+    status: r.status,
+    maxRetries: r.max_retries,
+    defaultStepTimeoutMs: r.step_timeout_ms,
+    inProgressTimeoutMs: r.in_progress_timeout_ms,
+    createdAt: r.created_at,
+    canceledAt: r.canceled_at,
+  };
+}
+
+function executionOf(r: ExecutionRow): ExecutionRecord {
+  return {
+    jobId: r.job_id,
+    identity: r.identity,
+    executionNumber: r.execution_number,
+    status: r.status,
+    versionNumber: r.version,
+    statusDetails: JSON.parse(r.status_details) as Record<string, string>,
+    queuedAt: r.queued_at,
+    startedAt: r.started_at,
+    lastUpdatedAt: r.last_updated_at,
+    stepTimeoutAt: r.step_timeout_at,
+    inProgressTimeoutAt: r.in_progress_timeout_at,
+    retryCount: r.retry_count,
+  };
+}
+
+const INSERT_EXECUTION = `INSERT INTO executions (job_id, identity, execution_number, status, version, status_details, queued_at, last_updated_at, retry_count)
+  VALUES (?, ?, ?, 'QUEUED', 1, '{}', ?, ?, ?)`;
+
+export class SqliteJobStore implements JobStore {
+  private constructor(private readonly db: Database.Database) {}
+
+  static open(file: string): SqliteJobStore {
+    try {
+      // SECURITY: the file is created 0600 before SQLite opens it.
+      closeSync(openSync(file, 'a', 0o600));
+      chmodSync(file, 0o600);
+    } catch (err) {
+      throw new BastionError(ERR, `cannot create the jobs store ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return new SqliteJobStore(openSharedDatabase(file, { migrations: MIGRATIONS, code: ERR, what: 'the jobs store', pragmas: ['synchronous = FULL', 'foreign_keys = ON'] }));
+  }
+
+  createJob(job: NewJob, identities: readonly string[]): boolean {
+    return this.db.transaction(() => {
+      const added = this.db
+        .prepare(`INSERT OR IGNORE INTO jobs (id, document, status, max_retries, step_timeout_ms, in_progress_timeout_ms, created_at) VALUES (?, ?, 'IN_PROGRESS', ?, ?, ?, ?)`)
+        .run(job.id, JSON.stringify(job.document), job.maxRetries, job.defaultStepTimeoutMs, job.inProgressTimeoutMs, job.createdAt);
+      if (added.changes !== 1) return false;
+      const insert = this.db.prepare(INSERT_EXECUTION);
+      for (const identity of new Set(identities)) insert.run(job.id, identity, 1, job.createdAt, job.createdAt, 0);
+      return true;
+    }).immediate();
+  }
+
+  job(id: string): JobRecord | null {
+    const r = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
+    return r === undefined ? null : jobOf(r);
+  }
+
+  jobs(): JobRecord[] {
+    return (this.db.prepare('SELECT * FROM jobs ORDER BY created_at, id').all() as JobRow[]).map(jobOf);
+  }
+
+  executionsOf(jobId: string): ExecutionRecord[] {
+    return (this.db.prepare('SELECT * FROM executions WHERE job_id = ? ORDER BY identity, execution_number').all(jobId) as ExecutionRow[]).map(executionOf);
+  }
+
+  execution(jobId: string, identity: string, executionNumber?: number): ExecutionRecord | null {
+    const r = (executionNumber !== undefined
+      ? this.db.prepare('SELECT * FROM executions WHERE job_id = ? AND identity = ? AND execution_number = ?').get(jobId, identity, executionNumber)
+      : this.db.prepare('SELECT * FROM executions WHERE job_id = ? AND identity = ? ORDER BY execution_number DESC LIMIT 1').get(jobId, identity)) as ExecutionRow | undefined;
+    return r === undefined ? null : executionOf(r);
+  }
+
+  pending(identity: string): ExecutionRecord[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM executions WHERE identity = ? AND status IN ('QUEUED', 'IN_PROGRESS') ORDER BY queued_at, job_id, execution_number`)
+      .all(identity) as ExecutionRow[];
+    return rows.map(executionOf);
+  }
+
+  apply(e: ExecutionRecord, patch: ExecutionPatch, retry: boolean): ExecutionRecord | null {
+    return this.db.transaction((): ExecutionRecord | null => {
+      const sets: string[] = ['version = version + 1', 'last_updated_at = @lastUpdatedAt'];
+      const params: Record<string, unknown> = { lastUpdatedAt: patch.lastUpdatedAt, jobId: e.jobId, identity: e.identity, n: e.executionNumber, v: e.versionNumber };
+      if (patch.status !== undefined) (sets.push('status = @status'), (params.status = patch.status));
+      if (patch.statusDetails !== undefined) (sets.push('status_details = @details'), (params.details = JSON.stringify(patch.statusDetails)));
+      if (patch.startedAt !== undefined) (sets.push('started_at = @startedAt'), (params.startedAt = patch.startedAt));
+      if (patch.stepTimeoutAt !== undefined) (sets.push('step_timeout_at = @stepAt'), (params.stepAt = patch.stepTimeoutAt));
+      if (patch.inProgressTimeoutAt !== undefined) (sets.push('in_progress_timeout_at = @ipAt'), (params.ipAt = patch.inProgressTimeoutAt));
+      const r = this.db.prepare(`UPDATE executions SET ${sets.join(', ')} WHERE job_id = @jobId AND identity = @identity AND execution_number = @n AND version = @v`).run(params);
+      if (r.changes !== 1) return null;
+      if (retry) this.db.prepare(INSERT_EXECUTION).run(e.jobId, e.identity, e.executionNumber + 1, patch.lastUpdatedAt, patch.lastUpdatedAt, e.retryCount + 1);
+      return this.execution(e.jobId, e.identity, e.executionNumber);
+    }).immediate();
+  }
+
+  cancelJob(id: string, at: number): string[] | null {
+    return this.db.transaction((): string[] | null => {
+      if (this.job(id) === null) return null;
+      this.db.prepare(`UPDATE jobs SET status = 'CANCELED', canceled_at = ? WHERE id = ? AND status <> 'CANCELED'`).run(at, id);
+      const touched = this.db.prepare(`SELECT DISTINCT identity FROM executions WHERE job_id = ? AND status IN ('QUEUED', 'IN_PROGRESS')`).all(id) as { identity: string }[];
+      this.db
+        .prepare(`UPDATE executions SET status = 'CANCELED', version = version + 1, last_updated_at = ? WHERE job_id = ? AND status IN ('QUEUED', 'IN_PROGRESS')`)
+        .run(at, id);
+      return touched.map((t) => t.identity);
+    }).immediate();
+  }
+
+  overdue(now: number): ExecutionRecord[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM executions WHERE status = 'IN_PROGRESS' AND ((step_timeout_at IS NOT NULL AND step_timeout_at <= ?) OR (in_progress_timeout_at IS NOT NULL AND in_progress_timeout_at <= ?))`)
+      .all(now, now) as ExecutionRow[];
+    return rows.map(executionOf);
+  }
+
+  dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
