@@ -3,16 +3,19 @@
  * certificates (MQTT.js over mqtts), jobs made in `<dataDir>/ota-jobs.db` as the CLI makes
  * them (another process's writes, which the broker notices). notify-next on subscribe and
  * on a new job; start-next; update with expectedVersion; terminal states final; the step
- * timeout and a retry; cancel; the fence between devices; the state across a restart.
+ * timeout and a retry; cancel; the fence between devices; the state across a restart; and
+ * `bastion ota job create|list|show|cancel` (real CLI processes) against the running broker.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { JOBS_DB_FILE, SqliteJobStore } from '../../src/ota/jobs/sqlite-job-store.js';
 import { PkiService } from '../../src/server/pki-service.js';
+import { failedWithOneLine } from '../helpers/audit-files.js';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
+import { BASTION_MAIN, run, type ProcResult } from './support.js';
 
 type Json = Record<string, unknown>;
 
@@ -207,5 +210,49 @@ describe('jobs over MQTT', () => {
     assert.equal((aAfter.body.execution as Execution).jobDocument, undefined);
     b2.client.end(true);
     a2.client.end(true);
+  });
+
+  test('bastion ota job create|list|show|cancel: a running broker notifies the device; an unknown release is refused', async () => {
+    const ota = (...args: string[]): Promise<ProcResult> => run(process.execPath, [BASTION_MAIN, 'ota', ...args, '--data-dir', broker.dataDir]);
+    const ok = (r: ProcResult): ProcResult => (assert.equal(r.code, 0, `exit ${String(r.code)}; stdout: ${r.stdout} stderr: ${r.stderr}`), r);
+    const image = join(broker.dir, 'fw.bin');
+    writeFileSync(image, Buffer.alloc(4096, 7));
+    ok(await ota('key', 'init'));
+    ok(await ota('sign', image, '--class', 'thermo', '--vendor', 'acme', '--fw-version', '2.0.0', '--out', join(broker.dir, 'fw.manifest.json')));
+    ok(await ota('release', 'create', image, '--manifest', join(broker.dir, 'fw.manifest.json')));
+    const release = (JSON.parse(ok(await ota('release', 'list', '--json')).stdout.trim().split('\n')[0]!) as { id: string }).id;
+
+    assert.match(failedWithOneLine(await ota('job', 'create', '--release', 'nope', '--clients', 'dev-a')), /unknown release "nope"/);
+    assert.match(failedWithOneLine(await ota('job', 'create', '--release', release, '--clients', 'dev-a/x')), /cannot be a device identity/);
+    assert.match(failedWithOneLine(await ota('job', 'create', '--release', release, '--clients', 'dev-a', '--retries', '11')), /--retries/);
+
+    const a = await device('dev-a');
+    await nextNotice(a, () => true, 'on subscribe');
+    const pushed = nextNotice(a, (b) => (b.execution as Execution | undefined)?.jobDocument?.releaseId === release, 'the CLI-made job');
+    const created = ok(await ota('job', 'create', '--release', release, '--clients', 'dev-a,dev-b', '--step-timeout', '10m', '--retries', '2'));
+    const jobId = /job (job-[0-9a-f]+)/.exec(created.stdout)![1]!;
+    const doc = ((await pushed).execution as Execution).jobDocument!;
+    assert.equal(doc.classId, 'thermo');
+    assert.equal(typeof doc.manifest, 'object');
+
+    const listed = ok(await ota('job', 'list', '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; maxRetries: number; defaultStepTimeoutMs: number; executions: unknown[] });
+    const mine = listed.find((j) => j.id === jobId)!;
+    assert.equal(mine.maxRetries, 2);
+    assert.equal(mine.defaultStepTimeoutMs, 600_000);
+    assert.equal(mine.executions.length, 2);
+    assert.match(ok(await ota('job', 'show', jobId)).stdout, /dev-b\s+1\s+QUEUED/);
+
+    // start-next takes the job's step timer when the device names none.
+    const started = await request(a, 'start-next', {});
+    assert.equal((started.body.execution as Execution).jobId, jobId);
+    const stepAt = withStore((s) => s.execution(jobId, 'dev-a')!.stepTimeoutAt!);
+    assert.ok(stepAt > Date.now() + 500_000 && stepAt <= Date.now() + 600_000);
+
+    const emptied = nextNotice(a, (b) => b.execution === undefined, 'empty after the CLI cancel');
+    assert.match(ok(await ota('job', 'cancel', jobId)).stdout, /2 pending execution/);
+    await emptied;
+    assert.match(ok(await ota('job', 'show', jobId)).stdout, /CANCELED/);
+    assert.match(failedWithOneLine(await ota('job', 'cancel', 'job-none')), /no job job-none/);
+    a.client.end(true);
   });
 });

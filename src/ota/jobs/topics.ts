@@ -16,7 +16,8 @@ export type JobRequest =
 /** A job id: letters, digits, `-` and `_`, 1–64 characters (AWS's rule). */
 export const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
-function isIdentity(s: string): boolean {
+/** Whether `s` can be a device identity in a jobs topic (no `/`, `+`, `#`; 1–128 characters). */
+export function isJobIdentity(s: string): boolean {
   return s.length > 0 && s.length <= 128 && !/[/+#\u0000]/.test(s);
 }
 
@@ -25,7 +26,7 @@ export function jobRequestOf(topic: string): JobRequest | null {
   if (!topic.startsWith(JOBS_PREFIX)) return null;
   const parts = topic.slice(JOBS_PREFIX.length).split('/');
   const identity = parts[0]!;
-  if (!isIdentity(identity)) return null;
+  if (!isJobIdentity(identity)) return null;
   if (parts.length === 2) {
     if (parts[1] === 'get') return { kind: 'get', identity };
     if (parts[1] === 'start-next') return { kind: 'start-next', identity };
@@ -43,7 +44,7 @@ export function jobRequestOf(topic: string): JobRequest | null {
 export function jobsIdentityOf(topicOrFilter: string): string | null {
   if (!topicOrFilter.startsWith(JOBS_PREFIX)) return null;
   const id = topicOrFilter.slice(JOBS_PREFIX.length).split('/')[0]!;
-  return isIdentity(id) ? id : null;
+  return isJobIdentity(id) ? id : null;
 }
 
 export function notifyNextTopic(identity: string): string {
