@@ -14,6 +14,7 @@ import type { MqttClient } from 'mqtt';
 import { JOBS_DB_FILE, SqliteJobStore } from '../../src/ota/jobs/sqlite-job-store.js';
 import { PkiService } from '../../src/server/pki-service.js';
 import { failedWithOneLine } from '../helpers/audit-files.js';
+import { EventRecorder } from '../helpers/event-recorder.js';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { BASTION_MAIN, run, type ProcResult } from './support.js';
 
@@ -113,6 +114,7 @@ describe('jobs over MQTT', () => {
   });
 
   test('notify-next, start-next, update with expectedVersion, terminal states, retry after a step timeout, cancel, the fence, a restart', async () => {
+    const events = new EventRecorder(broker.server.broker.events);
     const a = await device('dev-a', false);
     const empty = nextNotice(a, (b) => b.execution === undefined, 'empty on subscribe');
     await a.client.subscribeAsync(`${base('dev-a')}/#`, { qos: 1 });
@@ -172,6 +174,10 @@ describe('jobs over MQTT', () => {
     assert.equal((s2.body.execution as Execution).status, 'IN_PROGRESS');
     const retry = await nextNotice(a, (b) => (b.execution as Execution | undefined)?.executionNumber === 2, 'the retry of job-2');
     assert.equal((retry.execution as Execution).status, 'QUEUED');
+    // Audited: the device's moves and the service's timeout (with its retry).
+    await events.waitFor('job', (e) => e.jobId === 'job-1' && e.action === 'SUCCEEDED' && e.actor === 'device' && e.identity === 'dev-a');
+    await events.waitFor('job', (e) => e.jobId === 'job-2' && e.action === 'TIMED_OUT' && e.actor === 'service' && e.retried);
+    events.stop();
     withStore((s) => {
       assert.equal(s.execution('job-2', 'dev-a', 1)?.status, 'TIMED_OUT');
       assert.equal(s.execution('job-2', 'dev-a', 2)?.retryCount, 1);
