@@ -29,6 +29,9 @@ export class RetainedSync {
   /** Revision each topic shows (also of a clear), so an older change never overwrites a newer one. */
   private readonly revisions = new Map<string, number>();
   private watch: QueuedIterator<KvEntry> | null = null;
+  /** Bumped by every start(): a start overtaken by a later one (or by stop) drops its watch. */
+  private generation = 0;
+  private stopped = false;
   private nextId = 0;
   malformed = 0;
 
@@ -62,9 +65,17 @@ export class RetainedSync {
    */
   async start(): Promise<void> {
     this.watch?.stop();
+    this.watch = null;
+    const generation = ++this.generation;
     const status = await this.kv.status();
     const seen = new Set<string>();
     const iter = await this.kv.watch({ key: '>' });
+    // Stopped (or started again) while the watch was being made: this one must not outlive
+    // that, or its heartbeat timer keeps resetting a consumer on a closed connection.
+    if (this.stopped || generation !== this.generation) {
+      iter.stop();
+      return;
+    }
     this.watch = iter;
     let initialDone!: () => void;
     const initial = new Promise<void>((resolve) => (initialDone = resolve));
@@ -110,6 +121,7 @@ export class RetainedSync {
   }
 
   stop(): void {
+    this.stopped = true;
     this.watch?.stop();
     this.watch = null;
   }

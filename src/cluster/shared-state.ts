@@ -30,6 +30,13 @@ const READ_DEADLINE_MS = 10_000;
 /** A write that failed while NATS is connected is tried again this much later. */
 const RETRY_MS = 1000;
 
+/** A read that a stop or a later read made moot; its watch was stopped. */
+class OvertakenRead extends Error {
+  constructor() {
+    super('shared state stopped or read again meanwhile');
+  }
+}
+
 /** One kind of entry (all keys `<prefix>.…`). */
 export interface SharedKind {
   /**
@@ -60,6 +67,8 @@ export class SharedState {
   private readonly queued = new Map<string, Uint8Array | null>();
   private readonly inFlight = new Set<string>();
   private watch: QueuedIterator<KvWatchEntry> | null = null;
+  /** Bumped by every read(): a read overtaken by a later one (or by stop) drops its watch. */
+  private generation = 0;
   private connected = true;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -204,7 +213,8 @@ export class SharedState {
         }
       }
     } catch (err) {
-      if (this.stopped || !this.connected) return;
+      // Stopped, disconnected, or a later re-read took over (it will say when it is done).
+      if (this.stopped || !this.connected || err instanceof OvertakenRead) return;
       this.opts.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'shared security state could not be re-read; CONNECTs stay refused; retrying');
       const t = setTimeout(() => void this.reread(), RETRY_MS);
       t.unref();
@@ -218,9 +228,16 @@ export class SharedState {
   private async read(): Promise<void> {
     this.watch?.stop();
     this.watch = null;
+    const generation = ++this.generation;
     const deadline = this.opts.readDeadlineMs ?? READ_DEADLINE_MS;
     const status = await this.kv.status();
     const iter = await this.kv.watch({ key: '>' });
+    // Stopped (or read again) while the watch was being made: this one must not outlive
+    // that, or its heartbeat timer keeps resetting a consumer on a closed connection.
+    if (this.stopped || generation !== this.generation) {
+      iter.stop();
+      throw new OvertakenRead();
+    }
     this.watch = iter;
     let seen: Set<string> | null = new Set<string>();
     let initialDone!: () => void;
