@@ -10,32 +10,34 @@
  */
 import { randomBytes } from 'node:crypto';
 import { TEMPLATE_NAME_RE } from '../core/provisioning-config.js';
+import * as topics from '../core/provisioning-topics.js';
+import { CREATE_FROM_CSR_TOPIC } from '../core/provisioning-topics.js';
 import { DeviceError, ProvisioningError, type ProvisioningStep } from './errors.js';
 
-export const CREATE_FROM_CSR_TOPIC = '$bastion/provision/certificates/create-from-csr/json';
+export { CREATE_FROM_CSR_TOPIC };
 
-/** `$bastion/provision/templates/<template>/provision/json`. */
+/** `$bastion/provision/templates/<template>/provision/json`, for a valid template name. */
 export function registerTopic(template: string): string {
   assertTemplateName(template);
-  return `$bastion/provision/templates/${template}/provision/json`;
+  return topics.registerTopic(template);
 }
 
-/** `$bastion/certs/<identity>/renew/json`. */
+/** `$bastion/certs/<identity>/renew/json`, for a valid identity. */
 export function renewTopic(identity: string): string {
   assertIdentity(identity);
-  return `$bastion/certs/${identity}/renew/json`;
+  return topics.renewTopic(identity);
 }
 
-/** `$bastion/certs/<identity>/renewal-due`. */
+/** `$bastion/certs/<identity>/renewal-due`, for a valid identity. */
 export function renewalDueTopic(identity: string): string {
   assertIdentity(identity);
-  return `$bastion/certs/${identity}/renewal-due`;
+  return topics.renewalDueTopic(identity);
 }
 
 /** The device's own topic tree, which the SDK handles itself. */
 export function deviceTopicPrefix(identity: string): string {
   assertIdentity(identity);
-  return `$bastion/certs/${identity}/`;
+  return topics.certsTopicPrefix(identity);
 }
 
 export function acceptedTopic(requestTopic: string): string {

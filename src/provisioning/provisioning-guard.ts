@@ -16,11 +16,23 @@ import { ReasonCode } from '../protocol/reason-codes.js';
 import { isProvisioningOnlyCertificate } from './claim-identity.js';
 import { certsIdentityOf, CERTS_PREFIX, PROVISION_PREFIX, requestOf } from './topics.js';
 
+/** The answer per identity (it is fixed for a connection): the guard asks on every PUBLISH and delivery. */
+const provisioningOnly = new WeakMap<AuthorizedClient['identity'], boolean>();
+
 /** Whether `client` holds only a provisioning credential. */
 export function isProvisioningOnly(client: AuthorizedClient): boolean {
   const id = client.identity;
-  if (id.method === 'provision-token') return true;
-  return id.certificate !== undefined && isProvisioningOnlyCertificate(id.certificate.organizationalUnits);
+  let only = provisioningOnly.get(id);
+  if (only === undefined) {
+    only = id.method === 'provision-token' || (id.certificate !== undefined && isProvisioningOnlyCertificate(id.certificate.organizationalUnits));
+    provisioningOnly.set(id, only);
+  }
+  return only;
+}
+
+/** A topic or filter that may concern provisioning or renewal (they all start with `$bastion/`). */
+function serviceTopic(topicOrFilter: string): boolean {
+  return topicOrFilter.charCodeAt(0) === 0x24 && topicOrFilter.startsWith('$bastion/');
 }
 
 /** The identity a device's `$bastion/certs/…` topics are named after: its certificate's CN. */
@@ -36,6 +48,8 @@ export class ProvisioningGuard implements DeliveryAuthorizer {
   constructor(private readonly acl: DeliveryAuthorizer) {}
 
   authorizePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): PublishAuthorization {
+    // The common case, per PUBLISH: a device's own topic goes to the ACL after two cheap tests.
+    if (!serviceTopic(topic) && !isProvisioningOnly(client)) return this.acl.authorizePublish(client, topic, qos, retain);
     const request = requestOf(topic);
     if (isProvisioningOnly(client)) {
       if (request === null || request.kind === 'renew') return deny('a provisioning credential may only publish provisioning requests');
@@ -70,6 +84,8 @@ export class ProvisioningGuard implements DeliveryAuthorizer {
   }
 
   canReceive(client: AuthorizedClient, topic: string): boolean {
+    // Per delivery: the same two cheap tests first.
+    if (!serviceTopic(topic) && !isProvisioningOnly(client)) return this.acl.canReceive(client, topic);
     if (isProvisioningOnly(client)) return topic.startsWith(PROVISION_PREFIX);
     if (topic.startsWith(PROVISION_PREFIX)) return false;
     if (topic.startsWith(CERTS_PREFIX)) return certsIdentityOf(topic) === certificateIdentity(client) && certificateIdentity(client) !== null;

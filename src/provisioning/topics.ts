@@ -1,30 +1,16 @@
 /**
- * The topics of provisioning and renewal (docs/PROVISIONING.md). Owns: their names and
- * reading a request topic back into what it asks. Must not: authorize or answer.
+ * Reading a provisioning or renewal topic back into what it asks (the names are in
+ * core/provisioning-topics.ts). Must not: authorize or answer.
  */
 import { TEMPLATE_NAME_RE } from '../core/provisioning-config.js';
+import { CERTS_PREFIX, CREATE_FROM_CSR_TOPIC, PROVISION_PREFIX } from '../core/provisioning-topics.js';
 
-export const PROVISION_PREFIX = '$bastion/provision/';
-export const CERTS_PREFIX = '$bastion/certs/';
-export const CREATE_FROM_CSR = `${PROVISION_PREFIX}certificates/create-from-csr/json`;
-
-export function registerTopic(template: string): string {
-  return `${PROVISION_PREFIX}templates/${template}/provision/json`;
-}
-
-export function renewTopic(identity: string): string {
-  return `${CERTS_PREFIX}${identity}/renew/json`;
-}
-
-export function renewalDueTopic(identity: string): string {
-  return `${CERTS_PREFIX}${identity}/renewal-due`;
-}
-
+export { CERTS_PREFIX, PROVISION_PREFIX, renewalDueTopic } from '../core/provisioning-topics.js';
 /** What a request topic asks for, or null when it is not a request topic. */
 export type ProvisioningRequest = { kind: 'create-from-csr' } | { kind: 'register'; template: string } | { kind: 'renew'; identity: string };
 
 export function requestOf(topic: string): ProvisioningRequest | null {
-  if (topic === CREATE_FROM_CSR) return { kind: 'create-from-csr' };
+  if (topic === CREATE_FROM_CSR_TOPIC) return { kind: 'create-from-csr' };
   if (topic.startsWith(`${PROVISION_PREFIX}templates/`)) {
     const parts = topic.slice(PROVISION_PREFIX.length).split('/');
     // templates/<name>/provision/json
@@ -47,7 +33,3 @@ export function certsIdentityOf(topicOrFilter: string): string | null {
   return identity === '' ? null : identity;
 }
 
-/** Whether a filter stays inside `prefix` (no wildcard before the prefix ends). */
-export function filterWithin(filter: string, prefix: string): boolean {
-  return filter.startsWith(prefix);
-}

@@ -88,8 +88,6 @@ export class ClusterTicketKeys implements SharedKind {
   /** The bucket's key as last read (null: none yet). */
   private shared: SharedKey | null = null;
   private state: SharedState | null = null;
-  /** Keys installed from the cluster. */
-  installed = 0;
 
   constructor(
     files: Map<string, number>,
@@ -132,7 +130,6 @@ export class ClusterTicketKeys implements SharedKind {
       store.refresh();
       if (shared !== null && supersedes(shared, { createdAt: store.createdAt, key: store.key })) {
         store.install(shared.createdAt, shared.key);
-        this.installed++;
         this.logger.info({ file: store.file, createdAt: new Date(shared.createdAt).toISOString() }, 'TLS session ticket key from the cluster installed');
       }
     }

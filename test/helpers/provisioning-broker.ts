@@ -10,7 +10,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { connectMqtt } from '../integration/support.js';
 import { claimCommonName, CLAIM_OU } from '../../src/provisioning/claim-identity.js';
 import { formatToken, newSecret, newTokenId, secretHash } from '../../src/provisioning/secrets.js';
 import { PROVISIONING_DB_FILE, SqliteProvisioningStore } from '../../src/provisioning/sqlite-provisioning-store.js';
@@ -146,20 +147,7 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
       return formatToken(id, secret);
     },
     connect(o) {
-      return new Promise((resolve, reject) => {
-        const c = mqtt.connect(url, { ca: caPem, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 5, ...o });
-        const closed = (): void => reject(new Error('the connection closed before CONNACK (refused at the TLS handshake?)'));
-        c.once('connect', () => {
-          c.off('close', closed);
-          resolve(c);
-        });
-        c.once('error', (err) => {
-          c.end(true);
-          reject(err);
-        });
-        // A handshake the broker refuses (a revoked certificate) closes without an MQTT error.
-        c.once('close', closed);
-      });
+      return connectMqtt(url, { ca: caPem, protocolVersion: 5, ...o });
     },
     async stop() {
       await server.stop();

@@ -15,17 +15,16 @@
  * which a real fleet spreads over many addresses. provisioning.ratePerMinute is 1000 in
  * device-support.ts (2 requests per device: 400 from the one claim).
  */
-import type { SimulationSummary as Summary } from '../../src/cli/device.js';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import mqtt, { type MqttClient } from 'mqtt';
-import { identityDirName } from '../../src/cli/device.js';
+import type { MqttClient } from 'mqtt';
+import { identityDirName, type SimulationSummary as Summary } from '../../src/cli/device.js';
 import { BastionDevice, FileIdentityStore, MemoryIdentityStore, type DeviceIdentity, type DeviceMessage } from '../../src/device/index.js';
 import { startDeviceBroker, type DeviceBroker } from './device-support.js';
 import { pubackCode, subackCodes } from './provisioning-support.js';
-import { BASTION_MAIN, Inbox, run } from './support.js';
+import { BASTION_MAIN, connectMqtt, Inbox, run } from './support.js';
 
 const COUNT = 200;
 const CONCURRENCY = 25;
@@ -54,19 +53,7 @@ const telemetry = (): DeviceMessage[] => seen.items.filter((m) => /^devices\/[^/
 
 /** MQTT v5 with a device's certificate, as MQTT.js (reconnect off); the client id is its identity. */
 function connectAs(id: DeviceIdentity): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const c = mqtt.connect(broker.url, { ca: broker.caPem, cert: id.certPem, key: id.keyPem, clientId: id.identity, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 });
-    const closed = (): void => reject(new Error(`${id.identity}: the connection closed before CONNACK`));
-    c.once('connect', () => {
-      c.off('close', closed);
-      resolve(c);
-    });
-    c.once('error', (err) => {
-      c.end(true);
-      reject(err);
-    });
-    c.once('close', closed);
-  });
+  return connectMqtt(broker.url, { ca: broker.caPem, cert: id.certPem, key: id.keyPem, clientId: id.identity, protocolVersion: 5 });
 }
 
 describe(`a fleet: ${COUNT} devices from one claim certificate, ${CONCURRENCY} at a time`, () => {

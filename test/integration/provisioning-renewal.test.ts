@@ -11,49 +11,18 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import mqtt, { type IConnackPacket, type MqttClient } from 'mqtt';
+import type { IConnackPacket, MqttClient } from 'mqtt';
 import { createCsrWithKey } from '../../src/pki/index.js';
-import { PkiService } from '../../src/server/pki-service.js';
 import { SENSOR_TEMPLATE, startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { RecordingLogger } from './tls-support.js';
-import { withTimeout } from './support.js';
-
-type Answer = { topic: string; body: Record<string, unknown> };
-
-async function ask(client: MqttClient, topic: string, body: Record<string, unknown>): Promise<Answer> {
-  await client.subscribeAsync([`${topic}/accepted`, `${topic}/rejected`], { qos: 1 });
-  const answer = new Promise<Answer>((resolve) => {
-    const on = (t: string, payload: Buffer): void => {
-      if (t !== `${topic}/accepted` && t !== `${topic}/rejected`) return;
-      client.off('message', on);
-      resolve({ topic: t, body: JSON.parse(payload.toString('utf8')) as Record<string, unknown> });
-    };
-    client.on('message', on);
-  });
-  await client.publishAsync(topic, JSON.stringify(body), { qos: 1 });
-  return withTimeout(answer, 10_000, `an answer on ${topic}`);
-}
-
-async function statusOf(b: ProvisioningBroker, serial: string): Promise<string> {
-  const pki = await PkiService.open(b.pkiDir);
-  try {
-    return pki.show(serial).status;
-  } finally {
-    pki.close();
-  }
-}
+import { ask, statusOf } from './provisioning-support.js';
+import { connectMqtt, withTimeout } from './support.js';
 
 /** Connects and resolves the CONNACK too (its user properties say whether renewal is due). */
-function connectWithConnack(b: ProvisioningBroker, clientId: string, cert: string, key: string): Promise<{ client: MqttClient; connack: IConnackPacket }> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(b.url, { ca: b.caPem, cert, key, clientId, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 });
-    client.once('connect', (connack) => resolve({ client, connack }));
-    client.once('close', () => reject(new Error('closed before CONNACK')));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-  });
+async function connectWithConnack(b: ProvisioningBroker, clientId: string, cert: string, key: string): Promise<{ client: MqttClient; connack: IConnackPacket }> {
+  let connack: IConnackPacket | undefined;
+  const client = await connectMqtt(b.url, { ca: b.caPem, cert, key, clientId, protocolVersion: 5 }, 5000, (c) => c.once('connect', (ack) => (connack = ack)));
+  return { client, connack: connack! };
 }
 
 let b: ProvisioningBroker;

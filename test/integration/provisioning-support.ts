@@ -15,15 +15,9 @@ import { PkiService } from '../../src/server/pki-service.js';
 import type { ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { withTimeout } from './support.js';
 
-export const CSR_TOPIC = '$bastion/provision/certificates/create-from-csr/json';
+import { CREATE_FROM_CSR_TOPIC as CSR_TOPIC, registerTopic, renewTopic } from '../../src/core/provisioning-topics.js';
 
-export function registerTopic(template: string): string {
-  return `$bastion/provision/templates/${template}/provision/json`;
-}
-
-export function renewTopic(identity: string): string {
-  return `$bastion/certs/${identity}/renew/json`;
-}
+export { CSR_TOPIC, registerTopic, renewTopic };
 
 export type Answer = { topic: string; body: Record<string, unknown> };
 
