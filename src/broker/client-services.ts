@@ -23,6 +23,18 @@ export const SERVICE_TOPIC_PREFIX = '$bastion/';
 export interface ServiceReply {
   /** Delivers to the requester at QoS 1 (or lower, as it subscribed); false when no subscription of it matches `topic`. */
   send(topic: string, payload: Buffer): boolean;
+  /**
+   * Flow control for a service that answers with many messages (OTA block transfer): the
+   * requester's QoS 1/2 messages not yet acknowledged, in flight or queued in its session
+   * (whatever their origin). 0 once it is offline.
+   */
+  backlog(): number;
+  /** True while the requester's socket write buffer is over its high-water mark. */
+  congested(): boolean;
+  /** True once the connection that asked is gone (disconnected, or its session taken by a newer connection). */
+  closed(): boolean;
+  /** The largest packet the requester accepts (its v5 Maximum Packet Size; Number.MAX_SAFE_INTEGER when it set none, or offline). */
+  maxPacketSize(): number;
 }
 
 export interface ClientService {
@@ -78,7 +90,14 @@ export class ClientServices {
 
 /** Answers go straight to `session`, at the QoS of its best matching subscription (at most 1). */
 export function replyTo(session: Session): ServiceReply {
+  // The connection that asked: a reconnect of the same session is another one (its own requests).
+  const askedAt = session.connectedAt;
+  const current = (): boolean => session.online && session.connectedAt === askedAt;
   return {
+    backlog: () => (current() ? session.inflightCount + session.queuedCount : 0),
+    congested: () => (current() ? (session.link?.congested ?? false) : false),
+    closed: () => !current(),
+    maxPacketSize: () => (current() ? (session.link?.maxPacketSize ?? Number.MAX_SAFE_INTEGER) : Number.MAX_SAFE_INTEGER),
     send(topic, payload) {
       let qos = -1;
       for (const sub of session.subscriptions.values()) {

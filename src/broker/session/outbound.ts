@@ -22,6 +22,10 @@ export interface DeliveryTarget {
   queueCongested(): void;
   /** The queue fell back to a quarter of its bound. */
   queueEased(): void;
+  /** True while the connection's write buffer is over its high-water mark (the broker's own services pace on it). */
+  readonly congested: boolean;
+  /** The Maximum Packet Size the client announced (v5 CONNECT), or Number.MAX_SAFE_INTEGER. */
+  readonly clientMaxPacketSize: number;
 }
 
 /**

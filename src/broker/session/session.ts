@@ -104,6 +104,16 @@ export class Session {
     return this.queue.length;
   }
 
+  /**
+   * What the broker's own services (client-services.ts) may know of the attached
+   * connection to pace their answers: its socket backpressure and the client's packet
+   * bound. Null while offline. Read-only: nothing is sent through it.
+   */
+  get link(): { readonly congested: boolean; readonly maxPacketSize: number } | null {
+    const t = this.target;
+    return t === null ? null : { congested: t.congested, maxPacketSize: t.clientMaxPacketSize };
+  }
+
   /** True while the queue of a connected session is over half its bound. */
   get queueCongested(): boolean {
     return this.queue.length > this.maxQueued / 2;
