@@ -14,6 +14,7 @@ import { adminSchema } from './admin-config.js';
 import { defaultLimitsConfig, limitsSchema } from './limits-config.js';
 import { auditSchema } from './audit-config.js';
 import { clusterSchema } from './cluster-config.js';
+import { otaSchema } from './ota-config.js';
 
 const listenerSchema = z
   .object({
@@ -139,6 +140,11 @@ export const configSchema = z
      * (provisioning-config.ts). Absent: no templates, so nothing can be provisioned.
      */
     provisioning: provisioningSchema.default(provisioningSchema.parse({})),
+    /**
+     * The broker side of OTA updates (ota-config.ts): the block transfer's budget and
+     * block sizes. Absent: the defaults (32 MiB/s, 32 blocks a request, 16 KiB blocks).
+     */
+    ota: otaSchema.default(otaSchema.parse({})),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -2,32 +2,42 @@
  * The OTA half of the composition root (issue 14): the jobs store in
  * `<dataDir>/ota-jobs.db`, the jobs guard in front of the next authorizer, the MQTT jobs
  * service and its timer (the timeout sweep, and noticing jobs the CLI created or
- * canceled). Owns: building those and their order. Must not: decide anything about jobs
- * (src/ota/jobs/ does).
+ * canceled); and block transfer (item 4): its guard next to the jobs guard, the transfer
+ * service with its fence (jobs store + release index), block source and scheduler.
+ * Owns: building those and their order. Must not: decide anything about jobs or
+ * transfers (src/ota/jobs/ and src/ota/transfer/ do).
  *
- * SECURITY: the guard is always in place, so `$bastion/jobs/<identity>/…` is the device
- * `<identity>`'s alone whatever the ACL says; a provisioning-only certificate has no
- * identity here.
+ * SECURITY: the guards are always in place, so `$bastion/jobs/<identity>/…` and
+ * `$bastion/ota/<identity>/…` are the device `<identity>`'s alone whatever the ACL says; a
+ * provisioning-only certificate has no identity here.
  */
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
 import type { DeliveryAuthorizer } from '../broker/ports.js';
+import { systemClock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
+import type { OtaConfig } from '../core/ota-config.js';
 import type { SecurityEvents } from '../core/security-events.js';
 import { JobsGuard } from '../ota/jobs/jobs-guard.js';
 import { JobsService } from '../ota/jobs/jobs-service.js';
 import { JobsMqttService } from '../ota/jobs/mqtt-service.js';
 import { JOBS_DB_FILE, SqliteJobStore } from '../ota/jobs/sqlite-job-store.js';
+import { BlockSource } from '../ota/transfer/block-source.js';
+import { TransferFence } from '../ota/transfer/fence.js';
+import { TransferGuard } from '../ota/transfer/transfer-guard.js';
+import { TransferService } from '../ota/transfer/transfer-service.js';
 import { certificateIdentity } from '../provisioning/provisioning-guard.js';
 
 /** How often timers are checked and the CLI's changes looked for. */
 const TICK_MS = 250;
 
 export interface OtaSide {
-  /** The guard, then `next`. */
+  /** The jobs guard, the transfer guard, then `next`. */
   guard(next: DeliveryAuthorizer): DeliveryAuthorizer;
-  /** Once the broker exists: the jobs service answers, and the timer runs. */
+  /** Once the broker exists: the jobs and transfer services answer, and the timer runs. */
   attach(broker: Broker, events: SecurityEvents): void;
+  /** The transfer service once attached (its counters), else null. */
+  readonly transfer: TransferService | null;
   stop(): void;
 }
 
@@ -35,12 +45,30 @@ function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-export function openOtaSide(dataDir: string, logger: Logger): OtaSide {
+export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig): OtaSide {
   const store = SqliteJobStore.open(join(dataDir, JOBS_DB_FILE));
   let timer: NodeJS.Timeout | null = null;
+  // Block transfer (item 4): no state of its own beyond open image files and the pending gets.
+  const blocks = new BlockSource(dataDir);
+  let transfer: TransferService | null = null;
   return {
-    guard: (next) => new JobsGuard(next, certificateIdentity),
+    guard: (next) => new JobsGuard(new TransferGuard(next, certificateIdentity), certificateIdentity),
+    get transfer() {
+      return transfer;
+    },
     attach(broker, events) {
+      // --- block transfer ---
+      const fence = new TransferFence(store, dataDir);
+      transfer = new TransferService({
+        imageFor: (identity, digest) => fence.imageFor(identity, digest),
+        readImage: (digest, size, offset, length) => blocks.read(digest, size, offset, length),
+        identityOf: certificateIdentity,
+        logger,
+        clock: systemClock,
+        settings: config.transfer,
+      });
+      broker.services.add(transfer);
+      // --- jobs ---
       const service = new JobsService({
         store,
         onChange: (o) =>
@@ -68,6 +96,8 @@ export function openOtaSide(dataDir: string, logger: Logger): OtaSide {
     stop() {
       if (timer !== null) clearInterval(timer);
       timer = null;
+      transfer?.stop();
+      void blocks.close();
       store.close();
     },
   };

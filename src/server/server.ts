@@ -130,8 +130,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     throw err;
   }
   const authz = startAuthz(config, dataDir, logger);
-  // OTA jobs (<dataDir>/ota-jobs.db): its guard goes in front of the ACL below.
-  const ota = openOtaSide(dataDir, logger);
+  // OTA jobs (<dataDir>/ota-jobs.db) and block transfer: their guards go in front of the ACL below.
+  const ota = openOtaSide(dataDir, logger, config.ota);
   // One stream of security events for the audit log, the metrics and the automatic bans.
   const events = new SecurityEvents(logger);
   if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
@@ -144,7 +144,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     store: cluster !== null ? cluster.sessionStore : store,
     retainStore: cluster !== null ? null : store,
     authenticator: authn.authenticator,
-    // SECURITY: provisioning's own rules (claims confined, a device's certificate topics its own), then OTA jobs' (a device's jobs its own), before the ACL.
+    // SECURITY: provisioning's own rules (claims confined, a device's certificate topics its own), then OTA's (a device's jobs and image downloads its own), before the ACL.
     authorizer: provisioning.guard(ota.guard(authz.engine)),
     // The same engine gives a client its role's quota (publish rates, subscriptions, queue).
     quotas: authz.engine,
