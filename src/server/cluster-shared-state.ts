@@ -44,8 +44,12 @@ export interface ClusterSharedStateOptions {
   broker: Broker;
   revocation: RevocationEnforcer;
   logger: Logger;
-  /** More kinds of shared entries (cluster-access.ts), registered before the bucket is read. */
-  kinds?: Array<{ register(state: SharedState): void }>;
+  /**
+   * More kinds of shared entries (cluster-access.ts), registered before the bucket is read.
+   * `onClusterCrl` hears each CRL of another node applied here whose signature verified
+   * (cluster-pki.ts keeps its CRL numbers above them).
+   */
+  kinds?: Array<{ register(state: SharedState): void; onClusterCrl?(crl: CrlInfo): void }>;
 }
 
 export interface ClusterSharedState {
@@ -96,6 +100,8 @@ class SharedRevocations implements SharedKind {
     private readonly enforcer: RevocationEnforcer,
     private readonly anchors: () => string[],
     private readonly logger: Logger,
+    /** A CRL from the cluster applied here, its signature verified. */
+    private readonly onApplied: (crl: CrlInfo) => void = () => {},
   ) {}
 
   apply(key: string, value: Uint8Array | null): void {
@@ -139,6 +145,8 @@ class SharedRevocations implements SharedKind {
     this.applied.set(key, crl);
     const kicked = this.enforcer.applyShared(pem);
     this.logger.info({ issuer: crl.issuer, crlNumber: crl.crlNumber?.toString() ?? null, revoked: crl.revoked.size, disconnected: kicked.length, verified: verdict === 'ok' }, 'CRL from the cluster applied');
+    // SECURITY: only a verified CRL may move anything of this node's (an unverifiable one with a huge number would).
+    if (verdict === 'ok') this.onApplied(crl);
   }
 
   /** ok: signed by a certificate of its issuer this node holds; bad: such certificates exist and none verifies; unknown: none here. */
@@ -235,7 +243,16 @@ export async function startClusterSharedState(opts: ClusterSharedStateOptions): 
   const cluster = opts.config.cluster;
   if (cluster === undefined) throw new Error('startClusterSharedState without a cluster section');
   const state = await SharedState.open({ conn: opts.cluster.conn, replicas: cluster.replicas, logger });
-  const revocations = new SharedRevocations(state, opts.revocation, trustAnchors(opts.config, opts.baseDir, opts.dataDir), logger);
+  const onClusterCrl = (crl: CrlInfo): void => {
+    for (const k of opts.kinds ?? []) {
+      try {
+        k.onClusterCrl?.(crl);
+      } catch (err) {
+        logger.error({ issuer: crl.issuer, err: errText(err) }, 'a listener of the cluster\'s CRLs failed');
+      }
+    }
+  };
+  const revocations = new SharedRevocations(state, opts.revocation, trustAnchors(opts.config, opts.baseDir, opts.dataDir), logger, onClusterCrl);
   let bans: BanList | null = null;
   const enforce = (): void => {
     if (bans === null) return;

@@ -136,6 +136,69 @@ export class PkiInventory {
       );
   }
 
+  /**
+   * Records a certificate with the status another node of a cluster holds for it (the
+   * cluster's PKI inventory, server/cluster-pki.ts). False when the serial is recorded
+   * already: the caller merges into that row instead.
+   */
+  insertRecord(record: InventoryRecord): boolean {
+    const info = this.db
+      .prepare(
+        `INSERT OR IGNORE INTO certificates (serial, kind, issuer_serial, subject, common_name, sans, fingerprint256,
+           not_before, not_after, status, revoked_at, reason, pem, issued_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        normalizeSerial(record.serialNumber),
+        record.kind,
+        record.issuerSerial === null ? null : normalizeSerial(record.issuerSerial),
+        record.subject,
+        record.commonName,
+        JSON.stringify(record.sans),
+        record.fingerprint256,
+        record.notBefore.getTime(),
+        record.notAfter.getTime(),
+        record.status,
+        record.status === 'revoked' ? (record.revokedAt ?? new Date(0)).getTime() : null,
+        record.status === 'revoked' ? record.reason : null,
+        record.certPem,
+        record.issuedAt.getTime(),
+      );
+    return info.changes === 1;
+  }
+
+  /**
+   * Revokes a certificate, or moves its revocation earlier: the earliest revocation wins
+   * (at the same instant, the reason that sorts first, a reason over none), so nodes that
+   * merge the same revocations in any order end with the same row. Never un-revokes.
+   * Whether the row changed; 'unknown' when there is no such serial.
+   */
+  revokeNoLaterThan(serialNumber: string, revokedAt: Date, reason: string | null): boolean | 'unknown' {
+    const serial = normalizeSerial(serialNumber);
+    const at = revokedAt.getTime();
+    return this.db.transaction((): boolean | 'unknown' => {
+      const info = this.db
+        .prepare(
+          `UPDATE certificates SET status = 'revoked', revoked_at = ?, reason = ?
+           WHERE serial = ? AND (status = 'valid' OR revoked_at > ? OR (revoked_at = ? AND ? IS NOT NULL AND (reason IS NULL OR reason > ?)))`,
+        )
+        .run(at, reason, serial, at, at, reason, reason);
+      if (info.changes > 0) return true;
+      return this.db.prepare('SELECT 1 FROM certificates WHERE serial = ?').get(serial) === undefined ? 'unknown' : false;
+    }).immediate();
+  }
+
+  /** The status of every leaf certificate (kinds server, client), without PEMs: cheap enough to poll. */
+  leafStates(): Array<{ serialNumber: string; status: CertificateStatus; revokedAt: number | null; reason: string | null }> {
+    const rows = this.db.prepare("SELECT serial, status, revoked_at, reason FROM certificates WHERE kind IN ('server', 'client')").all() as Array<{ serial: string; status: CertificateStatus; revoked_at: number | null; reason: string | null }>;
+    return rows.map((r) => ({ serialNumber: r.serial, status: r.status, revokedAt: r.revoked_at, reason: r.reason }));
+  }
+
+  /** SQLite's `PRAGMA data_version` of this connection: it changes when another connection (process) committed a write. */
+  dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
   get(serialNumber: string): InventoryRecord | undefined {
     const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(normalizeSerial(serialNumber)) as Row | undefined;
     return row === undefined ? undefined : toRecord(row);
@@ -206,6 +269,20 @@ export class PkiInventory {
       const next = (current === undefined ? 0n : BigInt(current)) + 1n;
       this.setSetting(key, next.toString());
       return next;
+    }).immediate();
+  }
+
+  /**
+   * Raises a counter to at least `atLeast` (never lowers it), so the next `nextCounter`
+   * hands out more: a cluster node that applied another node's CRL number N signs its next
+   * CRL above N. Whether it was raised.
+   */
+  raiseCounter(key: string, atLeast: bigint): boolean {
+    return this.db.transaction((): boolean => {
+      const current = this.getSetting(key);
+      if (current !== undefined && BigInt(current) >= atLeast) return false;
+      this.setSetting(key, atLeast.toString());
+      return true;
     }).immediate();
   }
 
