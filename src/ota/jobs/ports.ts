@@ -1,8 +1,8 @@
 /**
  * Jobs over MQTT (issue 14, after AWS IoT Jobs): the records and the store port. A job is
  * a document (e.g. {releaseId, manifest}) and a retry/timeout policy; each device it
- * targets has executions (one per try, numbered from 1). A campaign will create jobs and
- * their executions for many devices through this same port. Owns: the types, the states
+ * targets has executions (one per try, numbered from 1). A campaign creates a job and adds
+ * its stages' executions through this same port (addExecutions). Owns: the types, the states
  * and which transitions are legal. Must not: touch SQLite (sqlite-job-store.ts) or MQTT.
  *
  * SECURITY: terminal states are final; only the device moves an execution forward from
@@ -69,6 +69,12 @@ export interface ExecutionPatch {
 export interface JobStore {
   /** The job and one QUEUED execution (number 1) per identity, at once; false when the id exists. */
   createJob(job: NewJob, identities: readonly string[]): boolean;
+  /**
+   * One QUEUED execution (number 1) for each identity that has none of this job yet (a
+   * campaign's next stage); the identities added, in order. Null: no such job, or it is
+   * CANCELED (nothing is added to a canceled job).
+   */
+  addExecutions(jobId: string, identities: readonly string[], at: number): string[] | null;
   job(id: string): JobRecord | null;
   jobs(): JobRecord[];
   /** Every execution of a job (all tries), by identity then number. */

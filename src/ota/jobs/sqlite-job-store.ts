@@ -137,6 +137,22 @@ export class SqliteJobStore implements JobStore {
     }).immediate();
   }
 
+  addExecutions(jobId: string, identities: readonly string[], at: number): string[] | null {
+    return this.db.transaction((): string[] | null => {
+      const job = this.job(jobId);
+      if (job === null || job.status === 'CANCELED') return null;
+      const has = this.db.prepare('SELECT 1 FROM executions WHERE job_id = ? AND identity = ? LIMIT 1');
+      const insert = this.db.prepare(INSERT_EXECUTION);
+      const added: string[] = [];
+      for (const identity of new Set(identities)) {
+        if (has.get(jobId, identity) !== undefined) continue;
+        insert.run(jobId, identity, 1, at, at, 0);
+        added.push(identity);
+      }
+      return added;
+    }).immediate();
+  }
+
   job(id: string): JobRecord | null {
     const r = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
     return r === undefined ? null : jobOf(r);
