@@ -21,6 +21,7 @@ const EVENT_TYPES: Record<SecurityEventType, true> = {
   'admin.change': true,
   provisioning: true,
   job: true,
+  campaign: true,
   'tls.handshake': true,
 };
 

@@ -163,6 +163,20 @@ export type SecurityEvent =
       executionNumber: number;
       retried: boolean;
     }
+  /**
+   * An OTA campaign moved on its own (issue 14): a stage queued (`devices` added), the last
+   * stage finished (completed), the abort rule tripped (aborted: the job canceled, `devices`
+   * executions canceled), or its job was canceled by other means (canceled).
+   */
+  | {
+      type: 'campaign';
+      action: 'stage' | 'completed' | 'aborted' | 'canceled';
+      campaignId: string;
+      jobId: string;
+      stage: number;
+      devices: number;
+      reason?: string;
+    }
   /** A TLS handshake finished; failures carry the reason OpenSSL gave. */
   | {
       type: 'tls.handshake';

@@ -54,6 +54,7 @@ const EVENTS: { [K in SecurityEventType]: Extract<SecurityEvent, { type: K }> } 
   'admin.change': { type: 'admin.change', actor: 'token:ci', remoteAddress: '127.0.0.1', action: 'acl.rule.add', target: 'role:sensors', outcome: 'ok', detail: { rule: { allow: true }, n: 1 } },
   provisioning: { type: 'provisioning', action: 'register', outcome: 'refused', requester: 'claim:0A1B', clientId: 'factory-7', template: 'sensor', errorCode: 'InvalidParameters', reason: 'parameter "serialNumber" is required' },
   job: { type: 'job', action: 'TIMED_OUT', actor: 'service', jobId: 'fw-2', identity: 'sensor-0042', executionNumber: 1, retried: true },
+  campaign: { type: 'campaign', action: 'aborted', campaignId: 'cmp-1', jobId: 'cmp-1-job', stage: 2, devices: 17, reason: 'abort rule failed>5% after 20: 3 of 20 terminal device(s) failed (15%)' },
   'tls.handshake': { type: 'tls.handshake', listener: 'mqtts', remoteAddress: '192.0.2.20', ok: false, resumed: false, reason: 'unknown ca' },
 };
 
@@ -76,6 +77,7 @@ const EXPECTED: Record<SecurityEventType, [string[], string[], string]> = {
   'admin.change': [['configuration', 'iam'], ['change'], 'success'],
   provisioning: [['iam', 'configuration'], ['denied'], 'failure'],
   job: [['configuration'], ['change'], 'failure'],
+  campaign: [['configuration'], ['change'], 'failure'],
   'tls.handshake': [['network'], ['protocol', 'denied'], 'failure'],
 };
 

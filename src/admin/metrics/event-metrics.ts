@@ -127,6 +127,7 @@ export class EventMetrics {
       case 'ban.removed':
       case 'revocation.applied':
       case 'admin.change':
+      case 'campaign':
         // Counted from broker state (sessions, connections) or not a metric.
         return;
       default: {

@@ -61,6 +61,8 @@ export function auditSeverity(event: SecurityEvent): AuditSeverity {
       return event.outcome === 'ok' ? Severity.Notice : Severity.Warning;
     case 'job':
       return event.action === 'FAILED' || event.action === 'TIMED_OUT' || event.action === 'REJECTED' ? Severity.Warning : Severity.Informational;
+    case 'campaign':
+      return event.action === 'aborted' || event.action === 'canceled' ? Severity.Warning : Severity.Notice;
     case 'tls.handshake':
       return event.ok ? Severity.Informational : Severity.Warning;
   }
@@ -238,6 +240,11 @@ function mapEvent(doc: Doc, e: SecurityEvent): void {
       doc.set('bastion.job.execution_number', e.executionNumber).set('bastion.job.retried', e.retried).set('related.user', [e.identity]);
       return;
     }
+    case 'campaign':
+      categorize(doc, ['configuration'], ['change'], e.action === 'aborted' ? 'failure' : 'success');
+      doc.set('bastion.campaign.id', e.campaignId).set('bastion.campaign.action', e.action).set('bastion.campaign.job_id', e.jobId);
+      doc.set('bastion.campaign.stage', e.stage).set('bastion.campaign.devices', e.devices).set('event.reason', e.reason);
+      return;
     case 'tls.handshake':
       categorize(doc, ['network'], e.ok ? ['protocol', 'connection'] : ['protocol', 'denied'], e.ok ? 'success' : 'failure');
       setAddress(doc, e.remoteAddress);
@@ -306,6 +313,8 @@ function summary(e: SecurityEvent): string {
       return `provisioning ${e.action} for ${e.identity ?? e.requester}${e.template !== undefined ? ` (template ${e.template})` : ''}: ${e.outcome === 'ok' ? 'ok' : `refused ${e.errorCode ?? ''}: ${e.reason ?? ''}`}`;
     case 'job':
       return `job ${e.jobId} execution ${e.executionNumber} for ${e.identity}: ${e.action} (by the ${e.actor})${e.retried ? ', retry queued' : ''}`;
+    case 'campaign':
+      return `campaign ${e.campaignId} (job ${e.jobId}) ${e.action === 'stage' ? `stage ${e.stage} queued for ${e.devices} device(s)` : `${e.action} at stage ${e.stage}`}${e.reason !== undefined ? `: ${e.reason}` : ''}`;
     case 'tls.handshake':
       return `TLS handshake from ${e.remoteAddress} on ${e.listener} ${e.ok ? 'completed' : `failed${times(e.count)}: ${e.reason ?? 'unknown'}`}`;
   }
