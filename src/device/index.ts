@@ -3,7 +3,8 @@
  * certificate or a one-time token buys a certificate for a key made on the device), keep
  * its identity, and run it: a connection that survives outages (offline queue), renews its
  * certificate when the broker says so, and reconnects with the new one. Check signed
- * firmware updates before installing them (`UpdateVerifier`, docs/OTA.md).
+ * firmware updates before installing them (`UpdateVerifier`, docs/OTA.md), and let
+ * `OtaAgent` follow OTA jobs, download images by blocks and hand them to the bootloader.
  * Must not: export anything of the broker; this module runs on devices.
  *
  *     import { provision, FileIdentityStore, BastionDevice } from 'bastion-mqtt/device';
@@ -31,3 +32,7 @@ export { verifyUpdate, verifyKeySet, sha256Hex } from '../firmware/index.js';
 export type { Manifest, FirmwarePublicKey, SignedKeySet, SignedManifest, RefusalReason, Refusal, VerifyPolicy, ImageInput } from '../firmware/index.js';
 export { createCsrWithKey } from '../pki/index.js';
 export type { CsrWithKey, KeyAlgorithm } from '../pki/index.js';
+export { OtaAgent } from './ota-agent.js';
+export type { OtaAgentEvents, OtaAgentOptions, OtaAgentStats, OtaFailureReason, OtaJobInfo } from './ota-agent.js';
+export { BlockBitmap, parseBlock, planWindow, checkBlock, BLOCK_HEADER_BYTES } from './ota-blocks.js';
+export type { BlockRefusal, BlockWindow, DataBlock } from './ota-blocks.js';

@@ -3,8 +3,7 @@
  * keys (built into the firmware), the current key set and the last installed sequence,
  * and checks every update with src/firmware's verifier before the device installs it.
  * Owns: that state and where it is kept (`FileUpdateStateStore`, `MemoryUpdateStateStore`).
- * Must not: download or install anything (the MQTT download and the agent come later), or
- * talk to the broker.
+ * Must not: download or install anything (ota-agent.ts does), or talk to the broker.
  *
  * SECURITY:
  * - State only moves forward: the key set version and the installed sequence never go
@@ -164,6 +163,16 @@ export class UpdateVerifier {
 
   private now(): number {
     return (this.opts.clock ?? Date.now)();
+  }
+
+  /** The vendor this device's updates must name. */
+  get vendorId(): string {
+    return this.opts.vendorId;
+  }
+
+  /** The class this device's updates must name. */
+  get classId(): string {
+    return this.opts.classId;
   }
 
   get lastSequence(): number {
