@@ -3,7 +3,8 @@
  * `<dataDir>/ota-jobs.db`, the jobs guard in front of the next authorizer, the MQTT jobs
  * service and its timer (the timeout sweep, and noticing jobs the CLI created or
  * canceled); and block transfer (item 4): its guard next to the jobs guard, the transfer
- * service with its fence (jobs store + release index), block source and scheduler.
+ * service with its fence (jobs store + release index), block source and scheduler; and the
+ * campaign engine (ota-campaign-side.ts), stepped by the same timer.
  * Owns: building those and their order. Must not: decide anything about jobs or
  * transfers (src/ota/jobs/ and src/ota/transfer/ do).
  *
@@ -27,6 +28,7 @@ import { TransferFence } from '../ota/transfer/fence.js';
 import { TransferGuard } from '../ota/transfer/transfer-guard.js';
 import { TransferService } from '../ota/transfer/transfer-service.js';
 import { certificateIdentity } from '../provisioning/provisioning-guard.js';
+import { openOtaCampaignSide, type OtaCampaignSide } from './ota-campaign-side.js';
 
 /** How often timers are checked and the CLI's changes looked for. */
 const TICK_MS = 250;
@@ -51,6 +53,7 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
   // Block transfer (item 4): no state of its own beyond open image files and the pending gets.
   const blocks = new BlockSource(dataDir);
   let transfer: TransferService | null = null;
+  let campaigns: OtaCampaignSide | null = null;
   return {
     guard: (next) => new JobsGuard(new TransferGuard(next, certificateIdentity), certificateIdentity),
     get transfer() {
@@ -76,10 +79,13 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
       });
       const mqtt = new JobsMqttService(service, certificateIdentity, logger);
       broker.services.add(mqtt);
+      // Campaigns: their stages and abort rules, stepped before the change check so a new stage is pushed this tick.
+      campaigns = openOtaCampaignSide(dataDir, events, logger);
       let seen = store.dataVersion();
       const tick = (): void => {
         try {
           service.sweep();
+          campaigns?.tick();
           const v = store.dataVersion();
           if (v !== seen) {
             seen = v;
@@ -97,6 +103,8 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
       if (timer !== null) clearInterval(timer);
       timer = null;
       transfer?.stop();
+      campaigns?.stop();
+      campaigns = null;
       void blocks.close();
       store.close();
     },
