@@ -228,6 +228,11 @@ export class TransferScheduler {
       if (i < this.cursor) this.cursor--;
     }
     if (this.byIdentity.get(a.d.identity) === a) this.byIdentity.delete(a.d.identity);
+    // Nothing left to send: no timer keeps running for nothing.
+    if (this.ring.length === 0 && this.timer !== null) {
+      this.timer.cancel();
+      this.timer = null;
+    }
     if (reason !== null) this.opts.onDropped?.(a.d.identity, reason, a.d.indices.length - a.next + (a.reading ? 1 : 0), err);
   }
 
