@@ -48,6 +48,7 @@ import { describeCertificate, parseCrls, type CrlInfo } from '../pki/index.js';
 import { PkiInventory, type InventoryRecord } from '../store/sqlite/pki-inventory.js';
 import { decodeEntry, encodeEntry, joinStanding, PKI_PREFIX, pkiKeyOf, sameStanding, serialOfKey, standingOf, type IssuingCaCert, type PkiEntry, type Standing } from './cluster-pki-entry.js';
 import { assertCaExists } from './pki-ca-store.js';
+import { ISSUING_CRL_DAYS } from './pki-crl.js';
 import { pkiLayout, type PkiLayout } from './pki-layout.js';
 import { rootKeyPassphraseFromEnv } from './pki-passphrase.js';
 import { PkiService } from './pki-service.js';
@@ -61,6 +62,7 @@ const RESIGN_DEBOUNCE_MS = 100;
 const MAX_IN_FLIGHT = 8;
 /** The inventory setting the CRL numbers come from (pki-crl.ts, CRL_NUMBER). */
 const CRL_NUMBER = 'crl.number';
+const DAY_MS = 86_400_000;
 
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -99,6 +101,8 @@ export class ClusterPki implements SharedKind {
   private resignTimer: NodeJS.Timeout | null = null;
   private resigning: Promise<void> | null = null;
   private resignAgain = false;
+  /** Whether a pending re-sign must happen even if crl.pem lists every revocation (a new import). */
+  private resignForced = false;
   private stopped = false;
   /** Entries of another CA's certificates, skipped. */
   foreign = 0;
@@ -222,6 +226,22 @@ export class ClusterPki implements SharedKind {
     if (!sameStanding(joined, entry.standing)) this.publish(serial);
   }
 
+  /** Whether crl.pem's CRL of the issuing CA lists every revoked leaf of the inventory that CRL must list. */
+  private crlCoversInventory(): boolean {
+    let listed: Set<string>;
+    try {
+      const subject = normalizeDistinguishedName(this.issuing.cert.subject);
+      const crl = parseCrls(readFileSync(this.layout.crl, 'utf8')).find((c) => normalizeDistinguishedName(c.issuer) === subject);
+      if (crl === undefined) return false;
+      listed = new Set(crl.revoked.keys());
+    } catch {
+      return false;
+    }
+    // A minute inside signCrl's cut (pki-crl.ts): an entry it may drop at the edge is not demanded.
+    const since = new Date(Date.now() - ISSUING_CRL_DAYS * DAY_MS + 60_000);
+    return this.inventory.revokedIssuedBy(this.issuing.serialNumber, since).every((e) => listed.has(e.serialNumber));
+  }
+
   private remember(serial: string): void {
     const r = this.inventory.get(serial);
     if (r !== undefined) this.known.set(serial, { status: r.status, revokedAt: r.revokedAt?.getTime() ?? null, reason: r.reason });
@@ -245,6 +265,8 @@ export class ClusterPki implements SharedKind {
         if (seen !== undefined && seen.status === row.status && seen.revokedAt === row.revokedAt && seen.reason === row.reason) continue;
         this.known.set(row.serialNumber, { status: row.status, revokedAt: row.revokedAt, reason: row.reason });
         this.publish(row.serialNumber);
+        // Revoked by another process here: its own re-sign may have raced one of ours (see resign()).
+        if (row.status === 'revoked' && seen?.status !== 'revoked') this.scheduleResign(false);
       }
     } catch (err) {
       this.logger.error({ err: errText(err) }, 'the PKI inventory could not be read for changes to share; trying again');
@@ -298,7 +320,9 @@ export class ClusterPki implements SharedKind {
     });
   }
 
-  private scheduleResign(): void {
+  /** `force`: an imported revocation is new here; else only if crl.pem misses a revocation of the inventory. */
+  private scheduleResign(force = true): void {
+    if (force) this.resignForced = true;
     if (this.stopped || this.resignTimer !== null) return;
     this.resignTimer = setTimeout(() => {
       this.resignTimer = null;
@@ -306,29 +330,44 @@ export class ClusterPki implements SharedKind {
         this.resignAgain = true;
         return;
       }
-      this.resigning = this.resign().finally(() => {
+      const force = this.resignForced;
+      this.resignForced = false;
+      this.resigning = this.resign(force).finally(() => {
         this.resigning = null;
         if (this.resignAgain && !this.stopped) {
           this.resignAgain = false;
-          this.scheduleResign();
+          this.scheduleResign(false);
         }
       });
     }, RESIGN_DEBOUNCE_MS);
     this.resignTimer.unref();
   }
 
-  /** crl.pem again from the inventory: its watcher makes the listeners load it and SharedRevocations publish it. */
-  private async resign(): Promise<void> {
+  /**
+   * crl.pem again from the inventory: its watcher makes the listeners load it and
+   * SharedRevocations publish it. Two writers of crl.pem (this and `bastion cert revoke`, or
+   * two CLI runs) can interleave so that the one which read the inventory first renames
+   * last, leaving a file without the other's revocation; so after each re-sign, and after
+   * each revocation by another process here, the file is checked against the inventory and
+   * re-signed while it misses one.
+   */
+  private async resign(force: boolean): Promise<void> {
     try {
+      if (!force && this.crlCoversInventory()) return;
       const service = await PkiService.open(this.layout.dir, { passphrase: rootKeyPassphraseFromEnv() });
       try {
         const written = await service.writeCrl();
         this.resigned++;
         const first = parseCrls(written.pem)[0];
-        this.logger.info({ crlNumber: first?.crlNumber?.toString() ?? null, revoked: first?.revoked.size ?? null }, 'CRL re-signed with revocations from the cluster');
+        const fields = { crlNumber: first?.crlNumber?.toString() ?? null, revoked: first?.revoked.size ?? null };
+        if (force) this.logger.info(fields, 'CRL re-signed with revocations from the cluster');
+        else this.logger.warn(fields, 'CRL re-signed: crl.pem missed a revocation of the inventory (two writers of it raced)');
       } finally {
         service.close();
       }
+      // Once after an import's re-sign (never after a check's own, so a file that cannot
+      // satisfy the check costs one extra CRL per local revocation, not a loop).
+      if (force) this.scheduleResign(false);
     } catch (err) {
       this.logger.error({ err: errText(err) }, 'SECURITY: the CRL could not be re-signed with revocations from the cluster; the cluster\'s CRL still carries them; retrying at the next one');
     }

@@ -32,6 +32,7 @@ import { startPendingChangesDrain, type PendingChangesDrain } from './pending-ch
 import { connectClusterSide } from './cluster-side.js';
 import { startClusterSharedState, type ClusterSharedState } from './cluster-shared-state.js';
 import { ClusterTicketKeys, ticketKeyFiles } from './cluster-tickets.js';
+import { ClusterPki } from './cluster-pki.js';
 import { openProvisioningSide } from './provisioning-side.js';
 import { openOtaSide } from './ota-side.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
@@ -174,6 +175,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   let access: ClusterAccess | null = null;
   // In a cluster one TLS session ticket key serves every node, so a device resumes with any of them.
   let tickets: ClusterTicketKeys | null = null;
+  // In a cluster the built-in PKI's leaf certificates are known to every node (cluster-pki.ts).
+  let clusterPki: ClusterPki | null = null;
   try {
     // Retained messages of the cluster are in the broker before any client can ask for them.
     await cluster?.attach(broker);
@@ -181,7 +184,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     if (cluster !== null) {
       access = new ClusterAccess(dataDir, logger);
       tickets = new ClusterTicketKeys(ticketKeyFiles(config, opts.baseDir, dataDir), logger);
-      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets] });
+      clusterPki = await ClusterPki.open(configuredPkiDir(config.pki.dir, opts.baseDir, dataDir), logger);
+      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets, ...(clusterPki !== null ? [clusterPki] : [])] });
       access.attach(authz.service);
     }
     // The audit log first: everything from here on (admin changes, connections) is recorded.
@@ -232,6 +236,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     access?.stop();
     shared?.stop();
     tickets?.stop();
+    clusterPki?.stop();
     await cluster?.close();
     store?.close();
     provisioning.stop();
@@ -254,6 +259,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       // After the wills and the last acknowledgements went through it.
       shared?.stop();
       tickets?.stop();
+      clusterPki?.stop();
       await cluster?.close();
       await pki?.stop();
       await adminSide?.stop();
