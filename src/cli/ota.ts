@@ -16,6 +16,7 @@ import { generateFirmwareKeyPair, signKeySet, type KeySet } from '../firmware/in
 import { OtaError, readKeyFile, readRootPins, RELEASE_KEY_FILE, exists, KEYSET_FILE, ROOT_KEY_FILE, ROOT_PUB_FILE, withOtaLock, writeKeyFile, writeRootPins, writeSignedKeySet } from '../ota/ota-files.js';
 import { currentKeySet } from '../ota/releases.js';
 import { auditedChange } from './cli-change.js';
+import { registerOtaCampaignCommands } from './ota-campaign.js';
 import { registerOtaJobCommands } from './ota-jobs.js';
 import { registerOtaReleaseCommands } from './ota-release.js';
 import { addProvisionSourceOptions, provisionSource, type ProvisionSourceOptions } from './provision-context.js';
@@ -110,4 +111,5 @@ export function registerOtaCommand(program: Command): void {
   ).action((opts: ProvisionSourceOptions & { rootKey?: string }) => keyRotate(opts));
   registerOtaReleaseCommands(ota);
   registerOtaJobCommands(ota);
+  registerOtaCampaignCommands(ota);
 }
