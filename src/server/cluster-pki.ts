@@ -304,6 +304,8 @@ export class ClusterPki implements SharedKind {
     if (state === null) return;
     const key = pkiKeyOf(serial);
     await state.compareAndSet(key, (current) => {
+      // Stopped while the read was out: the inventory is closed, and this write is moot.
+      if (this.stopped) return null;
       const row = this.inventory.get(serial);
       if (row === undefined || !isLeaf(row) || row.issuerSerial !== this.issuing.serialNumber) return null;
       const mine = standingOf(row);
