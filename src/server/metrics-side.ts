@@ -2,14 +2,14 @@
  * Composition of the metrics side: the Prometheus registry the admin API serves at
  * /metrics (config `metrics.enabled`, only when the admin API runs) and the `$SYS/broker/...`
  * publisher (config `sys.intervalSeconds`, 0: off). Owns: what the metrics read (broker
- * state, listeners, the ban list, certificate files, the cluster node's status, the
- * package version, the heap) and
+ * state, listeners, the ban list, certificate files, the cluster node's status, the OTA
+ * block transfer's counters, the package version, the heap) and
  * the $SYS timer's life. Must not: serve HTTP (admin/api does) or compute a value.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { RunningAdminApi } from '../admin/api/admin-server.js';
-import { BrokerMetrics, type CertificateFile } from '../admin/metrics/metrics.js';
+import { BrokerMetrics, type CertificateFile, type OtaTransferCounts } from '../admin/metrics/metrics.js';
 import type { Broker } from '../broker/broker.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
 import { brokerStats } from '../broker/sys/broker-stats.js';
@@ -30,6 +30,8 @@ export interface MetricsSideOptions {
   bans: () => ReadonlyArray<{ kind: string; list?: string; expiresAt: number | null }> | null;
   /** This node's place in a cluster (its metrics are served too), or null. */
   cluster?: ClusterNode | null;
+  /** The OTA block transfer counters (null while the service is not running). */
+  otaTransfer?: () => OtaTransferCounts | null;
 }
 
 export interface MetricsSide {
@@ -76,6 +78,7 @@ export function createMetricsSide(opts: MetricsSideOptions): MetricsSide {
         tlsListeners: config.listeners.flatMap((l) => (l.tls !== undefined ? [{ name: l.name, groups: offeredGroups(l.tls) }] : [])),
         logger: opts.logger,
         ...(cluster !== null ? { cluster: () => cluster.status() } : {}),
+        ...(opts.otaTransfer !== undefined ? { otaTransfer: opts.otaTransfer } : {}),
       })
     : null;
   let sys: SysTopics | null = null;

@@ -167,7 +167,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   let pki: PkiDuties | null = null;
   let adminSide: AdminSide | null = null;
   // Prometheus metrics (served by the admin API) and $SYS: they read the broker, the listeners and the ban list.
-  const metricsSide = createMetricsSide({ config, baseDir: opts.baseDir, broker, listeners, logger, bans: () => adminSide?.bans.list() ?? null, cluster });
+  const metricsSide = createMetricsSide({ config, baseDir: opts.baseDir, broker, listeners, logger, bans: () => adminSide?.bans.list() ?? null, cluster, otaTransfer: () => ota.transfer?.stats ?? null });
   let audit: AuditSide | null = null;
   let cliChanges: PendingChangesDrain | null = null;
   let shared: ClusterSharedState | null = null;

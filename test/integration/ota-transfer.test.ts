@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { JOBS_DB_FILE, SqliteJobStore } from '../../src/ota/jobs/sqlite-job-store.js';
@@ -19,6 +20,7 @@ import { parseBlockMessage } from '../../src/ota/transfer/block-source.js';
 import { encodeBitmap } from '../../src/ota/transfer/request.js';
 import { PkiService } from '../../src/server/pki-service.js';
 import { EventRecorder } from '../helpers/event-recorder.js';
+import { parseExposition, sampleValue } from '../helpers/prom-text.js';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { BASTION_MAIN, Inbox, run, type ProcResult } from './support.js';
 
@@ -188,8 +190,24 @@ describe('OTA block transfer over MQTT', () => {
 
   const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
+  /** GET /metrics on the admin listener with an operator token. */
+  async function scrape(token: string): Promise<(name: string, labels?: Record<string, string>) => number | undefined> {
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: broker.adminPort!, servername: 'localhost', path: '/metrics', ca: broker.caPem, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`/metrics: ${String(res.statusCode)}`))));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const families = parseExposition(text);
+    return (name, labels = {}) => sampleValue(families, name, labels);
+  }
+
   before(async () => {
     broker = await startProvisioningBroker({
+      admin: {},
       // Telemetry between ordinary clients: every certificate holder may use devices/#.
       authz: { policy: 'rules', roles: { everything: { rules: [{ effect: 'allow', action: 'all', topic: 'devices/#' }] } }, bindings: [{ role: 'everything', attribute: 'clientId', value: '*' }] },
     });
@@ -319,6 +337,24 @@ describe('OTA block transfer over MQTT', () => {
     assert.equal(await resumed.fetchMissing(), resumed.blockCount - 32);
     assert.equal(sha(resumed.image()), main.digest);
     resumed.client.end(true);
+  });
+
+  test('metrics: blocks, bytes and refusals by code are counted', async () => {
+    const token = ok(await run(process.execPath, [BASTION_MAIN, 'admin', 'token', 'create', '--name', 'prometheus', '--data-dir', broker.dataDir])).stdout.trim();
+    const before = await scrape(token);
+    const a = await device('dev-a');
+    assert.deepEqual(await a.get(60, [60, 61]), [60, 61]);
+    assert.equal((await a.refused('get', { blockSize: BLOCK, firstBlock: 0 }, other.digest)).errorCode, 'NotFound');
+    assert.equal((await a.refused('get', { blockSize: 1000, firstBlock: 0 })).errorCode, 'InvalidRequest');
+    const after = await scrape(token);
+    const delta = (name: string, labels?: Record<string, string>): number => (after(name, labels) ?? Number.NaN) - (before(name, labels) ?? Number.NaN);
+    assert.equal(delta('bastion_ota_transfer_blocks_total'), 2);
+    // Block 60 is whole, block 61 (the last) is what is left of the image; each with its 41-byte header.
+    assert.equal(delta('bastion_ota_transfer_bytes_total'), 2 * 41 + BLOCK + (IMAGE_BYTES - 61 * BLOCK));
+    assert.equal(delta('bastion_ota_transfer_refusals_total', { code: 'NotFound' }), 1);
+    assert.equal(delta('bastion_ota_transfer_refusals_total', { code: 'InvalidRequest' }), 1);
+    assert.equal(delta('bastion_ota_transfer_refusals_total', { code: 'Throttled' }), 0);
+    a.client.end(true);
   });
 
   test('telemetry between two other clients keeps flowing while five devices download', async () => {

@@ -11,12 +11,14 @@ import type { SecurityEvents } from '../../core/security-events.js';
 import { CertificateExpiry, type CertificateFile } from './cert-expiry.js';
 import { ClusterMetrics, type ClusterStatusView } from './cluster-metrics.js';
 import { EventMetrics } from './event-metrics.js';
+import { OtaTransferMetrics, type OtaTransferCounts } from './ota-transfer-metrics.js';
 import { processRegistry } from './process-metrics.js';
 import { StateMetrics, type StateSources } from './state-metrics.js';
 
 export type { CertificateFile } from './cert-expiry.js';
 export type { StateSources } from './state-metrics.js';
 export type { ClusterStatusView } from './cluster-metrics.js';
+export type { OtaTransferCounts } from './ota-transfer-metrics.js';
 
 /** What the admin server needs to answer GET /metrics. */
 export interface MetricsEndpoint {
@@ -34,6 +36,8 @@ export interface BrokerMetricsOptions extends StateSources {
   logger: Logger;
   /** On a cluster node: its status (the cluster families appear only then). */
   cluster?: () => ClusterStatusView;
+  /** The OTA block transfer counters (null while the service is not running). */
+  otaTransfer?: () => OtaTransferCounts | null;
   now?: () => number;
 }
 
@@ -44,6 +48,7 @@ export class BrokerMetrics implements MetricsEndpoint {
   private readonly events: EventMetrics;
   private readonly certificates: CertificateExpiry;
   private readonly cluster: ClusterMetrics | null;
+  private readonly otaTransfer: OtaTransferMetrics | null;
   private readonly now: () => number;
 
   constructor(opts: BrokerMetricsOptions) {
@@ -53,6 +58,7 @@ export class BrokerMetrics implements MetricsEndpoint {
     for (const l of opts.tlsListeners) this.events.declareTlsListener(l.name, l.groups);
     this.certificates = new CertificateExpiry(this.registry, opts.certificates, opts.logger);
     this.cluster = opts.cluster !== undefined ? new ClusterMetrics(this.registry, opts.cluster) : null;
+    this.otaTransfer = opts.otaTransfer !== undefined ? new OtaTransferMetrics(this.registry, opts.otaTransfer) : null;
   }
 
   async render(): Promise<string> {
@@ -61,6 +67,7 @@ export class BrokerMetrics implements MetricsEndpoint {
     // Broker state last, right before the text is built (no I/O in between).
     this.state.refresh(now, this.events.droppedByLimits);
     this.cluster?.refresh();
+    this.otaTransfer?.refresh();
     const own = await this.registry.metrics();
     const process = await processRegistry().metrics();
     return `${own}\n${process}`;
