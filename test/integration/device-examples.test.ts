@@ -4,10 +4,12 @@
  * provisioning (device-support.ts): a claim provisions and stores an identity, a second
  * run sees it, the telemetry device publishes what an observer receives; a token works
  * once; simulate provisions a fleet by claim and by tokens, reports devices/s, and groups
- * failures by reason with exit code 1.
+ * failures by reason with exit code 1; ota-device.mjs installs two signed releases made by
+ * `bastion ota` (the second swaps the first to previous.bin).
  */
 import assert from 'node:assert/strict';
-import { statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BastionDevice, MemoryIdentityStore, type DeviceMessage } from '../../src/device/index.js';
@@ -154,5 +156,47 @@ describe('bastion device simulate', () => {
     const few = await simulate(['--count', '2', '--template', 'sensor', '--tokens', tokenFile]);
     assert.equal(few.code, 1);
     assert.match(few.stderr, /^bastion: --tokens \S+ holds 1 token\(s\) for 2 devices/);
+  });
+});
+
+describe('examples: OTA', () => {
+  test('ota-device.mjs --once installs a signed release by block transfer; a second release swaps the first to previous.bin', async () => {
+    const claim = await broker.claim('sensor');
+    const dir = join(broker.dir, 'example-ota');
+    ok(await example('provision-with-claim.mjs', ['--url', broker.url, '--ca', broker.caFile, '--claim-cert', claim.certFile, '--claim-key', claim.keyFile, '--template', 'sensor', '--parameter', 'serialNumber=OTA-1', '--dir', dir]), 'provision-with-claim.mjs');
+    ok(await broker.bastion(['ota', 'key', 'init']), 'ota key init');
+    const otaDir = join(broker.dataDir, 'ota');
+    const firmware = join(dir, 'firmware');
+    const images: Buffer[] = [];
+
+    async function release(version: string): Promise<{ jobId: string; releaseId: string }> {
+      const bytes = randomBytes(64 * 1024);
+      images.push(bytes);
+      const img = join(broker.dir, `ota-${version}.bin`);
+      const manifest = `${img}.manifest.json`;
+      writeFileSync(img, bytes);
+      ok(await broker.bastion(['ota', 'sign', img, '--class', 'thermo', '--vendor', 'acme', '--fw-version', version, '--out', manifest]), 'ota sign');
+      const created = ok(await broker.bastion(['ota', 'release', 'create', img, '--manifest', manifest]), 'ota release create');
+      const releaseId = /^release ([0-9a-f]+):/m.exec(created)![1]!;
+      const job = ok(await broker.bastion(['ota', 'job', 'create', '--release', releaseId, '--clients', 'sensor-OTA-1']), 'ota job create');
+      return { jobId: /job (job-[0-9a-f]+)/.exec(job)![1]!, releaseId };
+    }
+    const device = (): Promise<ProcResult> =>
+      example('ota-device.mjs', ['--url', broker.url, '--ca', broker.caFile, '--dir', dir, '--root-pub', join(otaDir, 'root.pub.json'), '--keyset', join(otaDir, 'keyset.json'), '--vendor', 'acme', '--class', 'thermo', '--firmware', firmware, '--once']);
+
+    const first = await release('1.0.0');
+    const out = ok(await device(), 'ota-device.mjs');
+    assert.match(out, /^connected as sensor-OTA-1$/m);
+    assert.match(out, new RegExp(`^job ${first.jobId} \\(execution 1\\): release ${first.releaseId} version 1\\.0\\.0$`, 'm'));
+    assert.match(out, new RegExp(`^progress ${first.jobId}: 65536/65536 bytes \\(100%\\)$`, 'm'));
+    assert.match(out, new RegExp(`^installed ${first.jobId}: version 1\\.0\\.0, sequence 1$`, 'm'));
+    assert.deepEqual(readFileSync(join(firmware, 'current.bin')), images[0]);
+    assert.match(ok(await broker.bastion(['ota', 'job', 'show', first.jobId]), 'ota job show'), /sensor-OTA-1\s+1\s+SUCCEEDED/);
+
+    const second = await release('2.0.0');
+    assert.match(ok(await device(), 'ota-device.mjs again'), new RegExp(`^installed ${second.jobId}: version 2\\.0\\.0, sequence 2$`, 'm'));
+    assert.deepEqual(readFileSync(join(firmware, 'current.bin')), images[1]);
+    assert.deepEqual(readFileSync(join(firmware, 'previous.bin')), images[0]);
+    assert.equal((JSON.parse(readFileSync(join(dir, 'ota', 'ota-state.json'), 'utf8')) as { lastSequence: number }).lastSequence, 2);
   });
 });

@@ -106,6 +106,7 @@ interface Dev {
   /** Data blocks the device received, all and since the last connection. */
   data: { total: number; sinceConnect: number };
   installed: Buffer[];
+  errors: string[];
 }
 
 async function startDevice(id: string, o: { keySet?: SignedKeySet; state?: UpdateStateStore; blockSize?: number; onData?: (d: Dev) => void; stateDir?: string } = {}): Promise<Dev> {
@@ -129,7 +130,9 @@ async function startDevice(id: string, o: { keySet?: SignedKeySet; state?: Updat
   for (const kind of ['job', 'progress', 'refused', 'installed', 'failed', 'canceled'] as const) {
     agent.on(kind, (body: unknown) => events.push({ kind, body: body as Json }));
   }
-  const d: Dev = { id, device, agent, verifier, stateDir, events, data: { total: 0, sinceConnect: 0 }, installed };
+  const d: Dev = { id, device, agent, verifier, stateDir, events, data: { total: 0, sinceConnect: 0 }, installed, errors: [] };
+  // Kept for the message of a wait that fails (a request that timed out, a report refused).
+  agent.on('error', (err) => d.errors.push(err.message));
   device.on('connected', () => {
     d.data.sinceConnect = 0;
   });
@@ -150,7 +153,12 @@ async function stopDevice(d: Dev): Promise<void> {
 }
 
 const eventOf = (d: Dev, kind: AgentEvent['kind'], match: (b: Json) => boolean, what: string, timeoutMs = 30_000): Promise<Json> =>
-  d.events.waitFor((items) => items.some((e) => e.kind === kind && match(e.body)), timeoutMs, what).then((items) => items.find((e) => e.kind === kind && match(e.body))!.body);
+  d.events.waitFor((items) => items.some((e) => e.kind === kind && match(e.body)), timeoutMs, what).then(
+    (items) => items.find((e) => e.kind === kind && match(e.body))!.body,
+    (err: Error) => {
+      throw new Error(`${err.message}; agent errors: ${JSON.stringify(d.errors)}; events: ${JSON.stringify(d.events.items.map((e) => [e.kind, e.body.jobId, e.body.reason]))}`);
+    },
+  );
 
 before(async () => {
   broker = await startProvisioningBroker();
