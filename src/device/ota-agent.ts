@@ -25,7 +25,7 @@ import type { BastionDevice, DeviceMessage } from './device.js';
 import { DeviceError } from './errors.js';
 import { filesFilter, filesPrefix, isValidBlockSize, parseBlock, transferTopicOf, type BlockRefusal } from './ota-blocks.js';
 import { BlockDownload } from './ota-download.js';
-import { DownloadFiles } from './ota-download-state.js';
+import { discardOtherDownloads, DownloadFiles } from './ota-download-state.js';
 import { readInstallRecord, signedBytesOf, writeInstallRecord } from './ota-install-record.js';
 import { details, JobsClient, jobsFilter, notifyNextTopicOf, parseNotifyNext, type JobExecution, type TerminalStatus } from './ota-jobs-client.js';
 import { TokenRequests } from './ota-requests.js';
@@ -149,7 +149,8 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
     if (this.current !== null) this.abort(this.current);
     this.requests.failAll(new DeviceError('ERR_DEVICE_CLOSED', 'the OTA agent was closed'));
     await this.loop;
-    if (this.identity !== undefined && this.device.connected) {
+    // Offline, this only forgets them (not made again at the next connection).
+    if (this.identity !== undefined) {
       for (const f of [jobsFilter(this.identity), filesFilter(this.identity)]) await this.device.unsubscribe(f).catch(() => undefined);
     }
   }
@@ -332,6 +333,8 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
     const suggested = typeof d.blockSize === 'number' && isValidBlockSize(d.blockSize) ? d.blockSize : 16_384;
     let files: DownloadFiles;
     try {
+      // One download kept at a time: what is left of other images (a canceled job) goes.
+      await discardOtherDownloads(this.options.stateDir, m.imageDigest);
       files = await DownloadFiles.open(this.options.stateDir, m.imageDigest, m.imageSize, this.options.blockSize ?? suggested);
     } catch (err) {
       await this.fail(s, jobs, e, 'StorageError', `cannot open the download: ${errText(err)}`);

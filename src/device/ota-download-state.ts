@@ -17,7 +17,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlockBitmap, blockCountOf, isValidBlockSize } from './ota-blocks.js';
 
@@ -182,6 +182,20 @@ export class DownloadFiles {
 export async function discardDownload(stateDir: string, digest: string): Promise<void> {
   await rm(partPathOf(stateDir, digest), { force: true });
   await rm(bitmapPathOf(stateDir, digest), { force: true });
+}
+
+/** Removes the part, bitmap and finished image files of every image but `keep`. */
+export async function discardOtherDownloads(stateDir: string, keep: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(stateDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^([0-9a-f]{64})\.(part|bitmap|img)$/.exec(name);
+    if (m !== null && m[1] !== keep) await rm(join(stateDir, name), { force: true });
+  }
 }
 
 export async function hashFile(path: string): Promise<{ digest: string; size: number }> {

@@ -34,6 +34,8 @@ export interface BlockDownloadOptions {
   onBlock(have: number): void;
   /** A block refused (not written). */
   onRefused(reason: BlockRefusal, message: string): void;
+  /** Each get, as it is sent (or, offline, would be). */
+  onRequest?(window: { firstBlock: number; blockCount: number; wanted: readonly number[] }): void;
 }
 
 export class BlockDownload {
@@ -148,6 +150,7 @@ export class BlockDownload {
     this.gets++;
     const body: JsonObject = { blockSize: this.files.blockSize, firstBlock: w.firstBlock, blockCount: w.blockCount, clientToken: this.getToken, ...(w.bitmap !== undefined ? { bitmap: w.bitmap } : {}) };
     this.arm();
+    this.o.onRequest?.({ firstBlock: w.firstBlock, blockCount: w.blockCount, wanted: w.wanted });
     // Only while connected: the agent aborts this download on a disconnect and resumes after.
     if (this.o.device.connected) {
       this.o.device.publish(`${filesPrefix(this.o.identity, this.files.digest)}get`, JSON.stringify(body), { qos: 1 }).catch(() => {

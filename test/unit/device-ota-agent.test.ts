@@ -3,7 +3,11 @@
  * ota-download-state.ts, ota-jobs-client.ts): the have-bitmap in the wire's bit order, the
  * data block header, refusing a block of another image / size / index / length, planning
  * `get` windows around the blocks had, and resuming a download from the persisted part and
- * bitmap in a temporary directory (what a restarted device does).
+ * bitmap in a temporary directory (what a restarted device does). The download loop
+ * (ota-download.ts) is driven with blocks handed to it directly, over a BastionDevice that
+ * is not connected (its requests are not sent, so only the timer asks again): windows one
+ * after another, a foreign block refused and not written, a redelivered block ignored, and
+ * the bounded re-asks ending in DownloadTimeout.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -12,7 +16,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { BLOCK_HEADER_BYTES, BlockBitmap, blockCountOf, blockLengthOf, checkBlock, isValidBlockSize, parseBlock, planWindow, transferTopicOf, type DataBlock } from '../../src/device/ota-blocks.js';
-import { bitmapPathOf, DownloadFiles, partPathOf, readPersistedBitmap } from '../../src/device/ota-download-state.js';
+import { BastionDevice } from '../../src/device/device.js';
+import { MemoryIdentityStore } from '../../src/device/identity-store.js';
+import { BlockDownload } from '../../src/device/ota-download.js';
+import { bitmapPathOf, discardOtherDownloads, DownloadFiles, partPathOf, readPersistedBitmap } from '../../src/device/ota-download-state.js';
 import { details, executionOf, parseNotifyNext } from '../../src/device/ota-jobs-client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bastion-ota-agent-'));
@@ -201,6 +208,73 @@ describe('download files', () => {
     assert.equal(d.resumedBlocks, 0, 'a bitmap without its part is not trusted');
     await d.discard();
     await assert.rejects(DownloadFiles.open(stateDir, digest, image.length, 1000), /multiple of 256/);
+  });
+});
+
+describe('the download loop', () => {
+  const image = Buffer.from(Array.from({ length: 10 * 256 + 100 }, (_, i) => (i * 7) & 0xff));
+  const digest = sha(image);
+  // Never connected: the loop's gets stay unsent (BastionDevice.connected is false).
+  const offline = (): BastionDevice => new BastionDevice({ url: 'mqtts://127.0.0.1:1', store: new MemoryIdentityStore({ identity: 'dev-u', certPem: '', keyPem: '' }), reconnect: false });
+  const blockOf = (i: number, d = digest): DataBlock => ({ digest: d, index: i, blockSize: 256, data: image.subarray(i * 256, Math.min(image.length, (i + 1) * 256)) });
+
+  test('windows one after another until complete; a foreign block is refused, a redelivery ignored', async () => {
+    const stateDir = join(dir, 'loop');
+    const files = await DownloadFiles.open(stateDir, digest, image.length, 256);
+    const refused: string[] = [];
+    const progress: number[] = [];
+    const requests: number[][] = [];
+    // The broker's part: each get answered with its blocks, each delivered twice (QoS 1 may).
+    const dl: BlockDownload = new BlockDownload({
+      device: offline(),
+      identity: 'dev-u',
+      files,
+      maxBlocksPerRequest: 4,
+      onBlock: (n) => progress.push(n),
+      onRefused: (reason) => refused.push(reason),
+      onRequest: (w) => {
+        requests.push([...w.wanted]);
+        queueMicrotask(() => {
+          for (const i of w.wanted) {
+            dl.onData(blockOf(i));
+            dl.onData(blockOf(i));
+          }
+        });
+      },
+    });
+    const outcome = dl.run();
+    assert.equal(dl.gets, 1, 'the first window is asked for at once');
+    dl.onData(blockOf(0, sha(Buffer.from('another image'))));
+    dl.onData(blockOf(5));
+    assert.deepEqual(refused, ['ForeignImage', 'UnexpectedBlock'], 'a block of another image, and one outside the window');
+    assert.deepEqual(await outcome, { kind: 'complete' });
+    assert.deepEqual(refused, ['ForeignImage', 'UnexpectedBlock'], 'redeliveries are not refusals');
+    assert.equal(dl.written, 11);
+    assert.equal(dl.gets, 3, 'three windows of at most 4 blocks');
+    assert.deepEqual(requests, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]);
+    assert.deepEqual(progress, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    await files.close();
+    assert.deepEqual(await files.hash(), { digest, size: image.length });
+    assert.equal((await readPersistedBitmap(stateDir, digest, image.length))?.have.complete, true);
+  });
+
+  test('no block: asked again after each timeout, then DownloadTimeout; what was had stays for a resume', async () => {
+    const stateDir = join(dir, 'timeout');
+    const files = await DownloadFiles.open(stateDir, digest, image.length, 256);
+    const dl = new BlockDownload({ device: offline(), identity: 'dev-u', files, maxBlocksPerRequest: 32, blockTimeoutMs: 5, maxRetries: 2, onBlock: () => undefined, onRefused: () => undefined });
+    const outcome = dl.run();
+    dl.onData(blockOf(3));
+    const o = await outcome;
+    assert.equal(o.kind, 'failed');
+    assert.ok(o.kind === 'failed' && o.reason === 'DownloadTimeout' && /\/11 blocks had/.test(o.message), JSON.stringify(o));
+    assert.equal(dl.gets, 3, 'the first ask and two re-asks');
+    await files.suspend();
+    const again = await DownloadFiles.open(stateDir, digest, image.length, 256);
+    assert.deepEqual(again.have.missingIndices(), [0, 1, 2, 4, 5, 6, 7, 8, 9, 10]);
+    await again.close();
+    // Another image's download starts: this one's files go.
+    await discardOtherDownloads(stateDir, sha(Buffer.from('next image')));
+    assert.equal(await readPersistedBitmap(stateDir, digest, image.length), null);
   });
 });
 
