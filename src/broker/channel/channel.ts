@@ -170,9 +170,11 @@ export class Channel implements ChannelHandle, DeliveryTarget {
    * cluster claim). Holds nest: packets are replayed when the last one is released.
    */
   holdIncoming(): void {
-    this.holds++;
+    // One pause per outermost hold: releaseIncoming resumes once, when the last hold ends
+    // (the connection counts its pauses, so a pause per hold left a socket paused for good
+    // after an asynchronous login followed by a cluster claim).
+    if (this.holds++ === 0) this.conn.pauseReading();
     this.backlog ??= [];
-    this.conn.pauseReading();
   }
 
   /** Replays packets held during authentication. */
