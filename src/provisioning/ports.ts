@@ -100,8 +100,8 @@ export interface ProvisioningStore {
   claim(serialNumber: string): ClaimRecord | null;
   listClaims(): ClaimRecord[];
   revokeClaim(serialNumber: string, at: number): boolean;
-  /** Counts one device against the claim; false when it is at its limit (atomic). */
-  takeClaimSlot(serialNumber: string): boolean;
+  /** Counts one device against the claim; false when it is at its limit (atomic; in a cluster, across the nodes). */
+  takeClaimSlot(serialNumber: string): boolean | Promise<boolean>;
 
   /** Stores a token by the SHA-256 of its secret. */
   addToken(token: Omit<TokenRecord, 'usedAt' | 'usedBy'>, secretHash: string): void;
@@ -110,13 +110,13 @@ export interface ProvisioningStore {
   token(id: string): TokenRecord | null;
   listTokens(): TokenRecord[];
   /** Marks the token used by `identity`; false when it was used already (atomic: a token works once). */
-  spendToken(id: string, identity: string, at: number): boolean;
+  spendToken(id: string, identity: string, at: number): boolean | Promise<boolean>;
   revokeToken(id: string, at: number): boolean;
 
   addOwnership(secretHash: string, record: Omit<OwnershipRecord, 'usedAt'>): void;
   ownership(secretHash: string): OwnershipRecord | null;
   /** Marks it used; false when it was used already (atomic). */
-  spendOwnership(secretHash: string, at: number): boolean;
+  spendOwnership(secretHash: string, at: number): boolean | Promise<boolean>;
   /** Unused ownership records past their expiry (their step-1 certificates are revoked). */
   expiredOwnerships(now: number): Array<OwnershipRecord & { secretHash: string }>;
   forgetOwnership(secretHash: string): void;

@@ -170,7 +170,7 @@ export class ProvisioningService {
       }
       this.checkRoles(templateName, identity.roles);
       // Everything checked: spend the single-use records, then sign.
-      if (!this.opts.store.spendOwnership(hash, this.now())) throw refused(403, 'InvalidToken', 'the ownership token was used meanwhile');
+      if (!(await this.opts.store.spendOwnership(hash, this.now()))) throw refused(403, 'InvalidToken', 'the ownership token was used meanwhile');
       // The placeholder is not revoked: it is confined to the provisioning topics, refused
       // there (not a claim), and expires in a day; revoking it would grow the CRL that every
       // listener loads by one entry per device provisioned.
@@ -236,8 +236,8 @@ export class ProvisioningService {
   /** Spends the claim's slot or the token, signs under `identity`, binds its roles, records the device. */
   private async issueDevice(requester: Requester, templateName: string, template: TemplateConfig, csrPem: string, identity: DeviceIdentity): Promise<RegisteredDevice> {
     const { store } = this.opts;
-    if (requester.ref.kind === 'claim' && !store.takeClaimSlot(requester.ref.serialNumber)) throw refused(403, 'ClaimExhausted', 'this claim has provisioned all its devices');
-    if (requester.ref.kind === 'token' && !store.spendToken(requester.ref.id, identity.commonName, this.now())) throw refused(403, 'InvalidToken', 'the provisioning token was used meanwhile');
+    if (requester.ref.kind === 'claim' && !(await store.takeClaimSlot(requester.ref.serialNumber))) throw refused(403, 'ClaimExhausted', 'this claim has provisioned all its devices');
+    if (requester.ref.kind === 'token' && !(await store.spendToken(requester.ref.id, identity.commonName, this.now()))) throw refused(403, 'InvalidToken', 'the provisioning token was used meanwhile');
     const signed = await this.sign({
       csrPem,
       commonName: identity.commonName,

@@ -19,6 +19,7 @@ import { chmodSync, closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { BastionError } from '../core/errors.js';
 import type { ClaimRecord, ClaimRef, DeviceRecord, OwnershipRecord, ProvisioningStore, RenewalRecord, TokenRecord } from './ports.js';
+import type { ProvisioningRow, ProvisioningTable } from './provisioning-rows.js';
 
 /** The provisioning database's file name inside the data directory. */
 export const PROVISIONING_DB_FILE = 'provisioning.db';
@@ -81,6 +82,12 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       CREATE INDEX renewals_due ON renewals (supersede_at) WHERE superseded_at IS NULL;
     `,
   },
+  {
+    // When a device record was last written: of two versions of one device in a cluster,
+    // the later wins (a renewal within the same second keeps notAfter's second).
+    version: 2,
+    sql: `ALTER TABLE devices ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];
 
 /** A token as stored: the port's record plus when it was revoked (a revoked token also has its expiry cut to then). */
@@ -132,6 +139,10 @@ interface RenewalRow {
   supersede_at: number;
   superseded_at: number | null;
 }
+
+/** Each table's primary key column (the tables of the rows a cluster shares). */
+const PRIMARY: Record<ProvisioningTable, string> = { claims: 'serial', tokens: 'id', ownerships: 'hash', devices: 'identity', renewals: 'new_serial' };
+const TABLES = Object.keys(PRIMARY) as ProvisioningTable[];
 
 /** The PKI inventory's canonical serial: upper-case hex, no colons or spaces. */
 function serialKey(serial: string): string {
@@ -331,11 +342,12 @@ export class SqliteProvisioningStore implements ProvisioningStore {
     const [kind, ref] = refColumns(device.claim);
     this.db
       .prepare(
-        `INSERT INTO devices (identity, template, cert_serial, not_after, claim_kind, claim_ref, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO devices (identity, template, cert_serial, not_after, claim_kind, claim_ref, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(identity) DO UPDATE SET template = excluded.template, cert_serial = excluded.cert_serial, not_after = excluded.not_after,
-           claim_kind = excluded.claim_kind, claim_ref = excluded.claim_ref, created_at = excluded.created_at`,
+           claim_kind = excluded.claim_kind, claim_ref = excluded.claim_ref, created_at = excluded.created_at,
+           updated_at = MAX(excluded.updated_at, devices.updated_at + 1)`,
       )
-      .run(device.identity, device.template, serialKey(device.certSerial), device.notAfter, kind, ref, device.createdAt);
+      .run(device.identity, device.template, serialKey(device.certSerial), device.notAfter, kind, ref, device.createdAt, Date.now());
   }
 
   device(identity: string): DeviceRecord | null {
@@ -379,6 +391,34 @@ export class SqliteProvisioningStore implements ProvisioningStore {
   renewalsSince(identity: string, since: number): number {
     const row = this.db.prepare('SELECT COUNT(*) AS n FROM renewals WHERE identity = ? AND created_at >= ?').get(identity, since) as { n: number };
     return row.n;
+  }
+
+  // --- raw rows, for a cluster's replica (server/cluster-provisioning.ts) ---
+
+  /** Changes when any connection (another process) committed to the file: poll it. */
+  dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
+  /** Every row of every table. */
+  allRows(): ProvisioningRow[] {
+    return TABLES.flatMap((table) => (this.db.prepare(`SELECT * FROM ${table}`).all() as ProvisioningRow['row'][]).map((row) => ({ table, row }) as ProvisioningRow));
+  }
+
+  row(table: ProvisioningTable, id: string): ProvisioningRow | null {
+    const row = this.db.prepare(`SELECT * FROM ${table} WHERE ${PRIMARY[table]} = ?`).get(id) as ProvisioningRow['row'] | undefined;
+    return row === undefined ? null : ({ table, row } as ProvisioningRow);
+  }
+
+  /** Inserts or replaces a row as it is (the caller merged it with what was here). */
+  putRow(r: ProvisioningRow): void {
+    const columns = Object.keys(r.row);
+    const values = columns.map((c) => (r.row as Record<string, unknown>)[c]);
+    this.db.prepare(`INSERT OR REPLACE INTO ${r.table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`).run(...values);
+  }
+
+  deleteRow(table: ProvisioningTable, id: string): void {
+    this.db.prepare(`DELETE FROM ${table} WHERE ${PRIMARY[table]} = ?`).run(id);
   }
 
   close(): void {

@@ -21,6 +21,7 @@ import { ProvisioningGuard } from '../provisioning/provisioning-guard.js';
 import { ProvisioningMqttService } from '../provisioning/mqtt-service.js';
 import { ProvisioningService } from '../provisioning/provisioning-service.js';
 import { PROVISIONING_DB_FILE, SqliteProvisioningStore } from '../provisioning/sqlite-provisioning-store.js';
+import { ClusterProvisioningStore, ProvisioningReplica } from './cluster-provisioning.js';
 import { sanFromText } from '../provisioning/template.js';
 import { ProvisionTokenProvider } from '../provisioning/token-provider.js';
 import type { PolicyService } from '../security/authz/policy-service.js';
@@ -40,6 +41,8 @@ export interface ProvisioningSide {
   attach(broker: Broker, events: SecurityEvents, policy: PolicyService): ProvisioningService | null;
   /** The attached service (EST on the admin listener uses it); null before attach or when provisioning is off. */
   readonly service: ProvisioningService | null;
+  /** In a cluster: the records' entries in the shared state (registered before it is read; null when provisioning is off). */
+  readonly replica: ProvisioningReplica | null;
   stop(): void;
 }
 
@@ -103,7 +106,10 @@ function roleBinder(policy: PolicyService, logger: Logger): RoleBinder {
 
 export function openProvisioningSide(config: BastionConfig, baseDir: string, dataDir: string, logger: Logger, resolvePath: (p: string) => string): ProvisioningSide {
   const enabled = Object.keys(config.provisioning.templates).length > 0;
-  const store: ProvisioningStore | null = enabled ? SqliteProvisioningStore.open(join(dataDir, PROVISIONING_DB_FILE)) : null;
+  const file = enabled ? SqliteProvisioningStore.open(join(dataDir, PROVISIONING_DB_FILE)) : null;
+  // In a cluster the records are shared (cluster-provisioning.ts): a token works once on any node.
+  const replica = file !== null && config.cluster !== undefined ? new ProvisioningReplica(file, logger) : null;
+  const store: ProvisioningStore | null = replica !== null ? new ClusterProvisioningStore(replica) : file;
   let timer: NodeJS.Timeout | null = null;
   let attached: ProvisioningService | null = null;
   return {
@@ -138,6 +144,7 @@ export function openProvisioningSide(config: BastionConfig, baseDir: string, dat
     get service() {
       return attached;
     },
+    replica,
     stop() {
       attached = null;
       if (timer !== null) clearInterval(timer);

@@ -7,7 +7,7 @@
  * Claims and tokens are made as the CLI makes them (PkiService + provisioning.db).
  * Must not: be imported by src/ (test-only).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IClientOptions, MqttClient } from 'mqtt';
@@ -65,9 +65,14 @@ export interface ProvisioningBrokerOptions {
   dir?: string;
   /** Remove `dir` at stop (a restarted broker owns its predecessor's directory). */
   ownsDir?: boolean;
+  /** The cluster section (a node of a cluster). */
+  cluster?: Record<string, unknown>;
+  /** Copy this PKI directory instead of making a new one (the nodes of a cluster share one CA). */
+  pkiFrom?: string;
 }
 
-async function setUpPki(pkiDir: string): Promise<void> {
+/** A PKI as the helper makes one: root, issuing CA and a server certificate for localhost (`issued/broker.*`). */
+export async function setUpPki(pkiDir: string): Promise<void> {
   const pki = await PkiService.init(pkiDir, { commonName: 'Provisioning Test Root' });
   try {
     await pki.createIntermediate({ commonName: 'Provisioning Test Issuing CA' });
@@ -83,7 +88,8 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'bastion-provisioning-'));
   const dataDir = join(dir, 'data');
   const pkiDir = join(dataDir, 'pki');
-  if (fresh) await setUpPki(pkiDir);
+  if (fresh && opts.pkiFrom !== undefined) cpSync(opts.pkiFrom, pkiDir, { recursive: true });
+  else if (fresh) await setUpPki(pkiDir);
   const issued = join(pkiDir, 'issued');
   const { config, baseDir } = parseConfig(
     {
@@ -102,6 +108,7 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
       log: { level: 'silent' },
       authz: opts.authz ?? { policy: 'rules', roles: { sensor: { rules: [{ effect: 'allow', action: 'all', topic: 'devices/${cert.cn}/#' }] } }, bindings: [] },
       provisioning: { templates: opts.templates ?? { sensor: SENSOR_TEMPLATE }, ...opts.provisioning },
+      ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
       ...(opts.admin !== undefined ? { admin: { port: 0, tls: { cert: join(issued, 'broker.crt'), key: join(issued, 'broker.key'), ca: join(pkiDir, 'ca-chain.crt') }, ...opts.admin } } : {}),
     },
     dir,
