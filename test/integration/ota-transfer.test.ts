@@ -211,11 +211,11 @@ describe('OTA block transfer over MQTT', () => {
       // Telemetry between ordinary clients: every certificate holder may use devices/#.
       authz: { policy: 'rules', roles: { everything: { rules: [{ effect: 'allow', action: 'all', topic: 'devices/#' }] } }, bindings: [{ role: 'everything', attribute: 'clientId', value: '*' }] },
     });
-    for (const id of ['dev-a', 'dev-b', 'dev-c', 'dev-v3', 'load-1', 'load-2', 'load-3', 'load-4', 'load-5', 'sensor', 'watcher']) await issue(id);
+    for (const id of ['dev-a', 'dev-b', 'dev-c', 'dev-v3', 'load-1', 'load-2', 'load-3', 'load-4', 'load-5', 'sensor', 'watcher', 'dev-flood']) await issue(id);
     ok(await ota('key', 'init'));
     main = await release('main', 'thermo', IMAGE_BYTES);
     other = await release('other', 'valve', 40_000);
-    createJob('job-main', main.id, ['dev-a', 'dev-c', 'dev-v3', 'load-1', 'load-2', 'load-3', 'load-4', 'load-5']);
+    createJob('job-main', main.id, ['dev-a', 'dev-c', 'dev-v3', 'load-1', 'load-2', 'load-3', 'load-4', 'load-5', 'dev-flood']);
     createJob('job-other', other.id, ['dev-b']);
   });
   after(async () => {
@@ -381,5 +381,23 @@ describe('OTA block transfer over MQTT', () => {
     );
     await downloads;
     for (const d of [watcher, sensor, ...loads]) d.client.end(true);
+  });
+
+  test('a device that asks too fast is throttled (429), and only it', async () => {
+    const f = await device('dev-flood');
+    const describeTopic = `${prefix('dev-flood', main.digest)}/describe`;
+    // More than the burst at once (QoS 0, not awaited one by one).
+    for (let i = 0; i < 130; i++) f.client.publish(describeTopic, '{}', { qos: 0 });
+    const throttled = await f.inbox.waitFor(
+      (items) => items.some((m) => m.topic.endsWith('/rejected') && (JSON.parse(m.payload.toString('utf8')) as Json).errorCode === 'Throttled'),
+      WAIT,
+      'a Throttled answer',
+    );
+    const body = JSON.parse(throttled.find((m) => m.topic.endsWith('/rejected'))!.payload.toString('utf8')) as Json;
+    assert.equal(body.statusCode, 429);
+    // Another device is not held back by it.
+    const a = await device('dev-a');
+    assert.equal((await a.ask('describe', {})).kind, 'description');
+    for (const d of [f, a]) d.client.end(true);
   });
 });

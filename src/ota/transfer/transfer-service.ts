@@ -24,9 +24,13 @@ import { clientTokenOf, largestBlockSizeFor, parseGet, parseRequestJson, Transfe
 import { TransferScheduler, type DropReason } from './scheduler.js';
 import { transferRequestOf, transferTopic, type TransferRequestKind } from './topics.js';
 
-/** Per device: a burst of this many requests, then RATE_PER_SECOND. */
-const BURST = 20;
-const RATE_PER_SECOND = 10;
+/**
+ * Per device: a burst of this many requests, then RATE_PER_SECOND. Each get is one round
+ * trip of the download, so the rate bounds a device's speed: 10 a second held one device
+ * to 5 MiB/s at 16 KiB × 32 blocks; a request costs one indexed SQLite read.
+ */
+const BURST = 100;
+const RATE_PER_SECOND = 50;
 /** Rate buckets kept before the full (idle) ones are forgotten. */
 const MAX_BUCKETS = 4096;
 
