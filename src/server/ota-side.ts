@@ -4,7 +4,9 @@
  * service and its timer (the timeout sweep, and noticing jobs the CLI created or
  * canceled); and block transfer (item 4): its guard next to the jobs guard, the transfer
  * service with its fence (jobs store + release index), block source and scheduler; and the
- * campaign engine (ota-campaign-side.ts), stepped by the same timer.
+ * campaign engine (ota-campaign-side.ts), stepped by the same timer. In a cluster, the
+ * replicas of both files (cluster-ota.ts): registered as shared state kinds by server.ts,
+ * attached once the bucket was read; the jobs service's changes then go through them.
  * Owns: building those and their order. Must not: decide anything about jobs or
  * transfers (src/ota/jobs/ and src/ota/transfer/ do).
  *
@@ -28,6 +30,7 @@ import { TransferFence } from '../ota/transfer/fence.js';
 import { TransferGuard } from '../ota/transfer/transfer-guard.js';
 import { TransferService } from '../ota/transfer/transfer-service.js';
 import { certificateIdentity } from '../provisioning/provisioning-guard.js';
+import { ClusterJobStore, OtaCluster } from './cluster-ota.js';
 import { openOtaCampaignSide, type OtaCampaignSide } from './ota-campaign-side.js';
 
 /** How often timers are checked and the CLI's changes looked for. */
@@ -40,6 +43,10 @@ export interface OtaSide {
   attach(broker: Broker, events: SecurityEvents): void;
   /** The transfer service once attached (its counters), else null. */
   readonly transfer: TransferService | null;
+  /** In a cluster: the shared state kinds of OTA (jobs, campaigns), made on the first call. */
+  clusterKinds(): OtaCluster[];
+  /** In a cluster, after the shared state was read: publish this node's rows, follow the files. */
+  attachCluster(): void;
   stop(): void;
 }
 
@@ -54,10 +61,18 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
   const blocks = new BlockSource(dataDir);
   let transfer: TransferService | null = null;
   let campaigns: OtaCampaignSide | null = null;
+  let cluster: OtaCluster | null = null;
   return {
     guard: (next) => new JobsGuard(new TransferGuard(next, certificateIdentity), certificateIdentity),
     get transfer() {
       return transfer;
+    },
+    clusterKinds() {
+      cluster ??= OtaCluster.open(dataDir, logger);
+      return [cluster];
+    },
+    attachCluster() {
+      cluster?.attach();
     },
     attach(broker, events) {
       // --- block transfer ---
@@ -73,7 +88,8 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
       broker.services.add(transfer);
       // --- jobs ---
       const service = new JobsService({
-        store,
+        // In a cluster an execution's change is decided in the cluster (cluster-ota.ts).
+        store: new ClusterJobStore(store, () => cluster?.jobs ?? null),
         onChange: (o) =>
           events.emit({ type: 'job', action: o.status, actor: o.actor, jobId: o.jobId, identity: o.identity, executionNumber: o.executionNumber, retried: o.retried }),
       });
@@ -82,9 +98,17 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
       // Campaigns: their stages and abort rules, stepped before the change check so a new stage is pushed this tick.
       campaigns = openOtaCampaignSide(dataDir, events, logger);
       let seen = store.dataVersion();
+      // One sweep at a time: in a cluster each of its changes waits on NATS.
+      let sweeping = false;
       const tick = (): void => {
         try {
-          service.sweep();
+          if (!sweeping) {
+            sweeping = true;
+            service
+              .sweep()
+              .catch((err: unknown) => logger.error({ err: errText(err) }, 'jobs: the timeout sweep failed'))
+              .finally(() => (sweeping = false));
+          }
           campaigns?.tick();
           const v = store.dataVersion();
           if (v !== seen) {
@@ -92,7 +116,7 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
             mqtt.storeChanged();
           }
         } catch (err) {
-          logger.error({ err: errText(err) }, 'jobs: the timeout sweep failed');
+          logger.error({ err: errText(err) }, 'jobs: the OTA tick failed');
         }
       };
       tick();
@@ -106,6 +130,8 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
       campaigns?.stop();
       campaigns = null;
       void blocks.close();
+      cluster?.stop();
+      cluster = null;
       store.close();
     },
   };

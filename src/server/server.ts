@@ -185,9 +185,10 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       access = new ClusterAccess(dataDir, logger);
       tickets = new ClusterTicketKeys(ticketKeyFiles(config, opts.baseDir, dataDir), logger);
       clusterPki = await ClusterPki.open(configuredPkiDir(config.pki.dir, opts.baseDir, dataDir), logger);
-      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets, ...(provisioning.replica !== null ? [provisioning.replica] : []), ...(clusterPki !== null ? [clusterPki] : [])] });
+      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets, ...(provisioning.replica !== null ? [provisioning.replica] : []), ...(clusterPki !== null ? [clusterPki] : []), ...ota.clusterKinds()] });
       access.attach(authz.service);
       provisioning.replica?.attach();
+      ota.attachCluster();
     }
     // The audit log first: everything from here on (admin changes, connections) is recorded.
     audit = await startAuditSide({ audit: config.audit, baseDir: opts.baseDir, dataDir, events, logger, ...(cluster !== null ? { nodeId: cluster.nodeId } : {}) });

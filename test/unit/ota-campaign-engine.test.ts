@@ -62,17 +62,17 @@ function rig(devices: number, opts: { percents?: number[]; rule?: AbortRule | nu
   );
   const c = (): CampaignRecord => campaigns.get('cmp')!;
   engine.ensureQueued(c());
-  const report = (id: string, to: ExecutionStatus): void => {
-    const started = svc.startNext(id, {});
+  const report = async (id: string, to: ExecutionStatus): Promise<void> => {
+    const started = await svc.startNext(id, {});
     assert.ok(started !== null, `${id} has a pending execution`);
-    svc.update(id, started.jobId, { status: to });
+    await svc.update(id, started.jobId, { status: to });
   };
   return { campaigns, jobs, engine, svc, clock, c, report };
 }
 
 const pendingIds = (r: Rig): string[] => r.jobs.executionsOf('cmp').filter((e) => e.status === 'QUEUED').map((e) => e.identity);
 
-test('JobStore.addExecutions: one QUEUED execution for identities without one; none for a canceled or unknown job', () => {
+test('JobStore.addExecutions: one QUEUED execution for identities without one; none for a canceled or unknown job', async () => {
   const jobs = SqliteJobStore.open(join(dir, 'add.db'));
   jobs.createJob({ id: 'j', document: {}, maxRetries: 0, defaultStepTimeoutMs: null, inProgressTimeoutMs: null, createdAt: 1 }, ['a']);
   const before = jobs.dataVersion();
@@ -96,7 +96,7 @@ test('JobStore.addExecutions: one QUEUED execution for identities without one; n
   jobs.close();
 });
 
-test('stages advance only when every device of the stage is terminal, then COMPLETED', () => {
+test('stages advance only when every device of the stage is terminal, then COMPLETED', async () => {
   const r = rig(20);
   const c0 = r.c();
   assert.deepEqual(c0.stageCounts, [2, 10, 20]);
@@ -104,17 +104,17 @@ test('stages advance only when every device of the stage is terminal, then COMPL
   assert.equal(r.jobs.job('cmp')!.inProgressTimeoutMs, 60_000, 'the timeout is the job’s in-progress timeout');
   assert.deepEqual(pendingIds(r).sort(), stageTargets(c0, 1).sort());
   const [first, second] = stageTargets(c0, 1);
-  r.report(first!, 'SUCCEEDED');
+  await r.report(first!, 'SUCCEEDED');
   assert.deepEqual(r.engine.stepAll(), [], 'one device of stage 1 still pending');
-  r.svc.startNext(second!, {});
+  await r.svc.startNext(second!, {});
   assert.deepEqual(r.engine.stepAll(), [], 'IN_PROGRESS is not terminal');
-  r.svc.update(second!, 'cmp', { status: 'FAILED' });
+  await r.svc.update(second!, 'cmp', { status: 'FAILED' });
   const h = r.engine.stepAll();
   assert.deepEqual(h, [{ campaignId: 'cmp', jobId: 'cmp', action: 'stage', stage: 2, devices: 8 }]);
   assert.deepEqual(pendingIds(r).sort(), stageTargets(r.c(), 2).sort());
-  for (const id of stageTargets(r.c(), 2)) r.report(id, 'SUCCEEDED');
+  for (const id of stageTargets(r.c(), 2)) await r.report(id, 'SUCCEEDED');
   assert.equal(r.engine.stepAll()[0]?.stage, 3);
-  for (const id of stageTargets(r.c(), 3)) r.report(id, 'REJECTED');
+  for (const id of stageTargets(r.c(), 3)) await r.report(id, 'REJECTED');
   assert.deepEqual(r.engine.stepAll(), [{ campaignId: 'cmp', jobId: 'cmp', action: 'completed', stage: 3, devices: 0 }]);
   const done = r.c();
   assert.equal(done.state, 'COMPLETED');
@@ -124,27 +124,27 @@ test('stages advance only when every device of the stage is terminal, then COMPL
   assert.deepEqual(p.stages.map((s) => [s.devices, s.succeeded, s.failed, s.rejected]), [[2, 1, 1, 0], [8, 8, 0, 0], [10, 0, 0, 10]]);
 });
 
-test('a retry pending holds the stage; the failed count uses each device’s latest execution', () => {
+test('a retry pending holds the stage; the failed count uses each device’s latest execution', async () => {
   const r = rig(10, { retries: 1, percents: [20, 100] });
   const [a, b] = stageTargets(r.c(), 1);
-  r.report(a!, 'SUCCEEDED');
-  r.report(b!, 'FAILED');
+  await r.report(a!, 'SUCCEEDED');
+  await r.report(b!, 'FAILED');
   assert.deepEqual(r.engine.stepAll(), [], 'b’s retry is QUEUED');
   assert.equal(r.jobs.execution('cmp', b!)!.executionNumber, 2);
-  r.report(b!, 'SUCCEEDED');
+  await r.report(b!, 'SUCCEEDED');
   assert.equal(r.engine.stepAll()[0]?.action, 'stage');
   assert.equal(progressOf(r.c(), r.jobs.executionsOf('cmp')).failed, 0, 'the retry succeeded');
 });
 
-test('the abort rule trips: ABORTED with its reason, the job canceled, queued executions CANCELED, no later stage', () => {
+test('the abort rule trips: ABORTED with its reason, the job canceled, queued executions CANCELED, no later stage', async () => {
   const r = rig(20, { rule: parseAbortRule('failed>20% after 5'), percents: [50, 100] });
   const stage1 = stageTargets(r.c(), 1);
-  for (const id of stage1.slice(0, 4)) r.report(id, 'SUCCEEDED');
+  for (const id of stage1.slice(0, 4)) await r.report(id, 'SUCCEEDED');
   assert.deepEqual(r.engine.stepAll(), []);
-  r.report(stage1[4]!, 'FAILED');
+  await r.report(stage1[4]!, 'FAILED');
   assert.deepEqual(r.engine.stepAll(), [], '1 of 5 is 20%, not above');
-  r.report(stage1[5]!, 'FAILED');
-  r.svc.startNext(stage1[6]!, {});
+  await r.report(stage1[5]!, 'FAILED');
+  await r.svc.startNext(stage1[6]!, {});
   const h = r.engine.stepAll();
   assert.equal(h.length, 1);
   assert.equal(h[0]!.action, 'aborted');
@@ -160,11 +160,11 @@ test('the abort rule trips: ABORTED with its reason, the job canceled, queued ex
   assert.deepEqual(r.engine.stepAll(), []);
 });
 
-test('pause holds the next stage (the rule still trips while paused), resume continues', () => {
+test('pause holds the next stage (the rule still trips while paused), resume continues', async () => {
   const r = rig(10, { percents: [20, 100], rule: parseAbortRule('failed>=2') });
   const c = r.c();
   assert.ok(r.campaigns.update('cmp', c.version, { state: 'PAUSED', updatedAt: 1 }) !== null);
-  for (const id of stageTargets(c, 1)) r.report(id, 'SUCCEEDED');
+  for (const id of stageTargets(c, 1)) await r.report(id, 'SUCCEEDED');
   assert.deepEqual(r.engine.stepAll(), []);
   assert.equal(r.c().stage, 1);
   const paused = r.c();
@@ -173,15 +173,15 @@ test('pause holds the next stage (the rule still trips while paused), resume con
   const c2 = r.c();
   r.campaigns.update('cmp', c2.version, { state: 'PAUSED', updatedAt: 3 });
   const s2 = stageTargets(c2, 2);
-  r.report(s2[0]!, 'FAILED');
-  r.report(s2[1]!, 'REJECTED');
+  await r.report(s2[0]!, 'FAILED');
+  await r.report(s2[1]!, 'REJECTED');
   assert.equal(r.engine.stepAll()[0]?.action, 'aborted');
   assert.equal(r.c().state, 'ABORTED');
 });
 
-test('a pause written between the engine’s read and its claim wins: nothing is queued', () => {
+test('a pause written between the engine’s read and its claim wins: nothing is queued', async () => {
   const r = rig(10, { percents: [20, 100] });
-  for (const id of stageTargets(r.c(), 1)) r.report(id, 'SUCCEEDED');
+  for (const id of stageTargets(r.c(), 1)) await r.report(id, 'SUCCEEDED');
   const stale = r.c();
   r.campaigns.update('cmp', stale.version, { state: 'PAUSED', updatedAt: 5 });
   assert.deepEqual(r.engine.step(stale), []);
@@ -189,7 +189,7 @@ test('a pause written between the engine’s read and its claim wins: nothing is
   assert.equal(r.jobs.executionsOf('cmp').length, 2);
 });
 
-test('a job canceled elsewhere ends the campaign CANCELED; a missing job or stage is repaired; an ABORTED campaign’s job is canceled', () => {
+test('a job canceled elsewhere ends the campaign CANCELED; a missing job or stage is repaired; an ABORTED campaign’s job is canceled', async () => {
   const r = rig(10, { percents: [20, 100] });
   r.jobs.cancelJob('cmp', 9);
   assert.deepEqual(r.engine.stepAll().map((h) => h.action), ['canceled']);
@@ -197,7 +197,7 @@ test('a job canceled elsewhere ends the campaign CANCELED; a missing job or stag
 
   // A crash after the claim of stage 2 but before its executions: the next step adds them.
   const s = rig(10, { percents: [20, 100] });
-  for (const id of stageTargets(s.c(), 1)) s.report(id, 'SUCCEEDED');
+  for (const id of stageTargets(s.c(), 1)) await s.report(id, 'SUCCEEDED');
   s.campaigns.update('cmp', s.c().version, { stage: 2, updatedAt: 6 });
   assert.deepEqual(s.engine.stepAll(), []);
   assert.equal(s.jobs.executionsOf('cmp').length, 10);

@@ -27,7 +27,7 @@ function setUp(job: { maxRetries?: number; step?: number | null; inProgress?: nu
 
 const refusedWith = (code: string) => (err: unknown): boolean => err instanceof JobRefusal && err.errorCode === code;
 
-test('transitions: the device moves forward, the service times out and cancels, terminal is final', () => {
+test('transitions: the device moves forward, the service times out and cancels, terminal is final', async () => {
   assert.equal(canTransition('device', 'QUEUED', 'IN_PROGRESS'), true);
   assert.equal(canTransition('device', 'QUEUED', 'SUCCEEDED'), false);
   assert.equal(canTransition('device', 'IN_PROGRESS', 'TIMED_OUT'), false);
@@ -41,7 +41,7 @@ test('transitions: the device moves forward, the service times out and cancels, 
   }
 });
 
-test('topics: requests parse; wildcards and extra levels are not requests', () => {
+test('topics: requests parse; wildcards and extra levels are not requests', async () => {
   assert.deepEqual(jobRequestOf('$bastion/jobs/d1/get'), { kind: 'get', identity: 'd1' });
   assert.deepEqual(jobRequestOf('$bastion/jobs/d1/$next/get'), { kind: 'describe', identity: 'd1', jobId: '$next' });
   assert.deepEqual(jobRequestOf('$bastion/jobs/d1/j-1/update'), { kind: 'update', identity: 'd1', jobId: 'j-1' });
@@ -53,58 +53,58 @@ test('topics: requests parse; wildcards and extra levels are not requests', () =
   assert.equal(jobsIdentityOf('$bastion/jobs/d1/#'), 'd1');
 });
 
-test('the step timer never passes the in-progress timer; both time out', () => {
+test('the step timer never passes the in-progress timer; both time out', async () => {
   const { store, svc, clock } = setUp({ inProgress: 60_000, step: 10_000 });
-  const e = svc.startNext('d1', { stepTimeoutInMinutes: 5 })!;
+  const e = (await svc.startNext('d1', { stepTimeoutInMinutes: 5 }))!;
   assert.equal(e.status, 'IN_PROGRESS');
   assert.equal(store.execution('j1', 'd1')!.stepTimeoutAt, 1_060_000);
   // The job's default step timer when the device names none.
-  svc.startNext('d2', {});
+  await svc.startNext('d2', {});
   assert.equal(store.execution('j1', 'd2')!.stepTimeoutAt, 1_010_000);
   clock.t = 1_010_000;
-  assert.equal(svc.sweep(), 1);
+  assert.equal(await svc.sweep(), 1);
   assert.equal(store.execution('j1', 'd2')!.status, 'TIMED_OUT');
   clock.t = 1_060_000;
-  assert.equal(svc.sweep(), 1);
+  assert.equal(await svc.sweep(), 1);
   assert.equal(store.execution('j1', 'd1')!.status, 'TIMED_OUT');
   store.close();
 });
 
-test('retries: FAILED and TIMED_OUT up to the maximum, REJECTED never', () => {
+test('retries: FAILED and TIMED_OUT up to the maximum, REJECTED never', async () => {
   const { store, svc } = setUp({ maxRetries: 1 });
-  svc.startNext('d1', {});
-  svc.update('d1', 'j1', { status: 'FAILED' });
+  await svc.startNext('d1', {});
+  await svc.update('d1', 'j1', { status: 'FAILED' });
   const retry = store.execution('j1', 'd1')!;
   assert.deepEqual([retry.executionNumber, retry.status, retry.retryCount], [2, 'QUEUED', 1]);
-  svc.startNext('d1', {});
-  svc.update('d1', 'j1', { status: 'FAILED' });
+  await svc.startNext('d1', {});
+  await svc.update('d1', 'j1', { status: 'FAILED' });
   assert.equal(store.execution('j1', 'd1')!.executionNumber, 2, 'no third try');
-  svc.update('d2', 'j1', { status: 'REJECTED' });
+  await svc.update('d2', 'j1', { status: 'REJECTED' });
   assert.equal(store.execution('j1', 'd2')!.executionNumber, 1);
   assert.equal(svc.next('d2'), null);
   store.close();
 });
 
-test('versions: a stale expectedVersion and a writer that lost the race are refused', () => {
+test('versions: a stale expectedVersion and a writer that lost the race are refused', async () => {
   const { store, svc } = setUp();
-  const e = svc.startNext('d1', {})!;
-  assert.throws(() => svc.update('d1', 'j1', { status: 'SUCCEEDED', expectedVersion: e.versionNumber + 1 }), refusedWith('VersionMismatch'));
+  const e = (await svc.startNext('d1', {}))!;
+  await assert.rejects(() => svc.update('d1', 'j1', { status: 'SUCCEEDED', expectedVersion: e.versionNumber + 1 }), refusedWith('VersionMismatch'));
   const before = store.execution('j1', 'd1')!;
   assert.notEqual(store.apply(before, { lastUpdatedAt: 1 }, false), null);
   assert.equal(store.apply(before, { status: 'SUCCEEDED', lastUpdatedAt: 2 }, false), null, 'the second writer on the same version loses');
-  assert.throws(() => svc.update('d1', 'j1', { status: 'SUCCEEDED', statusDetails: { n: 1 } }), refusedWith('InvalidRequest'));
-  assert.throws(() => svc.update('d1', 'nope', { status: 'SUCCEEDED' }), refusedWith('NotFound'));
+  await assert.rejects(() => svc.update('d1', 'j1', { status: 'SUCCEEDED', statusDetails: { n: 1 } }), refusedWith('InvalidRequest'));
+  await assert.rejects(() => svc.update('d1', 'nope', { status: 'SUCCEEDED' }), refusedWith('NotFound'));
   store.close();
 });
 
-test('cancel: pending executions become CANCELED, terminal ones stay', () => {
+test('cancel: pending executions become CANCELED, terminal ones stay', async () => {
   const { store, svc } = setUp({ maxRetries: 3 });
-  svc.startNext('d1', {});
-  svc.update('d1', 'j1', { status: 'SUCCEEDED' });
+  await svc.startNext('d1', {});
+  await svc.update('d1', 'j1', { status: 'SUCCEEDED' });
   assert.deepEqual(store.cancelJob('j1', 5), ['d2']);
   assert.equal(store.execution('j1', 'd1')!.status, 'SUCCEEDED');
   assert.equal(store.execution('j1', 'd2')!.status, 'CANCELED');
-  assert.throws(() => svc.update('d2', 'j1', { status: 'IN_PROGRESS' }), refusedWith('InvalidStateTransition'));
+  await assert.rejects(() => svc.update('d2', 'j1', { status: 'IN_PROGRESS' }), refusedWith('InvalidStateTransition'));
   assert.equal(store.cancelJob('nope', 5), null);
   assert.equal(store.createJob({ id: 'j1', document: {}, maxRetries: 0, defaultStepTimeoutMs: null, inProgressTimeoutMs: null, createdAt: 1 }, ['d3']), false);
   store.close();

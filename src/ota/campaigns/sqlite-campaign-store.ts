@@ -8,11 +8,15 @@
  * SECURITY: every change is one conditional UPDATE on the version (`changes === 1` says
  * who won); the target list is written once at creation and never updated. The file is
  * created 0600.
+ *
+ * The raw row API at the end (allRows, row, putRow) is for the cluster replica
+ * (server/cluster-ota.ts): whole rows, joined by campaign-rows.ts.
  */
 import { chmodSync, closeSync, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
 import { openSharedDatabase, type SchemaMigration } from '../../store/sqlite/schema-migrations.js';
+import type { CampaignRowData } from './campaign-rows.js';
 import type { AbortRule, CampaignPatch, CampaignRecord, CampaignState, CampaignStore, NewCampaign } from './ports.js';
 
 export const CAMPAIGNS_DB_FILE = 'ota-campaigns.db';
@@ -154,6 +158,26 @@ export class SqliteCampaignStore implements CampaignStore {
       const r = this.db.prepare(`UPDATE campaigns SET ${sets.join(', ')} WHERE id = @id AND version = @v`).run(params);
       return r.changes === 1 ? this.get(id) : null;
     }).immediate();
+  }
+
+  // --- raw rows (the cluster replica) ---
+
+  allRows(): CampaignRowData[] {
+    return this.db.prepare('SELECT * FROM campaigns ORDER BY id').all() as CampaignRowData[];
+  }
+
+  row(id: string): CampaignRowData | null {
+    return (this.db.prepare('SELECT * FROM campaigns WHERE id = ?').get(id) as CampaignRowData | undefined) ?? null;
+  }
+
+  /** Writes a whole row (insert or replace). */
+  putRow(r: CampaignRowData): void {
+    this.db
+      .prepare(
+        `INSERT OR REPLACE INTO campaigns (id, release_id, job_id, job_document, target, stage_percents, stage_counts, abort_rule, timeout_ms, max_retries, state, stage, targets, created_at, updated_at, ended_at, reason, version)
+         VALUES (@id, @release_id, @job_id, @job_document, @target, @stage_percents, @stage_counts, @abort_rule, @timeout_ms, @max_retries, @state, @stage, @targets, @created_at, @updated_at, @ended_at, @reason, @version)`,
+      )
+      .run(r);
   }
 
   dataVersion(): number {

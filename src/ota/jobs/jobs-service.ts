@@ -119,13 +119,13 @@ export class JobsService {
   }
 
   /** The next QUEUED execution (or the one IN_PROGRESS) becomes IN_PROGRESS; null when none is pending. */
-  startNext(identity: string, req: Record<string, unknown>): ExecutionView | null {
+  async startNext(identity: string, req: Record<string, unknown>): Promise<ExecutionView | null> {
     const details = detailsOf(req.statusDetails);
     const stepMs = stepOf(req.stepTimeoutInMinutes);
     const e = this.next(identity);
     if (e === null) return null;
     if (e.status === 'IN_PROGRESS') return this.view(e, true);
-    return this.view(this.move(e, 'IN_PROGRESS', details, stepMs, 'device'), true);
+    return this.view(await this.move(e, 'IN_PROGRESS', details, stepMs, 'device'), true);
   }
 
   describe(identity: string, jobId: string, req: Record<string, unknown>): ExecutionView {
@@ -136,7 +136,7 @@ export class JobsService {
     return this.view(e, req.includeJobDocument !== false);
   }
 
-  update(identity: string, jobId: string, req: Record<string, unknown>): { executionState: ExecutionState; jobDocument?: Record<string, unknown> } {
+  async update(identity: string, jobId: string, req: Record<string, unknown>): Promise<{ executionState: ExecutionState; jobDocument?: Record<string, unknown> }> {
     const status = req.status;
     if (typeof status !== 'string' || !(EXECUTION_STATUSES as readonly string[]).includes(status)) throw new JobRefusal(400, 'InvalidRequest', 'status must be IN_PROGRESS, SUCCEEDED, FAILED or REJECTED');
     const details = detailsOf(req.statusDetails);
@@ -149,16 +149,16 @@ export class JobsService {
     if (e === null) throw new JobRefusal(404, 'NotFound', `no execution of job ${jobId} for this device`);
     if (expected !== undefined && expected !== e.versionNumber) throw new JobRefusal(409, 'VersionMismatch', `the execution is at version ${e.versionNumber}, not ${expected}`, stateOf(e));
     if (!canTransition('device', e.status, status as ExecutionStatus)) throw new JobRefusal(409, 'InvalidStateTransition', `a device cannot move an execution from ${e.status} to ${status}`, stateOf(e));
-    const moved = this.move(e, status as ExecutionStatus, details, stepMs, 'device');
+    const moved = await this.move(e, status as ExecutionStatus, details, stepMs, 'device');
     return { executionState: stateOf(moved), ...(req.includeJobDocument === true ? { jobDocument: this.store.job(jobId)?.document ?? {} } : {}) };
   }
 
   /** Times out IN_PROGRESS executions past a timer; the number timed out. */
-  sweep(): number {
+  async sweep(): Promise<number> {
     let n = 0;
     for (const e of this.store.overdue(this.now())) {
       try {
-        this.move(e, 'TIMED_OUT', undefined, undefined, 'service');
+        await this.move(e, 'TIMED_OUT', undefined, undefined, 'service');
         n++;
       } catch (err) {
         if (!(err instanceof JobRefusal)) throw err; // moved meanwhile: the next sweep sees its new state
@@ -167,7 +167,7 @@ export class JobsService {
     return n;
   }
 
-  private move(e: ExecutionRecord, to: ExecutionStatus, details: Record<string, string> | undefined, stepMs: number | undefined, actor: 'device' | 'service'): ExecutionRecord {
+  private async move(e: ExecutionRecord, to: ExecutionStatus, details: Record<string, string> | undefined, stepMs: number | undefined, actor: 'device' | 'service'): Promise<ExecutionRecord> {
     const job = this.store.job(e.jobId);
     if (job === null) throw new JobRefusal(404, 'NotFound', `no job ${e.jobId}`);
     const now = this.now();
@@ -182,7 +182,8 @@ export class JobsService {
       stepAt = null;
     }
     const retry = isRetryable(to) && e.retryCount < job.maxRetries && job.status !== 'CANCELED';
-    const moved = this.store.apply(
+    // In a cluster a compare-and-set in the cluster (cluster-ota.ts); a sweep of another node may win it.
+    const moved = await this.store.apply(
       e,
       {
         status: to,

@@ -50,6 +50,11 @@ export class JobsMqttService implements ClientService {
   }
 
   handle(client: AuthorizedClient, topic: string, payload: Buffer, reply: ServiceReply): void {
+    // A start-next or update may wait on the cluster (a compare-and-set); the answer follows.
+    void this.answer(client, topic, payload, reply);
+  }
+
+  private async answer(client: AuthorizedClient, topic: string, payload: Buffer, reply: ServiceReply): Promise<void> {
     const request = jobRequestOf(topic)!;
     let clientToken: string | undefined;
     try {
@@ -64,7 +69,7 @@ export class JobsMqttService implements ClientService {
           body = { ...this.service.pending(request.identity) };
           break;
         case 'start-next': {
-          const e = this.service.startNext(request.identity, req);
+          const e = await this.service.startNext(request.identity, req);
           body = e === null ? {} : { execution: e };
           break;
         }
@@ -72,7 +77,7 @@ export class JobsMqttService implements ClientService {
           body = { execution: this.service.describe(request.identity, request.jobId, req) };
           break;
         case 'update':
-          body = { ...this.service.update(request.identity, request.jobId, req) };
+          body = { ...(await this.service.update(request.identity, request.jobId, req)) };
           break;
       }
       this.send(reply, client, `${topic}/accepted`, { ...body, timestamp: secs(this.now()), ...(clientToken !== undefined ? { clientToken } : {}) });

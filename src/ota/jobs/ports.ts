@@ -86,8 +86,10 @@ export interface JobStore {
   /**
    * Applies `patch` if the execution is still at `expectedVersion` (+1 to its version), and
    * with `retry` queues execution number+1 in the same transaction. Null: the version moved.
+   * A promise in a cluster, where the change is a compare-and-set in the cluster's shared
+   * state (server/cluster-ota.ts); it rejects when the cluster cannot be reached.
    */
-  apply(e: ExecutionRecord, patch: ExecutionPatch, retry: boolean): ExecutionRecord | null;
+  apply(e: ExecutionRecord, patch: ExecutionPatch, retry: boolean): ExecutionRecord | null | Promise<ExecutionRecord | null>;
   /** Marks the job CANCELED and its QUEUED and IN_PROGRESS executions CANCELED; the identities touched. Null: no such job. */
   cancelJob(id: string, at: number): string[] | null;
   /** IN_PROGRESS executions whose step or in-progress timer ran out by `now`. */

@@ -7,11 +7,15 @@
  * SECURITY: every change to an execution is one conditional UPDATE on its version
  * (`changes === 1` says who won), so a device, the sweep and the CLI can never both move
  * the same execution. The file is created 0600.
+ *
+ * The raw row API at the end (allRows, row, putRow) is for the cluster replica
+ * (server/cluster-ota.ts): it reads and writes whole rows, joined by job-rows.ts.
  */
 import { chmodSync, closeSync, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
 import { openSharedDatabase, type SchemaMigration } from '../../store/sqlite/schema-migrations.js';
+import type { ExecutionRowData, JobRowData, JobStoreRow } from './job-rows.js';
 import type { ExecutionPatch, ExecutionRecord, ExecutionStatus, JobRecord, JobStatus, JobStore, NewJob } from './ports.js';
 
 export const JOBS_DB_FILE = 'ota-jobs.db';
@@ -217,6 +221,54 @@ export class SqliteJobStore implements JobStore {
 
   dataVersion(): number {
     return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
+  // --- raw rows (the cluster replica) ---
+
+  /** Every row: the jobs first (an execution's job must exist before it). */
+  allRows(): JobStoreRow[] {
+    const jobs = (this.db.prepare('SELECT * FROM jobs ORDER BY id').all() as JobRowData[]).map((row): JobStoreRow => ({ table: 'jobs', row }));
+    const executions = (this.db.prepare('SELECT * FROM executions ORDER BY job_id, identity, execution_number').all() as ExecutionRowData[]).map(
+      (row): JobStoreRow => ({ table: 'executions', row }),
+    );
+    return [...jobs, ...executions];
+  }
+
+  /** This file's version of the row `like` is a version of, or null. */
+  row(like: JobStoreRow): JobStoreRow | null {
+    if (like.table === 'jobs') {
+      const row = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(like.row.id) as JobRowData | undefined;
+      return row === undefined ? null : { table: 'jobs', row };
+    }
+    const l = like.row;
+    const row = this.db.prepare('SELECT * FROM executions WHERE job_id = ? AND identity = ? AND execution_number = ?').get(l.job_id, l.identity, l.execution_number) as
+      | ExecutionRowData
+      | undefined;
+    return row === undefined ? null : { table: 'executions', row };
+  }
+
+  /** Writes a whole row (insert or replace); false when an execution's job is not in this file yet. */
+  putRow(r: JobStoreRow): boolean {
+    if (r.table === 'jobs') {
+      this.db
+        .prepare(
+          `INSERT INTO jobs (id, document, status, max_retries, step_timeout_ms, in_progress_timeout_ms, created_at, canceled_at)
+           VALUES (@id, @document, @status, @max_retries, @step_timeout_ms, @in_progress_timeout_ms, @created_at, @canceled_at)
+           ON CONFLICT (id) DO UPDATE SET document = excluded.document, status = excluded.status, max_retries = excluded.max_retries,
+             step_timeout_ms = excluded.step_timeout_ms, in_progress_timeout_ms = excluded.in_progress_timeout_ms,
+             created_at = excluded.created_at, canceled_at = excluded.canceled_at`,
+        )
+        .run(r.row);
+      return true;
+    }
+    if (this.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(r.row.job_id) === undefined) return false;
+    this.db
+      .prepare(
+        `INSERT OR REPLACE INTO executions (job_id, identity, execution_number, status, version, status_details, queued_at, started_at, last_updated_at, step_timeout_at, in_progress_timeout_at, retry_count)
+         VALUES (@job_id, @identity, @execution_number, @status, @version, @status_details, @queued_at, @started_at, @last_updated_at, @step_timeout_at, @in_progress_timeout_at, @retry_count)`,
+      )
+      .run(r.row);
+    return true;
   }
 
   close(): void {

@@ -1,0 +1,212 @@
+/**
+ * One SQLite file's rows mirrored as entries of the cluster's shared state bucket, both
+ * ways (issue 14 item 6; the provisioning replica's pattern made generic for OTA's files).
+ * Owns: entries in (joined into the file), rows out (published as the join with the
+ * bucket's entry), the `PRAGMA data_version` poll that finds other processes' writes (the
+ * CLI, the campaign engine's connection), and the compare-and-set that decides a change
+ * once in the cluster. Must not: interpret a row (the RowKind does: decode, key, join) or
+ * talk to NATS except through SharedState.
+ *
+ * The replica writes the file through its own connection on purpose: SQLite's data_version
+ * then moves for every other connection to the file, so the OTA side's tick (which already
+ * pushes notify-next when the file changed, JobsMqttService.storeChanged) and the campaign
+ * side's tick see another node's changes as they see the CLI's.
+ *
+ * SECURITY: fail closed. An entry that fails validation is logged and ignored; a
+ * compare-and-set that cannot reach NATS rejects (the caller refuses the request), it is
+ * never decided on this node's file alone.
+ */
+import type { SharedKind, SharedState } from '../cluster/shared-state.js';
+import type { Logger } from '../core/logger.js';
+
+/** How often the file is checked for other processes' writes. */
+const POLL_MS = 250;
+/** Rows held until their parent row arrives (an execution before its job), at most. */
+const MAX_WAITING = 100_000;
+
+/** What a replica needs to know of one file's rows. */
+export interface RowKind<R> {
+  readonly prefix: string;
+  /** What the logs call these rows. */
+  readonly what: string;
+  decode(key: string, bytes: Uint8Array): R | { why: string };
+  keyOf(r: R): string;
+  text(r: R): string;
+  join(a: R, b: R): R;
+  /** This file's version of the record `like` is a version of. */
+  read(like: R): R | null;
+  /** Writes a row; false when it cannot be written yet (its parent row is missing). */
+  put(r: R): boolean;
+  all(): R[];
+  dataVersion(): number;
+  /** After a row from the cluster was written: consequences in this file (true: it wrote some). */
+  afterPut?(r: R): boolean;
+}
+
+function refused(x: unknown): x is { why: string } {
+  return typeof x === 'object' && x !== null && 'why' in x && typeof (x as { why: unknown }).why === 'string' && Object.keys(x).length === 1;
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class RowReplica<R> implements SharedKind {
+  /** The file's rows as last published or written here, by key. */
+  private known = new Map<string, string>();
+  /** A row of each key (to find the record behind a hashed key). */
+  private readonly rows = new Map<string, R>();
+  /** Rows from the cluster whose parent has not arrived yet. */
+  private readonly waiting = new Map<string, R>();
+  private seenVersion = -1;
+  /** This replica wrote consequences of its own (afterPut): the next poll compares every row. */
+  private rescan = false;
+  private timer: NodeJS.Timeout | null = null;
+  private state: SharedState | null = null;
+  /** Whether the bucket was read and the poll runs (compare-and-set needs it). */
+  attached = false;
+
+  constructor(
+    readonly kind: RowKind<R>,
+    private readonly logger: Logger,
+  ) {}
+
+  register(state: SharedState): void {
+    this.state = state;
+    state.register(this.kind.prefix, this);
+  }
+
+  /** After the bucket was read: publishes what only this file holds (or holds newer), then follows the file. */
+  attach(): void {
+    this.attached = true;
+    this.poll();
+    this.timer = setInterval(() => this.poll(), POLL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.attached = false;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  // --- SharedKind: entries other nodes wrote ---
+
+  apply(key: string, value: Uint8Array | null): void {
+    // Rows are never deleted (a job, an execution, a campaign stays as its history).
+    if (value === null) return;
+    const incoming = this.kind.decode(key, value);
+    if (refused(incoming)) {
+      this.logger.error({ key, why: incoming.why }, `${this.kind.what}: an entry from the cluster is malformed; ignored`);
+      return;
+    }
+    this.take(key, incoming);
+  }
+
+  settled(): void {
+    if (this.waiting.size === 0) return;
+    for (const [key, r] of [...this.waiting]) {
+      this.waiting.delete(key);
+      this.take(key, r);
+    }
+  }
+
+  // --- this node's changes ---
+
+  /**
+   * A change decided once in the cluster: `change` makes the new row from the current one
+   * (the join of the bucket's entry and this file's row), or null when it may not be made.
+   * The new row when this node's compare-and-set wrote it (and the file has it), else null
+   * (the file then has the bucket's version). Rejects when NATS does not answer.
+   */
+  async update(like: R, change: (current: R) => R | null): Promise<R | null> {
+    const state = this.state;
+    if (state === null || !this.attached) throw new Error(`${this.kind.what}: the cluster replica is not attached`);
+    const key = this.kind.keyOf(like);
+    const box: { out: R | null; seen: R | null } = { out: null, seen: null };
+    const wrote = await state.compareAndSet(key, (current) => {
+      box.out = null;
+      const mine = this.kind.read(like);
+      const decoded = current === null ? null : this.kind.decode(key, current);
+      const theirs = decoded === null || refused(decoded) ? null : decoded;
+      const base = theirs !== null ? (mine !== null ? this.kind.join(theirs, mine) : theirs) : mine;
+      box.seen = base;
+      if (base === null) return null;
+      box.out = change(base);
+      return box.out === null ? null : Buffer.from(this.kind.text(box.out));
+    });
+    const result = wrote ? box.out : box.seen;
+    if (result !== null) this.writeJoined(key, result);
+    return wrote ? result : null;
+  }
+
+  /** A row this node decided (a retry after a won update): into the file joined, then to the bucket. */
+  put(r: R): void {
+    const key = this.kind.keyOf(r);
+    if (this.writeJoined(key, r) !== null) this.publish(key);
+  }
+
+  /** Writes the join of `r` and this file's row; remembers it as known. */
+  private writeJoined(key: string, r: R): R | null {
+    const here = this.kind.read(r);
+    const merged = here === null ? r : this.kind.join(r, here);
+    const text = this.kind.text(merged);
+    if (here === null || this.kind.text(here) !== text) {
+      if (!this.kind.put(merged)) return null;
+    }
+    this.rows.set(key, merged);
+    this.known.set(key, text);
+    return merged;
+  }
+
+  private take(key: string, incoming: R): void {
+    const merged = this.writeJoined(key, incoming);
+    if (merged === null) {
+      if (this.waiting.size < MAX_WAITING) this.waiting.set(key, incoming);
+      else this.logger.error({ key }, `${this.kind.what}: too many entries wait for their parent; this one is dropped until the next re-read`);
+      return;
+    }
+    if (this.kind.afterPut?.(merged) === true) this.rescan = true;
+    // This file had moved past the entry (a change not yet sent, say): the bucket gets the join.
+    if (this.kind.text(merged) !== this.kind.text(incoming)) this.publish(key);
+  }
+
+  /** Writes the join of this file's row and the bucket's entry of `key`, unless the bucket has it already. */
+  private publish(key: string): void {
+    const state = this.state;
+    const like = this.rows.get(key);
+    if (state === null || like === undefined) return;
+    state
+      .compareAndSet(key, (current) => {
+        const mine = this.kind.read(like);
+        if (mine === null) return null;
+        const decoded = current === null ? null : this.kind.decode(key, current);
+        const theirs = decoded === null || refused(decoded) ? null : decoded;
+        const joined = theirs !== null ? this.kind.join(theirs, mine) : mine;
+        const text = this.kind.text(joined);
+        return theirs !== null && this.kind.text(theirs) === text ? null : Buffer.from(text);
+      })
+      .catch((err: unknown) => this.logger.error({ key, err: errText(err) }, `${this.kind.what}: a row was not shared with the cluster (sent again at its next change or restart)`));
+  }
+
+  /** Other processes' writes to the file (the CLI, the OTA side's and the campaign engine's connections). */
+  private poll(): void {
+    try {
+      const version = this.kind.dataVersion();
+      if (version === this.seenVersion && !this.rescan) return;
+      this.seenVersion = version;
+      this.rescan = false;
+      const now = new Map<string, string>();
+      for (const r of this.kind.all()) {
+        const key = this.kind.keyOf(r);
+        const text = this.kind.text(r);
+        now.set(key, text);
+        this.rows.set(key, r);
+        if (this.known.get(key) !== text) this.publish(key);
+      }
+      this.known = now;
+    } catch (err) {
+      this.logger.error({ err: errText(err) }, `${this.kind.what}: cannot read this data directory's file; retrying`);
+    }
+  }
+}
