@@ -14,6 +14,8 @@
  *   (cluster mode over NATS, 1 worker against 2: cluster-bench.ts)
  *   node dist/bench/run.js --provisioning [--count 200] [--concurrency 25] [--repeat 3] [--json <file>]
  *   (device provisioning from one claim certificate, bastion device simulate: provisioning-bench.ts)
+ *   node dist/bench/run.js --ota [--devices 50] [--image-mb 10] [--repeat 3] [--transfer-budget <MiB/s>] [--json <file>]
+ *   (a signed image to many devices at once, with telemetry latency during it: ota-bench.ts)
  */
 import { guardRun } from './run-guard.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -35,6 +37,11 @@ import { SCENARIOS } from './scenarios.js';
 const DEFAULT_JSON = fileURLToPath(new URL('../../bench/results/latest.json', import.meta.url));
 const DEFAULT_CLUSTER_JSON = fileURLToPath(new URL('../../bench/results/cluster-latest.json', import.meta.url));
 const DEFAULT_PROVISIONING_JSON = fileURLToPath(new URL('../../bench/results/provisioning-latest.json', import.meta.url));
+const DEFAULT_OTA_JSON = fileURLToPath(new URL('../../bench/results/ota-latest.json', import.meta.url));
+/** `--ota` defaults (kept here: ota-bench.ts is imported only when --ota runs). */
+const DEFAULT_OTA_DEVICES = 50;
+const DEFAULT_OTA_IMAGE_MIB = 10;
+const DEFAULT_OTA_REPEAT = 3;
 /** `--provisioning`: devices per run, devices in progress at once, runs. */
 const DEFAULT_DEVICES = 200;
 const DEFAULT_CONCURRENCY = 25;
@@ -69,6 +76,13 @@ export interface BenchOptions {
   /** `--provisioning`: devices per run (`--count`) and devices in progress at once (`--concurrency`). */
   provisioningDevices: number;
   provisioningConcurrency: number;
+  /** `--ota`: image delivery to many devices (ota-bench.ts) instead of the scenarios. */
+  ota: boolean;
+  otaDevices: number;
+  /** `--image-mb`: the image's size in MiB. */
+  otaImageMib: number;
+  /** `--transfer-budget` in bytes a second (ota.transfer.maxBytesPerSecond); null: the broker's default. */
+  otaMaxBytesPerSecond: number | null;
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -96,7 +110,16 @@ const USAGE = `usage: npm run bench -- [options]
                        provisioning); only --count, --concurrency, --repeat, --json apply;
                        JSON in bench/results/provisioning-latest.json unless --json
   --count <n>          --provisioning: devices per run (default ${DEFAULT_DEVICES})
-  --concurrency <c>    --provisioning: devices in progress at once (default ${DEFAULT_CONCURRENCY})`;
+  --concurrency <c>    --provisioning: devices in progress at once (default ${DEFAULT_CONCURRENCY})
+  --ota                OTA delivery (issue 14): a real \`bastion serve\` (mTLS, its own PKI), a signed
+                       random image released and one job for --devices OtaAgents downloading at once,
+                       --repeat runs (default ${DEFAULT_OTA_REPEAT}); MB/s, broker CPU and RSS, and the latency of a
+                       1,000 msg/s QoS 1 telemetry pair without and during the downloads, and against
+                       Mosquitto (telemetry alone); only --devices, --image-mb, --transfer-budget,
+                       --repeat, --json apply; JSON in bench/results/ota-latest.json unless --json
+  --devices <n>        --ota: devices (default ${DEFAULT_OTA_DEVICES})
+  --image-mb <MiB>     --ota: image size in MiB (default ${DEFAULT_OTA_IMAGE_MIB})
+  --transfer-budget <MiB/s>  --ota: the broker's ota.transfer.maxBytesPerSecond (default: its default, 32)`;
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}\n`);
@@ -130,6 +153,10 @@ export function parseOptions(argv: string[]): BenchOptions {
         provisioning: { type: 'boolean' },
         count: { type: 'string' },
         concurrency: { type: 'string' },
+        ota: { type: 'boolean' },
+        devices: { type: 'string' },
+        'image-mb': { type: 'string' },
+        'transfer-budget': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -143,6 +170,14 @@ export function parseOptions(argv: string[]): BenchOptions {
   }
   const cluster = parsed.cluster === true;
   const provisioning = parsed.provisioning === true;
+  const ota = parsed.ota === true;
+  if (ota) {
+    if (cluster || provisioning) fail('--ota, --provisioning and --cluster are separate modes: one at a time');
+    const notHere = (['only', 'duration', 'warmup', 'broker', 'transport', 'idle-conns', 'mqtt-version', 'limits', 'count', 'concurrency'] as const).filter((k) => parsed[k] !== undefined);
+    if (notHere.length > 0) fail(`--${notHere.join(', --')} ${notHere.length === 1 ? 'does' : 'do'} not apply to --ota (it takes --devices, --image-mb, --transfer-budget, --repeat)`);
+  } else if (parsed.devices !== undefined || parsed['image-mb'] !== undefined || parsed['transfer-budget'] !== undefined) {
+    fail('--devices, --image-mb and --transfer-budget go with --ota');
+  }
   if (provisioning) {
     if (cluster) fail('--provisioning and --cluster are separate modes: one at a time');
     if (parsed.broker === 'mosquitto') fail('--provisioning measures Bastion: Mosquitto has no provisioning');
@@ -186,13 +221,18 @@ export function parseOptions(argv: string[]): BenchOptions {
     transports: transport === 'both' ? ['tcp', 'tls'] : [transport],
     idleConns: Math.round(numberOption(parsed['idle-conns'], 'idle-conns', 2000, 1, 10_000)),
     version,
-    repeat: Math.round(numberOption(parsed.repeat, 'repeat', provisioning ? DEFAULT_PROVISIONING_REPEAT : 1, 1, 9)),
-    jsonPath: parsed.json ?? (provisioning ? DEFAULT_PROVISIONING_JSON : cluster ? DEFAULT_CLUSTER_JSON : DEFAULT_JSON),
+    repeat: Math.round(numberOption(parsed.repeat, 'repeat', provisioning ? DEFAULT_PROVISIONING_REPEAT : ota ? DEFAULT_OTA_REPEAT : 1, 1, 9)),
+    jsonPath: parsed.json ?? (provisioning ? DEFAULT_PROVISIONING_JSON : ota ? DEFAULT_OTA_JSON : cluster ? DEFAULT_CLUSTER_JSON : DEFAULT_JSON),
     cluster,
     only,
     provisioning,
     provisioningDevices: Math.round(numberOption(parsed.count, 'count', DEFAULT_DEVICES, 1, 5000)),
     provisioningConcurrency: Math.round(numberOption(parsed.concurrency, 'concurrency', DEFAULT_CONCURRENCY, 1, 500)),
+    ota,
+    otaDevices: Math.round(numberOption(parsed.devices, 'devices', DEFAULT_OTA_DEVICES, 1, 500)),
+    otaImageMib: numberOption(parsed['image-mb'], 'image-mb', DEFAULT_OTA_IMAGE_MIB, 0.01, 256),
+    // 64 KiB/s to 1 GiB/s: the range the broker's config takes.
+    otaMaxBytesPerSecond: parsed['transfer-budget'] === undefined ? null : Math.round(numberOption(parsed['transfer-budget'], 'transfer-budget', 32, 0.0625, 1024) * 1024 * 1024),
   };
 }
 
@@ -278,6 +318,11 @@ async function main(): Promise<void> {
     // Imported lazily, as the cluster runner is.
     const { runProvisioningBench } = await import('./provisioning-bench.js');
     return runProvisioningBench(opts);
+  }
+  if (opts.ota) {
+    // Imported lazily: it loads the device SDK, which the other modes never need.
+    const { runOtaBench } = await import('./ota-bench.js');
+    return runOtaBench(opts);
   }
   if (opts.cluster) {
     const rows = selectRows(opts.only);
