@@ -2,7 +2,8 @@
  * OTA in a cluster (issue 14 item 6): every node keeps its own ota-jobs.db and
  * ota-campaigns.db, and every row of them is also an entry of the shared state bucket
  * (`otaj.j.<jobId>`, `otaj.e.<hash>`, `otac.c.<campaignId>`), merged by the joins of
- * ota/jobs/job-rows.ts and ota/campaigns/campaign-rows.ts. So a job or campaign created
+ * ota/jobs/job-rows.ts and ota/campaigns/campaign-rows.ts; releases and their images
+ * travel too (cluster-ota-releases.ts). So a job or campaign created
  * with the CLI on one node's data directory reaches devices connected to any node, and an
  * execution has one state in the cluster. Owns: the two replicas (with their own
  * connections to the files), the consequences of a row from the cluster (an execution of
@@ -43,6 +44,8 @@ import {
 } from '../ota/jobs/job-rows.js';
 import { TERMINAL, type ExecutionPatch, type ExecutionRecord, type JobRecord, type JobStore, type NewJob } from '../ota/jobs/ports.js';
 import { JOBS_DB_FILE, SqliteJobStore } from '../ota/jobs/sqlite-job-store.js';
+import type { ClusterNatsConnection } from '../cluster/nats-connection.js';
+import { OtaReleaseReplica } from './cluster-ota-releases.js';
 import { RowReplica, type RowKind } from './cluster-rows.js';
 
 function jobsKind(store: SqliteJobStore): RowKind<JobStoreRow> {
@@ -83,24 +86,30 @@ function campaignsKind(store: SqliteCampaignStore): RowKind<CampaignRowData> {
   };
 }
 
-/** The OTA entries of one node: jobs and campaigns, each file through a connection of its own. */
+/** The OTA entries of one node: jobs and campaigns (each file through a connection of its own), releases and images. */
 export class OtaCluster {
   readonly jobs: RowReplica<JobStoreRow>;
   readonly campaigns: RowReplica<CampaignRowData>;
+  readonly releases: OtaReleaseReplica;
 
   private constructor(
     private readonly jobsFile: SqliteJobStore,
     private readonly campaignsFile: SqliteCampaignStore,
+    dataDir: string,
+    conn: ClusterNatsConnection,
+    replicas: number,
     logger: Logger,
   ) {
     this.jobs = new RowReplica(jobsKind(jobsFile), logger);
     this.campaigns = new RowReplica(campaignsKind(campaignsFile), logger);
+    this.releases = new OtaReleaseReplica(dataDir, conn, replicas, logger);
   }
 
-  static open(dataDir: string, logger: Logger): OtaCluster {
+  /** `replicas`: of the image object store (the cluster's replicas). */
+  static open(dataDir: string, conn: ClusterNatsConnection, replicas: number, logger: Logger): OtaCluster {
     const jobs = SqliteJobStore.open(join(dataDir, JOBS_DB_FILE));
     try {
-      return new OtaCluster(jobs, SqliteCampaignStore.open(join(dataDir, CAMPAIGNS_DB_FILE)), logger);
+      return new OtaCluster(jobs, SqliteCampaignStore.open(join(dataDir, CAMPAIGNS_DB_FILE)), dataDir, conn, replicas, logger);
     } catch (err) {
       jobs.close();
       throw err;
@@ -110,17 +119,20 @@ export class OtaCluster {
   register(state: SharedState): void {
     this.jobs.register(state);
     this.campaigns.register(state);
+    this.releases.register(state);
   }
 
   /** After the bucket was read. */
   attach(): void {
     this.jobs.attach();
     this.campaigns.attach();
+    this.releases.attach();
   }
 
   stop(): void {
     this.jobs.stop();
     this.campaigns.stop();
+    this.releases.stop();
     this.jobsFile.close();
     this.campaignsFile.close();
   }

@@ -16,6 +16,7 @@
  */
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
+import type { ClusterNatsConnection } from '../cluster/nats-connection.js';
 import type { DeliveryAuthorizer } from '../broker/ports.js';
 import { systemClock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
@@ -43,8 +44,8 @@ export interface OtaSide {
   attach(broker: Broker, events: SecurityEvents): void;
   /** The transfer service once attached (its counters), else null. */
   readonly transfer: TransferService | null;
-  /** In a cluster: the shared state kinds of OTA (jobs, campaigns), made on the first call. */
-  clusterKinds(): OtaCluster[];
+  /** In a cluster: the shared state kinds of OTA (jobs, campaigns, releases), made on the first call; `replicas` of the image store. */
+  clusterKinds(conn: ClusterNatsConnection, replicas: number): OtaCluster[];
   /** In a cluster, after the shared state was read: publish this node's rows, follow the files. */
   attachCluster(): void;
   stop(): void;
@@ -67,8 +68,8 @@ export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig):
     get transfer() {
       return transfer;
     },
-    clusterKinds() {
-      cluster ??= OtaCluster.open(dataDir, logger);
+    clusterKinds(conn, replicas) {
+      cluster ??= OtaCluster.open(dataDir, conn, replicas, logger);
       return [cluster];
     },
     attachCluster() {

@@ -185,7 +185,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       access = new ClusterAccess(dataDir, logger);
       tickets = new ClusterTicketKeys(ticketKeyFiles(config, opts.baseDir, dataDir), logger);
       clusterPki = await ClusterPki.open(configuredPkiDir(config.pki.dir, opts.baseDir, dataDir), logger);
-      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets, ...(provisioning.replica !== null ? [provisioning.replica] : []), ...(clusterPki !== null ? [clusterPki] : []), ...ota.clusterKinds()] });
+      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets, ...(provisioning.replica !== null ? [provisioning.replica] : []), ...(clusterPki !== null ? [clusterPki] : []), ...ota.clusterKinds(cluster.conn, config.cluster?.replicas ?? 1)] });
       access.attach(authz.service);
       provisioning.replica?.attach();
       ota.attachCluster();

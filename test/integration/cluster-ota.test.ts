@@ -8,16 +8,20 @@
  * device's late report is refused (one state in the cluster). A campaign created on a
  * advances stage by stage with its devices on b, to COMPLETED. Both nodes run the timeout
  * sweep: an execution that runs out of time is timed out by exactly one of them, and its
- * one retry is the same row on both.
+ * one retry is the same row on both. The release's image, stored only on a, reaches b
+ * through the cluster's object store (checked against the release), and a device on b
+ * (the SDK's OtaAgent) downloads and installs it through b.
  *
  * Waits are on messages or a polled condition with a timeout; never a fixed delay.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
+import { BastionDevice, MemoryIdentityStore, MemoryUpdateStateStore, OtaAgent, UpdateVerifier } from '../../src/device/index.js';
+import type { FirmwarePublicKey, SignedKeySet } from '../../src/firmware/index.js';
 import { JOBS_DB_FILE, SqliteJobStore } from '../../src/ota/jobs/sqlite-job-store.js';
 import { PkiService } from '../../src/server/pki-service.js';
 import { EventRecorder } from '../helpers/event-recorder.js';
@@ -39,6 +43,7 @@ let nats: SingleNats;
 let a: ProvisioningBroker;
 let b: ProvisioningBroker;
 let release = '';
+let imageBytes: Buffer;
 const certs = new Map<string, { cert: string; key: string }>();
 const open: MqttClient[] = [];
 
@@ -123,7 +128,7 @@ before(async () => {
   // Device certificates from the shared CA (as `bastion cert issue` on any node's copy makes them).
   const pki = await PkiService.open(pkiDir);
   try {
-    for (const cn of ['dev-1', 'dev-2', 'dev-3', 'fleet-1', 'fleet-2', 'fleet-3', 'fleet-4']) {
+    for (const cn of ['dev-1', 'dev-2', 'dev-3', 'dev-img', 'fleet-1', 'fleet-2', 'fleet-3', 'fleet-4']) {
       const f = await pki.issue({ profile: 'client', commonName: cn, organizationalUnit: 'ota', days: 2, fileStem: cn });
       certs.set(cn, { cert: readFileSync(f.certPath, 'utf8'), key: readFileSync(f.keyPath, 'utf8') });
     }
@@ -135,7 +140,8 @@ before(async () => {
   b = await node('ota-b');
   // The OTA key, a signed image and its release: the real CLI, on node a's data directory only.
   const image = join(a.dir, 'fw.bin');
-  writeFileSync(image, Buffer.alloc(8192, 5));
+  imageBytes = Buffer.from(Array.from({ length: 40_000 }, (_, i) => (i * 7) % 251));
+  writeFileSync(image, imageBytes);
   ok(await ota(a, 'key', 'init'));
   ok(await ota(a, 'sign', image, '--class', 'thermo', '--vendor', 'acme', '--fw-version', '4.0.0', '--out', join(a.dir, 'fw.manifest.json')));
   ok(await ota(a, 'release', 'create', image, '--manifest', join(a.dir, 'fw.manifest.json')));
@@ -246,5 +252,47 @@ test('both nodes sweep: an overdue execution is timed out once in the cluster, a
   } finally {
     eventsA.stop();
     eventsB.stop();
+  }
+});
+
+test('the image of a release made on a reaches b through the object store; a device on b installs it through b', async () => {
+  const index = (node: ProvisioningBroker): { id: string; imageDigest: string }[] => {
+    const path = join(node.dataDir, 'ota', 'releases.json');
+    return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { releases: { id: string; imageDigest: string }[] }).releases : [];
+  };
+  const digest = index(a).find((r) => r.id === release)!.imageDigest;
+  const onB = join(b.dataDir, 'ota', 'images', digest);
+  await until(() => index(b).some((r) => r.id === release) && existsSync(onB), WAIT_MS, 'the release and its image on b');
+  assert.ok(readFileSync(onB).equals(imageBytes), 'b holds the very bytes of the release');
+
+  const otaDir = join(a.dataDir, 'ota');
+  const rootKeys = (JSON.parse(readFileSync(join(otaDir, 'root.pub.json'), 'utf8')) as { rootKeys: FirmwarePublicKey[] }).rootKeys;
+  const keySet = JSON.parse(readFileSync(join(otaDir, 'keyset.json'), 'utf8')) as SignedKeySet;
+  const c = certs.get('dev-img')!;
+  const dev = new BastionDevice({ url: b.url, ca: b.caPem, store: new MemoryIdentityStore({ identity: 'dev-img', certPem: c.cert, keyPem: c.key }), reconnect: { minDelayMs: 50, maxDelayMs: 200 } });
+  const stateDir = join(dir, 'state-dev-img');
+  mkdirSync(stateDir, { recursive: true });
+  const verifier = await UpdateVerifier.open({ rootKeys, vendorId: 'acme', classId: 'thermo', state: new MemoryUpdateStateStore(), initialKeySet: keySet });
+  const installed: Buffer[] = [];
+  const agent = new OtaAgent({ device: dev, verifier, stateDir, install: (path) => (installed.push(readFileSync(path)), Promise.resolve()) });
+  let blocks = 0;
+  dev.on('message', (m) => void (m.topic.endsWith('/data') && blocks++));
+  const done = new Promise<Json>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('timed out waiting for the install')), 30_000);
+    agent.on('installed', (body: unknown) => (clearTimeout(timer), resolve(body as Json)));
+  });
+  try {
+    await dev.connect();
+    await agent.start();
+    const jobId = /job (job-[0-9a-f]+)/.exec(ok(await ota(a, 'job', 'create', '--release', release, '--clients', 'dev-img')).stdout)![1]!;
+    const body = await done;
+    assert.equal(body.jobId, jobId);
+    assert.equal(installed.length, 1);
+    assert.ok(installed[0]!.equals(imageBytes), 'the installed image is the released one');
+    assert.ok(blocks >= 3, `the image came in blocks from b (${blocks})`);
+    await until(async () => /dev-img\s+1\s+SUCCEEDED/.test(ok(await ota(a, 'job', 'show', jobId)).stdout), WAIT_MS, 'a to show the install SUCCEEDED');
+  } finally {
+    await agent.close();
+    await dev.close();
   }
 });
