@@ -10,7 +10,9 @@
  * sweep: an execution that runs out of time is timed out by exactly one of them, and its
  * one retry is the same row on both. The release's image, stored only on a, reaches b
  * through the cluster's object store (checked against the release), and a device on b
- * (the SDK's OtaAgent) downloads and installs it through b.
+ * (the SDK's OtaAgent) downloads and installs it through b. An object whose bytes are not
+ * its release's is refused, never stored; a release entry that is not its manifest's is
+ * ignored.
  *
  * Waits are on messages or a polled condition with a timeout; never a fixed delay.
  */
@@ -28,6 +30,11 @@ import { EventRecorder } from '../helpers/event-recorder.js';
 import { setUpPki, startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { startNatsServer, type SingleNats } from '../helpers/nats-server.js';
 import { BASTION_MAIN, run, type ProcResult } from './support.js';
+import { RecordingLogger } from './tls-support.js';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import { createHash } from 'node:crypto';
 
 type Json = Record<string, unknown>;
 interface Execution {
@@ -44,6 +51,7 @@ let a: ProvisioningBroker;
 let b: ProvisioningBroker;
 let release = '';
 let imageBytes: Buffer;
+const logB = new RecordingLogger();
 const certs = new Map<string, { cert: string; key: string }>();
 const open: MqttClient[] = [];
 
@@ -135,7 +143,7 @@ before(async () => {
   } finally {
     pki.close();
   }
-  const node = (nodeId: string): Promise<ProvisioningBroker> => startProvisioningBroker({ pkiFrom: pkiDir, cluster: { nats: { servers: [nats.url] }, nodeId } });
+  const node = (nodeId: string): Promise<ProvisioningBroker> => startProvisioningBroker({ pkiFrom: pkiDir, cluster: { nats: { servers: [nats.url] }, nodeId }, ...(nodeId === 'ota-b' ? { logger: logB } : {}) });
   a = await node('ota-a');
   b = await node('ota-b');
   // The OTA key, a signed image and its release: the real CLI, on node a's data directory only.
@@ -295,4 +303,44 @@ test('the image of a release made on a reaches b through the object store; a dev
     await agent.close();
     await dev.close();
   }
+});
+
+test('an image object whose bytes are not its release\'s is refused; a release entry that is not its manifest\'s is ignored', async () => {
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  const good = Buffer.alloc(5000, 9);
+  const digest = sha(good);
+  const manifest = { manifestVersion: 1, sequence: 1, vendorId: 'acme', classId: 'forged', version: '9.9.9', imageDigest: digest, imageSize: good.length, uri: `bastion-image:sha256:${digest}` };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  const id = sha(bytes).slice(0, 16);
+  const record = {
+    id,
+    vendorId: 'acme',
+    classId: 'forged',
+    version: '9.9.9',
+    sequence: 1,
+    imageDigest: digest,
+    imageSize: good.length,
+    uri: manifest.uri,
+    keyId: 'k1',
+    keySetVersion: 1,
+    notAfter: '2030-01-01T00:00:00Z',
+    createdAt: new Date().toISOString(),
+    manifest: { manifest: bytes.toString('base64'), keyId: 'k1', signature: { classic: 'AAAA', classicAlg: 'ECDSA P-256' } },
+  };
+  const nc = await natsConnect({ servers: nats.url });
+  try {
+    // Other bytes of the same size under the image's name, then the release naming it.
+    const images = await new Objm(nc).open('bmq_ota_images');
+    await images.putBlob({ name: digest }, Buffer.alloc(good.length, 8));
+    const kv = await new Kvm(nc).open('bmq_state');
+    await kv.put(`otar.r.${id}`, JSON.stringify(record));
+    await kv.put('otar.r.0123456789abcdef', JSON.stringify({ ...record, id: '0123456789abcdef' }));
+    await logB.waitFor("ota releases: an image from the cluster is not its release's; refused", { releaseId: id }, WAIT_MS);
+    await logB.waitFor('ota releases: an entry from the cluster is malformed; ignored', { key: 'otar.r.0123456789abcdef' }, WAIT_MS);
+  } finally {
+    await nc.close();
+  }
+  assert.equal(existsSync(join(b.dataDir, 'ota', 'images', digest)), false, 'the wrong bytes are not stored');
+  const listed = ok(await ota(b, 'release', 'list', '--json')).stdout;
+  assert.doesNotMatch(listed, /0123456789abcdef/);
 });

@@ -2,8 +2,9 @@
  * The joins that keep OTA's rows one state in a cluster (issue 14 item 6): jobs
  * (CANCELED wins, earliest cancel), executions (higher version, then terminal, then the
  * earlier decision), campaigns (ended wins, then version); each join commutative,
- * associative and idempotent; entries from another node validated strictly; and the raw
- * row API of both SQLite stores round-trips a row.
+ * associative and idempotent; entries from another node validated strictly; the raw row
+ * API of both SQLite stores round-trips a row; release entries are checked against their
+ * own manifest and added to an index once, a clash refused.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,6 +27,9 @@ import {
 import { campaignKey, campaignRowText, decodeCampaignRow, joinCampaignRows, type CampaignRowData } from '../../src/ota/campaigns/campaign-rows.js';
 import { SqliteJobStore } from '../../src/ota/jobs/sqlite-job-store.js';
 import { SqliteCampaignStore } from '../../src/ota/campaigns/sqlite-campaign-store.js';
+import { addReleases, checkRelease, decodeRelease, releaseKey, releaseText } from '../../src/ota/release-rows.js';
+import { readReleaseIndex, type ReleaseRecord } from '../../src/ota/releases.js';
+import { createHash } from 'node:crypto';
 
 const job = (over: Partial<JobRowData> = {}): JobStoreRow => ({
   table: 'jobs',
@@ -186,6 +190,60 @@ test('campaign join: an end wins, then the higher version, then the earlier chan
     assert.equal(store.get('c1')!.stage, 2);
     assert.equal(store.allRows().length, 1);
     store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('release entries: checked against their own manifest; added once, a clash refused and this node’s kept', async () => {
+  const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+  const make = (classId: string, sequence: number, fill: number): ReleaseRecord => {
+    const digest = sha(Buffer.alloc(100, fill));
+    const manifest = { manifestVersion: 1, sequence, vendorId: 'acme', classId, version: `1.0.${sequence}`, imageDigest: digest, imageSize: 100, uri: `bastion-image:sha256:${digest}` };
+    const bytes = Buffer.from(JSON.stringify(manifest));
+    return {
+      id: sha(bytes).slice(0, 16),
+      vendorId: 'acme',
+      classId,
+      version: manifest.version,
+      sequence,
+      imageDigest: digest,
+      imageSize: 100,
+      uri: manifest.uri,
+      keyId: 'k1',
+      keySetVersion: 1,
+      notAfter: '2030-01-01T00:00:00.000Z',
+      createdAt: '2026-01-01T00:00:00.000Z',
+      manifest: { manifest: bytes.toString('base64'), keyId: 'k1', signature: { classicAlg: 'ECDSA P-256', classic: 'AA' } },
+    };
+  };
+  const r1 = make('thermo', 1, 1);
+  const enc = (r: unknown): Uint8Array => Buffer.from(JSON.stringify(r));
+  assert.equal(releaseText(decodeRelease(releaseKey(r1.id), enc(r1)) as ReleaseRecord), releaseText(r1));
+  // Key order in the signature does not change the canonical text.
+  assert.equal(releaseText({ ...r1, manifest: { ...r1.manifest, signature: { classic: 'AA', classicAlg: 'ECDSA P-256' } } }), releaseText(r1));
+  const why = (raw: unknown): string => (checkRelease(raw) as { why: string }).why;
+  assert.match(why({ ...r1, imageSize: 101 }), /imageSize is not the manifest's/);
+  assert.match(why({ ...r1, imageDigest: 'a'.repeat(64) }), /imageDigest is not the manifest's/);
+  assert.match(why({ ...r1, id: '0'.repeat(16) }), /not the digest of its manifest/);
+  assert.match(why({ ...r1, keyId: 'k2' }), /keyId/);
+  assert.ok('why' in checkRelease({ ...r1, extra: true }));
+  assert.match((decodeRelease(releaseKey('0'.repeat(16)), enc(r1)) as { why: string }).why, /another release's key/);
+
+  const dir = mkdtempSync(join(tmpdir(), 'ota-releases-'));
+  try {
+    const first = await addReleases(dir, [r1]);
+    assert.deepEqual([first.added.length, first.refused.length], [1, 0]);
+    const again = await addReleases(dir, [r1]);
+    assert.deepEqual([again.added.length, again.refused.length], [0, 0], 'the same release twice is one');
+    const clash = make('thermo', 1, 2);
+    const refused = await addReleases(dir, [clash, make('thermo', 2, 3)]);
+    assert.equal(refused.added.length, 1);
+    assert.match(refused.refused[0]!.why, /class thermo has release .* at sequence 1/);
+    const index = await readReleaseIndex(dir);
+    assert.deepEqual(index.releases.map((r) => r.sequence), [1, 2]);
+    assert.equal(index.lastSequence.thermo, 2);
+    assert.equal(index.releases[0]!.id, r1.id, 'this node keeps its own');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
