@@ -420,14 +420,17 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
     }
     await rm(imagePath, { force: true }).catch(() => undefined);
     s.finishing = true;
-    const reported = await this.report(s, jobs, e, 'SUCCEEDED', { sequence: m.sequence, version: m.version });
+    const reported = (await this.report(s, jobs, e, 'SUCCEEDED', { sequence: m.sequence, version: m.version })) === 'accepted';
     this.emit('installed', { jobId: e.jobId, version: m.version, sequence: m.sequence, imageDigest: m.imageDigest, reported });
   }
 
   private async fail(s: Session, jobs: JobsClient, e: JobExecution, reason: OtaFailureReason, message: string): Promise<void> {
+    // Stopped already (canceled, the connection lost, closed): nothing more to say about it.
+    if (s.aborted) return;
     s.finishing = true;
-    const reported = await this.report(s, jobs, e, 'FAILED', { reason, message });
-    this.emit('failed', { jobId: e.jobId, reason, message, reported });
+    const r = await this.report(s, jobs, e, 'FAILED', { reason, message });
+    // A job canceled (or timed out) under way fails its next get (NotFound): that is the cancel.
+    if (r !== 'ended') this.emit('failed', { jobId: e.jobId, reason, message, reported: r === 'accepted' });
   }
 
   private queueUpdate(s: Session, jobs: JobsClient, e: JobExecution, d: Record<string, string | number>): void {
@@ -437,17 +440,25 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
     });
   }
 
-  /** A terminal update after the progress ones; whether the broker accepted it. */
-  private async report(s: Session, jobs: JobsClient, e: JobExecution, status: TerminalStatus, d: Record<string, string | number>): Promise<boolean> {
+  /**
+   * A terminal update after the progress ones: accepted; 'ended' when the service had
+   * already ended the execution (canceled or timed out: emitted as 'canceled'); 'rejected'
+   * otherwise; 'lost' with the connection (the next start-next offers it again).
+   */
+  private async report(s: Session, jobs: JobsClient, e: JobExecution, status: TerminalStatus, d: Record<string, string | number>): Promise<'accepted' | 'ended' | 'rejected' | 'lost'> {
     await s.updates;
     try {
       const r = await jobs.update(e, status, details(d));
-      if (!r.ok) this.emitError(new Error(`the ${status} report of job ${e.jobId} was rejected: ${r.rejection.errorCode} (${r.rejection.statusCode}): ${r.rejection.errorMessage}`));
-      return r.ok;
+      if (r.ok) return 'accepted';
+      if (r.rejection.status === 'CANCELED' || r.rejection.status === 'TIMED_OUT') {
+        this.emit('canceled', { jobId: e.jobId, executionNumber: e.executionNumber });
+        return 'ended';
+      }
+      this.emitError(new Error(`the ${status} report of job ${e.jobId} was rejected: ${r.rejection.errorCode} (${r.rejection.statusCode}): ${r.rejection.errorMessage}`));
+      return 'rejected';
     } catch (err) {
-      // Lost with the connection: the next start-next offers the execution again.
       this.emitError(err);
-      return false;
+      return 'lost';
     }
   }
 }

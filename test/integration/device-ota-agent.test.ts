@@ -6,7 +6,8 @@
  * the job with their reason (tampered image, replayed old manifest, bad signature, wrong
  * class, rotated-out key, missing ML-DSA half) and nothing is downloaded for a refused
  * manifest; (c) a download cut by a killed connection, and one cut by a broker restart,
- * resume and fetch only the blocks missing.
+ * resume and fetch only the blocks missing; (d) an install that throws is FAILED
+ * (InstallFailed), and a job canceled mid-download stops it (the partial kept).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -109,7 +110,10 @@ interface Dev {
   errors: string[];
 }
 
-async function startDevice(id: string, o: { keySet?: SignedKeySet; state?: UpdateStateStore; blockSize?: number; onData?: (d: Dev) => void; stateDir?: string } = {}): Promise<Dev> {
+async function startDevice(
+  id: string,
+  o: { keySet?: SignedKeySet; state?: UpdateStateStore; blockSize?: number; onData?: (d: Dev) => void; stateDir?: string; install?: (path: string) => Promise<void> } = {},
+): Promise<Dev> {
   const c = certs.get(id)!;
   const device = new BastionDevice({ url: broker.url, ca: broker.caPem, store: new MemoryIdentityStore({ identity: id, certPem: c.cert, keyPem: c.key }), reconnect: { minDelayMs: 50, maxDelayMs: 200 } });
   const stateDir = o.stateDir ?? join(broker.dir, `state-${id}`);
@@ -121,10 +125,12 @@ async function startDevice(id: string, o: { keySet?: SignedKeySet; state?: Updat
     verifier,
     stateDir,
     ...(o.blockSize !== undefined ? { blockSize: o.blockSize } : {}),
-    install: (path) => {
-      installed.push(readFileSync(path));
-      return Promise.resolve();
-    },
+    install:
+      o.install ??
+      ((path) => {
+        installed.push(readFileSync(path));
+        return Promise.resolve();
+      }),
   });
   const events = new Inbox<AgentEvent>();
   for (const kind of ['job', 'progress', 'refused', 'installed', 'failed', 'canceled'] as const) {
@@ -142,12 +148,17 @@ async function startDevice(id: string, o: { keySet?: SignedKeySet; state?: Updat
     d.data.sinceConnect++;
     o.onData?.(d);
   });
+  live.add(d);
   await device.connect();
   await agent.start();
   return d;
 }
 
+/** Devices still running: closed after the tests (a failed test leaves no reconnect loop behind). */
+const live = new Set<Dev>();
+
 async function stopDevice(d: Dev): Promise<void> {
+  live.delete(d);
   await d.agent.close();
   await d.device.close();
 }
@@ -162,13 +173,14 @@ const eventOf = (d: Dev, kind: AgentEvent['kind'], match: (b: Json) => boolean, 
 
 before(async () => {
   broker = await startProvisioningBroker();
-  for (const id of ['dev-ok', 'dev-refuse', 'dev-rotated', 'dev-cut', 'dev-restart']) await issue(id);
+  for (const id of ['dev-ok', 'dev-refuse', 'dev-rotated', 'dev-cut', 'dev-restart', 'dev-misc']) await issue(id);
   ok(await ota('key', 'init'));
   const otaDir = join(broker.dataDir, 'ota');
   rootKeys = (JSON.parse(readFileSync(join(otaDir, 'root.pub.json'), 'utf8')) as { rootKeys: FirmwarePublicKey[] }).rootKeys;
   keySetV1 = JSON.parse(readFileSync(join(otaDir, 'keyset.json'), 'utf8')) as SignedKeySet;
 });
 after(async () => {
+  for (const d of [...live]) await stopDevice(d);
   await broker?.stop();
 });
 
@@ -308,6 +320,49 @@ describe('OtaAgent', () => {
     assert.ok(second.installed[0]!.equals(img.bytes));
     assert.equal(execution(jobId, 'dev-restart').status, 'SUCCEEDED');
     await stopDevice(second);
+  });
+
+  test('(d) an install that throws: FAILED InstallFailed, the floor unchanged; a job canceled mid-download stops it', async () => {
+    const small = image('install-fails.bin', 20 * 1024);
+    const sm = await sign(small.path, '3.0.0', ['--class', 'thermo', '--seq', '30']);
+    const a = await releaseAndJob(small.path, sm.file, ['dev-misc']);
+    let cancelAt: (() => void) | null = null;
+    // 256-byte blocks: the second image's 1200 take far longer than noticing the cancel.
+    const d = await startDevice('dev-misc', {
+      blockSize: 256,
+      install: () => Promise.reject(new Error('the bootloader refused the image')),
+      onData: (dev) => {
+        if (cancelAt !== null && dev.data.total >= 80 + 50) {
+          const go = cancelAt;
+          cancelAt = null;
+          go();
+        }
+      },
+    });
+    const failed = await eventOf(d, 'failed', (b) => b.jobId === a.jobId, 'the failed install');
+    assert.equal(failed.reason, 'InstallFailed');
+    assert.match(failed.message as string, /the bootloader refused the image/);
+    assert.deepEqual(execution(a.jobId, 'dev-misc').statusDetails, { reason: 'InstallFailed', message: failed.message as string });
+    assert.equal(execution(a.jobId, 'dev-misc').status, 'FAILED');
+    assert.equal(d.verifier.lastSequence, 0, 'nothing counts as installed');
+
+    const big = image('canceled.bin', 300 * 1024);
+    const bm = await sign(big.path, '3.1.0', ['--class', 'thermo', '--seq', '31']);
+    const canceled = new Promise<void>((resolve) => {
+      cancelAt = resolve;
+    });
+    const b = await releaseAndJob(big.path, bm.file, ['dev-misc']);
+    await withTimeout(canceled, 30_000, '50 blocks of the second image');
+    assert.deepEqual(withStore((st) => st.cancelJob(b.jobId, Date.now())), ['dev-misc']);
+    const c = await eventOf(d, 'canceled', (x) => x.jobId === b.jobId, 'the cancel');
+    assert.equal(c.executionNumber, 1);
+    assert.equal(execution(b.jobId, 'dev-misc').status, 'CANCELED');
+    // Stopped, not thrown away: a later job of the same image would resume it.
+    await stopDevice(d);
+    assert.equal(existsSync(join(d.stateDir, `${b.digest}.part`)), true);
+    assert.ok(d.data.total < 80 + 1200, `the download stopped (${d.data.total} blocks)`);
+    const after = d.events.items.filter((x) => x.kind === 'installed' || x.kind === 'canceled' || (x.kind === 'failed' && x.body.jobId === b.jobId));
+    assert.deepEqual(after.map((x) => x.kind), ['canceled'], `one cancel, nothing else: ${JSON.stringify(after)}; errors: ${JSON.stringify(d.errors)}`);
   });
 
   // Last: the rotation makes every later manifest one of the new release key.
