@@ -23,6 +23,10 @@ import type { Logger } from '../core/logger.js';
 const POLL_MS = 250;
 /** Rows held until their parent row arrives (an execution before its job), at most. */
 const MAX_WAITING = 100_000;
+/** A publication that failed is tried again this much later. */
+const RETRY_MS = 1000;
+/** Publications in flight at once: a CLI command that queued 10 000 devices is sent in a steady stream, not one burst. */
+const MAX_PUBLISHING = 32;
 
 /** What a replica needs to know of one file's rows. */
 export interface RowKind<R> {
@@ -61,8 +65,15 @@ export class RowReplica<R> implements SharedKind {
   private seenVersion = -1;
   /** This replica wrote consequences of its own (afterPut): the next poll compares every row. */
   private rescan = false;
+  /** A publication failed: the poll compares every row again from this time on (0: none). */
+  private retryAfter = 0;
+  /** Publications fail (logged once until one succeeds). */
+  private failing = false;
   private timer: NodeJS.Timeout | null = null;
   private state: SharedState | null = null;
+  /** Keys to publish, and how many publications are in flight. */
+  private readonly toPublish = new Set<string>();
+  private publishing = 0;
   /** Whether the bucket was read and the poll runs (compare-and-set needs it). */
   attached = false;
 
@@ -171,12 +182,30 @@ export class RowReplica<R> implements SharedKind {
     if (this.kind.text(merged) !== this.kind.text(incoming)) this.publish(key);
   }
 
-  /** Writes the join of this file's row and the bucket's entry of `key`, unless the bucket has it already. */
+  /** Queues `key` to be published (a key queued twice is published once, from the file as it is then). */
   private publish(key: string): void {
+    this.toPublish.add(key);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.publishing < MAX_PUBLISHING && this.toPublish.size > 0) {
+      const key = this.toPublish.values().next().value!;
+      this.toPublish.delete(key);
+      this.publishing++;
+      void this.publishNow(key).finally(() => {
+        this.publishing--;
+        this.pump();
+      });
+    }
+  }
+
+  /** Writes the join of this file's row and the bucket's entry of `key`, unless the bucket has it already. */
+  private async publishNow(key: string): Promise<void> {
     const state = this.state;
     const like = this.rows.get(key);
     if (state === null || like === undefined) return;
-    state
+    await state
       .compareAndSet(key, (current) => {
         const mine = this.kind.read(like);
         if (mine === null) return null;
@@ -186,16 +215,28 @@ export class RowReplica<R> implements SharedKind {
         const text = this.kind.text(joined);
         return theirs !== null && this.kind.text(theirs) === text ? null : Buffer.from(text);
       })
-      .catch((err: unknown) => this.logger.error({ key, err: errText(err) }, `${this.kind.what}: a row was not shared with the cluster (sent again at its next change or restart)`));
+      .then(() => {
+        if (this.failing) this.logger.info({}, `${this.kind.what}: rows are shared with the cluster again`);
+        this.failing = false;
+      })
+      .catch((err: unknown) => {
+        // Sent again by the poll a second later (and then every second while NATS is away).
+        this.known.delete(key);
+        if (!this.failing) this.logger.error({ key, err: errText(err) }, `${this.kind.what}: a row was not shared with the cluster; retrying every second`);
+        this.failing = true;
+        this.retryAfter = Date.now() + RETRY_MS;
+      });
   }
 
   /** Other processes' writes to the file (the CLI, the OTA side's and the campaign engine's connections). */
   private poll(): void {
     try {
       const version = this.kind.dataVersion();
-      if (version === this.seenVersion && !this.rescan) return;
+      const retry = this.retryAfter !== 0 && Date.now() >= this.retryAfter;
+      if (version === this.seenVersion && !this.rescan && !retry) return;
       this.seenVersion = version;
       this.rescan = false;
+      if (retry) this.retryAfter = 0;
       const now = new Map<string, string>();
       for (const r of this.kind.all()) {
         const key = this.kind.keyOf(r);
