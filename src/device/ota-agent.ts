@@ -23,64 +23,16 @@ import { join } from 'node:path';
 import type { Manifest, RefusalReason } from '../firmware/index.js';
 import type { BastionDevice, DeviceMessage } from './device.js';
 import { DeviceError } from './errors.js';
+import type { OtaAgentEvents, OtaAgentOptions, OtaAgentStats, OtaFailureReason } from './ota-agent-types.js';
 import { filesFilter, filesPrefix, isValidBlockSize, parseBlock, transferTopicOf, type BlockRefusal } from './ota-blocks.js';
 import { BlockDownload } from './ota-download.js';
 import { discardOtherDownloads, DownloadFiles } from './ota-download-state.js';
 import { readInstallRecord, signedBytesOf, writeInstallRecord } from './ota-install-record.js';
 import { details, JobsClient, jobsFilter, notifyNextTopicOf, parseNotifyNext, type JobExecution, type TerminalStatus } from './ota-jobs-client.js';
 import { TokenRequests } from './ota-requests.js';
-import type { UpdateVerifier } from './ota-verify.js';
 import { jsonObjectOf } from './protocol.js';
 
-export interface OtaAgentOptions {
-  /** A BastionDevice (connected now or later); the agent follows its reconnects. */
-  device: BastionDevice;
-  /** Checks every manifest and image; its vendorId and classId are this device's. */
-  verifier: UpdateVerifier;
-  /** Where downloads are kept (`<digest>.part`, `<digest>.bitmap`) until installed. */
-  stateDir: string;
-  /** The application's bootloader step: put the image at `imagePath` in place. Throwing fails the job (InstallFailed). */
-  install(imagePath: string, manifest: Manifest): Promise<void>;
-  /** Block size to ask for (a multiple of 256 up to 131072); default: the broker's suggestion. */
-  blockSize?: number;
-  /** Wait for a block before asking again, default 10 s. */
-  blockTimeoutMs?: number;
-  /** Asks again after a timeout at most this many times in a row, default 5, then FAILED. */
-  maxRetries?: number;
-  /** Deadline of each jobs or describe request, default 10 s. */
-  requestTimeoutMs?: number;
-}
-
-/** Why a job failed (FAILED), besides the verifier's DigestMismatch and SizeMismatch. */
-export type OtaFailureReason = 'DigestMismatch' | 'SizeMismatch' | 'InstallFailed' | 'DownloadTimeout' | 'TransferRejected' | 'StorageError' | 'StateError';
-
-export interface OtaJobInfo {
-  jobId: string;
-  executionNumber: number;
-  releaseId: string | undefined;
-  version: string | undefined;
-}
-
-export interface OtaAgentEvents {
-  /** An execution was taken (started or resumed). */
-  job: [OtaJobInfo];
-  /** Download progress in bytes, at most every 10 % (and when a download starts or resumes). */
-  progress: [{ jobId: string; received: number; total: number; blocks: number; blockCount: number; resumed: boolean }];
-  /** A manifest refused (reported REJECTED), or a block not written. */
-  refused: [{ jobId: string | undefined; reason: RefusalReason | BlockRefusal | 'Malformed'; message: string }];
-  installed: [{ jobId: string; version: string; sequence: number; imageDigest: string; reported: boolean }];
-  failed: [{ jobId: string; reason: OtaFailureReason; message: string; reported: boolean }];
-  /** The execution being worked on stopped being this device's next one (canceled or timed out). */
-  canceled: [{ jobId: string; executionNumber: number }];
-  /** Failures that belong to no job (a subscription refused, a request that timed out). */
-  error: [Error];
-}
-
-export interface OtaAgentStats {
-  blocksWritten: number;
-  blocksRefused: number;
-  getRequests: number;
-}
+export type { OtaAgentEvents, OtaAgentOptions, OtaAgentStats, OtaFailureReason, OtaJobInfo } from './ota-agent-types.js';
 
 interface Session {
   aborted: boolean;
@@ -296,7 +248,8 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
     const bytes = signedBytesOf(envelope);
     if (last !== null && last.jobId === e.jobId && bytes !== null && last.manifest === bytes && last.sequence === this.options.verifier.lastSequence) {
       s.finishing = true;
-      await this.report(s, jobs, e, 'SUCCEEDED', { sequence: last.sequence, version: last.version, note: 'installed before the report' });
+      const r = await this.report(s, jobs, e, 'SUCCEEDED', { sequence: last.sequence, version: last.version, note: 'installed before the report' });
+      if (r !== 'lost') this.emit('installed', { jobId: e.jobId, version: last.version, sequence: last.sequence, imageDigest: last.imageDigest, reported: r === 'accepted' });
       return;
     }
     // SECURITY: the manifest is checked before a single block is asked for.
@@ -412,8 +365,10 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
       return;
     }
     try {
+      // The record first: it counts only once the verifier's floor is this sequence, so a
+      // crash between the two re-installs rather than refusing this job as a rollback.
+      await writeInstallRecord(this.options.stateDir, { jobId: e.jobId, manifest: signedBytesOf(envelope) ?? '', sequence: m.sequence, version: m.version, imageDigest: m.imageDigest });
       await this.options.verifier.markInstalled(m);
-      await writeInstallRecord(this.options.stateDir, { jobId: e.jobId, manifest: signedBytesOf(envelope) ?? '', sequence: m.sequence, version: m.version });
     } catch (err) {
       await this.fail(s, jobs, e, 'StateError', `installed, but the installed sequence could not be recorded: ${errText(err)}`);
       return;
@@ -447,6 +402,8 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
    */
   private async report(s: Session, jobs: JobsClient, e: JobExecution, status: TerminalStatus, d: Record<string, string | number>): Promise<'accepted' | 'ended' | 'rejected' | 'lost'> {
     await s.updates;
+    // Stopped (canceled, the connection lost, closed): the next start-next decides.
+    if (s.aborted) return 'lost';
     try {
       const r = await jobs.update(e, status, details(d));
       if (r.ok) return 'accepted';

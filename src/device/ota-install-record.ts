@@ -21,6 +21,7 @@ export interface InstallRecord {
   manifest: string;
   sequence: number;
   version: string;
+  imageDigest: string;
 }
 
 /** The signed manifest bytes (base64) of an envelope, to recognise the same manifest again. */
@@ -36,7 +37,7 @@ export async function readInstallRecord(stateDir: string): Promise<InstallRecord
   try {
     const o = jsonObjectOf(await readFile(join(stateDir, LAST_INSTALL_FILE), 'utf8'));
     if (o === null || typeof o.jobId !== 'string' || typeof o.manifest !== 'string' || typeof o.sequence !== 'number') return null;
-    return { jobId: o.jobId, manifest: o.manifest, sequence: o.sequence, version: typeof o.version === 'string' ? o.version : '' };
+    return { jobId: o.jobId, manifest: o.manifest, sequence: o.sequence, version: typeof o.version === 'string' ? o.version : '', imageDigest: typeof o.imageDigest === 'string' ? o.imageDigest : '' };
   } catch {
     return null;
   }

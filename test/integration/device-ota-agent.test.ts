@@ -7,7 +7,8 @@
  * class, rotated-out key, missing ML-DSA half) and nothing is downloaded for a refused
  * manifest; (c) a download cut by a killed connection, and one cut by a broker restart,
  * resume and fetch only the blocks missing; (d) an install that throws is FAILED
- * (InstallFailed), and a job canceled mid-download stops it (the partial kept).
+ * (InstallFailed), and a job canceled mid-download stops it (the partial kept); (e) a
+ * report lost with the connection after install is made after the reconnect.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -173,7 +174,7 @@ const eventOf = (d: Dev, kind: AgentEvent['kind'], match: (b: Json) => boolean, 
 
 before(async () => {
   broker = await startProvisioningBroker();
-  for (const id of ['dev-ok', 'dev-refuse', 'dev-rotated', 'dev-cut', 'dev-restart', 'dev-misc']) await issue(id);
+  for (const id of ['dev-ok', 'dev-refuse', 'dev-rotated', 'dev-cut', 'dev-restart', 'dev-misc', 'dev-lost']) await issue(id);
   ok(await ota('key', 'init'));
   const otaDir = join(broker.dataDir, 'ota');
   rootKeys = (JSON.parse(readFileSync(join(otaDir, 'root.pub.json'), 'utf8')) as { rootKeys: FirmwarePublicKey[] }).rootKeys;
@@ -363,6 +364,33 @@ describe('OtaAgent', () => {
     assert.ok(d.data.total < 80 + 1200, `the download stopped (${d.data.total} blocks)`);
     const after = d.events.items.filter((x) => x.kind === 'installed' || x.kind === 'canceled' || (x.kind === 'failed' && x.body.jobId === b.jobId));
     assert.deepEqual(after.map((x) => x.kind), ['canceled'], `one cancel, nothing else: ${JSON.stringify(after)}; errors: ${JSON.stringify(d.errors)}`);
+  });
+
+  test('(e) the connection lost between install and the report: the report is made after the reconnect, not refused as a rollback', async () => {
+    const img = image('lost-report.bin', 20 * 1024);
+    const m = await sign(img.path, '4.0.0', ['--class', 'thermo', '--seq', '40']);
+    const { jobId } = await releaseAndJob(img.path, m.file, ['dev-lost']);
+    const api = new BrokerApi(broker.server.broker);
+    let dev: Dev | null = null;
+    const d = await startDevice('dev-lost', {
+      // The bootloader swaps the image in, and the connection dies before install returns.
+      install: async () => {
+        const gone = new Promise((resolve) => dev!.device.once('disconnected', resolve));
+        assert.equal(await api.kick('dev-lost', 'test: lost after install'), true);
+        await gone;
+      },
+    });
+    dev = d;
+    const first = await eventOf(d, 'installed', (b) => b.jobId === jobId && b.reported === false, 'the install with its report lost');
+    assert.equal(first.sequence, 40);
+    const again = await eventOf(d, 'installed', (b) => b.jobId === jobId && b.reported === true, 'the report after the reconnect');
+    assert.equal(again.sequence, 40);
+    const e = execution(jobId, 'dev-lost');
+    assert.equal(e.status, 'SUCCEEDED');
+    assert.equal(e.statusDetails.note, 'installed before the report');
+    assert.equal(d.verifier.lastSequence, 40);
+    assert.equal(d.events.items.filter((x) => x.kind === 'refused').length, 0, 'not refused as Rollback');
+    await stopDevice(d);
   });
 
   // Last: the rotation makes every later manifest one of the new release key.
