@@ -326,6 +326,7 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
     if (outcome.kind !== 'complete') {
       // Kept for a resume: a timeout or a lost connection costs only the blocks not had.
       await files.suspend().catch(() => undefined);
+      if (outcome.kind === 'failed' && outcome.discard === true) await files.discard().catch(() => undefined);
       if (outcome.kind === 'failed') await this.fail(s, jobs, e, outcome.reason, outcome.message);
       return null;
     }

@@ -21,7 +21,8 @@ export const DEFAULT_MAX_RETRIES = 5;
 /** The bitmap is persisted after this many new blocks (and when a window ends). */
 export const PERSIST_EVERY_BLOCKS = 8;
 
-export type DownloadOutcome = { kind: 'complete' } | { kind: 'aborted' } | { kind: 'failed'; reason: 'DownloadTimeout' | 'TransferRejected' | 'StorageError'; message: string };
+/** `discard`: the files cannot be resumed (e.g. the broker refuses their block size). */
+export type DownloadOutcome = { kind: 'complete' } | { kind: 'aborted' } | { kind: 'failed'; reason: 'DownloadTimeout' | 'TransferRejected' | 'StorageError'; message: string; discard?: boolean };
 
 export interface BlockDownloadOptions {
   device: BastionDevice;
@@ -35,7 +36,7 @@ export interface BlockDownloadOptions {
   /** A block refused (not written). */
   onRefused(reason: BlockRefusal, message: string): void;
   /** Each get, as it is sent (or, offline, would be). */
-  onRequest?(window: { firstBlock: number; blockCount: number; wanted: readonly number[] }): void;
+  onRequest?(window: { firstBlock: number; blockCount: number; wanted: readonly number[]; clientToken: string }): void;
 }
 
 export class BlockDownload {
@@ -100,7 +101,9 @@ export class BlockDownload {
     const code = typeof body.errorCode === 'string' ? body.errorCode : 'Unknown';
     // Throttled or a passing failure: the timer asks again (counted as a retry).
     if (code === 'Throttled' || code === 'InternalError') return true;
-    this.end({ kind: 'failed', reason: 'TransferRejected', message: `get rejected: ${code} (${String(body.statusCode)}): ${typeof body.errorMessage === 'string' ? body.errorMessage : ''}` });
+    // InvalidRequest: the persisted block size (or its bitmap) does not suit this broker; a
+    // resume would be refused the same way, so the next try starts over.
+    this.end({ kind: 'failed', reason: 'TransferRejected', message: `get rejected: ${code} (${String(body.statusCode)}): ${typeof body.errorMessage === 'string' ? body.errorMessage : ''}`, discard: code === 'InvalidRequest' });
     return true;
   }
 
@@ -150,7 +153,7 @@ export class BlockDownload {
     this.gets++;
     const body: JsonObject = { blockSize: this.files.blockSize, firstBlock: w.firstBlock, blockCount: w.blockCount, clientToken: this.getToken, ...(w.bitmap !== undefined ? { bitmap: w.bitmap } : {}) };
     this.arm();
-    this.o.onRequest?.({ firstBlock: w.firstBlock, blockCount: w.blockCount, wanted: w.wanted });
+    this.o.onRequest?.({ firstBlock: w.firstBlock, blockCount: w.blockCount, wanted: w.wanted, clientToken: this.getToken });
     // Only while connected: the agent aborts this download on a disconnect and resumes after.
     if (this.o.device.connected) {
       this.o.device.publish(`${filesPrefix(this.o.identity, this.files.digest)}get`, JSON.stringify(body), { qos: 1 }).catch(() => {

@@ -278,6 +278,35 @@ describe('the download loop', () => {
   });
 });
 
+describe('the download loop: rejections', () => {
+  const image = Buffer.alloc(3000, 1);
+  const digest = sha(image);
+  const offline = (): BastionDevice => new BastionDevice({ url: 'mqtts://127.0.0.1:1', store: new MemoryIdentityStore({ identity: 'dev-u', certPem: '', keyPem: '' }), reconnect: false });
+
+  test('Throttled is waited out (asked again after the timeout); InvalidRequest fails and the files are not kept; another token is not this download\'s', async () => {
+    const files = await DownloadFiles.open(join(dir, 'rejected'), digest, image.length, 256);
+    const tokens: string[] = [];
+    let askedAgain: () => void = () => undefined;
+    const secondGet = new Promise<void>((resolve) => {
+      askedAgain = resolve;
+    });
+    const onRequest = (w: { clientToken: string }): void => {
+      tokens.push(w.clientToken);
+      if (tokens.length === 2) askedAgain();
+    };
+    const dl = new BlockDownload({ device: offline(), identity: 'dev-u', files, maxBlocksPerRequest: 32, blockTimeoutMs: 5, maxRetries: 10, onBlock: () => undefined, onRefused: () => undefined, onRequest });
+    const outcome = dl.run();
+    assert.equal(dl.onRejected({ errorCode: 'InvalidRequest', clientToken: 'not-mine' }), false);
+    assert.equal(dl.onRejected({ statusCode: 429, errorCode: 'Throttled', errorMessage: 'slow down', clientToken: tokens[0] }), true);
+    // The timer asks again: the second get's answer is an InvalidRequest.
+    await secondGet;
+    assert.equal(dl.onRejected({ statusCode: 400, errorCode: 'InvalidRequest', errorMessage: 'blockSize', clientToken: tokens[1] }), true);
+    const o = await outcome;
+    assert.ok(o.kind === 'failed' && o.reason === 'TransferRejected' && o.discard === true && /InvalidRequest \(400\): blockSize/.test(o.message), JSON.stringify(o));
+    await files.discard();
+  });
+});
+
 describe('job answers', () => {
   test('notify-next and executions are read field by field; statusDetails become bounded strings', () => {
     assert.equal(parseNotifyNext(Buffer.from('{"timestamp":1}')), null);
