@@ -274,6 +274,8 @@ export class OtaAgent extends EventEmitter<OtaAgentEvents> {
     const a = await this.requests.ask(`${prefix}describe`, {}, [`${prefix}description`, `${prefix}rejected`], this.options.requestTimeoutMs ?? 10_000);
     if (s.aborted) return null;
     if (a.topic.endsWith('/rejected')) {
+      // Passing refusals: the execution stays IN_PROGRESS, and start-next offers it again a little later.
+      if (a.body.errorCode === 'Throttled' || a.body.errorCode === 'InternalError') throw new Error(`describe rejected: ${String(a.body.errorCode)}; trying again`);
       await this.fail(s, jobs, e, 'TransferRejected', `describe rejected: ${String(a.body.errorCode)} (${String(a.body.statusCode)}): ${String(a.body.errorMessage ?? '')}`);
       return null;
     }
