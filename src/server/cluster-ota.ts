@@ -59,6 +59,7 @@ function jobsKind(store: SqliteJobStore): RowKind<JobStoreRow> {
     read: (like) => store.row(like),
     put: (r) => store.putRow(r),
     all: () => store.allRows(),
+    changedSince: (since) => store.changedRows(since),
     dataVersion: () => store.dataVersion(),
     // A job canceled on another node: its executions pending here are canceled here too,
     // at the job's cancel time (so every node makes the same rows), and published.

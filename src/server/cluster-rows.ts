@@ -23,6 +23,10 @@ import type { Logger } from '../core/logger.js';
 const POLL_MS = 250;
 /** Rows held until their parent row arrives (an execution before its job), at most. */
 const MAX_WAITING = 100_000;
+/** An incremental poll also reads rows stamped this long before its previous look (a writer's clock read before its commit waited on a lock). */
+const SLACK_MS = 10_000;
+/** Whatever the stamps say, every row is compared this often (a safety net; also after rows of our own). */
+const FULL_SCAN_MS = 10 * 60_000;
 /** A publication that failed is tried again this much later. */
 const RETRY_MS = 1000;
 /** Publications in flight at once: a CLI command that queued 10 000 devices is sent in a steady stream, not one burst. */
@@ -42,6 +46,8 @@ export interface RowKind<R> {
   /** Writes a row; false when it cannot be written yet (its parent row is missing). */
   put(r: R): boolean;
   all(): R[];
+  /** The rows whose own time says they changed at or after `since`; absent: every poll reads all rows. */
+  changedSince?(since: number): R[];
   dataVersion(): number;
   /** After a row from the cluster was written: consequences in this file (true: it wrote some). */
   afterPut?(r: R): boolean;
@@ -58,8 +64,6 @@ function errText(err: unknown): string {
 export class RowReplica<R> implements SharedKind {
   /** The file's rows as last published or written here, by key. */
   private known = new Map<string, string>();
-  /** A row of each key (to find the record behind a hashed key). */
-  private readonly rows = new Map<string, R>();
   /** Rows from the cluster whose parent has not arrived yet. */
   private readonly waiting = new Map<string, R>();
   private seenVersion = -1;
@@ -69,10 +73,15 @@ export class RowReplica<R> implements SharedKind {
   private retryAfter = 0;
   /** Publications fail (logged once until one succeeds). */
   private failing = false;
+  /** Rows whose publication failed, sent again at the retry. */
+  private readonly failed = new Map<string, R>();
+  /** When the poll last read the file, and last read all of it (0: never). */
+  private lastLook = 0;
+  private lastFull = 0;
   private timer: NodeJS.Timeout | null = null;
   private state: SharedState | null = null;
-  /** Keys to publish, and how many publications are in flight. */
-  private readonly toPublish = new Set<string>();
+  /** Rows to publish by key (a row of the record: its key may be a hash), and how many publications are in flight. */
+  private readonly toPublish = new Map<string, R>();
   private publishing = 0;
   /** Whether the bucket was read and the poll runs (compare-and-set needs it). */
   attached = false;
@@ -154,7 +163,8 @@ export class RowReplica<R> implements SharedKind {
   /** A row this node decided (a retry after a won update): into the file joined, then to the bucket. */
   put(r: R): void {
     const key = this.kind.keyOf(r);
-    if (this.writeJoined(key, r) !== null) this.publish(key);
+    const merged = this.writeJoined(key, r);
+    if (merged !== null) this.publish(key, merged);
   }
 
   /** Writes the join of `r` and this file's row; remembers it as known. */
@@ -165,7 +175,6 @@ export class RowReplica<R> implements SharedKind {
     if (here === null || this.kind.text(here) !== text) {
       if (!this.kind.put(merged)) return null;
     }
-    this.rows.set(key, merged);
     this.known.set(key, text);
     return merged;
   }
@@ -179,21 +188,21 @@ export class RowReplica<R> implements SharedKind {
     }
     if (this.kind.afterPut?.(merged) === true) this.rescan = true;
     // This file had moved past the entry (a change not yet sent, say): the bucket gets the join.
-    if (this.kind.text(merged) !== this.kind.text(incoming)) this.publish(key);
+    if (this.kind.text(merged) !== this.kind.text(incoming)) this.publish(key, merged);
   }
 
   /** Queues `key` to be published (a key queued twice is published once, from the file as it is then). */
-  private publish(key: string): void {
-    this.toPublish.add(key);
+  private publish(key: string, like: R): void {
+    this.toPublish.set(key, like);
     this.pump();
   }
 
   private pump(): void {
     while (this.publishing < MAX_PUBLISHING && this.toPublish.size > 0) {
-      const key = this.toPublish.values().next().value!;
+      const [key, like] = this.toPublish.entries().next().value!;
       this.toPublish.delete(key);
       this.publishing++;
-      void this.publishNow(key).finally(() => {
+      void this.publishNow(key, like).finally(() => {
         this.publishing--;
         this.pump();
       });
@@ -201,10 +210,9 @@ export class RowReplica<R> implements SharedKind {
   }
 
   /** Writes the join of this file's row and the bucket's entry of `key`, unless the bucket has it already. */
-  private async publishNow(key: string): Promise<void> {
+  private async publishNow(key: string, like: R): Promise<void> {
     const state = this.state;
-    const like = this.rows.get(key);
-    if (state === null || like === undefined) return;
+    if (state === null) return;
     await state
       .compareAndSet(key, (current) => {
         const mine = this.kind.read(like);
@@ -221,7 +229,7 @@ export class RowReplica<R> implements SharedKind {
       })
       .catch((err: unknown) => {
         // Sent again by the poll a second later (and then every second while NATS is away).
-        this.known.delete(key);
+        this.failed.set(key, like);
         if (!this.failing) this.logger.error({ key, err: errText(err) }, `${this.kind.what}: a row was not shared with the cluster; retrying every second`);
         this.failing = true;
         this.retryAfter = Date.now() + RETRY_MS;
@@ -232,20 +240,31 @@ export class RowReplica<R> implements SharedKind {
   private poll(): void {
     try {
       const version = this.kind.dataVersion();
-      const retry = this.retryAfter !== 0 && Date.now() >= this.retryAfter;
+      const at = Date.now();
+      const retry = this.retryAfter !== 0 && at >= this.retryAfter;
       if (version === this.seenVersion && !this.rescan && !retry) return;
+      if (retry) {
+        this.retryAfter = 0;
+        const again = [...this.failed];
+        this.failed.clear();
+        for (const [key, like] of again) this.publish(key, like);
+      }
+      if (version === this.seenVersion && !this.rescan) return;
+      const full = this.rescan || this.kind.changedSince === undefined || this.lastFull === 0 || at - this.lastFull >= FULL_SCAN_MS;
       this.seenVersion = version;
       this.rescan = false;
-      if (retry) this.retryAfter = 0;
-      const now = new Map<string, string>();
-      for (const r of this.kind.all()) {
+      // Rows are never deleted, so an incremental look only adds to what is known.
+      const rows = full ? this.kind.all() : this.kind.changedSince!(this.lastLook - SLACK_MS);
+      const now = full ? new Map<string, string>() : this.known;
+      for (const r of rows) {
         const key = this.kind.keyOf(r);
         const text = this.kind.text(r);
+        if (this.known.get(key) !== text) this.publish(key, r);
         now.set(key, text);
-        this.rows.set(key, r);
-        if (this.known.get(key) !== text) this.publish(key);
       }
       this.known = now;
+      this.lastLook = at;
+      if (full) this.lastFull = at;
     } catch (err) {
       this.logger.error({ err: errText(err) }, `${this.kind.what}: cannot read this data directory's file; retrying`);
     }

@@ -248,3 +248,21 @@ test('release entries: checked against their own manifest; added once, a clash r
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('changedRows: the rows whose own time is at or after `since` (the replica’s incremental look)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ota-rows-'));
+  try {
+    const store = SqliteJobStore.open(join(dir, 'ota-jobs.db'));
+    store.createJob({ id: 'old', document: {}, maxRetries: 0, defaultStepTimeoutMs: null, inProgressTimeoutMs: null, createdAt: 1000 }, ['d1', 'd2']);
+    store.createJob({ id: 'new', document: {}, maxRetries: 0, defaultStepTimeoutMs: null, inProgressTimeoutMs: null, createdAt: 5000 }, ['d1']);
+    store.apply(store.execution('old', 'd2')!, { status: 'IN_PROGRESS', startedAt: 6000, lastUpdatedAt: 6000 }, false);
+    const seen = (since: number): string[] => store.changedRows(since).map((r) => (r.table === 'jobs' ? `job ${r.row.id}` : `${r.row.job_id}/${r.row.identity}`)).sort();
+    assert.deepEqual(seen(4000), ['job new', 'new/d1', 'old/d2']);
+    store.cancelJob('old', 7000);
+    assert.deepEqual(seen(7000), ['job old', 'old/d1', 'old/d2'], 'a cancel stamps the job and its executions');
+    assert.equal(seen(0).length, store.allRows().length);
+    store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -81,10 +81,19 @@ export function jobKey(id: string): string {
   return `${JOB_ROW_PREFIX}.j.${id}`;
 }
 
+/** Execution keys computed lately (a poll of many rows would otherwise hash each one every time). */
+const keyMemo = new Map<string, string>();
+const MAX_MEMO = 200_000;
+
 /** An identity may hold any character and a bucket key only a few: an execution's key is a hash. */
 export function executionKey(job: string, identity: string, executionNumber: number): string {
-  const h = createHash('sha256').update(`${job}\n${identity}\n${executionNumber}`).digest('hex').slice(0, 40);
-  return `${JOB_ROW_PREFIX}.e.${h}`;
+  const id = `${job}\n${identity}\n${executionNumber}`;
+  const known = keyMemo.get(id);
+  if (known !== undefined) return known;
+  const key = `${JOB_ROW_PREFIX}.e.${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
+  if (keyMemo.size >= MAX_MEMO) keyMemo.clear();
+  keyMemo.set(id, key);
+  return key;
 }
 
 export function keyOfJobRow(r: JobStoreRow): string {
