@@ -8,7 +8,9 @@
  * download, then `bastion ota job create --clients <all 50>` and the wait until every device
  * installed the image and its SUCCEEDED report was accepted, with the broker's CPU (its
  * process tree, /proc) and RSS (sampled) over it, and the telemetry's latency over the
- * downloads. Then the same telemetry alone against Mosquitto with the same certificates.
+ * downloads. Mosquitto (same certificates, mTLS) runs beside it with a second telemetry
+ * pair, measured over the same windows: the control, what the machine's load alone does to
+ * telemetry; once Bastion is stopped, that pair alone gives Mosquitto's idle latency.
  * Owns: that sequence, its deadlines and watchdog, the figures and the JSON report.
  * Must not: leave a process or directory behind, or run anything off loopback.
  */
@@ -44,12 +46,19 @@ const RSS_SAMPLE_MS = 100;
 
 let broker: BrokerProcess | null = null;
 let probe: TelemetryProbe | null = null;
+/** Mosquitto and its telemetry pair: the control while Bastion downloads, then alone. */
+let mosq: BrokerProcess | null = null;
+let control: TelemetryProbe | null = null;
 
 function killNow(): void {
   killSetupChildren();
   probe?.kill();
+  control?.kill();
   broker?.killNow();
+  mosq?.killNow();
 }
+
+const rounded = (x: WindowSummary): WindowSummary => ({ ...x, p50Us: round(x.p50Us, 0), p90Us: round(x.p90Us, 0), p99Us: round(x.p99Us, 0), maxUs: round(x.maxUs, 0), meanUs: round(x.meanUs, 0), seconds: round(x.seconds, 2) ?? 0 });
 
 function treeCpuMs(pid: number): number | null {
   const parts = treeCpuParts(pid);
@@ -117,7 +126,7 @@ async function succeededOf(w: OtaWorld, jobId: string): Promise<number> {
   return [...latest.values()].filter((s) => s === 'SUCCEEDED').length;
 }
 
-async function oneRun(n: number, w: OtaWorld, b: BrokerProcess, fleet: OtaFleet, tel: TelemetryProbe, rss: RssSampler, imageBytes: number, waitedForQuietMs: number): Promise<OtaRun> {
+async function oneRun(n: number, w: OtaWorld, b: BrokerProcess, fleet: OtaFleet, tel: TelemetryProbe, ctl: TelemetryProbe | null, rss: RssSampler, imageBytes: number, waitedForQuietMs: number): Promise<OtaRun> {
   const release = w.releases[n - 1]!;
   const devices = fleet.size;
   const totalMib = (devices * imageBytes) / 1024 / 1024;
@@ -157,6 +166,8 @@ async function oneRun(n: number, w: OtaWorld, b: BrokerProcess, fleet: OtaFleet,
   const from = outcome.firstJobAtMs ?? t0;
   const to = outcome.lastInstalledAtMs ?? t1;
   const [base, during] = await Promise.all([tel.window(b0, b1), tel.window(from, to)]);
+  // The same windows through Mosquitto: what the machine's load alone does to telemetry.
+  const [ctlBase, ctlDuring] = ctl !== null ? await Promise.all([ctl.window(b0, b1), ctl.window(from, to)]) : [null, null];
   const telError = base.failure ?? during.failure;
   jobId ??= outcome.jobIds[0] ?? null;
   let succeeded: number | null = null;
@@ -167,7 +178,6 @@ async function oneRun(n: number, w: OtaWorld, b: BrokerProcess, fleet: OtaFleet,
   const spanS = (t1 - t0) / 1000;
   const per = spread(outcome.perDeviceMs.map((x) => x / 1000));
   error ??= outcome.error ?? telError ?? (succeeded !== null && succeeded !== devices ? `ota job show: ${succeeded} of ${devices} SUCCEEDED` : null);
-  const summaryOf = (x: WindowSummary): WindowSummary => ({ ...x, p50Us: round(x.p50Us, 0), p90Us: round(x.p90Us, 0), p99Us: round(x.p99Us, 0), maxUs: round(x.maxUs, 0), meanUs: round(x.meanUs, 0), seconds: round(x.seconds, 2) ?? 0 });
   return {
     run: n,
     ok: error === null,
@@ -198,16 +208,18 @@ async function oneRun(n: number, w: OtaWorld, b: BrokerProcess, fleet: OtaFleet,
     blocksRefused: outcome.blocksRefused,
     getRequests: outcome.getRequests,
     agentErrors: outcome.agentErrors,
-    telemetryBaseline: summaryOf(base.summary),
-    telemetryDuring: summaryOf(during.summary),
+    telemetryBaseline: rounded(base.summary),
+    telemetryDuring: rounded(during.summary),
+    controlBaseline: ctlBase !== null ? rounded(ctlBase.summary) : null,
+    controlDuring: ctlDuring !== null ? rounded(ctlDuring.summary) : null,
     p50Ratio: ratio(during.summary.p50Us, base.summary.p50Us),
     p99Ratio: ratio(during.summary.p99Us, base.summary.p99Us),
     waitedForQuietMs,
   };
 }
 
-/** Mosquitto with the same server certificate and CA chain (mTLS), the telemetry alone. */
-async function mosquittoRuns(w: OtaWorld, repeat: number, say: (s: string) => void): Promise<MosquittoRun[]> {
+/** Mosquitto with the same server certificate and CA chain (mTLS), and the telemetry pair through it. */
+async function startMosquitto(w: OtaWorld): Promise<void> {
   const f = w.files;
   const pki: BenchPki = {
     caCert: f.caChain,
@@ -219,33 +231,28 @@ async function mosquittoRuns(w: OtaWorld, repeat: number, say: (s: string) => vo
     clientKey: '',
     client: { ca: w.caPem, cert: w.telemetry.publisher.cert, key: w.telemetry.publisher.key },
   };
+  mosq = await BrokerProcess.start({ kind: 'mosquitto', persistence: false, pki });
+  control = await TelemetryProbe.start(telemetrySetup(w, mosq.tlsPort!));
+}
+
+/** Once Bastion is stopped: the telemetry through Mosquitto alone, `repeat` windows. */
+async function mosquittoRuns(tel: TelemetryProbe, repeat: number, say: (s: string) => void): Promise<MosquittoRun[]> {
   const runs: MosquittoRun[] = [];
-  broker = await BrokerProcess.start({ kind: 'mosquitto', persistence: false, pki });
-  try {
-    probe = await TelemetryProbe.start(telemetrySetup(w, broker.tlsPort!));
-    // The same settling time the Bastion baseline has had (connections made, first messages out).
+  let quietBudget = QUIET_BUDGET_MS;
+  for (let n = 1; n <= repeat; n++) {
+    const quiet = await waitForQuietMachine(QUIET_THRESHOLD_PCT, Math.min(QUIET_MAX_MS, quietBudget));
+    quietBudget = Math.max(0, quietBudget - quiet.waitedMs);
+    say(`Mosquitto [${n}/${repeat}] telemetry alone, ${BASELINE_MS / 1000} s … `);
+    const host0 = hostCpu();
+    const a = monoMs();
+    await sleep(BASELINE_MS);
+    const z = monoMs();
+    const machineCpuPct = round(busyPct(host0, hostCpu()), 0);
     await sleep(GRACE_MS);
-    let quietBudget = QUIET_BUDGET_MS;
-    for (let n = 1; n <= repeat; n++) {
-      const quiet = await waitForQuietMachine(QUIET_THRESHOLD_PCT, Math.min(QUIET_MAX_MS, quietBudget));
-      quietBudget = Math.max(0, quietBudget - quiet.waitedMs);
-      say(`Mosquitto [${n}/${repeat}] telemetry alone, ${BASELINE_MS / 1000} s … `);
-      const host0 = hostCpu();
-      const a = monoMs();
-      await sleep(BASELINE_MS);
-      const z = monoMs();
-      const machineCpuPct = round(busyPct(host0, hostCpu()), 0);
-      await sleep(GRACE_MS);
-      const r = await probe.window(a, z);
-      const t = r.summary;
-      runs.push({ run: n, telemetry: { ...t, p50Us: round(t.p50Us, 0), p90Us: round(t.p90Us, 0), p99Us: round(t.p99Us, 0), maxUs: round(t.maxUs, 0), meanUs: round(t.meanUs, 0), seconds: round(t.seconds, 2) ?? 0 }, error: r.failure, machineCpuPct, waitedForQuietMs: quiet.waitedMs });
-      say(`p50 ${round((t.p50Us ?? 0) / 1000, 2)} ms, p99 ${round((t.p99Us ?? 0) / 1000, 2)} ms\n`);
-    }
-  } finally {
-    await probe?.stop();
-    probe = null;
-    await broker.stop();
-    broker = null;
+    const r = await tel.window(a, z);
+    const t = r.summary;
+    runs.push({ run: n, telemetry: rounded(t), error: r.failure, machineCpuPct, waitedForQuietMs: quiet.waitedMs });
+    say(`p50 ${round((t.p50Us ?? 0) / 1000, 2)} ms, p99 ${round((t.p99Us ?? 0) / 1000, 2)} ms\n`);
   }
   return runs;
 }
@@ -278,6 +285,18 @@ export async function runOtaBench(opts: BenchOptions): Promise<never> {
     const port = await freePort();
     say('setup: ');
     world = await makeOtaWorld(work, port, { devices, imageBytes, runs: opts.repeat, maxBytesPerSecond: opts.otaMaxBytesPerSecond }, say);
+    if (mosquittoSkipped === null) {
+      say('mosquitto … ');
+      try {
+        await startMosquitto(world);
+      } catch (e) {
+        mosquittoSkipped = `failed: ${(e as Error).message}`;
+        await control?.stop();
+        control = null;
+        await mosq?.stop();
+        mosq = null;
+      }
+    }
     say('serve … ');
     broker = await BrokerProcess.start({ kind: 'bastion', persistence: false, pki: null, configFile: { path: world.configFile, port } });
     rss = new RssSampler(broker.pid);
@@ -293,7 +312,7 @@ export async function runOtaBench(opts: BenchOptions): Promise<never> {
       quietBudget = Math.max(0, quietBudget - quiet.waitedMs);
       say(`[${n}/${opts.repeat}] baseline ${BASELINE_MS / 1000} s, then ${devices} × ${opts.otaImageMib} MiB … `);
       if (!broker.alive) throw new Error(`the broker is gone: ${broker.log()}`);
-      const r = await oneRun(n, world, broker, fleet, probe, rss, imageBytes, quiet.waitedMs);
+      const r = await oneRun(n, world, broker, fleet, probe, control, rss, imageBytes, quiet.waitedMs);
       runs.push(r);
       say(
         r.ok
@@ -312,14 +331,18 @@ export async function runOtaBench(opts: BenchOptions): Promise<never> {
     await broker?.stop();
     broker = null;
   }
-  if (world !== null && mosquittoSkipped === null) {
+  if (control !== null) {
     try {
-      mosquitto = await mosquittoRuns(world, opts.repeat, say);
+      mosquitto = await mosquittoRuns(control, opts.repeat, say);
     } catch (e) {
       mosquittoSkipped = `failed: ${(e as Error).message}`;
       say(`\nbench --ota: Mosquitto: ${mosquittoSkipped}\n`);
     }
   }
+  await control?.stop();
+  control = null;
+  await mosq?.stop();
+  mosq = null;
   await rm(work, { recursive: true, force: true });
 
   const ok = runs.filter((r) => r.ok);
@@ -367,6 +390,10 @@ export async function runOtaBench(opts: BenchOptions): Promise<never> {
       duringOverMosquittoIdleP99: ratio(d99.median, mq99.median),
       baselineOverMosquittoIdleP50: ratio(b50.median, mq50.median),
       baselineOverMosquittoIdleP99: ratio(b99.median, mq99.median),
+      controlBaselineP50Us: pick((r) => r.controlBaseline?.p50Us ?? null),
+      controlBaselineP99Us: pick((r) => r.controlBaseline?.p99Us ?? null),
+      controlDuringP50Us: pick((r) => r.controlDuring?.p50Us ?? null),
+      controlDuringP99Us: pick((r) => r.controlDuring?.p99Us ?? null),
     },
     runs,
     mosquitto: { version: mosquittoSkipped === null ? hostInfo(MOSQUITTO_BIN).mosquitto : null, runs: mosquitto, skipped: mosquittoSkipped },

@@ -52,6 +52,9 @@ export interface OtaRun {
   agentErrors: string[];
   telemetryBaseline: WindowSummary | null;
   telemetryDuring: WindowSummary | null;
+  /** The control: the same telemetry through Mosquitto (running beside Bastion) over the same two windows. */
+  controlBaseline: WindowSummary | null;
+  controlDuring: WindowSummary | null;
   /** during / baseline, p50 and p99. */
   p50Ratio: number | null;
   p99Ratio: number | null;
@@ -96,6 +99,11 @@ export interface OtaReport {
     duringOverMosquittoIdleP99: number | null;
     baselineOverMosquittoIdleP50: number | null;
     baselineOverMosquittoIdleP99: number | null;
+    /** The control pair through Mosquitto, in Bastion's baseline windows and during its downloads. */
+    controlBaselineP50Us: Spread;
+    controlBaselineP99Us: Spread;
+    controlDuringP50Us: Spread;
+    controlDuringP99Us: Spread;
   };
   runs: OtaRun[];
   mosquitto: { version: string | null; runs: MosquittoRun[]; skipped: string | null };
@@ -137,6 +145,9 @@ export function printOtaReport(r: OtaReport): void {
     `  during / no download        ${sp(s.duringOverBaselineP50, (v) => f(v, '×', 2)).padEnd(24)} ${sp(s.duringOverBaselineP99, (v) => f(v, '×', 2))}`,
     `  during / Mosquitto idle     ${f(s.duringOverMosquittoIdleP50, '×', 2).padEnd(24)} ${f(s.duringOverMosquittoIdleP99, '×', 2)}`,
     `  no download / Mosq. idle    ${f(s.baselineOverMosquittoIdleP50, '×', 2).padEnd(24)} ${f(s.baselineOverMosquittoIdleP99, '×', 2)}`,
+    '  control: the same pair through Mosquitto, running beside Bastion (the machine\'s share of the delay)',
+    `  Mosquitto, Bastion idle     ${sp(s.controlBaselineP50Us, ms).padEnd(24)} ${sp(s.controlBaselineP99Us, ms)}`,
+    `  Mosquitto, Bastion downloads ${sp(s.controlDuringP50Us, ms).padEnd(23)} ${sp(s.controlDuringP99Us, ms)}`,
     ...(r.mosquitto.skipped !== null ? [`  Mosquitto: ${r.mosquitto.skipped}`] : []),
     '',
     'per run:',
@@ -150,7 +161,7 @@ export function printOtaReport(r: OtaReport): void {
         `broker ${f(x.brokerCpuSeconds, ' s', 2)} CPU (${f(x.brokerCpuPct, '%', 0)} of a core, ${f(x.brokerCpuMsPerMib, ' ms/MiB', 2)}), RSS ${f(x.brokerRssKbBaseline === null ? null : x.brokerRssKbBaseline / 1024, '', 0)} → peak ${f(x.brokerRssKbPeak === null ? null : x.brokerRssKbPeak / 1024, ' MiB', 0)}; ` +
         `devices+telemetry process ${f(x.generatorCpuPct, '%', 0)}, machine ${f(x.machineCpuPct, '%', 0)} (other ${f(x.otherCpuPct, '%', 0)}); ${x.blocksWritten} blocks in ${x.getRequests} gets${x.blocksRefused > 0 ? `, ${x.blocksRefused} refused` : ''}`,
       `      telemetry no download: p50 ${ms(b?.p50Us ?? null)} p99 ${ms(b?.p99Us ?? null)} max ${ms(b?.maxUs ?? null)} (${b?.received ?? 0}/${b?.sent ?? 0} msgs; machine ${f(x.baselineMachineCpuPct, '%', 0)}, broker ${f(x.baselineBrokerCpuPct, '%', 0)}); ` +
-        `during: p50 ${ms(d?.p50Us ?? null)} p99 ${ms(d?.p99Us ?? null)} max ${ms(d?.maxUs ?? null)} (${d?.received ?? 0}/${d?.sent ?? 0} msgs)${x.error !== null ? `; ERROR ${x.error}` : ''}${x.agentErrors.length > 0 ? `; agent errors: ${x.agentErrors.slice(0, 3).join(' | ')}` : ''}`,
+        `during: p50 ${ms(d?.p50Us ?? null)} p99 ${ms(d?.p99Us ?? null)} max ${ms(d?.maxUs ?? null)} (${d?.received ?? 0}/${d?.sent ?? 0} msgs)${x.controlDuring !== null ? `; control through Mosquitto: p50 ${ms(x.controlBaseline?.p50Us ?? null)} → ${ms(x.controlDuring.p50Us)}, p99 ${ms(x.controlBaseline?.p99Us ?? null)} → ${ms(x.controlDuring.p99Us)}` : ''}${x.error !== null ? `; ERROR ${x.error}` : ''}${x.agentErrors.length > 0 ? `; agent errors: ${x.agentErrors.slice(0, 3).join(' | ')}` : ''}`,
     );
   }
   for (const m of r.mosquitto.runs) {
