@@ -154,8 +154,12 @@ export class ClusterJobStore implements JobStore {
     if (replica === null || !replica.attached) return this.local.apply(e, patch, retry);
     return (async () => {
       const like: JobStoreRow = { table: 'executions', row: executionRowOf(e) };
+      // SECURITY: the change applies only to the state the service decided on (version and
+      // status): a cancel that another node merged in at the same version is not overwritten.
       const out = await replica.update(like, (current) =>
-        current.table === 'executions' && current.row.version === e.versionNumber ? { table: 'executions', row: patchedExecution(current.row, patch) } : null,
+        current.table === 'executions' && current.row.version === e.versionNumber && current.row.status === e.status
+          ? { table: 'executions', row: patchedExecution(current.row, patch) }
+          : null,
       );
       if (out === null || out.table !== 'executions') return null;
       if (retry) replica.put({ table: 'executions', row: retryExecution(out.row, patch.lastUpdatedAt) });
