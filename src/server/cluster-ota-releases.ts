@@ -131,6 +131,16 @@ export class OtaReleaseReplica implements SharedKind {
   private async step(): Promise<void> {
     if (this.stopped) return;
     this.images ??= await new Objm(this.conn.nc).create(IMAGE_BUCKET, { replicas: this.replicas, storage: StorageType.File });
+    const dir = otaDirOf(this.dataDir);
+    if (this.incoming.size > 0 && (await exists(dir))) {
+      // Releases this index already has need no lock (every start brings them all again):
+      // the lock is taken only for new ones, so a CLI command rarely finds it held.
+      const have = new Map((await readReleaseIndex(dir)).releases.map((r) => [r.id, r]));
+      for (const [id, r] of [...this.incoming]) {
+        const mine = have.get(id);
+        if (mine !== undefined && !('why' in checkRelease(mine)) && releaseText(mine) === releaseText(r)) this.incoming.delete(id);
+      }
+    }
     if (this.incoming.size > 0) {
       const batch = [...this.incoming.values()];
       const { added, refused } = await withOtaLock(this.dataDir, (dir) => addReleases(dir, batch));
@@ -138,7 +148,6 @@ export class OtaReleaseReplica implements SharedKind {
       for (const r of added) this.logger.info({ releaseId: r.id, classId: r.classId, version: r.version }, 'ota release from the cluster added');
       for (const x of refused) this.logger.error({ releaseId: x.release.id, why: x.why }, 'ota releases: a release from the cluster clashes with this node\'s; refused');
     }
-    const dir = otaDirOf(this.dataDir);
     if (!(await exists(dir))) return;
     for (const raw of (await readReleaseIndex(dir)).releases) {
       const r = checkRelease(raw);
