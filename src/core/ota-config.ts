@@ -29,6 +29,13 @@ const transferSchema = z
       .max(131072)
       .refine((n) => n % OTA_BLOCK_SIZE_STEP === 0, 'must be a multiple of 256')
       .default(16384),
+    /** Data messages kept in memory and shared by the devices fetching the same blocks (0: none). */
+    blockCacheBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(1024 * 1024 * 1024)
+      .default(32 * 1024 * 1024),
   })
   .strict();
 

@@ -147,9 +147,9 @@ test('data message: version 1, the raw digest, index and block size big-endian, 
 
 test('config: ota.transfer defaults, bounds, strict keys', () => {
   const base = { listeners: [{ name: 'a', protocol: 'mqtt', port: 0, insecure: true, allowAnonymous: true }] };
-  assert.deepEqual(configSchema.parse(base).ota, { transfer: { maxBytesPerSecond: 32 * 1024 * 1024, maxBlocksPerRequest: 32, defaultBlockSize: 16384 } });
+  assert.deepEqual(configSchema.parse(base).ota, { transfer: { maxBytesPerSecond: 32 * 1024 * 1024, maxBlocksPerRequest: 32, defaultBlockSize: 16384, blockCacheBytes: 32 * 1024 * 1024 } });
   assert.equal(configSchema.parse({ ...base, ota: { transfer: { maxBytesPerSecond: 1048576 } } }).ota.transfer.maxBytesPerSecond, 1048576);
-  for (const transfer of [{ maxBlocksPerRequest: 0 }, { maxBlocksPerRequest: 257 }, { defaultBlockSize: 1000 }, { defaultBlockSize: 262144 }, { maxBytesPerSecond: 100 }, { blocks: 1 }]) {
+  for (const transfer of [{ maxBlocksPerRequest: 0 }, { maxBlocksPerRequest: 257 }, { defaultBlockSize: 1000 }, { defaultBlockSize: 262144 }, { maxBytesPerSecond: 100 }, { blockCacheBytes: -1 }, { blocks: 1 }]) {
     assert.equal(configSchema.safeParse({ ...base, ota: { transfer } }).success, false, JSON.stringify(transfer));
   }
   assert.equal(configSchema.safeParse({ ...base, ota: { other: {} } }).success, false);

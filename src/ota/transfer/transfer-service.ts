@@ -21,6 +21,7 @@ import type { Logger } from '../../core/logger.js';
 import { blockCountOf, blockMessage, BLOCK_HEADER_BYTES } from './block-source.js';
 import type { FencedImage } from './fence.js';
 import { clientTokenOf, largestBlockSizeFor, parseGet, parseRequestJson, TransferRefusal, wantedBlocks, type GetRequest, type TransferErrorCode } from './request.js';
+import { BlockCache } from './block-cache.js';
 import { TransferScheduler, type DropReason } from './scheduler.js';
 import { transferRequestOf, transferTopic, type TransferRequestKind } from './topics.js';
 
@@ -39,9 +40,11 @@ export interface TransferSettings {
   maxBlocksPerRequest: number;
   /** The block size a description suggests (clipped to what the client accepts). */
   defaultBlockSize: number;
+  /** Data messages kept in memory, shared by every device fetching the same blocks (0: none). */
+  blockCacheBytes: number;
 }
 
-export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = { maxBytesPerSecond: 32 * 1024 * 1024, maxBlocksPerRequest: 32, defaultBlockSize: 16384 };
+export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = { maxBytesPerSecond: 32 * 1024 * 1024, maxBlocksPerRequest: 32, defaultBlockSize: 16384, blockCacheBytes: 32 * 1024 * 1024 };
 
 export interface TransferDeps {
   /** The image a device may fetch (fence.ts), or null. */
@@ -76,11 +79,14 @@ export class TransferService implements ClientService {
   /** Answers that found no matching subscription of the requester. */
   unanswered = 0;
   private readonly scheduler: TransferScheduler;
+  /** The data messages of the blocks devices fetch (one image to a fleet: each block read once). */
+  readonly cache: BlockCache;
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   /** Per device, the tail of its requests being answered (in arrival order). */
   private readonly chains = new Map<string, Promise<void>>();
 
   constructor(private readonly deps: TransferDeps) {
+    this.cache = new BlockCache(deps.settings.blockCacheBytes);
     this.scheduler = new TransferScheduler({
       maxBytesPerSecond: deps.settings.maxBytesPerSecond,
       clock: deps.clock,
@@ -160,7 +166,7 @@ export class TransferService implements ClientService {
         topic: transferTopic(identity, digest, 'data'),
         indices,
         sizeOf: (i) => BLOCK_HEADER_BYTES + blockBytes(i),
-        read: async (i) => blockMessage(digest, i, g.blockSize, await this.deps.readImage(digest, image.size, i * g.blockSize, blockBytes(i))),
+        read: (i) => this.cache.get(`${digest}:${g.blockSize}:${i}`, async () => blockMessage(digest, i, g.blockSize, await this.deps.readImage(digest, image.size, i * g.blockSize, blockBytes(i)))),
       });
     } catch (err) {
       this.refuse(client, reply, identity, digest, err, clientToken);
