@@ -108,7 +108,8 @@ export class OtaCluster {
 
   /** `replicas`: of the image object store (the cluster's replicas). */
   static open(dataDir: string, conn: ClusterNatsConnection, replicas: number, logger: Logger): OtaCluster {
-    const jobs = SqliteJobStore.open(join(dataDir, JOBS_DB_FILE));
+    // The broker's own connection: see SqliteJobStore.open on durability (the rows are in the cluster too).
+    const jobs = SqliteJobStore.open(join(dataDir, JOBS_DB_FILE), 'normal');
     try {
       return new OtaCluster(jobs, SqliteCampaignStore.open(join(dataDir, CAMPAIGNS_DB_FILE)), dataDir, conn, replicas, logger);
     } catch (err) {

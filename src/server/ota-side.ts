@@ -56,7 +56,8 @@ function errText(err: unknown): string {
 }
 
 export function openOtaSide(dataDir: string, logger: Logger, config: OtaConfig): OtaSide {
-  const store = SqliteJobStore.open(join(dataDir, JOBS_DB_FILE));
+  // The devices' reports are the broker's writes: see SqliteJobStore.open on durability.
+  const store = SqliteJobStore.open(join(dataDir, JOBS_DB_FILE), 'normal');
   let timer: NodeJS.Timeout | null = null;
   // Block transfer (item 4): no state of its own beyond open image files and the pending gets.
   const blocks = new BlockSource(dataDir);

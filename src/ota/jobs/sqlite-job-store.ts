@@ -123,7 +123,17 @@ const INSERT_EXECUTION = `INSERT INTO executions (job_id, identity, execution_nu
 export class SqliteJobStore implements JobStore {
   private constructor(private readonly db: Database.Database) {}
 
-  static open(file: string): SqliteJobStore {
+  /**
+   * `durability` is per connection. The CLI keeps `full` (a job it reports as created
+   * survives a power loss). The running broker passes `normal`: its writes are the devices'
+   * start and progress reports, and a commit that waits for the disk on every one of them
+   * held the event loop for 1–2 ms each (50 devices reporting 10% at once: ~100 ms during
+   * which no other client was served; the OTA bench's telemetry p99 fell from 147 to 32 ms
+   * with `normal`). WAL with `normal` loses nothing when the process is killed (`kill -9`);
+   * a power loss or an OS crash may take back the last reports, and a device then sees an
+   * older version of its execution (VersionMismatch on its next update).
+   */
+  static open(file: string, durability: 'full' | 'normal' = 'full'): SqliteJobStore {
     try {
       // SECURITY: the file is created 0600 before SQLite opens it.
       closeSync(openSync(file, 'a', 0o600));
@@ -131,7 +141,7 @@ export class SqliteJobStore implements JobStore {
     } catch (err) {
       throw new BastionError(ERR, `cannot create the jobs store ${file}: ${err instanceof Error ? err.message : String(err)}`);
     }
-    return new SqliteJobStore(openSharedDatabase(file, { migrations: MIGRATIONS, code: ERR, what: 'the jobs store', pragmas: ['synchronous = FULL', 'foreign_keys = ON'] }));
+    return new SqliteJobStore(openSharedDatabase(file, { migrations: MIGRATIONS, code: ERR, what: 'the jobs store', pragmas: [durability === 'full' ? 'synchronous = FULL' : 'synchronous = NORMAL', 'foreign_keys = ON'] }));
   }
 
   createJob(job: NewJob, identities: readonly string[]): boolean {
