@@ -13,6 +13,7 @@ import type { ClientService, ServiceReply } from '../../broker/client-services.j
 import type { AuthorizedClient } from '../../broker/ports.js';
 import type { Logger } from '../../core/logger.js';
 import { topicMatches } from '../../protocol/topic.js';
+import { KeyedTokenBuckets } from '../../security/limits/keyed-buckets.js';
 import { JobRefusal, type JobsService } from './jobs-service.js';
 import { jobRequestOf, notifyNextTopic } from './topics.js';
 
@@ -34,7 +35,7 @@ export class JobsMqttService implements ClientService {
   /** Answers that found no matching subscription of the requester. */
   unanswered = 0;
   private readonly watchers = new Map<string, Watcher>();
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly buckets = new KeyedTokenBuckets(RATE_PER_SECOND, BURST);
 
   constructor(
     private readonly service: JobsService,
@@ -126,14 +127,7 @@ export class JobsMqttService implements ClientService {
   }
 
   private take(identity: string): boolean {
-    const now = this.now();
-    const b = this.buckets.get(identity) ?? { tokens: BURST, at: now };
-    b.tokens = Math.min(BURST, b.tokens + ((now - b.at) / 1000) * RATE_PER_SECOND);
-    b.at = now;
-    this.buckets.set(identity, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
+    return this.buckets.take(identity, this.now());
   }
 
   private send(reply: ServiceReply, client: AuthorizedClient, topic: string, body: Json): void {

@@ -21,6 +21,7 @@ import type { Logger } from '../../core/logger.js';
 import { blockCountOf, blockMessage, BLOCK_HEADER_BYTES } from './block-source.js';
 import type { FencedImage } from './fence.js';
 import { clientTokenOf, largestBlockSizeFor, parseGet, parseRequestJson, TransferRefusal, wantedBlocks, type GetRequest, type TransferErrorCode } from './request.js';
+import { KeyedTokenBuckets } from '../../security/limits/keyed-buckets.js';
 import { BlockCache } from './block-cache.js';
 import { TransferScheduler, type DropReason } from './scheduler.js';
 import { transferRequestOf, transferTopic, type TransferRequestKind } from './topics.js';
@@ -81,7 +82,7 @@ export class TransferService implements ClientService {
   private readonly scheduler: TransferScheduler;
   /** The data messages of the blocks devices fetch (one image to a fleet: each block read once). */
   readonly cache: BlockCache;
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly buckets = new KeyedTokenBuckets(RATE_PER_SECOND, BURST, MAX_BUCKETS);
   /** Per device, the tail of its requests being answered (in arrival order). */
   private readonly chains = new Map<string, Promise<void>>();
 
@@ -182,17 +183,7 @@ export class TransferService implements ClientService {
   }
 
   private take(identity: string): boolean {
-    const now = this.deps.clock.now();
-    if (this.buckets.size >= MAX_BUCKETS && !this.buckets.has(identity)) {
-      for (const [id, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * RATE_PER_SECOND >= BURST) this.buckets.delete(id);
-    }
-    const b = this.buckets.get(identity) ?? { tokens: BURST, at: now };
-    b.tokens = Math.min(BURST, b.tokens + ((now - b.at) / 1000) * RATE_PER_SECOND);
-    b.at = now;
-    this.buckets.set(identity, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
+    return this.buckets.take(identity, this.deps.clock.now());
   }
 
   private send(client: AuthorizedClient, reply: ServiceReply, topic: string, body: Json): void {
