@@ -27,6 +27,8 @@ const ALLOWED: Record<string, string[]> = {
   client: ['core', 'protocol', 'pki'],
   // Device provisioning and renewal (issue 13): a subsystem of its own, with its SQLite records.
   provisioning: ['core', 'protocol', 'broker', 'security', 'pki', 'admin', 'store'],
+  // Behaviour detection and security audit checks (issue 15): pure cores fed by the broker's public ports and events.
+  defender: ['core', 'protocol', 'security', 'broker'],
   // The device SDK (`bastion-mqtt/device`): runs on devices, so it needs nothing of the broker.
   device: ['core', 'pki', 'firmware'],
   server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'provisioning', 'firmware'],
