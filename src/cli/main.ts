@@ -56,6 +56,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   // Reads <data-dir>/audit.db directly (WAL: alongside a running broker).
   audit: async () => (await import('./audit.js')).registerAuditCommand,
   ota: async () => (await import('./ota.js')).registerOtaCommand,
+  defender: async () => (await import('./defender.js')).registerDefenderCommand,
 };
 
 async function main(): Promise<void> {

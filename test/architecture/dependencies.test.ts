@@ -28,11 +28,12 @@ const ALLOWED: Record<string, string[]> = {
   // Device provisioning and renewal (issue 13): a subsystem of its own, with its SQLite records.
   provisioning: ['core', 'protocol', 'broker', 'security', 'pki', 'admin', 'store'],
   // Behaviour detection and security audit checks (issue 15): pure cores fed by the broker's public ports and events.
-  defender: ['core', 'protocol', 'security', 'broker'],
+  // detect/ uses broker; audit/ (security audit checks) uses pki and store (the inventory's record type), never broker.
+  defender: ['core', 'protocol', 'security', 'broker', 'pki', 'store'],
   // The device SDK (`bastion-mqtt/device`): runs on devices, so it needs nothing of the broker.
   device: ['core', 'pki', 'firmware'],
   server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'provisioning', 'firmware'],
-  cli: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'server', 'provisioning', 'device', 'firmware'],
+  cli: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'server', 'provisioning', 'device', 'firmware', 'defender'],
 };
 
 /** Modules that must stay free of I/O: no sockets, files, databases. */
