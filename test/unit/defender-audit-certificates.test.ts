@@ -8,7 +8,7 @@ import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { runAudit } from '../../src/defender/audit/index.js';
 import { debianBlacklistEntry, hasRocaFingerprint, keyFacts, ROCA_PRIME_PRODUCT } from '../../src/defender/audit/weak-keys.js';
 import { createIntermediateCa, createRootCa, issueCertificate } from '../../src/pki/index.js';
-import { DAY, input, NOW, pkiWith, recordOf, rsaCertificate, rsaPublicKey } from './defender-audit-support.js';
+import { cleanConfig, DAY, input, NOW, pkiWith, recordOf, rsaCertificate, rsaPublicKey } from './defender-audit-support.js';
 
 const root = await createRootCa({ commonName: 'Audit Test Root', pathLength: 1, now: new Date(NOW.getTime() - 1000 * DAY) });
 const inter = await createIntermediateCa({ root, commonName: 'Audit Test Intermediate', now: new Date(NOW.getTime() - 900 * DAY) });
@@ -44,6 +44,16 @@ test('a CA or server certificate expiring soon is high (the whole fleet depends 
   const server = await issueCertificate({ ca: inter, profile: 'server', commonName: 'broker.local', days: 5, now: NOW });
   const findings = runAudit(input({ pki: pkiWith(recordOf(oldRoot.certPem, 'root', null), recordOf(server.certPem, 'server', inter.serialNumber)) }));
   assert.deepEqual(findings.map((f) => `${f.check}:${f.severity}`).sort(), ['ca-certificate-expiring:high', 'server-certificate-expiring:high']);
+});
+
+test("an operator's (admin API) certificate expiring soon is high: the OU of the config's admin.operatorOu marks it", async () => {
+  const op = await issueCertificate({ ca: inter, profile: 'client', commonName: 'alice', organizationalUnit: 'operators', days: 20, now: NOW });
+  const rec = recordOf(op.certPem, 'client', inter.serialNumber);
+  assert.equal(rec.subject, 'CN=alice, OU=operators');
+  assert.deepEqual(checksOf(input({ pki: pkiWith(rootRec, interRec, rec) })), [`admin-certificate-expiring:high:${rec.serialNumber}`]);
+  // With another operator OU configured, it is an ordinary device certificate.
+  const config = cleanConfig({ admin: { port: 0, tls: { cert: 'a', key: 'b', ca: 'c', clientCerts: 'required' }, tokens: false, operatorOu: 'ops' } });
+  assert.deepEqual(checksOf(input({ config, pki: pkiWith(rootRec, interRec, rec) })), [`device-certificate-expiring:medium:${rec.serialNumber}`]);
 });
 
 test('a device certificate older than the age threshold is low; the threshold is a setting', async () => {

@@ -8,7 +8,7 @@ import { randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { configSchema, type BastionConfig } from '../../src/core/config.js';
 import { DEFAULT_THRESHOLDS, type AuditInput } from '../../src/defender/audit/index.js';
-import type { CertificateWithKey } from '../../src/pki/index.js';
+import { describeCertificate, type CertificateWithKey } from '../../src/pki/index.js';
 import { policyFromConfig } from '../../src/security/authz/default-policy.js';
 import type { CertificateKind, InventoryRecord } from '../../src/store/sqlite/pki-inventory.js';
 
@@ -32,12 +32,14 @@ export function input(overrides: Partial<AuditInput> = {}): AuditInput {
 
 export function recordOf(certPem: string, kind: CertificateKind, issuerSerial: string | null, status: 'valid' | 'revoked' = 'valid'): InventoryRecord {
   const c = new X509Certificate(certPem);
+  // The subject as the inventory stores it (RFC 4514 order, `CN=x, OU=y`).
+  const d = describeCertificate(certPem);
   return {
     serialNumber: c.serialNumber,
     kind,
     issuerSerial,
-    subject: c.subject,
-    commonName: /CN=([^\n,]+)/.exec(c.subject)?.[1] ?? '',
+    subject: d.subject,
+    commonName: d.commonName,
     sans: [],
     fingerprint256: c.fingerprint256,
     notBefore: new Date(c.validFrom),

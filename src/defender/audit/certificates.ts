@@ -11,7 +11,19 @@ import { debianBlacklistEntry, hasRocaFingerprint, keyFacts } from './weak-keys.
 const DAY_MS = 86_400_000;
 const MIN_RSA_BITS = 2048;
 
-function kindName(r: InventoryRecord): string {
+/** The OU that makes a client certificate an operator's (admin API), as the config names it. */
+function operatorOu(input: AuditInput): string {
+  return input.config.admin?.operatorOu ?? 'operators';
+}
+
+/** Operator certificates are client certificates with the operator OU in their subject. */
+function isOperator(r: InventoryRecord, ou: string): boolean {
+  if (r.kind !== 'client') return false;
+  return r.subject.split(/,\s*|\n/).some((part) => part === `OU=${ou}`);
+}
+
+function kindName(r: InventoryRecord, ou: string): string {
+  if (isOperator(r, ou)) return 'admin';
   return r.kind === 'client' ? 'device' : r.kind === 'server' ? 'server' : 'ca';
 }
 
@@ -34,16 +46,19 @@ export function certificateExpiryFindings(input: AuditInput): Finding[] {
   const out: Finding[] = [];
   const now = input.now.getTime();
   const horizon = now + input.thresholds.expiringDays * DAY_MS;
+  const ou = operatorOu(input);
   for (const r of input.pki?.records ?? []) {
     if (r.status !== 'valid') continue;
     const left = r.notAfter.getTime();
     if (left > horizon) continue;
     const expired = left <= now;
     const days = Math.floor(Math.abs(left - now) / DAY_MS);
-    // A CA or server certificate takes the whole fleet down when it lapses; one device only itself.
-    const severity: Severity = r.kind === 'client' ? 'medium' : 'high';
+    // A CA or server certificate takes the whole fleet down when it lapses, an operator's
+    // locks the operator out of the admin API; one device's takes only that device.
+    const kind = kindName(r, ou);
+    const severity: Severity = kind === 'device' ? 'medium' : 'high';
     out.push({
-      check: `${kindName(r)}-certificate-expiring`,
+      check: `${kind}-certificate-expiring`,
       severity,
       subject: r.serialNumber,
       message: expired ? `${describe(r)} expired ${days} day(s) ago (${r.notAfter.toISOString()})` : `${describe(r)} expires in ${days} day(s) (${r.notAfter.toISOString()})`,
