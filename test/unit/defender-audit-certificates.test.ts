@@ -125,6 +125,12 @@ test('an intermediate revoked while unrevoked, unexpired certificates it issued 
   assert.deepEqual(checksOf(input({ pki: pkiWith(rootRec, revokedInter, ...both) })), []);
 });
 
+test('an inventory record whose PEM cannot be parsed is medium (not a crash)', async () => {
+  const d = await device('dev-damaged', 1, 365);
+  const damaged = { ...d, certPem: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' };
+  assert.deepEqual(checksOf(input({ pki: pkiWith(rootRec, interRec, damaged) })), [`certificate-unreadable:medium:${d.serialNumber}`]);
+});
+
 test('the serial a finding names is the X.509 serial of the certificate', () => {
   assert.equal(new X509Certificate(inter.certPem).serialNumber, interRec.serialNumber);
 });

@@ -59,6 +59,14 @@ test('overly permissive rules come from acl lint; a deny rule with wildcards is 
   assert.ok(findings.includes('acl-deny-wildcard:low:role fleet rule #1 (deny publish devices/+/cmd)'), findings.join('\n'));
 });
 
+test("acl lint's other findings map to acl-lint: a role bound to nobody is low, a binding to an unknown role medium", () => {
+  const policy = {
+    roles: [{ name: 'orphan', source: 'store' as const, rules: [{ effect: 'allow' as const, action: 'subscribe' as const, topic: 'broadcast/#' }] }],
+    bindings: [{ role: 'ghost', attribute: 'clientId' as const, value: 'x' }],
+  };
+  assert.deepEqual(checksOf(input({ policy })).sort(), ['acl-lint:low:role orphan', 'acl-lint:medium:role ghost']);
+});
+
 test('claims: ≥ 90% of maxDevices is medium, expired and unrevoked is low, revoked ones are quiet', () => {
   const claim = (serialNumber: string, devices: number, maxDevices: number, expiresIn: number, revokedAt: number | null = null) => ({ serialNumber, template: 't', devices, maxDevices, expiresAt: NOW.getTime() + expiresIn, revokedAt });
   const claims = [claim('AA', 9, 10, DAY), claim('BB', 8, 10, DAY), claim('CC', 0, 0, -DAY), claim('DD', 10, 10, DAY, NOW.getTime()), claim('EE', 500, 0, DAY)];
