@@ -146,7 +146,7 @@ test('percentile rule: one device far above its role p99 alarms; other roles are
 });
 
 test('baseline rule: silent through warm-up and normal noise, alarms on a 5x burst, clears', () => {
-  const rule: Rule = { kind: 'baseline', name: 'rate', metric: 'messagesSent', alpha: 0.05, k: 6, warmup: 30, minSigma: 1, minRatio: 3, minValue: 10, ...hyst };
+  const rule: Rule = { kind: 'baseline', name: 'rate', metric: 'messagesSent', alpha: 0.05, k: 6, warmup: 30, minSigma: 1, minRatio: 3, minValue: 10, span: 1, ...hyst };
   const rand = prng(11);
   const changes = run([rule], 120, (s, w, t0) => {
     const base = 12 + Math.round((rand() - 0.5) * 6);
@@ -154,6 +154,22 @@ test('baseline rule: silent through warm-up and normal noise, alarms on a 5x bur
     for (let i = 0; i < n; i++) pub(s, 'd1', 'tele/d1', 50, t0 + i);
   });
   assert.deepEqual(changes.map((c) => [c.state, c.at / W]), [['ALARM', 101], ['CLEAR', 104]]);
+});
+
+test('baseline rule with span 2: judges the sum of this and the previous datapoint', () => {
+  const rule: Rule = { kind: 'baseline', name: 'rate', metric: 'messagesSent', alpha: 0.05, k: 6, warmup: 10, minSigma: 1, minRatio: 1, minValue: 10, span: 2, ...hyst };
+  // 4 a window (σ floored at 1): span 1 alarms above 4 + 6 = 10, span 2 above 8 + 6 = 14.
+  // Two windows of 9 stay under 10 each, but sum to 18: only span 2 sees them.
+  const changes = run([rule], 40, (s, w, t0) => {
+    const n = w === 30 || w === 31 ? 9 : 4;
+    for (let i = 0; i < n; i++) pub(s, 'd1', 'tele/d1', 50, t0 + i);
+  });
+  assert.deepEqual(changes.map((c) => [c.state, c.at / W, c.value]), [['ALARM', 32, 18], ['CLEAR', 33, 13]]);
+  const single = run([{ ...rule, span: 1 }], 40, (s, w, t0) => {
+    const n = w === 30 || w === 31 ? 9 : 4;
+    for (let i = 0; i < n; i++) pub(s, 'd1', 'tele/d1', 50, t0 + i);
+  });
+  assert.deepEqual(single, []);
 });
 
 test('new-behaviour rules: a new topic prefix, address prefix and client id alarm after warm-up only', () => {
@@ -202,7 +218,7 @@ test('evaluator: learned state is bounded by maxIdentities and the known-set cap
 
 test('config: defaults parse, a misspelt key is refused, duplicate names are refused', () => {
   const cfg = parseDetectConfig(undefined);
-  assert.equal(cfg.windowSeconds, 60);
+  assert.equal(cfg.windowSeconds, 30);
   assert.equal(cfg.rules.length, DEFAULT_RULES.length);
   assert.throws(() => parseDetectConfig({ windowSecs: 60 }), /windowSecs|Unrecognized/);
   assert.throws(() => parseDetectConfig({ rules: [{ kind: 'static', name: 'x', metric: 'connects', operator: 'gt', value: 1, treshold: 3 }] }), /treshold|Unrecognized/);
@@ -210,5 +226,5 @@ test('config: defaults parse, a misspelt key is refused, duplicate names are ref
   const two = { kind: 'static', name: 'x', metric: 'connects', operator: 'gt', value: 1 };
   assert.throws(() => parseDetectConfig({ rules: [two, two] }), /duplicate rule name/);
   const one = parseDetectConfig({ rules: [{ kind: 'baseline', name: 'b', metric: 'bytesSent' }] });
-  assert.deepEqual(one.rules[0], { kind: 'baseline', name: 'b', metric: 'bytesSent', alpha: 0.05, k: 6, warmup: 30, minSigma: 1, minRatio: 3, minValue: 0, consecutiveDatapointsToAlarm: 1, consecutiveDatapointsToClear: 1, cooldownSeconds: 300 });
+  assert.deepEqual(one.rules[0], { kind: 'baseline', name: 'b', metric: 'bytesSent', alpha: 0.05, k: 6, warmup: 30, minSigma: 1, minRatio: 3, minValue: 0, span: 1, consecutiveDatapointsToAlarm: 1, consecutiveDatapointsToClear: 1, cooldownSeconds: 300 });
 });

@@ -150,8 +150,12 @@ export class Evaluator {
         return { breach: value > rule.factor * p.value && value >= rule.minValue, value, threshold };
       }
       case 'baseline': {
-        const value = dp.metrics[rule.metric];
-        const b = (st.baselines[i] ??= { n: 0, mean: 0, variance: 0 });
+        const raw = dp.metrics[rule.metric];
+        const b = (st.baselines[i] ??= { n: 0, mean: 0, variance: 0, prev: 0, prevWindow: -1 });
+        // Span 2: this window plus the one before, if the identity had a datapoint in it.
+        const value = rule.span === 2 ? raw + (b.prevWindow === this.window - 1 ? b.prev : 0) : raw;
+        b.prev = raw;
+        b.prevWindow = this.window;
         const threshold = baselineThreshold(rule, b);
         const breach = threshold !== null && value > threshold;
         if (!breach) updateBaseline(b, value, rule.alpha);

@@ -59,6 +59,11 @@ export interface BaselineRule extends RuleCommon {
   minSigma: number;
   minRatio: number;
   minValue: number;
+  /**
+   * Datapoints summed into the value compared (1 or 2). With 2 and 30 s windows the rule
+   * judges a 60 s sliding sum every 30 s: the noise of a 60 s window, the delay of a 30 s one.
+   */
+  span: 1 | 2;
 }
 
 /**
@@ -97,11 +102,14 @@ export function percentileOf(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
 }
 
-/** An EWMA mean and variance, 24 bytes of numbers. */
+/** An EWMA mean and variance, and the last raw value: 5 numbers. */
 export interface Baseline {
   n: number;
   mean: number;
   variance: number;
+  /** The previous datapoint's raw value and its window number (for span 2). */
+  prev: number;
+  prevWindow: number;
 }
 
 /** Folds `x` into `b` (West's incremental EWMA variance); the first value seeds the mean. */
