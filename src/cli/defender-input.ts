@@ -14,6 +14,7 @@ import type { BastionConfig } from '../core/config.js';
 import { BastionError } from '../core/errors.js';
 import { DEFAULT_THRESHOLDS, type AuditClaim, type AuditCrlFile, type AuditInput, type AuditPki } from '../defender/audit/index.js';
 import { parseCrls } from '../pki/index.js';
+import { DEV_DEVICE_COMMON_NAME } from '../server/dev-pki.js';
 import { revocationFinding } from '../server/listener-lint.js';
 import { configuredPkiDir, DEFAULT_DATA_DIR, pkiDirOf, pkiLayout } from '../server/pki-layout.js';
 import { zeroConfig } from '../server/zero-config.js';
@@ -89,6 +90,9 @@ async function configOf(opts: AuditSourceOptions): Promise<{ config: BastionConf
   if (opts.config === undefined) {
     const dataDir = resolve(cwd, opts.dataDir ?? DEFAULT_DATA_DIR);
     const l = pkiLayout(pkiDirOf(dataDir));
+    // The listener `bastion serve` builds for this data dir. Its certificate and key paths
+    // are not audited (the inventory is); the trust anchor and CRL paths are, and they come
+    // from the shared layout.
     const config = zeroConfig(dataDir, {
       dir: l.dir,
       rootCert: l.rootCert,
@@ -96,9 +100,9 @@ async function configOf(opts: AuditSourceOptions): Promise<{ config: BastionConf
       crl: l.crl,
       serverCert: join(l.dir, 'server.crt'),
       serverKey: join(l.dir, 'server.key'),
-      clientCommonName: 'device-demo',
-      clientCert: join(l.dir, 'device-demo.crt'),
-      clientKey: join(l.dir, 'device-demo.key'),
+      clientCommonName: DEV_DEVICE_COMMON_NAME,
+      clientCert: join(l.dir, `${DEV_DEVICE_COMMON_NAME}.crt`),
+      clientKey: join(l.dir, `${DEV_DEVICE_COMMON_NAME}.key`),
       created: false,
     });
     return { config, baseDir: cwd, dataDir, pkiDir: l.dir };
