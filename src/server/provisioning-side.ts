@@ -21,7 +21,7 @@ import { ProvisioningGuard } from '../provisioning/provisioning-guard.js';
 import { ProvisioningMqttService } from '../provisioning/mqtt-service.js';
 import { ProvisioningService } from '../provisioning/provisioning-service.js';
 import { PROVISIONING_DB_FILE, SqliteProvisioningStore } from '../provisioning/sqlite-provisioning-store.js';
-import { ClusterProvisioningStore, ProvisioningReplica } from './cluster-provisioning.js';
+import { ClusterProvisioningStore, provisioningReplica, type ProvisioningReplica } from './cluster-provisioning.js';
 import { sanFromText } from '../provisioning/template.js';
 import { ProvisionTokenProvider } from '../provisioning/token-provider.js';
 import type { PolicyService } from '../security/authz/policy-service.js';
@@ -108,8 +108,8 @@ export function openProvisioningSide(config: BastionConfig, baseDir: string, dat
   const enabled = Object.keys(config.provisioning.templates).length > 0;
   const file = enabled ? SqliteProvisioningStore.open(join(dataDir, PROVISIONING_DB_FILE)) : null;
   // In a cluster the records are shared (cluster-provisioning.ts): a token works once on any node.
-  const replica = file !== null && config.cluster !== undefined ? new ProvisioningReplica(file, logger) : null;
-  const store: ProvisioningStore | null = replica !== null ? new ClusterProvisioningStore(replica) : file;
+  const replica = file !== null && config.cluster !== undefined ? provisioningReplica(file, logger) : null;
+  const store: ProvisioningStore | null = file !== null && replica !== null ? new ClusterProvisioningStore(file, replica) : file;
   let timer: NodeJS.Timeout | null = null;
   let attached: ProvisioningService | null = null;
   return {
