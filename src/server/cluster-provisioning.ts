@@ -38,11 +38,8 @@ import {
   type ProvisioningTable,
 } from '../provisioning/provisioning-rows.js';
 import type { SqliteProvisioningStore } from '../provisioning/sqlite-provisioning-store.js';
+import { normalizeSerial } from '../store/sqlite/pki-inventory.js';
 import { RowReplica } from './cluster-rows.js';
-
-function serialKey(serial: string): string {
-  return serial.replace(/[:\s]/g, '').toUpperCase();
-}
 
 /** provisioning.db's rows as the shared state's `prov.*` entries (cluster-rows.ts does the replicating). */
 export type ProvisioningReplica = RowReplica<ProvisioningRow>;
@@ -95,7 +92,7 @@ export class ClusterProvisioningStore implements ProvisioningStore {
 
   addClaim(claim: Omit<ClaimRecord, 'devices' | 'revokedAt'>): void {
     this.local.addClaim(claim);
-    this.changed('claims', serialKey(claim.serialNumber));
+    this.changed('claims', normalizeSerial(claim.serialNumber));
   }
   claim(serialNumber: string): ClaimRecord | null {
     return this.local.claim(serialNumber);
@@ -105,11 +102,11 @@ export class ClusterProvisioningStore implements ProvisioningStore {
   }
   revokeClaim(serialNumber: string, at: number): boolean {
     const done = this.local.revokeClaim(serialNumber, at);
-    if (done) this.changed('claims', serialKey(serialNumber));
+    if (done) this.changed('claims', normalizeSerial(serialNumber));
     return done;
   }
   takeClaimSlot(serialNumber: string): Promise<boolean> {
-    return this.spendOnce('claims', serialKey(serialNumber), (r) => {
+    return this.spendOnce('claims', normalizeSerial(serialNumber), (r) => {
       if (r.table !== 'claims' || r.row.revoked_at !== null || (r.row.max_devices !== 0 && r.row.devices >= r.row.max_devices)) return null;
       return { table: 'claims', row: { ...r.row, devices: r.row.devices + 1 } };
     });
@@ -183,7 +180,7 @@ export class ClusterProvisioningStore implements ProvisioningStore {
 
   addRenewal(renewal: Omit<RenewalRecord, 'supersededAt'>): void {
     this.local.addRenewal(renewal);
-    this.changed('renewals', serialKey(renewal.newSerial));
+    this.changed('renewals', normalizeSerial(renewal.newSerial));
   }
   renewalByNewSerial(newSerial: string): RenewalRecord | null {
     return this.local.renewalByNewSerial(newSerial);
@@ -193,7 +190,7 @@ export class ClusterProvisioningStore implements ProvisioningStore {
   }
   markSuperseded(newSerial: string, at: number): void {
     this.local.markSuperseded(newSerial, at);
-    this.changed('renewals', serialKey(newSerial));
+    this.changed('renewals', normalizeSerial(newSerial));
   }
   renewalsSince(identity: string, since: number): number {
     return this.local.renewalsSince(identity, since);

@@ -15,8 +15,8 @@ import { chmodSync, closeSync, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
 import { openSharedDatabase, type SchemaMigration } from '../../store/sqlite/schema-migrations.js';
-import type { ExecutionRowData, JobRowData, JobStoreRow } from './job-rows.js';
-import type { ExecutionPatch, ExecutionRecord, ExecutionStatus, JobRecord, JobStatus, JobStore, NewJob } from './ports.js';
+import { executionOfRow, type ExecutionRowData, type JobRowData, type JobStoreRow } from './job-rows.js';
+import type { ExecutionPatch, ExecutionRecord, JobRecord, JobStatus, JobStore, NewJob } from './ports.js';
 
 export const JOBS_DB_FILE = 'ota-jobs.db';
 const ERR = 'ERR_OTA_JOB_STORE';
@@ -72,20 +72,8 @@ interface JobRow {
   created_at: number;
   canceled_at: number | null;
 }
-interface ExecutionRow {
-  job_id: string;
-  identity: string;
-  execution_number: number;
-  status: ExecutionStatus;
-  version: number;
-  status_details: string;
-  queued_at: number;
-  started_at: number | null;
-  last_updated_at: number;
-  step_timeout_at: number | null;
-  in_progress_timeout_at: number | null;
-  retry_count: number;
-}
+/** An execution as SQLite returns it: the columns of job-rows.ts's execution row. */
+type ExecutionRow = ExecutionRowData;
 
 function jobOf(r: JobRow): JobRecord {
   return {
@@ -97,23 +85,6 @@ function jobOf(r: JobRow): JobRecord {
     inProgressTimeoutMs: r.in_progress_timeout_ms,
     createdAt: r.created_at,
     canceledAt: r.canceled_at,
-  };
-}
-
-function executionOf(r: ExecutionRow): ExecutionRecord {
-  return {
-    jobId: r.job_id,
-    identity: r.identity,
-    executionNumber: r.execution_number,
-    status: r.status,
-    versionNumber: r.version,
-    statusDetails: JSON.parse(r.status_details) as Record<string, string>,
-    queuedAt: r.queued_at,
-    startedAt: r.started_at,
-    lastUpdatedAt: r.last_updated_at,
-    stepTimeoutAt: r.step_timeout_at,
-    inProgressTimeoutAt: r.in_progress_timeout_at,
-    retryCount: r.retry_count,
   };
 }
 
@@ -182,21 +153,21 @@ export class SqliteJobStore implements JobStore {
   }
 
   executionsOf(jobId: string): ExecutionRecord[] {
-    return (this.db.prepare('SELECT * FROM executions WHERE job_id = ? ORDER BY identity, execution_number').all(jobId) as ExecutionRow[]).map(executionOf);
+    return (this.db.prepare('SELECT * FROM executions WHERE job_id = ? ORDER BY identity, execution_number').all(jobId) as ExecutionRow[]).map(executionOfRow);
   }
 
   execution(jobId: string, identity: string, executionNumber?: number): ExecutionRecord | null {
     const r = (executionNumber !== undefined
       ? this.db.prepare('SELECT * FROM executions WHERE job_id = ? AND identity = ? AND execution_number = ?').get(jobId, identity, executionNumber)
       : this.db.prepare('SELECT * FROM executions WHERE job_id = ? AND identity = ? ORDER BY execution_number DESC LIMIT 1').get(jobId, identity)) as ExecutionRow | undefined;
-    return r === undefined ? null : executionOf(r);
+    return r === undefined ? null : executionOfRow(r);
   }
 
   pending(identity: string): ExecutionRecord[] {
     const rows = this.db
       .prepare(`SELECT * FROM executions WHERE identity = ? AND status IN ('QUEUED', 'IN_PROGRESS') ORDER BY queued_at, job_id, execution_number`)
       .all(identity) as ExecutionRow[];
-    return rows.map(executionOf);
+    return rows.map(executionOfRow);
   }
 
   apply(e: ExecutionRecord, patch: ExecutionPatch, retry: boolean): ExecutionRecord | null {
@@ -231,7 +202,7 @@ export class SqliteJobStore implements JobStore {
     const rows = this.db
       .prepare(`SELECT * FROM executions WHERE status = 'IN_PROGRESS' AND ((step_timeout_at IS NOT NULL AND step_timeout_at <= ?) OR (in_progress_timeout_at IS NOT NULL AND in_progress_timeout_at <= ?))`)
       .all(now, now) as ExecutionRow[];
-    return rows.map(executionOf);
+    return rows.map(executionOfRow);
   }
 
   dataVersion(): number {

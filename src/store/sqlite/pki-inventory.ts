@@ -115,25 +115,7 @@ export class PkiInventory {
   }
 
   add(record: NewInventoryRecord): void {
-    this.db
-      .prepare(
-        `INSERT INTO certificates (serial, kind, issuer_serial, subject, common_name, sans, fingerprint256,
-           not_before, not_after, status, revoked_at, reason, pem, issued_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'valid', NULL, NULL, ?, ?)`,
-      )
-      .run(
-        normalizeSerial(record.serialNumber),
-        record.kind,
-        record.issuerSerial === null ? null : normalizeSerial(record.issuerSerial),
-        record.subject,
-        record.commonName,
-        JSON.stringify(record.sans),
-        record.fingerprint256,
-        record.notBefore.getTime(),
-        record.notAfter.getTime(),
-        record.certPem,
-        record.issuedAt.getTime(),
-      );
+    this.insert('INSERT', record, { status: 'valid', revokedAt: null, reason: null });
   }
 
   /**
@@ -142,9 +124,15 @@ export class PkiInventory {
    * already: the caller merges into that row instead.
    */
   insertRecord(record: InventoryRecord): boolean {
-    const info = this.db
+    const revoked = record.status === 'revoked';
+    return this.insert('INSERT OR IGNORE', record, { status: record.status, revokedAt: revoked ? (record.revokedAt ?? new Date(0)) : null, reason: revoked ? record.reason : null }) === 1;
+  }
+
+  /** One certificate row with its standing; the number of rows inserted. */
+  private insert(verb: 'INSERT' | 'INSERT OR IGNORE', record: NewInventoryRecord, standing: { status: CertificateStatus; revokedAt: Date | null; reason: string | null }): number {
+    return this.db
       .prepare(
-        `INSERT OR IGNORE INTO certificates (serial, kind, issuer_serial, subject, common_name, sans, fingerprint256,
+        `${verb} INTO certificates (serial, kind, issuer_serial, subject, common_name, sans, fingerprint256,
            not_before, not_after, status, revoked_at, reason, pem, issued_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -158,13 +146,12 @@ export class PkiInventory {
         record.fingerprint256,
         record.notBefore.getTime(),
         record.notAfter.getTime(),
-        record.status,
-        record.status === 'revoked' ? (record.revokedAt ?? new Date(0)).getTime() : null,
-        record.status === 'revoked' ? record.reason : null,
+        standing.status,
+        standing.revokedAt?.getTime() ?? null,
+        standing.reason,
         record.certPem,
         record.issuedAt.getTime(),
-      );
-    return info.changes === 1;
+      ).changes;
   }
 
   /**
