@@ -43,6 +43,8 @@ export interface ProvisioningBroker {
   adminPort: number | null;
   /** A claim certificate for `template` (recorded as `bastion cert issue --profile claim` does). */
   claim(template: string, opts?: { maxDevices?: number; days?: number }): Promise<{ cert: string; key: string; serialNumber: string }>;
+  /** A client certificate for `commonName` from this broker's PKI (as `bastion cert issue` makes it), valid 2 days. */
+  clientCert(commonName: string): Promise<{ cert: string; key: string }>;
   /** A one-time token for `template` (as `bastion provision token create` does). */
   token(template: string, ttlMs?: number): string;
   /** MQTT.js over mqtts to this broker (reconnect off), with `ca` set. */
@@ -138,6 +140,15 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
           store.close();
         }
         return { cert: readFileSync(files.certPath, 'utf8'), key: readFileSync(files.keyPath, 'utf8'), serialNumber: files.serialNumber };
+      } finally {
+        pki.close();
+      }
+    },
+    async clientCert(commonName) {
+      const pki = await PkiService.open(pkiDir);
+      try {
+        const files = await pki.issue({ profile: 'client', commonName, days: 2, fileStem: commonName });
+        return { cert: readFileSync(files.certPath, 'utf8'), key: readFileSync(files.keyPath, 'utf8') };
       } finally {
         pki.close();
       }

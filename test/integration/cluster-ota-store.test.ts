@@ -23,6 +23,7 @@ import { JOBS_DB_FILE, SqliteJobStore } from '../../src/ota/jobs/sqlite-job-stor
 import { ClusterJobStore, OtaCluster } from '../../src/server/cluster-ota.js';
 import { parseConfig } from '../../src/server/load-config.js';
 import { startNatsServer, type SingleNats } from '../helpers/nats-server.js';
+import { until } from './support.js';
 
 let dir: string;
 let nats: SingleNats;
@@ -32,15 +33,6 @@ let cluster: OtaCluster;
 let local: SqliteJobStore;
 let store: ClusterJobStore;
 let kv: KV;
-
-async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function entry(key: string): Promise<Record<string, unknown> | null> {
   const e = await kv.get(key);

@@ -29,7 +29,7 @@ import { PkiService } from '../../src/server/pki-service.js';
 import { EventRecorder } from '../helpers/event-recorder.js';
 import { setUpPki, startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { startNatsServer, type SingleNats } from '../helpers/nats-server.js';
-import { BASTION_MAIN, run, type ProcResult } from './support.js';
+import { BASTION_MAIN, run, type ProcResult, until } from './support.js';
 import { RecordingLogger } from './tls-support.js';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
@@ -58,15 +58,6 @@ const open: MqttClient[] = [];
 const ota = (node: ProvisioningBroker, ...args: string[]): Promise<ProcResult> => run(process.execPath, [BASTION_MAIN, 'ota', ...args, '--data-dir', node.dataDir]);
 const ok = (r: ProcResult): ProcResult => (assert.equal(r.code, 0, `exit ${String(r.code)}; stdout: ${r.stdout} stderr: ${r.stderr}`), r);
 
-/** Resolves once `check()` holds, checking every 50 ms; rejects after `ms`. */
-async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A device on a node: every message it received, and a wait for the next that matches. */
 class Device {

@@ -20,6 +20,7 @@ import { parseToken } from '../../src/provisioning/secrets.js';
 import { setUpPki, startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { startNatsServer, type SingleNats } from '../helpers/nats-server.js';
 import { ask, CSR_TOPIC, registerTopic, statusOf, withStore } from './provisioning-support.js';
+import { until } from './support.js';
 import { RecordingLogger } from './tls-support.js';
 
 let dir: string;
@@ -29,16 +30,6 @@ let b: ProvisioningBroker;
 const logA = new RecordingLogger();
 const logB = new RecordingLogger();
 const open: MqttClient[] = [];
-
-/** Resolves once `ok()` holds, checking every 20 ms; rejects after `ms`. */
-async function until(ok: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await ok()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'bastion-cluster-prov-'));

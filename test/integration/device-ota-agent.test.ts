@@ -19,7 +19,6 @@ import { BrokerApi } from '../../src/broker/api.js';
 import { BastionDevice, FileUpdateStateStore, MemoryIdentityStore, MemoryUpdateStateStore, OtaAgent, UpdateVerifier, type OtaAgentEvents, type UpdateStateStore } from '../../src/device/index.js';
 import type { FirmwarePublicKey, SignedKeySet } from '../../src/firmware/index.js';
 import { JOBS_DB_FILE, SqliteJobStore } from '../../src/ota/jobs/sqlite-job-store.js';
-import { PkiService } from '../../src/server/pki-service.js';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
 import { BASTION_MAIN, Inbox, run, withTimeout, type ProcResult } from './support.js';
 
@@ -38,13 +37,7 @@ function ok(r: ProcResult): ProcResult {
 }
 
 async function issue(id: string): Promise<void> {
-  const pki = await PkiService.open(broker.pkiDir);
-  try {
-    const files = await pki.issue({ profile: 'client', commonName: id, days: 2, fileStem: id });
-    certs.set(id, { cert: readFileSync(files.certPath, 'utf8'), key: readFileSync(files.keyPath, 'utf8') });
-  } finally {
-    pki.close();
-  }
+  certs.set(id, await broker.clientCert(id));
 }
 
 /** An image file of `size` random bytes. */

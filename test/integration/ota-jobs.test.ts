@@ -8,11 +8,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { JOBS_DB_FILE, SqliteJobStore } from '../../src/ota/jobs/sqlite-job-store.js';
-import { PkiService } from '../../src/server/pki-service.js';
 import { failedWithOneLine } from '../helpers/audit-files.js';
 import { EventRecorder } from '../helpers/event-recorder.js';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
@@ -60,13 +59,7 @@ describe('jobs over MQTT', () => {
   const certs = new Map<string, { cert: string; key: string }>();
 
   async function issue(id: string): Promise<void> {
-    const pki = await PkiService.open(broker.pkiDir);
-    try {
-      const files = await pki.issue({ profile: 'client', commonName: id, days: 2, fileStem: id });
-      certs.set(id, { cert: readFileSync(files.certPath, 'utf8'), key: readFileSync(files.keyPath, 'utf8') });
-    } finally {
-      pki.close();
-    }
+    certs.set(id, await broker.clientCert(id));
   }
 
   async function device(id: string, subscribe = true): Promise<Device> {

@@ -11,14 +11,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { JOBS_DB_FILE, SqliteJobStore } from '../../src/ota/jobs/sqlite-job-store.js';
 import { parseBlockMessage } from '../../src/ota/transfer/block-source.js';
 import { encodeBitmap } from '../../src/ota/transfer/request.js';
-import { PkiService } from '../../src/server/pki-service.js';
 import { EventRecorder } from '../helpers/event-recorder.js';
 import { parseExposition, sampleValue } from '../helpers/prom-text.js';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
@@ -171,13 +170,7 @@ describe('OTA block transfer over MQTT', () => {
     assert.equal(withStore((s) => s.createJob({ id, document: { releaseId }, maxRetries: 0, defaultStepTimeoutMs: null, inProgressTimeoutMs: null, createdAt: Date.now() }, devices)), true);
 
   async function issue(id: string): Promise<void> {
-    const pki = await PkiService.open(broker.pkiDir);
-    try {
-      const files = await pki.issue({ profile: 'client', commonName: id, days: 2, fileStem: id });
-      certs.set(id, { cert: readFileSync(files.certPath, 'utf8'), key: readFileSync(files.keyPath, 'utf8') });
-    } finally {
-      pki.close();
-    }
+    certs.set(id, await broker.clientCert(id));
   }
 
   async function device(id: string, r: Release = main, opts: { protocolVersion?: 4 | 5; subscribe?: boolean } = {}): Promise<Device> {

@@ -323,3 +323,13 @@ export function writePlainConfig(dir: string, port: number, extra: string[] = []
   );
   return path;
 }
+
+/** Resolves once `check()` holds (checked every 20 ms, for state another process or node changes); rejects after `ms`. */
+export async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
