@@ -6,7 +6,7 @@
  * sessions or channels (apps never reach into them, ARCHITECTURE "Imports"), or do I/O.
  */
 import { ReasonCode } from '../protocol/reason-codes.js';
-import type { AdmissionGuard, Broker } from './broker.js';
+import type { AdmissionGuard, Broker, PublishQuota } from './broker.js';
 import type { AuthorizedClient } from './ports.js';
 import type { Session } from './session/session.js';
 
@@ -165,6 +165,40 @@ export class BrokerApi {
   /** Disconnects every connected client `match` selects (v5: 0x98 with `reason`); returns their ids. */
   disconnectWhere(match: (client: AuthorizedClient) => boolean, reason: string): string[] {
     return this.broker.disconnectWhere(match, ReasonCode.AdministrativeAction, reason);
+  }
+
+  /**
+   * Sets the publish quota of every connected client `match` selects (a throttle; null lifts
+   * it back to unlimited for this connection, `quotaFor` may also return the client's normal
+   * quota). Returns their client ids. New connections get their quota where sessions open
+   * (the broker's ClientQuotaSource), so a throttle that must outlive a reconnect lives there too.
+   */
+  setPublishQuota(match: (client: AuthorizedClient) => boolean, quotaFor: (client: AuthorizedClient) => PublishQuota | null): string[] {
+    const changed: string[] = [];
+    for (const [session, owner] of this.broker.owners) {
+      const client = this.broker.clients.get(session);
+      if (client === undefined || !match(client)) continue;
+      owner.replacePublishQuota(quotaFor(client));
+      changed.push(owner.clientId);
+    }
+    return changed;
+  }
+
+  /**
+   * Reads and resets each session's delivery counters (messages and bytes sent to its client
+   * since the last call): `read` is called once per session that received something, with
+   * the client it last knew. One reader only (behaviour detection): a second would see halves.
+   */
+  drainDeliveries(read: (client: AuthorizedClient, messages: number, bytes: number) => void): void {
+    for (const session of this.broker.sessions.values()) {
+      if (session.sentMessages === 0) continue;
+      const client = this.broker.clients.get(session);
+      const messages = session.sentMessages;
+      const bytes = session.sentBytes;
+      session.sentMessages = 0;
+      session.sentBytes = 0;
+      if (client !== undefined) read(client, messages, bytes);
+    }
   }
 
   /** Adds a check every authenticated client passes before its session opens. */

@@ -18,7 +18,7 @@ import { parseSharedFilter } from '../protocol/topic.js';
 import type { Message } from './message.js';
 import { newBrokerCounters, type BrokerCounters } from './broker-counters.js';
 import { fanOut, type PublishOutcome } from './fan-out.js';
-import type { AuthorizedClient, Authenticator, ClientQuotaSource, ClusterDeliveryScope, ClusterPort, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionRecord, SessionStore, StoredSubscription } from './ports.js';
+import type { AuthorizedClient, Authenticator, ClientActivity, ClientQuotaSource, ClusterDeliveryScope, ClusterPort, DeliveryAuthorizer, EnhancedAuthMethod, RetainStore, SessionRecord, SessionStore, StoredSubscription } from './ports.js';
 import { RetainedMessages } from './retain/retained-messages.js';
 import { ClientServices } from './client-services.js';
 import { TopicRouter } from './router/topic-router.js';
@@ -41,6 +41,10 @@ export interface ChannelHandle {
   kick(reasonCode: number, reason?: string): void;
   /** Hands over the connection's will (and forgets it), for publishing at shutdown. */
   takeWill(): WillSpec | null;
+  /** Who this connection authenticated as (null before its CONNECT was accepted). */
+  readonly client: AuthorizedClient | null;
+  /** Replaces the connection's publish quota from now on (null: unlimited); a throttle does this to a live client. */
+  replacePublishQuota(quota: PublishQuota | null): void;
 }
 
 /** Why an authenticated client may not open a session. */
@@ -79,6 +83,8 @@ export interface BrokerOptions {
    * messages travel through it, and the store keeps sessions only.
    */
   cluster?: ClusterPort | null;
+  /** Behaviour detection's view of each client (ports.ts ClientActivity); absent: nobody is told. */
+  activity?: ClientActivity | null;
 }
 
 /** Which per-client publish limit a PUBLISH exceeded. */
@@ -113,6 +119,8 @@ export class Broker {
   readonly quotas: ClientQuotaSource | null;
   /** The cluster; null on a single node. */
   readonly cluster: ClusterPort | null;
+  /** Who is told what each client does (behaviour detection); null: nobody, one check per PUBLISH. */
+  readonly activity: ClientActivity | null;
   readonly router = new TopicRouter<Session>();
   /** Services answering clients on their `$bastion/…` topics (provisioning, renewal). */
   readonly services = new ClientServices();
@@ -143,6 +151,7 @@ export class Broker {
     // Role quotas refine limits.client: with limits off there is nothing to refine.
     this.quotas = this.limits.enabled ? (opts.quotas ?? null) : null;
     this.cluster = opts.cluster ?? null;
+    this.activity = opts.activity ?? null;
     // In a cluster the retained messages live in the cluster (cluster/retained-sync.ts
     // keeps this index), so it passes no retain store.
     this.retained = new RetainedMessages(opts.retainStore ?? null, this.clock);
@@ -264,6 +273,7 @@ export class Broker {
     if (this.owners.size > this.counters.connectedPeak) this.counters.connectedPeak = this.owners.size;
     this.clients.set(session, client);
     session.identity = client.identity;
+    this.activity?.opened(client);
     // SECURITY: what was queued for a resumed session was authorized for its previous
     // client; it is checked against the identity that just connected before anything is sent.
     if (present) this.counters.deniedAtDelivery += session.dropQueued((m) => !this.authorizer.canReceive(client, m.topic));
@@ -276,6 +286,11 @@ export class Broker {
    * `will` is null after a normal DISCONNECT [MQTT-3.1.2-10].
    */
   closeSession(session: Session, owner: ChannelHandle, will: WillSpec | null): void {
+    const activity = this.activity;
+    if (activity !== null) {
+      const client = owner.client;
+      if (client !== null) activity.closed(client);
+    }
     if (this.owners.get(session) !== owner) {
       // Taken over: the session belongs to the new connection now; only the will remains.
       if (will !== null && will.delay === 0) this.publishWill(session, will);

@@ -164,6 +164,24 @@ export interface AuthorizedClient {
   identity: ClientIdentity;
 }
 
+/**
+ * Told what each client does, for behaviour detection (defender/, issue 15). Called on the
+ * publish and subscribe paths and at every session open and close: implementations must
+ * be O(1), must not throw and must not call back into the broker. Deliveries are not told
+ * one by one (a fan-out to thousands would pay per subscriber): they are counted on the
+ * session and read in bulk with BrokerApi.drainDeliveries.
+ */
+export interface ClientActivity {
+  /** A session opened for `client` (CONNACK success is being sent). */
+  opened(client: AuthorizedClient): void;
+  /** A connection's session closed, for any reason (also a takeover's old connection). */
+  closed(client: AuthorizedClient): void;
+  /** `client` published to `topic` and authorization let it through; `bytes` = topic + payload. */
+  published(client: AuthorizedClient, topic: string, bytes: number): void;
+  /** `client` asked to subscribe to `filter` (granted or not: a denial is also an authz.denied event). */
+  subscribed(client: AuthorizedClient, filter: string): void;
+}
+
 /** Extends Authorizer with the delivery-time re-check [ARCHITECTURE idea 4]. */
 export interface DeliveryAuthorizer extends Authorizer {
   canReceive(client: AuthorizedClient, topic: string): boolean;

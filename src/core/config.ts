@@ -14,6 +14,7 @@ import { adminSchema } from './admin-config.js';
 import { defaultLimitsConfig, limitsSchema } from './limits-config.js';
 import { auditSchema } from './audit-config.js';
 import { clusterSchema } from './cluster-config.js';
+import { defenderSchema } from './defender-config.js';
 import { otaSchema } from './ota-config.js';
 
 const listenerSchema = z
@@ -145,6 +146,11 @@ export const configSchema = z
      * block sizes. Absent: the defaults (32 MiB/s, 32 blocks a request, 16 KiB blocks).
      */
     ota: otaSchema.default(otaSchema.parse({})),
+    /**
+     * Behaviour detection and security audits (defender-config.ts). Absent: detection on
+     * with the built-in rules, alerts only; an audit every hour.
+     */
+    defender: defenderSchema.default(defenderSchema.parse({})),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -78,6 +78,11 @@ export class ChannelLimits {
     this.quota = this.ch.broker.publishQuota === null ? null : own.publish;
   }
 
+  /** A quota set on the live connection (a throttle, or its release with null), replacing whatever it had. */
+  replaceQuota(quota: PublishQuota | null): void {
+    this.quota = quota;
+  }
+
   /** SUBSCRIBE's cap on this session's subscriptions: the role's, else limits.client's (none with limits off). */
   get maxSubscriptions(): number {
     return maxSubscriptionsOf(this.ch.broker, this.ownMaxSubscriptions);

@@ -9,7 +9,7 @@ import type { TimerHandle } from '../../core/clock.js';
 import { encodePacket } from '../../protocol/codec.js';
 import type { Packet, ProtocolVersion, QoS } from '../../protocol/packets.js';
 import { ReasonCode, toV3ConnackCode } from '../../protocol/reason-codes.js';
-import type { Broker, ChannelHandle } from '../broker.js';
+import type { Broker, ChannelHandle, PublishQuota } from '../broker.js';
 import type { Message } from '../message.js';
 import type { AuthorizedClient, EnhancedAuthState } from '../ports.js';
 import type { DeliveryTarget, PublishCache } from '../session/outbound.js';
@@ -64,6 +64,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   lastActivity: number;
   /** Publish quota and slow-consumer state (channel-limits.ts), built on first need. */
   private limitState: ChannelLimits | null = null;
+  /** A quota was set on this live connection (a defender throttle): it holds even with limits off. */
+  throttled = false;
 
   constructor(
     readonly conn: ConnectionPort,
@@ -305,6 +307,11 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     // security happening. Bans, revocations and operator kicks are.
     if (reasonCode === ReasonCode.SessionTakenOver || reasonCode === ReasonCode.ServerShuttingDown) this.disconnect(reasonCode, true, reason);
     else this.expel(reasonCode, reason ?? 'disconnected by the broker');
+  }
+
+  replacePublishQuota(quota: PublishQuota | null): void {
+    this.throttled = quota !== null;
+    this.limits.replaceQuota(quota);
   }
 
   takeWill(): ChannelWill | null {

@@ -58,6 +58,9 @@ export class Session {
   private target: DeliveryTarget | null = null;
   private nextPacketId = 1;
   disconnectedAt = 0;
+  /** Messages and bytes (topic + payload) sent to the client since BrokerApi.drainDeliveries last read them. */
+  sentMessages = 0;
+  sentBytes = 0;
   /** Messages this session may queue: mqtt.maxQueued, or its client's role quota (set at each connect). */
   maxQueued: number;
   /** The identity of the client that last owned the session (stored with the record). */
@@ -204,7 +207,12 @@ export class Session {
   deliverNow(message: Message, qos: QoS, retainFlag: boolean, subscriptionIds: number[], cache: PublishCache | null): void {
     const target = this.target;
     if (qos === 0) {
-      if (target !== null && !target.sendPublish(message, 0, retainFlag, subscriptionIds, 0, false, cache)) this.dropped('packet-size');
+      if (target === null) return;
+      if (!target.sendPublish(message, 0, retainFlag, subscriptionIds, 0, false, cache)) this.dropped('packet-size');
+      else {
+        this.sentMessages++;
+        this.sentBytes += message.topic.length + message.payload.length;
+      }
       return;
     }
     const store = this.store;
@@ -342,6 +350,8 @@ export class Session {
     o.packetId = this.allocatePacketId();
     o.state = 'publish-sent';
     if (!target.sendPublish(o.message, o.qos, o.retainFlag, o.subscriptionIds, o.packetId, false, cache)) return false;
+    this.sentMessages++;
+    this.sentBytes += o.message.topic.length + o.message.payload.length;
     this.inflight.set(o.packetId, o);
     return true;
   }

@@ -10,6 +10,7 @@
  * (`maxIdentities`, `maxAddresses`): a flood of identities, topics or addresses cannot grow
  * it. Events beyond a bound are counted in `overflow`, never dropped silently.
  */
+import { DEFENDER_METRICS } from '../../core/defender-config.js';
 import { DistinctSketch } from './distinct-sketch.js';
 
 /** What the wiring feeds in. Names are from the client's side: `sent` = the client published. */
@@ -29,24 +30,8 @@ export type BehaviourEvent =
   /** Authorization refused a publish, subscribe, will or delivery. */
   | { kind: 'authz-denied'; identity: string; topic: string; at: number };
 
-export const METRIC_NAMES = [
-  'messagesSent',
-  'bytesSent',
-  'messagesReceived',
-  'bytesReceived',
-  'messageSizeMean',
-  'messageSizeMax',
-  'distinctTopics',
-  'subscribes',
-  'wildcardSubscribes',
-  'authzDenials',
-  'authFailures',
-  'connects',
-  'disconnects',
-  'distinctAddresses',
-  'concurrentSessionsMax',
-  'sessionSecondsMin',
-] as const;
+/** The metrics of a datapoint (the list is core's: the config schema names them). */
+export const METRIC_NAMES = DEFENDER_METRICS;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
 /** The role of the per-address datapoints (authentication failures by source address). */

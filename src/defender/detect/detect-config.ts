@@ -1,85 +1,15 @@
 /**
- * The `defender.rules` configuration (issue 15 item 2): a strict zod schema for the
- * detection window, the stats bounds and the rules, and the built-in rule set used when
- * none is configured. Owns: the schema and the defaults. Must not: read files or wire
- * anything into the broker (a later change does).
- *
- * SECURITY: strict objects: a misspelt key is refused, not ignored (a rule silently
- * missing its threshold would be a rule that never fires).
+ * The `defender.detect` configuration (issue 15 item 2) as the detection core sees it: the
+ * built-in rule set used when none is configured, and the parse that supplies it. Owns:
+ * the defaults. Must not: define the schema (core/defender-config.ts does, so the broker's
+ * config can include it) or wire anything into the broker.
  */
-import { z } from 'zod';
-import { METRIC_NAMES } from './client-stats.js';
+import type { z } from 'zod';
+import { detectSchema } from '../../core/defender-config.js';
 import type { Rule } from './rules.js';
 
-const name = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/);
-const common = {
-  name,
-  roles: z.array(z.string().min(1).max(128)).min(1).max(64).optional(),
-  consecutiveDatapointsToAlarm: z.number().int().min(1).max(1000).default(1),
-  consecutiveDatapointsToClear: z.number().int().min(1).max(1000).default(1),
-  cooldownSeconds: z.number().int().min(0).max(7 * 86_400).default(300),
-};
-const metric = z.enum(METRIC_NAMES);
-
-const ruleSchema = z.discriminatedUnion('kind', [
-  z.object({ ...common, kind: z.literal('static'), metric, operator: z.enum(['gt', 'gte', 'lt', 'lte']), value: z.number().finite() }).strict(),
-  z
-    .object({
-      ...common,
-      kind: z.literal('percentile'),
-      metric,
-      percentile: z.number().min(0).max(100).default(99),
-      factor: z.number().positive().max(1000).default(3),
-      minValue: z.number().min(0).default(0),
-      minPopulation: z.number().int().min(1).default(20),
-    })
-    .strict(),
-  z
-    .object({
-      ...common,
-      kind: z.literal('baseline'),
-      metric,
-      alpha: z.number().gt(0).max(1).default(0.05),
-      k: z.number().positive().max(100).default(6),
-      warmup: z.number().int().min(1).max(100_000).default(30),
-      minSigma: z.number().min(0).default(1),
-      minRatio: z.number().min(0).default(3),
-      minValue: z.number().min(0).default(0),
-      span: z.union([z.literal(1), z.literal(2)]).default(1),
-    })
-    .strict(),
-  z
-    .object({
-      ...common,
-      kind: z.literal('new'),
-      subject: z.enum(['topic', 'address', 'clientId']),
-      warmup: z.number().int().min(0).max(100_000).default(60),
-      maxKnown: z.number().int().min(1).max(1024).default(32),
-      ipv4Prefix: z.number().int().min(0).max(32).default(24),
-      ipv6Prefix: z.number().int().min(0).max(128).default(48),
-    })
-    .strict(),
-]);
-
-export const detectConfigSchema = z
-  .object({
-    enabled: z.boolean().default(true),
-    windowSeconds: z.number().int().min(10).max(3600).default(30),
-    /** Topic levels kept for the new-topic rule (0: the full topic). */
-    topicLevels: z.number().int().min(0).max(16).default(1),
-    maxIdentities: z.number().int().min(1).max(10_000_000).default(100_000),
-    maxAddresses: z.number().int().min(1).max(1_000_000).default(10_000),
-    /** Replaces the built-in rules when given. */
-    rules: z.array(ruleSchema).max(256).optional(),
-  })
-  .strict()
-  .superRefine((cfg, ctx) => {
-    const seen = new Set<string>();
-    for (const [i, r] of (cfg.rules ?? []).entries()) {
-      if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name '${r.name}'` });
-      seen.add(r.name);
-    }
-  });
+/** The schema lives in core (the broker's config includes it); re-exported for the detection tests. */
+export const detectConfigSchema = detectSchema;
 
 export type DetectConfigInput = z.input<typeof detectConfigSchema>;
 export type DetectConfig = z.output<typeof detectConfigSchema> & { rules: Rule[] };
@@ -110,7 +40,7 @@ export const DEFAULT_RULES: readonly Rule[] = [
   { kind: 'new', name: 'new-address-prefix', subject: 'address', warmup: 60, maxKnown: 8, ipv4Prefix: 24, ipv6Prefix: 48, consecutiveDatapointsToAlarm: 1, consecutiveDatapointsToClear: 1, cooldownSeconds: 600 },
 ];
 
-/** Parses a `defender.rules` section (undefined: all defaults); throws a ZodError naming the bad key. */
+/** Parses a `defender.detect` section (undefined: all defaults); throws a ZodError naming the bad key. */
 export function parseDetectConfig(input: unknown): DetectConfig {
   const cfg = detectConfigSchema.parse(input ?? {});
   return { ...cfg, rules: cfg.rules ?? DEFAULT_RULES.map((r) => ({ ...r })) };

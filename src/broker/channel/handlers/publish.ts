@@ -75,7 +75,7 @@ function checkReceiveMaximum(ch: Channel, packet: PublishPacket): void {
  * refills. `disconnect` closes any client over its quota (v5: 0x96 Message Rate Too High).
  */
 function checkQuota(ch: Channel, packet: PublishPacket, packetId: number, now: number): boolean {
-  if (ch.broker.publishQuota === null) return true;
+  if (ch.broker.publishQuota === null && !ch.throttled) return true;
   const payload = packet.payload;
   // Topic characters stand for its bytes (equal for ASCII): no UTF-8 encoding per PUBLISH.
   const bytes = packet.topic.length + (typeof payload === 'string' ? payload.length : payload.byteLength);
@@ -135,6 +135,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
     return;
   }
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  ch.broker.activity?.published(ch.client!, topic, topic.length + payload.length);
   if (v5 && packet.properties?.payloadFormatIndicator === true && !isUtf8Payload(payload)) {
     acknowledge(ch, packet, packetId, ReasonCode.PayloadFormatInvalid, false);
     return;

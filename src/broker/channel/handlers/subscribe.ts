@@ -52,6 +52,7 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket, frame: Buf
       granted.push(v5 ? ReasonCode.QuotaExceeded : V3_FAILURE);
       continue;
     }
+    broker.activity?.subscribed(ch.client!, filter);
     // SECURITY: authorization of every filter at subscribe time (and again at delivery).
     // A shared subscription is authorized on the filter it matches with, not on the
     // `$share/{group}/` prefix: that prefix starts with `$`, so asking with the whole
