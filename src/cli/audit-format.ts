@@ -22,6 +22,9 @@ const EVENT_TYPES: Record<SecurityEventType, true> = {
   provisioning: true,
   job: true,
   campaign: true,
+  'defender.alarm': true,
+  'defender.action': true,
+  'defender.audit': true,
   'tls.handshake': true,
 };
 

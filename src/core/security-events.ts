@@ -177,6 +177,47 @@ export type SecurityEvent =
       devices: number;
       reason?: string;
     }
+  /**
+   * Behaviour detection (issue 15): a rule's alarm for an identity was raised (ALARM) or
+   * ended (CLEAR). `value` is what the window measured, `threshold` what it was compared
+   * with; `items` names what a new-behaviour rule saw for the first time.
+   */
+  | {
+      type: 'defender.alarm';
+      alertId: number;
+      rule: string;
+      identity: string;
+      role: string;
+      state: 'ALARM' | 'CLEAR';
+      value: number;
+      threshold: number;
+      items?: string[];
+      node: string;
+    }
+  /**
+   * An action on an identity because of an alarm (quarantine, throttle, disconnect, ban), or
+   * its release. `outcome`: applied, dry-run (recorded, not done), failed (with `detail`),
+   * released (an operator or an expiry lifted it).
+   */
+  | {
+      type: 'defender.action';
+      alertId: number;
+      action: 'quarantine' | 'throttle' | 'disconnect' | 'ban' | 'webhook';
+      identity: string;
+      rule: string;
+      outcome: 'applied' | 'dry-run' | 'failed' | 'released';
+      actor: string;
+      detail?: string;
+    }
+  /** A security audit ran (on its schedule or asked for): how many findings at each severity. */
+  | {
+      type: 'defender.audit';
+      trigger: 'schedule' | 'operator';
+      findings: number;
+      counts: { low: number; medium: number; high: number; critical: number };
+      /** The checks that found something, most severe first (at most 20). */
+      checks: string[];
+    }
   /** A TLS handshake finished; failures carry the reason OpenSSL gave. */
   | {
       type: 'tls.handshake';

@@ -55,6 +55,9 @@ const EVENTS: { [K in SecurityEventType]: Extract<SecurityEvent, { type: K }> } 
   provisioning: { type: 'provisioning', action: 'register', outcome: 'refused', requester: 'claim:0A1B', clientId: 'factory-7', template: 'sensor', errorCode: 'InvalidParameters', reason: 'parameter "serialNumber" is required' },
   job: { type: 'job', action: 'TIMED_OUT', actor: 'service', jobId: 'fw-2', identity: 'sensor-0042', executionNumber: 1, retried: true },
   campaign: { type: 'campaign', action: 'aborted', campaignId: 'cmp-1', jobId: 'cmp-1-job', stage: 2, devices: 17, reason: 'abort rule failed>5% after 20: 3 of 20 terminal device(s) failed (15%)' },
+  'defender.alarm': { type: 'defender.alarm', alertId: 12, rule: 'authz-denials', identity: 'sensor-7', role: 'device', state: 'ALARM', value: 40, threshold: 5, node: 'node-1' },
+  'defender.action': { type: 'defender.action', alertId: 12, action: 'quarantine', identity: 'sensor-7', rule: 'authz-denials', outcome: 'failed', actor: 'defender', detail: 'no such client' },
+  'defender.audit': { type: 'defender.audit', trigger: 'schedule', findings: 2, counts: { low: 1, medium: 0, high: 1, critical: 0 }, checks: ['plaintext-listener', 'root-key-online'] },
   'tls.handshake': { type: 'tls.handshake', listener: 'mqtts', remoteAddress: '192.0.2.20', ok: false, resumed: false, reason: 'unknown ca' },
 };
 
@@ -78,11 +81,14 @@ const EXPECTED: Record<SecurityEventType, [string[], string[], string]> = {
   provisioning: [['iam', 'configuration'], ['denied'], 'failure'],
   job: [['configuration'], ['change'], 'failure'],
   campaign: [['configuration'], ['change'], 'failure'],
+  'defender.alarm': [['intrusion_detection'], ['indicator'], 'failure'],
+  'defender.action': [['intrusion_detection'], ['change', 'denied'], 'failure'],
+  'defender.audit': [['configuration'], ['info'], 'failure'],
   'tls.handshake': [['network'], ['protocol', 'denied'], 'failure'],
 };
 
 const ECS_CATEGORIES = new Set(['authentication', 'configuration', 'iam', 'intrusion_detection', 'network', 'session']);
-const ECS_TYPES = new Set(['access', 'admin', 'allowed', 'change', 'connection', 'creation', 'deletion', 'denied', 'end', 'error', 'info', 'protocol', 'start']);
+const ECS_TYPES = new Set(['access', 'admin', 'allowed', 'change', 'connection', 'creation', 'deletion', 'denied', 'end', 'error', 'indicator', 'info', 'protocol', 'start']);
 
 test('every event type maps to an ECS event with the chain, categorization and base fields', () => {
   for (const [type, event] of Object.entries(EVENTS) as Array<[SecurityEventType, SecurityEvent]>) {

@@ -9,7 +9,7 @@
  * provider and limit names from the code, TLS failures mapped to a fixed vocabulary), so a
  * flood of odd connections cannot grow the number of series.
  */
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { LimitName, SecurityEvent, SecurityEvents } from '../../core/security-events.js';
 import { tlsFailureReason } from './tls-failure-reason.js';
 
@@ -39,6 +39,11 @@ export class EventMetrics {
   private readonly jobs: Counter<'status' | 'actor'>;
   private readonly handshakes: Counter<'listener' | 'kind' | 'group'>;
   private readonly handshakeFailures: Counter<'listener' | 'reason'>;
+  private readonly alarms: Counter<'rule'>;
+  private readonly activeAlarms: Gauge;
+  private readonly defenderActions: Counter<'action' | 'outcome'>;
+  private readonly auditFindings: Gauge<'severity'>;
+  private readonly audits: Counter<'trigger'>;
   private readonly unsubscribe: () => void;
   private readonly providers = new Set<string>();
 
@@ -57,6 +62,17 @@ export class EventMetrics {
     });
     this.handshakeFailures = new Counter({ name: 'bastion_tls_handshake_failures_total', help: 'TLS handshakes that failed, by listener and reason.', labelNames: ['listener', 'reason'], registers });
     for (const origin of ['auto', 'operator']) this.bansAdded.inc({ origin }, 0);
+    // Rule names come from the config (or the built-in set), not from clients.
+    this.alarms = new Counter({ name: 'bastion_defender_alarms_total', help: 'Behaviour alarms raised, by rule.', labelNames: ['rule'], registers });
+    this.activeAlarms = new Gauge({ name: 'bastion_defender_active_alarms', help: 'Behaviour alarms raised on this node and not yet cleared or released.', registers });
+    this.defenderActions = new Counter({
+      name: 'bastion_defender_actions_total',
+      help: 'Defender actions (quarantine, throttle, disconnect, ban, webhook) by outcome (applied, dry-run, failed, released).',
+      labelNames: ['action', 'outcome'],
+      registers,
+    });
+    this.auditFindings = new Gauge({ name: 'bastion_defender_audit_findings', help: 'Findings of the last security audit, by severity.', labelNames: ['severity'], registers });
+    this.audits = new Counter({ name: 'bastion_defender_audits_total', help: 'Security audits run, by trigger (schedule, operator).', labelNames: ['trigger'], registers });
     this.provisioning = new Counter({
       name: 'bastion_provisioning_total',
       help: 'Device provisioning and renewal: certificates from CSRs, registrations, renewals, superseded and expired certificates, by outcome and refusal code.',
@@ -121,6 +137,19 @@ export class EventMetrics {
         return;
       case 'job':
         this.jobs.inc({ status: event.action, actor: event.actor });
+        return;
+      case 'defender.alarm':
+        if (event.state === 'ALARM') {
+          this.alarms.inc({ rule: event.rule });
+          this.activeAlarms.inc();
+        } else this.activeAlarms.dec();
+        return;
+      case 'defender.action':
+        this.defenderActions.inc({ action: event.action, outcome: event.outcome });
+        return;
+      case 'defender.audit':
+        this.audits.inc({ trigger: event.trigger });
+        for (const severity of ['low', 'medium', 'high', 'critical'] as const) this.auditFindings.set({ severity }, event.counts[severity]);
         return;
       case 'connection.accepted':
       case 'client.disconnected':

@@ -32,14 +32,16 @@ export interface EcsOrigin {
 }
 
 /** RFC 5424 severities the audit events use. */
-export const Severity = { Warning: 4, Notice: 5, Informational: 6 } as const;
+export const Severity = { Alert: 1, Critical: 2, Error: 3, Warning: 4, Notice: 5, Informational: 6 } as const;
 export type AuditSeverity = (typeof Severity)[keyof typeof Severity];
-const SEVERITY_NAMES: Record<AuditSeverity, string> = { 4: 'warning', 5: 'notice', 6: 'info' };
+const SEVERITY_NAMES: Record<AuditSeverity, string> = { 1: 'alert', 2: 'critical', 3: 'error', 4: 'warning', 5: 'notice', 6: 'info' };
 
 /**
  * How loud an event is. Refusals and denials are warnings (something tried and failed:
  * what a SIEM alerts on); deliberate broker actions (bans, revocations, forced
  * disconnects, admin changes) are notices; a successful connection is informational.
+ * A behaviour alarm is an alert (someone should look now); an audit's worst finding sets
+ * its record's severity (critical, error for high, warning).
  */
 export function auditSeverity(event: SecurityEvent): AuditSeverity {
   switch (event.type) {
@@ -63,6 +65,12 @@ export function auditSeverity(event: SecurityEvent): AuditSeverity {
       return event.action === 'FAILED' || event.action === 'TIMED_OUT' || event.action === 'REJECTED' ? Severity.Warning : Severity.Informational;
     case 'campaign':
       return event.action === 'aborted' || event.action === 'canceled' ? Severity.Warning : Severity.Notice;
+    case 'defender.alarm':
+      return event.state === 'ALARM' ? Severity.Alert : Severity.Notice;
+    case 'defender.action':
+      return event.outcome === 'failed' ? Severity.Error : event.outcome === 'applied' ? Severity.Warning : Severity.Notice;
+    case 'defender.audit':
+      return event.counts.critical > 0 ? Severity.Critical : event.counts.high > 0 ? Severity.Error : event.findings > 0 ? Severity.Warning : Severity.Informational;
     case 'tls.handshake':
       return event.ok ? Severity.Informational : Severity.Warning;
   }
@@ -140,7 +148,7 @@ function setUser(doc: Doc, name: string | null | undefined): void {
 }
 
 type Category = 'authentication' | 'network' | 'iam' | 'configuration' | 'intrusion_detection' | 'session';
-type EventType = 'start' | 'end' | 'info' | 'connection' | 'allowed' | 'denied' | 'access' | 'change' | 'creation' | 'deletion' | 'protocol' | 'error';
+type EventType = 'start' | 'end' | 'info' | 'indicator' | 'connection' | 'allowed' | 'denied' | 'access' | 'change' | 'creation' | 'deletion' | 'protocol' | 'error';
 type Outcome = 'success' | 'failure' | 'unknown';
 
 function categorize(doc: Doc, category: Category[], type: EventType[], outcome: Outcome): void {
@@ -245,6 +253,22 @@ function mapEvent(doc: Doc, e: SecurityEvent): void {
       doc.set('bastion.campaign.id', e.campaignId).set('bastion.campaign.action', e.action).set('bastion.campaign.job_id', e.jobId);
       doc.set('bastion.campaign.stage', e.stage).set('bastion.campaign.devices', e.devices).set('event.reason', e.reason);
       return;
+    case 'defender.alarm':
+      categorize(doc, ['intrusion_detection'], ['indicator'], e.state === 'ALARM' ? 'failure' : 'success');
+      doc.set('bastion.defender.alert_id', e.alertId).set('rule.name', e.rule).set('bastion.defender.state', e.state).set('bastion.defender.role', e.role);
+      doc.set('bastion.defender.value', e.value).set('bastion.defender.threshold', e.threshold).set('bastion.defender.items', e.items);
+      doc.set('bastion.defender.node', e.node).set('related.user', [e.identity]);
+      return;
+    case 'defender.action':
+      categorize(doc, ['intrusion_detection'], e.outcome === 'released' ? ['change', 'allowed'] : ['change', 'denied'], e.outcome === 'failed' ? 'failure' : 'success');
+      doc.set('bastion.defender.alert_id', e.alertId).set('rule.name', e.rule).set('bastion.defender.action', e.action).set('bastion.defender.outcome', e.outcome);
+      doc.set('bastion.defender.actor', e.actor).set('event.reason', e.detail).set('related.user', [e.identity]);
+      return;
+    case 'defender.audit':
+      categorize(doc, ['configuration'], ['info'], e.findings === 0 ? 'success' : 'failure');
+      doc.set('bastion.audit_checks.trigger', e.trigger).set('bastion.audit_checks.findings', e.findings).set('bastion.audit_checks.checks', e.checks);
+      doc.set('bastion.audit_checks.critical', e.counts.critical).set('bastion.audit_checks.high', e.counts.high).set('bastion.audit_checks.medium', e.counts.medium).set('bastion.audit_checks.low', e.counts.low);
+      return;
     case 'tls.handshake':
       categorize(doc, ['network'], e.ok ? ['protocol', 'connection'] : ['protocol', 'denied'], e.ok ? 'success' : 'failure');
       setAddress(doc, e.remoteAddress);
@@ -315,6 +339,12 @@ function summary(e: SecurityEvent): string {
       return `job ${e.jobId} execution ${e.executionNumber} for ${e.identity}: ${e.action} (by the ${e.actor})${e.retried ? ', retry queued' : ''}`;
     case 'campaign':
       return `campaign ${e.campaignId} (job ${e.jobId}) ${e.action === 'stage' ? `stage ${e.stage} queued for ${e.devices} device(s)` : `${e.action} at stage ${e.stage}`}${e.reason !== undefined ? `: ${e.reason}` : ''}`;
+    case 'defender.alarm':
+      return `defender ${e.state === 'ALARM' ? 'alarm' : 'clear'} ${e.rule} for ${e.identity} (alert ${e.alertId}): ${e.value} against ${e.threshold}${e.items !== undefined && e.items.length > 0 ? ` (new: ${e.items.join(', ')})` : ''}`;
+    case 'defender.action':
+      return `defender ${e.action} of ${e.identity} (alert ${e.alertId}, rule ${e.rule}): ${e.outcome} by ${e.actor}${e.detail !== undefined ? `: ${e.detail}` : ''}`;
+    case 'defender.audit':
+      return `security audit (${e.trigger}): ${e.findings} finding(s), ${e.counts.critical} critical, ${e.counts.high} high, ${e.counts.medium} medium, ${e.counts.low} low${e.checks.length > 0 ? ` (${e.checks.join(', ')})` : ''}`;
     case 'tls.handshake':
       return `TLS handshake from ${e.remoteAddress} on ${e.listener} ${e.ok ? 'completed' : `failed${times(e.count)}: ${e.reason ?? 'unknown'}`}`;
   }
