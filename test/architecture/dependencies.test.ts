@@ -32,7 +32,7 @@ const ALLOWED: Record<string, string[]> = {
   defender: ['core', 'protocol', 'security', 'broker', 'pki', 'store'],
   // The device SDK (`bastion-mqtt/device`): runs on devices, so it needs nothing of the broker.
   device: ['core', 'pki', 'firmware'],
-  server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'provisioning', 'firmware'],
+  server: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'provisioning', 'firmware', 'defender'],
   cli: ['core', 'protocol', 'broker', 'security', 'pki', 'transport', 'store', 'cluster', 'ota', 'admin', 'client', 'server', 'provisioning', 'device', 'firmware', 'defender'],
 };
 

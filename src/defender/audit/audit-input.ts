@@ -1,8 +1,9 @@
 /**
  * What the offline audit checks look at: a plain, already-read snapshot of a data
  * directory and its config. Owns: the input's shape and the default thresholds. Must not:
- * read files (the CLI's loader, src/cli/defender-input.ts, does, because finding the PKI
- * directory and the listeners' revocation sources belongs to server/ and transport/).
+ * read files (src/server/defender-audit-input.ts does, for the CLI and the running broker,
+ * because finding the PKI directory and the listeners' revocation sources belongs to
+ * server/ and transport/).
  */
 import type { BastionConfig } from '../../core/config.js';
 import type { AclPolicy } from '../../core/authz-config.js';

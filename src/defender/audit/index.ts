@@ -1,6 +1,6 @@
 /**
  * The offline security audit: every check over one AuditInput. Owns: which checks run.
- * Must not: read files (src/cli/defender-input.ts builds the input) or print.
+ * Must not: read files (src/server/defender-audit-input.ts builds the input) or print.
  */
 import type { AuditInput } from './audit-input.js';
 import { authorizationFindings } from './authorization.js';
