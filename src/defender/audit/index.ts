@@ -17,3 +17,4 @@ export { DEFAULT_THRESHOLDS, type AuditClaim, type AuditCrlFile, type AuditInput
 export { anyAtOrAbove, isSeverity, SEVERITIES, type Finding, type Severity } from './finding.js';
 export { liveChecks, DEFAULT_LIVE_THRESHOLDS, type LiveClient, type LiveSnapshot, type LiveTakeover, type LiveThresholds } from './live.js';
 export { buildReport, formatReport, type AuditReport } from './report.js';
+export { claimUseFindings, type ClaimUse, type ClaimUseCounts } from './claim-use.js';
