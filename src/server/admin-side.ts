@@ -52,6 +52,8 @@ export function adminDbPath(dataDir: string): string {
 export interface AdminSide {
   readonly api: RunningAdminApi | null;
   readonly bans: BanList;
+  /** The broker facade apps use (in a cluster its directory spans every node). */
+  readonly brokerApi: BrokerApi;
   stop(): Promise<void>;
 }
 
@@ -196,6 +198,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
   return {
     api,
     bans,
+    brokerApi,
     async stop() {
       release();
       await api?.close();

@@ -37,6 +37,7 @@ import { openProvisioningSide } from './provisioning-side.js';
 import { openOtaSide } from './ota-side.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
 import { ClusterAccess } from './cluster-access.js';
+import { openDefenderSide, type DefenderSide } from './defender-side.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -67,6 +68,8 @@ export interface BastionServer {
   readonly audit: AuditSide;
   /** This node's place in the cluster, when config `cluster` asks for one. */
   readonly cluster: ClusterNode | null;
+  /** Behaviour detection, its alerts and actions, and the security audits (defender-side.ts). */
+  readonly defender: DefenderSide;
   /** Graceful stop: stop accepting, DISCONNECT 0x8B, wills, flush, close the store. */
   stop(): Promise<void>;
 }
@@ -135,6 +138,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   const ota = openOtaSide(dataDir, logger, config.ota);
   // One stream of security events for the audit log, the metrics and the automatic bans.
   const events = new SecurityEvents(logger);
+  // Behaviour detection: the broker is built with its activity port, quarantine guard and throttle.
+  const defender = openDefenderSide({ config, dataDir, logger, events, nodeId: cluster?.nodeId ?? 'node-1' });
   if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
   const broker = new Broker({
     events,
@@ -146,9 +151,11 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     retainStore: cluster !== null ? null : store,
     authenticator: authn.authenticator,
     // SECURITY: provisioning's own rules (claims confined, a device's certificate topics its own), then OTA's (a device's jobs and image downloads its own), before the ACL.
-    authorizer: provisioning.guard(ota.guard(authz.engine)),
-    // The same engine gives a client its role's quota (publish rates, subscriptions, queue).
-    quotas: authz.engine,
+    // SECURITY: the defender's quarantine comes first: a quarantined device is confined whatever the rest allows.
+    authorizer: defender.guard(provisioning.guard(ota.guard(authz.engine))),
+    // The same engine gives a client its role's quota (publish rates, subscriptions, queue); a defender throttle overrides it.
+    quotas: defender.quotas(authz.engine),
+    activity: defender.activity,
     enhancedAuth: [...(opts.enhancedAuth ?? []), ...authn.enhancedAuth],
     logger,
     cluster,
@@ -201,6 +208,8 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     const setupFindings = (): unknown[] => listeners.flatMap((l) => (l.tls !== null ? [revocationFinding(l.config.name, l.tls.revocation)].filter((f) => f !== null) : []));
     adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, provisioning, users: access?.users() ?? authn.users, setupFindings, cluster, ...(shared !== null ? { banStore: shared.banStore } : {}), ...(access !== null ? { tokenStore: access.tokenStore.bind(access) } : {}) });
     shared?.enforceBans(adminSide.bans);
+    // Restrictions recorded in defender.db hold again before the listeners open.
+    defender.attach({ broker, api: adminSide.brokerApi, bans: adminSide.bans, roleOf: (client) => authz.engine.rolesOf(client)[0] ?? 'device' });
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     // One guard for every listener: maxTotal and the per-address counts span them all.
@@ -243,6 +252,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     store?.close();
     provisioning.stop();
     ota.stop();
+    defender.stop();
     authn.close();
     authz.close();
     cliChanges?.stop();
@@ -269,6 +279,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       store?.close();
       provisioning.stop();
       ota.stop();
+      defender.stop();
       authn.close();
       authz.close();
       // Changes the CLI made up to now, then (last) the shutdown's own events are
@@ -280,5 +291,5 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     })();
     return stopping;
   };
-  return { broker, listeners, store: broker.store, pki, authz: authz.service, admin: adminSide?.api ?? null, audit, cluster, stop };
+  return { broker, listeners, store: broker.store, pki, authz: authz.service, admin: adminSide?.api ?? null, audit, cluster, defender, stop };
 }

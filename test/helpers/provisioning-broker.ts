@@ -71,6 +71,8 @@ export interface ProvisioningBrokerOptions {
   cluster?: Record<string, unknown>;
   /** Copy this PKI directory instead of making a new one (the nodes of a cluster share one CA). */
   pkiFrom?: string;
+  /** The defender section (behaviour detection, audits). */
+  defender?: Record<string, unknown>;
 }
 
 /** A PKI as the helper makes one: root, issuing CA and a server certificate for localhost (`issued/broker.*`). */
@@ -111,6 +113,7 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
       authz: opts.authz ?? { policy: 'rules', roles: { sensor: { rules: [{ effect: 'allow', action: 'all', topic: 'devices/${cert.cn}/#' }] } }, bindings: [] },
       provisioning: { templates: opts.templates ?? { sensor: SENSOR_TEMPLATE }, ...opts.provisioning },
       ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
+      ...(opts.defender !== undefined ? { defender: opts.defender } : {}),
       ...(opts.admin !== undefined ? { admin: { port: 0, tls: { cert: join(issued, 'broker.crt'), key: join(issued, 'broker.key'), ca: join(pkiDir, 'ca-chain.crt') }, ...opts.admin } } : {}),
     },
     dir,

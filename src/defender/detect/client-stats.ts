@@ -194,23 +194,12 @@ export class ClientStats {
         }
         return;
       }
-      case 'publish': {
-        const e = this.entry(ev.identity, true);
-        if (e === undefined) return;
-        e.sent++;
-        e.bytesSent += ev.bytes;
-        if (ev.bytes > e.sizeMax) e.sizeMax = ev.bytes;
-        e.topics.add(ev.topic);
-        if (!pushCapped(e.topicKeys, topicKey(ev.topic, this.opts.topicLevels), this.opts.maxTopicKeys)) this.overflow++;
+      case 'publish':
+        this.published(ev.identity, ev.topic, ev.bytes);
         return;
-      }
-      case 'deliver': {
-        const e = this.entry(ev.identity, true);
-        if (e === undefined) return;
-        e.received++;
-        e.bytesReceived += ev.bytes;
+      case 'deliver':
+        this.delivered(ev.identity, 1, ev.bytes);
         return;
-      }
       case 'subscribe': {
         const e = this.entry(ev.identity, true);
         if (e === undefined) return;
@@ -239,6 +228,28 @@ export class ClientStats {
         return;
       }
     }
+  }
+
+  /**
+   * A publish, without building an event object: the broker's publish path calls this once
+   * per accepted PUBLISH, so it allocates nothing unless a topic key is new in the window.
+   */
+  published(identity: string, topic: string, bytes: number): void {
+    const e = this.entry(identity, true);
+    if (e === undefined) return;
+    e.sent++;
+    e.bytesSent += bytes;
+    if (bytes > e.sizeMax) e.sizeMax = bytes;
+    e.topics.add(topic);
+    if (!pushCapped(e.topicKeys, topicKey(topic, this.opts.topicLevels), this.opts.maxTopicKeys)) this.overflow++;
+  }
+
+  /** `messages` deliveries of `bytes` in all to the identity (read in bulk from the broker's counters). */
+  delivered(identity: string, messages: number, bytes: number): void {
+    const e = this.entry(identity, true);
+    if (e === undefined) return;
+    e.received += messages;
+    e.bytesReceived += bytes;
   }
 
   /**

@@ -43,6 +43,14 @@ interface IdentityState {
   known: Array<Map<string, number> | undefined>;
 }
 
+/** What one identity taught the rules, as JSON (Evaluator.exportState). Arrays are by rule position. */
+export interface LearnedState {
+  datapoints: number;
+  baselines: Array<{ n: number; mean: number; variance: number } | null>;
+  known: Array<string[] | null>;
+  alarms: Array<{ state: AlarmState; lastAlarmAt: number | null } | null>;
+}
+
 export interface EvaluatorOptions {
   maxIdentities?: number;
 }
@@ -80,6 +88,64 @@ export class Evaluator {
   /** Forgets what was learned for `identity` (after an operator accepted its new behaviour). */
   forget(identity: string): void {
     this.identities.delete(identity);
+  }
+
+  /**
+   * Ends the identity's alarms without forgetting what was learned (an operator released
+   * it): every rule is CLEAR again, its cooldown kept, so a behaviour that goes on alarms
+   * again after the cooldown rather than at once.
+   */
+  resetAlarms(identity: string): void {
+    const st = this.identities.get(identity);
+    if (st === undefined) return;
+    for (const rs of st.rules) {
+      if (rs === undefined) continue;
+      rs.state = 'CLEAR';
+      rs.breaches = 0;
+      rs.oks = 0;
+    }
+  }
+
+  /**
+   * What was learned about `identity` as plain JSON (cluster: the node a device leaves
+   * hands it to the node it moves to); null when nothing is known. Window numbers are
+   * node-local, so only `datapoints`, the baselines' statistics and the known items travel.
+   */
+  exportState(identity: string): LearnedState | null {
+    const st = this.identities.get(identity);
+    if (st === undefined) return null;
+    return {
+      datapoints: st.datapoints,
+      baselines: st.baselines.map((b) => (b === undefined ? null : { n: b.n, mean: b.mean, variance: b.variance })),
+      known: st.known.map((k) => (k === undefined ? null : [...k.keys()])),
+      alarms: st.rules.map((r) => (r === undefined ? null : { state: r.state, lastAlarmAt: r.lastAlarmAt === Number.NEGATIVE_INFINITY ? null : r.lastAlarmAt })),
+    };
+  }
+
+  /**
+   * Adopts learned state from another node, when this node knows less (fewer datapoints):
+   * a device that moved keeps its baselines and known items instead of warming up again.
+   * Entries are matched by rule position, so both nodes must run the same rules (the
+   * cluster shares one config); a snapshot of another length is ignored.
+   */
+  importState(identity: string, learned: LearnedState): boolean {
+    const n = this.rules.length;
+    if (learned.baselines.length !== n || learned.known.length !== n || learned.alarms.length !== n) return false;
+    const current = this.identities.get(identity);
+    if (current !== undefined && current.datapoints >= learned.datapoints) return false;
+    const st: IdentityState = { datapoints: learned.datapoints, rules: [], baselines: [], known: [] };
+    this.rules.forEach((rule, i) => {
+      const b = learned.baselines[i];
+      if (b != null) st.baselines[i] = { n: b.n, mean: b.mean, variance: b.variance, prev: 0, prevWindow: -1 };
+      const k = learned.known[i];
+      if (k != null) st.known[i] = new Map(k.slice(-(rule.kind === 'new' ? rule.maxKnown : 0)).map((item) => [item, this.window]));
+      const a = learned.alarms[i];
+      if (a != null) st.rules[i] = { state: a.state, breaches: 0, oks: 0, lastAlarmAt: a.lastAlarmAt ?? Number.NEGATIVE_INFINITY };
+    });
+    this.identities.delete(identity);
+    this.identities.set(identity, st);
+    this.evict();
+    return true;
   }
 
   /** Evaluates one closed window's datapoints; returns the state changes in order. */
