@@ -13,6 +13,7 @@ import { accessRoutes } from './access-routes.js';
 import { authenticateAdmin, AuthFailureBackoff } from './admin-auth.js';
 import { banRoutes } from './bans-routes.js';
 import { clientRoutes } from './clients-routes.js';
+import { defenderRoutes } from './defender-routes.js';
 import { HttpError, readJsonBody, sendJson } from './http-io.js';
 import { matchRoute, type Route } from './router.js';
 import type { AdminServices } from './services.js';
@@ -65,7 +66,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   const { config, services } = opts;
   const { logger } = services;
   const tlsConfig = config.tls;
-  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services)];
+  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services), ...defenderRoutes(services)];
   // Built once: every request authenticates against the same settings, token store and backoff.
   const auth = { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff: new AuthFailureBackoff(services.now) };
   let metrics: MetricsEndpoint | null = null;

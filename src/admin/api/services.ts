@@ -1,8 +1,8 @@
 /**
  * What the admin API needs from the rest of Bastion, as small ports the composition root
  * fills in: the broker facade, the ban list, the token store, and (when their modules are
- * wired) the user store and the policy service. Owns: these interfaces. Must not: hold
- * state or do I/O.
+ * wired) the user store, the policy service and the defender. Owns: these interfaces.
+ * Must not: hold state or do I/O.
  */
 import type { BrokerApi } from '../../broker/api.js';
 import type { PeerCertificate } from '../../broker/channel/connection-port.js';
@@ -68,6 +68,39 @@ export interface ExplainQuery {
   retain?: boolean;
 }
 
+/** An alert's state (defender/response/alert-store.ts's AlertState). */
+export type DefenderAlertState = 'active' | 'cleared' | 'released';
+
+/** Filters and paging of GET /api/v1/defender/alerts (the defender's AlertQuery). */
+export interface DefenderAlertQuery {
+  state?: DefenderAlertState;
+  identity?: string;
+  rule?: string;
+  offset?: number;
+  limit?: number;
+}
+
+/**
+ * Behaviour alerts, restrictions, releases, rules and the security audit. admin/ may not
+ * import defender/, so this is the admin API's view of it: defender/facade.ts's
+ * DefenderFacade fits this shape as is (test/integration/defender-admin-api.test.ts holds
+ * them together). The records travel to the client as the defender made them (times in ms
+ * since the epoch); the routes only need what they check.
+ */
+export interface DefenderFacade {
+  listAlerts(query: DefenderAlertQuery): { total: number; alerts: object[] };
+  /** Null when there is no such alert. */
+  getAlert(id: number): object | null;
+  /** Restrictions in force (quarantine, throttle, ban), oldest first. */
+  restrictions(): object[];
+  /** Lifts every restriction of `identity` and marks its active alerts released; `actor` is `<kind>:<name>`. */
+  release(identity: string, actor: string): Promise<{ alerts: number; restrictions: Array<{ kind: string }> }>;
+  rules(): object;
+  /** The last security audit's report; null before the first. */
+  lastAudit(): object | null;
+  runAudit(actor: string): Promise<object>;
+}
+
 export interface AdminServices {
   broker: BrokerApi;
   /** Lint findings about the running broker's setup rather than its rules (listeners without revocation). */
@@ -78,6 +111,8 @@ export interface AdminServices {
   users: UsersFacade | null;
   /** Null until the policy service is wired: its routes answer 501. */
   policy: PolicyFacade | null;
+  /** Absent or null until the defender is wired: its routes answer 501. */
+  defender?: DefenderFacade | null;
   logger: Logger;
   /** Where this server's admin changes go (its security event stream, so its audit log); recordAdminChange calls it. */
   onChange?: AdminChangeSink;
