@@ -51,6 +51,11 @@ export interface ServerOptions {
   enhancedAuth?: EnhancedAuthMethod[];
   /** The password hasher of the password provider (tests count its scrypt calls). */
   passwordHasher?: PasswordHasher;
+  /**
+   * Simulations drive behaviour detection's clock and windows themselves (the fleet
+   * simulator compresses hours into minutes; `server.defender.tick(at)` closes a window).
+   */
+  defenderClock?: { now: () => number; manualWindows: boolean };
 }
 
 export interface BastionServer {
@@ -139,7 +144,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   // One stream of security events for the audit log, the metrics and the automatic bans.
   const events = new SecurityEvents(logger);
   // Behaviour detection: the broker is built with its activity port, quarantine guard and throttle.
-  const defender = openDefenderSide({ config, dataDir, logger, events, nodeId: cluster?.nodeId ?? 'node-1' });
+  const defender = openDefenderSide({ config, dataDir, logger, events, nodeId: cluster?.nodeId ?? 'node-1', ...(opts.defenderClock !== undefined ? { now: opts.defenderClock.now, manualWindows: opts.defenderClock.manualWindows } : {}) });
   if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
   const broker = new Broker({
     events,
