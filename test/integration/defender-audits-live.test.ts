@@ -69,7 +69,7 @@ describe('security audits of a running broker', () => {
     b = await startProvisioningBroker({ admin: {} });
     api = new BrokerApi(b.server.broker);
     events = new EventRecorder(b.server.broker.events);
-    // SECURITY-relevant input the detection runtime will supply; here the test supplies it (see conflicting-client-ids).
+    // In the server the detection runtime supplies the takeovers; here the test does (see conflicting-client-ids).
     audits = new DefenderAudits({ config: configOf(b), baseDir: b.dir, dataDir: b.dataDir, api, events: b.server.broker.events, takeovers: () => takeovers });
   });
   after(async () => {
