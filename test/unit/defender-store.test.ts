@@ -198,7 +198,8 @@ describe('defender store', () => {
   });
 
   it('prune deletes old cleared and released alerts with their outcomes, keeps active ones and those whose restriction is in force', () => {
-    const store = open(dataDir());
+    const dir = dataDir();
+    const store = open(dir);
     try {
       const oldCleared = store.addAlert(alert({ identity: 'a', raisedAt: T0, actions: [{ action: 'disconnect', outcome: 'applied' }] }));
       store.clearAlert(oldCleared, T0 + MIN);
@@ -212,7 +213,17 @@ describe('defender store', () => {
       const recent = store.addAlert(alert({ identity: 'e', raisedAt: T0 + 60 * MIN }));
       store.clearAlert(recent, T0 + 61 * MIN);
 
+      const outcomes = (): number => {
+        const raw = new Database(join(dir, DEFENDER_DB_FILE), { readonly: true });
+        try {
+          return (raw.prepare('SELECT COUNT(*) AS n FROM outcomes WHERE alert_id = ?').get(oldCleared) as { n: number }).n;
+        } finally {
+          raw.close();
+        }
+      };
+      assert.equal(outcomes(), 1);
       assert.equal(store.prune(T0 + 30 * MIN), 2);
+      assert.equal(outcomes(), 0, 'the outcomes of a pruned alert go with it');
       assert.equal(store.getAlert(oldCleared), null);
       assert.equal(store.getAlert(oldReleased), null);
       assert.notEqual(store.getAlert(oldActive), null);
