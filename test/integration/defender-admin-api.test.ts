@@ -131,7 +131,10 @@ before(async () => {
   store.addRestriction({ identity: 'dev-2', kind: 'ban', alertId: ids.b, appliedAt: T0 + 60_000, expiresAt: T0 + 3_660_000, banKind: 'identity', banValue: 'dev-2' });
   const detect = parseDetectConfig({ actions: { reconnects: ['quarantine'], 'new-topic-prefix': ['ban', 'disconnect'] }, dryRun: true });
   defender = new StoreDefender(store, detect, FINDINGS);
-  api = await startApi(defender);
+  // The defender's facade type fits the admin API's port: this compiles only while the two agree.
+  const facade: DefenderFacade = defender;
+  const port: AdminServices['defender'] = facade;
+  api = await startApi(port);
   bare = await startApi(undefined);
 });
 
