@@ -4,7 +4,8 @@
  * Evaluator with the built-in rules, with attacks injected on chosen devices. Measures the
  * false alarms per 1,000 device-hours, and per attack kind the detection rate and the time
  * to detect; and the memory per identity. No broker, no sockets: the core only (the wired
- * end-to-end simulation belongs to the session that wires it).
+ * end-to-end simulation belongs to the session that wires it). The fleet model is shared with
+ * the end-to-end simulation (test/helpers/fleet-model.ts); its draws keep this file's figures.
  */
 import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
@@ -14,25 +15,16 @@ import { ClientStats } from '../../src/defender/detect/client-stats.js';
 import { Evaluator, type AlarmChange } from '../../src/defender/detect/evaluator.js';
 import { parseDetectConfig } from '../../src/defender/detect/detect-config.js';
 import { prng } from '../helpers/prng.js';
+import { connectDevice, makeFleet, normalWindow, type FleetDevice, type FleetSink } from '../helpers/fleet-model.js';
 
 /** The window length; simulated rates are per minute and scaled to it. */
 const W = Number(process.env.SIM_WINDOW_MS ?? parseDetectConfig(undefined).windowSeconds * 1000);
-const PER_MIN = W / 60_000;
 const EXFIL_FACTOR = Number(process.env.SIM_EXFIL_FACTOR ?? 5);
 const windowsPerMinute = 60_000 / W;
 type AttackKind = 'topic-scan' | 'exfiltration' | 'reconnect-storm' | 'command-topic' | 'new-address' | 'credential-stuffing' | 'cloned-certificate';
 const KINDS: AttackKind[] = ['topic-scan', 'exfiltration', 'reconnect-storm', 'command-topic', 'new-address', 'credential-stuffing', 'cloned-certificate'];
 
-interface Device {
-  id: string;
-  rate: number;
-  size: number;
-  metrics: number;
-  net: string;
-  host: number;
-  online: boolean;
-  offlineUntil: number;
-}
+type Device = FleetDevice;
 
 interface Attack {
   kind: AttackKind;
@@ -43,17 +35,6 @@ interface Attack {
   start: number;
   detectedAt?: number;
   rules: Set<string>;
-}
-
-function poisson(rand: () => number, lambda: number): number {
-  const l = Math.exp(-lambda);
-  let k = 0;
-  let p = 1;
-  do {
-    k++;
-    p *= rand();
-  } while (p > l);
-  return k - 1;
 }
 
 interface SimResult {
@@ -72,26 +53,21 @@ function simulate(seed: number, devices: number, hours: number, attacksPerKind: 
   const stats = new ClientStats(0, { topicLevels: cfg.topicLevels });
   const ev = new Evaluator(cfg.rules);
   const windows = hours * 60 * windowsPerMinute;
-  const fleet: Device[] = Array.from({ length: devices }, (_, i) => ({
-    id: `dev-${i}`,
-    rate: 2 + rand() * 18,
-    size: 50 + rand() * 350,
-    metrics: 1 + Math.floor(rand() * 4),
-    net: `10.${Math.floor(i / 250)}.${i % 250}`,
-    host: 2 + Math.floor(rand() * 200),
-    online: false,
-    offlineUntil: 0,
-  }));
-  const connect = (d: Device, at: number, remote = `${d.net}.${d.host}`): void => {
-    stats.observe({ kind: 'connect', identity: d.id, clientId: d.id, remote, at });
-    // A birth message on every connect, as devices do.
-    stats.observe({ kind: 'publish', identity: d.id, topic: `status/${d.id}`, bytes: 40, at });
-    d.online = true;
+  const fleet: Device[] = makeFleet(rand, devices, (i) => `10.${Math.floor(i / 250)}.${i % 250}`);
+  // The model's events go straight into the detection core.
+  const sink: FleetSink = {
+    connect: (d, at, remote) => {
+      stats.observe({ kind: 'connect', identity: d.id, clientId: d.id, remote, at });
+      // A birth message on every connect, as devices do.
+      stats.observe({ kind: 'publish', identity: d.id, topic: `status/${d.id}`, bytes: 40, at });
+    },
+    disconnect: (d, at) => stats.observe({ kind: 'disconnect', identity: d.id, at }),
+    publish: (d, topic, bytes, at) => stats.observe({ kind: 'publish', identity: d.id, topic, bytes, at }),
+    authzDenied: (d, topic, at) => stats.observe({ kind: 'authz-denied', identity: d.id, topic, at }),
+    authFailure: (d, remote, at) => stats.observe({ kind: 'auth-failure', remote, identity: d.id, at }),
+    deliver: (d, topic, bytes, at) => stats.observe({ kind: 'deliver', identity: d.id, topic, bytes, at }),
   };
-  const disconnect = (d: Device, at: number): void => {
-    stats.observe({ kind: 'disconnect', identity: d.id, at });
-    d.online = false;
-  };
+  const connect = (d: Device, at: number, remote?: string): void => connectDevice(sink, d, at, remote);
 
   // Attacks: each on its own device, after 3 h (the warm-ups are 30 and 60 windows), spread out.
   const attacks: Attack[] = [];
@@ -112,29 +88,7 @@ function simulate(seed: number, devices: number, hours: number, attacksPerKind: 
   let datapoints = 0;
   for (let w = 0; w < windows; w++) {
     const t0 = w * W;
-    const diurnal = 1 + 0.3 * Math.sin((2 * Math.PI * w) / (1440 * windowsPerMinute));
-    for (const d of fleet) {
-      if (!d.online) {
-        if (w >= d.offlineUntil) connect(d, t0 + Math.floor(rand() * W));
-        else continue;
-      }
-      // Rare events of a normal fleet: a reconnect (DHCP may change the host, not the /24), an outage, a denial, a typo'd password.
-      if (rand() < 1 / (480 * windowsPerMinute)) {
-        disconnect(d, t0 + 1);
-        if (rand() < 0.3) d.host = 2 + Math.floor(rand() * 200);
-        if (rand() < 0.1) d.offlineUntil = w + Math.round((5 + Math.floor(rand() * 60)) * windowsPerMinute);
-        else connect(d, t0 + 2 + Math.floor(rand() * 1000));
-        if (!d.online) continue;
-      }
-      if (rand() < 1 / (2000 * windowsPerMinute)) stats.observe({ kind: 'authz-denied', identity: d.id, topic: `tele/${d.id}/x`, at: t0 + 5 });
-      if (rand() < 1 / (5000 * windowsPerMinute)) for (let i = 0; i < 3; i++) stats.observe({ kind: 'auth-failure', remote: `${d.net}.${d.host}`, identity: d.id, at: t0 + i });
-      const n = poisson(rand, d.rate * diurnal * PER_MIN);
-      for (let i = 0; i < n; i++) {
-        const at = t0 + Math.floor(((i + rand()) / Math.max(n, 1)) * W);
-        stats.observe({ kind: 'publish', identity: d.id, topic: `tele/${d.id}/m${Math.floor(rand() * d.metrics)}`, bytes: Math.round(d.size * (0.8 + 0.4 * rand())), at });
-      }
-      if (rand() < 0.05 * PER_MIN) stats.observe({ kind: 'deliver', identity: d.id, topic: `cmd/${d.id}/config`, bytes: 120, at: t0 + 30_000 });
-    }
+    normalWindow(fleet, w, W, rand, sink);
     for (const a of attackAt.get(w) ?? []) inject(a, w, stats, rand, connect);
     const dps = stats.closeWindow(t0 + W);
     datapoints += dps.length;
