@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { startAdminApi, type PrefixHandler, type RunningAdminApi } from '../admin/api/admin-server.js';
 import { adminChangeEvent } from '../admin/api/admin-change.js';
-import type { AdminServices, PolicyFacade, TokenStore } from '../admin/api/services.js';
+import type { AdminServices, DefenderFacade as AdminDefenderFacade, PolicyFacade, TokenStore } from '../admin/api/services.js';
 import { usersFacade } from '../admin/api/users-facade.js';
 import { BrokerApi } from '../broker/api.js';
 import { ClusterAdmin } from '../cluster/cluster-admin.js';
@@ -73,6 +73,8 @@ export interface AdminSideOptions {
   cluster?: ClusterNode | null;
   /** In a cluster: the store the ban list keeps its entries in, given admin.db's (cluster-bans.ts). */
   banStore?: (local: BanStore) => BanStore;
+  /** Alerts, releases, rules and audits (defender-side.ts); absent: those routes answer 501. */
+  defender?: AdminDefenderFacade | null;
   /** In a cluster: the admin API's tokens, given admin.db's (cluster-tokens.ts). */
   tokenStore?: (local: SqliteAdminStore) => TokenStore;
   /** Device provisioning: EST (`/.well-known/est/…`) is served beside the operator API. */
@@ -176,6 +178,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
         tokens: opts.tokenStore?.(store) ?? store,
         users: usersFacade(users, new PasswordHasher()),
         policy: opts.policy ?? null,
+        defender: opts.defender ?? null,
         logger: opts.logger,
         // Changes through this server's API reach this broker's event stream (its audit log), and no other's.
         onChange: (change) => opts.broker.events.emit(adminChangeEvent(change)),

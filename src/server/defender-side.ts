@@ -28,6 +28,7 @@ import { actionsByRule, unknownActionRules } from '../defender/response/rule-act
 import { Detector } from '../defender/runtime/detector.js';
 import type { BanList } from '../security/limits/ban-list.js';
 import { openDefenderStore } from '../store/sqlite/defender-store.js';
+import { ClusterDefender, mergedAlerts } from './cluster-defender.js';
 import { AlertPublisher } from './defender-alerts.js';
 
 /** How often the store is checked for the CLI's releases and for expired restrictions. */
@@ -52,6 +53,10 @@ export interface DefenderSide {
   attach(deps: { broker: Broker; api: BrokerApi; bans: BanList | null; roleOf: (client: AuthorizedClient) => string }): void;
   /** Where the scheduled and asked-for audits come from, once they exist. */
   useAudits(audits: AuditRunner): void;
+  /** In a cluster: the shared state kind carrying restrictions, releases, learned state and alerts (made on the first call). */
+  clusterKind(): ClusterDefender;
+  /** In a cluster, after the shared state was read and `attach` ran: start sharing. */
+  attachCluster(): void;
   readonly facade: DefenderFacade;
   /** The detector (tests and the live audit's takeover counts); null with detection off. */
   readonly detector: Detector | null;
@@ -95,6 +100,7 @@ export function openDefenderSide(opts: DefenderSideOptions): DefenderSide {
     resetAlarms: (identity) => detector?.evaluator.resetAlarms(identity),
   });
   let audits: AuditRunner | null = null;
+  let cluster: ClusterDefender | null = null;
   const timers: Array<ReturnType<typeof setInterval>> = [];
   let unsubscribe: (() => void) | null = null;
 
@@ -110,7 +116,7 @@ export function openDefenderSide(opts: DefenderSideOptions): DefenderSide {
   const rulesView = (): DefenderRulesView => ({ enabled: settings.enabled, dryRun: settings.dryRun, windowSeconds: settings.windowSeconds, rules: detect.rules, actions: actionsByRule(settings, detect.rules) });
 
   const facade: DefenderFacade = {
-    listAlerts: (query) => store.listAlerts(query),
+    listAlerts: (query) => (cluster === null ? store.listAlerts(query) : mergedAlerts((q) => store.listAlerts(q), cluster.remote(query), query)),
     getAlert: (id) => store.getAlert(id),
     restrictions: () => store.activeRestrictions(),
     release: (identity, actor) => Promise.resolve(responder.release(identity, actor)),
@@ -160,6 +166,13 @@ export function openDefenderSide(opts: DefenderSideOptions): DefenderSide {
     },
     useAudits(a) {
       audits = a;
+    },
+    clusterKind() {
+      cluster ??= new ClusterDefender({ nodeId: opts.nodeId, store, responder, detector, logger, now });
+      return cluster;
+    },
+    attachCluster() {
+      cluster?.attach();
     },
     tick,
     stop() {

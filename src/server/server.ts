@@ -38,6 +38,7 @@ import { openOtaSide } from './ota-side.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
 import { ClusterAccess } from './cluster-access.js';
 import { openDefenderSide, type DefenderSide } from './defender-side.js';
+import { DefenderAudits } from './defender-audits.js';
 
 /** How often the CRLs in use are checked for (impending) expiry. */
 const CRL_FRESHNESS_CHECK_MS = 3600_000;
@@ -189,6 +190,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
   let tickets: ClusterTicketKeys | null = null;
   // In a cluster the built-in PKI's leaf certificates are known to every node (cluster-pki.ts).
   let clusterPki: ClusterPki | null = null;
+  let audits: DefenderAudits | null = null;
   try {
     // Retained messages of the cluster are in the broker before any client can ask for them.
     await cluster?.attach(broker);
@@ -197,7 +199,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       access = new ClusterAccess(dataDir, logger);
       tickets = new ClusterTicketKeys(ticketKeyFiles(config, opts.baseDir, dataDir), logger);
       clusterPki = await ClusterPki.open(configuredPkiDir(config.pki.dir, opts.baseDir, dataDir), logger);
-      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets, ...(provisioning.replica !== null ? [provisioning.replica] : []), ...(clusterPki !== null ? [clusterPki] : []), ...ota.clusterKinds(cluster.conn, config.cluster?.replicas ?? 1)] });
+      shared = await startClusterSharedState({ cluster, config, baseDir: opts.baseDir, dataDir, broker, revocation, logger, kinds: [access, tickets, ...(provisioning.replica !== null ? [provisioning.replica] : []), ...(clusterPki !== null ? [clusterPki] : []), ...ota.clusterKinds(cluster.conn, config.cluster?.replicas ?? 1), defender.clusterKind()] });
       access.attach(authz.service);
       provisioning.replica?.attach();
       ota.attachCluster();
@@ -211,10 +213,16 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     // configured), before the listeners: a banned client never slips in at start.
     // The listeners (started below) add what lint says about them: no way to revoke client certificates.
     const setupFindings = (): unknown[] => listeners.flatMap((l) => (l.tls !== null ? [revocationFinding(l.config.name, l.tls.revocation)].filter((f) => f !== null) : []));
-    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, provisioning, users: access?.users() ?? authn.users, setupFindings, cluster, ...(shared !== null ? { banStore: shared.banStore } : {}), ...(access !== null ? { tokenStore: access.tokenStore.bind(access) } : {}) });
+    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, provisioning, users: access?.users() ?? authn.users, setupFindings, cluster, defender: defender.facade, ...(shared !== null ? { banStore: shared.banStore } : {}), ...(access !== null ? { tokenStore: access.tokenStore.bind(access) } : {}) });
     shared?.enforceBans(adminSide.bans);
     // Restrictions recorded in defender.db hold again before the listeners open.
     defender.attach({ broker, api: adminSide.brokerApi, bans: adminSide.bans, roleOf: (client) => authz.engine.rolesOf(client)[0] ?? 'device' });
+    // In a cluster: restrictions, releases, learned baselines and alerts are shared from now on.
+    defender.attachCluster();
+    // Security audits of the running broker: on their schedule, and when an operator asks.
+    audits = new DefenderAudits({ config, baseDir: opts.baseDir, dataDir, api: adminSide.brokerApi, events, logger, takeovers: () => defender.detector?.takeovers() ?? [] });
+    defender.useAudits(audits);
+    audits.start();
     // Before the listeners: they load crl.pem, which should be fresh when they do.
     pki = await startPkiDuties(config, opts.baseDir, dataDir, logger);
     // One guard for every listener: maxTotal and the per-address counts span them all.
@@ -257,6 +265,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     store?.close();
     provisioning.stop();
     ota.stop();
+    await audits?.stop();
     defender.stop();
     authn.close();
     authz.close();
@@ -284,6 +293,7 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
       store?.close();
       provisioning.stop();
       ota.stop();
+      await audits?.stop();
       defender.stop();
       authn.close();
       authz.close();

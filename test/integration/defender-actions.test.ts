@@ -15,7 +15,7 @@ import type { MqttClient } from 'mqtt';
 import type { SecurityEvent } from '../../src/core/security-events.js';
 import { openDefenderStore } from '../../src/store/sqlite/defender-store.js';
 import { startProvisioningBroker, type ProvisioningBroker } from '../helpers/provisioning-broker.js';
-import { endQuietly, inboxOf, nextEvent, pubackCode, until, withTimeout, type Inbox, type Received } from './support.js';
+import { BASTION_MAIN, endQuietly, inboxOf, nextEvent, pubackCode, run, until, withTimeout, type Inbox, type Received } from './support.js';
 
 const NOT_AUTHORIZED = 0x87;
 const QUOTA_EXCEEDED = 0x97;
@@ -212,6 +212,26 @@ test('a quarantine survives a restart of the broker', async () => {
     dev = await h2.device('dev-p');
     assert.equal(await pubackCode(dev, 'devices/dev-p/t', 5000), NOT_AUTHORIZED, 'still quarantined after the restart');
     await endQuietly(dev);
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('a ban released with `bastion defender release` while the broker is stopped is lifted at the next start', async () => {
+  let broker = await startProvisioningBroker({ authz: AUTHZ, defender: defenderSection() });
+  try {
+    let h = await harness(broker);
+    for (let i = 0; i < 4; i++) await endQuietly(await h.device('dev-b'));
+    broker.server.defender.tick();
+    await until(() => h.events.some((e) => e.type === 'defender.action' && e.action === 'ban' && e.outcome === 'applied'), 5000, 'the ban');
+    await broker.server.stop();
+    const cli = await run(process.execPath, [BASTION_MAIN, 'defender', 'release', 'dev-b', '--data-dir', broker.dataDir], { timeoutMs: 30_000 });
+    assert.equal(cli.code, 0, cli.stderr);
+    broker = await broker.restart();
+    h = await harness(broker);
+    // Admitted: connecting rejects while a ban on its certificate is in the list.
+    await endQuietly(await h.device('dev-b'));
+    assert.deepEqual(broker.server.defender.facade.restrictions(), []);
   } finally {
     await broker.stop();
   }

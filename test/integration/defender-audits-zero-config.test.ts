@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { BrokerApi } from '../../src/broker/api.js';
 import { ensureDevPki } from '../../src/server/dev-pki.js';
-import { DefenderAudits } from '../../src/server/defender-audits.js';
 import { startServer } from '../../src/server/server.js';
 import { zeroConfig } from '../../src/server/zero-config.js';
 import { EventRecorder } from '../helpers/event-recorder.js';
@@ -26,9 +25,9 @@ test('a zero-config broker with its demo device connected: the scheduled audit f
   // Only the interval differs from `bastion serve`'s config, so the test need not wait an hour.
   const config = { ...base, defender: { ...base.defender, audit: { ...base.defender.audit, intervalSeconds: 1 } } };
   const server = await startServer({ config, baseDir: dir });
+  // The server runs the audits on its schedule (server.ts wires DefenderAudits); its first run is 1 s after start.
   const events = new EventRecorder(server.broker.events);
   const api = new BrokerApi(server.broker);
-  const audits = new DefenderAudits({ config, baseDir: dir, dataDir, api, events: server.broker.events });
   const client = await connectMqtt(`mqtts://127.0.0.1:${server.listeners[0]!.port}`, {
     clientId: pki.clientCommonName,
     protocolVersion: 5,
@@ -40,14 +39,14 @@ test('a zero-config broker with its demo device connected: the scheduled audit f
   try {
     await client.publishAsync(`devices/${pki.clientCommonName}/hello`, 'hi', { qos: 1 });
     assert.equal((await api.directory.listClients(0, 10)).total, 1, 'the demo device is connected');
-    audits.start();
-    const ev = await events.waitFor('defender.audit', (e) => e.trigger === 'schedule');
+    const ev = await events.waitFor('defender.audit', (e) => e.trigger === 'schedule' && server.defender.facade.lastAudit() !== null);
     assert.deepEqual(ev.checks, ['root-key-online']);
     assert.deepEqual(ev.counts, { low: 1, medium: 0, high: 0, critical: 0 });
-    assert.deepEqual(audits.last?.findings.map((f) => `${f.check}:${f.severity}`), ['root-key-online:low']);
+    assert.deepEqual(server.defender.facade.lastAudit()?.findings.map((f) => `${f.check}:${f.severity}`), ['root-key-online:low']);
+    const asked = await server.defender.facade.runAudit('test');
+    assert.deepEqual(asked.findings.map((f) => f.check), ['root-key-online'], 'an audit asked for through the facade finds the same');
   } finally {
     await endQuietly(client);
-    await audits.stop();
     events.stop();
     await server.stop();
   }

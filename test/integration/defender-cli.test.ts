@@ -156,11 +156,7 @@ describe('bastion defender release', () => {
     assert.equal(oneLineError(again), 'bastion: nothing to release for dev-9');
   });
 
-  // Found while reading src/defender/response/responder.ts (not this file's code): at start
-  // the Responder re-applies only the restrictions still in force, and lifts only those it
-  // enforces itself; a ban the CLI released while no broker ran keeps its ban-list entry in
-  // admin.db until the ban's own expiry (never with banSeconds: 0).
-  test.todo('a ban released by the CLI while the broker is stopped is lifted from the ban list at the next start');
+  // A ban released while the broker is stopped is lifted at its next start: test/integration/defender-actions.test.ts.
 
   test('no defender.db: nothing to release, exit 1, nothing created', async () => {
     const dir = join(work, 'release-empty');

@@ -41,6 +41,8 @@ export interface Enforcement {
   /** Bans the identity (certificate serial, user name, client id, or a source address); null when there is nothing to ban it by. */
   ban(identity: string, expiresAt: number | null, reason: string, createdBy: string): BanRef | null;
   unban(ref: BanRef, removedBy: string): boolean;
+  /** The ban-list entries the defender added (their createdBy names the alert), in force. */
+  defenderBans(): Array<BanRef & { alertId: number }>;
   isQuarantined(identity: string): boolean;
   isThrottled(identity: string): boolean;
 }
@@ -179,6 +181,15 @@ export class BrokerEnforcement implements Enforcement {
     if (cert !== undefined) return { kind: 'certSerial', value: cert.serialNumber };
     if (client.identity.username !== undefined) return { kind: 'username', value: client.identity.username };
     return { kind: 'clientId', value: client.clientId };
+  }
+
+  defenderBans(): Array<BanRef & { alertId: number }> {
+    const out: Array<BanRef & { alertId: number }> = [];
+    for (const b of this.bans?.list({ list: 'deny' }) ?? []) {
+      const m = /^defender:alert-(\d+)$/.exec(b.createdBy);
+      if (m !== null) out.push({ kind: b.kind, value: b.value, alertId: Number(m[1]) });
+    }
+    return out;
   }
 
   unban(ref: BanRef, removedBy: string): boolean {

@@ -24,6 +24,16 @@ export interface AlertNotifier {
   cleared(alert: DefenderAlert): void;
 }
 
+/** Told of every change another node must know (cluster-defender.ts); absent on a single node. */
+export interface ResponderListener {
+  /** A restriction was put on (`releasedAt` null) or lifted (set). */
+  restriction(r: Restriction): void;
+  /** An identity was released here (the facade, the CLI): every node releases it. */
+  released(identity: string, by: string, at: number): void;
+  /** An alert record changed (raised, an outcome, cleared, released). */
+  alert(alertId: number): void;
+}
+
 export interface ResponderOptions {
   store: DefenderStore;
   enforcement: Enforcement;
@@ -47,12 +57,24 @@ export class Responder {
   private readonly open = new Map<string, number>();
   /** The restrictions this node enforces, by `${kind}\0${identity}`: compared with the store's to follow releases made elsewhere. */
   private readonly enforced = new Map<string, Restriction>();
+  /** The cluster's ear, once attached. */
+  listener: ResponderListener | null = null;
 
   constructor(private readonly opts: ResponderOptions) {}
 
-  /** Re-applies the restrictions in the store (at start, and after another process changed it). */
+  /**
+   * At start: re-applies the restrictions in the store, and removes ban-list entries the
+   * defender added whose restriction was released while no broker ran (`bastion defender
+   * release` on a stopped broker writes only defender.db).
+   */
   restore(): void {
     this.reconcile();
+    const banned = new Set(this.opts.store.activeRestrictions().filter((r) => r.kind === 'ban').map((r) => `${r.banKind}\u0000${r.banValue}`));
+    for (const ban of this.opts.enforcement.defenderBans()) {
+      if (banned.has(`${ban.kind}\u0000${ban.value}`)) continue;
+      if (!this.opts.enforcement.unban(ban, 'released while stopped')) continue;
+      this.opts.events.emit({ type: 'defender.action', alertId: ban.alertId, action: 'ban', identity: `${ban.kind}:${ban.value}`, rule: 'release', outcome: 'released', actor: 'released while stopped', detail: `${ban.kind} ${ban.value}` });
+    }
   }
 
   /** Acts on one window's alarm changes. */
@@ -95,6 +117,7 @@ export class Responder {
     for (const action of actions) if (action !== 'alert') this.act(id, change, action, dryRun);
     const alert = store.getAlert(id);
     if (alert !== null) this.opts.notifier.alarm(alert);
+    this.listener?.alert(id);
   }
 
   private act(alertId: number, change: AlarmChange, action: Exclude<DefenderActionName, 'alert'>, dryRun: boolean): void {
@@ -113,6 +136,7 @@ export class Responder {
   /** Records an action's outcome on its alert and as an event (the webhook's comes back through here too). */
   record(alertId: number, rule: string, identity: string, outcome: ActionOutcome, actor = ACTOR): void {
     this.opts.store.addOutcome(alertId, outcome);
+    if (outcome.action === 'webhook') this.listener?.alert(alertId);
     this.opts.events.emit({ type: 'defender.action', alertId, action: outcome.action, identity, rule, outcome: outcome.outcome, actor, ...(outcome.detail !== undefined ? { detail: outcome.detail } : {}) });
   }
 
@@ -128,7 +152,9 @@ export class Responder {
         store.addRestriction(restriction);
         if (action === 'quarantine') enforcement.quarantine(identity);
         else enforcement.throttle(identity);
-        this.enforced.set(`${action}\u0000${identity}`, { ...restriction, releasedAt: null, releasedBy: null });
+        const recorded = { ...restriction, releasedAt: null, releasedBy: null };
+        this.enforced.set(`${action}\u0000${identity}`, recorded);
+        this.listener?.restriction(recorded);
         return { action, outcome: 'applied' };
       }
       case 'disconnect': {
@@ -141,7 +167,9 @@ export class Responder {
         if (ref === null) return { action, outcome: 'failed', detail: 'no connected client to ban by certificate, user name or client id' };
         const restriction = { identity, kind: 'ban' as const, alertId, appliedAt: now(), expiresAt, banKind: ref.kind, banValue: ref.value };
         store.addRestriction(restriction);
-        this.enforced.set(`ban\u0000${identity}`, { ...restriction, releasedAt: null, releasedBy: null });
+        const recorded = { ...restriction, releasedAt: null, releasedBy: null };
+        this.enforced.set(`ban\u0000${identity}`, recorded);
+        this.listener?.restriction(recorded);
         return { action, outcome: 'applied', detail: `${ref.kind} ${ref.value}` };
       }
     }
@@ -156,14 +184,21 @@ export class Responder {
     this.opts.events.emit({ type: 'defender.alarm', alertId: id, rule: change.rule, identity: change.identity, role: change.role, state: 'CLEAR', value: change.value, threshold: change.threshold, node: this.opts.nodeId });
     const alert = this.opts.store.getAlert(id);
     if (alert !== null) this.opts.notifier.cleared(alert);
+    this.listener?.alert(id);
   }
 
-  /** An operator releases `identity`: alerts released, restrictions lifted, alarms reset. */
-  release(identity: string, actor: string): { alerts: number; restrictions: Restriction[] } {
+  /**
+   * An operator releases `identity`: alerts released, restrictions lifted, alarms reset.
+   * `fromCluster`: another node's release arriving here (not announced again).
+   */
+  release(identity: string, actor: string, fromCluster = false): { alerts: number; restrictions: Restriction[] } {
     const { store } = this.opts;
+    const at = this.opts.now();
     const active = store.listAlerts({ identity, state: 'active', limit: 1000 }).alerts;
-    const released = store.release(identity, actor, this.opts.now());
-    for (const r of released.restrictions) this.lift(r, actor);
+    const released = store.release(identity, actor, at);
+    if (!fromCluster) this.listener?.released(identity, actor, at);
+    for (const r of released.restrictions) this.lift({ ...r, releasedAt: at, releasedBy: actor }, actor);
+    for (const a of active) this.listener?.alert(a.id);
     for (const a of active) {
       this.open.delete(`${a.rule}\u0000${a.identity}`);
       this.opts.events.emit({ type: 'defender.alarm', alertId: a.id, rule: a.rule, identity, role: a.role, state: 'CLEAR', value: a.value, threshold: a.threshold, node: this.opts.nodeId });
@@ -175,6 +210,7 @@ export class Responder {
   private lift(r: Restriction, actor: string): void {
     const { enforcement } = this.opts;
     this.enforced.delete(`${r.kind}\u0000${r.identity}`);
+    this.listener?.restriction({ ...r, releasedAt: r.releasedAt ?? this.opts.now(), releasedBy: r.releasedBy ?? actor });
     let detail: string | undefined;
     if (r.kind === 'quarantine') enforcement.unquarantine(r.identity);
     else if (r.kind === 'throttle') enforcement.unthrottle(r.identity);
@@ -188,8 +224,10 @@ export class Responder {
   /**
    * Brings what this node enforces in line with the store: lifts what was released
    * elsewhere (the CLI, another node) or has expired, applies what was added elsewhere.
+   * `announce`: releases found here are the CLI's, to be told to the cluster (false when
+   * the cluster itself wrote them into the store).
    */
-  reconcile(): void {
+  reconcile(announce = true): void {
     const { store, now } = this.opts;
     const t = now();
     const wanted = new Map<string, Restriction>();
@@ -201,11 +239,15 @@ export class Responder {
       }
       wanted.set(`${r.kind}\u0000${r.identity}`, r);
     }
+    const releasedHere = new Set<string>();
     for (const [key, r] of [...this.enforced]) {
       if (wanted.has(key)) continue;
       this.lift(r, 'released elsewhere');
       this.opts.resetAlarms(r.identity);
+      releasedHere.add(r.identity);
     }
+    // The CLI released these in this node's file: the rest of the cluster releases them too.
+    if (announce) for (const identity of releasedHere) this.listener?.released(identity, 'defender.db', t);
     for (const [key, r] of wanted) {
       if (this.enforced.has(key)) continue;
       this.enforced.set(key, r);
