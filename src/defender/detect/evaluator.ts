@@ -114,11 +114,22 @@ export class Evaluator {
   exportState(identity: string): LearnedState | null {
     const st = this.identities.get(identity);
     if (st === undefined) return null;
+    // By rule position over every rule: the state's own arrays are sparse (a rule that never
+    // judged this identity has no entry), and both ends must agree on the length.
     return {
       datapoints: st.datapoints,
-      baselines: st.baselines.map((b) => (b === undefined ? null : { n: b.n, mean: b.mean, variance: b.variance })),
-      known: st.known.map((k) => (k === undefined ? null : [...k.keys()])),
-      alarms: st.rules.map((r) => (r === undefined ? null : { state: r.state, lastAlarmAt: r.lastAlarmAt === Number.NEGATIVE_INFINITY ? null : r.lastAlarmAt })),
+      baselines: this.rules.map((_, i) => {
+        const b = st.baselines[i];
+        return b === undefined ? null : { n: b.n, mean: b.mean, variance: b.variance };
+      }),
+      known: this.rules.map((_, i) => {
+        const k = st.known[i];
+        return k === undefined ? null : [...k.keys()];
+      }),
+      alarms: this.rules.map((_, i) => {
+        const r = st.rules[i];
+        return r === undefined ? null : { state: r.state, lastAlarmAt: r.lastAlarmAt === Number.NEGATIVE_INFINITY ? null : r.lastAlarmAt };
+      }),
     };
   }
 
