@@ -9,6 +9,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { createServer, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
@@ -232,6 +233,52 @@ test('a ban released with `bastion defender release` while the broker is stopped
     // Admitted: connecting rejects while a ban on its certificate is in the list.
     await endQuietly(await h.device('dev-b'));
     assert.deepEqual(broker.server.defender.facade.restrictions(), []);
+  } finally {
+    await broker.stop();
+  }
+});
+
+/** One HTTPS request to the broker's admin API with a bearer token; the status and the body. */
+function adminCall(b: ProvisioningBroker, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port: b.adminPort!, servername: 'localhost', path, method, ca: b.caPem, agent: false, headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body !== undefined ? JSON.stringify(body) : undefined);
+  });
+}
+
+test('through the admin API of the running broker: the alert is listed, counted in /metrics, and released', async () => {
+  const broker = await startProvisioningBroker({ authz: AUTHZ, defender: defenderSection(), admin: {} });
+  try {
+    const h = await harness(broker);
+    const created = await run(process.execPath, [BASTION_MAIN, 'admin', 'token', 'create', '--name', 'soc', '--data-dir', broker.dataDir], { timeoutMs: 20_000 });
+    assert.equal(created.code, 0, created.stderr);
+    const token = created.stdout.trim();
+    const dev = await h.device('dev-api');
+    for (let i = 0; i < 3; i++) await pubackCode(dev, `devices/other/${i}`, 5000);
+    broker.server.defender.tick();
+    const listed = await adminCall(broker, token, 'GET', '/api/v1/defender/alerts?state=active');
+    assert.equal(listed.status, 200, listed.text);
+    const page = JSON.parse(listed.text) as { total: number; alerts: Array<{ rule: string; identity: string; actions: Array<{ action: string }> }> };
+    assert.deepEqual(page.alerts.map((a) => `${a.rule}:${a.identity}:${a.actions.map((x) => x.action).join('+')}`), ['denials:dev-api:quarantine']);
+    const metrics = await adminCall(broker, token, 'GET', '/metrics');
+    assert.match(metrics.text, /^bastion_defender_alarms_total\{rule="denials"\} 1$/m);
+    assert.match(metrics.text, /^bastion_defender_actions_total\{action="quarantine",outcome="applied"\} 1$/m);
+    const rules = JSON.parse((await adminCall(broker, token, 'GET', '/api/v1/defender/rules')).text) as { actions: Record<string, string[]> };
+    assert.deepEqual(rules.actions.denials, ['alert', 'quarantine']);
+    assert.equal(await pubackCode(dev, 'devices/dev-api/t', 5000), NOT_AUTHORIZED);
+    const released = await adminCall(broker, token, 'POST', '/api/v1/defender/release', { identity: 'dev-api' });
+    assert.equal(released.status, 200, released.text);
+    assert.ok(accepted(await pubackCode(dev, 'devices/dev-api/t', 5000)), 'free after the API release');
+    assert.equal((await adminCall(broker, token, 'POST', '/api/v1/defender/release', { identity: 'dev-api' })).status, 404, 'nothing left to release');
+    await endQuietly(dev);
   } finally {
     await broker.stop();
   }
