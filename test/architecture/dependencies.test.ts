@@ -37,13 +37,13 @@ const ALLOWED: Record<string, string[]> = {
 };
 
 /** Modules that must stay free of I/O: no sockets, files, databases. */
-const PURE = new Set(['core', 'protocol', 'broker', 'security', 'pki', 'firmware']);
+const PURE = new Set(['core', 'protocol', 'broker', 'security', 'pki', 'firmware', 'defender']);
 const IO_MODULES = ['node:net', 'node:tls', 'node:http', 'node:https', 'node:fs', 'node:fs/promises', 'node:child_process', 'node:dgram', 'better-sqlite3', 'ioredis', 'net', 'tls', 'http', 'fs'];
 /** node:crypto only where ARCHITECTURE allows it. */
 // security/authn hashes passwords (scrypt) and computes SCRAM proofs: that is crypto, not I/O.
 // firmware/ hashes images and names keys (SHA-256), on a device as on the broker.
 const CRYPTO_ALLOWED = (file: string): boolean =>
-  file.startsWith('pki/') || file.startsWith('firmware/') || file.startsWith('security/audit/') || file.startsWith('security/authn/') || !PURE.has(file.split('/')[0]!);
+  file.startsWith('pki/') || file.startsWith('firmware/') || file.startsWith('defender/audit/') || file.startsWith('security/audit/') || file.startsWith('security/authn/') || !PURE.has(file.split('/')[0]!);
 
 function sources(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
