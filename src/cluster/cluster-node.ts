@@ -165,9 +165,10 @@ export class ClusterNode implements ClusterPort {
       ...(this.opts.storeDeadlineMs !== undefined ? { storeDeadlineMs: this.opts.storeDeadlineMs } : {}),
     });
     this.registry.start();
-    this.retained = new RetainedSync(this.retainedKv, broker.retained, this.nodeId, logger);
+    this.retained = new RetainedSync(this.retainedKv, broker.retained, this.nodeId, logger, this.conn);
     await this.retained.start();
     const leases = new NodeLeases({
+      conn: this.conn,
       nodes: this.nodesKv,
       sessions: this.sessionsKv,
       nodeId: this.nodeId,
@@ -286,6 +287,7 @@ export class ClusterNode implements ClusterPort {
       replay: (deliver) => {
         this.sessionStore.adopt(record, durable);
         return replaySession({
+          conn: this.conn,
           js: this.js,
           jsm: this.jsm,
           multiFilter: this.conn.features.multiFilterConsumers,

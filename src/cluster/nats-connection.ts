@@ -5,6 +5,16 @@
  * (`NatsFeatures`), reporting disconnects and reconnects, and closing. Must not: route MQTT
  * messages or hold session state (that comes next, on top of this).
  *
+ * Consumers and the close: every JetStream consumer this node makes (a KV watch or key
+ * listing, an object store read, a replay fetch) is made through `consumer()`. Once
+ * `close()` has begun none is made, and the connection closes only after those being made
+ * have settled. Why: @nats-io/jetstream 3.4.0 starts a push consumer's idle-heartbeat timer
+ * before it subscribes; a consumer made while the client is closing (or after) either
+ * throws with that timer already running, or subscribes after the client closed its
+ * subscriptions and is never told of the close. Either way the timer outlives the
+ * connection, resets the consumer on it every few seconds (ClosedConnectionError) and keeps
+ * the process from exiting.
+ *
  * SECURITY: fail closed. A first connection that does not succeed within
  * `connectTimeoutSeconds` (bad credentials, no server, no TLS where TLS is configured, a
  * server without JetStream or older than 2.9.4) throws one readable line naming the
@@ -78,9 +88,29 @@ export interface ClusterNatsConnection {
   onStatus(listener: (event: NatsStatusEvent) => void): () => void;
   /** Resolves once the connection is closed for good (by `close()` or otherwise). */
   readonly closed: Promise<void>;
-  /** Closes the connection (idempotent). */
+  /**
+   * Makes a JetStream consumer with `create` (a KV `watch`/`keys`, an object store `get`, a
+   * pull `fetch`): rejects with `ConnectionClosingError`, without calling it, once `close()`
+   * has begun or the connection is closed; when `close()` begins while it is being made,
+   * `stop` ends it and the call rejects the same way. `close()` waits for it meanwhile.
+   */
+  consumer<T>(create: () => Promise<T>, stop: (made: T) => void): Promise<T>;
+  /** Closes the connection (idempotent), once the consumers being made have settled. */
   close(): Promise<void>;
 }
+
+/** A consumer asked for while the connection closes (or after): not made. */
+export class ConnectionClosingError extends Error {
+  constructor() {
+    super('the NATS connection is closing');
+  }
+}
+
+/**
+ * The longest `close()` waits for consumers being made. Each is a few JetStream requests,
+ * each bounded by the client's request timeout (5 s), so this is a guard, not the rule.
+ */
+const CONSUMERS_SETTLE_MS = 15_000;
 
 export interface ConnectNatsOptions {
   cluster: ClusterConfig;
@@ -218,6 +248,8 @@ class LiveConnection implements ClusterNatsConnection {
   readonly closed: Promise<void>;
   private readonly listeners = new Set<(event: NatsStatusEvent) => void>();
   private closing: Promise<void> | undefined;
+  /** Consumers being made (settled: never rejects), which `close()` waits for. */
+  private readonly making = new Set<Promise<void>>();
 
   constructor(
     readonly nc: NatsConnection,
@@ -242,9 +274,47 @@ class LiveConnection implements ClusterNatsConnection {
     return () => this.listeners.delete(listener);
   }
 
+  async consumer<T>(create: () => Promise<T>, stop: (made: T) => void): Promise<T> {
+    if (this.closing !== undefined || this.nc.isClosed()) throw new ConnectionClosingError();
+    const made = create();
+    const settled = made.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.making.add(settled);
+    try {
+      const consumer = await made;
+      // close() began while it was being made (close() is still waiting for this one, so
+      // the connection is open): end it here rather than trust the close to reach it.
+      if (this.closing !== undefined) {
+        stop(consumer);
+        throw new ConnectionClosingError();
+      }
+      return consumer;
+    } finally {
+      this.making.delete(settled);
+    }
+  }
+
   close(): Promise<void> {
-    this.closing ??= this.nc.close().then(() => this.closed);
+    this.closing ??= this.settleConsumers()
+      .then(() => this.nc.close())
+      .then(() => this.closed);
     return this.closing;
+  }
+
+  /** Waits (bounded) for the consumers being made; see the header. */
+  private async settleConsumers(): Promise<void> {
+    if (this.making.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      Promise.all([...this.making]).then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), CONSUMERS_SETTLE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) this.logger?.warn({ pending: this.making.size }, `NATS close: consumers still being made after ${CONSUMERS_SETTLE_MS / 1000} s; closing anyway (their heartbeat timers may keep the process alive)`);
   }
 
   private emit(event: NatsStatusEvent): void {

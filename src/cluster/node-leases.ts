@@ -15,7 +15,9 @@
  * notes).
  */
 import type { KV } from '@nats-io/kv';
+import type { QueuedIterator } from '@nats-io/transport-node';
 import type { Logger } from '../core/logger.js';
+import type { ClusterNatsConnection } from './nats-connection.js';
 import type { DurableWill } from './session-record.js';
 import { decodeOwnerRecord, encodeOwnerRecord, ownerRecordOf } from './session-record.js';
 import { isConflict } from './session-registry.js';
@@ -32,6 +34,8 @@ export interface OrphanWillTarget {
 }
 
 export interface NodeLeasesOptions {
+  /** Key listings are consumers, made through the connection's consumer gate (nats-connection.ts). */
+  conn: Pick<ClusterNatsConnection, 'consumer'>;
   nodes: KV;
   sessions: KV;
   nodeId: string;
@@ -56,6 +60,7 @@ export class NodeLeases {
   private timer: NodeJS.Timeout | null = null;
   private readonly ttl: number;
   private sweeping = false;
+  private stopped = false;
   /** Wills of dead nodes this node published. */
   orphanWillsPublished = 0;
   /** Dead nodes this node took care of. */
@@ -98,13 +103,14 @@ export class NodeLeases {
   }
 
   private async tick(): Promise<void> {
+    if (this.stopped) return;
     try {
       await this.renew();
     } catch (err) {
       this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'node lease not renewed');
       return;
     }
-    if (this.sweeping) return;
+    if (this.sweeping || this.stopped) return;
     this.sweeping = true;
     try {
       await this.sweep();
@@ -118,7 +124,7 @@ export class NodeLeases {
   private async sweep(): Promise<void> {
     const now = Date.now();
     const present = new Set<string>();
-    for await (const node of await this.opts.nodes.keys()) present.add(node);
+    for await (const node of await this.keysOf(this.opts.nodes)) present.add(node);
     for (const node of present) {
       if (node === this.opts.nodeId) continue;
       const entry = await this.opts.nodes.get(node);
@@ -151,7 +157,7 @@ export class NodeLeases {
   private async takeWills(node: string): Promise<void> {
     const sessions = this.opts.sessions;
     const keys: string[] = [];
-    for await (const key of await sessions.keys()) keys.push(key);
+    for await (const key of await this.keysOf(sessions)) keys.push(key);
     for (const key of keys) {
       const entry = await sessions.get(key);
       if (entry === null || entry.operation !== 'PUT') continue;
@@ -199,8 +205,17 @@ export class NodeLeases {
     this.willTimers.add(t);
   }
 
+  /** Every key of `kv` (a consumer, so made through the gate). */
+  private keysOf(kv: KV): Promise<QueuedIterator<string>> {
+    return this.opts.conn.consumer(
+      () => kv.keys(),
+      (k) => k.stop(),
+    );
+  }
+
   /** Stops renewing; the lease lapses (a graceful stop publishes its own wills first). */
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     for (const t of this.willTimers) clearTimeout(t);

@@ -15,6 +15,7 @@ import type { Logger } from '../core/logger.js';
 import type { Message } from '../broker/message.js';
 import type { RetainedMessages } from '../broker/retain/retained-messages.js';
 import { decodeEnvelope, encodeEnvelope } from './message-envelope.js';
+import type { ClusterNatsConnection } from './nats-connection.js';
 import { isCodecRefusal, retainedKeyToTopic, topicToRetainedKey } from './subject-codec.js';
 
 /** The KV bucket of retained messages. */
@@ -40,6 +41,8 @@ export class RetainedSync {
     private readonly index: RetainedMessages,
     private readonly nodeId: string,
     private readonly logger: Logger,
+    /** The connection's consumer gate: no watch is made once it closes (nats-connection.ts). */
+    private readonly conn: Pick<ClusterNatsConnection, 'consumer'>,
   ) {}
 
   /** Stores a retained update cluster-wide; settles when the bucket confirmed it. */
@@ -67,9 +70,22 @@ export class RetainedSync {
     this.watch?.stop();
     this.watch = null;
     const generation = ++this.generation;
+    // Stopped: no new watch (the connection may be closing).
+    if (this.stopped) return;
     const status = await this.kv.status();
+    if (this.stopped || generation !== this.generation) return;
     const seen = new Set<string>();
-    const iter = await this.kv.watch({ key: '>' });
+    let iter: QueuedIterator<KvEntry>;
+    try {
+      iter = await this.conn.consumer(
+        () => this.kv.watch({ key: '>' }),
+        (w) => w.stop(),
+      );
+    } catch (err) {
+      // The node stopped while the watch was being made: nothing to read any more.
+      if (this.stopped) return;
+      throw err;
+    }
     // Stopped (or started again) while the watch was being made: this one must not outlive
     // that, or its heartbeat timer keeps resetting a consumer on a closed connection.
     if (this.stopped || generation !== this.generation) {

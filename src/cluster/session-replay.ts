@@ -16,6 +16,7 @@ import type { StoredSubscription } from '../broker/ports.js';
 import { parseSharedFilter } from '../protocol/topic.js';
 import { liveSubject, MESSAGE_STREAM, storedSubject } from './cluster-bus.js';
 import { decodeEnvelope } from './message-envelope.js';
+import type { ClusterNatsConnection } from './nats-connection.js';
 import { filterToSubjects, isCodecRefusal, subjectToTopic } from './subject-codec.js';
 
 const BATCH = 256;
@@ -23,6 +24,8 @@ const BATCH = 256;
 const REPLAY_DEADLINE_MS = 8000;
 
 export interface ReplayRequest {
+  /** Each fetch is made through the connection's consumer gate (nats-connection.ts). */
+  conn: Pick<ClusterNatsConnection, 'consumer'>;
   js: JetStreamClient;
   jsm: JetStreamManager;
   /** The server takes several filter subjects on one consumer (2.10+). */
@@ -63,7 +66,10 @@ export async function replaySession(req: ReplayRequest): Promise<number> {
   let last = req.cursor;
   try {
     for (;;) {
-      const batch = await consumer.fetch({ max_messages: BATCH, expires: 2000 });
+      const batch = await req.conn.consumer(
+        () => consumer.fetch({ max_messages: BATCH, expires: 2000 }),
+        (b) => b.stop(),
+      );
       let got = 0;
       let done = false;
       for await (const m of batch) {

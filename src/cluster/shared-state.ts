@@ -72,6 +72,8 @@ export class SharedState {
   private connected = true;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** The next attempt of a failed re-read; cleared by stop() so none starts a watch after it. */
+  private rereadTimer: NodeJS.Timeout | null = null;
   private readonly readyListeners: Array<() => void> = [];
   private readonly stopStatus: () => void;
   /** Whether the bucket's state has been read and applied since the last disconnect. */
@@ -160,6 +162,8 @@ export class SharedState {
     this.watch?.stop();
     this.watch = null;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    if (this.rereadTimer !== null) clearTimeout(this.rereadTimer);
+    this.rereadTimer = null;
     if (this.queued.size > 0) this.opts.logger.warn({ keys: [...this.queued.keys()] }, 'shared security state: writes not sent to the cluster before the stop');
   }
 
@@ -200,6 +204,8 @@ export class SharedState {
 
   /** A re-read after a reconnect; retried while it fails and NATS stays connected. */
   private async reread(): Promise<void> {
+    if (this.rereadTimer !== null) clearTimeout(this.rereadTimer);
+    this.rereadTimer = null;
     try {
       await this.read();
       if (!this.connected || this.stopped) return;
@@ -216,8 +222,11 @@ export class SharedState {
       // Stopped, disconnected, or a later re-read took over (it will say when it is done).
       if (this.stopped || !this.connected || err instanceof OvertakenRead) return;
       this.opts.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'shared security state could not be re-read; CONNECTs stay refused; retrying');
-      const t = setTimeout(() => void this.reread(), RETRY_MS);
-      t.unref();
+      this.rereadTimer = setTimeout(() => {
+        this.rereadTimer = null;
+        void this.reread();
+      }, RETRY_MS);
+      this.rereadTimer.unref();
     }
   }
 
@@ -230,8 +239,14 @@ export class SharedState {
     this.watch = null;
     const generation = ++this.generation;
     const deadline = this.opts.readDeadlineMs ?? READ_DEADLINE_MS;
+    // Stopped: no new watch (the connection may be closing; see nats-connection.ts).
+    if (this.stopped) throw new OvertakenRead();
     const status = await this.kv.status();
-    const iter = await this.kv.watch({ key: '>' });
+    if (this.stopped || generation !== this.generation) throw new OvertakenRead();
+    const iter = await this.opts.conn.consumer(
+      () => this.kv.watch({ key: '>' }),
+      (w) => w.stop(),
+    );
     // Stopped (or read again) while the watch was being made: this one must not outlive
     // that, or its heartbeat timer keeps resetting a consumer on a closed connection.
     if (this.stopped || generation !== this.generation) {

@@ -196,7 +196,14 @@ export class OtaReleaseReplica implements SharedKind {
   private async fetch(r: ReleaseRecord): Promise<void> {
     const later = (ms: number): void => void this.notBefore.set(r.imageDigest, Date.now() + ms);
     try {
-      const got = await this.images!.get(r.imageDigest);
+      if (this.stopped) return;
+      // A read of the object store is a consumer: made through the connection's gate, so a
+      // read begun as the node stops cannot outlive the NATS connection (nats-connection.ts).
+      const images = this.images!;
+      const got = await this.conn.consumer(
+        () => images.get(r.imageDigest),
+        (g) => void g?.data.cancel().catch(() => undefined),
+      );
       // Not shared yet (its node is still uploading it): the next step looks again.
       if (got === null) return;
       const dir = await ensureOtaDir(this.dataDir);
