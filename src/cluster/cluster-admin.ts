@@ -30,6 +30,7 @@ import {
   type ConnectedClientView,
 } from '../broker/api.js';
 import type { Logger } from '../core/logger.js';
+import type { ClusterNatsConnection } from './nats-connection.js';
 import { NODES_BUCKET } from './node-leases.js';
 import { decodeOwnerRecord } from './session-record.js';
 import { SESSIONS_BUCKET } from './session-registry.js';
@@ -71,6 +72,12 @@ const kickAnswer = z.object({ kicked: z.boolean() });
 
 export interface ClusterAdminOptions {
   nc: NatsConnection;
+  /**
+   * The connection's consumer gate (nats-connection.ts), for the node list (a key listing
+   * is a consumer): with it none is made once the connection closes. Without it the
+   * listing is made directly.
+   */
+  conn?: Pick<ClusterNatsConnection, 'consumer'>;
   nodeId: string;
   /** This node's clients. */
   local: BrokerApi;
@@ -299,7 +306,9 @@ export class ClusterAdmin implements ClientDirectory {
     const nodes = new Set([this.opts.nodeId]);
     try {
       const { nodes: kv } = await this.buckets();
-      for await (const node of await kv.keys()) nodes.add(node);
+      const gate = this.opts.conn;
+      const keys = gate !== undefined ? await gate.consumer(() => kv.keys(), (k) => k.stop()) : await kv.keys();
+      for await (const node of keys) nodes.add(node);
     } catch (err) {
       throw new DirectoryUnavailableError(`the cluster's node list cannot be read: ${err instanceof Error ? err.message : String(err)}`);
     }
