@@ -86,6 +86,11 @@ export interface BrokerOptions {
    * at 20 conn/s from 127.0.0.1 (refusing the rest at accept).
    */
   raiseConnectionLimits?: boolean;
+  /**
+   * Bastion: `defender.detect.enabled` (issue 15's behaviour detection). Absent: the
+   * config default (on); false: off, for the detection-on/off throughput comparison.
+   */
+  detect?: boolean;
   /** Bastion: a cluster node (issue 12) on this nats-server, run as `serve --workers <workers>`. */
   cluster?: ClusterNodeOptions;
   /**
@@ -187,6 +192,7 @@ function bastionConfig(dir: string, tcpPort: number, tlsPort: number | null, o: 
     // Mosquitto runs without ACLs (allow_anonymous true): compare like with like. The rule
     // engine still runs (one rule, checked at publish and at every delivery).
     authz: { policy: 'allow-all-INSECURE' },
+    ...(o.detect === false ? { defender: { detect: { enabled: false } } } : {}),
     ...(o.cluster !== undefined ? { cluster: { nats: { servers: [o.cluster.natsUrl] }, nodeId: o.cluster.nodeId, replicas: 1 } } : {}),
   };
 }

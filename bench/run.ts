@@ -16,6 +16,9 @@
  *   (device provisioning from one claim certificate, bastion device simulate: provisioning-bench.ts)
  *   node dist/bench/run.js --ota [--devices 50] [--image-mb 10] [--repeat 3] [--transfer-budget <MiB/s>] [--json <file>]
  *   (a signed image to many devices at once, with telemetry latency during it: ota-bench.ts)
+ *   node dist/bench/run.js --defender [--devices 300] [--hours 8] [--attacks 20] [--seed N] [--repeat 3]
+ *                          [--duration 5] [--warmup 1] [--json <file>]
+ *   (behaviour detection end to end through the real broker, and throughput with it on vs off: defender-fleet.ts)
  */
 import { guardRun } from './run-guard.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -38,6 +41,13 @@ const DEFAULT_JSON = fileURLToPath(new URL('../../bench/results/latest.json', im
 const DEFAULT_CLUSTER_JSON = fileURLToPath(new URL('../../bench/results/cluster-latest.json', import.meta.url));
 const DEFAULT_PROVISIONING_JSON = fileURLToPath(new URL('../../bench/results/provisioning-latest.json', import.meta.url));
 const DEFAULT_OTA_JSON = fileURLToPath(new URL('../../bench/results/ota-latest.json', import.meta.url));
+const DEFAULT_DEFENDER_JSON = fileURLToPath(new URL('../../bench/results/defender-latest.json', import.meta.url));
+/** `--defender` defaults: fleet size, virtual hours, attacks of each kind, seed, throughput repeats. */
+const DEFAULT_DEFENDER_DEVICES = 300;
+const DEFAULT_DEFENDER_HOURS = 8;
+const DEFAULT_DEFENDER_ATTACKS = 20;
+const DEFAULT_DEFENDER_SEED = 20261207;
+const DEFAULT_DEFENDER_REPEAT = 3;
 /** `--ota` defaults (kept here: ota-bench.ts is imported only when --ota runs). */
 const DEFAULT_OTA_DEVICES = 50;
 const DEFAULT_OTA_IMAGE_MIB = 10;
@@ -83,6 +93,14 @@ export interface BenchOptions {
   otaImageMib: number;
   /** `--transfer-budget` in bytes a second (ota.transfer.maxBytesPerSecond); null: the broker's default. */
   otaMaxBytesPerSecond: number | null;
+  /** `--defender`: the end-to-end detection simulation and the detection on/off throughput (defender-fleet.ts). */
+  defender: boolean;
+  defenderDevices: number;
+  /** `--hours`: virtual hours of the first simulation. */
+  defenderHours: number;
+  /** `--attacks`: attacks of each kind. */
+  defenderAttacks: number;
+  defenderSeed: number;
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -119,7 +137,12 @@ const USAGE = `usage: npm run bench -- [options]
                        --repeat, --json apply; JSON in bench/results/ota-latest.json unless --json
   --devices <n>        --ota: devices (default ${DEFAULT_OTA_DEVICES})
   --image-mb <MiB>     --ota: image size in MiB (default ${DEFAULT_OTA_IMAGE_MIB})
-  --transfer-budget <MiB/s>  --ota: the broker's ota.transfer.maxBytesPerSecond (default: its default, 32)`;
+  --transfer-budget <MiB/s>  --ota: the broker's ota.transfer.maxBytesPerSecond (default: its default, 32)
+  --defender           behaviour detection (issue 15): a fleet of --devices (default ${DEFAULT_DEFENDER_DEVICES}) MQTT.js devices
+                       over mTLS through an in-process broker for --hours (default ${DEFAULT_DEFENDER_HOURS}) virtual hours,
+                       --attacks (default ${DEFAULT_DEFENDER_ATTACKS}) of each kind, --seed; then fan-in throughput with
+                       detection on, off and Mosquitto, --repeat (default ${DEFAULT_DEFENDER_REPEAT}) × --duration/--warmup;
+                       JSON in bench/results/defender-latest.json unless --json`;
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}\n`);
@@ -157,6 +180,10 @@ export function parseOptions(argv: string[]): BenchOptions {
         devices: { type: 'string' },
         'image-mb': { type: 'string' },
         'transfer-budget': { type: 'string' },
+        defender: { type: 'boolean' },
+        hours: { type: 'string' },
+        attacks: { type: 'string' },
+        seed: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -171,12 +198,22 @@ export function parseOptions(argv: string[]): BenchOptions {
   const cluster = parsed.cluster === true;
   const provisioning = parsed.provisioning === true;
   const ota = parsed.ota === true;
+  const defender = parsed.defender === true;
+  if (defender) {
+    if (cluster || provisioning || ota) fail('--defender, --ota, --provisioning and --cluster are separate modes: one at a time');
+    const notHere = (['only', 'broker', 'transport', 'idle-conns', 'mqtt-version', 'limits', 'count', 'concurrency', 'image-mb', 'transfer-budget'] as const).filter((k) => parsed[k] !== undefined);
+    if (notHere.length > 0) fail(`--${notHere.join(', --')} ${notHere.length === 1 ? 'does' : 'do'} not apply to --defender (it takes --devices, --hours, --attacks, --seed, --repeat, --duration, --warmup)`);
+    // Each attack but credential stuffing takes a device of its own.
+    if (Number(parsed.attacks ?? DEFAULT_DEFENDER_ATTACKS) * 6 > Number(parsed.devices ?? DEFAULT_DEFENDER_DEVICES)) fail('--defender: --attacks × 6 must not exceed --devices (each attack on its own device)');
+  } else if (parsed.hours !== undefined || parsed.attacks !== undefined || parsed.seed !== undefined) {
+    fail('--hours, --attacks and --seed go with --defender');
+  }
   if (ota) {
     if (cluster || provisioning) fail('--ota, --provisioning and --cluster are separate modes: one at a time');
     const notHere = (['only', 'duration', 'warmup', 'broker', 'transport', 'idle-conns', 'mqtt-version', 'limits', 'count', 'concurrency'] as const).filter((k) => parsed[k] !== undefined);
     if (notHere.length > 0) fail(`--${notHere.join(', --')} ${notHere.length === 1 ? 'does' : 'do'} not apply to --ota (it takes --devices, --image-mb, --transfer-budget, --repeat)`);
-  } else if (parsed.devices !== undefined || parsed['image-mb'] !== undefined || parsed['transfer-budget'] !== undefined) {
-    fail('--devices, --image-mb and --transfer-budget go with --ota');
+  } else if ((parsed.devices !== undefined && !defender) || parsed['image-mb'] !== undefined || parsed['transfer-budget'] !== undefined) {
+    fail('--devices, --image-mb and --transfer-budget go with --ota (--devices also with --defender)');
   }
   if (provisioning) {
     if (cluster) fail('--provisioning and --cluster are separate modes: one at a time');
@@ -221,18 +258,24 @@ export function parseOptions(argv: string[]): BenchOptions {
     transports: transport === 'both' ? ['tcp', 'tls'] : [transport],
     idleConns: Math.round(numberOption(parsed['idle-conns'], 'idle-conns', 2000, 1, 10_000)),
     version,
-    repeat: Math.round(numberOption(parsed.repeat, 'repeat', provisioning ? DEFAULT_PROVISIONING_REPEAT : ota ? DEFAULT_OTA_REPEAT : 1, 1, 9)),
-    jsonPath: parsed.json ?? (provisioning ? DEFAULT_PROVISIONING_JSON : ota ? DEFAULT_OTA_JSON : cluster ? DEFAULT_CLUSTER_JSON : DEFAULT_JSON),
+    repeat: Math.round(numberOption(parsed.repeat, 'repeat', provisioning ? DEFAULT_PROVISIONING_REPEAT : ota ? DEFAULT_OTA_REPEAT : defender ? DEFAULT_DEFENDER_REPEAT : 1, 1, 9)),
+    jsonPath: parsed.json ?? (provisioning ? DEFAULT_PROVISIONING_JSON : ota ? DEFAULT_OTA_JSON : defender ? DEFAULT_DEFENDER_JSON : cluster ? DEFAULT_CLUSTER_JSON : DEFAULT_JSON),
     cluster,
     only,
     provisioning,
     provisioningDevices: Math.round(numberOption(parsed.count, 'count', DEFAULT_DEVICES, 1, 5000)),
     provisioningConcurrency: Math.round(numberOption(parsed.concurrency, 'concurrency', DEFAULT_CONCURRENCY, 1, 500)),
     ota,
-    otaDevices: Math.round(numberOption(parsed.devices, 'devices', DEFAULT_OTA_DEVICES, 1, 500)),
+    otaDevices: Math.round(numberOption(ota ? parsed.devices : undefined, 'devices', DEFAULT_OTA_DEVICES, 1, 500)),
     otaImageMib: numberOption(parsed['image-mb'], 'image-mb', DEFAULT_OTA_IMAGE_MIB, 0.01, 256),
     // 64 KiB/s to 1 GiB/s: the range the broker's config takes.
     otaMaxBytesPerSecond: parsed['transfer-budget'] === undefined ? null : Math.round(numberOption(parsed['transfer-budget'], 'transfer-budget', 32, 0.0625, 1024) * 1024 * 1024),
+    defender,
+    // Bounded: 2,000 devices (127.1-8.x.y) and 48 virtual hours at most.
+    defenderDevices: Math.round(numberOption(defender ? parsed.devices : undefined, 'devices', DEFAULT_DEFENDER_DEVICES, 10, 2000)),
+    defenderHours: Math.round(numberOption(parsed.hours, 'hours', DEFAULT_DEFENDER_HOURS, 2, 48)),
+    defenderAttacks: Math.round(numberOption(parsed.attacks, 'attacks', DEFAULT_DEFENDER_ATTACKS, 1, 40)),
+    defenderSeed: Math.round(numberOption(parsed.seed, 'seed', DEFAULT_DEFENDER_SEED, 0, 2 ** 31)),
   };
 }
 
@@ -318,6 +361,11 @@ async function main(): Promise<void> {
     // Imported lazily, as the cluster runner is.
     const { runProvisioningBench } = await import('./provisioning-bench.js');
     return runProvisioningBench(opts);
+  }
+  if (opts.defender) {
+    // Imported lazily: it starts a broker in this process and loads the test fleet model.
+    const { runDefenderBench } = await import('./defender-fleet.js');
+    return runDefenderBench(opts);
   }
   if (opts.ota) {
     // Imported lazily: it loads the device SDK, which the other modes never need.
