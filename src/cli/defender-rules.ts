@@ -1,6 +1,7 @@
 /**
- * `bastion defender rules`: the detection rules a broker with this config would run (the
- * config's `defender.detect.rules`, else the built-in ones) and the actions each takes.
+ * `bastion defender rules`: the detection rules a broker with this config would run (those
+ * set through the admin API when the data directory has them, else the config's
+ * `defender.detect.rules`, else the built-in ones) and the actions each takes.
  * Owns: the command's output. Must not: define rules or defaults (defender/detect/ does) or
  * the action merge (defender/response/rule-actions.ts does).
  *
@@ -8,8 +9,9 @@
  * operator meant some rule to quarantine or ban, and as written it never will.
  */
 import type { DefenderActionName } from '../core/defender-config.js';
+import { silentLogger, type Logger } from '../core/logger.js';
 import type { Rule } from '../defender/detect/rules.js';
-import { badInput, clean, configOf, type SourceOptions } from './defender-source.js';
+import { badInput, clean, configOf, dataDirOf, type SourceOptions } from './defender-source.js';
 
 export interface RulesOptions extends SourceOptions {
   json?: boolean;
@@ -39,26 +41,37 @@ export function formatRuleLine(rule: Rule, actions: readonly DefenderActionName[
 }
 
 export async function rulesCommand(opts: RulesOptions): Promise<void> {
-  const { parseDetectConfig } = await import('../defender/detect/detect-config.js');
+  const { LiveRules } = await import('../server/defender-rules.js');
   const { actionsByRule, unknownActionRules } = await import('../defender/response/rule-actions.js');
+  const { detectSchema } = await import('../core/defender-config.js');
+  let live;
   let detect;
   try {
     const config = await configOf(opts);
-    detect = parseDetectConfig(config?.defender.detect);
+    detect = config?.defender.detect ?? detectSchema.parse({});
+    // Rules an operator set through the admin API (kept in <dataDir>/defender-rules.json) replace the config's, as the broker does.
+    const errors: string[] = [];
+    const logger: Logger = { ...silentLogger, error: (_o, msg) => void errors.push(msg ?? 'error') };
+    live = new LiveRules(detect, await dataDirOf(opts), logger);
+    for (const e of errors) process.stderr.write(`bastion: warning: ${e}\n`);
   } catch (err) {
     badInput(err);
   }
-  const actions = actionsByRule(detect, detect.rules);
-  for (const name of unknownActionRules(detect, detect.rules)) {
-    process.stderr.write(`bastion: warning: defender.detect.actions names rule '${clean(name)}', which no rule has: its actions are never taken\n`);
+  const rules = live.rules;
+  const actions = actionsByRule(live.settings, rules);
+  const o = live.overridden;
+  const where = o === null ? 'defender.detect.actions names' : 'the actions set through the admin API name';
+  for (const name of unknownActionRules(live.settings, rules)) {
+    process.stderr.write(`bastion: warning: ${where} rule '${clean(name)}', which no rule has: its actions are never taken\n`);
   }
-  const view = { enabled: detect.enabled, dryRun: detect.dryRun, windowSeconds: detect.windowSeconds, rules: detect.rules, actions };
+  const view = { source: o === null ? 'config' : 'api', ...(o !== null ? { setBy: o.by, setAt: o.at } : {}), enabled: detect.enabled, dryRun: detect.dryRun, windowSeconds: detect.windowSeconds, rules, actions };
   if (opts.json === true) {
     process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
     return;
   }
   const lines = [`detection ${detect.enabled ? 'on' : 'off'}, ${detect.windowSeconds} s windows${detect.dryRun ? ', dry run (actions are recorded, not taken)' : ''}`];
-  for (const rule of detect.rules) lines.push(formatRuleLine(rule, actions[rule.name] ?? ['alert']));
-  lines.push(`${detect.rules.length} rule(s)${opts.config === undefined ? ' (built-in; pass -c CONFIG for a broker config)' : ''}`);
+  if (o !== null) lines.push(`rules set through the admin API by ${clean(o.by)} at ${new Date(o.at).toISOString()} (they replace the config's until DELETE /api/v1/defender/rules)`);
+  for (const rule of rules) lines.push(formatRuleLine(rule, actions[rule.name] ?? ['alert']));
+  lines.push(`${rules.length} rule(s)${o === null && opts.config === undefined ? ' (built-in; pass -c CONFIG for a broker config)' : ''}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
