@@ -142,6 +142,26 @@ export const detectSchema = z
     }
   });
 
+/**
+ * The rules an operator sets at run time (PUT /api/v1/defender/rules): the rules and the
+ * actions, replacing the config's until reset. Absent keys keep the config's.
+ */
+export const defenderRulesDocumentSchema = z
+  .object({
+    rules: z.array(defenderRuleSchema).max(256).optional(),
+    actions: z.record(ruleName, actionList).optional(),
+    defaultActions: actionList.optional(),
+  })
+  .strict()
+  .superRefine((doc, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, r] of (doc.rules ?? []).entries()) {
+      if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name '${r.name}'` });
+      seen.add(r.name);
+    }
+  });
+export type DefenderRulesDocument = z.output<typeof defenderRulesDocumentSchema>;
+
 export const defenderAuditSchema = z
   .object({
     /** Seconds between scheduled audits of the running broker (0: only on demand). */

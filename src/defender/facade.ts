@@ -9,6 +9,11 @@ import type { Rule } from './detect/rules.js';
 import type { AlertQuery, DefenderAlert, Restriction } from './response/alert-store.js';
 
 export interface DefenderRulesView {
+  /** `config`: the config file's rules; `api`: replaced at run time (kept in defender-rules.json until reset). */
+  source: 'config' | 'api';
+  /** Who replaced them and when (ms since the epoch), for `api`. */
+  setBy?: string;
+  setAt?: number;
   enabled: boolean;
   dryRun: boolean;
   windowSeconds: number;
@@ -28,6 +33,14 @@ export interface DefenderFacade {
    */
   release(identity: string, actor: string): Promise<{ alerts: number; restrictions: Restriction[] }>;
   rules(): DefenderRulesView;
+  /**
+   * Replaces the rules and/or actions at run time (`{rules?, actions?, defaultActions?}`,
+   * the config's schema; absent keys keep the config's). A bad document throws a
+   * BastionError ERR_DEFENDER_RULES naming the key. In a cluster every node takes it.
+   */
+  setRules(document: unknown, actor: string): Promise<DefenderRulesView>;
+  /** Back to the config's rules and actions. */
+  resetRules(actor: string): Promise<DefenderRulesView>;
   /** The last security audit's report (null before the first). */
   lastAudit(): AuditReport | null;
   /** Runs the security audit now (also the live checks) and records it; `actor` is who asked. */

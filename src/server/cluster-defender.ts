@@ -29,6 +29,7 @@ import type { LearnedState } from '../defender/detect/evaluator.js';
 import type { AlertQuery, DefenderAlert, DefenderStore, Restriction } from '../defender/response/alert-store.js';
 import type { Responder, ResponderListener } from '../defender/response/responder.js';
 import type { Detector } from '../defender/runtime/detector.js';
+import { parseRulesDocument, type LiveRules, type RulesOverride } from './defender-rules.js';
 
 export const DEFENDER_PREFIX = 'defender';
 /** Learned states and remote alerts kept in memory, at most. */
@@ -55,6 +56,9 @@ const restrictionEntry = z
     node: z.string().max(200),
   })
   .strict();
+const RULES_KEY = `${DEFENDER_PREFIX}.rules`;
+/** The document is checked by parseRulesDocument (the config's schema) when applied. */
+const rulesEntry = z.object({ override: z.object({ doc: z.unknown(), by: z.string().max(300), at: time }).strict().nullable(), at: time }).strict();
 const releaseEntry = z.object({ identity, by: z.string().max(300), at: time, node: z.string().max(200) }).strict();
 const stat = z.number().finite();
 const learnedEntry = z
@@ -112,6 +116,8 @@ function newer(a: RestrictionEntry, b: RestrictionEntry): RestrictionEntry {
 
 export interface ClusterDefenderDeps {
   nodeId: string;
+  /** The rules in force (a run-time replacement is shared as `defender.rules`). */
+  rules: LiveRules;
   store: DefenderStore;
   responder: Responder;
   detector: Detector | null;
@@ -130,6 +136,9 @@ export class ClusterDefender implements SharedKind, ResponderListener {
   private readonly pendingReleases: Array<z.infer<typeof releaseEntry>> = [];
   private readonly learned = new Map<string, { at: number; learned: LearnedState }>();
   private readonly remoteAlerts = new Map<string, DefenderAlert>();
+  /** The newest rules entry seen (ms), and one read but not yet applied. */
+  private rulesAt = -1;
+  private pendingRules: { override: RulesOverride | null } | null = null;
   /** Until attached (after the first read), the bucket is only read, never acted on. */
   private live = false;
 
@@ -162,6 +171,15 @@ export class ClusterDefender implements SharedKind, ResponderListener {
 
   apply(key: string, value: Uint8Array | null): void {
     if (value === null) return;
+    if (key === RULES_KEY) {
+      const entry = parse(rulesEntry, value);
+      const override = entry.override === null ? null : { doc: parseRulesDocument(entry.override.doc), by: entry.override.by, at: entry.override.at };
+      if (entry.at > this.rulesAt) {
+        this.rulesAt = entry.at;
+        this.pendingRules = { override };
+      }
+      return;
+    }
     const kind = key.slice(DEFENDER_PREFIX.length + 1, DEFENDER_PREFIX.length + 2);
     switch (kind) {
       case 'r': {
@@ -235,6 +253,11 @@ export class ClusterDefender implements SharedKind, ResponderListener {
         responder.reconcile(false);
       }
       for (const release of this.pendingReleases.splice(0)) responder.release(release.identity, release.by, true);
+      const rules = this.pendingRules;
+      this.pendingRules = null;
+      if (rules !== null) {
+        this.deps.rules.adopt(rules.override).catch((err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'cannot keep the cluster’s detection rules'));
+      }
     } catch (err) {
       logger.error({ err: err instanceof Error ? err.message : String(err) }, 'defender could not apply the cluster’s restrictions');
     }
@@ -273,6 +296,13 @@ export class ClusterDefender implements SharedKind, ResponderListener {
     if (!this.live) return;
     const alert = this.deps.store.getAlert(alertId);
     if (alert !== null) this.write(this.alertKey(alert.node, alert.id), alert);
+  }
+
+  /** The rules were replaced (or reset, null) here: every node takes them. */
+  rulesChanged(override: RulesOverride | null): void {
+    const at = override?.at ?? this.deps.now();
+    this.rulesAt = Math.max(this.rulesAt, at);
+    this.write(RULES_KEY, { override, at });
   }
 
   // ---- reads for the facade ----

@@ -19,17 +19,17 @@ import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { SecurityEvents } from '../core/security-events.js';
 import type { AuditReport } from '../defender/audit/report.js';
-import { parseDetectConfig, type DetectConfig } from '../defender/detect/detect-config.js';
 import type { DefenderFacade, DefenderRulesView } from '../defender/facade.js';
 import type { DefenderAlert, DefenderStore } from '../defender/response/alert-store.js';
 import { BrokerEnforcement } from '../defender/response/enforcement.js';
 import { Responder } from '../defender/response/responder.js';
-import { actionsByRule, unknownActionRules } from '../defender/response/rule-actions.js';
+import { actionsByRule } from '../defender/response/rule-actions.js';
 import { Detector } from '../defender/runtime/detector.js';
 import type { BanList } from '../security/limits/ban-list.js';
 import { openDefenderStore } from '../store/sqlite/defender-store.js';
 import { ClusterDefender, mergedAlerts } from './cluster-defender.js';
 import { AlertPublisher } from './defender-alerts.js';
+import { LiveRules } from './defender-rules.js';
 
 /** How often the store is checked for the CLI's releases and for expired restrictions. */
 const RECONCILE_MS = 1000;
@@ -80,19 +80,20 @@ export function openDefenderSide(opts: DefenderSideOptions): DefenderSide {
   const { config, logger, events } = opts;
   const now = opts.now ?? Date.now;
   const settings = config.defender.detect;
-  const detect: DetectConfig = parseDetectConfig(settings);
-  for (const name of unknownActionRules(settings, detect.rules)) logger.warn({ rule: name }, 'defender.detect.actions names a rule that does not exist; it does nothing');
+  // The config's rules and actions, or those an operator set through the API since.
+  const live = new LiveRules(settings, opts.dataDir, logger);
   const store: DefenderStore = openDefenderStore(opts.dataDir);
   let roleOf: (client: AuthorizedClient) => string = () => 'device';
   const detector = settings.enabled
-    ? new Detector({ rules: detect.rules, windowMs: settings.windowSeconds * 1000, topicLevels: settings.topicLevels, maxIdentities: settings.maxIdentities, maxAddresses: settings.maxAddresses, roleOf: (c) => roleOf(c), now })
+    ? new Detector({ rules: live.rules, windowMs: settings.windowSeconds * 1000, topicLevels: settings.topicLevels, maxIdentities: settings.maxIdentities, maxAddresses: settings.maxAddresses, roleOf: (c) => roleOf(c), now })
     : null;
+  live.onRules = (rules) => detector?.evaluator.replaceRules(rules);
   const enforcement = new BrokerEnforcement({ settings, limits: config.limits, now, liveClient: (identity) => detector?.liveClient(identity) ?? null });
   const publisher = new AlertPublisher({ settings, logger, onWebhook: (alert, outcome) => responder.record(alert.id, alert.rule, alert.identity, outcome) });
   const responder = new Responder({
     store,
     enforcement,
-    settings,
+    settings: live.settings,
     events,
     notifier: publisher,
     nodeId: opts.nodeId,
@@ -113,7 +114,18 @@ export function openDefenderSide(opts: DefenderSideOptions): DefenderSide {
     }
   };
 
-  const rulesView = (): DefenderRulesView => ({ enabled: settings.enabled, dryRun: settings.dryRun, windowSeconds: settings.windowSeconds, rules: detect.rules, actions: actionsByRule(settings, detect.rules) });
+  const rulesView = (): DefenderRulesView => {
+    const o = live.overridden;
+    return {
+      source: o === null ? 'config' : 'api',
+      ...(o !== null ? { setBy: o.by, setAt: o.at } : {}),
+      enabled: settings.enabled,
+      dryRun: settings.dryRun,
+      windowSeconds: settings.windowSeconds,
+      rules: live.rules,
+      actions: actionsByRule(live.settings, live.rules),
+    };
+  };
 
   const facade: DefenderFacade = {
     listAlerts: (query) => (cluster === null ? store.listAlerts(query) : mergedAlerts((q) => store.listAlerts(q), cluster.remote(query), query)),
@@ -121,6 +133,18 @@ export function openDefenderSide(opts: DefenderSideOptions): DefenderSide {
     restrictions: () => store.activeRestrictions(),
     release: (identity, actor) => Promise.resolve(responder.release(identity, actor)),
     rules: rulesView,
+    setRules: async (document, actor) => {
+      const next = await live.set(document, actor, now());
+      cluster?.rulesChanged(next);
+      logger.info({ actor, rules: live.rules.length }, 'detection rules replaced');
+      return rulesView();
+    },
+    resetRules: (actor) => {
+      live.reset();
+      cluster?.rulesChanged(null);
+      logger.info({ actor }, 'detection rules reset to the config');
+      return Promise.resolve(rulesView());
+    },
     lastAudit: () => audits?.last ?? null,
     runAudit: (actor) => {
       if (audits === null) return Promise.reject(new Error('security audits are not running'));
@@ -168,7 +192,7 @@ export function openDefenderSide(opts: DefenderSideOptions): DefenderSide {
       audits = a;
     },
     clusterKind() {
-      cluster ??= new ClusterDefender({ nodeId: opts.nodeId, store, responder, detector, logger, now });
+      cluster ??= new ClusterDefender({ nodeId: opts.nodeId, store, responder, detector, rules: live, logger, now });
       return cluster;
     },
     attachCluster() {

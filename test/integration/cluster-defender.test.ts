@@ -130,3 +130,12 @@ test('what a node learned about a device travels with it: a new topic prefix on 
     await endQuietly(onB);
   }
 });
+
+test('rules replaced through one node are taken by the other, and a reset too', async () => {
+  await a.server.defender.facade.setRules({ rules: [{ kind: 'static', name: 'cluster-wide', metric: 'connects', operator: 'gt', value: 9 }] }, 'operator-on-a');
+  await until(() => b.server.defender.facade.rules().rules.map((r) => r.name).join() === 'cluster-wide', 5000, 'the rules on node b');
+  assert.equal(b.server.defender.facade.rules().setBy, 'operator-on-a');
+  await a.server.defender.facade.resetRules('operator-on-a');
+  await until(() => b.server.defender.facade.rules().source === 'config', 5000, 'the reset on node b');
+  assert.deepEqual(b.server.defender.facade.rules().rules.map((r) => r.name), ['denials', 'new-topic']);
+});

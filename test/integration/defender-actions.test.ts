@@ -279,6 +279,34 @@ test('through the admin API of the running broker: the alert is listed, counted 
     assert.ok(accepted(await pubackCode(dev, 'devices/dev-api/t', 5000)), 'free after the API release');
     assert.equal((await adminCall(broker, token, 'POST', '/api/v1/defender/release', { identity: 'dev-api' })).status, 404, 'nothing left to release');
     await endQuietly(dev);
+
+    // Rules replaced at run time: a rule on subscriptions that disconnects; it judges the very next window.
+    const put = await adminCall(broker, token, 'PUT', '/api/v1/defender/rules', { rules: [{ kind: 'static', name: 'subs', metric: 'subscribes', operator: 'gt', value: 2 }], actions: { subs: ['disconnect'] } });
+    assert.equal(put.status, 200, put.text);
+    const sub = await h.device('dev-sub');
+    for (let i = 0; i < 3; i++) await sub.subscribeAsync(`devices/dev-sub/${i}`, { qos: 0 });
+    const gone = nextEvent(sub, 'disconnect', 5000);
+    broker.server.defender.tick();
+    assert.equal(((await gone) as { reasonCode?: number }).reasonCode, 0x98, 'the new rule disconnected it');
+    await endQuietly(sub);
+  } finally {
+    await broker.stop();
+  }
+});
+
+test('rules set through the API survive a restart, until reset', async () => {
+  let broker = await startProvisioningBroker({ authz: AUTHZ, defender: defenderSection() });
+  try {
+    await broker.server.defender.facade.setRules({ rules: [{ kind: 'static', name: 'only', metric: 'connects', operator: 'gt', value: 50 }] }, 'test');
+    broker = await broker.restart();
+    const view = broker.server.defender.facade.rules();
+    assert.equal(view.source, 'api');
+    assert.deepEqual(view.rules.map((r) => r.name), ['only']);
+    await assert.rejects(broker.server.defender.facade.setRules({ rules: [{ kind: 'nope', name: 'x' }] }, 'test'), /rules error/);
+    assert.deepEqual(broker.server.defender.facade.rules().rules.map((r) => r.name), ['only'], 'a bad document changes nothing');
+    const reset = await broker.server.defender.facade.resetRules('test');
+    assert.equal(reset.source, 'config');
+    assert.deepEqual(reset.rules.map((r) => r.name), ['denials', 'chatty', 'storm', 'reader']);
   } finally {
     await broker.stop();
   }

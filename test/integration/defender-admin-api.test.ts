@@ -29,6 +29,7 @@ import { DefaultAuthorizer } from '../../src/security/authz/default-authorizer.j
 import { BanList } from '../../src/security/limits/ban-list.js';
 import { SqliteAdminStore } from '../../src/store/sqlite/admin-store.js';
 import { openDefenderStore } from '../../src/store/sqlite/defender-store.js';
+import { parseRulesDocument, type RulesOverride } from '../../src/server/defender-rules.js';
 import { adminRequest, type AdminAnswer, type AdminCall } from '../helpers/admin.js';
 import { issueClient, makeTestPki, type TestClientFiles, type TestPki } from '../helpers/pki.js';
 import { RecordingLogger } from './tls-support.js';
@@ -54,9 +55,21 @@ class StoreDefender implements DefenderFacade {
   async release(identity: string, actor: string): Promise<ReturnType<DefenderStore['release']>> {
     return this.store.release(identity, actor, Date.now());
   }
+  private override: RulesOverride | null = null;
   rules(): DefenderRulesView {
     const d = this.detect;
-    return { enabled: d.enabled, dryRun: d.dryRun, windowSeconds: d.windowSeconds, rules: d.rules, actions: actionsByRule(d, d.rules) };
+    const o = this.override;
+    const rules = o?.doc.rules ?? d.rules;
+    const actions = { actions: o?.doc.actions ?? d.actions, defaultActions: o?.doc.defaultActions ?? d.defaultActions };
+    return { source: o === null ? 'config' : 'api', ...(o !== null ? { setBy: o.by, setAt: o.at } : {}), enabled: d.enabled, dryRun: d.dryRun, windowSeconds: d.windowSeconds, rules, actions: actionsByRule(actions, rules) };
+  }
+  async setRules(document: unknown, actor: string): Promise<DefenderRulesView> {
+    this.override = { doc: parseRulesDocument(document), by: actor, at: Date.now() };
+    return this.rules();
+  }
+  async resetRules(): Promise<DefenderRulesView> {
+    this.override = null;
+    return this.rules();
   }
   lastAudit(): AuditReport | null {
     return this.report;
@@ -229,6 +242,29 @@ describe('defender admin API', () => {
     assert.deepEqual(actions['reconnects'], ['alert', 'quarantine']);
     assert.deepEqual(actions['new-topic-prefix'], ['alert', 'disconnect', 'ban']);
     assert.deepEqual(actions['authz-denials'], ['alert']);
+  });
+
+  test('PUT rules replaces rules and actions at run time (recorded); a misspelt key is a 400; DELETE goes back to the config', async () => {
+    changes.length = 0;
+    const doc = { rules: [{ kind: 'static', name: 'chatty', metric: 'messagesSent', operator: 'gt', value: 100 }], actions: { chatty: ['throttle'] } };
+    const put = await op('/api/v1/defender/rules', { method: 'PUT', body: doc });
+    assert.equal(put.status, 200, put.text);
+    assert.equal(put.json.source, 'api');
+    assert.equal(put.json.setBy, 'certificate:op1');
+    assert.deepEqual((put.json.rules as Array<{ name: string }>).map((r) => r.name), ['chatty']);
+    assert.deepEqual((put.json.actions as Record<string, string[]>).chatty, ['alert', 'throttle']);
+    assert.equal((await op('/api/v1/defender/rules')).json.source, 'api');
+    const bad = await op('/api/v1/defender/rules', { method: 'PUT', body: { rules: [{ kind: 'static', name: 'x', metric: 'connects', operator: 'gt', value: 1, treshold: 3 }] } });
+    assert.equal(bad.status, 400, bad.text);
+    assert.match(bad.text, /treshold|Unrecognized/);
+    const reset = await op('/api/v1/defender/rules', { method: 'DELETE' });
+    assert.equal(reset.status, 200, reset.text);
+    assert.equal(reset.json.source, 'config');
+    assert.equal((reset.json.rules as unknown[]).length, 9);
+    assert.deepEqual(
+      changes.map((c) => `${c.action}:${c.outcome}`),
+      ['defender.rules.set:ok', 'defender.rules.set:failed', 'defender.rules.reset:ok'],
+    );
   });
 
   test('POST release: lifts the identity, answers {alerts, restrictions}, recorded as an admin change; again 404', async () => {

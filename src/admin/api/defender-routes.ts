@@ -1,7 +1,7 @@
 /**
  * `/api/v1/defender/…`: behaviour alerts (list, show), the restrictions in force, the
  * release of an identity, the detection rules in effect, and the security audit (the last
- * report, or a new run). Owns: these endpoints' input checks, replies and the release's
+ * report, or a new run), and replacing the rules at run time (PUT, DELETE to reset). Owns: these endpoints' input checks, replies and the release's
  * change record. Must not: decide alarms or lift restrictions itself (the DefenderFacade
  * does). Without a wired defender: 501.
  *
@@ -9,6 +9,7 @@
  * administrative change, recorded (who, which identity, what was lifted) like a ban or a kick.
  */
 import { z } from 'zod';
+import { BastionError } from '../../core/errors.js';
 import { recordAdminChange } from './admin-change.js';
 import { HttpError, validate } from './http-io.js';
 import { ok, type Route } from './router.js';
@@ -110,6 +111,40 @@ export function defenderRoutes(s: AdminServices): Route[] {
         const d = needDefender(s);
         validate(noQuery, Object.fromEntries(ctx.query), 'query');
         return ok(d.rules());
+      },
+    },
+    {
+      // SECURITY: rules decide who gets quarantined or banned: a change is an admin change, recorded with the new rule names.
+      method: 'PUT',
+      path: /^\/api\/v1\/defender\/rules$/,
+      handler: async (ctx) => {
+        const d = needDefender(s);
+        const actor = `${ctx.actor.kind}:${ctx.actor.name}`;
+        const body = await ctx.body();
+        if (body === undefined) throw new HttpError(400, 'a JSON body {rules?, actions?, defaultActions?} is required');
+        let view: object;
+        try {
+          view = await d.setRules(body, actor);
+        } catch (err) {
+          recordAdminChange(s, { actor: ctx.actor, action: 'defender.rules.set', target: 'rules', outcome: 'failed', detail: { reason: err instanceof Error ? err.message : String(err) } });
+          // The facade names the bad key in a BastionError: the client's mistake, answered 400.
+          if (err instanceof BastionError) throw new HttpError(400, err.message);
+          throw err;
+        }
+        const names = ((view as { rules?: Array<{ name: string }> }).rules ?? []).map((r) => r.name);
+        recordAdminChange(s, { actor: ctx.actor, action: 'defender.rules.set', target: 'rules', outcome: 'ok', detail: { rules: names } });
+        return ok(view);
+      },
+    },
+    {
+      method: 'DELETE',
+      path: /^\/api\/v1\/defender\/rules$/,
+      handler: async (ctx) => {
+        const d = needDefender(s);
+        validate(noQuery, Object.fromEntries(ctx.query), 'query');
+        const view = await d.resetRules(`${ctx.actor.kind}:${ctx.actor.name}`);
+        recordAdminChange(s, { actor: ctx.actor, action: 'defender.rules.reset', target: 'rules', outcome: 'ok' });
+        return ok(view);
       },
     },
     {

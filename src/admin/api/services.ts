@@ -96,6 +96,10 @@ export interface DefenderFacade {
   /** Lifts every restriction of `identity` and marks its active alerts released; `actor` is `<kind>:<name>`. */
   release(identity: string, actor: string): Promise<{ alerts: number; restrictions: Array<{ kind: string }> }>;
   rules(): object;
+  /** Replaces rules and/or actions at run time; a bad document throws a BastionError (answered 400). */
+  setRules(document: unknown, actor: string): Promise<object>;
+  /** Back to the config's rules and actions. */
+  resetRules(actor: string): Promise<object>;
   /** The last security audit's report; null before the first. */
   lastAudit(): object | null;
   runAudit(actor: string): Promise<object>;

@@ -66,11 +66,34 @@ export class Evaluator {
   /** Breaches that would have raised an ALARM but fell in a cooldown. */
   suppressed = 0;
 
-  constructor(
-    readonly rules: readonly Rule[],
-    options: EvaluatorOptions = {},
-  ) {
+  private ruleList: readonly Rule[];
+
+  constructor(rules: readonly Rule[], options: EvaluatorOptions = {}) {
+    this.ruleList = rules;
     this.maxIdentities = options.maxIdentities ?? 100_000;
+  }
+
+  get rules(): readonly Rule[] {
+    return this.ruleList;
+  }
+
+  /**
+   * Replaces the rules (an operator changed them at run time). What a rule learned is kept
+   * when a rule of the same name and the same definition is in the new set, at its new
+   * position; a changed or new rule starts from nothing (its warm-up again).
+   */
+  replaceRules(rules: readonly Rule[]): void {
+    const old = this.ruleList;
+    const same = rules.map((r) => {
+      const j = old.findIndex((o) => o.name === r.name);
+      return j >= 0 && JSON.stringify(old[j]) === JSON.stringify(r) ? j : -1;
+    });
+    for (const st of this.identities.values()) {
+      st.rules = same.map((j) => (j >= 0 ? st.rules[j] : undefined));
+      st.baselines = same.map((j) => (j >= 0 ? st.baselines[j] : undefined));
+      st.known = same.map((j) => (j >= 0 ? st.known[j] : undefined));
+    }
+    this.ruleList = rules;
   }
 
   get size(): number {
