@@ -127,6 +127,12 @@ export class Detector implements ClientActivity {
       // SECURITY: the claimed name is untrusted; ClientStats counts it only for an identity it knows.
       const claimed = event.username ?? event.clientId;
       this.stats.observe({ kind: 'auth-failure', remote: event.remoteAddress, ...(claimed !== '' ? { identity: claimed } : {}), at });
+    } else if (event.type === 'connection.refused' && (event.stage === 'accept' || event.stage === 'tls')) {
+      // An address that keeps trying after it was banned (refused at accept: bans and
+      // address lists only), or whose TLS client certificate failed, is failing to log in
+      // too: without this, the brute-force ban at the 10th failure would hide the rest of a
+      // credential-stuffing run from detection.
+      this.stats.observe({ kind: 'auth-failure', remote: event.remoteAddress, at });
     } else if (event.type === 'authz.denied') {
       this.stats.observe({ kind: 'authz-denied', identity: identityOf(event), topic: event.topic, at });
     }
