@@ -154,7 +154,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
     }),
   );
   const cluster = opts.cluster ?? null;
-  const clusterAdmin = cluster !== null ? new ClusterAdmin({ nc: cluster.conn.nc, nodeId: cluster.nodeId, local: new BrokerApi(opts.broker), logger: opts.logger }) : null;
+  const clusterAdmin = cluster !== null ? new ClusterAdmin({ nc: cluster.conn.nc, conn: cluster.conn, nodeId: cluster.nodeId, local: new BrokerApi(opts.broker), logger: opts.logger }) : null;
   if (clusterAdmin !== null) {
     clusterAdmin.start();
     brokerApi.useDirectory(clusterAdmin);

@@ -139,13 +139,45 @@ async function startLocked(opts: ServerOptions, dataDir: string, logger: Logger,
     provisioning.stop();
     throw err;
   }
-  const authz = startAuthz(config, dataDir, logger);
-  // OTA jobs (<dataDir>/ota-jobs.db) and block transfer: their guards go in front of the ACL below.
-  const ota = openOtaSide(dataDir, logger, config.ota);
   // One stream of security events for the audit log, the metrics and the automatic bans.
   const events = new SecurityEvents(logger);
-  // Behaviour detection: the broker is built with its activity port, quarantine guard and throttle.
-  const defender = openDefenderSide({ config, dataDir, logger, events, nodeId: cluster?.nodeId ?? 'node-1', ...(opts.defenderClock !== undefined ? { now: opts.defenderClock.now, manualWindows: opts.defenderClock.manualWindows } : {}) });
+  let authz: ReturnType<typeof startAuthz> | null = null;
+  let ota: ReturnType<typeof openOtaSide> | null = null;
+  let defender: DefenderSide;
+  try {
+    authz = startAuthz(config, dataDir, logger);
+    // OTA jobs (<dataDir>/ota-jobs.db) and block transfer: their guards go in front of the ACL below.
+    ota = openOtaSide(dataDir, logger, config.ota);
+    // Behaviour detection: the broker is built with its activity port, quarantine guard and throttle.
+    defender = openDefenderSide({ config, dataDir, logger, events, nodeId: cluster?.nodeId ?? 'node-1', ...(opts.defenderClock !== undefined ? { now: opts.defenderClock.now, manualWindows: opts.defenderClock.manualWindows } : {}) });
+  } catch (err) {
+    // An unreadable rule store or database fails the start, with the NATS connection closed (or the process would not exit).
+    ota?.stop();
+    authz?.close();
+    await cluster?.close();
+    store?.close();
+    authn.close();
+    provisioning.stop();
+    throw err;
+  }
+  return startWithParts(opts, dataDir, logger, unlock, { provisioning, authn, store, cluster, authz, ota, defender, events });
+}
+
+interface Parts {
+  provisioning: ReturnType<typeof openProvisioningSide>;
+  authn: ReturnType<typeof buildAuthn>;
+  store: SqliteStore | null;
+  cluster: ClusterNode | null;
+  authz: ReturnType<typeof startAuthz>;
+  ota: ReturnType<typeof openOtaSide>;
+  defender: DefenderSide;
+  events: SecurityEvents;
+}
+
+/** The broker, the shared state, the audit log, the admin side and the listeners, over the parts opened before. */
+async function startWithParts(opts: ServerOptions, dataDir: string, logger: Logger, unlock: () => void, parts: Parts): Promise<BastionServer> {
+  const { config } = opts;
+  const { provisioning, authn, store, cluster, authz, ota, defender, events } = parts;
   if (!config.limits.enabled) logger.warn({}, 'limits.enabled is false: connection, rate, ban and slow-client protection are OFF');
   const broker = new Broker({
     events,
