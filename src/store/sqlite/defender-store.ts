@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { BastionError } from '../../core/errors.js';
 import { openSharedDatabase, type SchemaMigration } from './schema-migrations.js';
+import type { ActionOutcome, AlertQuery, AlertState, DefenderAlert, NewAlert, Restriction, RestrictionKind } from '../../core/defender-records.js';
 
 /** The defender database's file name inside the data directory. */
 export const DEFENDER_DB_FILE = 'defender.db';
@@ -80,54 +81,14 @@ const MIGRATIONS: readonly SchemaMigration[] = [
   },
 ];
 
-export type StoredAlertState = 'active' | 'cleared' | 'released';
-export type StoredRestrictionKind = 'quarantine' | 'throttle' | 'ban';
-
-export interface StoredActionOutcome {
-  action: 'quarantine' | 'throttle' | 'disconnect' | 'ban' | 'webhook';
-  outcome: 'applied' | 'dry-run' | 'failed';
-  detail?: string;
-}
-
-export interface StoredAlert {
-  id: number;
-  rule: string;
-  identity: string;
-  role: string;
-  state: StoredAlertState;
-  value: number;
-  threshold: number;
-  items: string[];
-  raisedAt: number;
-  clearedAt: number | null;
-  releasedAt: number | null;
-  releasedBy: string | null;
-  node: string;
-  dryRun: boolean;
-  actions: StoredActionOutcome[];
-}
-
-export type NewStoredAlert = Omit<StoredAlert, 'id' | 'state' | 'clearedAt' | 'releasedAt' | 'releasedBy'>;
-
-export interface StoredRestriction {
-  identity: string;
-  kind: StoredRestrictionKind;
-  alertId: number;
-  appliedAt: number;
-  expiresAt: number | null;
-  banKind?: string;
-  banValue?: string;
-  releasedAt: number | null;
-  releasedBy: string | null;
-}
-
-export interface StoredAlertQuery {
-  state?: StoredAlertState;
-  identity?: string;
-  rule?: string;
-  offset?: number;
-  limit?: number;
-}
+// The records are core's (core/defender-records.ts), shared with defender/; the store's names for them:
+export type StoredAlertState = AlertState;
+export type StoredRestrictionKind = RestrictionKind;
+export type StoredActionOutcome = ActionOutcome;
+export type StoredAlert = DefenderAlert;
+export type NewStoredAlert = NewAlert;
+export type StoredRestriction = Restriction;
+export type StoredAlertQuery = AlertQuery;
 
 interface AlertRow {
   id: number;
