@@ -29,6 +29,7 @@ import { hostInfo } from './host-info.js';
 import { fmtRatio, renderTable } from './report.js';
 import { round } from './round.js';
 import { guardRun } from './run-guard.js';
+import type { DefenderOptions } from './defender-options.js';
 import type { BenchOptions } from './run.js';
 import { SCENARIOS } from './scenarios.js';
 
@@ -62,14 +63,26 @@ export function simTable(r: FleetSimResult): string {
 
 function throughputTable(rows: ThroughputRow[]): string {
   const f = (v: number | null): string => (v === null ? '-' : String(Math.round(v)));
+  const us = (v: number | null): string => (v === null ? '-' : v.toFixed(2));
   return renderTable(
-    ['Scenario (mTLS)', 'detect on', 'detect off', 'Mosquitto', 'on/off', 'on/off per repeat', 'on/Mosq', 'off/Mosq'],
-    rows.map((r) => [r.title, f(r.medians['bastion-detect-on']), f(r.medians['bastion-detect-off']), f(r.medians.mosquitto), fmtRatio(r.onOverOff), r.onOverOffPerRepeat.map((x) => fmtRatio(x)).join(' '), fmtRatio(r.onOverMosquitto), fmtRatio(r.offOverMosquitto)]),
-    [false, true, true, true, true, false, true, true],
+    ['Scenario (mTLS)', 'detect on', 'detect off', 'Mosquitto', 'on/off', 'on/off per repeat', 'on/Mosq', 'off/Mosq', 'broker µs/msg on / off', 'CPU on/off'],
+    rows.map((r) => [
+      r.title,
+      f(r.medians['bastion-detect-on']),
+      f(r.medians['bastion-detect-off']),
+      f(r.medians.mosquitto),
+      fmtRatio(r.onOverOff),
+      r.onOverOffPerRepeat.map((x) => fmtRatio(x)).join(' '),
+      fmtRatio(r.onOverMosquitto),
+      fmtRatio(r.offOverMosquitto),
+      `${us(r.usPerDelivery['bastion-detect-on'])} / ${us(r.usPerDelivery['bastion-detect-off'])}`,
+      fmtRatio(r.cpuOnOverOff),
+    ]),
+    [false, true, true, true, true, false, true, true, true, true],
   );
 }
 
-export async function runDefenderBench(opts: BenchOptions): Promise<void> {
+export async function runDefenderBench(opts: BenchOptions, d: DefenderOptions): Promise<void> {
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   log(`bench --defender: Node ${process.version}, OpenSSL ${process.versions.openssl}`);
   const watchdog = guardRun('bench --defender', WATCHDOG_MS, () => current?.killNow());
@@ -79,13 +92,13 @@ export async function runDefenderBench(opts: BenchOptions): Promise<void> {
   const sims: Array<{ config: DefenderBenchConfig; result: FleetSimResult }> = [];
   for (const config of CONFIGS) {
     // The second run is the credential-stuffing question alone: a shorter fleet suffices.
-    const hours = config === CONFIGS[0] ? opts.defenderHours : Math.min(opts.defenderHours, 4);
-    log(`simulation (${config.name}): ${opts.defenderDevices} devices × ${hours} h, ${opts.defenderAttacks} attacks of each kind, seed ${opts.defenderSeed}`);
+    const hours = config === CONFIGS[0] ? d.hours : Math.min(d.hours, 4);
+    log(`simulation (${config.name}): ${d.devices} devices × ${hours} h, ${d.attacks} attacks of each kind, seed ${d.seed}`);
     const result = await runFleetSim({
-      seed: opts.defenderSeed,
-      devices: opts.defenderDevices,
+      seed: d.seed,
+      devices: d.devices,
       hours,
-      perKind: opts.defenderAttacks,
+      perKind: d.attacks,
       fromMinute: FROM_MINUTE,
       exfilMinRate: 0,
       limits: config.limits,
@@ -133,7 +146,7 @@ export async function runDefenderBench(opts: BenchOptions): Promise<void> {
   const report = {
     generatedAt: new Date().toISOString(),
     host: hostInfo(withMosquitto ? MOSQUITTO_BIN : null),
-    options: { devices: opts.defenderDevices, hours: opts.defenderHours, attacksPerKind: opts.defenderAttacks, seed: opts.defenderSeed, repeat: opts.repeat, durationS: opts.durationS, warmupS: opts.warmupS },
+    options: { devices: d.devices, hours: d.hours, attacksPerKind: d.attacks, seed: d.seed, repeat: opts.repeat, durationS: opts.durationS, warmupS: opts.warmupS },
     simulations: sims.map(({ config, result }) => ({ config: config.name, limits: config.limits, ...result })),
     throughput,
   };

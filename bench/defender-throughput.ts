@@ -30,6 +30,8 @@ export interface ThroughputRun {
   error: string | null;
   /** msg/s (the scenario's `rate`). */
   rate: number | null;
+  /** The broker's CPU µs per delivery over the measured window: the cost, less sensitive to other load on the machine than the rate. */
+  brokerUsPerDelivery: number | null;
   machineLoadBeforePct: number | null;
 }
 
@@ -43,6 +45,9 @@ export interface ThroughputRow {
   onOverOffPerRepeat: Array<number | null>;
   onOverMosquitto: number | null;
   offOverMosquitto: number | null;
+  /** Median broker CPU µs per delivery, and detection on ÷ off of it (above 1: detection costs CPU). */
+  usPerDelivery: Record<DetectVariant, number | null>;
+  cpuOnOverOff: number | null;
 }
 
 export interface ThroughputOptions {
@@ -67,7 +72,7 @@ async function runOne(s: Scenario, v: DetectVariant, repeat: number, o: Throughp
     // Limits `raised`: every limit checked, none biting (the default 1,000 msg/s per client would cap both variants alike).
     broker = await BrokerProcess.start({ kind, persistence: s.persistence, pki: o.pki, limits: 'raised', ...(v === 'bastion-detect-off' ? { detect: false } : {}) });
   } catch (e) {
-    return { ...base, ok: false, error: `broker did not start: ${(e as Error).message}`, rate: null };
+    return { ...base, ok: false, error: `broker did not start: ${(e as Error).message}`, rate: null, brokerUsPerDelivery: null };
   }
   o.onBroker(broker);
   try {
@@ -77,9 +82,10 @@ async function runOne(s: Scenario, v: DetectVariant, repeat: number, o: Throughp
       (o.warmupS + o.durationS) * 1000 + RUN_SLACK_MS,
       `${s.id} ${v}`,
     );
-    return { ...base, ok: true, error: null, rate: measured.metrics.rate ?? null };
+    const us = measured.details.brokerUsPerDelivery;
+    return { ...base, ok: true, error: null, rate: measured.metrics.rate ?? null, brokerUsPerDelivery: typeof us === 'number' ? us : null };
   } catch (e) {
-    return { ...base, ok: false, error: (e as Error).message, rate: null };
+    return { ...base, ok: false, error: (e as Error).message, rate: null, brokerUsPerDelivery: null };
   } finally {
     o.onBroker(null);
     await broker.stop();
@@ -97,7 +103,7 @@ export async function runDetectionThroughput(o: ThroughputOptions): Promise<{ ru
       const order = variants.map((_, i) => variants[(i + rep - 1) % variants.length]!);
       for (const v of order) {
         const r = await runOne(s, v, rep, o);
-        o.log(`${s.id} tls ${v} #${rep}: ${r.ok ? `${Math.round(r.rate ?? 0)} msg/s` : `FAILED: ${r.error ?? ''}`}`);
+        o.log(`${s.id} tls ${v} #${rep}: ${r.ok ? `${Math.round(r.rate ?? 0)} msg/s, broker ${r.brokerUsPerDelivery ?? '?'} µs CPU per delivery` : `FAILED: ${r.error ?? ''}`}`);
         runs.push(r);
       }
     }
@@ -105,6 +111,8 @@ export async function runDetectionThroughput(o: ThroughputOptions): Promise<{ ru
   const rows = o.scenarios.map((s): ThroughputRow => {
     const of = (v: DetectVariant, rep?: number): number[] => runs.filter((r) => r.scenario === s.id && r.variant === v && r.ok && r.rate !== null && (rep === undefined || r.repeat === rep)).map((r) => r.rate!);
     const medians = { 'bastion-detect-on': median(of('bastion-detect-on')), 'bastion-detect-off': median(of('bastion-detect-off')), mosquitto: median(of('mosquitto')) };
+    const us = (v: DetectVariant): number | null => median(runs.filter((r) => r.scenario === s.id && r.variant === v && r.brokerUsPerDelivery !== null).map((r) => r.brokerUsPerDelivery!));
+    const usPerDelivery = { 'bastion-detect-on': us('bastion-detect-on'), 'bastion-detect-off': us('bastion-detect-off'), mosquitto: us('mosquitto') };
     return {
       scenario: s.id,
       title: s.title,
@@ -114,6 +122,8 @@ export async function runDetectionThroughput(o: ThroughputOptions): Promise<{ ru
       onOverOffPerRepeat: Array.from({ length: o.repeat }, (_, i) => ratio(of('bastion-detect-on', i + 1)[0] ?? null, of('bastion-detect-off', i + 1)[0] ?? null)),
       onOverMosquitto: ratio(medians['bastion-detect-on'], medians.mosquitto),
       offOverMosquitto: ratio(medians['bastion-detect-off'], medians.mosquitto),
+      usPerDelivery,
+      cpuOnOverOff: ratio(usPerDelivery['bastion-detect-on'], usPerDelivery['bastion-detect-off']),
     };
   });
   return { runs, rows };

@@ -16,7 +16,7 @@
  *   (device provisioning from one claim certificate, bastion device simulate: provisioning-bench.ts)
  *   node dist/bench/run.js --ota [--devices 50] [--image-mb 10] [--repeat 3] [--transfer-budget <MiB/s>] [--json <file>]
  *   (a signed image to many devices at once, with telemetry latency during it: ota-bench.ts)
- *   node dist/bench/run.js --defender [--devices 300] [--hours 8] [--attacks 20] [--seed N] [--repeat 3]
+ *   node dist/bench/run.js --defender [--devices 300] [--hours 8] [--attacks 20] [--seed N] [--repeat 5]
  *                          [--duration 5] [--warmup 1] [--json <file>]
  *   (behaviour detection end to end through the real broker, and throughput with it on vs off: defender-fleet.ts)
  */
@@ -29,6 +29,7 @@ import { parseArgs } from 'node:util';
 import { BrokerProcess, bastionAvailable, LIMITS_MODES, MOSQUITTO_BIN, mosquittoAvailable, type BrokerKind, type LimitsMode } from './brokers.js';
 import type { BenchPki } from './certs.js';
 import { CLUSTER_ROWS, selectRows } from './cluster-rows.js';
+import { DEFENDER_DEFAULTS, DEFENDER_USAGE, parseDefenderOptions, type DefenderOptions } from './defender-options.js';
 import { withTimeout } from './fleet.js';
 import { waitForQuietMachine } from './host-cpu.js';
 import { hostInfo } from './host-info.js';
@@ -42,12 +43,6 @@ const DEFAULT_CLUSTER_JSON = fileURLToPath(new URL('../../bench/results/cluster-
 const DEFAULT_PROVISIONING_JSON = fileURLToPath(new URL('../../bench/results/provisioning-latest.json', import.meta.url));
 const DEFAULT_OTA_JSON = fileURLToPath(new URL('../../bench/results/ota-latest.json', import.meta.url));
 const DEFAULT_DEFENDER_JSON = fileURLToPath(new URL('../../bench/results/defender-latest.json', import.meta.url));
-/** `--defender` defaults: fleet size, virtual hours, attacks of each kind, seed, throughput repeats. */
-const DEFAULT_DEFENDER_DEVICES = 300;
-const DEFAULT_DEFENDER_HOURS = 8;
-const DEFAULT_DEFENDER_ATTACKS = 20;
-const DEFAULT_DEFENDER_SEED = 20261207;
-const DEFAULT_DEFENDER_REPEAT = 3;
 /** `--ota` defaults (kept here: ota-bench.ts is imported only when --ota runs). */
 const DEFAULT_OTA_DEVICES = 50;
 const DEFAULT_OTA_IMAGE_MIB = 10;
@@ -93,14 +88,8 @@ export interface BenchOptions {
   otaImageMib: number;
   /** `--transfer-budget` in bytes a second (ota.transfer.maxBytesPerSecond); null: the broker's default. */
   otaMaxBytesPerSecond: number | null;
-  /** `--defender`: the end-to-end detection simulation and the detection on/off throughput (defender-fleet.ts). */
-  defender: boolean;
-  defenderDevices: number;
-  /** `--hours`: virtual hours of the first simulation. */
-  defenderHours: number;
-  /** `--attacks`: attacks of each kind. */
-  defenderAttacks: number;
-  defenderSeed: number;
+  /** `--defender`: the end-to-end detection simulation and the detection on/off throughput (defender-fleet.ts); null: not this mode. */
+  defender: DefenderOptions | null;
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -138,11 +127,7 @@ const USAGE = `usage: npm run bench -- [options]
   --devices <n>        --ota: devices (default ${DEFAULT_OTA_DEVICES})
   --image-mb <MiB>     --ota: image size in MiB (default ${DEFAULT_OTA_IMAGE_MIB})
   --transfer-budget <MiB/s>  --ota: the broker's ota.transfer.maxBytesPerSecond (default: its default, 32)
-  --defender           behaviour detection (issue 15): a fleet of --devices (default ${DEFAULT_DEFENDER_DEVICES}) MQTT.js devices
-                       over mTLS through an in-process broker for --hours (default ${DEFAULT_DEFENDER_HOURS}) virtual hours,
-                       --attacks (default ${DEFAULT_DEFENDER_ATTACKS}) of each kind, --seed; then fan-in throughput with
-                       detection on, off and Mosquitto, --repeat (default ${DEFAULT_DEFENDER_REPEAT}) × --duration/--warmup;
-                       JSON in bench/results/defender-latest.json unless --json`;
+${DEFENDER_USAGE}`;
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}\n`);
@@ -203,8 +188,6 @@ export function parseOptions(argv: string[]): BenchOptions {
     if (cluster || provisioning || ota) fail('--defender, --ota, --provisioning and --cluster are separate modes: one at a time');
     const notHere = (['only', 'broker', 'transport', 'idle-conns', 'mqtt-version', 'limits', 'count', 'concurrency', 'image-mb', 'transfer-budget'] as const).filter((k) => parsed[k] !== undefined);
     if (notHere.length > 0) fail(`--${notHere.join(', --')} ${notHere.length === 1 ? 'does' : 'do'} not apply to --defender (it takes --devices, --hours, --attacks, --seed, --repeat, --duration, --warmup)`);
-    // Each attack but credential stuffing takes a device of its own.
-    if (Number(parsed.attacks ?? DEFAULT_DEFENDER_ATTACKS) * 6 > Number(parsed.devices ?? DEFAULT_DEFENDER_DEVICES)) fail('--defender: --attacks × 6 must not exceed --devices (each attack on its own device)');
   } else if (parsed.hours !== undefined || parsed.attacks !== undefined || parsed.seed !== undefined) {
     fail('--hours, --attacks and --seed go with --defender');
   }
@@ -222,6 +205,12 @@ export function parseOptions(argv: string[]): BenchOptions {
     if (notHere.length > 0) fail(`--${notHere.join(', --')} ${notHere.length === 1 ? 'does' : 'do'} not apply to --provisioning (it runs --count devices per run, --repeat runs)`);
   } else if (parsed.count !== undefined || parsed.concurrency !== undefined) {
     fail('--count and --concurrency go with --provisioning');
+  }
+  let defenderOpts: DefenderOptions | null = null;
+  if (defender) {
+    const d = parseDefenderOptions(parsed, numberOption);
+    if (typeof d === 'string') fail(d);
+    defenderOpts = d;
   }
   const only = parsed.only === undefined ? null : parsed.only.split(',').map((s) => s.trim()).filter((s) => s !== '');
   if (cluster) {
@@ -258,7 +247,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     transports: transport === 'both' ? ['tcp', 'tls'] : [transport],
     idleConns: Math.round(numberOption(parsed['idle-conns'], 'idle-conns', 2000, 1, 10_000)),
     version,
-    repeat: Math.round(numberOption(parsed.repeat, 'repeat', provisioning ? DEFAULT_PROVISIONING_REPEAT : ota ? DEFAULT_OTA_REPEAT : defender ? DEFAULT_DEFENDER_REPEAT : 1, 1, 9)),
+    repeat: Math.round(numberOption(parsed.repeat, 'repeat', provisioning ? DEFAULT_PROVISIONING_REPEAT : ota ? DEFAULT_OTA_REPEAT : defender ? DEFENDER_DEFAULTS.repeat : 1, 1, 9)),
     jsonPath: parsed.json ?? (provisioning ? DEFAULT_PROVISIONING_JSON : ota ? DEFAULT_OTA_JSON : defender ? DEFAULT_DEFENDER_JSON : cluster ? DEFAULT_CLUSTER_JSON : DEFAULT_JSON),
     cluster,
     only,
@@ -270,12 +259,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     otaImageMib: numberOption(parsed['image-mb'], 'image-mb', DEFAULT_OTA_IMAGE_MIB, 0.01, 256),
     // 64 KiB/s to 1 GiB/s: the range the broker's config takes.
     otaMaxBytesPerSecond: parsed['transfer-budget'] === undefined ? null : Math.round(numberOption(parsed['transfer-budget'], 'transfer-budget', 32, 0.0625, 1024) * 1024 * 1024),
-    defender,
-    // Bounded: 2,000 devices (127.1-8.x.y) and 48 virtual hours at most.
-    defenderDevices: Math.round(numberOption(defender ? parsed.devices : undefined, 'devices', DEFAULT_DEFENDER_DEVICES, 10, 2000)),
-    defenderHours: Math.round(numberOption(parsed.hours, 'hours', DEFAULT_DEFENDER_HOURS, 2, 48)),
-    defenderAttacks: Math.round(numberOption(parsed.attacks, 'attacks', DEFAULT_DEFENDER_ATTACKS, 1, 40)),
-    defenderSeed: Math.round(numberOption(parsed.seed, 'seed', DEFAULT_DEFENDER_SEED, 0, 2 ** 31)),
+    defender: defenderOpts,
   };
 }
 
@@ -362,10 +346,10 @@ async function main(): Promise<void> {
     const { runProvisioningBench } = await import('./provisioning-bench.js');
     return runProvisioningBench(opts);
   }
-  if (opts.defender) {
+  if (opts.defender !== null) {
     // Imported lazily: it starts a broker in this process and loads the test fleet model.
     const { runDefenderBench } = await import('./defender-fleet.js');
-    return runDefenderBench(opts);
+    return runDefenderBench(opts, opts.defender);
   }
   if (opts.ota) {
     // Imported lazily: it loads the device SDK, which the other modes never need.
