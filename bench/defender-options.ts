@@ -4,7 +4,7 @@
  * Must not: import anything heavy (run.ts imports it on every bench run).
  */
 
-export const DEFENDER_DEFAULTS = { devices: 300, hours: 8, attacks: 20, seed: 20261207, repeat: 5 } as const;
+export const DEFENDER_DEFAULTS = { devices: 300, hours: 8, attacks: 20, seed: 20261207, repeat: 6 } as const;
 
 /** What `--defender` runs: fleet size, virtual hours of the first simulation, attacks of each kind, seed. */
 export interface DefenderOptions {

@@ -16,7 +16,7 @@
  *   (device provisioning from one claim certificate, bastion device simulate: provisioning-bench.ts)
  *   node dist/bench/run.js --ota [--devices 50] [--image-mb 10] [--repeat 3] [--transfer-budget <MiB/s>] [--json <file>]
  *   (a signed image to many devices at once, with telemetry latency during it: ota-bench.ts)
- *   node dist/bench/run.js --defender [--devices 300] [--hours 8] [--attacks 20] [--seed N] [--repeat 5]
+ *   node dist/bench/run.js --defender [--devices 300] [--hours 8] [--attacks 20] [--seed N] [--repeat 6]
  *                          [--duration 5] [--warmup 1] [--json <file>]
  *   (behaviour detection end to end through the real broker, and throughput with it on vs off: defender-fleet.ts)
  */
