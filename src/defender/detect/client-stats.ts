@@ -89,8 +89,11 @@ class IdentityWindow {
   active = false;
   idleWindows = 0;
   readonly topics = new DistinctSketch();
-  /** The last topic published in this window: a device repeating its topic skips the sketch and key work. */
-  lastTopic: string | null = null;
+  /**
+   * The last few distinct topics published in this window, newest first: a device repeating
+   * or cycling through its few topics skips the sketch and key work (both idempotent).
+   */
+  recentTopics: string[] = [];
   topicKeys: string[] = [];
   addresses: string[] = [];
   clientIds: string[] = [];
@@ -106,12 +109,15 @@ class IdentityWindow {
     this.concurrentMax = this.openSessions;
     this.active = false;
     this.topics.clear();
-    this.lastTopic = null;
+    if (this.recentTopics.length > 0) this.recentTopics = [];
     if (this.topicKeys.length > 0) this.topicKeys = [];
     if (this.addresses.length > 0) this.addresses = [];
     if (this.clientIds.length > 0) this.clientIds = [];
   }
 }
+
+/** Topics remembered per identity and window to skip repeated work (a device's usual handful). */
+const RECENT_TOPICS = 4;
 
 function pushCapped(list: string[], value: string, cap: number): boolean {
   if (list.includes(value)) return true;
@@ -244,9 +250,11 @@ export class ClientStats {
     e.bytesSent += bytes;
     if (bytes > e.sizeMax) e.sizeMax = bytes;
     // Adding a topic twice changes nothing (the sketch and the key set are idempotent), so a
-    // repeat of the last topic, what telemetry mostly is, costs one string comparison.
-    if (topic === e.lastTopic) return;
-    e.lastTopic = topic;
+    // topic among the identity's last few, what telemetry mostly is, costs a few comparisons.
+    const recent = e.recentTopics;
+    for (let i = 0; i < recent.length; i++) if (recent[i] === topic) return;
+    if (recent.length >= RECENT_TOPICS) recent.pop();
+    recent.unshift(topic);
     e.topics.add(topic);
     if (!pushCapped(e.topicKeys, topicKey(topic, this.opts.topicLevels), this.opts.maxTopicKeys)) this.overflow++;
   }
