@@ -4,15 +4,12 @@
  * create a store when only reading.
  */
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import type { AclPolicy } from '../core/authz-config.js';
 import { policyFromConfig } from '../security/authz/default-policy.js';
-import { merge } from '../security/authz/policy-service.js';
-import { aclStorePath } from '../server/authz-side.js';
+import { storedPolicy } from '../server/authz-side.js';
 import { loadConfigFile } from '../server/load-config.js';
-import { SqliteAclStore } from '../store/sqlite/acl-store.js';
 import { ADMIN_URL_ENV, wrap } from './admin-client.js';
 
 const LOCAL_ONLY = `Target: the rule store authz.db in the data directory on this machine (--data-dir, else the dataDir of -c CONFIG, else ./${DEFAULT_DATA_DIR}); ${ADMIN_URL_ENV} is not used.`;
@@ -34,15 +31,7 @@ export function baseOf(opts: PolicySourceOptions): { base: AclPolicy; dataDir: s
 /** The rule set a broker started with these options would use right now. */
 export function effectivePolicy(opts: PolicySourceOptions): AclPolicy {
   const { base, dataDir } = baseOf(opts);
-  const path = aclStorePath(dataDir);
-  // Reading must not create a store where there is none.
-  if (!existsSync(path)) return base;
-  const store = SqliteAclStore.open(path);
-  try {
-    return merge(base, store.listRoles(), store.listBindings());
-  } finally {
-    store.close();
-  }
+  return storedPolicy(base, dataDir);
 }
 
 export function addPolicySourceOptions(cmd: Command): Command {

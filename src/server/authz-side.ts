@@ -6,12 +6,14 @@
  * SECURITY: a config without an `authz` section gets the default device policy, with a
  * loud warning; allow-all happens only when the config says `policy: allow-all-INSECURE`.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AclPolicy } from '../core/authz-config.js';
 import type { BastionConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { PolicyEngine } from '../security/authz/engine.js';
 import { policyFromConfig } from '../security/authz/default-policy.js';
-import { PolicyService } from '../security/authz/policy-service.js';
+import { merge, PolicyService } from '../security/authz/policy-service.js';
 import { ACL_STORE_FILE, SqliteAclStore } from '../store/sqlite/acl-store.js';
 
 export interface AuthzSide {
@@ -25,6 +27,22 @@ export interface AuthzSide {
 /** `<dataDir>/authz.db`: where `bastion acl` and the broker keep run-time rules. */
 export function aclStorePath(dataDir: string): string {
   return join(dataDir, ACL_STORE_FILE);
+}
+
+/**
+ * `base` (the config's rule set or the default policy) merged with the rule store in
+ * `dataDir`: the rules a broker started now would use. Reading never creates a store where
+ * there is none. For `bastion acl` and the security audit.
+ */
+export function storedPolicy(base: AclPolicy, dataDir: string): AclPolicy {
+  const path = aclStorePath(dataDir);
+  if (!existsSync(path)) return base;
+  const store = SqliteAclStore.open(path);
+  try {
+    return merge(base, store.listRoles(), store.listBindings());
+  } finally {
+    store.close();
+  }
 }
 
 export function startAuthz(config: BastionConfig, dataDir: string, logger: Logger): AuthzSide {

@@ -17,9 +17,8 @@ import { BastionError } from '../core/errors.js';
 import type { AuditClaim, AuditCrlFile, AuditInput, AuditPki, AuditThresholds } from '../defender/audit/index.js';
 import { parseCrls, type CrlInfo } from '../pki/index.js';
 import { policyFromConfig } from '../security/authz/default-policy.js';
-import { merge } from '../security/authz/policy-service.js';
 import { revocationSourceOf } from '../transport/tls-revocation.js';
-import { aclStorePath } from './authz-side.js';
+import { storedPolicy } from './authz-side.js';
 import { DEV_DEVICE_COMMON_NAME } from './dev-pki.js';
 import { revocationFinding } from './listener-lint.js';
 import { configuredPkiDir, DEFAULT_DATA_DIR, pkiDirOf, pkiLayout } from './pki-layout.js';
@@ -92,20 +91,6 @@ async function readClaims(dataDir: string): Promise<AuditClaim[] | undefined> {
   }
 }
 
-/** The config's rule set (or the default device policy) plus the rule store, read only when it exists. */
-async function effectivePolicyOf(config: BastionConfig, dataDir: string): Promise<AuditInput['policy']> {
-  const base = policyFromConfig(config.authz);
-  const path = aclStorePath(dataDir);
-  if (!existsSync(path)) return base;
-  const { SqliteAclStore } = await import('../store/sqlite/acl-store.js');
-  const store = SqliteAclStore.open(path);
-  try {
-    return merge(base, store.listRoles(), store.listBindings());
-  } finally {
-    store.close();
-  }
-}
-
 /** The Debian weak-key lists present in `dir`, by RSA size; undefined when there are none. */
 export function readDebianBlacklist(dir: string): Map<number, Set<string>> | undefined {
   if (!existsSync(dir)) return undefined;
@@ -153,7 +138,7 @@ export async function buildAuditSources(source: AuditSource, now: Date, blacklis
   }
   const pki = await readPki(pkiDir, revokedSerials);
   const claims = await readClaims(dataDir);
-  const policy = await effectivePolicyOf(config, dataDir);
+  const policy = storedPolicy(policyFromConfig(config.authz), dataDir);
   const debianBlacklist = readDebianBlacklist(blacklistDir);
   const input: AuditInput = {
     config,

@@ -82,7 +82,7 @@ export class LiveRules {
     const next = { doc: parseRulesDocument(input), by, at };
     this.apply(next);
     this.warnUnknown();
-    await writeFileAtomic(this.file, `${JSON.stringify(next, null, 2)}\n`, FILE_MODE);
+    await this.save(next);
     return next;
   }
 
@@ -100,6 +100,11 @@ export class LiveRules {
     }
     if (this.override !== null && this.override.at >= next.at) return;
     this.apply(next);
+    await this.save(next);
+  }
+
+  /** Keeps a replacement for the next start (atomically: a crash leaves the old file or the new one). */
+  private async save(next: RulesOverride): Promise<void> {
     await writeFileAtomic(this.file, `${JSON.stringify(next, null, 2)}\n`, FILE_MODE);
   }
 

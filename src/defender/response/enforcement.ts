@@ -91,9 +91,10 @@ export class BrokerEnforcement implements Enforcement {
     const quarantined = this.quarantined;
     return {
       authorizePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): PublishAuthorization {
-        if (quarantined.size > 0 && quarantined.has(identityOf(client))) {
+        if (quarantined.size > 0) {
+          const identity = identityOf(client);
           // SECURITY: the quarantine topic only, never retained (it must not outlive the incident on a topic others read).
-          return topic === quarantineTopic(identityOf(client)) && !retain ? { ok: true } : { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'quarantined' };
+          if (quarantined.has(identity)) return topic === quarantineTopic(identity) && !retain ? { ok: true } : { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'quarantined' };
         }
         return next.authorizePublish(client, topic, qos, retain);
       },

@@ -112,7 +112,7 @@ export class Detector implements ClientActivity {
   }
 
   published(client: AuthorizedClient, topic: string, bytes: number): void {
-    this.stats.published(client.principal ?? `client:${client.clientId}`, topic, bytes);
+    this.stats.published(identityOf(client), topic, bytes);
   }
 
   subscribed(client: AuthorizedClient, filter: string): void {
