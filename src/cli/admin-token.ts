@@ -59,24 +59,32 @@ export function registerAdminCommand(program: Command): void {
   const token = admin.command('token').description('admin API bearer tokens (stored hashed in <data-dir>/admin.db)');
   const dataDirOption = (cmd: Command): Command => cmd.option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`);
 
-  dataDirOption(token.command('create').description('create a token and print it once').requiredOption('--name <name>', 'a name for the token (shown in the change log)')).action(
-    async (opts: DataDirOptions & { name: string }) => {
+  dataDirOption(
+    token
+      .command('create')
+      .description('create a token and print it once')
+      .requiredOption('--name <name>', 'a name for the token (shown in the change log)')
+      .option('--scope <scope>', 'admin (reads and changes) or viewer (reads only)', 'admin'),
+  ).action(
+    async (opts: DataDirOptions & { name: string; scope: string }) => {
       checkName(opts.name);
+      const scope = opts.scope;
+      if (scope !== 'admin' && scope !== 'viewer') throw new BastionError('ERR_USAGE', `--scope must be admin or viewer, not "${scope}"`);
       const secret = generateAdminToken();
       // Recorded for the audit log either way (the token itself never is); a refusal changes
       // nothing and is reported as the one error line.
       await auditedChange(dataDirOf(opts), 'token.create', opts.name, async () => {
-        const created = await withStore(opts, (store) => store.createToken({ name: opts.name, hash: hashAdminToken(secret), createdAt: Date.now() }));
+        const created = await withStore(opts, (store) => store.createToken({ name: opts.name, hash: hashAdminToken(secret), createdAt: Date.now(), scope }));
         if (!created) throw new BastionError('ERR_TOKEN_EXISTS', `a token named "${opts.name}" exists; revoke it first or pick another name`);
-      });
-      recordAdminChange({ logger: stderrLogger }, { actor: localActor(), action: 'token.create', target: opts.name, outcome: 'ok' });
+      }, () => ({ scope }));
+      recordAdminChange({ logger: stderrLogger }, { actor: localActor(), action: 'token.create', target: opts.name, outcome: 'ok', detail: { scope } });
       process.stdout.write(`${secret}\n`);
     },
   );
 
   dataDirOption(token.command('list').description('list token names (the tokens themselves are not stored)')).action(async (opts: DataDirOptions) => {
     const tokens = await withStore(opts, (store) => store.listTokens());
-    for (const t of tokens) process.stdout.write(`${t.name}\tcreated ${new Date(t.createdAt).toISOString()}\n`);
+    for (const t of tokens) process.stdout.write(`${t.name}\t${t.scope}\tcreated ${new Date(t.createdAt).toISOString()}\n`);
   });
 
   dataDirOption(token.command('revoke').description('revoke a token by name (refused from the next request on)').argument('<name>')).action(async (name: string, opts: DataDirOptions) => {

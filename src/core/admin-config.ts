@@ -39,13 +39,20 @@ export const adminSchema = z
     tls: adminTlsSchema,
     /** Accept bearer tokens made with `bastion admin token create` (stored hashed in the data dir). */
     tokens: z.boolean().default(true),
-    /** The certificate OU that makes an operator. */
+    /** The certificate OU that makes an operator (the admin scope: reads and changes). */
     operatorOu: z.string().min(1).default('operators'),
+    /** A certificate OU that makes a read-only operator (the viewer scope); absent: none. */
+    viewerOu: z.string().min(1).optional(),
+    /** Serve the web console at /console/ (sign-in with a token or an operator certificate). */
+    console: z.boolean().default(true),
     /** Largest request body, bytes; larger ones are answered 413. */
     maxBodyBytes: z.number().int().min(1024).max(1048576).default(65536),
   })
   .strict()
   .superRefine((a, ctx) => {
+    if (a.viewerOu !== undefined && a.viewerOu === a.operatorOu) {
+      ctx.addIssue({ code: 'custom', path: ['viewerOu'], message: 'viewerOu must differ from operatorOu' });
+    }
     if (a.tls.clientCerts !== 'none' && a.tls.ca === undefined) {
       ctx.addIssue({ code: 'custom', path: ['tls', 'ca'], message: 'operator client certificates need tls.ca (the trust anchors)' });
     }

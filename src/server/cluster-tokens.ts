@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Logger } from '../core/logger.js';
 import { isValidTokenName } from '../admin/api/tokens.js';
-import type { TokenStore } from '../admin/api/services.js';
+import type { AdminScope, TokenStore } from '../admin/api/services.js';
 import type { SharedKind, SharedState } from '../cluster/shared-state.js';
 import type { StoredAdminToken } from '../store/sqlite/admin-store.js';
 
@@ -40,6 +40,7 @@ interface Live {
   name: string;
   hash: string;
   createdAt: number;
+  scope: AdminScope;
 }
 interface Revoked {
   name: string;
@@ -49,7 +50,8 @@ type Entry = Live | Revoked;
 
 const name = z.string().refine(isValidTokenName, 'invalid token name');
 const tokenEntry = z.union([
-  z.object({ name, hash: z.string().regex(/^[0-9a-f]{64}$/), createdAt: z.number().int().nonnegative() }).strict(),
+  // A token shared before scopes existed could change everything: it stays an admin token.
+  z.object({ name, hash: z.string().regex(/^[0-9a-f]{64}$/), createdAt: z.number().int().nonnegative(), scope: z.enum(['admin', 'viewer']).default('admin') }).strict(),
   z.object({ name, revokedAt: z.number().int().nonnegative() }).strict(),
 ]);
 
@@ -150,21 +152,21 @@ export class ClusterTokens implements SharedKind, TokenStore {
 
   // --- TokenStore: the admin API's ---
 
-  findTokenByHash(hash: string): { name: string } | null {
-    for (const e of this.entries.values()) if (isLive(e) && e.hash === hash) return { name: e.name };
+  findTokenByHash(hash: string): { name: string; scope: AdminScope } | null {
+    for (const e of this.entries.values()) if (isLive(e) && e.hash === hash) return { name: e.name, scope: e.scope };
     return this.local?.findTokenByHash(hash) ?? null;
   }
 
   /** Into admin.db; the next poll publishes it. */
-  createToken(token: { name: string; hash: string; createdAt: number }): boolean {
+  createToken(token: { name: string; hash: string; createdAt: number; scope: AdminScope }): boolean {
     return this.local?.createToken(token) ?? false;
   }
 
-  listTokens(): Array<{ name: string; createdAt: number }> {
-    const all = new Map<string, number>();
-    for (const e of this.entries.values()) if (isLive(e)) all.set(e.name, e.createdAt);
-    for (const t of this.local?.listTokens() ?? []) all.set(t.name, t.createdAt);
-    return [...all].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([n, createdAt]) => ({ name: n, createdAt }));
+  listTokens(): Array<{ name: string; createdAt: number; scope: AdminScope }> {
+    const all = new Map<string, { createdAt: number; scope: AdminScope }>();
+    for (const e of this.entries.values()) if (isLive(e)) all.set(e.name, { createdAt: e.createdAt, scope: e.scope });
+    for (const t of this.local?.listTokens() ?? []) all.set(t.name, { createdAt: t.createdAt, scope: t.scope });
+    return [...all].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([n, t]) => ({ name: n, ...t }));
   }
 
   /** Everywhere: admin.db's and the cluster's. */
@@ -201,12 +203,12 @@ export class ClusterTokens implements SharedKind, TokenStore {
   }
 
   private publish(row: Live): void {
-    const { name: n, hash, createdAt } = row;
-    this.entries.set(n, { name: n, hash, createdAt });
-    this.state.write(tokenKey(n), Buffer.from(JSON.stringify({ name: n, hash, createdAt })));
+    const { name: n, hash, createdAt, scope } = row;
+    this.entries.set(n, { name: n, hash, createdAt, scope });
+    this.state.write(tokenKey(n), Buffer.from(JSON.stringify({ name: n, hash, createdAt, scope })));
   }
 
   private rows(): Map<string, Live> {
-    return new Map((this.records?.listTokenRecords() ?? []).map((r) => [r.name, { name: r.name, hash: r.hash, createdAt: r.createdAt }]));
+    return new Map((this.records?.listTokenRecords() ?? []).map((r) => [r.name, { name: r.name, hash: r.hash, createdAt: r.createdAt, scope: r.scope }]));
   }
 }

@@ -134,7 +134,7 @@ before(async () => {
   operator = await issueClient(pki, 'op1', { organizationalUnit: 'operators' });
   adminStore = SqliteAdminStore.open(join(dir, 'admin.db'));
   token = generateAdminToken();
-  adminStore.createToken({ name: 'ci-bot', hash: hashAdminToken(token), createdAt: T0 });
+  adminStore.createToken({ name: 'ci-bot', hash: hashAdminToken(token), createdAt: T0, scope: 'admin' });
   store = openDefenderStore(dir);
   ids.a = store.addAlert(alert({ actions: [{ action: 'quarantine', outcome: 'applied' }] }));
   ids.b = store.addAlert(alert({ rule: 'new-topic-prefix', identity: 'dev-2', items: ['cmd'], raisedAt: T0 + 60_000 }));

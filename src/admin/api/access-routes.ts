@@ -47,6 +47,17 @@ const explainBody = z
   .strict()
   .refine((b) => (b.publish === undefined) !== (b.subscribe === undefined), { message: 'give exactly one of publish or subscribe' });
 
+/**
+ * The console's form of an explain question, `{action, topic}`, as the API's own
+ * `{publish: topic}` / `{subscribe: topic}`; anything else is left for the schema to judge.
+ */
+function actionTopicForm(body: unknown): unknown {
+  if (typeof body !== 'object' || body === null || !('action' in body) || !('topic' in body)) return body;
+  const { action, topic, ...rest } = body as Record<string, unknown>;
+  if (action !== 'publish' && action !== 'subscribe') return body;
+  return { ...rest, [action]: topic };
+}
+
 /** The rules of a role; each rule is checked by the policy service (its messages name the problem). */
 const roleBody = z.object({ rules: z.array(z.record(z.string(), z.unknown())).max(1000) }).strict();
 const bindingBody = z.object({ role: z.string().min(1).max(64), attribute: z.string().min(1).max(32), value: z.string().min(1).max(1024) }).strict();
@@ -188,9 +199,11 @@ export function accessRoutes(s: AdminServices): Route[] {
     {
       method: 'POST',
       path: /^\/api\/v1\/acl\/explain$/,
+      // It only reads the policy: a viewer may ask why a client was denied.
+      readOnly: true,
       handler: async (ctx) => {
         const policy = needPolicy(s);
-        const b = validate(explainBody, await ctx.body());
+        const b = validate(explainBody, actionTopicForm(await ctx.body()));
         const action = b.publish !== undefined ? 'publish' : 'subscribe';
         const topic = (b.publish ?? b.subscribe)!;
         const certificate = b.certificate === undefined ? undefined : { ...b.certificate, fingerprint256: '', issuer: '', subject: `CN=${b.certificate.commonName}` };

@@ -10,12 +10,15 @@ import type http from 'node:http';
 import type { AdminConfig } from '../../core/admin-config.js';
 import type tls from 'node:tls';
 import { accessRoutes } from './access-routes.js';
-import { authenticateAdmin, AuthFailureBackoff } from './admin-auth.js';
+import { assertMayChange, authenticateAdmin, AuthFailureBackoff, type AdminAuthOptions } from './admin-auth.js';
+import { ConsoleSessions } from './console-sessions.js';
+import { sessionRoute, SESSION_PATH } from './session-routes.js';
+import { ConsoleAssets, CONSOLE_HEADERS, CONSOLE_PREFIX, defaultConsoleDir } from '../console-assets.js';
 import { banRoutes } from './bans-routes.js';
 import { clientRoutes } from './clients-routes.js';
 import { defenderRoutes } from './defender-routes.js';
 import { HttpError, readJsonBody, sendJson } from './http-io.js';
-import { matchRoute, type Route } from './router.js';
+import { matchRoute, type Route, type StreamReply } from './router.js';
 import type { AdminServices } from './services.js';
 import { listenHttp } from '../http-listen.js';
 import type { MetricsEndpoint } from '../metrics/metrics.js';
@@ -47,8 +50,12 @@ export interface AdminApiOptions {
   config: AdminConfig;
   tls: AdminTls;
   services: AdminServices;
-  /** SECURITY: each prefix must lie outside `/api/` and `/metrics`: its callers are not operators. */
+  /** SECURITY: each prefix must lie outside `/api/`, `/metrics` and `/console/`: its callers are not operators. */
   prefixHandlers?: readonly PrefixHandler[];
+  /** Routes the composition root adds (overview, certificates, audit: they need the server's parts). */
+  extraRoutes?: readonly Route[];
+  /** The web console's build directory; default dist/console. */
+  consoleDir?: string;
 }
 
 export interface RunningAdminApi {
@@ -66,15 +73,26 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   const { config, services } = opts;
   const { logger } = services;
   const tlsConfig = config.tls;
-  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services), ...defenderRoutes(services)];
-  // Built once: every request authenticates against the same settings, token store and backoff.
-  const auth = { operatorOu: config.operatorOu, tokensEnabled: config.tokens, tokens: services.tokens, backoff: new AuthFailureBackoff(services.now) };
+  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services), ...defenderRoutes(services), ...(opts.extraRoutes ?? [])];
+  // Built once: every request authenticates against the same settings, token store, backoff and sessions.
+  const auth: AdminAuthOptions = {
+    operatorOu: config.operatorOu,
+    viewerOu: config.viewerOu,
+    tokensEnabled: config.tokens,
+    tokens: services.tokens,
+    backoff: new AuthFailureBackoff(services.now),
+    sessions: new ConsoleSessions(services.now),
+  };
+  const assets = config.console ? ConsoleAssets.load(opts.consoleDir ?? defaultConsoleDir()) : null;
+  if (config.console && assets === null) logger.warn({ dir: opts.consoleDir ?? defaultConsoleDir() }, 'the web console is not built (npm run build); /console/ answers 404');
+  /** Open event streams: ended when the server stops. */
+  const streams = new Set<AbortController>();
   let metrics: MetricsEndpoint | null = null;
   const prefixHandlers = opts.prefixHandlers ?? [];
   for (const h of prefixHandlers) {
     // SECURITY: a foreign prefix may not swallow an operator path (`/`, `/api/…`, `/metrics`).
     const operatorPath = (p: string): boolean => p.startsWith(h.prefix) || h.prefix.startsWith(p);
-    if (!/^\/[^/]+\/(?:.*\/)?$/.test(h.prefix) || operatorPath('/api/') || operatorPath('/metrics')) throw new Error(`admin API: prefix ${h.prefix} overlaps the operator API`);
+    if (!/^\/[^/]+\/(?:.*\/)?$/.test(h.prefix) || operatorPath('/api/') || operatorPath('/metrics') || operatorPath(CONSOLE_PREFIX)) throw new Error(`admin API: prefix ${h.prefix} overlaps the operator API`);
   }
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
@@ -87,17 +105,36 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
         if (!(await foreign.handle(req, res))) throw new HttpError(404, `no such endpoint: ${url.pathname}`);
         return;
       }
+      if (url.pathname === '/' || url.pathname === '/console' || url.pathname.startsWith(CONSOLE_PREFIX)) {
+        if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `method ${req.method ?? ''} not allowed on ${url.pathname}`, { allow: 'GET, HEAD' });
+        if (assets === null) throw new HttpError(404, config.console ? 'the web console is not part of this build' : 'the web console is switched off (admin.console: false)');
+        if (!url.pathname.startsWith(CONSOLE_PREFIX)) {
+          res.writeHead(302, { ...CONSOLE_HEADERS, location: CONSOLE_PREFIX, 'cache-control': 'no-store', 'content-length': 0 });
+          res.end();
+          return;
+        }
+        return assets.serve(req, res, url.pathname);
+      }
+      if (url.pathname === SESSION_PATH) {
+        bodyRead = true;
+        const reply = await sessionRoute(req, auth, services, config.maxBodyBytes);
+        return sendJson(res, reply.status, reply.body, reply.headers);
+      }
       // SECURITY: who is asking comes first; an unauthenticated caller learns nothing about routes.
-      const actor = authenticateAdmin(req, auth);
+      const caller = authenticateAdmin(req, auth);
+      const actor = caller.actor;
       // SECURITY: metrics name client counts and limits: operators only, like the API (Prometheus scrapes with a bearer token).
       if (url.pathname === '/metrics' && metrics !== null) {
         if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `method ${req.method ?? ''} not allowed on /metrics`, { allow: 'GET, HEAD' });
         return await sendMetrics(res, metrics);
       }
-      const { handler, params } = matchRoute(routes, req.method ?? 'GET', url.pathname);
+      const { handler, params, readOnly } = matchRoute(routes, req.method ?? 'GET', url.pathname);
+      // SECURITY: scope, CSRF token and origin are checked before a change runs (or its body is read).
+      if (req.method !== 'GET' && req.method !== 'HEAD') assertMayChange(req, caller, readOnly);
       let body: Promise<unknown> | undefined;
       const reply = await handler({
         actor,
+        caller,
         params,
         query: url.searchParams,
         body: () => {
@@ -105,7 +142,8 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
           return (body ??= readJsonBody(req, config.maxBodyBytes));
         },
       });
-      sendJson(res, reply.status, reply.body);
+      if ('write' in reply) return await stream(res, reply);
+      sendJson(res, reply.status, reply.body, reply.headers);
     } catch (err) {
       // A body we did not read may be large: close rather than drain it.
       const close: Record<string, string> = bodyRead || req.complete ? {} : { connection: 'close' };
@@ -113,6 +151,18 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       logger.error({ err: (err as Error).message, path: req.url }, 'admin API request failed');
       sendJson(res, 500, { error: 'internal error' }, close);
     }
+  };
+
+  /** Writes a StreamReply: the handler owns the body; the stream ends when the client goes or we stop. */
+  const stream = async (res: http.ServerResponse, reply: StreamReply): Promise<void> => {
+    const closed = new AbortController();
+    streams.add(closed);
+    res.once('close', () => {
+      closed.abort();
+      streams.delete(closed);
+    });
+    res.writeHead(reply.status, { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...reply.headers });
+    await reply.write(res, closed.signal);
   };
 
   const tlsContext = opts.tls;
@@ -139,6 +189,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
     host: bound.host,
     port: bound.port,
     close: async () => {
+      for (const s of streams) s.abort();
       tlsContext.close();
       await bound.close();
     },

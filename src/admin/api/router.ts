@@ -3,11 +3,15 @@
  * paths and 405 (with Allow) for a known path asked with the wrong method. Must not:
  * authenticate (admin-server does it before routing) or know any endpoint.
  */
+import type http from 'node:http';
 import type { Actor } from './admin-change.js';
+import type { Caller } from './admin-auth.js';
 import { HttpError } from './http-io.js';
 
 export interface RouteContext {
   actor: Actor;
+  /** Who, with what scope, and their console session if any. */
+  caller: Caller;
   /** Decoded path parameters, in pattern order. */
   params: string[];
   query: URLSearchParams;
@@ -18,18 +22,32 @@ export interface RouteContext {
 export interface Reply {
   status: number;
   body: unknown;
+  headers?: Record<string, string>;
 }
 
-export type Handler = (ctx: RouteContext) => Reply | Promise<Reply>;
+/**
+ * A reply written by the handler itself (an event stream, a download): the server writes the
+ * status and headers, then calls `write`, which ends `res` (or leaves it open until `closed`
+ * fires, for a stream). `closed` fires when the client goes or the server stops.
+ */
+export interface StreamReply {
+  status: number;
+  headers: Record<string, string>;
+  write(res: http.ServerResponse, closed: AbortSignal): void | Promise<void>;
+}
+
+export type Handler = (ctx: RouteContext) => Reply | StreamReply | Promise<Reply | StreamReply>;
 
 export interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** Anchored pattern over the path; capture groups are the parameters. */
   path: RegExp;
   handler: Handler;
+  /** A POST that changes nothing (explain): a viewer may send it. */
+  readOnly?: boolean;
 }
 
-export type RouteMatch = { handler: Handler; params: string[] };
+export type RouteMatch = { handler: Handler; params: string[]; readOnly: boolean };
 
 /** The handler for `method path`, or an HttpError 404 / 405. */
 export function matchRoute(routes: readonly Route[], method: string, path: string): RouteMatch {
@@ -47,7 +65,7 @@ export function matchRoute(routes: readonly Route[], method: string, path: strin
     } catch {
       throw new HttpError(400, 'malformed percent-encoding in the path');
     }
-    return { handler: route.handler, params };
+    return { handler: route.handler, params, readOnly: route.readOnly === true };
   }
   if (allowed.length > 0) throw new HttpError(405, `method ${method} not allowed on ${path}`, { allow: [...new Set(allowed)].join(', ') });
   throw new HttpError(404, `no such endpoint: ${path}`);

@@ -10,11 +10,14 @@ import type { Logger } from '../../core/logger.js';
 import type { AdminChangeSink } from './admin-change.js';
 import type { BanList } from '../../security/limits/ban-list.js';
 
+/** What an operator may do: an `admin` changes things, a `viewer` only reads. */
+export type AdminScope = 'admin' | 'viewer';
+
 /** Hashed bearer tokens (`<dataDir>/admin.db`). Only the SHA-256 hash is ever stored. */
 export interface TokenStore {
-  findTokenByHash(hash: string): { name: string } | null;
-  createToken(token: { name: string; hash: string; createdAt: number }): boolean;
-  listTokens(): Array<{ name: string; createdAt: number }>;
+  findTokenByHash(hash: string): { name: string; scope: AdminScope } | null;
+  createToken(token: { name: string; hash: string; createdAt: number; scope: AdminScope }): boolean;
+  listTokens(): Array<{ name: string; createdAt: number; scope: AdminScope }>;
   revokeToken(name: string): boolean;
 }
 

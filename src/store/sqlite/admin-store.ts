@@ -43,13 +43,29 @@ const MIGRATIONS: readonly SchemaMigration[] = [
       CREATE INDEX bans_expires_at ON bans (expires_at) WHERE expires_at IS NOT NULL;
     `,
   },
+  {
+    // Issue 16: token scopes. Tokens made before them could change everything: they stay admin.
+    version: 3,
+    sql: `ALTER TABLE admin_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'admin' CHECK (scope IN ('admin', 'viewer'));`,
+  },
 ];
 
 export interface StoredAdminToken {
   name: string;
   hash: string;
   createdAt: number;
+  /** `admin` changes things; `viewer` only reads. */
+  scope: 'admin' | 'viewer';
 }
+
+interface TokenRow {
+  name: string;
+  hash: string;
+  created_at: number;
+  scope: StoredAdminToken['scope'];
+}
+
+const tokenOf = (r: TokenRow): StoredAdminToken => ({ name: r.name, hash: r.hash, createdAt: r.created_at, scope: r.scope });
 
 export interface StoredBan {
   id: number;
@@ -76,10 +92,10 @@ interface BanRow {
 
 export class SqliteAdminStore {
   /** Every admin API request with a bearer token runs it: prepared once, not per request. */
-  private readonly findTokenStmt: Database.Statement<[string], { name: string; hash: string; created_at: number }>;
+  private readonly findTokenStmt: Database.Statement<[string], TokenRow>;
 
   private constructor(private readonly db: Database.Database) {
-    this.findTokenStmt = db.prepare('SELECT name, hash, created_at FROM admin_tokens WHERE hash = ?');
+    this.findTokenStmt = db.prepare('SELECT name, hash, created_at, scope FROM admin_tokens WHERE hash = ?');
   }
 
   /** Opens (creating when missing) the admin database at `path`. */
@@ -91,24 +107,24 @@ export class SqliteAdminStore {
 
   /** Adds a token; false when a token with this name exists. */
   createToken(token: StoredAdminToken): boolean {
-    const r = this.db.prepare('INSERT OR IGNORE INTO admin_tokens (name, hash, created_at) VALUES (?, ?, ?)').run(token.name, token.hash, token.createdAt);
+    const r = this.db.prepare('INSERT OR IGNORE INTO admin_tokens (name, hash, created_at, scope) VALUES (?, ?, ?, ?)').run(token.name, token.hash, token.createdAt, token.scope);
     return r.changes === 1;
   }
 
   findTokenByHash(hash: string): StoredAdminToken | null {
     const row = this.findTokenStmt.get(hash);
-    return row === undefined ? null : { name: row.name, hash: row.hash, createdAt: row.created_at };
+    return row === undefined ? null : tokenOf(row);
   }
 
-  listTokens(): Array<{ name: string; createdAt: number }> {
-    const rows = this.db.prepare('SELECT name, created_at FROM admin_tokens ORDER BY name').all() as Array<{ name: string; created_at: number }>;
-    return rows.map((r) => ({ name: r.name, createdAt: r.created_at }));
+  listTokens(): Array<{ name: string; createdAt: number; scope: StoredAdminToken['scope'] }> {
+    const rows = this.db.prepare('SELECT name, created_at, scope FROM admin_tokens ORDER BY name').all() as Array<{ name: string; created_at: number; scope: StoredAdminToken['scope'] }>;
+    return rows.map((r) => ({ name: r.name, createdAt: r.created_at, scope: r.scope }));
   }
 
   /** Every token with its hash (the cluster shares them: server/cluster-tokens.ts). */
   listTokenRecords(): StoredAdminToken[] {
-    const rows = this.db.prepare('SELECT name, hash, created_at FROM admin_tokens').all() as Array<{ name: string; hash: string; created_at: number }>;
-    return rows.map((r) => ({ name: r.name, hash: r.hash, createdAt: r.created_at }));
+    const rows = this.db.prepare('SELECT name, hash, created_at, scope FROM admin_tokens').all() as TokenRow[];
+    return rows.map(tokenOf);
   }
 
   /** Deletes a token by name; false when there is none. */
