@@ -219,7 +219,7 @@ export function Alerts(): JSX.Element {
       {!off && probe.data !== null && (
         <>
           <section aria-labelledby="alerts-h">
-            <h2 id="alerts-h">Alerts</h2>
+            <h2 id="alerts-h">Behaviour alerts</h2>
             <div class="filters">
               <Select
                 id="alert-state"

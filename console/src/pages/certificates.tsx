@@ -41,6 +41,7 @@ const REASONS: Array<[string, string]> = [
   ['affiliationChanged', 'Affiliation changed'],
   ['superseded', 'Superseded'],
   ['cessationOfOperation', 'Cessation of operation'],
+  ['privilegeWithdrawn', 'Privilege withdrawn'],
 ];
 
 const DAY = 86400000;

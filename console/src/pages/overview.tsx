@@ -89,7 +89,11 @@ function Chart({ title, series, samples, version }: { title: string; series: Arr
       height: 180,
       legend: { show: false },
       cursor: { show: true, drag: { x: false, y: false } },
-      scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: {
+        // A steady five-minute window ending at the newest sample, not one that stretches to fit.
+        x: { time: true, range: (_u, _min, max) => [max - WINDOW_MS / 1000, max] },
+        y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+      },
       series: [{}, ...series.map(([, label, color]) => ({ label, stroke: color, width: 2 }))],
       axes: [{ stroke: '#1b1b1f' }, { stroke: '#1b1b1f', size: 50 }],
     };
@@ -137,9 +141,13 @@ export function Overview(): JSX.Element {
 
   const add = (s: Sample): void => {
     const buf = samples.current;
-    if (buf.length > 0 && buf[buf.length - 1]!.t >= s.t) return;
-    buf.push(s);
-    const cutoff = s.t - WINDOW_MS;
+    // In time order whatever order they come in (a replayed history, the first GET's sample); one per instant.
+    let i = buf.length;
+    while (i > 0 && buf[i - 1]!.t > s.t) i--;
+    if (i > 0 && buf[i - 1]!.t === s.t) return;
+    buf.splice(i, 0, s);
+    const newest = buf[buf.length - 1]!.t;
+    const cutoff = newest - WINDOW_MS;
     while (buf.length > 0 && buf[0]!.t < cutoff) buf.shift();
     setVersion((v) => v + 1);
   };
