@@ -4,7 +4,7 @@
  * filters. Owns: this page. Must not: judge the chain itself (the server verifies).
  */
 import { Fragment, type JSX } from 'preact';
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { get, messageOf, withQuery } from '../api';
 import { ErrorLine, Field, PageTitle, ScrollBox, useLoad, when } from '../ui';
 
@@ -55,18 +55,21 @@ function ChainStatus(): JSX.Element {
       setState({ verify: null, error: `Verify failed: ${messageOf(err)}`, busy: false });
     }
   };
+  // Verified once when the page opens; the button runs it again.
+  useEffect(() => {
+    void run();
+  }, []);
   const v = state.verify;
   return (
     <section aria-labelledby="chain-h" class="box">
       <h2 id="chain-h">Chain status</h2>
       <div role="status" aria-live="polite" data-testid="chain-status">
-        {v === null && !state.busy && state.error === '' && <p class="muted">Not verified yet in this view.</p>}
-        {state.busy && <p>Verifying…</p>}
+                {state.busy && <p>Verifying…</p>}
         {v !== null && v.ok && (
           <p class="ok">
             <strong>Chain intact: {v.records} records</strong>
             {v.checkpoints !== undefined ? `, ${v.checkpoints} signed checkpoints` : ''}
-            {v.lastSignedSeq != null ? `, last signed at seq ${v.lastSignedSeq}` : ''}.
+            {v.lastSignedSeq != null && v.lastSignedSeq > 0 ? `, last signed at seq ${v.lastSignedSeq}` : ''}.
           </p>
         )}
         {v !== null && !v.ok && (

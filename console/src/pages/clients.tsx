@@ -249,9 +249,9 @@ export function ClientDetail({ id }: { id: string }): JSX.Element {
               client={d}
               onCancel={() => setBanning(false)}
               onDone={(msg) => {
+                // No reload: a ban disconnects the client, and the page would only say it is gone.
                 setBanning(false);
                 setDone(msg);
-                c.reload();
               }}
             />
           )}

@@ -24,7 +24,8 @@ interface Sample {
 }
 
 interface OverviewInfo {
-  node: string;
+  /** null: a single broker, not in a cluster. */
+  node: string | null;
   version: string;
   startedAt: string;
   cluster: null | { nodes: Array<{ id: string; self?: boolean; connected?: number } & Record<string, unknown>> };
@@ -95,7 +96,11 @@ function Chart({ title, series, samples, version }: { title: string; series: Arr
         y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
       },
       series: [{}, ...series.map(([, label, color]) => ({ label, stroke: color, width: 2 }))],
-      axes: [{ stroke: '#1b1b1f' }, { stroke: '#1b1b1f', size: 50 }],
+      axes: [
+        // Clock times only (hh:mm): uPlot's default two-line date labels collide at this width.
+        { stroke: '#1b1b1f', space: 70, values: (_u, splits) => splits.map((v) => new Date(v * 1000).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })) },
+        { stroke: '#1b1b1f', size: 50 },
+      ],
     };
     const u = new uPlot(opts, data(), el);
     plot.current = u;
@@ -191,7 +196,12 @@ export function Overview(): JSX.Element {
       <ErrorLine error={info.error} />
       {d !== null && (
         <p class="muted" data-testid="node-info">
-          Node <strong>{d.node}</strong>, version {d.version}, running since {when(d.startedAt)}
+          {d.node === null || d.node === '' ? 'Single node' : (
+            <>
+              Node <strong>{d.node}</strong>
+            </>
+          )}
+          , version {d.version}, running since {when(d.startedAt)}
         </p>
       )}
       <p role="status" class="muted" data-testid="live-state">
