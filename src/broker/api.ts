@@ -36,6 +36,11 @@ export interface ConnectedClientDetail extends ConnectedClientView {
   subscriptionFilters: Array<{ filter: string; qos: number }>;
   inflight: number;
   queued: number;
+  /**
+   * The publish limits that apply: the broker-wide `limits.client`, and whether a role quota
+   * (the ACL's) replaces them for this client; null when limits are off.
+   */
+  quota: { publishRate: unknown; bandwidth: unknown; maxSubscriptions: number; roleQuota: boolean } | null;
 }
 
 export interface ClientPage {
@@ -52,8 +57,8 @@ export interface ClientPage {
  * by default), or every node's of a cluster (set with BrokerApi.useDirectory).
  */
 export interface ClientDirectory {
-  /** Connected clients ordered by client id (stable paging), `limit` capped at MAX_CLIENT_PAGE. */
-  listClients(offset: number, limit: number): Promise<ClientPage>;
+  /** Connected clients ordered by client id (stable paging), `limit` capped at MAX_CLIENT_PAGE; `prefix`: only ids starting with it. */
+  listClients(offset: number, limit: number, prefix?: string): Promise<ClientPage>;
   /** One connected client, or null when no client with this id is connected. */
   getClient(clientId: string): Promise<ConnectedClientDetail | null>;
   /** Disconnects one connected client (v5: 0x98 with `reason`); false when none with this id is connected. */
@@ -82,7 +87,7 @@ export class BrokerApi {
   private clusterDirectory: ClientDirectory | null = null;
   /** This broker's clients as a ClientDirectory. */
   private readonly localDirectory: ClientDirectory = {
-    listClients: (offset, limit) => Promise.resolve(this.listClients(offset, limit)),
+    listClients: (offset, limit, prefix) => Promise.resolve(this.listClients(offset, limit, prefix)),
     getClient: (clientId) => Promise.resolve(this.getClient(clientId)),
     kick: (clientId, reason) => Promise.resolve(this.kick(clientId, reason)),
   };
@@ -105,9 +110,9 @@ export class BrokerApi {
   }
 
   /** This broker's connected clients ordered by client id (stable paging), `limit` capped at MAX_CLIENT_PAGE. */
-  listClients(offset = 0, limit = 100): ClientPage {
+  listClients(offset = 0, limit = 100, prefix?: string): ClientPage {
     const page = clampPage(offset, limit);
-    const online = this.online();
+    const online = prefix === undefined || prefix === '' ? this.online() : this.online().filter(([session]) => session.clientId.startsWith(prefix));
     online.sort((a, b) => compareClientIds(a[0].clientId, b[0].clientId));
     const clients = online.slice(page.offset, page.offset + page.limit).map(([session, client]) => this.view(session, client));
     return { total: online.length, offset: page.offset, limit: page.limit, clients };
@@ -117,9 +122,9 @@ export class BrokerApi {
    * The ids of this broker's connected clients after `after` (null: from the first), in
    * listing order, at most `limit`; `total` counts them all (a cluster listing merges these).
    */
-  clientIds(after: string | null, limit: number): { total: number; ids: string[] } {
+  clientIds(after: string | null, limit: number, prefix?: string): { total: number; ids: string[] } {
     const all: string[] = [];
-    for (const [session] of this.online()) all.push(session.clientId);
+    for (const [session] of this.online()) if (prefix === undefined || session.clientId.startsWith(prefix)) all.push(session.clientId);
     all.sort(compareClientIds);
     let start = 0;
     if (after !== null) {
@@ -150,7 +155,15 @@ export class BrokerApi {
       subscriptionFilters: [...session.subscriptions.values()].map((s) => ({ filter: s.filter, qos: s.qos })),
       inflight: session.inflightCount,
       queued: session.queuedCount,
+      quota: this.quotaOf(client),
     };
+  }
+
+  private quotaOf(client: AuthorizedClient): ConnectedClientDetail['quota'] {
+    const { limits } = this.broker;
+    if (!limits.enabled) return null;
+    const roleQuota = this.broker.quotas?.clientQuota(client, limits.client, Date.now()) !== undefined;
+    return { publishRate: limits.client.publishRate, bandwidth: limits.client.bandwidth, maxSubscriptions: limits.client.maxSubscriptions, roleQuota };
   }
 
   /**

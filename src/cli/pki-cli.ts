@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
-import type { KeyAlgorithm, SubjectAltName } from '../pki/index.js';
+import { parseSanText, type KeyAlgorithm, type SubjectAltName } from '../pki/index.js';
 import { DEFAULT_DATA_DIR, pkiDirOf } from '../server/pki-layout.js';
 import { PASSPHRASE_ENV, rootKeyPassphraseFromEnv } from '../server/pki-passphrase.js';
 import type { PkiService } from '../server/pki-service.js';
@@ -98,8 +98,6 @@ export function parseKeyAlgorithm(value: string | undefined): KeyAlgorithm | und
   return value as KeyAlgorithm;
 }
 
-const SAN_PREFIXES: Readonly<Record<string, SubjectAltName['type']>> = { dns: 'dns', ip: 'ip', uri: 'uri', email: 'email' };
-
 /** `DNS:host,IP:1.2.3.4,URI:spiffe://x/y,email:a@b` (repeatable flag) → SANs. */
 export function parseSans(values: readonly string[] | undefined): SubjectAltName[] | undefined {
   if (values === undefined || values.length === 0) return undefined;
@@ -107,10 +105,9 @@ export function parseSans(values: readonly string[] | undefined): SubjectAltName
   for (const item of values.flatMap((v) => v.split(','))) {
     const text = item.trim();
     if (text.length === 0) continue;
-    const colon = text.indexOf(':');
-    const type = colon > 0 ? SAN_PREFIXES[text.slice(0, colon).toLowerCase()] : undefined;
-    if (type === undefined) throw usage(`--san entries look like DNS:name, IP:address, URI:uri or email:address; got "${text}"`);
-    out.push({ type, value: text.slice(colon + 1) });
+    const san = parseSanText(text);
+    if (san === undefined) throw usage(`--san entries look like DNS:name, IP:address, URI:uri or email:address; got "${text}"`);
+    out.push(san);
   }
   return out;
 }

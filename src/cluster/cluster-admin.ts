@@ -55,7 +55,7 @@ const MAX_REASON = 512;
 
 const clientId = z.string().min(1).max(MAX_CLIENT_ID);
 const requestSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('ids'), after: clientId.nullable(), limit: z.number().int().min(1).max(IDS_PAGE) }).strict(),
+  z.object({ op: z.literal('ids'), after: clientId.nullable(), limit: z.number().int().min(1).max(IDS_PAGE), prefix: clientId.optional() }).strict(),
   z.object({ op: z.literal('views'), ids: z.array(clientId).min(1).max(VIEWS_PER_REQUEST) }).strict(),
   z.object({ op: z.literal('get'), id: clientId }).strict(),
   z.object({ op: z.literal('kick'), id: clientId, reason: z.string().max(MAX_REASON) }).strict(),
@@ -129,7 +129,8 @@ export class ClusterAdmin implements ClientDirectory {
     this.sub = null;
   }
 
-  async listClients(offset: number, limit: number): Promise<ClientPage> {
+  async listClients(offset: number, limit: number, prefix?: string): Promise<ClientPage> {
+    const only = prefix === undefined || prefix === '' ? undefined : prefix;
     const page = clampPage(offset, limit);
     const unreachable: string[] = [];
     const silent = (err: unknown, node: string): null => {
@@ -141,7 +142,7 @@ export class ClusterAdmin implements ClientDirectory {
       return null;
     };
     const nodes = await this.liveNodes();
-    const first = await Promise.all(nodes.map((node) => this.idsPage(node, null).catch((err: unknown) => silent(err, node))));
+    const first = await Promise.all(nodes.map((node) => this.idsPage(node, null, only).catch((err: unknown) => silent(err, node))));
     const cursors = first.filter((c): c is Cursor => c !== null);
     let total = cursors.reduce((n, c) => n + c.total, 0);
     // The k-way merge: skip `offset` ids, keep the next `limit` with the node holding each.
@@ -150,7 +151,7 @@ export class ClusterAdmin implements ClientDirectory {
     let live = cursors;
     while (picked.length < page.limit) {
       const refills = live.filter((c) => c.pos >= c.ids.length && c.more);
-      for (const [i, next] of (await Promise.all(refills.map((c) => this.idsPage(c.node, c.ids[c.ids.length - 1]!).catch((err: unknown) => silent(err, c.node))))).entries()) {
+      for (const [i, next] of (await Promise.all(refills.map((c) => this.idsPage(c.node, c.ids[c.ids.length - 1]!, only).catch((err: unknown) => silent(err, c.node))))).entries()) {
         const c = refills[i]!;
         if (next === null) {
           total -= c.total;
@@ -225,7 +226,7 @@ export class ClusterAdmin implements ClientDirectory {
     const { local } = this.opts;
     switch (req.op) {
       case 'ids': {
-        const { total, ids } = local.clientIds(req.after, req.limit);
+        const { total, ids } = local.clientIds(req.after, req.limit, req.prefix);
         const kept = fitting(ids);
         return { total, ids: kept, more: kept.length < ids.length || ids.length === req.limit };
       }
@@ -282,8 +283,8 @@ export class ClusterAdmin implements ClientDirectory {
     }
   }
 
-  private async idsPage(node: string, after: string | null): Promise<Cursor> {
-    const a = await this.ask(node, { op: 'ids', after, limit: IDS_PAGE }, idsAnswer);
+  private async idsPage(node: string, after: string | null, prefix: string | undefined): Promise<Cursor> {
+    const a = await this.ask(node, { op: 'ids', after, limit: IDS_PAGE, ...(prefix !== undefined ? { prefix } : {}) }, idsAnswer);
     return { node, ids: a.ids, pos: 0, more: a.more && a.ids.length > 0, total: a.total };
   }
 

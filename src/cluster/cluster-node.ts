@@ -58,6 +58,8 @@ export interface ClusterNodeStatus {
   takeoversAnswered: number;
   /** Nodes with a live lease, this one included. */
   liveNodes: number;
+  /** Their ids, this node's first. */
+  nodeIds: string[];
   /** Wills of dead nodes this node published. */
   orphanWillsPublished: number;
 }
@@ -343,6 +345,7 @@ export class ClusterNode implements ClusterPort {
       bus: { ...(this.bus?.counters ?? { received: 0, duplicates: 0, malformed: 0, expired: 0, stored: 0, storeRetries: 0, storeFailures: 0 }) },
       takeoversAnswered: this.registry.takeoversAnswered,
       liveNodes: (this.leases?.liveNodes().length ?? 0) + 1,
+      nodeIds: [this.nodeId, ...(this.leases?.liveNodes() ?? []).filter((id) => id !== this.nodeId).sort()],
       orphanWillsPublished: this.leases?.orphanWillsPublished ?? 0,
     };
   }

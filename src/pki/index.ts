@@ -27,7 +27,7 @@ export {
   describeKeyAlgorithm,
 } from './keys.js';
 export type { KeyAlgorithm, ImportedPrivateKey } from './keys.js';
-export { canonicalSans } from './san.js';
+export { canonicalSans, parseSanText } from './san.js';
 export { assertNameText } from './names.js';
 export type { SanType, SubjectAltName } from './san.js';
 export { fingerprint256 } from './fingerprint.js';

@@ -13,6 +13,15 @@ export interface SubjectAltName {
   readonly value: string;
 }
 
+const SAN_PREFIXES: Readonly<Record<string, SanType>> = { dns: 'dns', ip: 'ip', uri: 'uri', email: 'email' };
+
+/** `DNS:host`, `IP:1.2.3.4`, `URI:spiffe://x/y`, `email:a@b` (prefix in any case) → a SAN; undefined when it has no known prefix. */
+export function parseSanText(text: string): SubjectAltName | undefined {
+  const colon = text.indexOf(':');
+  const type = colon > 0 ? SAN_PREFIXES[text.slice(0, colon).toLowerCase()] : undefined;
+  return type === undefined ? undefined : { type, value: text.slice(colon + 1) };
+}
+
 /** Most SANs one certificate may carry (a typo guard, not a protocol limit). */
 export const MAX_SANS = 100;
 

@@ -19,7 +19,10 @@ import { join, resolve } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { startAdminApi, type PrefixHandler, type RunningAdminApi } from '../admin/api/admin-server.js';
 import { adminChangeEvent } from '../admin/api/admin-change.js';
-import type { AdminServices, DefenderFacade as AdminDefenderFacade, PolicyFacade, TokenStore } from '../admin/api/services.js';
+import type { AdminServices, AuditFacade, CertificatesFacade, DefenderFacade as AdminDefenderFacade, PolicyFacade, TokenStore } from '../admin/api/services.js';
+import { ConsoleAudit } from './console-audit.js';
+import { ConsoleOverview } from './console-overview.js';
+import { ConsolePki } from './console-pki.js';
 import { usersFacade } from '../admin/api/users-facade.js';
 import { BrokerApi } from '../broker/api.js';
 import { ClusterAdmin } from '../cluster/cluster-admin.js';
@@ -79,6 +82,22 @@ export interface AdminSideOptions {
   tokenStore?: (local: SqliteAdminStore) => TokenStore;
   /** Device provisioning: EST (`/.well-known/est/…`) is served beside the operator API. */
   provisioning?: ProvisioningSide | null;
+  /** Writes what the audit writer holds, so the console's audit page shows what just happened; absent: no audit routes. */
+  auditFlush?: () => void;
+}
+
+/** The console's overview, PKI and audit log (console-overview.ts, console-pki.ts, console-audit.ts). */
+function consoleParts(opts: AdminSideOptions): { overview: ConsoleOverview; certificates: CertificatesFacade; audit: AuditFacade | null } {
+  const defender = opts.defender ?? null;
+  const overview = new ConsoleOverview({
+    broker: opts.broker,
+    logger: opts.logger,
+    cluster: opts.cluster ?? null,
+    activeAlerts: defender === null ? () => null : () => defender.listAlerts({ state: 'active', limit: 1 }).total,
+  });
+  const certificates = new ConsolePki(configuredPkiDir(opts.config.pki.dir, opts.baseDir, opts.dataDir));
+  const audit = opts.auditFlush !== undefined ? new ConsoleAudit(opts.dataDir, opts.auditFlush) : null;
+  return { overview, certificates, audit };
 }
 
 /** What TLS verified about an EST caller (the admin listener defers unverified certificates to us). */
@@ -165,12 +184,15 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
     clusterAdmin?.stop();
   };
   let api: RunningAdminApi | null = null;
+  let overview: ConsoleOverview | null = null;
   /** Opened here only when no login provider holds users.db open already; closed by us then. */
   let ownUsers: SqliteUserStore | null = null;
   if (opts.config.admin !== undefined) {
     try {
       // The same users.db the password and SCRAM providers read on every login.
       const users = opts.users ?? (ownUsers = new SqliteUserStore(join(opts.dataDir, USERS_DB_FILE)));
+      const parts = consoleParts(opts);
+      overview = parts.overview;
       const services: AdminServices = {
         broker: brokerApi,
         ...(opts.setupFindings !== undefined ? { setupFindings: opts.setupFindings } : {}),
@@ -179,6 +201,9 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
         users: usersFacade(users, new PasswordHasher()),
         policy: opts.policy ?? null,
         defender: opts.defender ?? null,
+        overview: parts.overview,
+        certificates: parts.certificates,
+        audit: parts.audit,
         logger: opts.logger,
         // Changes through this server's API reach this broker's event stream (its audit log), and no other's.
         onChange: (change) => opts.broker.events.emit(adminChangeEvent(change)),
@@ -191,6 +216,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
         tls.close();
         throw err;
       }
+      overview.start();
     } catch (err) {
       release();
       ownUsers?.close();
@@ -204,6 +230,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
     brokerApi,
     async stop() {
       release();
+      overview?.stop();
       await api?.close();
       ownUsers?.close();
       store.close();

@@ -77,6 +77,19 @@ export interface IssuedFiles {
   readonly keyPath: string;
 }
 
+/** A certificate issued without files: its chain, its key and the root a peer trusts. */
+export interface IssuedBundle {
+  readonly serialNumber: string;
+  readonly fingerprint256: string;
+  readonly commonName: string;
+  readonly notAfter: Date;
+  /** Leaf followed by the intermediate (when one issues). */
+  readonly certPem: string;
+  readonly keyPem: string;
+  /** The root CA certificate. */
+  readonly caPem: string;
+}
+
 export interface SignCsrOptions {
   readonly csrPem: string;
   readonly profile: CertificateProfile;
@@ -270,10 +283,6 @@ export class PkiService {
 
   /** Issues a key pair and certificate, writes `<stem>.crt` (with chain) and `<stem>.key`, records it. */
   async issue(options: IssueOptions): Promise<IssuedFiles> {
-    const now = options.now ?? new Date();
-    const ocspUrl = options.ocspUrl ?? this.getOcspUrl();
-    if (ocspUrl !== undefined) assertHttpUrl(ocspUrl);
-    const ca = await loadIssuingCa(this.layout, this.access, 'issuing a certificate');
     const outDir = resolve(options.outDir ?? this.layout.issuedDir);
     const stem = options.fileStem ?? fileStemFor(options.commonName);
     const certPath = join(outDir, `${stem}.crt`);
@@ -282,6 +291,21 @@ export class PkiService {
     for (const path of [certPath, keyPath]) {
       if (await isRegularFile(path)) throw new BastionError('ERR_PKI_FILES', `${path} already exists; refusing to replace it (choose --out, or move it away)`);
     }
+    const issued = await this.issueBundle(options);
+    await writeNewFileAtomic(keyPath, issued.keyPem, KEY_MODE);
+    await writeNewFileAtomic(certPath, issued.certPem, CERT_MODE);
+    return { serialNumber: issued.serialNumber, fingerprint256: issued.fingerprint256, notAfter: issued.notAfter, certPath, keyPath };
+  }
+
+  /**
+   * Issues a key pair and certificate and records it, writing no file: the caller hands the
+   * bundle over (the admin API's download) and keeps no copy of the key.
+   */
+  async issueBundle(options: IssueOptions): Promise<IssuedBundle> {
+    const now = options.now ?? new Date();
+    const ocspUrl = options.ocspUrl ?? this.getOcspUrl();
+    if (ocspUrl !== undefined) assertHttpUrl(ocspUrl);
+    const ca = await loadIssuingCa(this.layout, this.access, 'issuing a certificate');
     const issued = await issueCertificate({
       ca: ca.material,
       profile: options.profile,
@@ -296,9 +320,7 @@ export class PkiService {
     // Recorded before it is handed out: a certificate that exists must be revocable by serial.
     const record = recordOf(issued.certPem, options.profile, describeCertificate(ca.material.certPem).serialNumber, now);
     this.inventory.add(record);
-    await writeNewFileAtomic(keyPath, issued.keyPem, KEY_MODE);
-    await writeNewFileAtomic(certPath, issued.certPem + ca.chainPem, CERT_MODE);
-    return { serialNumber: issued.serialNumber, fingerprint256: issued.fingerprint256, notAfter: record.notAfter, certPath, keyPath };
+    return { serialNumber: issued.serialNumber, fingerprint256: issued.fingerprint256, commonName: record.commonName, notAfter: record.notAfter, certPem: issued.certPem + ca.chainPem, keyPem: issued.keyPem, caPem: await readText(this.layout.rootCert) };
   }
 
   /** Signs a CSR (its key never leaves the device) and records the certificate. */

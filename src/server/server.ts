@@ -245,7 +245,7 @@ async function startWithParts(opts: ServerOptions, dataDir: string, logger: Logg
     // configured), before the listeners: a banned client never slips in at start.
     // The listeners (started below) add what lint says about them: no way to revoke client certificates.
     const setupFindings = (): unknown[] => listeners.flatMap((l) => (l.tls !== null ? [revocationFinding(l.config.name, l.tls.revocation)].filter((f) => f !== null) : []));
-    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, provisioning, users: access?.users() ?? authn.users, setupFindings, cluster, defender: defender.facade, ...(shared !== null ? { banStore: shared.banStore } : {}), ...(access !== null ? { tokenStore: access.tokenStore.bind(access) } : {}) });
+    adminSide = await startAdminSide({ config, baseDir: opts.baseDir, dataDir, broker, logger, policy: authz.service, provisioning, users: access?.users() ?? authn.users, setupFindings, cluster, defender: defender.facade, auditFlush: () => audit?.flush(), ...(shared !== null ? { banStore: shared.banStore } : {}), ...(access !== null ? { tokenStore: access.tokenStore.bind(access) } : {}) });
     shared?.enforceBans(adminSide.bans);
     // Restrictions recorded in defender.db hold again before the listeners open.
     defender.attach({ broker, api: adminSide.brokerApi, bans: adminSide.bans, roleOf: (client) => authz.engine.rolesOf(client)[0] ?? 'device' });

@@ -17,6 +17,9 @@ import { ConsoleAssets, CONSOLE_HEADERS, CONSOLE_PREFIX, defaultConsoleDir } fro
 import { banRoutes } from './bans-routes.js';
 import { clientRoutes } from './clients-routes.js';
 import { defenderRoutes } from './defender-routes.js';
+import { auditRoutes } from './audit-routes.js';
+import { certificateRoutes } from './certificate-routes.js';
+import { overviewRoutes } from './overview-routes.js';
 import { HttpError, readJsonBody, sendJson } from './http-io.js';
 import { matchRoute, type Route, type StreamReply } from './router.js';
 import type { AdminServices } from './services.js';
@@ -52,8 +55,6 @@ export interface AdminApiOptions {
   services: AdminServices;
   /** SECURITY: each prefix must lie outside `/api/`, `/metrics` and `/console/`: its callers are not operators. */
   prefixHandlers?: readonly PrefixHandler[];
-  /** Routes the composition root adds (overview, certificates, audit: they need the server's parts). */
-  extraRoutes?: readonly Route[];
   /** The web console's build directory; default dist/console. */
   consoleDir?: string;
 }
@@ -73,7 +74,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   const { config, services } = opts;
   const { logger } = services;
   const tlsConfig = config.tls;
-  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services), ...defenderRoutes(services), ...(opts.extraRoutes ?? [])];
+  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services), ...defenderRoutes(services), ...overviewRoutes(services), ...certificateRoutes(services), ...auditRoutes(services)];
   // Built once: every request authenticates against the same settings, token store, backoff and sessions.
   const auth: AdminAuthOptions = {
     operatorOu: config.operatorOu,
@@ -162,7 +163,13 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       streams.delete(closed);
     });
     res.writeHead(reply.status, { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...reply.headers });
-    await reply.write(res, closed.signal);
+    try {
+      await reply.write(res, closed.signal);
+    } catch (err) {
+      // The status line is gone: the only honest end left is a cut connection.
+      if (!closed.signal.aborted) logger.warn({ err: (err as Error).message }, 'admin API stream failed');
+      res.destroy();
+    }
   };
 
   const tlsContext = opts.tls;

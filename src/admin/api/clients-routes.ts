@@ -18,6 +18,8 @@ const pageQuery = z
   .object({
     offset: z.coerce.number().int().min(0).default(0),
     limit: z.coerce.number().int().min(1).max(MAX_CLIENT_PAGE).default(100),
+    /** Only client ids starting with this (the console's search box). */
+    prefix: z.string().max(256).optional(),
   })
   .strict();
 
@@ -38,7 +40,7 @@ export function clientRoutes(s: AdminServices): Route[] {
       path: /^\/api\/v1\/clients$/,
       handler: async (ctx) => {
         const q = validate(pageQuery, Object.fromEntries(ctx.query), 'query');
-        return ok(await orUnavailable(s.broker.directory.listClients(q.offset, q.limit)));
+        return ok(await orUnavailable(s.broker.directory.listClients(q.offset, q.limit, q.prefix)));
       },
     },
     {

@@ -108,6 +108,111 @@ export interface DefenderFacade {
   runAudit(actor: string): Promise<object>;
 }
 
+/** One second of the broker, as the console's overview charts it. */
+export interface OverviewSample {
+  /** ms since the epoch. */
+  t: number;
+  connections: number;
+  sessions: number;
+  subscriptions: number;
+  messagesInPerSec: number;
+  messagesOutPerSec: number;
+  /** Messages dropped (queue full, expired, too large, over quota) per second. */
+  dropsPerSec: number;
+  authFailuresPerSec: number;
+  /** Connections refused (TLS, CONNECT, bans, limits) per second. */
+  refusalsPerSec: number;
+  /** Publishes and subscriptions the ACL denied, per second. */
+  denialsPerSec: number;
+  /** Behaviour alerts in force; null without behaviour detection. */
+  alertsActive: number | null;
+}
+
+/** The overview's live data (server/console-overview.ts samples the broker once a second). */
+export interface OverviewSource {
+  /** The node, version, start time and cluster view. */
+  info(): object;
+  /** The last few minutes of samples, oldest first. */
+  history(): OverviewSample[];
+  /** Calls `listener` with every new sample; returns the unsubscribe. */
+  subscribe(listener: (sample: OverviewSample) => void): () => void;
+}
+
+/** A certificate of the built-in PKI's inventory as the API shows it. */
+export interface CertificateView {
+  serialNumber: string;
+  kind: string;
+  commonName: string;
+  subject: string;
+  sans: readonly string[];
+  fingerprint256: string;
+  notBefore: string;
+  notAfter: string;
+  issuedAt: string;
+  status: 'valid' | 'revoked';
+  revokedAt: string | null;
+  reason: string | null;
+}
+
+export interface CertificateFilter {
+  status?: 'valid' | 'revoked' | undefined;
+  kind?: string | undefined;
+  /** Common name substring, case-insensitive. */
+  q?: string | undefined;
+  expiringBefore?: Date | undefined;
+  offset: number;
+  limit: number;
+}
+
+export interface IssueRequest {
+  commonName: string;
+  profile: 'client' | 'server';
+  organizationalUnit?: string | undefined;
+  days?: number | undefined;
+  /** `dns:x`, `ip:x`, `uri:x`, `email:x`. */
+  sans?: string[] | undefined;
+}
+
+/**
+ * The built-in PKI (server/pki-service.ts behind it). Throws a BastionError for input the
+ * PKI refuses (answered 400), an unknown serial (404) or a CA key that is offline (409).
+ */
+export interface CertificatesFacade {
+  list(filter: CertificateFilter): Promise<{ total: number; certificates: CertificateView[] }>;
+  /** Null for an unknown serial. */
+  get(serialNumber: string): Promise<(CertificateView & { certPem: string }) | null>;
+  issue(request: IssueRequest): Promise<{ serialNumber: string; commonName: string; notAfter: string; certPem: string; keyPem: string; caPem: string }>;
+  revoke(serialNumber: string, reason: string): Promise<{ result: 'revoked' | 'already-revoked'; certificate: CertificateView }>;
+}
+
+export interface AuditFilter {
+  since?: number | undefined;
+  until?: number | undefined;
+  type?: string | undefined;
+  clientId?: string | undefined;
+  beforeSeq?: number | undefined;
+  limit: number;
+}
+
+/** A stored audit record as the API shows it (the event parsed back from its canonical text). */
+export interface AuditRecordView {
+  seq: number;
+  ts: number;
+  type: string;
+  clientId: string | null;
+  event: unknown;
+}
+
+/** The audit log (server/console-audit.ts reads `<dataDir>/audit.db` beside its writer). */
+export interface AuditFacade {
+  /** Newest first. */
+  query(filter: AuditFilter): AuditRecordView[];
+  /** The chain's verification, as `bastion audit verify --json` reports it. */
+  verify(): Promise<object>;
+  /** Every record matching `filter` (its limit ignored) in seq order, one call per page. */
+  exportPages(filter: Omit<AuditFilter, 'limit' | 'beforeSeq'>, page: (rows: AuditRecordView[]) => Promise<void>): Promise<void>;
+}
+
 export interface AdminServices {
   broker: BrokerApi;
   /** Lint findings about the running broker's setup rather than its rules (listeners without revocation). */
@@ -120,6 +225,12 @@ export interface AdminServices {
   policy: PolicyFacade | null;
   /** Absent or null until the defender is wired: its routes answer 501. */
   defender?: DefenderFacade | null;
+  /** The console overview's live data; absent: those routes answer 501. */
+  overview?: OverviewSource | null;
+  /** The built-in PKI; absent (no PKI in this data directory): those routes answer 501. */
+  certificates?: CertificatesFacade | null;
+  /** The audit log; absent (audit off): those routes answer 501. */
+  audit?: AuditFacade | null;
   logger: Logger;
   /** Where this server's admin changes go (its security event stream, so its audit log); recordAdminChange calls it. */
   onChange?: AdminChangeSink;

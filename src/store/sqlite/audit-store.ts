@@ -139,6 +139,10 @@ export interface AuditQuery {
   clientId?: string | undefined;
   /** Only records with seq > afterSeq. */
   afterSeq?: number | undefined;
+  /** Only records with seq < beforeSeq (paging back from the newest). */
+  beforeSeq?: number | undefined;
+  /** Newest first (the console's order) instead of seq order. */
+  newestFirst?: boolean | undefined;
   limit: number;
 }
 
@@ -387,16 +391,17 @@ export class SqliteAuditStore {
     return rows.reverse().map(toRow);
   }
 
-  /** Records matching `q`, in seq order, at most `q.limit`. */
+  /** Records matching `q`, in seq order (or newest first), at most `q.limit`. */
   query(q: AuditQuery): AuditRow[] {
     const where: string[] = [];
     const args: Array<string | number> = [];
     if (q.afterSeq !== undefined) (where.push('seq > ?'), args.push(q.afterSeq));
+    if (q.beforeSeq !== undefined) (where.push('seq < ?'), args.push(q.beforeSeq));
     if (q.since !== undefined) (where.push('ts >= ?'), args.push(q.since));
     if (q.until !== undefined) (where.push('ts < ?'), args.push(q.until));
     if (q.type !== undefined) (where.push('type = ?'), args.push(q.type));
     if (q.clientId !== undefined) (where.push('client_id = ?'), args.push(q.clientId));
-    const sql = `SELECT ${RECORD_COLUMNS} FROM records${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
+    const sql = `SELECT ${RECORD_COLUMNS} FROM records${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq${q.newestFirst === true ? ' DESC' : ''} LIMIT ?`;
     return (this.db.prepare(sql).all(...args, q.limit) as RecordRow[]).map(toRow);
   }
 
