@@ -65,7 +65,7 @@ function Timeline(): JSX.Element {
       <h2 id="expiry-h">Expiring in the next 90 days</h2>
       <ErrorLine error={soon.error} />
       <p data-testid="expiry-total">
-        {total === 0 ? 'No valid certificate expires in the next 90 days.' : `${total} valid certificate${total === 1 ? '' : 's'} expire in the next 90 days.`}
+        {total === 0 ? 'No valid certificate expires in the next 90 days.' : `${total} valid certificate${total === 1 ? ' expires' : 's expire'} in the next 90 days.`}
       </p>
       <ul class="timeline" aria-label="Expiring certificates per week">
         {weeks.map((w) => (

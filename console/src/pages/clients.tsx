@@ -74,7 +74,7 @@ export function Clients(): JSX.Element {
               <th scope="col">Client id</th>
               <th scope="col">Principal</th>
               <th scope="col">Address</th>
-              <th scope="col">TLS</th>
+              <th scope="col">TLS version</th>
               <th scope="col">Node</th>
               <th scope="col">Connected since</th>
             </tr>
