@@ -17,8 +17,8 @@ import { join } from 'node:path';
 import { BastionError } from '../core/errors.js';
 import { CampaignEngine } from '../ota/campaigns/campaign-engine.js';
 import { parseAbortRule, parseRollout, rolloutOrder, stagePlan } from '../ota/campaigns/plan.js';
-import { ENDED, type CampaignRecord, type CampaignState } from '../ota/campaigns/ports.js';
-import { progressOf } from '../ota/campaigns/progress.js';
+import { ENDED, type CampaignState } from '../ota/campaigns/ports.js';
+import { campaignJson, progressOf } from '../ota/campaigns/progress.js';
 import { CAMPAIGNS_DB_FILE, SqliteCampaignStore } from '../ota/campaigns/sqlite-campaign-store.js';
 import { resolveTarget, type TargetCertificate, type TargetSources } from '../ota/campaigns/target-resolver.js';
 import { MAX_RETRIES } from '../ota/jobs/ports.js';
@@ -119,17 +119,13 @@ async function create(opts: CreateOptions): Promise<void> {
   );
 }
 
-function progressJson(c: CampaignRecord, jobs: SqliteJobStore): Record<string, unknown> {
-  const p = progressOf(c, jobs.executionsOf(c.jobId));
-  return { ...c, jobDocument: { ...c.jobDocument, manifest: undefined }, progress: { stages: p.stages, terminal: p.terminal, failed: p.failed } };
-}
 
 async function list(opts: JsonOptions): Promise<void> {
   const { dataDir } = await provisionSource(opts);
   withCampaignStores(dataDir, (s) => {
     const all = s?.campaigns.list() ?? [];
     if (opts.json === true) {
-      for (const c of all) process.stdout.write(`${JSON.stringify(progressJson(c, s!.jobs))}\n`);
+      for (const c of all) process.stdout.write(`${JSON.stringify(campaignJson(c, s!.jobs.executionsOf(c.jobId)))}\n`);
       return;
     }
     if (all.length === 0) return void process.stdout.write('no campaigns\n');
@@ -148,7 +144,7 @@ async function status(id: string, opts: JsonOptions): Promise<void> {
   withCampaignStores(dataDir, (s) => {
     const c = s?.campaigns.get(id) ?? null;
     if (s === null || c === null) throw new BastionError('ERR_OTA_CAMPAIGN_UNKNOWN', `no campaign ${id}`);
-    if (opts.json === true) return void process.stdout.write(`${JSON.stringify(progressJson(c, s.jobs))}\n`);
+    if (opts.json === true) return void process.stdout.write(`${JSON.stringify(campaignJson(c, s.jobs.executionsOf(c.jobId)))}\n`);
     process.stdout.write(`${campaignLines(c, progressOf(c, s.jobs.executionsOf(c.jobId))).join('\n')}\n`);
   });
 }

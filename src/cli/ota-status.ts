@@ -7,12 +7,9 @@
  * rendering and the watch loop. Must not: change anything (read-only on the stores).
  */
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { ENDED, type CampaignRecord } from '../ota/campaigns/ports.js';
 import { progressOf, type CampaignProgress } from '../ota/campaigns/progress.js';
-import { CAMPAIGNS_DB_FILE, SqliteCampaignStore } from '../ota/campaigns/sqlite-campaign-store.js';
-import { JOBS_DB_FILE, SqliteJobStore } from '../ota/jobs/sqlite-job-store.js';
+import { withCampaignStores } from '../ota/campaigns/open-stores.js';
 import { addProvisionSourceOptions, iso, provisionSource, usage, type ProvisionSourceOptions } from './provision-context.js';
 
 /** `1s`, `500ms`, `2m` → ms, within [min, max]. */
@@ -31,19 +28,7 @@ export function fmtMs(ms: number): string {
 }
 
 /** Both stores read-only (null when the campaigns file does not exist: nothing was ever created). */
-export function withCampaignStores<T>(dataDir: string, fn: (s: { campaigns: SqliteCampaignStore; jobs: SqliteJobStore } | null) => T): T {
-  const cPath = join(dataDir, CAMPAIGNS_DB_FILE);
-  if (!existsSync(cPath)) return fn(null);
-  const campaigns = SqliteCampaignStore.open(cPath);
-  let jobs: SqliteJobStore | null = null;
-  try {
-    jobs = SqliteJobStore.open(join(dataDir, JOBS_DB_FILE));
-    return fn({ campaigns, jobs });
-  } finally {
-    jobs?.close();
-    campaigns.close();
-  }
-}
+export { withCampaignStores };
 
 function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

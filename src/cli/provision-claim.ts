@@ -13,6 +13,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { BastionError } from '../core/errors.js';
 import type { ClaimRecord } from '../provisioning/ports.js';
+import { claimJson, claimStatus } from '../provisioning/provisioning-views.js';
 import type { RevokeResult } from '../server/pki-service.js';
 import { auditedChange } from './cli-change.js';
 import { addRootKeyOptions, parseDays, parseKeyAlgorithm, type RootKeyOptions } from './pki-cli.js';
@@ -89,25 +90,7 @@ export async function issueClaimCertificate(opts: ClaimIssueOptions): Promise<vo
   );
 }
 
-function claimStatus(c: ClaimRecord, now: number): string {
-  if (c.revokedAt !== null) return 'revoked';
-  if (c.expiresAt <= now) return 'expired';
-  if (c.maxDevices > 0 && c.devices >= c.maxDevices) return 'exhausted';
-  return 'active';
-}
 
-function claimJson(c: ClaimRecord, now: number): Record<string, unknown> {
-  return {
-    serialNumber: c.serialNumber,
-    template: c.template,
-    status: claimStatus(c, now),
-    devices: c.devices,
-    maxDevices: c.maxDevices,
-    createdAt: iso(c.createdAt),
-    expiresAt: iso(c.expiresAt),
-    revokedAt: c.revokedAt === null ? null : iso(c.revokedAt),
-  };
-}
 
 type ClaimRevokeOutcome = { claim: ClaimRecord; marked: boolean; pki: RevokeResult };
 

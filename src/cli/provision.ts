@@ -10,7 +10,7 @@
  */
 import type { Command } from 'commander';
 import { BastionError } from '../core/errors.js';
-import type { DeviceRecord } from '../provisioning/ports.js';
+import { deviceJson, tokenJson, tokenStatus } from '../provisioning/provisioning-views.js';
 import type { StoredTokenRecord } from '../provisioning/sqlite-provisioning-store.js';
 import { auditedChange } from './cli-change.js';
 import { registerClaimCommands } from './provision-claim.js';
@@ -32,36 +32,8 @@ const DEFAULT_TTL = '24h';
 /** Up to this many token ids go into the audit record (the count always does). */
 const AUDITED_IDS = 100;
 
-function tokenStatus(t: StoredTokenRecord, now: number): string {
-  if (t.usedAt !== null) return 'used';
-  if (t.revokedAt !== null) return 'revoked';
-  if (t.expiresAt <= now) return 'expired';
-  return 'unused';
-}
 
-function tokenJson(t: StoredTokenRecord, now: number): Record<string, unknown> {
-  return {
-    id: t.id,
-    template: t.template,
-    status: tokenStatus(t, now),
-    createdAt: iso(t.createdAt),
-    expiresAt: iso(t.expiresAt),
-    usedAt: t.usedAt === null ? null : iso(t.usedAt),
-    usedBy: t.usedBy,
-    revokedAt: t.revokedAt === null ? null : iso(t.revokedAt),
-  };
-}
 
-function deviceJson(d: DeviceRecord): Record<string, unknown> {
-  return {
-    identity: d.identity,
-    template: d.template,
-    certSerial: d.certSerial,
-    notAfter: iso(d.notAfter),
-    via: d.claim.kind === 'claim' ? { claim: d.claim.serialNumber } : { token: d.claim.id },
-    createdAt: iso(d.createdAt),
-  };
-}
 
 /** A token id, or a whole `bpt_…` token (its id is used). */
 async function tokenIdOf(text: string): Promise<string> {

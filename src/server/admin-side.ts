@@ -21,6 +21,7 @@ import { startAdminApi, type PrefixHandler, type RunningAdminApi } from '../admi
 import { adminChangeEvent } from '../admin/api/admin-change.js';
 import type { AdminServices, AuditFacade, CertificatesFacade, DefenderFacade as AdminDefenderFacade, PolicyFacade, TokenStore } from '../admin/api/services.js';
 import { ConsoleAudit } from './console-audit.js';
+import { ConsoleFleet } from './console-fleet.js';
 import { ConsoleOverview } from './console-overview.js';
 import { ConsolePki } from './console-pki.js';
 import { usersFacade } from '../admin/api/users-facade.js';
@@ -204,6 +205,7 @@ export async function startAdminSide(opts: AdminSideOptions): Promise<AdminSide>
         overview: parts.overview,
         certificates: parts.certificates,
         audit: parts.audit,
+        fleet: new ConsoleFleet(opts.config, opts.dataDir),
         logger: opts.logger,
         // Changes through this server's API reach this broker's event stream (its audit log), and no other's.
         onChange: (change) => opts.broker.events.emit(adminChangeEvent(change)),

@@ -254,3 +254,31 @@ describe('console pages and data', () => {
     assert.equal((await consoleRequest(t, { path: '/api/v1/audit?since=yesterday', cookie: s.cookie })).status, 400);
   });
 });
+
+describe('console fleet data', () => {
+  test('provisioning: templates, claims and one-time tokens, never a secret', async () => {
+    const s = await signIn(VIEWER_TOKEN);
+    const claim = await pb.claim('sensor', { maxDevices: 5 });
+    const token = pb.token('sensor');
+    const a = await consoleRequest(t, { path: '/api/v1/provisioning', cookie: s.cookie });
+    assert.equal(a.status, 200, a.text);
+    assert.deepEqual((a.json.templates as Array<{ name: string }>).map((x) => x.name), ['sensor']);
+    const claims = a.json.claims as Array<{ serialNumber: string; status: string; maxDevices: number }>;
+    assert.ok(claims.some((c) => c.serialNumber === claim.serialNumber && c.status === 'active' && c.maxDevices === 5));
+    const tokens = a.json.tokens as Array<{ id: string; status: string }>;
+    assert.equal(tokens.length, 1);
+    assert.equal(tokens[0]!.status, 'unused');
+    const secret = token.slice(token.lastIndexOf('_') + 1);
+    assert.equal(a.text.includes(token), false);
+    assert.equal(a.text.includes(secret), false, 'the token secret is not in the answer');
+  });
+
+  test('OTA campaigns: the list and its event stream answer (no campaign yet)', async () => {
+    const s = await signIn(VIEWER_TOKEN);
+    const a = await consoleRequest(t, { path: '/api/v1/ota/campaigns', cookie: s.cookie });
+    assert.equal(a.status, 200);
+    assert.deepEqual(a.json.campaigns, []);
+    const stream = await readEvents(t, { path: '/api/v1/stream/ota', cookie: s.cookie }, 'campaigns', 1, 5000);
+    assert.deepEqual(stream.events, [[]]);
+  });
+});

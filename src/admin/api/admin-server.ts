@@ -19,6 +19,7 @@ import { clientRoutes } from './clients-routes.js';
 import { defenderRoutes } from './defender-routes.js';
 import { auditRoutes } from './audit-routes.js';
 import { certificateRoutes } from './certificate-routes.js';
+import { fleetRoutes } from './fleet-routes.js';
 import { overviewRoutes } from './overview-routes.js';
 import { HttpError, readJsonBody, sendJson } from './http-io.js';
 import { matchRoute, type Route, type StreamReply } from './router.js';
@@ -74,7 +75,7 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
   const { config, services } = opts;
   const { logger } = services;
   const tlsConfig = config.tls;
-  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services), ...defenderRoutes(services), ...overviewRoutes(services), ...certificateRoutes(services), ...auditRoutes(services)];
+  const routes: Route[] = [...clientRoutes(services), ...banRoutes(services), ...accessRoutes(services), ...defenderRoutes(services), ...overviewRoutes(services), ...certificateRoutes(services), ...auditRoutes(services), ...fleetRoutes(services)];
   // Built once: every request authenticates against the same settings, token store, backoff and sessions.
   const auth: AdminAuthOptions = {
     operatorOu: config.operatorOu,

@@ -213,6 +213,14 @@ export interface AuditFacade {
   exportPages(filter: Omit<AuditFilter, 'limit' | 'beforeSeq'>, page: (rows: AuditRecordView[]) => Promise<void>): Promise<void>;
 }
 
+/** Device provisioning and OTA campaigns (server/console-fleet.ts reads their stores). */
+export interface FleetFacade {
+  /** Templates, claims, one-time tokens (never their secrets) and provisioned devices; null when provisioning is off. */
+  provisioning(): { templates: object[]; claims: object[]; tokens: object[]; devices: object[] } | null;
+  /** Every OTA campaign with its progress per stage, newest first. */
+  campaigns(): object[];
+}
+
 export interface AdminServices {
   broker: BrokerApi;
   /** Lint findings about the running broker's setup rather than its rules (listeners without revocation). */
@@ -231,6 +239,8 @@ export interface AdminServices {
   certificates?: CertificatesFacade | null;
   /** The audit log; absent (audit off): those routes answer 501. */
   audit?: AuditFacade | null;
+  /** Provisioning and OTA campaigns; absent: those routes answer 501. */
+  fleet?: FleetFacade | null;
   logger: Logger;
   /** Where this server's admin changes go (its security event stream, so its audit log); recordAdminChange calls it. */
   onChange?: AdminChangeSink;

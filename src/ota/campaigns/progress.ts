@@ -81,3 +81,9 @@ export function progressOf(c: CampaignRecord, executions: readonly ExecutionReco
   }
   return { stages, terminal, failed, missing, queuedDone: missing.length === 0 && terminal === queuedDevices };
 }
+
+/** A campaign with its progress, as `bastion ota campaign list --json` and the admin API show it (the signed manifest left out: it is the release's). */
+export function campaignJson(c: CampaignRecord, executions: readonly ExecutionRecord[]): Record<string, unknown> {
+  const p = progressOf(c, executions);
+  return { ...c, jobDocument: { ...c.jobDocument, manifest: undefined }, progress: { stages: p.stages, terminal: p.terminal, failed: p.failed } };
+}

@@ -1,0 +1,66 @@
+/**
+ * `/api/v1/provisioning` and `/api/v1/ota/campaigns`: what the console shows of device
+ * provisioning (templates, claims, one-time tokens, provisioned devices) and of OTA
+ * campaigns, with `/api/v1/stream/ota` pushing the campaigns' progress every two seconds
+ * while a page watches. Owns: these answers and the stream's framing. Must not: read the
+ * stores (the FleetFacade does) or change a campaign (the CLI does).
+ */
+import { HttpError } from './http-io.js';
+import { ok, type Route } from './router.js';
+import type { AdminServices, FleetFacade } from './services.js';
+
+/** How often the campaign stream sends the campaigns again. */
+const OTA_STREAM_MS = 2000;
+
+function needFleet(s: AdminServices): FleetFacade {
+  if (s.fleet === undefined || s.fleet === null) throw new HttpError(501, 'provisioning and OTA are not available on this broker');
+  return s.fleet;
+}
+
+export function fleetRoutes(s: AdminServices): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/provisioning$/,
+      handler: () => {
+        const p = needFleet(s).provisioning();
+        if (p === null) throw new HttpError(501, 'device provisioning is off on this broker (no provisioning section)');
+        return ok(p);
+      },
+    },
+    { method: 'GET', path: /^\/api\/v1\/ota\/campaigns$/, handler: () => ok({ campaigns: needFleet(s).campaigns() }) },
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/stream\/ota$/,
+      handler: () => {
+        const fleet = needFleet(s);
+        return {
+          status: 200,
+          headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store, no-transform', 'x-accel-buffering': 'no' },
+          write: (res, closed) => {
+            let last = '';
+            const send = (): void => {
+              const text = JSON.stringify(fleet.campaigns());
+              // Unchanged progress is not sent again: a quiet rollout costs one read every two seconds.
+              if (text !== last) res.write(`event: campaigns\ndata: ${text}\n\n`);
+              last = text;
+            };
+            res.write('retry: 2000\n\n');
+            send();
+            const timer = setInterval(() => {
+              try {
+                send();
+              } catch {
+                res.destroy();
+              }
+            }, OTA_STREAM_MS);
+            closed.addEventListener('abort', () => {
+              clearInterval(timer);
+              res.end();
+            });
+          },
+        };
+      },
+    },
+  ];
+}
