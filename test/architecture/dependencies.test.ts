@@ -121,6 +121,38 @@ test('there are no run-time import cycles', () => {
   assert.deepEqual(cycles, []);
 });
 
+/**
+ * console/ (the web console, built by Vite for the browser) is a module of its own: it talks
+ * to the broker only over the admin API, so it imports nothing of src/ (no server code in
+ * the bundle), no Node built-in, and only the front-end packages chosen for it.
+ */
+const CONSOLE_ROOT = resolve(process.cwd(), 'console');
+const CONSOLE_PACKAGES = ['preact', 'preact/hooks', 'preact/jsx-runtime', 'uplot'];
+
+function consoleSources(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const full = join(dir, name);
+    if (statSync(full).isDirectory()) consoleSources(full, out);
+    else if (/\.(ts|tsx)$/.test(name) && name !== 'vite.config.ts') out.push(full);
+  }
+  return out;
+}
+
+test('console/ imports only its own files and its front-end packages', () => {
+  const found = consoleSources(join(CONSOLE_ROOT, 'src'));
+  assert.ok(found.length > 3, 'the linter found the console sources');
+  const bad: string[] = [];
+  for (const file of found) {
+    for (const { spec } of importsOf(file)) {
+      const rel = relative(process.cwd(), file);
+      if (spec.startsWith('.')) {
+        if (relative(CONSOLE_ROOT, resolve(dirname(file), spec)).startsWith('..')) bad.push(`${rel} imports ${spec}: outside console/`);
+      } else if (!CONSOLE_PACKAGES.includes(spec) && !/^uplot\/dist\/[\w.]+\.css$/.test(spec)) bad.push(`${rel} imports ${spec}: not a console package`);
+    }
+  }
+  assert.deepEqual(bad, []);
+});
+
 test('the linter catches a forbidden import (self-check)', () => {
   const fake = join(ROOT, 'broker', 'fake.ts');
   const target = resolveLocal(fake, '../transport/connection.js');

@@ -171,5 +171,14 @@ describe('bastion admin token', () => {
     assertOneLineFailure(await bastion(['admin', 'token', 'create', '--name', 'cli-test', '--data-dir', broker.dataDir]), /^bastion: a token named "cli-test" exists/);
     assertOneLineFailure(await bastion(['admin', 'token', 'create', '--name', 'no spaces', '--data-dir', broker.dataDir]), /^bastion: token name "no spaces" is not valid/);
     assertOneLineFailure(await bastion(['admin', 'token', 'revoke', 'never-made', '--data-dir', broker.dataDir]), /^bastion: no token named "never-made"$/);
+    assertOneLineFailure(await bastion(['admin', 'token', 'create', '--name', 'rooty', '--scope', 'root', '--data-dir', broker.dataDir]), /^bastion: --scope must be admin or viewer, not "root"$/);
+  });
+
+  test('a token is admin unless --scope viewer says otherwise; list shows each scope', async () => {
+    const viewer = await bastion(['admin', 'token', 'create', '--name', 'cli-viewer', '--scope', 'viewer', '--data-dir', broker.dataDir]);
+    assert.equal(viewer.code, 0, viewer.stderr);
+    const listed = await bastion(['admin', 'token', 'list', '--data-dir', broker.dataDir]);
+    assert.match(listed.stdout, /^cli-test\tadmin\tcreated /m);
+    assert.match(listed.stdout, /^cli-viewer\tviewer\tcreated /m);
   });
 });

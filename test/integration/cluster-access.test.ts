@@ -265,6 +265,20 @@ test('an admin token made by the CLI on a is accepted by b\'s API, and revoked b
   }
 });
 
+test('a viewer token made on a keeps its scope on b: it reads there and may not change anything', async () => {
+  const seen = nextLine(b.logger, 'admin token from the cluster', { name: 'watcher' });
+  const created = await run('node', [BASTION_MAIN, 'admin', 'token', 'create', '--name', 'watcher', '--scope', 'viewer', '--data-dir', a.dataDir]);
+  assert.equal(created.code, 0, created.stderr);
+  const token = created.stdout.trim();
+  await seen;
+  assert.equal((await adminRequest(pki, b.server.admin!.port, { path: '/api/v1/roles', token })).status, 200);
+  const change = await adminRequest(pki, b.server.admin!.port, { method: 'POST', path: '/api/v1/bans', token, body: { kind: 'clientId', value: 'nobody' } });
+  assert.equal(change.status, 403);
+  assert.match(change.json.error ?? '', /viewer scope/);
+  const listed = await run('node', [BASTION_MAIN, 'admin', 'token', 'list', '--data-dir', a.dataDir]);
+  assert.match(listed.stdout, /^watcher\tviewer\t/m);
+});
+
 test('junk under the role and user kinds is logged and ignored; a node\'s own authz.db rules move into the cluster when it joins', async () => {
   const nc = await natsConnect({ servers: nats.url });
   try {
