@@ -17,6 +17,8 @@ import { Certificates } from './pages/certificates';
 import { Access } from './pages/access';
 import { Audit } from './pages/audit';
 import { Alerts } from './pages/alerts';
+import { ProvisioningPage } from './pages/provisioning';
+import { Updates } from './pages/updates';
 
 const PAGES: Array<[string, string]> = [
   ['overview', 'Overview'],
@@ -25,6 +27,8 @@ const PAGES: Array<[string, string]> = [
   ['access', 'Access'],
   ['audit', 'Audit'],
   ['alerts', 'Alerts'],
+  ['provisioning', 'Provisioning'],
+  ['updates', 'Updates'],
 ];
 
 function currentRoute(): string[] {
@@ -64,6 +68,10 @@ function Page({ route }: { route: string[] }): JSX.Element {
       return <Audit />;
     case 'alerts':
       return <Alerts />;
+    case 'provisioning':
+      return <ProvisioningPage />;
+    case 'updates':
+      return <Updates />;
     default:
       return (
         <>
