@@ -16,6 +16,8 @@
  *   (device provisioning from one claim certificate, bastion device simulate: provisioning-bench.ts)
  *   node dist/bench/run.js --ota [--devices 50] [--image-mb 10] [--repeat 3] [--transfer-budget <MiB/s>] [--json <file>]
  *   (a signed image to many devices at once, with telemetry latency during it: ota-bench.ts)
+ *   node dist/bench/run.js --console [--runs 10] [--clients 2000]
+ *   (the web console in Chromium: bundle size, first page, client listing: console-bench.ts)
  *   node dist/bench/run.js --defender [--devices 300] [--hours 8] [--attacks 20] [--seed N] [--repeat 6]
  *                          [--duration 5] [--warmup 1] [--json <file>]
  *   (behaviour detection end to end through the real broker, and throughput with it on vs off: defender-fleet.ts)
@@ -340,6 +342,15 @@ function describe(r: RunRecord, s: Scenario): string {
 }
 
 async function main(): Promise<void> {
+  // The console bench is a mode of its own with its own two options (console-bench.ts).
+  if (process.argv.includes('--console')) {
+    const { runConsoleBench } = await import('./console-bench.js');
+    const numberAfter = (flag: string, fallback: number): number => {
+      const i = process.argv.indexOf(flag);
+      return i < 0 ? fallback : Number(process.argv[i + 1]);
+    };
+    return runConsoleBench({ runs: numberAfter('--runs', 10), clients: numberAfter('--clients', 2000) });
+  }
   const opts = parseOptions(process.argv.slice(2));
   if (opts.provisioning) {
     // Imported lazily, as the cluster runner is.

@@ -73,6 +73,8 @@ export interface ProvisioningBrokerOptions {
   pkiFrom?: string;
   /** The defender section (behaviour detection, audits). */
   defender?: Record<string, unknown>;
+  /** The limits section (a bench connecting thousands of clients from one address turns them off). */
+  limits?: Record<string, unknown>;
 }
 
 /** A PKI as the helper makes one: root, issuing CA and a server certificate for localhost (`issued/broker.*`). */
@@ -114,6 +116,7 @@ export async function startProvisioningBroker(opts: ProvisioningBrokerOptions = 
       provisioning: { templates: opts.templates ?? { sensor: SENSOR_TEMPLATE }, ...opts.provisioning },
       ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
       ...(opts.defender !== undefined ? { defender: opts.defender } : {}),
+      ...(opts.limits !== undefined ? { limits: opts.limits } : {}),
       ...(opts.admin !== undefined ? { admin: { port: 0, tls: { cert: join(issued, 'broker.crt'), key: join(issued, 'broker.key'), ca: join(pkiDir, 'ca-chain.crt') }, ...opts.admin } } : {}),
     },
     dir,
