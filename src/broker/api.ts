@@ -9,6 +9,7 @@ import { ReasonCode } from '../protocol/reason-codes.js';
 import type { AdmissionGuard, Broker, PublishQuota } from './broker.js';
 import type { AuthorizedClient } from './ports.js';
 import type { Session } from './session/session.js';
+import { compareClientIds, positionAfter, prefixRange, SortedClientIds } from './sorted-client-ids.js';
 
 /** One connected client as apps see it: plain data, safe to serialize. */
 export interface ConnectedClientView {
@@ -75,16 +76,15 @@ export function clampPage(offset: number, limit: number): { offset: number; limi
   return { offset: Math.max(0, Math.floor(offset)), limit: Math.min(MAX_CLIENT_PAGE, Math.max(1, Math.floor(limit))) };
 }
 
-/** Client ids in the order listings use (UTF-16 code units, as `<` on strings). */
-export function compareClientIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+export { compareClientIds };
 
 /** The largest page an app may ask for: a listing must not build an unbounded array. */
 export const MAX_CLIENT_PAGE = 1000;
 
 export class BrokerApi {
   private clusterDirectory: ClientDirectory | null = null;
+  /** Made at the first listing: an app that never lists never pays for it. */
+  private listingIndex: SortedClientIds | null = null;
   /** This broker's clients as a ClientDirectory. */
   private readonly localDirectory: ClientDirectory = {
     listClients: (offset, limit, prefix) => Promise.resolve(this.listClients(offset, limit, prefix)),
@@ -112,10 +112,14 @@ export class BrokerApi {
   /** This broker's connected clients ordered by client id (stable paging), `limit` capped at MAX_CLIENT_PAGE. */
   listClients(offset = 0, limit = 100, prefix?: string): ClientPage {
     const page = clampPage(offset, limit);
-    const online = prefix === undefined || prefix === '' ? this.online() : this.online().filter(([session]) => session.clientId.startsWith(prefix));
-    online.sort((a, b) => compareClientIds(a[0].clientId, b[0].clientId));
-    const clients = online.slice(page.offset, page.offset + page.limit).map(([session, client]) => this.view(session, client));
-    return { total: online.length, offset: page.offset, limit: page.limit, clients };
+    const sorted = this.sortedIds();
+    const { start, end } = prefix === undefined || prefix === '' ? { start: 0, end: sorted.length } : prefixRange(sorted, prefix);
+    const clients: ConnectedClientView[] = [];
+    for (let i = start + page.offset; i < Math.min(end, start + page.offset + page.limit); i++) {
+      const found = this.find(sorted[i]!);
+      if (found !== null) clients.push(this.view(found[0], found[1]));
+    }
+    return { total: end - start, offset: page.offset, limit: page.limit, clients };
   }
 
   /**
@@ -123,20 +127,17 @@ export class BrokerApi {
    * listing order, at most `limit`; `total` counts them all (a cluster listing merges these).
    */
   clientIds(after: string | null, limit: number, prefix?: string): { total: number; ids: string[] } {
-    const all: string[] = [];
-    for (const [session] of this.online()) if (prefix === undefined || session.clientId.startsWith(prefix)) all.push(session.clientId);
-    all.sort(compareClientIds);
-    let start = 0;
-    if (after !== null) {
-      // The first id greater than `after` (binary search over the sorted ids).
-      let hi = all.length;
-      while (start < hi) {
-        const mid = (start + hi) >>> 1;
-        if (all[mid]! <= after) start = mid + 1;
-        else hi = mid;
-      }
-    }
-    return { total: all.length, ids: all.slice(start, start + Math.max(0, Math.floor(limit))) };
+    const sorted = this.sortedIds();
+    const range = prefix === undefined ? { start: 0, end: sorted.length } : prefixRange(sorted, prefix);
+    const start = after === null ? range.start : Math.max(range.start, positionAfter(sorted, after));
+    return { total: range.end - range.start, ids: sorted.slice(start, Math.min(range.end, start + Math.max(0, Math.floor(limit)))) };
+  }
+
+  /** The connected client ids in listing order (the index catches up with what changed since the last listing). */
+  private sortedIds(): readonly string[] {
+    const connected: string[] = [];
+    for (const [session] of this.online()) connected.push(session.clientId);
+    return (this.listingIndex ??= new SortedClientIds()).refresh(connected);
   }
 
   /** The list view of one connected client, or null. */
