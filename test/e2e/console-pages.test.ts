@@ -70,6 +70,25 @@ after(async () => {
 });
 
 describe('console pages', () => {
+  test('the CSP watcher is not blind: an inline script injected into the console is refused and recorded', async () => {
+    const w = await watchedPage(browser);
+    opened.push(w);
+    await w.page.goto(`${base}/console/`);
+    await w.page.getByRole('heading', { name: 'Sign in', level: 1 }).waitFor(WAIT);
+    assert.deepEqual(w.csp, []);
+    const ran = await w.page.evaluate(() => {
+      const doc = (globalThis as unknown as { document: { createElement(t: string): { textContent: string }; body: { appendChild(n: unknown): void } } }).document;
+      const s = doc.createElement('script');
+      s.textContent = 'globalThis.__inlineRan = true';
+      doc.body.appendChild(s);
+      return (globalThis as unknown as { __inlineRan?: boolean }).__inlineRan === true;
+    });
+    assert.equal(ran, false, "script-src 'self' stops an inline script");
+    await until(() => w.csp.length > 0, 15_000, 'the violation to be recorded');
+    assert.match(w.csp.join('\n'), /script-src/);
+    await w.context.close();
+  });
+
   for (const vp of VIEWPORTS) {
     test(`every page of the Main navigation at ${vp.width}×${vp.height}: loads, no CSP violation, no serious axe violation, screenshot`, async (tc) => {
       const w = await watchedPage(browser, { viewport: { width: vp.width, height: vp.height } });

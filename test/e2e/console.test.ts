@@ -67,7 +67,7 @@ async function signInWithToken(w: Watched, token: string): Promise<void> {
 
 async function nav(w: Watched, name: string): Promise<void> {
   await w.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true }).click();
-  await w.page.getByRole('heading', { name, level: 1 }).waitFor(WAIT);
+  await w.page.getByRole('heading', { name, level: 1, exact: true }).waitFor(WAIT);
 }
 
 /** The broker's connected client ids with this prefix, as the API (bearer token) reports them. */
@@ -135,6 +135,7 @@ describe('console end to end', () => {
     await w.page.getByRole('button', { name: 'Sign in with certificate' }).click();
     await w.page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor(WAIT);
     assert.match(await w.page.getByTestId('session-info').innerText(), /Signed in as alice-operator \(certificate\)/);
+    assert.deepEqual(w.csp, []);
     await w.context.close();
   });
 
@@ -165,7 +166,7 @@ describe('console end to end', () => {
     await admin.page.getByTestId('client-detail').waitFor(WAIT);
     await checkPage(tc, admin, 'client-detail');
     await admin.page.getByRole('button', { name: 'Kick' }).click();
-    await admin.page.getByRole('heading', { name: 'Clients', level: 1 }).waitFor(WAIT);
+    await admin.page.getByRole('heading', { name: 'Clients', level: 1, exact: true }).waitFor(WAIT);
     // mosquitto_sub takes the broker's DISCONNECT as the end and exits (seen: code 0); it
     // does not reconnect by default, so the broker's list must stay without it.
     const code = await exited;
@@ -279,6 +280,7 @@ describe('console end to end', () => {
     }, 'overview-dev');
     assert.equal(status, 403);
     assert.ok((await connectedIds('overview-dev')).includes('overview-dev'), 'the client is still connected');
+    assert.deepEqual(v.csp, []);
     await v.context.close();
   });
 
