@@ -36,8 +36,10 @@ test('npm pack ships only what runs; npm install -g of it gives a working bastio
   const files = packed[0]!.files.map((f) => f.path);
   t.diagnostic(`tarball: ${packed[0]!.entryCount} files`);
   assert.ok(files.includes('dist/src/cli/main.js') && files.includes('package.json') && files.includes('README.md'), files.join(' '));
-  const extra = files.filter((f) => !(/^dist\/src\/.+\.js$/.test(f) || f === 'package.json' || f === 'README.md' || /^LICEN[CS]E/.test(f)));
-  assert.deepEqual(extra, [], 'only dist/src JavaScript, README, LICENSE and package.json');
+  // The web console ships built (src/admin/console-assets.ts serves dist/console beside dist/src): no CDN, no build on install.
+  assert.ok(files.includes('dist/console/index.html') && files.some((f) => /^dist\/console\/assets\/.+\.js$/.test(f)), 'the built console is in the package');
+  const extra = files.filter((f) => !(/^dist\/src\/.+\.js$/.test(f) || /^dist\/console\/(index\.html|assets\/[\w.-]+\.(js|css|svg))$/.test(f) || f === 'package.json' || f === 'README.md' || /^LICEN[CS]E/.test(f)));
+  assert.deepEqual(extra, [], 'only dist/src JavaScript, the built console, README, LICENSE and package.json');
 
   // better-sqlite3's binary, as prebuild-install expects a prebuild for this Node's ABI.
   const sqliteVersion = (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', 'better-sqlite3', 'package.json'), 'utf8')) as { version: string }).version;
