@@ -4,7 +4,7 @@
  * with `--workers` (and a cluster section) N such brokers in one set (serve-workers.ts).
  */
 import type { Command } from 'commander';
-import { resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { DEFAULT_WS_PATH } from '../core/config.js';
 import { BastionError } from '../core/errors.js';
@@ -22,6 +22,9 @@ interface ServeOptions {
   logLevel?: string;
   logFormat?: string;
   workers?: string;
+  consolePort?: string;
+  /** False with --no-console. */
+  console?: boolean;
 }
 
 /** Most broker processes `--workers` may ask for on one machine. */
@@ -42,6 +45,8 @@ export function registerServeCommand(program: Command): void {
     .option('-c, --config <file>', 'YAML config file')
     .option('--data-dir <dir>', `data directory (default ./${DEFAULT_DATA_DIR})`)
     .option('--port <port>', 'port of the zero-config TLS listener (default 8883)')
+    .option('--console-port <port>', 'port of the zero-config web console and admin API on 127.0.0.1 (default 9443; 0 with --port 0)')
+    .option('--no-console', 'zero-config: no web console or admin API')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .option('--workers <n>', 'N|auto: broker processes sharing the listeners, joined through NATS (needs a cluster section in the config)')
     .option('--log-format <format>', `${LOG_FORMATS.join('|')}: JSON lines, or human lines with local times (auto: human when stderr is a terminal; default: log.format of the config, else auto)`)
@@ -78,7 +83,10 @@ async function serve(opts: ServeOptions): Promise<void> {
   const early: string[] = [];
   let loaded;
   let hints: { connect: string[]; nextDevice: string } | undefined;
+  /** Zero-config: the console's sign-in token file, when there is a console. */
+  let consoleToken: { path: string; valid: boolean } | null = null;
   if (opts.config !== undefined) {
+    if (opts.consolePort !== undefined || opts.console === false) throw new BastionError('ERR_USAGE', '--console-port and --no-console are for the start without a config; with -c, the admin section (admin.console) decides');
     loaded = loadConfigFile(opts.config);
     if (opts.dataDir !== undefined) loaded.config.dataDir = resolve(cwd, opts.dataDir);
     refuseWorkersWithoutCluster(workers, loaded.config.cluster !== undefined, opts.config);
@@ -92,7 +100,15 @@ async function serve(opts: ServeOptions): Promise<void> {
     const { ensureDevPki } = await import('../server/dev-pki.js');
     const pki = await ensureDevPki(dataDir);
     if (pki.created) early.push(`Created a PKI (root CA, intermediate CA, server and demo device certificates) in ${pki.dir}\n`);
-    loaded = { config: zeroConfig(dataDir, pki, port), baseDir: cwd };
+    const consolePort = opts.console === false ? null : opts.consolePort !== undefined ? Number(opts.consolePort) : port === 0 ? 0 : 9443;
+    if (consolePort !== null && (!Number.isInteger(consolePort) || consolePort < 0 || consolePort > 65535)) throw new BastionError('ERR_USAGE', `invalid --console-port ${opts.consolePort}`);
+    if (consolePort !== null) {
+      const { ensureConsoleToken } = await import('../server/console-token.js');
+      const made = ensureConsoleToken(dataDir);
+      if (made.created) early.push(`Created an admin token for the web console in ${made.path}\n`);
+      consoleToken = made;
+    }
+    loaded = { config: zeroConfig(dataDir, pki, port, consolePort), baseDir: cwd };
     // `bastion` when installed as a package, else `node dist/…` as run (cli-name.ts).
     hints = connectHints(pki, port, cwd, opts.dataDir, cliName());
   }
@@ -142,9 +158,16 @@ async function serve(opts: ServeOptions): Promise<void> {
   if (hints !== undefined) {
     const port = server.listeners[0]!.port;
     const fixed = hints.connect.map((h) => h.replace(/-p \d+/, `-p ${port}`));
+    const admin = server.admin;
+    const rel = (p: string): string => (relative(cwd, p).startsWith('..') ? p : relative(cwd, p));
+    const consoleLine =
+      admin === null
+        ? ''
+        : `Web console: https://localhost:${admin.port}/console/ (${consoleToken?.valid === true ? `sign in with the token in ${rel(consoleToken.path)}` : `the token in ${rel(consoleToken?.path ?? 'console-token')} was revoked: delete the file for a new one at the next start, or make one with \`${cliName()} admin token create --name NAME\``}; the browser must trust ${rel(loaded.config.admin!.tls.ca!)})\n`;
     out.text(
       `\nConnect with the demo device certificate:\n  ${fixed.join('\n  ')}\n` +
-        `Issue the next device's certificate (revoke with \`${cliName()} cert revoke SERIAL\`):\n  ${hints.nextDevice}\n\n`,
+        `Issue the next device's certificate (revoke with \`${cliName()} cert revoke SERIAL\`):\n  ${hints.nextDevice}\n` +
+        `${consoleLine}\n`,
     );
   }
 }

@@ -3,7 +3,9 @@
  * 127.0.0.1:8883 with the PKI made on first start (root + intermediate), client
  * certificates checked against the root and the CRLs, and the CRLs re-signed by the
  * broker as they age. Nothing plaintext, nothing anonymous. No `authz` section: the
- * default device policy applies (security/authz/default-policy.ts).
+ * default device policy applies (security/authz/default-policy.ts). The admin listener with
+ * the web console on 127.0.0.1 (9443 unless told otherwise), for the token made on first
+ * start (console-token.ts) or an operator certificate from the same PKI.
  */
 import { relative } from 'node:path';
 import type { BastionConfig } from '../core/config.js';
@@ -11,7 +13,8 @@ import { configSchema } from '../core/config.js';
 import type { DevPkiPaths } from './dev-pki.js';
 import { DEFAULT_DATA_DIR } from './pki-layout.js';
 
-export function zeroConfig(dataDir: string, pki: DevPkiPaths, port = 8883): BastionConfig {
+/** `consolePort` null: no admin listener (`bastion serve --no-console`). */
+export function zeroConfig(dataDir: string, pki: DevPkiPaths, port = 8883, consolePort: number | null = null): BastionConfig {
   return configSchema.parse({
     dataDir,
     listeners: [
@@ -26,6 +29,8 @@ export function zeroConfig(dataDir: string, pki: DevPkiPaths, port = 8883): Bast
       },
     ],
     pki: { dir: pki.dir, manageCrl: true },
+    // SECURITY: loopback only; tokens or operator certificates (OU operators) from this PKI.
+    ...(consolePort !== null ? { admin: { host: '127.0.0.1', port: consolePort, tls: { cert: pki.serverCert, key: pki.serverKey, ca: pki.rootCert, crl: pki.crl, clientCerts: 'optional' } } } : {}),
   });
 }
 
