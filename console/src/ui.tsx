@@ -97,6 +97,12 @@ function columnsOf(rows: object[]): string[] {
   return [...seen];
 }
 
+/** A record key as a column heading: `appliedAt` → "Applied at". */
+function heading(key: string): string {
+  const words = key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
 /** A table of arbitrary records (bindings, restrictions, findings): one column per key. */
 export function RecordTable({ label, rows, empty, actions }: { label: string; rows: object[]; empty: string; actions?: (row: object) => ComponentChildren }): JSX.Element {
   if (rows.length === 0) return <p class="muted">{empty}</p>;
@@ -108,7 +114,7 @@ export function RecordTable({ label, rows, empty, actions }: { label: string; ro
           <tr>
             {cols.map((c) => (
               <th scope="col" key={c}>
-                {c}
+                {heading(c)}
               </th>
             ))}
             {actions !== undefined && <th scope="col">Actions</th>}

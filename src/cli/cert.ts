@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../server/pki-layout.js';
 import { BastionError } from '../core/errors.js';
+import { certificateView } from '../server/certificate-view.js';
 import { auditedChange } from './cli-change.js';
 import type { CertificateProfile } from '../pki/index.js';
 import type { InventoryRecord } from '../store/sqlite/pki-inventory.js';
@@ -58,22 +59,7 @@ async function readInput(path: string, what: string): Promise<string> {
 
 /** The JSON shape of an inventory record (dates as ISO strings; PEM only when asked). */
 function toJson(r: InventoryRecord, withPem: boolean): Record<string, unknown> {
-  return {
-    serialNumber: r.serialNumber,
-    kind: r.kind,
-    status: r.status,
-    commonName: r.commonName,
-    subject: r.subject,
-    sans: r.sans,
-    fingerprint256: r.fingerprint256,
-    notBefore: r.notBefore.toISOString(),
-    notAfter: r.notAfter.toISOString(),
-    issuerSerial: r.issuerSerial,
-    issuedAt: r.issuedAt.toISOString(),
-    revokedAt: r.revokedAt?.toISOString() ?? null,
-    reason: r.reason,
-    ...(withPem ? { pem: r.certPem } : {}),
-  };
+  return { ...certificateView(r), ...(withPem ? { pem: r.certPem } : {}) };
 }
 
 export function registerCertCommand(program: Command): void {

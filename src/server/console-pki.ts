@@ -9,29 +9,10 @@ import type { CertificateFilter, CertificatesFacade, CertificateView, IssueReque
 import { BastionError } from '../core/errors.js';
 import { parseSanText, type RevocationReason, type SubjectAltName } from '../pki/index.js';
 import type { InventoryRecord } from '../store/sqlite/pki-inventory.js';
+import { certificateView } from './certificate-view.js';
 import { rootKeyPassphraseFromEnv } from './pki-passphrase.js';
 import { PkiService } from './pki-service.js';
 
-function iso(d: Date | null): string | null {
-  return d === null ? null : d.toISOString();
-}
-
-export function certificateView(r: InventoryRecord): CertificateView {
-  return {
-    serialNumber: r.serialNumber,
-    kind: r.kind,
-    commonName: r.commonName,
-    subject: r.subject,
-    sans: r.sans,
-    fingerprint256: r.fingerprint256,
-    notBefore: r.notBefore.toISOString(),
-    notAfter: r.notAfter.toISOString(),
-    issuedAt: r.issuedAt.toISOString(),
-    status: r.status,
-    revokedAt: iso(r.revokedAt),
-    reason: r.reason,
-  };
-}
 
 function sansOf(texts: readonly string[] | undefined): SubjectAltName[] | undefined {
   if (texts === undefined || texts.length === 0) return undefined;

@@ -6,7 +6,7 @@
  * stores (the FleetFacade does) or change a campaign (the CLI does).
  */
 import { HttpError } from './http-io.js';
-import { ok, type Route } from './router.js';
+import { eventStream, ok, type Route } from './router.js';
 import type { AdminServices, FleetFacade } from './services.js';
 
 /** How often the campaign stream sends the campaigns again. */
@@ -34,32 +34,25 @@ export function fleetRoutes(s: AdminServices): Route[] {
       path: /^\/api\/v1\/stream\/ota$/,
       handler: () => {
         const fleet = needFleet(s);
-        return {
-          status: 200,
-          headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store, no-transform', 'x-accel-buffering': 'no' },
-          write: (res, closed) => {
-            let last = '';
-            const send = (): void => {
-              const text = JSON.stringify(fleet.campaigns());
-              // Unchanged progress is not sent again: a quiet rollout costs one read every two seconds.
-              if (text !== last) res.write(`event: campaigns\ndata: ${text}\n\n`);
-              last = text;
-            };
-            res.write('retry: 2000\n\n');
-            send();
-            const timer = setInterval(() => {
-              try {
-                send();
-              } catch {
-                res.destroy();
-              }
-            }, OTA_STREAM_MS);
-            closed.addEventListener('abort', () => {
-              clearInterval(timer);
-              res.end();
-            });
-          },
-        };
+        return eventStream((send) => {
+          let last = '';
+          const sendIfChanged = (): void => {
+            const campaigns = fleet.campaigns();
+            const text = JSON.stringify(campaigns);
+            // Unchanged progress is not sent again: a quiet rollout costs one read every two seconds.
+            if (text !== last) send('campaigns', campaigns);
+            last = text;
+          };
+          sendIfChanged();
+          const timer = setInterval(() => {
+            try {
+              sendIfChanged();
+            } catch (err) {
+              s.logger.warn({ err: (err as Error).message }, 'OTA campaign stream: reading the campaigns failed');
+            }
+          }, OTA_STREAM_MS);
+          return () => clearInterval(timer);
+        });
       },
     },
   ];

@@ -72,3 +72,25 @@ export function matchRoute(routes: readonly Route[], method: string, path: strin
 }
 
 export const ok = (body: unknown, status = 200): Reply => ({ status, body });
+
+/**
+ * A Server-Sent Events reply. `start` gets `send` (one event: its name and its JSON data) and
+ * returns what stops it; it runs when the stream opens and the stop when the client goes or
+ * the server stops.
+ */
+export function eventStream(start: (send: (event: string, data: unknown) => void) => () => void): StreamReply {
+  return {
+    status: 200,
+    // no-transform: a proxy must not buffer or compress the stream.
+    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store, no-transform', 'x-accel-buffering': 'no' },
+    write: (res, closed) => {
+      // A reconnecting EventSource waits this long (the browser's default is 3 s).
+      res.write('retry: 2000\n\n');
+      const stop = start((event, data) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+      closed.addEventListener('abort', () => {
+        stop();
+        res.end();
+      });
+    },
+  };
+}

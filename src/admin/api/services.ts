@@ -148,6 +148,8 @@ export interface CertificateView {
   fingerprint256: string;
   notBefore: string;
   notAfter: string;
+  /** The CA certificate that signed it; null for the root. */
+  issuerSerial: string | null;
   issuedAt: string;
   status: 'valid' | 'revoked';
   revokedAt: string | null;
