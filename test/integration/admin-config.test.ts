@@ -35,6 +35,8 @@ describe('admin config', () => {
     assert.match(configError({ port: 0, tls: { cert: 'c', key: 'k' } }), /admin\.tls\.ca/);
     assert.match(configError({ port: 0, tls: { cert: 'c', key: 'k', ca: 'a' }, plainHttp: true }), /^config error at admin/);
     assert.equal(configError({ port: 0, tls: { cert: 'c', key: 'k', ca: 'a' } }), 'accepted');
+    assert.match(configError({ port: 0, tls: { cert: 'c', key: 'k', ca: 'a' }, viewerOu: 'operators' }), /admin\.viewerOu: viewerOu must differ from operatorOu/);
+    assert.equal(configError({ port: 0, tls: { cert: 'c', key: 'k', ca: 'a' }, viewerOu: 'auditors', console: false }), 'accepted');
   });
 
   test('plain HTTP to the admin port gets no HTTP answer', async () => {

@@ -25,6 +25,7 @@ let t: ConsoleTarget;
 let store: SqliteAdminStore;
 let operator: { cert: string; key: string };
 let outsider: { cert: string; key: string };
+let auditor: { cert: string; key: string };
 const clients: MqttClient[] = [];
 
 async function signIn(token: string): Promise<{ cookie: string; csrf: string; scope: string }> {
@@ -34,7 +35,7 @@ async function signIn(token: string): Promise<{ cookie: string; csrf: string; sc
 }
 
 before(async () => {
-  pb = await startProvisioningBroker({ admin: {} });
+  pb = await startProvisioningBroker({ admin: { viewerOu: 'auditors' } });
   t = { port: pb.adminPort!, caPem: pb.caPem };
   store = SqliteAdminStore.open(join(pb.dataDir, 'admin.db'));
   store.createToken({ name: 'ops', hash: hashAdminToken(ADMIN_TOKEN), createdAt: Date.now(), scope: 'admin' });
@@ -45,6 +46,8 @@ before(async () => {
     operator = { cert: op.certPem, key: op.keyPem };
     const other = await pki.issueBundle({ profile: 'client', commonName: 'mallory', organizationalUnit: 'devices' });
     outsider = { cert: other.certPem, key: other.keyPem };
+    const watcher = await pki.issueBundle({ profile: 'client', commonName: 'carol', organizationalUnit: 'auditors' });
+    auditor = { cert: watcher.certPem, key: watcher.keyPem };
   } finally {
     pki.close();
   }
@@ -132,6 +135,17 @@ describe('console sessions', () => {
     assert.equal(other.status, 401);
     const notOperator = await consoleRequest(t, { method: 'POST', path: '/api/v1/session', cert: outsider });
     assert.equal(notOperator.status, 403);
+  });
+
+  test('a certificate with the viewerOu signs in as a viewer, and its bearer-less requests read but do not change', async () => {
+    const a = await consoleRequest(t, { method: 'POST', path: '/api/v1/session', cert: auditor });
+    assert.equal(a.status, 200, a.text);
+    assert.deepEqual(a.json.actor, { kind: 'certificate', name: 'carol' });
+    assert.equal(a.json.scope, 'viewer');
+    assert.equal((await consoleRequest(t, { path: '/api/v1/bans', cert: auditor })).status, 200);
+    const kick = await consoleRequest(t, { method: 'DELETE', path: '/api/v1/clients/x', cert: auditor });
+    assert.equal(kick.status, 403);
+    assert.match(kick.json.error ?? '', /viewer scope/);
   });
 
   test('a browser request riding a client certificate without a session cannot change anything', async () => {
@@ -281,4 +295,18 @@ describe('console fleet data', () => {
     const stream = await readEvents(t, { path: '/api/v1/stream/ota', cookie: s.cookie }, 'campaigns', 1, 5000);
     assert.deepEqual(stream.events, [[]]);
   });
+});
+
+test('admin.console false: no console files, the API as before', async () => {
+  const plain = await startProvisioningBroker({ admin: { console: false } });
+  try {
+    const target = { port: plain.adminPort!, caPem: plain.caPem };
+    const page = await consoleRequest(target, { path: '/console/' });
+    assert.equal(page.status, 404);
+    assert.match(page.json.error ?? '', /admin\.console: false/);
+    assert.equal((await consoleRequest(target, { path: '/' })).status, 404);
+    assert.equal((await consoleRequest(target, { path: '/api/v1/clients' })).status, 401);
+  } finally {
+    await plain.stop();
+  }
 });
