@@ -76,6 +76,11 @@ function isLive(e: Entry): e is Live {
   return 'hash' in e;
 }
 
+/** When an entry was written: a token's creation, a tombstone's revocation. */
+function stampOf(e: Entry): number {
+  return isLive(e) ? e.createdAt : e.revokedAt;
+}
+
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -132,6 +137,10 @@ export class ClusterTokens implements SharedKind, TokenStore {
       return;
     }
     const had = this.entries.get(entry.name);
+    // SECURITY: a write older than what this node holds (its own earlier write, delivered by a
+    // watcher running behind) must not bring back a token revoked since: the newer stands,
+    // and at equal times the revocation.
+    if (had !== undefined && (stampOf(had) > stampOf(entry) || (stampOf(had) === stampOf(entry) && !isLive(had) && isLive(entry)))) return;
     this.entries.set(entry.name, entry);
     if (isLive(entry)) {
       if (had === undefined || !isLive(had) || had.hash !== entry.hash) this.logger.info({ name: entry.name }, 'admin token from the cluster');
