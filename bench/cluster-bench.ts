@@ -104,6 +104,8 @@ async function runOne(row: ClusterRow, variant: ClusterVariant, repeat: number, 
       (opts.warmupS + opts.durationS) * 1000 + RUN_SLACK_MS,
       `${row.id} ${clusterVariantLabel(variant)}`,
     );
+    // A run that failed its own preconditions gives no figure (the cluster table has no invalid cell: it is a failed run with the reason).
+    if (measured.invalid !== undefined) return record(false, `invalid: ${measured.invalid}`, {}, measured.details);
     let nats: NatsCosts | null = null;
     let natsError: string | null = null;
     try {

@@ -103,10 +103,13 @@ const USAGE = `usage: npm run bench -- [options]
   --transport <t>      tcp | tls | both (default both)
   --idle-conns <K>     connections held in idle-memory (default 2000)
   --mqtt-version <v>   4 (3.1.1) | 5 (default 4)
-  --repeat <n>         run every pair n times, alternating brokers, report medians (default 1)
-  --limits <m>         Bastion's limits: defaults | raised (all on, rates above the load) | off
-                       (limits.enabled false) | both (defaults,off) | all, or a comma list;
-                       each mode is its own Bastion run, reported against the same Mosquitto runs
+  --repeat <n>         run every pair n times, alternating brokers, report medians with their spread
+                       (default 1; latency runs at least 3 times)
+  --limits <m>         Bastion's limits: raised (the default: all on, rates and caps above the load)
+                       | defaults (the config's own, which refuse a bench's connection bursts from
+                       one address: their own question) | off (limits.enabled false) | both
+                       (defaults,off) | all, or a comma list; each mode is its own Bastion run,
+                       reported against the same Mosquitto runs
   --json <file>        where to write the JSON report (default bench/results/latest.json)
   --cluster            cluster mode (issue 12): Bastion with a cluster section on a fresh
                        nats-server, serve --workers 1 against --workers 2, Mosquitto and Bastion
@@ -234,7 +237,8 @@ export function parseOptions(argv: string[]): BenchOptions {
   const version = numberOption(parsed['mqtt-version'], 'mqtt-version', 4, 4, 5);
   if (version !== 4 && version !== 5) fail('--mqtt-version must be 4 or 5');
   // Cluster runs measure the broker with every limit checked but none biting (see README).
-  const limitsArg = parsed.limits ?? (cluster ? 'raised' : 'defaults');
+  // The default measures the broker: every limit on, above the offered load (so they cost what they cost and never bite).
+  const limitsArg = parsed.limits ?? 'raised';
   const limits: LimitsMode[] =
     limitsArg === 'all' ? [...LIMITS_MODES] : limitsArg === 'both' ? ['defaults', 'off'] : limitsArg.split(',').map((m) => m.trim()).filter((m) => m !== '').map((m) => (m === 'on' ? 'defaults' : m) as LimitsMode);
   const badMode = limits.find((m) => !LIMITS_MODES.includes(m));
@@ -278,7 +282,7 @@ let current: BrokerProcess | null = null;
 async function runOne(s: Scenario, transport: Transport, variant: Variant, repeat: number, pki: BenchPki | null, opts: BenchOptions): Promise<RunRecord> {
   const kind = variant.kind;
   const t0 = performance.now();
-  const record = (ok: boolean, error: string | null, metrics: Record<string, number> = {}, details: Details = {}): RunRecord => ({
+  const record = (ok: boolean, error: string | null, metrics: Record<string, number> = {}, details: Details = {}, invalid: string | null = null): RunRecord => ({
     scenario: s.id,
     transport,
     broker: kind,
@@ -286,6 +290,7 @@ async function runOne(s: Scenario, transport: Transport, variant: Variant, repea
     repeat,
     ok,
     error,
+    invalid,
     metrics,
     details,
     wallSeconds: round((performance.now() - t0) / 1000, 1) ?? 0,
@@ -327,7 +332,7 @@ async function runOne(s: Scenario, transport: Transport, variant: Variant, repea
       ...(transport === 'tls' ? { serverGroups: broker.serverGroups } : {}),
       ...(raised ? { connectionLimits: 'per-address limits raised above the load' } : {}),
       brokerRssKbAtEnd: rss,
-    });
+    }, measured.invalid ?? null);
   } catch (e) {
     return record(false, (e as Error).message);
   } finally {
@@ -338,7 +343,7 @@ async function runOne(s: Scenario, transport: Transport, variant: Variant, repea
 
 function describe(r: RunRecord, s: Scenario): string {
   if (!r.ok) return `FAILED: ${r.error ?? ''}`;
-  return figuresOf(r.metrics, s.metrics);
+  return `${r.invalid !== null ? `INVALID (${r.invalid}): ` : ''}${figuresOf(r.metrics, s.metrics)}`;
 }
 
 async function main(): Promise<void> {
@@ -400,7 +405,8 @@ async function main(): Promise<void> {
   }
 
   const runs: RunRecord[] = [];
-  const total = opts.scenarios.reduce((n, s) => n + transports.filter((t) => s.tlsOnly !== true || t === 'tls').length, 0) * variants.length * opts.repeat;
+  const repeatsOf = (s: Scenario): number => Math.max(opts.repeat, s.minRepeat ?? 1);
+  const total = opts.scenarios.reduce((n, s) => n + transports.filter((t) => s.tlsOnly !== true || t === 'tls').length * repeatsOf(s), 0) * variants.length;
   let i = 0;
   /** A broker that failed to start once is not tried again (its CLI is not ready). */
   const broken = new Map<BrokerKind, string>();
@@ -409,7 +415,7 @@ async function main(): Promise<void> {
     for (const s of opts.scenarios) {
       for (const t of transports) {
         if (s.tlsOnly === true && t !== 'tls') continue;
-        for (let rep = 1; rep <= opts.repeat; rep++) {
+        for (let rep = 1; rep <= repeatsOf(s); rep++) {
           // Alternate which broker goes first, so slow drift on the machine favours neither.
           const order = rep % 2 === 1 ? variants : [...variants].reverse();
           for (const v of order) {
@@ -417,10 +423,10 @@ async function main(): Promise<void> {
             i++;
             const known = broken.get(b);
             if (known !== undefined) {
-              runs.push({ scenario: s.id, transport: t, broker: b, limits: v.limits, repeat: rep, ok: false, error: known, metrics: {}, details: {}, wallSeconds: 0 });
+              runs.push({ scenario: s.id, transport: t, broker: b, limits: v.limits, repeat: rep, ok: false, error: known, invalid: null, metrics: {}, details: {}, wallSeconds: 0 });
               continue;
             }
-            process.stderr.write(`[${i}/${total}] ${s.id} ${t} ${variantLabel(v)}${opts.repeat > 1 ? ` #${rep}` : ''} … `);
+            process.stderr.write(`[${i}/${total}] ${s.id} ${t} ${variantLabel(v)}${repeatsOf(s) > 1 ? ` #${rep}` : ''} … `);
             const quiet = await waitForQuietMachine(QUIET_THRESHOLD_PCT, Math.min(QUIET_MAX_MS, quietBudget));
             quietBudget = Math.max(0, quietBudget - quiet.waitedMs);
             const r = await runOne(s, t, v, rep, pki, opts);

@@ -52,6 +52,12 @@ export type Details = Record<string, number | string | null>;
 export interface Measured {
   metrics: Record<string, number>;
   details: Details;
+  /**
+   * Why the run failed its own preconditions (connections refused, messages the limits
+   * dropped, a generator that fell behind): its figures are then reported as invalid, with
+   * this reason, never as a value or a ratio. Absent: the run measured what it claims.
+   */
+  invalid?: string;
 }
 
 export interface Scenario {
@@ -70,5 +76,7 @@ export interface Scenario {
    * the load even in limits mode `defaults` (see BrokerOptions.raiseConnectionLimits).
    */
   raiseConnectionLimits?: boolean;
+  /** Runs at least this many times per broker even without --repeat (a figure that moves a lot from run to run). */
+  minRepeat?: number;
   run(ctx: ScenarioContext): Promise<Measured>;
 }

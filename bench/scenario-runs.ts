@@ -96,7 +96,15 @@ export async function pubSub(ctx: ScenarioContext, shape: PubSubShape): Promise<
     const expected = (): number => (fleet.c[Counter.Sent] ?? 0) * shape.subscribers;
     const done = await fleet.stop(() => settle(fleet, expected));
     const errors = [...new Set(done.flatMap((d) => d.errors))];
+    const lost = w.b.c[Counter.SocketErrors] ?? 0;
+    const undelivered = expected() - (fleet.c[Counter.Received] ?? 0);
     return {
+      ...invalidWhen([
+        [errors.length > 0, `the broker refused or failed messages: ${errors.join('; ')}`],
+        [lost > 0, `${lost} connection(s) lost during the run`],
+        // QoS 1 is acknowledged: a message the broker took and never delivered is a loss, not a rate.
+        [shape.qos === 1 && undelivered > 0, `${undelivered} QoS 1 message(s) acknowledged and never delivered`],
+      ]),
       metrics: { rate: w.rate(Counter.Received) },
       details: {
         receivedPerSec: round(w.rate(Counter.Received)),
@@ -105,16 +113,29 @@ export async function pubSub(ctx: ScenarioContext, shape: PubSubShape): Promise<
         brokerUsPerDelivery: round(w.brokerUsPer(Counter.Received), 2),
         ...w.cpuDetails(),
         // After publishers stopped and deliveries settled: messages never delivered.
-        undelivered: expected() - (fleet.c[Counter.Received] ?? 0),
+        undelivered,
         windowForgiven: fleet.c[Counter.Forgiven] ?? 0,
         windowWaits: w.delta(Counter.GateWaits),
-        connectionsLost: w.b.c[Counter.SocketErrors] ?? 0,
+        connectionsLost: lost,
         errors: errors.length > 0 ? errors.join('; ') : null,
       },
     };
   } finally {
     await fleet.terminate();
   }
+}
+
+// ---------------------------------------------------------------- preconditions
+
+/** A latency run must offer at least this share of its rate... */
+const MIN_OFFERED = 0.98;
+/** ...and deliver at least this share of what it offered. */
+const MIN_DELIVERED = 0.99;
+
+/** `{ invalid: reasons }` for the conditions that hold, `{}` when none does. */
+export function invalidWhen(checks: ReadonlyArray<readonly [boolean, string]>): { invalid?: string } {
+  const reasons = checks.filter(([failed]) => failed).map(([, why]) => why);
+  return reasons.length > 0 ? { invalid: reasons.join('; ') } : {};
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -149,14 +170,20 @@ export async function latency(ctx: ScenarioContext): Promise<Measured> {
     const lat = done.find((d) => d.latency !== null)?.latency ?? null;
     if (lat === null || lat.count === 0) throw new Error('no latency samples received');
     const behind = done.reduce((a, d) => a + d.behind, 0);
+    const sent = w.rate(Counter.Sent);
+    const received = w.rate(Counter.Received);
     return {
-      metrics: { p50: lat.p50, p99: lat.p99 },
+      ...invalidWhen([
+        // A latency at a lower rate than asked for is another measurement: say so, do not compare it.
+        [sent < rate * MIN_OFFERED, `the generator offered ${Math.round(sent)} of ${rate} msg/s`],
+        [received < sent * MIN_DELIVERED, `${Math.round(received)} of ${Math.round(sent)} msg/s offered were delivered`],
+      ]),
+      metrics: { p50: lat.p50, p99: lat.p99, p999: lat.p999 },
       details: {
-        sentPerSec: round(w.rate(Counter.Sent)),
-        receivedPerSec: round(w.rate(Counter.Received)),
+        sentPerSec: round(sent),
+        receivedPerSec: round(received),
         samples: lat.count,
         p90: round(lat.p90),
-        p999: round(lat.p999),
         max: round(lat.max),
         mean: round(lat.mean),
         publisherBehind: behind,
@@ -202,9 +229,11 @@ export async function connectRate(ctx: ScenarioContext, opts: ConnectRateOptions
     const brokerUs = w.brokerUsPer(Counter.Connects);
     const connects = w.delta(Counter.Connects);
     const perConn = (counter: number): number | null => (connects > 0 ? w.delta(counter) / connects : null);
+    const failures = w.delta(Counter.ConnectFails);
     const bytesOut = countBytes ? perConn(Counter.HandshakeBytesOut) : null;
     const bytesIn = countBytes ? perConn(Counter.HandshakeBytesIn) : null;
     return {
+      ...invalidWhen([[failures > 0, `${failures} connection attempt(s) refused or failed`]]),
       metrics: {
         rate: w.rate(Counter.Connects),
         ...(brokerUs !== null ? { brokerMsPerConn: brokerUs / 1000 } : {}),
@@ -214,7 +243,7 @@ export async function connectRate(ctx: ScenarioContext, opts: ConnectRateOptions
       details: {
         connects,
         resumed: w.delta(Counter.Resumed),
-        failures: w.delta(Counter.ConnectFails),
+        failures,
         clientGroups: tlsMaterial === null ? null : (opts.groups ?? 'node default'),
         // Over the whole run (warm-up included), from getEphemeralKeyInfo() on each client.
         negotiated: negotiatedGroups(done),
@@ -258,9 +287,14 @@ export async function idleMemory(ctx: ScenarioContext): Promise<Measured> {
     if (before === null || after === null) throw new Error('could not read the broker RSS from /proc');
     if (opened === 0) throw new Error('no idle connection could be opened');
     const held = opened - lost;
+    const failed = readies.reduce((a, r) => a + r.failed, 0);
     return {
+      ...invalidWhen([
+        [opened < ctx.idleConns, `opened ${opened} of ${ctx.idleConns} connections (${failed} refused or failed)`],
+        [lost > 0, `${lost} connection(s) dropped while idle`],
+      ]),
       metrics: { kbPerConn: (after - before) / held },
-      details: { rssBeforeKb: before, rssAfterKb: after, opened, failed: readies.reduce((a, r) => a + r.failed, 0), droppedWhileIdle: lost, openSeconds: round(openSeconds, 2) },
+      details: { rssBeforeKb: before, rssAfterKb: after, opened, failed, droppedWhileIdle: lost, openSeconds: round(openSeconds, 2) },
     };
   } finally {
     await warm.terminate();
