@@ -103,3 +103,30 @@ export function withQuery(path: string, query: Record<string, string | number | 
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** Where a live stream stands, for the page's status line. */
+export type StreamState = 'connecting' | 'live' | 'interrupted';
+
+/**
+ * Opens a Server-Sent Events stream of the admin API and hands each `event`'s parsed JSON to
+ * `onData`; `onState` follows the connection. Returns the close (call it when the page goes:
+ * the server then keeps no subscriber for a page not shown). A malformed message is skipped.
+ */
+export function openStream(path: string, event: string, onData: (data: unknown) => void, onState: (state: StreamState) => void): () => void {
+  const es = new EventSource(path);
+  es.addEventListener(event, (ev) => {
+    try {
+      onData(JSON.parse((ev as MessageEvent<string>).data) as unknown);
+      onState('live');
+    } catch {
+      // the next message comes soon and carries the whole state again
+    }
+  });
+  es.onopen = () => onState('live');
+  es.onerror = () => {
+    onState('interrupted');
+    // CLOSED: the browser gave up (e.g. 401): ask the session, which signs out on 401.
+    if (es.readyState === EventSource.CLOSED) get('/api/v1/session').catch(() => {});
+  };
+  return () => es.close();
+}

@@ -7,7 +7,7 @@
 import type { JSX } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
-import { get } from '../api';
+import { get, openStream, type StreamState } from '../api';
 import { ErrorLine, PageTitle, ScrollBox, useLoad, when } from '../ui';
 
 interface Sample {
@@ -142,7 +142,7 @@ export function Overview(): JSX.Element {
   const info = useLoad(() => get<OverviewInfo>('/api/v1/overview'), []);
   const samples = useRef<Sample[]>([]);
   const [version, setVersion] = useState(0);
-  const [live, setLive] = useState<'connecting' | 'live' | 'interrupted'>('connecting');
+  const [live, setLive] = useState<StreamState>('connecting');
 
   const add = (s: Sample): void => {
     const buf = samples.current;
@@ -162,23 +162,7 @@ export function Overview(): JSX.Element {
   }, [info.data]);
 
   useEffect(() => {
-    const es = new EventSource('/api/v1/stream/overview');
-    es.addEventListener('sample', (ev) => {
-      try {
-        add(JSON.parse((ev as MessageEvent<string>).data) as Sample);
-        setLive('live');
-      } catch {
-        // a malformed sample is skipped; the next one comes in a second
-      }
-    });
-    es.onopen = () => setLive('live');
-    es.onerror = () => {
-      setLive('interrupted');
-      // CLOSED: the browser gave up (e.g. 401): ask the session, which signs out on 401.
-      if (es.readyState === EventSource.CLOSED) get('/api/v1/session').catch(() => {});
-    };
-    // Leaving the page ends the stream: the server keeps no subscriber for a page not shown.
-    return () => es.close();
+    return openStream('/api/v1/stream/overview', 'sample', (data) => add(data as Sample), setLive);
   }, []);
 
   // The cluster's per-node counts change slowly: read them again every 15 s.

@@ -6,7 +6,7 @@
  */
 import type { JSX } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { get } from '../api';
+import { get, openStream, type StreamState } from '../api';
 import { ErrorLine, PageTitle, ScrollBox, text, useLoad, when } from '../ui';
 
 /** One stage's device counts (src/ota/campaigns/progress.ts StageProgress). */
@@ -41,7 +41,7 @@ interface Campaign {
   progress: { stages: StageProgress[]; terminal: number; failed: number };
 }
 
-type Live = 'connecting' | 'live' | 'interrupted';
+type Live = StreamState;
 
 function stateClass(state: string): string {
   if (state === 'COMPLETED') return 'ok';
@@ -138,24 +138,14 @@ export function Updates(): JSX.Element {
   // The stream opens once the list has been read (a 501 broker has no stream either).
   useEffect(() => {
     if (!ready) return;
-    const es = new EventSource('/api/v1/stream/ota');
-    es.addEventListener('campaigns', (ev) => {
-      try {
-        const list: unknown = JSON.parse((ev as MessageEvent<string>).data);
-        if (Array.isArray(list)) setPushed(list as Campaign[]);
-        setLive('live');
-      } catch {
-        // a malformed message is skipped; the next change sends the whole list again
-      }
-    });
-    es.onopen = () => setLive('live');
-    es.onerror = () => {
-      setLive('interrupted');
-      // CLOSED: the browser gave up (e.g. 401): ask the session, which signs out on 401.
-      if (es.readyState === EventSource.CLOSED) get('/api/v1/session').catch(() => {});
-    };
-    // Leaving the page ends the stream: the server keeps no subscriber for a page not shown.
-    return () => es.close();
+    return openStream(
+      '/api/v1/stream/ota',
+      'campaigns',
+      (data) => {
+        if (Array.isArray(data)) setPushed(data as Campaign[]);
+      },
+      setLive,
+    );
   }, [ready]);
 
   const list = pushed ?? first.data?.campaigns ?? [];

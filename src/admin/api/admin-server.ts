@@ -136,7 +136,6 @@ export async function startAdminApi(opts: AdminApiOptions): Promise<RunningAdmin
       let body: Promise<unknown> | undefined;
       const reply = await handler({
         actor,
-        caller,
         params,
         query: url.searchParams,
         body: () => {

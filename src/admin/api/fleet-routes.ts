@@ -18,6 +18,13 @@ function needFleet(s: AdminServices): FleetFacade {
 }
 
 export function fleetRoutes(s: AdminServices): Route[] {
+  // One read of the stores per tick for every open stream (several consoles open), not one each.
+  let last: { at: number; campaigns: object[] } | null = null;
+  const campaignsNow = (fleet: FleetFacade): object[] => {
+    const at = Date.now();
+    if (last === null || at - last.at >= OTA_STREAM_MS / 2) last = { at, campaigns: fleet.campaigns() };
+    return last.campaigns;
+  };
   return [
     {
       method: 'GET',
@@ -37,7 +44,7 @@ export function fleetRoutes(s: AdminServices): Route[] {
         return eventStream((send) => {
           let last = '';
           const sendIfChanged = (): void => {
-            const campaigns = fleet.campaigns();
+            const campaigns = campaignsNow(fleet);
             const text = JSON.stringify(campaigns);
             // Unchanged progress is not sent again: a quiet rollout costs one read every two seconds.
             if (text !== last) send('campaigns', campaigns);

@@ -5,13 +5,10 @@
  */
 import type http from 'node:http';
 import type { Actor } from './admin-change.js';
-import type { Caller } from './admin-auth.js';
 import { HttpError } from './http-io.js';
 
 export interface RouteContext {
   actor: Actor;
-  /** Who, with what scope, and their console session if any. */
-  caller: Caller;
   /** Decoded path parameters, in pattern order. */
   params: string[];
   query: URLSearchParams;
