@@ -21,6 +21,7 @@
  *   node dist/bench/run.js --defender [--devices 300] [--hours 8] [--attacks 20] [--seed N] [--repeat 6]
  *                          [--duration 5] [--warmup 1] [--json <file>]
  *   (behaviour detection end to end through the real broker, and throughput with it on vs off: defender-fleet.ts)
+ *   node dist/bench/run.js --fleet [--devices 50000] [--storm-devices 20000] [--only hold|storm] … (fleet-scale.ts)
  */
 import { guardRun } from './run-guard.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -355,6 +356,11 @@ async function main(): Promise<void> {
       return i < 0 ? fallback : Number(process.argv[i + 1]);
     };
     return runConsoleBench({ runs: numberAfter('--runs', 10), clients: numberAfter('--clients', 2000) });
+  }
+  // Fleet scale (issue 17): a mode with its own options (fleet-scale-options.ts).
+  if (process.argv.includes('--fleet')) {
+    const { runFleetScaleBench } = await import('./fleet-scale.js');
+    return runFleetScaleBench(process.argv.slice(2));
   }
   const opts = parseOptions(process.argv.slice(2));
   if (opts.provisioning) {
