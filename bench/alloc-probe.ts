@@ -44,7 +44,10 @@ class Client {
   readonly channel: Channel;
   private readonly framer = new FrameReader(1024 * 1024);
   private readonly decoder = new PacketDecoder();
-  private readonly sink = (frame: Buffer): void => this.channel.handlePacket(this.decoder.decode(frame), frame);
+  private readonly sink = (bytes: Buffer, start: number, end: number): void => {
+    const packet = this.decoder.decodeAt(bytes, start, end);
+    this.channel.handlePacket(packet, this.decoder.frameNeeded ? bytes.subarray(start, end) : null);
+  };
 
   constructor(broker: Broker) {
     this.channel = new Channel(this.port, broker);

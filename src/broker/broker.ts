@@ -406,8 +406,10 @@ export class Broker {
   /**
    * Publishes an authorized message: retained store update, then one delivery per matching
    * session (fan-out.ts: overlapping subscriptions merged, authorized again at delivery).
+   * `levels`: the topic split at '/', when the caller has it (a publisher's channel keeps
+   * its last topic's).
    */
-  publish(message: Message): PublishOutcome {
+  publish(message: Message, levels?: readonly string[]): PublishOutcome {
     this.counters.published++;
     // $SYS is this node's own state: it stays on this node, also in a cluster.
     if (this.cluster !== null && !message.topic.startsWith(SYS_TOPIC_PREFIX)) {
@@ -417,7 +419,7 @@ export class Broker {
       return { matched: -1, congested: null, stored: this.cluster.publish(retain === message.retain ? message : { ...message, retain }) };
     }
     if (message.retain && this.config.retainAvailable) this.retained.update(message);
-    return fanOut(this, message);
+    return fanOut(this, message, undefined, levels);
   }
 
   /**

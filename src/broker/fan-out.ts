@@ -13,7 +13,7 @@ import type { SecurityEvents } from '../core/security-events.js';
 import type { QoS } from '../protocol/packets.js';
 import type { Message } from './message.js';
 import type { AuthorizedClient, ClusterDeliveryScope, DeliveryAuthorizer } from './ports.js';
-import type { TopicRouter } from './router/topic-router.js';
+import { MatchList, type TopicRouter } from './router/topic-router.js';
 import { SlotPublishCache } from './session/outbound.js';
 import type { Session } from './session/session.js';
 
@@ -53,58 +53,95 @@ interface MergedMatch {
   subscriptionIds: number[];
 }
 
+/** A delivery with no subscription identifier shares this array (never written to). */
+const NO_SUBSCRIPTION_IDS: number[] = [];
+Object.freeze(NO_SUBSCRIPTION_IDS);
+
+/** One fan-out's matches and its tally so far. */
+class FanOutWork extends MatchList<Session> {
+  matched = 0;
+  congested: Congestion | null = null;
+}
+
+/**
+ * Work lists not in use. A delivery can publish again before its own fan-out returns (a
+ * will message sent when a write fails): each fan-out takes its own.
+ */
+const idleWork: FanOutWork[] = [];
+
+/** The outcomes without congestion, shared and frozen: the common result costs no object. */
+const PLAIN_OUTCOMES: readonly PublishOutcome[] = Array.from({ length: 64 }, (_, matched) => Object.freeze({ matched, congested: null }));
+
+function outcomeOf(work: FanOutWork): PublishOutcome {
+  if (work.congested === null && work.matched < PLAIN_OUTCOMES.length) return PLAIN_OUTCOMES[work.matched]!;
+  return { matched: work.matched, congested: work.congested };
+}
+
 /**
  * Delivers `message` (already authorized and retained) to every matching session, one
  * delivery per session. `scope` (a message that came through the cluster) narrows it to the
- * plain subscriptions, or to one member of one shared group; absent: all of them.
+ * plain subscriptions, or to one member of one shared group; absent: all of them. `levels`
+ * is the topic split at '/', when the publisher's channel had it already.
  */
-export function fanOut(src: FanOutSource, message: Message, scope?: ClusterDeliveryScope): PublishOutcome {
-  if (scope?.kind === 'shared') {
-    const outcome: PublishOutcome = { matched: 0, congested: null };
-    const entry = src.router.pickShared(scope.filter, scope.group);
-    if (entry === undefined) return outcome;
-    const opts = entry.options;
-    deliverTo(src, { session: entry.subscriber, qos: opts.qos, retainAsPublished: opts.retainAsPublished, subscriptionIds: opts.subscriptionId !== 0 ? [opts.subscriptionId] : [] }, message, null, outcome);
-    return outcome;
+export function fanOut(src: FanOutSource, message: Message, scope?: ClusterDeliveryScope, levels?: readonly string[]): PublishOutcome {
+  const work = idleWork.pop() ?? new FanOutWork();
+  try {
+    if (scope?.kind === 'shared') {
+      const entry = src.router.pickShared(scope.filter, scope.group);
+      if (entry !== undefined) deliverTo(src, entry.subscriber, entry.options.qos, entry.options.retainAsPublished, idsOf(entry.options.subscriptionId), message, null, work);
+      return outcomeOf(work);
+    }
+    src.router.match(message.topic, scope === undefined, work, levels);
+    if (work.length === 1) {
+      // The common case, one subscriber: no merge, and no shared encodings.
+      const entry = work.entries[0]!;
+      const opts = entry.options;
+      if (work.shared[0] || !opts.noLocal || entry.subscriber.clientId !== message.origin) {
+        deliverTo(src, entry.subscriber, opts.qos, opts.retainAsPublished, idsOf(opts.subscriptionId), message, null, work);
+      }
+    } else if (work.length > 1) {
+      deliverMerged(src, mergeBySession(work, message.origin), message, work);
+    }
+    return outcomeOf(work);
+  } finally {
+    work.clear();
+    work.matched = 0;
+    work.congested = null;
+    idleWork.push(work);
   }
-  let single: MergedMatch | null = null;
-  let many: Map<Session, MergedMatch> | null = null;
-  src.router.match(message.topic, scope === undefined, (entry, shared) => {
+}
+
+function idsOf(subscriptionId: number): number[] {
+  return subscriptionId !== 0 ? [subscriptionId] : NO_SUBSCRIPTION_IDS;
+}
+
+/** One delivery per session: its overlapping subscriptions merged [MQTT-3.3.4-2]. */
+function mergeBySession(matches: MatchList<Session>, origin: string): Map<Session, MergedMatch> {
+  const merged = new Map<Session, MergedMatch>();
+  for (let i = 0; i < matches.length; i++) {
+    const entry = matches.entries[i]!;
     const opts = entry.options;
     const session = entry.subscriber;
-    if (!shared && opts.noLocal && session.clientId === message.origin) return;
-    let m: MergedMatch | undefined;
-    if (single !== null && single.session === session) m = single;
-    else if (many !== null) m = many.get(session);
+    if (!matches.shared[i] && opts.noLocal && session.clientId === origin) continue;
+    const m = merged.get(session);
     if (m === undefined) {
-      m = { session, qos: opts.qos, retainAsPublished: opts.retainAsPublished, subscriptionIds: opts.subscriptionId !== 0 ? [opts.subscriptionId] : [] };
-      if (single === null && many === null) single = m;
-      else {
-        if (many === null) {
-          many = new Map();
-          many.set(single!.session, single!);
-        }
-        many.set(session, m);
-      }
-      return;
+      merged.set(session, { session, qos: opts.qos, retainAsPublished: opts.retainAsPublished, subscriptionIds: idsOf(opts.subscriptionId) });
+      continue;
     }
     if (opts.qos > m.qos) m.qos = opts.qos;
     if (opts.retainAsPublished) m.retainAsPublished = true;
-    if (opts.subscriptionId !== 0) m.subscriptionIds.push(opts.subscriptionId);
-  });
-  const outcome: PublishOutcome = { matched: 0, congested: null };
-  if (single === null) return outcome;
-  // One subscriber needs no shared encodings; several share one encode per variant.
-  if (many === null) deliverTo(src, single, message, null, outcome);
-  else {
-    const cache = new SlotPublishCache();
-    for (const m of (many as Map<Session, MergedMatch>).values()) deliverTo(src, m, message, cache, outcome);
+    if (opts.subscriptionId !== 0) m.subscriptionIds = m.subscriptionIds === NO_SUBSCRIPTION_IDS ? [opts.subscriptionId] : [...m.subscriptionIds, opts.subscriptionId];
   }
-  return outcome;
+  return merged;
 }
 
-function deliverTo(src: FanOutSource, m: MergedMatch, message: Message, cache: SlotPublishCache | null, outcome: PublishOutcome): void {
-  const session = m.session;
+function deliverMerged(src: FanOutSource, merged: Map<Session, MergedMatch>, message: Message, work: FanOutWork): void {
+  // Several subscribers share one encode per variant.
+  const cache = merged.size > 1 ? new SlotPublishCache() : null;
+  for (const m of merged.values()) deliverTo(src, m.session, m.qos, m.retainAsPublished, m.subscriptionIds, message, cache, work);
+}
+
+function deliverTo(src: FanOutSource, session: Session, subscribedQos: QoS, retainAsPublished: boolean, subscriptionIds: number[], message: Message, cache: SlotPublishCache | null, work: FanOutWork): void {
   const client = src.clients.get(session);
   // SECURITY: authorization again at delivery; a revoked right stops delivery at once. An
   // offline or recovered session is checked with the identity stored with it; without
@@ -114,18 +151,18 @@ function deliverTo(src: FanOutSource, m: MergedMatch, message: Message, cache: S
     emitReceiveDenied(src.events, session, client, message.topic);
     return;
   }
-  const qos = (message.qos < m.qos ? message.qos : m.qos) as QoS;
-  const retainFlag = m.retainAsPublished ? message.retain : false;
-  session.deliver(message, qos, retainFlag, m.subscriptionIds, m.subscriptionIds.length === 0 ? cache : null);
+  const qos = (message.qos < subscribedQos ? message.qos : subscribedQos) as QoS;
+  const retainFlag = retainAsPublished ? message.retain : false;
+  session.deliver(message, qos, retainFlag, subscriptionIds, subscriptionIds.length === 0 ? cache : null);
   src.counters.delivered++;
-  outcome.matched++;
-  if (outcome.congested === null) {
+  work.matched++;
+  if (work.congested === null) {
     const owner = src.owners.get(session);
     if (owner !== undefined) {
       // Stop reading from publishers while a connected subscriber falls behind, in its
       // socket or in its queue, rather than filling the queue until it drops.
-      if (owner.congested) outcome.congested = owner;
-      else if (session.queueCongested) outcome.congested = session;
+      if (owner.congested) work.congested = owner;
+      else if (session.queueCongested) work.congested = session;
     }
   }
 }

@@ -147,6 +147,9 @@ export interface Authenticator {
 /** The answer to a PUBLISH (or a will): allowed, or refused with a PUBACK reason code. */
 export type PublishAuthorization = { ok: true } | { ok: false; reasonCode: number; reason: string };
 
+/** The one answer for every allowed PUBLISH: an authorizer returns it rather than a new object per message. */
+export const PUBLISH_ALLOWED: PublishAuthorization = Object.freeze({ ok: true });
+
 /** The answer to one SUBSCRIBE filter: granted (at most `qos`), or refused. */
 export type SubscribeAuthorization = { ok: true; qos: QoS } | { ok: false; reason: string };
 

@@ -9,6 +9,8 @@ import { ReasonCode } from './reason-codes.js';
 import type { Packet, ProtocolVersion } from './packets.js';
 import { decodeAckFast, decodePublishFast, encodeAckFast, encodePublishFast } from './publish-codec.js';
 
+export { encodePublishFields } from './publish-codec.js';
+
 /**
  * One mqtt-packet parser shared by every connection. Frames arrive whole (FrameReader)
  * and parse synchronously, so the parser holds no state between two decodes except the
@@ -34,20 +36,39 @@ type ParserWithSettings = mqttPacket.Parser & { settings: { protocolVersion: num
 export class PacketDecoder {
   /** Protocol version learnt from CONNECT. */
   private version: ProtocolVersion = 4;
+  /** The topic of the last PUBLISH, handed out again while its bytes repeat. */
+  private lastTopic = '';
+
+  /**
+   * False after a decode when the packet's strings were checked against its bytes here (a
+   * PUBLISH on the fast path, an acknowledgement): the caller needs no Buffer for the frame.
+   */
+  frameNeeded = true;
 
   /** Decodes exactly one frame. */
   decode(frame: Buffer): Packet {
-    const type = frame[0]! >> 4;
+    return this.decodeAt(frame, 0, frame.length);
+  }
+
+  /** Decodes the one frame `bytes[start, end)`. */
+  decodeAt(bytes: Buffer, start: number, end: number): Packet {
+    const type = bytes[start]! >> 4;
+    this.frameNeeded = false;
     if (type === 3) {
-      const fast = decodePublishFast(frame, this.version);
-      if (fast !== null) return fast;
+      const fast = decodePublishFast(bytes, this.version, this.lastTopic, start, end);
+      if (fast !== null) {
+        this.lastTopic = fast.topic;
+        return fast;
+      }
     } else if (type >= 4 && type <= 7) {
-      const ack = decodeAckFast(frame);
+      const ack = decodeAckFast(bytes, start, end);
       if (ack !== null) {
         checkPacketIdentifier(ack);
         return ack;
       }
     }
+    this.frameNeeded = true;
+    const frame = start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end);
     const parser = shared.parser as ParserWithSettings;
     shared.result = null;
     shared.error = null;

@@ -6,7 +6,11 @@
 import { ProtocolViolation } from '../core/errors.js';
 import { ReasonCode } from './reason-codes.js';
 
-export type FrameSink = (frame: Buffer) => void;
+/**
+ * Receives one complete frame: `bytes[start, end)`. No Buffer is made per frame: a view
+ * object per PUBLISH was ~100 bytes of a routed message's garbage (issue 17).
+ */
+export type FrameSink = (bytes: Buffer, start: number, end: number) => void;
 
 export class FrameReader {
   private pending: Buffer[] = [];
@@ -22,7 +26,7 @@ export class FrameReader {
   }
 
   /**
-   * Feeds a chunk; calls `sink` for each complete frame, in order. Frames are views into
+   * Feeds a chunk; calls `sink` for each complete frame, in order. Frames are ranges of
    * the chunk when possible (no copy). Throws ProtocolViolation on a malformed remaining
    * length or an oversized packet. When `stop` turns true after a frame, the rest is kept
    * for the next push (an empty chunk resumes it): backpressure that takes effect at once.
@@ -49,7 +53,7 @@ export class FrameReader {
         this.needed = frameLen;
         return;
       }
-      sink(buf.subarray(offset, offset + frameLen));
+      sink(buf, offset, offset + frameLen);
       offset += frameLen;
       if (stop !== undefined && offset < len && stop()) {
         const rest = buf.subarray(offset);

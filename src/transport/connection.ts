@@ -89,9 +89,10 @@ export class Connection implements ConnectionPort, Flushable {
   /** True while the channel's slow-consumer clock runs for this socket. */
   private watched = false;
   private readonly isPaused = (): boolean => this.paused > 0;
-  private readonly onFrame = (frame: Buffer): void => {
+  private readonly onFrame = (bytes: Buffer, start: number, end: number): void => {
     if (this.closing) return;
-    this.channel.handlePacket(this.decoder.decode(frame), frame);
+    const packet = this.decoder.decodeAt(bytes, start, end);
+    this.channel.handlePacket(packet, this.decoder.frameNeeded ? bytes.subarray(start, end) : null);
   };
 
   constructor(

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { harness, VERSIONS, vname, type Peer, type PublishPacket } from './support.js';
+import { MatchList } from '../../src/broker/router/topic-router.js';
+import type { Session } from '../../src/broker/session/session.js';
 
 describe('PUBLISH and QoS', () => {
   for (const v of VERSIONS) {
@@ -186,9 +188,9 @@ describe('PUBLISH and QoS', () => {
       // The router itself: a leading wildcard never matches a `$` topic [MQTT-4.7.2-1]
       // (the default authorizer also hides `$` topics, so this is checked behind it).
       const matched = (topic: string): string[] => {
-        const ids: string[] = [];
-        h.broker.router.match(topic, true, (e) => ids.push(e.subscriber.clientId));
-        return ids.sort();
+        const list = new MatchList<Session>();
+        h.broker.router.match(topic, true, list);
+        return list.entries.slice(0, list.length).map((e) => e!.subscriber.clientId).sort();
       };
       assert.deepEqual(matched('$SYS/bar'), []);
       assert.deepEqual(matched('SYS/bar'), [all.clientId, plus.clientId].sort());

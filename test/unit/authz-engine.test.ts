@@ -161,6 +161,34 @@ describe('the engine', () => {
     assert.deepEqual(engine.authorizeSubscribe(c, 'lim/x', 0), { ok: true, qos: 0 });
   });
 
+  test('the publish fast path (no verdict object) answers as the full decision does, for every rule shape', () => {
+    const engine = new PolicyEngine(
+      policy(
+        {
+          open: [{ effect: 'allow', action: 'all', topic: 'plant/#' }],
+          capped: [{ effect: 'allow', action: 'publish', topic: 'plant/cap/+', maxQos: 1, retain: false }],
+          read: [{ effect: 'allow', action: 'subscribe', topic: 'ro/#' }],
+          block: [{ effect: 'deny', action: 'publish', topic: 'plant/secret/#' }],
+          // Even a rule naming $SYS never lets a client publish there.
+          sys: [{ effect: 'allow', action: 'all', topic: '$SYS/#' }],
+        },
+        ['block', 'capped', 'open', 'read', 'sys'].map((role) => ({ role, attribute: 'clientId' as const, value: '*' })),
+      ),
+    );
+    const c = client('c');
+    let allowed = 0;
+    for (const topic of ['plant/a', 'plant/cap/x', 'plant/secret/k', 'ro/x', 'other', '$SYS/x'])
+      for (const qos of [0, 1, 2] as const)
+        for (const retain of [false, true]) {
+          const fast = engine.authorizePublish(c, topic, qos, retain);
+          const full = engine.decidePublish(c, topic, qos, retain);
+          assert.equal(fast.ok, full.allowed, `${topic} qos ${qos} retain ${retain}`);
+          if (!fast.ok) assert.equal(fast.reason, full.reason);
+          if (fast.ok) allowed++;
+        }
+    assert.equal(allowed, 12, 'plant/a and plant/cap/x at every QoS and retain flag: the open role allows what capped does not');
+  });
+
   test('bindings by client id glob, username, OU, SAN URI/DNS and PSK identity; every pattern variable', () => {
     const rules = (topic: string): AclPolicy['roles'][number]['rules'] => [{ effect: 'allow', action: 'publish', topic }];
     const engine = new PolicyEngine(

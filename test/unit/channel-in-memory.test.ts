@@ -19,15 +19,30 @@ class RecordingPort implements ConnectionPort {
   congested = false;
   ended = false;
   readonly out: Packet[] = [];
+  /** Called with each packet the broker writes, as it writes it. */
+  onPacket: ((p: Packet) => void) | null = null;
   private readonly parser = mqttPacket.parser({ protocolVersion: 5 });
   constructor(
     readonly allowAnonymous: boolean,
     readonly peer: TlsPeer | null = null,
   ) {
-    this.parser.on('packet', (p: Packet) => this.out.push(p));
+    this.parser.on('packet', (p: Packet) => {
+      this.out.push(p);
+      this.onPacket?.(p);
+    });
   }
+  private parsing = false;
+  private readonly later: Buffer[] = [];
   write(bytes: Buffer): void {
-    this.parser.parse(bytes);
+    // The parser is not re-entrant: bytes written while onPacket runs are parsed after it.
+    this.later.push(bytes);
+    if (this.parsing) return;
+    this.parsing = true;
+    try {
+      for (let next = this.later.shift(); next !== undefined; next = this.later.shift()) this.parser.parse(next);
+    } finally {
+      this.parsing = false;
+    }
   }
   end(): void {
     this.ended = true;
@@ -46,6 +61,7 @@ function newBroker(): Broker {
 /** One decoder per channel, as a connection has: it learns the version from CONNECT. */
 const decoders = new Map<Channel, PacketDecoder>();
 
+/** As a connection feeds its channel: a fast-path PUBLISH or acknowledgement comes without its frame. */
 function feed(ch: Channel, packet: Packet): void {
   const frame = encodePacket(packet, 5);
   let decoder = decoders.get(ch);
@@ -53,8 +69,11 @@ function feed(ch: Channel, packet: Packet): void {
     decoder = new PacketDecoder();
     decoders.set(ch, decoder);
   }
-  ch.handlePacket(decoder.decode(frame), frame);
+  const decoded = decoder.decodeAt(frame, 0, frame.length);
+  ch.handlePacket(decoded, decoder.frameNeeded ? frame : null);
 }
+
+const topicsOf = (port: RecordingPort): string[] => port.out.filter((p) => p.cmd === 'publish').map((p) => (p as { topic: string }).topic);
 
 function connect(broker: Broker, clientId: string, port = new RecordingPort(true)): { ch: Channel; port: RecordingPort } {
   const ch = new Channel(port, broker);
@@ -113,4 +132,34 @@ test('an administrative disconnect closes the selected clients with the reason c
   assert.equal(connack.reasonCode, 0x87);
   assert.equal(connect(broker, 'other').port.out[0]?.cmd, 'connack');
   assert.equal((broker.sessions.has('doomed')), false);
+});
+
+test('a publish made while a delivery is being written reaches every subscriber, and so does the first one', () => {
+  const broker = newBroker();
+  const a = connect(broker, 'a');
+  const b = connect(broker, 'b');
+  for (const s of [a, b]) feed(s.ch, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/#', qos: 0 }] });
+  const pub = connect(broker, 'pub');
+  // The second socket to take the first message publishes a new one before that fan-out returns.
+  let taken = 0;
+  const nest = (p: Packet): void => {
+    if (p.cmd === 'publish' && (p as { topic: string }).topic === 'a/first' && ++taken === 2) feed(pub.ch, { cmd: 'publish', topic: 'a/nested', payload: Buffer.from('2'), qos: 0, dup: false, retain: false });
+  };
+  a.port.onPacket = nest;
+  b.port.onPacket = nest;
+  const outcome = broker.publish({ topic: 'a/first', payload: Buffer.from('1'), qos: 0, retain: false, properties: undefined, expiresAt: 0, origin: '' });
+  assert.equal(outcome.matched, 2, 'the first fan-out counts its own deliveries, not the nested one');
+  for (const s of [a, b]) assert.deepEqual(topicsOf(s.port).sort(), ['a/first', 'a/nested'], s.ch.clientId);
+});
+
+test('a client changing topics between publishes: each message is routed by its own topic', () => {
+  const broker = newBroker();
+  const plus = connect(broker, 'plus');
+  feed(plus.ch, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/+', qos: 0 }] });
+  const hash = connect(broker, 'hash');
+  feed(hash.ch, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x/#', qos: 0 }] });
+  const pub = connect(broker, 'pub');
+  for (const topic of ['a/b', 'x/y', 'a/b', 'a/c', 'x/y/z', 'a/b/c']) feed(pub.ch, { cmd: 'publish', topic, payload: Buffer.from(topic), qos: 0, dup: false, retain: false });
+  assert.deepEqual(topicsOf(plus.port), ['a/b', 'a/b', 'a/c']);
+  assert.deepEqual(topicsOf(hash.port), ['x/y', 'x/y/z']);
 });

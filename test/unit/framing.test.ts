@@ -6,7 +6,7 @@ import { ReasonCode } from '../../src/protocol/reason-codes.js';
 
 function collect(reader: FrameReader, chunks: Buffer[]): Buffer[] {
   const out: Buffer[] = [];
-  for (const c of chunks) reader.push(c, (f) => out.push(Buffer.from(f)));
+  for (const c of chunks) reader.push(c, (b, start, end) => out.push(Buffer.from(b.subarray(start, end))));
   return out;
 }
 
@@ -47,11 +47,11 @@ test('a stop request between frames keeps the rest for later, in order', () => {
   const stream = Buffer.concat([ping, ping, ping]);
   const out: Buffer[] = [];
   let stopped = true;
-  reader.push(stream, (f) => out.push(Buffer.from(f)), () => stopped);
+  reader.push(stream, (b, start, end) => out.push(Buffer.from(b.subarray(start, end))), () => stopped);
   assert.equal(out.length, 1);
   assert.equal(reader.bufferedBytes, 4);
   stopped = false;
-  reader.push(Buffer.alloc(0), (f) => out.push(Buffer.from(f)), () => stopped);
+  reader.push(Buffer.alloc(0), (b, start, end) => out.push(Buffer.from(b.subarray(start, end))), () => stopped);
   assert.equal(out.length, 3);
   assert.equal(reader.bufferedBytes, 0);
 });

@@ -81,3 +81,30 @@ test('packet identifier 0 or unparseable is refused as malformed', async () => {
     assert.throws(() => new PacketDecoder().decode(Buffer.from(bytes)), ProtocolViolation, JSON.stringify(bytes));
   }
 });
+
+test('a decoder hands back the same topic while its bytes repeat, and never for other bytes', async () => {
+  const { PacketDecoder, encodePacket } = await import('../../src/protocol/codec.js');
+  const decoder = new PacketDecoder();
+  const publish = (topic: string): Buffer => encodePacket({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 0, dup: false, retain: false }, 4);
+  const topicOf = (frame: Buffer): string => (decoder.decode(frame) as { topic: string }).topic;
+  for (const topic of ['a/b', 'a/b', 'a/c', 'a/b', 'é/b', 'é/b', 'a/b']) assert.equal(topicOf(publish(topic)), topic);
+  // A frame given as a range of a larger chunk: the payload ends at the range's end.
+  const two = Buffer.concat([publish('a/b'), publish('z')]);
+  const first = publish('a/b').length;
+  const p = decoder.decodeAt(two, first, two.length) as { topic: string; payload: Buffer };
+  assert.deepEqual([p.topic, p.payload.toString()], ['z', 'x']);
+  assert.equal(decoder.frameNeeded, false, 'a fast-path PUBLISH needs no frame Buffer');
+
+  // "é" was the last topic; a lone 0xE9 byte has the same code unit but is not UTF-8.
+  assert.equal(topicOf(publish('é')), 'é');
+  const lone = Buffer.from([0x30, 0x04, 0x00, 0x01, 0xe9, 0x78]);
+  assert.throws(() => decoder.decode(lone), (e: unknown) => e instanceof ProtocolViolation && e.reasonCode === 0x81 && /UTF-8/.test(e.message));
+  // U+0000 in a topic is malformed too [MQTT-1.5.4-2], checked by the decoder on the topic's bytes.
+  const nul = Buffer.from([0x30, 0x05, 0x00, 0x02, 0x61, 0x00, 0x78]);
+  assert.throws(() => new PacketDecoder().decode(nul), (e: unknown) => e instanceof ProtocolViolation && e.reasonCode === 0x81);
+  // A well-formed U+FFFD (EF BF BD) in a topic is a valid topic.
+  assert.equal(topicOf(publish('a\uFFFDb')), 'a\uFFFDb');
+  // Anything but a fast-path PUBLISH or acknowledgement keeps its frame.
+  decoder.decode(Buffer.from([0xc0, 0x00]));
+  assert.equal(decoder.frameNeeded, true);
+});

@@ -1,15 +1,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TopicRouter, type RoutableSubscriber } from '../../src/broker/router/topic-router.js';
+import { MatchList, TopicRouter, type RouteEntry, type RoutableSubscriber } from '../../src/broker/router/topic-router.js';
 import type { SubscriptionOptions } from '../../src/broker/ports.js';
 
 const opts = (qos: 0 | 1 | 2 = 0): SubscriptionOptions => ({ qos, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 });
 const sub = (clientId: string, online = true): RoutableSubscriber => ({ clientId, online });
 
+/** Every match of `topic`, as [entry, shared] pairs. */
+function collect(router: TopicRouter<RoutableSubscriber>, topic: string, includeShared = true): Array<[RouteEntry<RoutableSubscriber>, boolean]> {
+  const list = new MatchList<RoutableSubscriber>();
+  router.match(topic, includeShared, list);
+  const out: Array<[RouteEntry<RoutableSubscriber>, boolean]> = [];
+  for (let i = 0; i < list.length; i++) out.push([list.entries[i]!, list.shared[i]!]);
+  return out;
+}
+
 function matches(router: TopicRouter<RoutableSubscriber>, topic: string): string[] {
-  const out: string[] = [];
-  router.match(topic, true, (e, shared) => out.push(`${e.subscriber.clientId}${shared ? '*' : ''}`));
-  return out.sort();
+  return collect(router, topic)
+    .map(([e, shared]) => `${e.subscriber.clientId}${shared ? '*' : ''}`)
+    .sort();
 }
 
 test('router matches exact, + and # and keeps $ topics away from leading wildcards', () => {
@@ -40,9 +49,10 @@ test('a re-subscription replaces the options and does not duplicate', () => {
   const s = sub('c1');
   assert.equal(r.add('t', { subscriber: s, options: opts(0) }), true);
   assert.equal(r.add('t', { subscriber: s, options: opts(2) }), false);
-  const seen: number[] = [];
-  r.match('t', true, (e) => seen.push(e.options.qos));
-  assert.deepEqual(seen, [2]);
+  assert.deepEqual(
+    collect(r, 't').map(([e]) => e.options.qos),
+    [2],
+  );
 });
 
 test('shared groups deliver round-robin, preferring online members', () => {
@@ -62,11 +72,28 @@ test('cluster scopes: plain matching leaves shared groups out; pickShared picks 
   r.add('jobs/+', { subscriber: sub('w1'), options: opts() }, 'g');
   r.add('jobs/+', { subscriber: sub('w2'), options: opts() }, 'g');
   r.add('jobs/#', { subscriber: sub('h1'), options: opts() }, 'h');
-  const plain: string[] = [];
-  r.match('jobs/1', false, (e, shared) => plain.push(`${e.subscriber.clientId}${shared ? '*' : ''}`));
-  assert.deepEqual(plain, ['plain']);
+  assert.deepEqual(
+    collect(r, 'jobs/1', false).map(([e, shared]) => `${e.subscriber.clientId}${shared ? '*' : ''}`),
+    ['plain'],
+  );
   assert.deepEqual([r.pickShared('jobs/+', 'g')?.subscriber.clientId, r.pickShared('jobs/+', 'g')?.subscriber.clientId], ['w1', 'w2']);
   assert.equal(r.pickShared('jobs/#', 'h')?.subscriber.clientId, 'h1');
   assert.equal(r.pickShared('jobs/#', 'g'), undefined);
   assert.equal(r.pickShared('other', 'g'), undefined);
+});
+
+test('a subscription added or removed after a match is seen by the next match, and a cleared list holds nothing', () => {
+  const r = new TopicRouter<RoutableSubscriber>();
+  r.add('a/b', { subscriber: sub('first'), options: opts() });
+  assert.deepEqual(matches(r, 'a/b'), ['first']);
+  r.add('a/b', { subscriber: sub('second'), options: opts() });
+  assert.deepEqual(matches(r, 'a/b'), ['first', 'second']);
+  r.remove('a/b', 'first');
+  assert.deepEqual(matches(r, 'a/b'), ['second']);
+  const list = new MatchList<RoutableSubscriber>();
+  r.match('a/b', true, list, ['a', 'b']);
+  assert.equal(list.length, 1);
+  list.clear();
+  assert.equal(list.length, 0);
+  assert.equal(list.entries[0], undefined);
 });

@@ -6,7 +6,7 @@
  */
 import { BastionError, ProtocolViolation } from '../../core/errors.js';
 import type { TimerHandle } from '../../core/clock.js';
-import { encodePacket } from '../../protocol/codec.js';
+import { encodePacket, encodePublishFields } from '../../protocol/codec.js';
 import type { Packet, ProtocolVersion, QoS } from '../../protocol/packets.js';
 import { ReasonCode, toV3ConnackCode } from '../../protocol/reason-codes.js';
 import type { Broker, ChannelHandle, PublishQuota } from '../broker.js';
@@ -51,7 +51,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   /** Cluster: the last acknowledgement waiting for the cluster's store; later ones queue behind it, keeping their order [MQTT-4.6.0-2]. */
   ackChain: Promise<void> | null = null;
   enhancedAuth: { method: string; state: EnhancedAuthState } | null = null;
-  private backlog: Array<[Packet, Buffer]> | null = null;
+  private backlog: Array<[Packet, Buffer | null]> | null = null;
   /** Asynchronous CONNECT steps holding incoming packets (holdIncoming/releaseIncoming). */
   private holds = 0;
   private connectTimer: TimerHandle | null;
@@ -66,6 +66,9 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   private limitState: ChannelLimits | null = null;
   /** A quota was set on this live connection (a defender throttle): it holds even with limits off. */
   throttled = false;
+  /** The last topic routed from this client and its levels: a device repeats its topic, the router need not split it again. */
+  private routedTopic = '';
+  private routedLevels: readonly string[] = [''];
 
   constructor(
     readonly conn: ConnectionPort,
@@ -88,8 +91,11 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     this.conn.onDrain(cb);
   }
 
-  /** Entry point for every decoded packet; `frame` is its raw bytes (for UTF-8 checks). */
-  handlePacket(packet: Packet, frame: Buffer): void {
+  /**
+   * Entry point for every decoded packet. `frame` is its raw bytes (for UTF-8 checks), or
+   * null for a PUBLISH or acknowledgement whose decoder checked its strings itself.
+   */
+  handlePacket(packet: Packet, frame: Buffer | null): void {
     if (this.state === 'closed') return;
     if (this.backlog !== null) {
       this.backlog.push([packet, frame]);
@@ -103,7 +109,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     }
   }
 
-  private dispatch(packet: Packet, frame: Buffer): void {
+  private dispatch(packet: Packet, frame: Buffer | null): void {
     if (this.state === 'awaiting-connect') {
       // The first packet must be CONNECT [MQTT-3.1.0-1]; anything else: close, no answer.
       if (packet.cmd !== 'connect') {
@@ -111,7 +117,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
         return;
       }
       this.connectDecoded = true;
-      handleConnect(this, packet, frame);
+      handleConnect(this, packet, frameOf(packet, frame));
       return;
     }
     if (this.state === 'authenticating') {
@@ -138,10 +144,10 @@ export class Channel implements ChannelHandle, DeliveryTarget {
         handlePubcomp(this, packet);
         return;
       case 'subscribe':
-        handleSubscribe(this, packet, frame);
+        handleSubscribe(this, packet, frameOf(packet, frame));
         return;
       case 'unsubscribe':
-        handleUnsubscribe(this, packet, frame);
+        handleUnsubscribe(this, packet, frameOf(packet, frame));
         return;
       case 'pingreq':
         this.send({ cmd: 'pingresp' });
@@ -249,6 +255,9 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     let bytes: Buffer;
     if (cache !== null && !dup && this.outAliases === null) {
       bytes = encodeShared(cache, message, qos, retainFlag, packetId, this.version, now);
+    } else if (this.outAliases === null && (this.version !== 5 || (message.properties === undefined && message.expiresAt === 0 && subscriptionIds.length === 0))) {
+      // No property to send: encoded from the message's fields, without a packet object.
+      bytes = encodePublishFields(message.topic, message.payload, qos, retainFlag, dup, packetId, this.version);
     } else {
       bytes = encodePacket(buildPublishPacket(message, qos, retainFlag, packetId, dup, this.version, subscriptionIds, this.outboundAlias(message.topic), now), this.version);
     }
@@ -287,6 +296,15 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     // v5: an explicit Success makes mqtt-packet write the short form (Remaining Length 2,
     // allowed by MQTT 5 §3.6.2.1, what Mosquitto sends); paho-mqtt 1.x crashes on the long one.
     this.send({ cmd: 'pubrel', messageId: packetId, reasonCode: ReasonCode.Success });
+  }
+
+  /** `topic` split at '/', from the memo while the client publishes to the same topic. */
+  topicLevels(topic: string): readonly string[] {
+    if (topic !== this.routedTopic) {
+      this.routedTopic = topic;
+      this.routedLevels = topic.split('/');
+    }
+    return this.routedLevels;
   }
 
   private outboundAlias(topic: string): { topic: string; alias: number } | null {
@@ -414,4 +432,10 @@ export class Channel implements ChannelHandle, DeliveryTarget {
       this.broker.closeSession(this.session, this, will);
     }
   }
+}
+
+/** The frame of a packet whose strings are checked against it (the decoder keeps it for every such packet). */
+function frameOf(packet: Packet, frame: Buffer | null): Buffer {
+  if (frame === null) throw new BastionError('ERR_INTERNAL', `${packet.cmd} arrived without its frame`);
+  return frame;
 }

@@ -63,13 +63,50 @@ class TrieNode<S extends RoutableSubscriber> {
   children: Map<string, TrieNode<S>> | null = null;
   subscribers: Map<string, RouteEntry<S>> | null = null;
   shared: Map<string, SharedGroup<S>> | null = null;
+  /** `subscribers` as an array, rebuilt after a change: matching walks it without an iterator. */
+  private list: Array<RouteEntry<S>> | null = null;
+
+  setSubscriber(clientId: string, entry: RouteEntry<S>): void {
+    (this.subscribers ??= new Map()).set(clientId, entry);
+    this.list = null;
+  }
+
+  deleteSubscriber(clientId: string): boolean {
+    this.list = null;
+    return this.subscribers?.delete(clientId) ?? false;
+  }
+
+  subscriberList(): ReadonlyArray<RouteEntry<S>> {
+    return (this.list ??= this.subscribers === null ? [] : [...this.subscribers.values()]);
+  }
 
   isEmpty(): boolean {
     return (this.children === null || this.children.size === 0) && (this.subscribers === null || this.subscribers.size === 0) && (this.shared === null || this.shared.size === 0);
   }
 }
 
-export type MatchVisitor<S extends RoutableSubscriber> = (entry: RouteEntry<S>, shared: boolean) => void;
+/**
+ * The subscriptions one topic matched, in the order found: `entries[i]` came from a shared
+ * group when `shared[i]`. Reused from publish to publish (takeMatches/releaseMatches), so a
+ * match costs no closure, array or object: the fan-out's garbage was most of a message's.
+ */
+export class MatchList<S extends RoutableSubscriber> {
+  readonly entries: Array<RouteEntry<S> | undefined> = [];
+  readonly shared: boolean[] = [];
+  length = 0;
+
+  add(entry: RouteEntry<S>, shared: boolean): void {
+    this.entries[this.length] = entry;
+    this.shared[this.length] = shared;
+    this.length++;
+  }
+
+  /** Forgets the entries (no subscription is kept alive by a list in the pool). */
+  clear(): void {
+    for (let i = 0; i < this.length; i++) this.entries[i] = undefined;
+    this.length = 0;
+  }
+}
 
 export class TopicRouter<S extends RoutableSubscriber> {
   private readonly root = new TrieNode<S>();
@@ -102,9 +139,8 @@ export class TopicRouter<S extends RoutableSubscriber> {
       }
       added = group.upsert(entry);
     } else {
-      node.subscribers ??= new Map();
-      added = !node.subscribers.has(entry.subscriber.clientId);
-      node.subscribers.set(entry.subscriber.clientId, entry);
+      added = node.subscribers?.has(entry.subscriber.clientId) !== true;
+      node.setSubscriber(entry.subscriber.clientId, entry);
     }
     if (added) this.count++;
     return added;
@@ -128,7 +164,7 @@ export class TopicRouter<S extends RoutableSubscriber> {
         if (group.members.length === 0) node.shared!.delete(shareGroup);
       }
     } else {
-      removed = node.subscribers?.delete(clientId) ?? false;
+      removed = node.deleteSubscriber(clientId);
     }
     if (removed) this.count--;
     // Prune empty nodes so a churn of unique filters does not leak memory.
@@ -141,13 +177,13 @@ export class TopicRouter<S extends RoutableSubscriber> {
   }
 
   /**
-   * Calls `visit` for every subscription matching `topic`; for each shared group (unless
-   * `includeShared` is false), once, with the member picked round-robin. A leading wildcard never matches a `$` topic
-   * [MQTT-4.7.2-1].
+   * Adds to `out` every subscription matching `topic`; for each shared group (unless
+   * `includeShared` is false), once, with the member picked round-robin. A leading wildcard
+   * never matches a `$` topic [MQTT-4.7.2-1]. `levels` is `topic` split at '/', when the
+   * caller has it already.
    */
-  match(topic: string, includeShared: boolean, visit: MatchVisitor<S>): void {
-    const levels = topic.split('/');
-    this.walk(this.root, levels, 0, topic.charCodeAt(0) === 0x24, includeShared, visit);
+  match(topic: string, includeShared: boolean, out: MatchList<S>, levels: readonly string[] = topic.split('/')): void {
+    this.walk(this.root, levels, 0, topic.charCodeAt(0) === 0x24, includeShared, out);
   }
 
   /**
@@ -163,35 +199,36 @@ export class TopicRouter<S extends RoutableSubscriber> {
     return node.shared?.get(group)?.pick();
   }
 
-  private walk(node: TrieNode<S>, levels: string[], depth: number, dollar: boolean, shared: boolean, visit: MatchVisitor<S>): void {
+  private walk(node: TrieNode<S>, levels: readonly string[], depth: number, dollar: boolean, shared: boolean, out: MatchList<S>): void {
     const children = node.children;
     if (depth === levels.length) {
-      this.emit(node, shared, visit);
+      this.emit(node, shared, out);
       // "a/#" also matches "a" [MQTT-4.7.1-2].
       const hash = children?.get('#');
-      if (hash !== undefined) this.emit(hash, shared, visit);
+      if (hash !== undefined) this.emit(hash, shared, out);
       return;
     }
     if (children === null) return;
     const wildcardsAllowed = !(depth === 0 && dollar);
     if (wildcardsAllowed) {
       const hash = children.get('#');
-      if (hash !== undefined) this.emit(hash, shared, visit);
+      if (hash !== undefined) this.emit(hash, shared, out);
       const plus = children.get('+');
-      if (plus !== undefined) this.walk(plus, levels, depth + 1, dollar, shared, visit);
+      if (plus !== undefined) this.walk(plus, levels, depth + 1, dollar, shared, out);
     }
     const exact = children.get(levels[depth]!);
-    if (exact !== undefined) this.walk(exact, levels, depth + 1, dollar, shared, visit);
+    if (exact !== undefined) this.walk(exact, levels, depth + 1, dollar, shared, out);
   }
 
-  private emit(node: TrieNode<S>, shared: boolean, visit: MatchVisitor<S>): void {
+  private emit(node: TrieNode<S>, shared: boolean, out: MatchList<S>): void {
     if (node.subscribers !== null) {
-      for (const entry of node.subscribers.values()) visit(entry, false);
+      const list = node.subscriberList();
+      for (let i = 0; i < list.length; i++) out.add(list[i]!, false);
     }
     if (shared && node.shared !== null) {
       for (const group of node.shared.values()) {
         const picked = group.pick();
-        if (picked !== undefined) visit(picked, true);
+        if (picked !== undefined) out.add(picked, true);
       }
     }
   }

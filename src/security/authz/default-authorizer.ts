@@ -4,7 +4,7 @@
  * The server never uses it: it builds a PolicyEngine from the config (deny by default).
  * SECURITY: `$` topics are refused for publish, subscribe and delivery alike.
  */
-import type { AuthorizedClient, DeliveryAuthorizer, PublishAuthorization, SubscribeAuthorization } from '../../broker/ports.js';
+import { PUBLISH_ALLOWED, type AuthorizedClient, type DeliveryAuthorizer, type PublishAuthorization, type SubscribeAuthorization } from '../../broker/ports.js';
 import type { QoS } from '../../protocol/packets.js';
 import { ReasonCode } from '../../protocol/reason-codes.js';
 
@@ -14,7 +14,7 @@ function isReserved(topicOrFilter: string): boolean {
 
 export class DefaultAuthorizer implements DeliveryAuthorizer {
   authorizePublish(_client: AuthorizedClient, topic: string): PublishAuthorization {
-    return isReserved(topic) ? { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'topics starting with $ belong to the broker' } : { ok: true };
+    return isReserved(topic) ? { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'topics starting with $ belong to the broker' } : PUBLISH_ALLOWED;
   }
   authorizeSubscribe(_client: AuthorizedClient, filter: string, qos: QoS): SubscribeAuthorization {
     return isReserved(filter) ? { ok: false, reason: 'topics starting with $ belong to the broker' } : { ok: true, qos };

@@ -8,7 +8,7 @@
  * SECURITY: nothing matches → deny; a matching deny beats every allow; an identity value
  * that is unsafe in a topic (see isSafeSubstitution) makes its rule match nothing.
  */
-import type { AuthorizedClient, ClientQuota, ClientQuotaSource, DeliveryAuthorizer, PublishAuthorization, SubscribeAuthorization } from '../../broker/ports.js';
+import { PUBLISH_ALLOWED, type AuthorizedClient, type ClientQuota, type ClientQuotaSource, type DeliveryAuthorizer, type PublishAuthorization, type SubscribeAuthorization } from '../../broker/ports.js';
 import type { AclPolicy, AclRule, RoleQuota } from '../../core/authz-config.js';
 import type { LimitsConfig } from '../../core/limits-config.js';
 import type { Logger } from '../../core/logger.js';
@@ -143,19 +143,38 @@ export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
     };
   }
 
-  decidePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): Verdict {
+  /**
+   * The allow rule that lets `client` publish this, or null: the one place a publish is
+   * allowed (authorizePublish and decidePublish both ask here; the hot path allocates nothing).
+   */
+  private publishAllowedBy(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): CompiledRule | null {
     // SECURITY: `$` topics ($SYS/...) belong to the broker [MQTT-4.7.2-1]: no rule, however
     // broad, lets a client (or its will) publish there and forge broker statistics.
+    if (topic.charCodeAt(0) === 0x24 /* $ */) return null;
+    let fitting: CompiledRule | null = null;
+    for (const r of this.rulesFor(client).rules) {
+      if (!r.publish || !anyMatches(r.filters, topic)) continue;
+      if (r.rule.effect === 'deny') return null;
+      if (fitting === null && qos <= (r.rule.maxQos ?? 2) && (!retain || r.rule.retain !== false)) fitting = r;
+    }
+    return fitting;
+  }
+
+  decidePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): Verdict {
+    const fitting = this.publishAllowedBy(client, topic, qos, retain);
+    if (fitting !== null) return { allowed: true, rule: fitting.ref, reason: 'allowed by rule' };
+    return this.publishRefusal(client, topic, qos);
+  }
+
+  /** Why a publish that publishAllowedBy refused is refused: the rule and the reason. */
+  private publishRefusal(client: AuthorizedClient, topic: string, qos: QoS): Verdict {
     if (topic.charCodeAt(0) === 0x24 /* $ */) return { allowed: false, rule: null, reason: 'topics starting with $ belong to the broker' };
     let firstAllow: CompiledRule | null = null;
-    let fitting: CompiledRule | null = null;
     for (const r of this.rulesFor(client).rules) {
       if (!r.publish || !anyMatches(r.filters, topic)) continue;
       if (r.rule.effect === 'deny') return { allowed: false, rule: r.ref, reason: 'denied by rule' };
       firstAllow ??= r;
-      if (fitting === null && qos <= (r.rule.maxQos ?? 2) && (!retain || r.rule.retain !== false)) fitting = r;
     }
-    if (fitting !== null) return { allowed: true, rule: fitting.ref, reason: 'allowed by rule' };
     if (firstAllow === null) return { allowed: false, rule: null, reason: DEFAULT_DENY };
     const max = firstAllow.rule.maxQos ?? 2;
     if (qos > max) return { allowed: false, rule: firstAllow.ref, reason: `QoS ${qos} above the maximum of ${max} for this topic` };
@@ -180,10 +199,12 @@ export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
   }
 
   authorizePublish(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): PublishAuthorization {
-    const v = this.decidePublish(client, topic, qos, retain);
+    // The hot path (every PUBLISH): an allowed message costs no verdict object.
+    if (this.publishAllowedBy(client, topic, qos, retain) !== null) return PUBLISH_ALLOWED;
+    const v = this.publishRefusal(client, topic, qos);
     // 0x87 for every publish refusal: QoS Not Supported (0x9B) and Retain Not Supported
     // (0x9A) are not PUBACK/PUBREC reason codes (MQTT 5 §3.4.2.1); the reason string says which.
-    return v.allowed ? { ok: true } : { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: v.reason };
+    return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: v.reason };
   }
 
   authorizeSubscribe(client: AuthorizedClient, filter: string, qos: QoS): SubscribeAuthorization {

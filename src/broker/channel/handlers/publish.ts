@@ -41,10 +41,11 @@ function resolveTopicAlias(ch: Channel, packet: PublishPacket): string {
   return topic;
 }
 
-function checkTopic(ch: Channel, topic: string, frame: Buffer): void {
+function checkTopic(ch: Channel, topic: string, frame: Buffer | null): void {
   // Ill-formed UTF-8 or U+0000 makes the packet malformed (0x81) [MQTT-1.5.4-1] [MQTT-1.5.4-2];
   // checked first, or isValidTopicName's NUL check would answer 0x90 (well-formed but refused).
-  if (!decodedStringIsFaithful(topic, frame)) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'topic name is not valid UTF-8');
+  // Without a frame, the decoder checked the topic's bytes already.
+  if (frame !== null && !decodedStringIsFaithful(topic, frame)) throw new ProtocolViolation(ReasonCode.MalformedPacket, 'topic name is not valid UTF-8');
   if (!isValidTopicName(topic)) throw new ProtocolViolation(ReasonCode.TopicNameInvalid, 'invalid topic name');
   let levels = 1;
   for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) levels++;
@@ -101,12 +102,12 @@ function checkQuota(ch: Channel, packet: PublishPacket, packetId: number, now: n
   return true;
 }
 
-export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer): void {
+export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer | null): void {
   const session = ch.session!;
   // Metrics and $SYS: every PUBLISH received counts, refused ones too (two integer adds).
   const counters = ch.broker.counters;
   counters.received[packet.qos]++;
-  counters.receivedBytes += frame.length;
+  counters.receivedBytes += frame !== null ? frame.length : (packet.length ?? 0);
   const packetId = packet.messageId ?? 0;
   if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
     // Re-sent before PUBREL: acknowledge again, never deliver twice [MQTT-4.3.3-10]. Before
@@ -156,7 +157,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
     return;
   }
   const message = messageFromPublish(packet, topic, ch.clientId, now);
-  const outcome = ch.broker.publish(message);
+  const outcome = ch.broker.publish(message, ch.topicLevels(topic));
   if (packet.qos === 2) {
     session.incomingQos2.add(packetId);
     if (session.persistent) ch.broker.store?.addIncomingQos2(ch.clientId, packetId);
@@ -165,8 +166,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket, frame: Buffer)
     acknowledgeWhenStored(ch, packet, packetId, outcome.stored);
     return;
   }
-  const code = v5 && outcome.matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success;
-  acknowledge(ch, packet, packetId, code, true);
+  if (packet.qos !== 0) acknowledge(ch, packet, packetId, v5 && outcome.matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success, true);
   if (outcome.congested !== null) {
     // Stop reading from this publisher until the slow subscriber catches up.
     ch.conn.pauseReading();
