@@ -7,7 +7,9 @@
  * TLS sessions. Owns: that sequence. Must not: report a figure whose preconditions failed
  * (it is invalid, with the reason) or wait without a deadline.
  */
+import os from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { FleetBroker, type FleetPki } from './fleet-scale-broker.js';
 import { Generators } from './fleet-scale-generators.js';
 import { FLEET_DEFAULTS, promValue, type FleetOptions } from './fleet-scale-options.js';
@@ -31,6 +33,12 @@ export interface HoldResult {
   brokerRssHeldKb: number | null;
   kbPerConnection: Figure;
   eventLoopLagP99Ms: Figure;
+  /**
+   * The same window's min and p50, and the p99 of an idle Node process measured the same
+   * way (the coordinator's own loop, 10 ms resolution like prom-client's): every value
+   * includes the 10 ms sampling interval, so an idle process reads ~10–12 ms, not 0.
+   */
+  eventLoopLag: { minMs: number | null; p50Ms: number | null; idleNodeP99Ms: number | null };
   holdWindowSeconds: number;
   probe: (ProbeResult & { invalid: string | null }) | null;
   resumeSeconds: Figure;
@@ -38,6 +46,12 @@ export interface HoldResult {
   resumed: number | null;
   resumeFull: number | null;
   generatorRssKb: number | null;
+  /** Broker and generator CPU (user + system) per device over (1) and over (5), ms. */
+  cpu: { connectBrokerMs: number | null; connectGeneratorsMs: number | null; resumeBrokerMs: number | null; resumeGeneratorsMs: number | null };
+  /** V8 heap in use in the broker at the end of the idle window (nodejs_heap_size_used_bytes), MB. */
+  brokerHeapUsedMb: number | null;
+  /** Machine load average (1 min) before (1): other work on the machine shows here. */
+  loadAverage: number;
   notes: string[];
 }
 
@@ -66,6 +80,7 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
     brokerRssHeldKb: null,
     kbPerConnection: { value: null, invalid: 'not measured' },
     eventLoopLagP99Ms: { value: null, invalid: 'not measured' },
+    eventLoopLag: { minMs: null, p50Ms: null, idleNodeP99Ms: null },
     holdWindowSeconds: o.holdSeconds,
     probe: null,
     resumeSeconds: { value: null, invalid: 'not measured' },
@@ -73,8 +88,12 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
     resumed: null,
     resumeFull: null,
     generatorRssKb: null,
+    cpu: { connectBrokerMs: null, connectGeneratorsMs: null, resumeBrokerMs: null, resumeGeneratorsMs: null },
+    brokerHeapUsedMb: null,
+    loadAverage: 0,
     notes: [],
   };
+  const perDevice = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round((b - a) / n, 2));
   // The broker holds N device sockets, the probe's two, the admin listener's and its files.
   const broker = await FleetBroker.create('bastion', join(workDir, 'hold-bastion'), pki, n + 2_000);
   running.broker = broker;
@@ -89,7 +108,10 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
 
     // (1) N devices, full handshakes, `concurrency` in flight per generator.
     process.stderr.write(`hold: connecting ${n} devices (full mTLS handshakes, ${o.generators} × ${o.concurrency} in flight)\n`);
+    r.loadAverage = round(os.loadavg()[0] ?? 0, 2) ?? 0;
     let stop = progress('hold connect', gens, n);
+    const cpu0 = broker.cpuMs();
+    const gen0 = (await gens.stats()).cpuMs;
     const t0 = performance.timeOrigin + performance.now();
     const first = await gens.connect({ resume: false, concurrency: o.concurrency, backoffMs: 0, retryUntil: 0, timeoutMs: 30_000 }, connectDeadlineMs, 'connecting the fleet').finally(stop);
     const lastAt = first.backAt.reduce((a, b) => Math.max(a, b), t0);
@@ -99,6 +121,8 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
       [first.resumed > 0, `${first.resumed} handshakes resumed where full ones were asked for`],
     ]);
     r.connectPerSecond = round(first.backAt.length / secs);
+    r.cpu.connectBrokerMs = perDevice(cpu0, broker.cpuMs());
+    r.cpu.connectGeneratorsMs = perDevice(gen0, (await gens.stats()).cpuMs);
     process.stderr.write(`hold: ${first.backAt.length}/${n} connected in ${round(secs, 1)} s${first.notBack > 0 ? `, ${first.notBack} failed: ${first.errors.join('; ')}` : ''}\n`);
 
     // (2) RSS with all N held (after a moment for the last writes to settle).
@@ -112,14 +136,21 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
     // (3) event-loop lag p99 over an idle window: the first scrape resets prom-client's histogram.
     let lagError: string | null = null;
     const t3 = performance.now();
+    const control = monitorEventLoopDelay({ resolution: 10 });
+    control.enable();
     await broker.metrics().catch((e: unknown) => (lagError = `metrics scrape failed: ${(e as Error).message}`));
     await sleep(o.holdSeconds * 1000);
     const text = await broker.metrics().catch((e: unknown) => {
       lagError = `metrics scrape failed: ${(e as Error).message}`;
       return '';
     });
+    control.disable();
     r.holdWindowSeconds = round((performance.now() - t3) / 1000, 1) ?? o.holdSeconds;
+    const ms = (v: number | null): number | null => (v === null ? null : round(v * 1000, 2));
+    r.eventLoopLag = { minMs: ms(promValue(text, 'nodejs_eventloop_lag_min_seconds')), p50Ms: ms(promValue(text, 'nodejs_eventloop_lag_p50_seconds')), idleNodeP99Ms: round(control.percentile(99) / 1e6, 2) };
     const lag = promValue(text, 'nodejs_eventloop_lag_p99_seconds');
+    const heap = promValue(text, 'nodejs_heap_size_used_bytes');
+    r.brokerHeapUsedMb = heap === null ? null : round(heap / 1024 / 1024, 1);
     const during = await gens.stats();
     r.eventLoopLagP99Ms = fig(lag === null ? null : round(lag * 1000, 2), [
       [lagError !== null, lagError ?? ''],
@@ -150,6 +181,8 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
     process.stderr.write(`hold: ${before.held} devices disconnect; ${before.withTicket} hold a session ticket; reconnecting with them\n`);
     await gens.disconnect(60_000);
     stop = progress('hold resume', gens, n);
+    const cpu5 = broker.cpuMs();
+    const gen5 = (await gens.stats()).cpuMs;
     const t5 = performance.timeOrigin + performance.now();
     const again = await gens.connect({ resume: true, concurrency: o.concurrency, backoffMs: 0, retryUntil: 0, timeoutMs: 30_000 }, connectDeadlineMs, 'reconnecting the fleet').finally(stop);
     const lastAgain = again.backAt.reduce((a, b) => Math.max(a, b), t5);
@@ -159,6 +192,8 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
       [before.withTicket < n, `only ${before.withTicket} of ${n} devices held a session ticket`],
     ]);
     r.resumePerSecond = round(again.backAt.length / secs5);
+    r.cpu.resumeBrokerMs = perDevice(cpu5, broker.cpuMs());
+    r.cpu.resumeGeneratorsMs = perDevice(gen5, (await gens.stats()).cpuMs);
     r.resumed = again.resumed;
     r.resumeFull = again.full;
     process.stderr.write(`hold: ${again.backAt.length}/${n} back in ${round(secs5, 1)} s, ${again.resumed} resumed, ${again.full} full\n`);

@@ -37,12 +37,17 @@ function holdLines(h: HoldResult): string[] {
   if (h.error !== null) out.push(`| run | FAILED: ${h.error} |`);
   out.push(`| (1) all connected, full handshakes | ${cell(h.connectSeconds, (v) => `${v} s (${h.connectPerSecond === null ? '-' : int(h.connectPerSecond)} conn/s)`)} |`);
   out.push(`| (2) broker RSS with all held | ${cell(h.kbPerConnection, (v) => `${mb(h.brokerRssHeldKb)} (${mb(h.brokerRssBeforeKb)} before): ${v} KB per connection`)} |`);
-  out.push(`| (3) broker event-loop lag p99, ${h.holdWindowSeconds} s idle window | ${cell(h.eventLoopLagP99Ms, (v) => `${v} ms`)} |`);
+  const l = h.eventLoopLag;
+  out.push(`| (3) broker event-loop lag p99, ${h.holdWindowSeconds} s idle window | ${cell(h.eventLoopLagP99Ms, (v) => `${v} ms (min ${l.minMs ?? '-'}, p50 ${l.p50Ms ?? '-'}; an idle Node process, same 10 ms sampling: p99 ${l.idleNodeP99Ms ?? '-'})`)} |`);
   const p = h.probe;
   const probe = p === null ? '-' : p.invalid !== null ? `invalid (${p.invalid})` : `p50 ${p.p50Us ?? '-'} µs, p99 ${p.p99Us ?? '-'} µs, max ${p.maxUs ?? '-'} µs (${p.delivered}/${p.sent})`;
   out.push(`| (4) publish→deliver to one device, ${p?.sent ?? '-'} at 100/s | ${probe} |`);
   out.push(`| (5) all back after disconnecting, with their tickets | ${cell(h.resumeSeconds, (v) => `${v} s (${h.resumePerSecond === null ? '-' : int(h.resumePerSecond)} conn/s), ${int(h.resumed ?? 0)} resumed, ${int(h.resumeFull ?? 0)} full`)} |`);
-  out.push('', `generators: ${mb(h.generatorRssKb)} RSS in all${h.notes.length > 0 ? `; ${h.notes.join('; ')}` : ''}`);
+  const c = h.cpu;
+  out.push(
+    '',
+    `CPU per device, broker / generators: connect ${c.connectBrokerMs ?? '-'} / ${c.connectGeneratorsMs ?? '-'} ms, resume ${c.resumeBrokerMs ?? '-'} / ${c.resumeGeneratorsMs ?? '-'} ms; broker V8 heap used ${h.brokerHeapUsedMb ?? '-'} MB; generators ${mb(h.generatorRssKb)} RSS in all; load average before ${h.loadAverage}${h.notes.length > 0 ? `; ${h.notes.join('; ')}` : ''}`,
+  );
   return out;
 }
 
