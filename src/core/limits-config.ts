@@ -30,6 +30,26 @@ export const connectionLimitsSchema = z
     perIpMax: z.number().int().min(0).default(1000),
     /** New connections per second from one source address (token bucket), refused at accept. */
     perIpRate: rate(20, 100),
+    /**
+     * Addresses that carry many devices (a site's NAT gateway, a carrier's CGNAT range): their
+     * own per-address limits, so the whole site reconnecting after a restart is not held to
+     * one device's pace. The first entry whose range holds the address applies; the others
+     * keep perIpMax and perIpRate.
+     */
+    gateways: z
+      .array(
+        z
+          .object({
+            /** CIDR ranges (IPv4/IPv6) or single addresses. */
+            ranges: z.array(z.string().min(1)).min(1),
+            /** Concurrent connections from one address in these ranges; 0 turns the cap off. */
+            perIpMax: z.number().int().min(0),
+            /** New connections per second from one address in these ranges. */
+            perIpRate: z.object({ perSecond: z.number().min(0), burst: z.number().min(1) }).strict(),
+          })
+          .strict(),
+      )
+      .default([]),
   })
   .strict();
 

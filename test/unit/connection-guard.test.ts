@@ -186,3 +186,44 @@ test('a bad range in ipDeny or ipAllow is a config error naming the entry', () =
     assert.throws(() => new ConnectionGuard(cfg), /config error at/);
   }
 });
+
+test('a NAT gateway in connections.gateways gets its own per-address limits; its neighbours keep the defaults', () => {
+  const guard = new ConnectionGuard(
+    limits(
+      {},
+      {
+        perIpMax: 2,
+        perIpRate: { perSecond: 1, burst: 2 },
+        gateways: [
+          { ranges: ['203.0.113.0/24'], perIpMax: 5000, perIpRate: { perSecond: 200, burst: 5000 } },
+          // The most specific range wins: this one address is held tighter than its /24.
+          { ranges: ['203.0.113.9'], perIpMax: 3, perIpRate: { perSecond: 1, burst: 3 } },
+        ],
+      },
+    ),
+  );
+  const t0 = 10_000;
+  // A whole site of 5,000 devices behind one address reconnects at once: all admitted.
+  const site = Array.from({ length: 5000 }, () => admitted(guard.admit('203.0.113.7', 'l', undefined, t0)));
+  const over = guard.admit('203.0.113.7', 'l', undefined, t0);
+  refusedWith(over, 'ip-concurrent');
+  if (!over.ok) assert.match(over.reason, /limits\.connections\.gateways\[0\]\.perIpMax 5000/);
+  site[0]!.release();
+  refusedWith(guard.admit('203.0.113.7', 'l', undefined, t0), 'ip-rate');
+  admitted(guard.admit('203.0.113.7', 'l', undefined, t0 + 5));
+  // The more specific entry, and an address outside every range: the defaults' pace.
+  for (let i = 0; i < 3; i++) admitted(guard.admit('203.0.113.9', 'l', undefined, t0));
+  refusedWith(guard.admit('203.0.113.9', 'l', undefined, t0), 'ip-concurrent');
+  admitted(guard.admit('198.51.100.1', 'l', undefined, t0));
+  admitted(guard.admit('198.51.100.1', 'l', undefined, t0));
+  const third = guard.admit('198.51.100.1', 'l', undefined, t0);
+  refusedWith(third, 'ip-concurrent');
+  if (!third.ok) assert.match(third.reason, /limits\.connections\.perIpMax 2/);
+});
+
+test('a bad range in connections.gateways fails the start with one line naming it', () => {
+  assert.throws(
+    () => validateAddressLists(limits({}, { gateways: [{ ranges: ['10.0.0.0/8', 'not-an-address'], perIpMax: 10, perIpRate: { perSecond: 1, burst: 1 } }] })),
+    (e: unknown) => e instanceof BastionError && /limits\.connections\.gateways\[0\]\.ranges\[1\]: "not-an-address"/.test(e.message),
+  );
+});

@@ -7,7 +7,7 @@
  * record's hash, so altering, deleting or reordering a record breaks every hash after it;
  * signed checkpoints (checkpoint.ts) pin the chain so it cannot be rebuilt silently.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { SecurityEvent } from '../../core/security-events.js';
 
 /** The previous hash of the first record. */
@@ -66,11 +66,12 @@ export function canonicalRecordBytesOf(seq: number, ts: number, prevHash: string
 
 /** hashRecord for an event already in canonical JSON: the store and verify hash the stored bytes once. */
 export function hashRecordJson(seq: number, ts: number, prevHash: string, eventJson: string): string {
-  return createHash('sha256').update(canonicalRecordBytesOf(seq, ts, prevHash, eventJson)).digest('hex');
+  // The one-shot hash (no Hash object): a record is chained for every accepted connection.
+  return hash('sha256', canonicalRecordBytesOf(seq, ts, prevHash, eventJson), 'hex');
 }
 
 export function hashRecord(r: Omit<AuditRecord, 'hash'>): string {
-  return createHash('sha256').update(canonicalRecordBytes(r)).digest('hex');
+  return hash('sha256', canonicalRecordBytes(r), 'hex');
 }
 
 /** Chains `event` after `prev` (null: the first record). */

@@ -64,7 +64,7 @@ function v6Mask(prefix: number): bigint {
   return ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - prefix)) - 1n);
 }
 
-/** CIDR ranges with a value each, matched per distinct prefix length. */
+/** CIDR ranges with a value each, matched per distinct prefix length, the longest (most specific) first. */
 export class RangeIndex<T> {
   private readonly v4 = new Map<number, Map<number, T>>();
   private readonly v6 = new Map<number, { mask: bigint; networks: Map<bigint, T> }>();
@@ -78,7 +78,7 @@ export class RangeIndex<T> {
       let byNetwork = this.v4.get(range.prefix);
       if (byNetwork === undefined) {
         this.v4.set(range.prefix, (byNetwork = new Map()));
-        this.v4Prefixes = [...this.v4.keys()];
+        this.v4Prefixes = [...this.v4.keys()].sort((a, b) => b - a);
       }
       const network = Number(range.network);
       if (!byNetwork.has(network)) {
@@ -90,7 +90,7 @@ export class RangeIndex<T> {
     let entry = this.v6.get(range.prefix);
     if (entry === undefined) {
       this.v6.set(range.prefix, (entry = { mask: v6Mask(range.prefix), networks: new Map() }));
-      this.v6Prefixes = [...this.v6.keys()];
+      this.v6Prefixes = [...this.v6.keys()].sort((a, b) => b - a);
     }
     if (!entry.networks.has(range.network)) {
       entry.networks.set(range.network, value);
@@ -98,7 +98,7 @@ export class RangeIndex<T> {
     }
   }
 
-  /** The value of a range holding `addr`, or null. */
+  /** The value of the most specific range holding `addr`, or null. */
   find(addr: ClientAddress): T | null {
     if (addr.family === 4) {
       for (const prefix of this.v4Prefixes) {

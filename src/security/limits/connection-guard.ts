@@ -14,6 +14,7 @@
  *   4. listener maxConnections → 'connections-listener'
  *   5. connections.perIpMax → 'ip-concurrent'
  *   6. connections.perIpRate (token bucket) → 'ip-rate'
+ * (5 and 6 with a `connections.gateways` entry's values for an address in its ranges).
  *
  * SECURITY: a refused attempt costs no rate token. The rate is checked last, so a token is
  * taken only by a connection that is admitted: the bucket counts the connections we pay
@@ -67,6 +68,15 @@ export interface ConnectionGuardOptions {
 /** Default bound on remembered idle addresses: ~200 bytes each, so ~13 MB at most. */
 export const DEFAULT_MAX_IDLE_ADDRESSES = 65_536;
 
+/** The per-address limits of one address: the defaults, or a gateway entry's. */
+interface AddressLimits {
+  perIpMax: number;
+  ratePerSecond: number;
+  rateBurst: number;
+  /** Where the values come from, for the refusal's reason. */
+  source: string;
+}
+
 interface AddressState {
   /** Open connections from this address. */
   open: number;
@@ -95,9 +105,27 @@ function rangesOf(list: readonly string[], key: string): RangeIndex<CidrRange> {
  * Checks `limits.ipDeny` and `limits.ipAllow` (the config loader calls this, so a bad
  * range fails the start with one line naming the entry). Throws ConfigError (ERR_CONFIG).
  */
-export function validateAddressLists(limits: Pick<LimitsConfig, 'ipDeny' | 'ipAllow'>): void {
+export function validateAddressLists(limits: Pick<LimitsConfig, 'ipDeny' | 'ipAllow' | 'connections'>): void {
   rangesOf(limits.ipDeny, 'ipDeny');
   rangesOf(limits.ipAllow, 'ipAllow');
+  gatewaysOf(limits.connections.gateways);
+}
+
+/**
+ * The `connections.gateways` entries as a range index of their limits: the most specific
+ * range holding an address applies (a range listed twice keeps its first entry).
+ */
+function gatewaysOf(gateways: LimitsConfig['connections']['gateways']): RangeIndex<AddressLimits> {
+  const index = new RangeIndex<AddressLimits>();
+  gateways.forEach((g, i) => {
+    const limits: AddressLimits = { perIpMax: g.perIpMax, ratePerSecond: g.perIpRate.perSecond, rateBurst: g.perIpRate.burst, source: `limits.connections.gateways[${i}]` };
+    g.ranges.forEach((text, j) => {
+      const range = parseCidr(text);
+      if (range === null) throw new ConfigError(`config error at limits.connections.gateways[${i}].ranges[${j}]: ${JSON.stringify(text)} is not an IPv4 or IPv6 address or CIDR range`);
+      index.add(range, limits);
+    });
+  });
+  return index;
 }
 
 export class ConnectionGuard {
@@ -105,9 +133,9 @@ export class ConnectionGuard {
   private readonly deny: RangeIndex<CidrRange>;
   private readonly allow: RangeIndex<CidrRange>;
   private readonly maxTotal: number;
-  private readonly perIpMax: number;
-  private readonly ratePerSecond: number;
-  private readonly rateBurst: number;
+  /** perIpMax and perIpRate, for every address outside the gateways' ranges. */
+  private readonly perAddress: AddressLimits;
+  private readonly gateways: RangeIndex<AddressLimits>;
   private readonly maxIdle: number;
   private readonly addressCheck: ((addr: ClientAddress, listener: string) => { reason: string } | null) | null;
   /** The latest `now` passed to admit: the time a release judges a bucket by. */
@@ -124,9 +152,8 @@ export class ConnectionGuard {
     this.allow = rangesOf(limits.ipAllow, 'ipAllow');
     const c = limits.connections;
     this.maxTotal = c.maxTotal;
-    this.perIpMax = c.perIpMax;
-    this.ratePerSecond = c.perIpRate.perSecond;
-    this.rateBurst = c.perIpRate.burst;
+    this.perAddress = { perIpMax: c.perIpMax, ratePerSecond: c.perIpRate.perSecond, rateBurst: c.perIpRate.burst, source: 'limits.connections' };
+    this.gateways = gatewaysOf(c.gateways);
     this.maxIdle = Math.max(1, options.maxIdleAddresses ?? DEFAULT_MAX_IDLE_ADDRESSES);
     this.addressCheck = options.addressCheck ?? null;
   }
@@ -191,18 +218,18 @@ export class ConnectionGuard {
     }
 
     let state: AddressState | null = null;
-    const perAddress = this.perIpMax > 0 || this.ratePerSecond > 0;
-    if (perAddress) {
+    const lim = this.gateways.size > 0 ? (this.gateways.find(ip) ?? this.perAddress) : this.perAddress;
+    if (lim.perIpMax > 0 || lim.ratePerSecond > 0) {
       state = this.addresses.get(address) ?? null;
-      if (state !== null && this.perIpMax > 0 && state.open >= this.perIpMax) {
-        return { ok: false, kind: 'limit', limit: 'ip-concurrent', address, reason: `${state.open} connections open from ${address} (limits.connections.perIpMax ${this.perIpMax})` };
+      if (state !== null && lim.perIpMax > 0 && state.open >= lim.perIpMax) {
+        return { ok: false, kind: 'limit', limit: 'ip-concurrent', address, reason: `${state.open} connections open from ${address} (${lim.source}.perIpMax ${lim.perIpMax})` };
       }
       // Last check: a token is taken only when the connection is admitted (see header).
       if (state !== null && state.bucket !== null && !state.bucket.take(now)) {
-        return { ok: false, kind: 'limit', limit: 'ip-rate', address, reason: `connection rate from ${address} over limits.connections.perIpRate (${this.ratePerSecond}/s, burst ${this.rateBurst})` };
+        return { ok: false, kind: 'limit', limit: 'ip-rate', address, reason: `connection rate from ${address} over ${lim.source}.perIpRate (${lim.ratePerSecond}/s, burst ${lim.rateBurst})` };
       }
       if (state === null) {
-        const bucket = this.ratePerSecond > 0 ? new TokenBucket(this.ratePerSecond, this.rateBurst, now) : null;
+        const bucket = lim.ratePerSecond > 0 ? new TokenBucket(lim.ratePerSecond, lim.rateBurst, now) : null;
         // A fresh bucket holds `burst` ≥ 1 tokens: this take cannot fail.
         bucket?.take(now);
         state = { open: 0, bucket };
