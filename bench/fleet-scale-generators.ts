@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { FD_MARGIN } from './fleet-scale-options.js';
 import { withTimeout } from './fleet.js';
 import type { FleetCommand, FleetConnectCommand, FleetConnectResult, FleetReport, FleetStats, FleetWorkerInit } from './worker-fleet-api.js';
 
@@ -36,14 +37,14 @@ export class Generators {
 
   /**
    * Spawns `count` generators for `total` devices (slices as even as can be), each allowed
-   * its slice + 1,000 open files, and initialises them.
+   * its slice + FD_MARGIN open files, and initialises them.
    */
   static async start(count: number, total: number, base: Omit<FleetWorkerInit, 'type' | 'first' | 'count'>): Promise<Generators> {
     const g = new Generators();
     const per = Math.ceil(total / count);
     for (let i = 0; i < count && i * per < total; i++) {
       const n = Math.min(per, total - i * per);
-      const [cmd, args] = underPrlimit(n + 1000, process.execPath, [WORKER]);
+      const [cmd, args] = underPrlimit(n + FD_MARGIN, process.execPath, [WORKER]);
       const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const gen: Gen = { child, waiters: new Map(), back: 0 };
       child.on('message', (m: FleetReport) => {

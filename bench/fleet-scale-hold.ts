@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { FleetBroker, type FleetPki } from './fleet-scale-broker.js';
 import { Generators } from './fleet-scale-generators.js';
-import { FLEET_DEFAULTS, promValue, type FleetOptions } from './fleet-scale-options.js';
+import { FD_MARGIN, FLEET_DEFAULTS, promValue, type FleetOptions } from './fleet-scale-options.js';
 import { runProbe, type ProbeResult } from './fleet-scale-probe.js';
 import { round } from './round.js';
 import { invalidWhen } from './scenario-runs.js';
@@ -95,7 +95,7 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
   };
   const perDevice = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round((b - a) / n, 2));
   // The broker holds N device sockets, the probe's two, the admin listener's and its files.
-  const broker = await FleetBroker.create('bastion', join(workDir, 'hold-bastion'), pki, n + 2_000);
+  const broker = await FleetBroker.create('bastion', join(workDir, 'hold-bastion'), pki, n + FD_MARGIN);
   running.broker = broker;
   try {
     await broker.start();

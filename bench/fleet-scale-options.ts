@@ -23,6 +23,13 @@ export const FLEET_DEFAULTS = {
   stormBackoffMs: 1000,
 } as const;
 
+/**
+ * Open files a broker or generator process is allowed beyond its devices' sockets: its
+ * listeners, the probe's two connections, metrics scrapes, data and log files. Bastion uses
+ * ~40 idle here.
+ */
+export const FD_MARGIN = 500;
+
 /** At most this many devices connect from one loopback source address (its ephemeral ports stay far from exhausted). */
 export const DEVICES_PER_ADDRESS = 500;
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { FleetBroker, type FleetPki } from './fleet-scale-broker.js';
 import { Generators } from './fleet-scale-generators.js';
 import type { Figure, Running } from './fleet-scale-hold.js';
-import { timeToShare, type FleetOptions } from './fleet-scale-options.js';
+import { FD_MARGIN, timeToShare, type FleetOptions } from './fleet-scale-options.js';
 import { round } from './round.js';
 import { invalidWhen } from './scenario-runs.js';
 import { sleep } from './sleep.js';
@@ -69,7 +69,7 @@ export async function runStorm(kind: 'bastion' | 'mosquitto', o: FleetOptions, p
     errors: [],
     generatorCpuMs: null,
   };
-  const broker = await FleetBroker.create(kind, join(workDir, `storm-${kind}`), pki, m + 2_000);
+  const broker = await FleetBroker.create(kind, join(workDir, `storm-${kind}`), pki, m + FD_MARGIN);
   running.broker = broker;
   let sampler: NodeJS.Timeout | undefined;
   try {

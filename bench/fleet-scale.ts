@@ -7,6 +7,7 @@
  * and its JSON. Must not: run without a bound, or leave a broker or generator behind.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,7 +16,7 @@ import { MOSQUITTO_BIN, bastionAvailable, mosquittoAvailable } from './brokers.j
 import { makeFleetPki } from './fleet-scale-broker.js';
 import { PRLIMIT } from './fleet-scale-generators.js';
 import { runHold, type Running } from './fleet-scale-hold.js';
-import { FLEET_USAGE, parseFleetOptions } from './fleet-scale-options.js';
+import { FD_MARGIN, FLEET_USAGE, parseFleetOptions } from './fleet-scale-options.js';
 import { fleetOptionsJson, fleetReportText, ratioOf, type FleetReportJson } from './fleet-scale-report.js';
 import { runStorm } from './fleet-scale-storm.js';
 import { hostInfo } from './host-info.js';
@@ -30,13 +31,29 @@ function stop(line: string, code = 2): never {
   process.exit(code);
 }
 
-/** Proves `prlimit --nofile` works for this user before any broker starts (root, or CAP_SYS_RESOURCE). */
+/** This process's hard open-file limit (`Max open files` in /proc/self/limits), or null. */
+function hardNofile(): number | null {
+  try {
+    const m = /^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m === null ? null : Number(m[1]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Proves `prlimit --nofile` works before any broker starts. Above the hard limit that takes
+ * CAP_SYS_RESOURCE (root in most setups; a container may drop it): without it, say how many
+ * devices one broker process can hold here.
+ */
 function checkPrlimit(nofile: number): void {
   try {
     execFileSync(PRLIMIT, [`--nofile=${nofile}:${nofile}`, '--', '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 5_000 });
   } catch (e) {
     const why = ((e as { stderr?: Buffer }).stderr?.toString('utf8') ?? (e as Error).message).trim().split('\n')[0];
-    stop(`cannot raise the open-file limit to ${nofile} with ${PRLIMIT} (${why}); run as root or lower --devices/--storm-devices`);
+    const hard = hardNofile();
+    const most = hard === null ? '' : `: the hard limit is ${hard}, so at most ${hard - FD_MARGIN} devices per broker here (--devices/--storm-devices ${hard - FD_MARGIN})`;
+    stop(`cannot raise the open-file limit to ${nofile} with ${PRLIMIT} (${why}; raising the hard limit needs CAP_SYS_RESOURCE)${most}`);
   }
 }
 
@@ -52,7 +69,7 @@ export async function runFleetScaleBench(argv: readonly string[]): Promise<void>
   if (missing !== null) stop(missing);
   const storms = o.scenarios.includes('storm') ? o.brokers.filter((b) => b === 'bastion' || mosquittoAvailable() === null) : [];
   if (o.scenarios.includes('storm') && o.brokers.includes('mosquitto') && !storms.includes('mosquitto')) process.stderr.write(`bench --fleet: ${mosquittoAvailable() ?? ''}: storm without Mosquitto\n`);
-  checkPrlimit(Math.max(o.scenarios.includes('hold') ? o.devices : 0, storms.length > 0 ? o.stormDevices : 0) + 2_000);
+  checkPrlimit(Math.max(o.scenarios.includes('hold') ? o.devices : 0, storms.length > 0 ? o.stormDevices : 0) + FD_MARGIN);
   process.stderr.write(`bench --fleet: Node ${process.version}, OpenSSL ${process.versions.openssl}\n`);
 
   const running: Running = { broker: null, gens: null };
