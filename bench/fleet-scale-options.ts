@@ -152,6 +152,19 @@ export function timeToShare(backAt: readonly number[], total: number, share: num
   return Math.max(0, sorted[needed - 1]! - t0);
 }
 
+/** The samples (with labels) of the named metrics whose value is not 0, as `name{labels} value` lines. */
+export function promSamples(text: string, names: readonly string[]): string[] {
+  return text.split('\n').filter((line) => names.some((n) => line.startsWith(`${n}{`) || line.startsWith(`${n} `)) && Number(line.split(' ').at(-1)) !== 0);
+}
+
+/** The TcpExt counters of a /proc/net/netstat text (a header line of names, then a line of values). */
+export function tcpExt(text: string): Record<string, number> {
+  const lines = text.split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = (lines[0] ?? '').split(' ').slice(1);
+  const values = (lines[1] ?? '').split(' ').slice(1).map(Number);
+  return Object.fromEntries(names.map((n, i) => [n, values[i] ?? 0]));
+}
+
 /** A Prometheus text exposition's value for a metric without labels, or null. */
 export function promValue(text: string, name: string): number | null {
   for (const line of text.split('\n')) {

@@ -71,10 +71,12 @@ function stormLines(b: StormResult | null, m: StormResult | null, devices: numbe
   row('peak broker RSS (VmRSS sampled, VmHWM)', (s) => `${mb(s.peakRssKb)}, ${mb(s.peakHwmKb)} (${mb(s.brokerRssBeforeKb)} idle)`);
   const rc = ratioOf(b?.cpuMsPerConnection, m?.cpuMsPerConnection);
   row('broker CPU per connection', (s) => cell(s.cpuMsPerConnection, (v) => `${v} ms`), rc === null ? '-' : `${rc}×`);
+  row('accept queue overflows / SYN cookies sent (machine-wide)', (s) => (s.tcp === null ? '-' : `${int(s.tcp.listenOverflows)} / ${int(s.tcp.syncookiesSent)}`));
   row('generators CPU over the storm', (s) => (s.generatorCpuMs === null ? '-' : `${int(s.generatorCpuMs)} ms`));
   row('before: connect (full), devices with a ticket, restart', (s) => `${s.initialConnectSeconds ?? '-'} s, ${int(s.withTicket ?? 0)}, ${s.restartMs === null ? '-' : int(s.restartMs)} ms`);
   const errs = both.flatMap((s) => (s !== null && s.errors.length > 0 ? [`${s.broker}: ${s.errors.join('; ')}`] : []));
   if (errs.length > 0) out.push('', `errors seen: ${errs.join(' | ')}`);
+  if (b !== null && b.brokerCounters.length > 0) out.push('', `Bastion's counters after the storm: ${b.brokerCounters.join(', ')}`);
   return out;
 }
 

@@ -8,11 +8,12 @@
  * Must not: report a figure whose preconditions failed (invalid, with the reason) or wait
  * without a deadline.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetBroker, type FleetPki } from './fleet-scale-broker.js';
 import { Generators } from './fleet-scale-generators.js';
 import type { Figure, Running } from './fleet-scale-hold.js';
-import { FD_MARGIN, timeToShare, type FleetOptions } from './fleet-scale-options.js';
+import { FD_MARGIN, promSamples, tcpExt, timeToShare, type FleetOptions } from './fleet-scale-options.js';
 import { round } from './round.js';
 import { invalidWhen } from './scenario-runs.js';
 import { sleep } from './sleep.js';
@@ -43,7 +44,21 @@ export interface StormResult {
   notBack: number | null;
   errors: string[];
   generatorCpuMs: number | null;
+  /** Bastion: its own counts after the storm (handshakes, failures by reason, refusals, limit hits), from /metrics. */
+  brokerCounters: string[];
+  /** Machine-wide TCP counters over the storm (/proc/net/netstat): a full accept queue drops or resets connections. */
+  tcp: { listenOverflows: number; syncookiesSent: number } | null;
 }
+
+function netstat(): Record<string, number> | null {
+  try {
+    return tcpExt(readFileSync('/proc/net/netstat', 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+const COUNTERS = ['bastion_tls_handshakes_total', 'bastion_tls_handshake_failures_total', 'bastion_connections_refused_total', 'bastion_limit_hits_total'];
 
 export async function runStorm(kind: 'bastion' | 'mosquitto', o: FleetOptions, pki: FleetPki, workDir: string, running: Running): Promise<StormResult> {
   const m = o.stormDevices;
@@ -68,6 +83,8 @@ export async function runStorm(kind: 'bastion' | 'mosquitto', o: FleetOptions, p
     notBack: null,
     errors: [],
     generatorCpuMs: null,
+    brokerCounters: [],
+    tcp: null,
   };
   const broker = await FleetBroker.create(kind, join(workDir, `storm-${kind}`), pki, m + FD_MARGIN);
   running.broker = broker;
@@ -97,6 +114,7 @@ export async function runStorm(kind: 'bastion' | 'mosquitto', o: FleetOptions, p
       if (Date.now() > goneBy) throw new Error('devices still connected 30 s after the broker stopped');
       await sleep(100);
     }
+    const tcp0 = netstat();
     const listening = await broker.start();
     r.restartMs = round(listening - tStop);
     const cpu0 = broker.cpuMs();
@@ -109,10 +127,13 @@ export async function runStorm(kind: 'bastion' | 'mosquitto', o: FleetOptions, p
     const stormMs = 60_000 + m * 12;
     const storm = await gens.connect({ resume: true, concurrency: 0, backoffMs: o.stormBackoffMs, retryUntil: Date.now() + stormMs, timeoutMs: 20_000 }, stormMs + 40_000, 'the reconnect storm');
     const cpu1 = broker.cpuMs();
+    const tcp1 = netstat();
+    if (tcp0 !== null && tcp1 !== null) r.tcp = { listenOverflows: (tcp1.ListenOverflows ?? 0) - (tcp0.ListenOverflows ?? 0), syncookiesSent: (tcp1.SyncookiesSent ?? 0) - (tcp0.SyncookiesSent ?? 0) };
     clearInterval(sampler);
     sampler = undefined;
     r.peakRssKb = Math.max(peak, broker.rssKb() ?? 0);
     r.peakHwmKb = broker.peakRssKb();
+    if (kind === 'bastion') r.brokerCounters = await broker.metrics().then((t) => promSamples(t, COUNTERS), (e: unknown) => [`metrics: ${(e as Error).message}`]);
     const back = storm.backAt.length;
     const lostAfter = await gens.stats();
     r.generatorCpuMs = lostAfter.cpuMs - genCpu0;

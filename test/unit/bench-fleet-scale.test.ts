@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEVICES_PER_ADDRESS, FLEET_DEFAULTS, parseFleetOptions, promValue, quantile, sourceAddress, timeToShare } from '../../bench/fleet-scale-options.js';
+import { DEVICES_PER_ADDRESS, FLEET_DEFAULTS, parseFleetOptions, promSamples, promValue, quantile, sourceAddress, tcpExt, timeToShare } from '../../bench/fleet-scale-options.js';
 import { ratioOf } from '../../bench/fleet-scale-report.js';
 
 test('--fleet defaults: 50,000 held, 20,000 in the storm, both scenarios, both brokers', () => {
@@ -86,4 +86,12 @@ test('no ratio when either side is invalid or missing', () => {
   assert.equal(ratioOf({ value: 2, invalid: '3 devices never came back' }, { value: 4, invalid: null }), null);
   assert.equal(ratioOf({ value: 2, invalid: null }, undefined), null);
   assert.equal(ratioOf({ value: 2, invalid: null }, { value: 0, invalid: null }), null);
+});
+
+test('tcpExt reads /proc/net/netstat counters by name; promSamples keeps non-zero labelled samples', () => {
+  const netstat = 'TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 7 107446 107446\nIpExt: InNoRoutes\nIpExt: 0\n';
+  assert.deepEqual(tcpExt(netstat), { SyncookiesSent: 7, ListenOverflows: 107446, ListenDrops: 107446 });
+  assert.deepEqual(tcpExt(''), {});
+  const scrape = ['# TYPE bastion_tls_handshakes_total counter', 'bastion_tls_handshakes_total{kind="resumed"} 5000', 'bastion_tls_handshakes_total{kind="full"} 0', 'bastion_limit_hits_total{limit="x"} 2', 'other_total 3'].join('\n');
+  assert.deepEqual(promSamples(scrape, ['bastion_tls_handshakes_total', 'bastion_limit_hits_total']), ['bastion_tls_handshakes_total{kind="resumed"} 5000', 'bastion_limit_hits_total{limit="x"} 2']);
 });
