@@ -3,7 +3,7 @@
  *
  *   node --expose-gc dist/bench/idle-account.js [--conns 2000] [--transport tcp|tls|both]
  *        [--snapshot-conns 500 | 0] [--variants no-tickets,exchange,arena1,x25519,client-x25519,no-client-cert,net-exchange]
- *        [--semi default|1] [--json file]
+ *        [--semi default|1] [--json file] [--keep-snapshots dir]
  *
  * For each server (bare net, bare TLS, Bastion TCP, Bastion mTLS), in its own process
  * (bench/idle-account-server.ts, --expose-gc), a client process (bench/idle-account-client.ts)
@@ -54,12 +54,14 @@ interface Options {
   variants: Variant[];
   semi: string;
   json: string | null;
+  /** Where the .heapsnapshot files stay (for a look at retainers in DevTools); absent: deleted once read. */
+  keepSnapshots: string | null;
 }
 
 const STEP_TIMEOUT_MS = 110_000;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { conns: 2000, transports: ['tcp', 'tls'], snapshotConns: 500, variants: [], semi: '1', json: null };
+  const o: Options = { conns: 2000, transports: ['tcp', 'tls'], snapshotConns: 500, variants: [], semi: '1', json: null, keepSnapshots: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -79,6 +81,7 @@ function parseArgs(argv: string[]): Options {
       for (const x of o.variants) if (!VARIANTS.includes(x)) throw new Error(`unknown variant ${x} (${VARIANTS.join(', ')})`);
     } else if (a === '--semi') o.semi = need();
     else if (a === '--json') o.json = need();
+    else if (a === '--keep-snapshots') o.keepSnapshots = need();
     else throw new Error(`unknown argument ${a}`);
   }
   if (!(o.conns > 0 && o.conns <= 20_000)) throw new Error('--conns 1..20000');
@@ -198,12 +201,12 @@ async function runOne(pki: BenchPki, o: Options, r: RunSpec): Promise<RunResult>
       return m.reading;
     };
     const snap = async (name: string): Promise<Map<string, { count: number; selfSize: number }>> => {
-      const path = join(r.snapshotDir!, `${r.label}-${name}.heapsnapshot`);
+      const path = join(r.snapshotDir!, `${r.label.replace(/\s+/g, '-')}-${name}.heapsnapshot`);
       server.send({ cmd: 'snapshot', path });
       const m = await sbox.next();
       if (m.type !== 'snapshot') throw new Error(`${r.label}: ${JSON.stringify(m)}`);
       const agg = aggregateSnapshot(JSON.parse(readFileSync(m.path, 'utf8')) as HeapSnapshotJson);
-      rmSync(m.path, { force: true });
+      if (o.keepSnapshots === null) rmSync(m.path, { force: true });
       return agg;
     };
     await openBatch(warm);
@@ -258,7 +261,7 @@ async function main(): Promise<void> {
     const snapshots: { label: string; conns: number; groups: GroupDiff[] }[] = [];
     if (o.snapshotConns > 0) {
       for (const s of servers) {
-        const res = await runOne(pki, o, { ...s, conns: o.snapshotConns, snapshotDir: dir });
+        const res = await runOne(pki, o, { ...s, conns: o.snapshotConns, snapshotDir: o.keepSnapshots ?? dir });
         snapshots.push({ label: s.label, conns: o.snapshotConns, groups: res.groups ?? [] });
         console.log(`\n${formatGroups(`Heap snapshot diff, ${s.label}, ${o.snapshotConns} connections: self size per connection by constructor (top 25)`, res.groups ?? [], 25)}`);
       }
