@@ -15,6 +15,8 @@ export interface ClientSpec {
   caCert: string;
   clientCert: string;
   clientKey: string;
+  /** JSON [{ cert, key }] (bench/idle-account-pki.ts): connection i presents certificate i; null: all use clientCert. */
+  devicesFile: string | null;
   /** Handshakes in flight at once. */
   concurrency: number;
   /** After CONNACK, send 16 KB and wait for 16 KB back (bare servers only). */
@@ -41,6 +43,7 @@ export function connectPacket(clientId: string): Buffer {
 }
 
 const held: net.Socket[] = [];
+let devices: { cert: string; key: string }[] | null = null;
 let nextIndex = 0;
 
 function sourceFor(i: number): string {
@@ -52,7 +55,8 @@ function openOne(spec: ClientSpec, tlsOpts: tls.ConnectionOptions | null): Promi
   const index = nextIndex++;
   return new Promise((resolve, reject) => {
     const base = { host: '127.0.0.1', port: spec.port, ...(spec.spreadSources ? { localAddress: sourceFor(index) } : {}) };
-    const socket: net.Socket = tlsOpts !== null ? tls.connect({ ...base, ...tlsOpts }) : net.connect(base);
+    const device = devices !== null && devices.length > 0 ? devices[index % devices.length]! : null;
+    const socket: net.Socket = tlsOpts !== null ? tls.connect({ ...base, ...tlsOpts, ...(device !== null ? { cert: device.cert, key: device.key } : {}) }) : net.connect(base);
     let got = 0;
     let connacked = false;
     const timer = setTimeout(() => fail(new Error('no CONNACK in time')), CONNECT_TIMEOUT_MS);
@@ -109,6 +113,7 @@ async function open(spec: ClientSpec, tlsOpts: tls.ConnectionOptions | null, cou
 
 function main(): void {
   const spec = JSON.parse(process.argv[2] ?? '{}') as ClientSpec;
+  if (spec.devicesFile !== null) devices = JSON.parse(readFileSync(spec.devicesFile, 'utf8')) as { cert: string; key: string }[];
   // SECURITY: the client verifies the server against the bench CA (127.0.0.1 is in its SANs).
   const tlsOpts: tls.ConnectionOptions | null = spec.tls
     ? { ca: readFileSync(spec.caCert), cert: readFileSync(spec.clientCert), key: readFileSync(spec.clientKey), minVersion: 'TLSv1.3', ...(spec.groups !== undefined ? { ecdhCurve: spec.groups } : {}) }

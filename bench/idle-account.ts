@@ -3,7 +3,7 @@
  *
  *   node --expose-gc dist/bench/idle-account.js [--conns 2000] [--transport tcp|tls|both]
  *        [--snapshot-conns 500 | 0] [--variants no-tickets,exchange,arena1,x25519,client-x25519,no-client-cert,net-exchange]
- *        [--semi default|1] [--json file] [--keep-snapshots dir]
+ *        [--semi default|1] [--json file] [--keep-snapshots dir] [--shared-cert]
  *
  * For each server (bare net, bare TLS, Bastion TCP, Bastion mTLS), in its own process
  * (bench/idle-account-server.ts, --expose-gc), a client process (bench/idle-account-client.ts)
@@ -19,7 +19,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeBenchPki, type BenchPki } from './certs.js';
+import { makeIdlePki, type IdlePki } from './idle-account-pki.js';
 import {
   aggregateSnapshot,
   diffGroups,
@@ -56,12 +56,14 @@ interface Options {
   json: string | null;
   /** Where the .heapsnapshot files stay (for a look at retainers in DevTools); absent: deleted once read. */
   keepSnapshots: string | null;
+  /** mTLS clients share one certificate instead of one per device (faster set-up, hides per-identity state). */
+  sharedCert: boolean;
 }
 
 const STEP_TIMEOUT_MS = 110_000;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { conns: 2000, transports: ['tcp', 'tls'], snapshotConns: 500, variants: [], semi: '1', json: null, keepSnapshots: null };
+  const o: Options = { conns: 2000, transports: ['tcp', 'tls'], snapshotConns: 500, variants: [], semi: '1', json: null, keepSnapshots: null, sharedCert: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -82,6 +84,7 @@ function parseArgs(argv: string[]): Options {
     } else if (a === '--semi') o.semi = need();
     else if (a === '--json') o.json = need();
     else if (a === '--keep-snapshots') o.keepSnapshots = need();
+    else if (a === '--shared-cert') o.sharedCert = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (!(o.conns > 0 && o.conns <= 20_000)) throw new Error('--conns 1..20000');
@@ -154,7 +157,7 @@ async function expect<T extends { type: string }>(box: Mailbox<T>, type: T['type
   return m;
 }
 
-async function runOne(pki: BenchPki, o: Options, r: RunSpec): Promise<RunResult> {
+async function runOne(pki: IdlePki, o: Options, r: RunSpec): Promise<RunResult> {
   const tlsKind = r.kind === 'bare-tls' || r.kind === 'bastion-tls';
   const spec: ServerSpec = {
     kind: r.kind,
@@ -181,6 +184,7 @@ async function runOne(pki: BenchPki, o: Options, r: RunSpec): Promise<RunResult>
       caCert: pki.caCert,
       clientCert: pki.clientCert,
       clientKey: pki.clientKey,
+      devicesFile: o.sharedCert ? null : pki.devicesFile,
       concurrency: tlsKind ? 8 : 32,
       exchange: r.variant === 'exchange' || r.variant === 'net-exchange',
       spreadSources: r.conns + warm > 5000,
@@ -228,7 +232,10 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const dir = mkdtempSync(join(tmpdir(), 'bastion-idle-account-'));
   try {
-    const pki = await makeBenchPki(dir);
+    // One certificate per device (each its own identity, as in a fleet), enough for the
+    // largest run: warm-up batch plus N.
+    const devices = o.sharedCert || !o.transports.includes('tls') ? 0 : Math.max(o.conns, o.snapshotConns) + Math.max(50, Math.round(Math.max(o.conns, o.snapshotConns) / 10));
+    const pki = await makeIdlePki(dir, devices);
     const servers: { label: string; kind: ServerKind; variant: Variant }[] = [];
     for (const t of o.transports) {
       servers.push({ label: t === 'tcp' ? 'bare-net' : 'bare-tls', kind: t === 'tcp' ? 'bare-net' : 'bare-tls', variant: 'default' });
@@ -246,7 +253,7 @@ async function main(): Promise<void> {
       console.error(`${s.label}: ${(res.result.perConn.rss / 1024).toFixed(2)} KB RSS/conn (${o.conns} after ${res.warm} warm-up)`);
     }
     const first = runs[0];
-    const header = `Node ${first?.node ?? process.version}, OpenSSL ${first?.openssl ?? ''}, N=${o.conns} idle connections (after a warm-up batch), children --expose-gc${o.semi !== 'default' ? ` --max-semi-space-size=${o.semi}` : ''}; KB per connection`;
+    const header = `Node ${first?.node ?? process.version}, OpenSSL ${first?.openssl ?? ''}, N=${o.conns} idle connections (after a warm-up batch), children --expose-gc${o.semi !== 'default' ? ` --max-semi-space-size=${o.semi}` : ''}, mTLS clients with ${o.sharedCert ? 'one shared certificate' : 'one certificate each'}; KB per connection`;
     console.log(`\n${header}\n\n${formatTable(runs.map((x) => x.result))}`);
     const byLabel = new Map(runs.map((x) => [x.result.server, x.result]));
     const diffs: { transport: string; perConn: ReturnType<typeof subtract> }[] = [];
