@@ -3,7 +3,7 @@
  *
  *   node --expose-gc dist/bench/idle-account.js [--conns 2000] [--transport tcp|tls|both]
  *        [--snapshot-conns 500 | 0] [--variants no-tickets,exchange,arena1,x25519,client-x25519,no-client-cert,net-exchange]
- *        [--semi default|1] [--json file] [--keep-snapshots dir] [--shared-cert]
+ *        [--semi default|1] [--json file] [--keep-snapshots dir] [--shared-cert] [--bare-only]
  *
  * For each server (bare net, bare TLS, Bastion TCP, Bastion mTLS), in its own process
  * (bench/idle-account-server.ts, --expose-gc), a client process (bench/idle-account-client.ts)
@@ -58,12 +58,14 @@ interface Options {
   keepSnapshots: string | null;
   /** mTLS clients share one certificate instead of one per device (faster set-up, hides per-identity state). */
   sharedCert: boolean;
+  /** Only the bare servers (Node's floor), e.g. on a Node whose better-sqlite3 build Bastion cannot load. */
+  bareOnly: boolean;
 }
 
 const STEP_TIMEOUT_MS = 110_000;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { conns: 2000, transports: ['tcp', 'tls'], snapshotConns: 500, variants: [], semi: '1', json: null, keepSnapshots: null, sharedCert: false };
+  const o: Options = { conns: 2000, transports: ['tcp', 'tls'], snapshotConns: 500, variants: [], semi: '1', json: null, keepSnapshots: null, sharedCert: false, bareOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -85,6 +87,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--json') o.json = need();
     else if (a === '--keep-snapshots') o.keepSnapshots = need();
     else if (a === '--shared-cert') o.sharedCert = true;
+    else if (a === '--bare-only') o.bareOnly = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (!(o.conns > 0 && o.conns <= 20_000)) throw new Error('--conns 1..20000');
@@ -239,7 +242,7 @@ async function main(): Promise<void> {
     const servers: { label: string; kind: ServerKind; variant: Variant }[] = [];
     for (const t of o.transports) {
       servers.push({ label: t === 'tcp' ? 'bare-net' : 'bare-tls', kind: t === 'tcp' ? 'bare-net' : 'bare-tls', variant: 'default' });
-      servers.push({ label: `bastion-${t}`, kind: t === 'tcp' ? 'bastion-tcp' : 'bastion-tls', variant: 'default' });
+      if (!o.bareOnly) servers.push({ label: `bastion-${t}`, kind: t === 'tcp' ? 'bastion-tcp' : 'bastion-tls', variant: 'default' });
     }
     for (const v of o.variants) {
       if (v === 'net-exchange') servers.push({ label: 'bare-net exchange', kind: 'bare-net', variant: v });
