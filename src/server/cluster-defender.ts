@@ -340,6 +340,6 @@ export function mergedAlerts(local: (q: AlertQuery) => { total: number; alerts: 
   const offset = Math.max(0, query.offset ?? 0);
   const limit = Math.min(1000, Math.max(1, query.limit ?? 100));
   const mine = local({ ...query, offset: 0, limit: Math.min(1000, offset + limit) });
-  const all = [...mine.alerts, ...remote].sort((a, b) => b.raisedAt - a.raisedAt || a.node.localeCompare(b.node) || b.id - a.id);
+  const all = [...mine.alerts, ...remote].sort((a, b) => b.raisedAt - a.raisedAt || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0) || b.id - a.id);
   return { total: mine.total + remote.length, alerts: all.slice(offset, offset + limit) };
 }

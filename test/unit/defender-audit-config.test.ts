@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAuditInput, readDebianBlacklist } from '../../src/cli/defender-input.js';
 import { buildReport, formatReport, runAudit, type AuditInput } from '../../src/defender/audit/index.js';
-import { anyAtOrAbove } from '../../src/defender/audit/finding.js';
+import { anyAtOrAbove, sortFindings, type Finding } from '../../src/defender/audit/finding.js';
 import { createCrl, createRootCa } from '../../src/pki/index.js';
 import { cleanConfig, DAY, input, NOW } from './defender-audit-support.js';
 
@@ -126,4 +126,15 @@ test('the report: most severe first, counts, a fix line under each finding; --fa
   assert.equal(anyAtOrAbove(findings, 'high'), true);
   assert.equal(anyAtOrAbove(findings, 'critical'), false);
   assert.match(formatReport(buildReport([], NOW)), /^no findings/);
+});
+
+test('findings sort most severe first, then by check and subject in code-unit order (no locale collation)', () => {
+  const f = (severity: Finding['severity'], check: string, subject: string): Finding => ({ check, severity, subject, message: '', fix: '' });
+  const sorted = sortFindings([f('low', 'a-check', 'x'), f('high', 'b-check', 'zeta'), f('high', 'b-check', 'Zeta'), f('high', 'B-check', 'a'), f('medium', 'a-check', 'y')]);
+  // Code units put upper case before lower case ('B' 0x42 < 'b' 0x62, 'Z' < 'z'); a locale
+  // collation would put "b-check" and "zeta" first.
+  assert.deepEqual(
+    sorted.map((x) => `${x.severity} ${x.check} ${x.subject}`),
+    ['high B-check a', 'high b-check Zeta', 'high b-check zeta', 'medium a-check y', 'low a-check x'],
+  );
 });

@@ -35,7 +35,12 @@ export function anyAtOrAbove(findings: readonly Finding[], threshold: Severity):
 
 /** Most severe first, then by check and subject, so reports are stable. */
 export function sortFindings(findings: readonly Finding[]): Finding[] {
-  return [...findings].sort(
-    (a, b) => severityRank(b.severity) - severityRank(a.severity) || a.check.localeCompare(b.check) || a.subject.localeCompare(b.subject),
-  );
+  // Code-unit order, not localeCompare: the first localeCompare in a process loads ICU's
+  // collation data (10–40 ms measured), a stall of message delivery on the broker's thread
+  // when the first audit runs a few seconds after start.
+  return [...findings].sort((a, b) => severityRank(b.severity) - severityRank(a.severity) || byCodeUnits(a.check, b.check) || byCodeUnits(a.subject, b.subject));
+}
+
+function byCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
