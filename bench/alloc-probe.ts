@@ -12,7 +12,7 @@ import { Broker } from '../src/broker/broker.js';
 import { Channel } from '../src/broker/channel/channel.js';
 import type { ConnectionPort } from '../src/broker/channel/connection-port.js';
 import { PacketDecoder, encodePacket } from '../src/protocol/codec.js';
-import { FrameReader } from '../src/protocol/framing.js';
+import { FrameReader, type FrameTarget } from '../src/protocol/framing.js';
 import type { Packet } from '../src/protocol/packets.js';
 import { ListenerAuthenticator } from '../src/security/authn/listener-authenticator.js';
 import { DefaultAuthorizer } from '../src/security/authz/default-authorizer.js';
@@ -44,9 +44,12 @@ class Client {
   readonly channel: Channel;
   private readonly framer = new FrameReader(1024 * 1024);
   private readonly decoder = new PacketDecoder();
-  private readonly sink = (bytes: Buffer, start: number, end: number): void => {
-    const packet = this.decoder.decodeAt(bytes, start, end);
-    this.channel.handlePacket(packet, this.decoder.frameNeeded ? bytes.subarray(start, end) : null);
+  private readonly target: FrameTarget = {
+    frame: (bytes, start, end) => {
+      const packet = this.decoder.decodeAt(bytes, start, end);
+      this.channel.handlePacket(packet, this.decoder.frameNeeded ? bytes.subarray(start, end) : null);
+    },
+    readingStopped: () => false,
   };
 
   constructor(broker: Broker) {
@@ -54,7 +57,7 @@ class Client {
   }
 
   send(bytes: Buffer): void {
-    this.framer.push(bytes, this.sink);
+    this.framer.push(bytes, this.target);
   }
 }
 

@@ -22,6 +22,7 @@ import type { AuthorizedClient, Authenticator, ClientActivity, ClientQuotaSource
 import { RetainedMessages } from './retain/retained-messages.js';
 import { ClientServices } from './client-services.js';
 import { TopicRouter } from './router/topic-router.js';
+import { KeepAliveWheel } from './channel/keepalive-wheel.js';
 import { NEVER_EXPIRES, Session, type DeliveryDrop, type PendingWill, type SessionContext, type WillSpec } from './session/session.js';
 
 export type { BrokerCounters } from './broker-counters.js';
@@ -104,6 +105,8 @@ export type PublishQuotaFactory = (now: number) => PublishQuota | null;
 export class Broker {
   readonly config: MqttConfig;
   readonly clock: Clock;
+  /** Keep-alive of every connection, on one timer. */
+  readonly keepAlive: KeepAliveWheel;
   readonly logger: Logger;
   readonly authenticator: Authenticator;
   readonly authorizer: DeliveryAuthorizer;
@@ -139,6 +142,7 @@ export class Broker {
   constructor(opts: BrokerOptions) {
     this.config = opts.mqtt ?? defaultMqttConfig();
     this.clock = opts.clock ?? systemClock;
+    this.keepAlive = new KeepAliveWheel(this.clock);
     this.logger = opts.logger ?? silentLogger;
     this.authenticator = opts.authenticator;
     this.authorizer = opts.authorizer;
@@ -483,6 +487,7 @@ export class Broker {
       }
       session.expiryTimer?.cancel();
     }
+    this.keepAlive.stop();
     this.store?.flush();
   }
 }

@@ -88,12 +88,6 @@ export class Connection implements ConnectionPort, Flushable {
   private overflowing = false;
   /** True while the channel's slow-consumer clock runs for this socket. */
   private watched = false;
-  private readonly isPaused = (): boolean => this.paused > 0;
-  private readonly onFrame = (bytes: Buffer, start: number, end: number): void => {
-    if (this.closing) return;
-    const packet = this.decoder.decodeAt(bytes, start, end);
-    this.channel.handlePacket(packet, this.decoder.frameNeeded ? bytes.subarray(start, end) : null);
-  };
 
   constructor(
     /** A TCP or TLS socket, or a WebSocket adapted to bytes. */
@@ -139,11 +133,23 @@ export class Connection implements ConnectionPort, Flushable {
     return this.socket.writableLength + this.pendingBytes;
   }
 
+  // ---- FrameTarget ----
+
+  frame(bytes: Buffer, start: number, end: number): void {
+    if (this.closing) return;
+    const packet = this.decoder.decodeAt(bytes, start, end);
+    this.channel.handlePacket(packet, this.decoder.frameNeeded ? bytes.subarray(start, end) : null);
+  }
+
+  readingStopped(): boolean {
+    return this.paused > 0;
+  }
+
   /** Bytes from the socket (also called with an empty chunk to resume held frames). */
   onData(chunk: Buffer): void {
     if (this.closing) return;
     try {
-      this.framer.push(chunk, this.onFrame, this.isPaused);
+      this.framer.push(chunk, this);
     } catch (err) {
       this.channel.fail(err);
     }

@@ -15,6 +15,7 @@ import type { AuthorizedClient, EnhancedAuthState } from '../ports.js';
 import type { DeliveryTarget, PublishCache } from '../session/outbound.js';
 import type { Session } from '../session/session.js';
 import type { ConnectionPort } from './connection-port.js';
+import type { KeepAliveWatched } from './keepalive-wheel.js';
 import { handleConnect } from './handlers/connect.js';
 import { handlePublish, handlePubrel } from './handlers/publish.js';
 import { handlePuback, handlePubcomp, handlePubrec } from './handlers/acks.js';
@@ -29,7 +30,7 @@ export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' |
 export type { WillSpec as ChannelWill } from '../session/session.js';
 import type { WillSpec as ChannelWill } from '../session/session.js';
 
-export class Channel implements ChannelHandle, DeliveryTarget {
+export class Channel implements ChannelHandle, DeliveryTarget, KeepAliveWatched {
   state: ChannelState = 'awaiting-connect';
   version: ProtocolVersion = 4;
   clientId = '';
@@ -55,7 +56,8 @@ export class Channel implements ChannelHandle, DeliveryTarget {
   /** Asynchronous CONNECT steps holding incoming packets (holdIncoming/releaseIncoming). */
   private holds = 0;
   private connectTimer: TimerHandle | null;
-  private keepAliveTimer: TimerHandle | null = null;
+  /** The second this channel is filed under in the broker's keep-alive wheel (0: none). */
+  keepAliveSlot = 0;
   /** Closes the session when the credential it was admitted with expires (a JWT's exp). */
   private credentialTimer: TimerHandle | null = null;
   private keepAliveMs = 0;
@@ -213,7 +215,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     if (keepAliveSeconds > 0) {
       // The server allows one and a half keep-alive periods [MQTT-3.1.2-24].
       this.keepAliveMs = keepAliveSeconds * 1500;
-      this.armKeepAlive(this.keepAliveMs);
+      this.broker.keepAlive.watch(this, this.lastActivity + this.keepAliveMs);
     }
   }
 
@@ -237,13 +239,13 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     }, Math.min(delay, 0x7fffffff));
   }
 
-  private armKeepAlive(ms: number): void {
-    this.keepAliveTimer = this.broker.clock.setTimeout(() => {
-      if (this.state !== 'connected') return;
-      const idle = this.broker.clock.now() - this.lastActivity;
-      if (idle >= this.keepAliveMs) this.disconnect(ReasonCode.KeepAliveTimeout, true);
-      else this.armKeepAlive(this.keepAliveMs - idle);
-    }, ms);
+  /** The keep-alive wheel's question in this channel's deadline second: active since, or expired? */
+  keepAliveDue(now: number): number | null {
+    if (this.state !== 'connected') return null;
+    const deadline = this.lastActivity + this.keepAliveMs;
+    if (now < deadline) return deadline;
+    this.disconnect(ReasonCode.KeepAliveTimeout, true);
+    return null;
   }
 
   // ---- DeliveryTarget ----
@@ -422,7 +424,7 @@ export class Channel implements ChannelHandle, DeliveryTarget {
     this.state = 'closed';
     this.backlog = null;
     this.connectTimer?.cancel();
-    this.keepAliveTimer?.cancel();
+    this.broker.keepAlive.unwatch(this);
     this.credentialTimer?.cancel();
     this.limitState?.stop();
     this.conn.end();

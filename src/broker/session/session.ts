@@ -51,9 +51,12 @@ export class Session {
   /** Seconds the session outlives its connection; 0 ends it with the connection. */
   expiryInterval: number;
   readonly subscriptions = new Map<string, StoredSubscription>();
-  /** QoS 2 packet ids received and not yet released [MQTT-4.3.3-9]. */
-  readonly incomingQos2 = new Set<number>();
-  private readonly inflight = new Map<number, Outbound>();
+  /**
+   * QoS 2 packet ids received and not yet released, and the inflight window: made on first
+   * use (most idle devices never use either; an empty Set or Map costs ~150 bytes).
+   */
+  private qos2Ids: Set<number> | null = null;
+  private inflightMap: Map<number, Outbound> | null = null;
   private readonly queue = new RingQueue<Outbound>();
   private target: DeliveryTarget | null = null;
   private nextPacketId = 1;
@@ -90,6 +93,15 @@ export class Session {
     this.maxQueued = ctx.maxQueued;
   }
 
+  /** QoS 2 packet ids received and not yet released [MQTT-4.3.3-9]. */
+  get incomingQos2(): Set<number> {
+    return (this.qos2Ids ??= new Set());
+  }
+
+  private get inflight(): Map<number, Outbound> {
+    return (this.inflightMap ??= new Map());
+  }
+
   get online(): boolean {
     return this.target !== null;
   }
@@ -100,7 +112,7 @@ export class Session {
   }
 
   get inflightCount(): number {
-    return this.inflight.size;
+    return this.inflightMap?.size ?? 0;
   }
 
   get queuedCount(): number {
@@ -159,9 +171,11 @@ export class Session {
     this.target = target;
     this.disconnectedAt = 0;
     this.connectedAt = this.ctx.clock.now();
-    for (const o of this.inflight.values()) {
-      if (o.state === 'pubrel-sent') target.sendPubrel(o.packetId);
-      else if (!this.isExpired(o)) target.sendPublish(o.message, o.qos, o.retainFlag, o.subscriptionIds, o.packetId, true, null);
+    if (this.inflightMap !== null) {
+      for (const o of this.inflightMap.values()) {
+        if (o.state === 'pubrel-sent') target.sendPubrel(o.packetId);
+        else if (!this.isExpired(o)) target.sendPublish(o.message, o.qos, o.retainFlag, o.subscriptionIds, o.packetId, true, null);
+      }
     }
     this.drain();
   }
@@ -336,9 +350,9 @@ export class Session {
 
   /** Drops every message and QoS 2 state (clean start or session end). */
   clearMessages(): void {
-    this.inflight.clear();
+    this.inflightMap = null;
     this.queue.clear();
-    this.incomingQos2.clear();
+    this.qos2Ids = null;
     this.releaseQueueWaiters();
     if (this.backlogged) {
       this.backlogged = false;

@@ -88,7 +88,8 @@ class IdentityWindow {
   sessionMin = 0;
   active = false;
   idleWindows = 0;
-  readonly topics = new DistinctSketch();
+  /** Made at the window's first topic and dropped at its end: an idle identity holds none (~330 bytes each). */
+  topics: DistinctSketch | null = null;
   /**
    * The last few distinct topics published in this window, newest first: a device repeating
    * or cycling through its few topics skips the sketch and key work (both idempotent).
@@ -108,7 +109,7 @@ class IdentityWindow {
     this.connects = this.disconnects = this.sessionMin = 0;
     this.concurrentMax = this.openSessions;
     this.active = false;
-    this.topics.clear();
+    this.topics = null;
     if (this.recentTopics.length > 0) this.recentTopics = [];
     if (this.topicKeys.length > 0) this.topicKeys = [];
     if (this.addresses.length > 0) this.addresses = [];
@@ -119,10 +120,19 @@ class IdentityWindow {
 /** Topics remembered per identity and window to skip repeated work (a device's usual handful). */
 const RECENT_TOPICS = 4;
 
-function pushCapped(list: string[], value: string, cap: number): boolean {
+type CappedList = 'topicKeys' | 'addresses' | 'clientIds';
+
+/**
+ * Adds `value` to one of `e`'s lists unless it is there; false when the cap refused it. A
+ * first value gets an array of its own size: a push onto an empty array reserves 17 slots
+ * (~150 bytes), kept by every connected identity.
+ */
+function addCapped(e: IdentityWindow, key: CappedList, value: string, cap: number): boolean {
+  const list = e[key];
   if (list.includes(value)) return true;
   if (list.length >= cap) return false;
-  list.push(value);
+  if (list.length === 0) e[key] = [value];
+  else list.push(value);
   return true;
 }
 
@@ -187,8 +197,8 @@ export class ClientStats {
         if (e.openSessions === 0) e.openSince = ev.at;
         e.openSessions++;
         if (e.openSessions > e.concurrentMax) e.concurrentMax = e.openSessions;
-        if (!pushCapped(e.addresses, ev.remote, this.opts.maxAddressesPerIdentity)) this.overflow++;
-        if (!pushCapped(e.clientIds, ev.clientId, this.opts.maxClientIds)) this.overflow++;
+        if (!addCapped(e, 'addresses', ev.remote, this.opts.maxAddressesPerIdentity)) this.overflow++;
+        if (!addCapped(e, 'clientIds', ev.clientId, this.opts.maxClientIds)) this.overflow++;
         return;
       }
       case 'disconnect': {
@@ -214,7 +224,7 @@ export class ClientStats {
         if (e === undefined) return;
         e.subscribes++;
         if (ev.filter.includes('#') || ev.filter.includes('+')) e.wildcardSubscribes++;
-        e.topics.add(ev.filter);
+        (e.topics ??= new DistinctSketch()).add(ev.filter);
         return;
       }
       case 'authz-denied': {
@@ -255,8 +265,8 @@ export class ClientStats {
     for (let i = 0; i < recent.length; i++) if (recent[i] === topic) return;
     if (recent.length >= RECENT_TOPICS) recent.pop();
     recent.unshift(topic);
-    e.topics.add(topic);
-    if (!pushCapped(e.topicKeys, topicKey(topic, this.opts.topicLevels), this.opts.maxTopicKeys)) this.overflow++;
+    (e.topics ??= new DistinctSketch()).add(topic);
+    if (!addCapped(e, 'topicKeys', topicKey(topic, this.opts.topicLevels), this.opts.maxTopicKeys)) this.overflow++;
   }
 
   /** `messages` deliveries of `bytes` in all to the identity (read in bulk from the broker's counters). */
@@ -292,7 +302,7 @@ export class ClientStats {
           bytesReceived: e.bytesReceived,
           messageSizeMean: e.sent === 0 ? 0 : e.bytesSent / e.sent,
           messageSizeMax: e.sizeMax,
-          distinctTopics: e.topics.estimate(),
+          distinctTopics: e.topics?.estimate() ?? 0,
           subscribes: e.subscribes,
           wildcardSubscribes: e.wildcardSubscribes,
           authzDenials: e.authzDenials,
