@@ -60,6 +60,15 @@ export interface Running {
   gens: Generators | null;
 }
 
+/** Ends a scenario: its generators first (they would reconnect), then its broker. */
+export async function stopRunning(running: Running, broker: FleetBroker): Promise<void> {
+  running.gens?.kill();
+  await running.gens?.exited();
+  running.gens = null;
+  await broker.stop();
+  running.broker = null;
+}
+
 const fig = (value: number | null, checks: ReadonlyArray<readonly [boolean, string]>): Figure => ({ value, invalid: invalidWhen(checks).invalid ?? null });
 
 /** Prints how far a connect command got every few seconds (a 50,000-device connect takes minutes). */
@@ -203,11 +212,7 @@ export async function runHold(o: FleetOptions, pki: FleetPki, workDir: string, r
   } catch (e) {
     r.error = `${(e as Error).message}${broker.alive ? '' : ` (${broker.log()})`}`;
   } finally {
-    running.gens?.kill();
-    await running.gens?.exited();
-    running.gens = null;
-    await broker.stop();
-    running.broker = null;
+    await stopRunning(running, broker);
   }
   return r;
 }

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetBroker, type FleetPki } from './fleet-scale-broker.js';
 import { Generators } from './fleet-scale-generators.js';
-import type { Figure, Running } from './fleet-scale-hold.js';
+import { stopRunning, type Figure, type Running } from './fleet-scale-hold.js';
 import { FD_MARGIN, promSamples, tcpExt, timeToShare, type FleetOptions } from './fleet-scale-options.js';
 import { round } from './round.js';
 import { invalidWhen } from './scenario-runs.js';
@@ -159,11 +159,7 @@ export async function runStorm(kind: 'bastion' | 'mosquitto', o: FleetOptions, p
     r.error = `${(e as Error).message}${broker.alive ? '' : ` (${broker.log()})`}`;
   } finally {
     if (sampler !== undefined) clearInterval(sampler);
-    running.gens?.kill();
-    await running.gens?.exited();
-    running.gens = null;
-    await broker.stop();
-    running.broker = null;
+    await stopRunning(running, broker);
   }
   return r;
 }
