@@ -8,7 +8,7 @@
  */
 import type { OverviewSample, OverviewSource } from '../admin/api/services.js';
 import type { Broker } from '../broker/broker.js';
-import { brokerStats } from '../broker/sys/broker-stats.js';
+import { brokerCounts } from '../broker/sys/broker-stats.js';
 import type { ClusterNode } from '../cluster/cluster-node.js';
 import type { Logger } from '../core/logger.js';
 import type { SecurityEvent } from '../core/security-events.js';
@@ -112,7 +112,7 @@ export class ConsoleOverview implements OverviewSource {
       this.last = now;
       const seconds = Math.max(0.001, (now.at - before.at) / 1000);
       const rate = (k: keyof Omit<Totals, 'at'>): number => Math.round(((now[k] - before[k]) / seconds) * 10) / 10;
-      const stats = brokerStats(this.opts.broker);
+      const stats = brokerCounts(this.opts.broker);
       const sample: OverviewSample = {
         t: now.at,
         connections: stats.connected,

@@ -11,6 +11,7 @@ import type { ConnectionPort, TlsPeer } from '../../src/broker/channel/connectio
 import type { Packet } from '../../src/protocol/packets.js';
 import { PacketDecoder, encodePacket } from '../../src/protocol/codec.js';
 import { DefaultAuthorizer } from '../../src/security/authz/default-authorizer.js';
+import { brokerCounts, brokerStats } from '../../src/broker/sys/broker-stats.js';
 import { ListenerAuthenticator } from '../../src/security/authn/listener-authenticator.js';
 
 class RecordingPort implements ConnectionPort {
@@ -162,4 +163,17 @@ test('a client changing topics between publishes: each message is routed by its 
   for (const topic of ['a/b', 'x/y', 'a/b', 'a/c', 'x/y/z', 'a/b/c']) feed(pub.ch, { cmd: 'publish', topic, payload: Buffer.from(topic), qos: 0, dup: false, retain: false });
   assert.deepEqual(topicsOf(plus.port), ['a/b', 'a/b', 'a/c']);
   assert.deepEqual(topicsOf(hash.port), ['x/y', 'x/y/z']);
+});
+
+test('the once-a-second counts (no walk over the sessions) agree with the full stats', () => {
+  const broker = newBroker();
+  const a = connect(broker, 'a');
+  const b = connect(broker, 'b');
+  feed(a.ch, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x/#', qos: 0 }, { topic: 'x/+', qos: 1 }, { topic: '$share/g/jobs/+', qos: 1 }] });
+  feed(b.ch, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x/#', qos: 0 }, { topic: '$share/g/jobs/+', qos: 1 }] });
+  feed(b.ch, { cmd: 'unsubscribe', messageId: 2, unsubscriptions: ['x/#'] });
+  const full = brokerStats(broker);
+  const counts = brokerCounts(broker);
+  assert.deepEqual(counts, { connected: full.connected, sessions: full.sessions, subscriptions: full.subscriptions });
+  assert.deepEqual(counts, { connected: 2, sessions: 2, subscriptions: 4 });
 });
