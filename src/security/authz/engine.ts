@@ -56,6 +56,15 @@ interface ClientRules {
 
 const DEFAULT_DENY = 'no rule matched (default deny)';
 
+/**
+ * SECURITY: `$` topics ($SYS/...) belong to the broker [MQTT-4.7.2-1]: no rule, however
+ * broad, lets a client (or its will) publish there and forge broker statistics. One test
+ * for the decision and its explanation both.
+ */
+function isBrokerTopic(topic: string): boolean {
+  return topic.charCodeAt(0) === 0x24 /* $ */;
+}
+
 export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
   private policy: AclPolicy;
   private version = 0;
@@ -148,9 +157,7 @@ export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
    * allowed (authorizePublish and decidePublish both ask here; the hot path allocates nothing).
    */
   private publishAllowedBy(client: AuthorizedClient, topic: string, qos: QoS, retain: boolean): CompiledRule | null {
-    // SECURITY: `$` topics ($SYS/...) belong to the broker [MQTT-4.7.2-1]: no rule, however
-    // broad, lets a client (or its will) publish there and forge broker statistics.
-    if (topic.charCodeAt(0) === 0x24 /* $ */) return null;
+    if (isBrokerTopic(topic)) return null;
     let fitting: CompiledRule | null = null;
     for (const r of this.rulesFor(client).rules) {
       if (!r.publish || !anyMatches(r.filters, topic)) continue;
@@ -168,7 +175,7 @@ export class PolicyEngine implements DeliveryAuthorizer, ClientQuotaSource {
 
   /** Why a publish that publishAllowedBy refused is refused: the rule and the reason. */
   private publishRefusal(client: AuthorizedClient, topic: string, qos: QoS): Verdict {
-    if (topic.charCodeAt(0) === 0x24 /* $ */) return { allowed: false, rule: null, reason: 'topics starting with $ belong to the broker' };
+    if (isBrokerTopic(topic)) return { allowed: false, rule: null, reason: 'topics starting with $ belong to the broker' };
     let firstAllow: CompiledRule | null = null;
     for (const r of this.rulesFor(client).rules) {
       if (!r.publish || !anyMatches(r.filters, topic)) continue;

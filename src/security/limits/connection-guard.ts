@@ -93,12 +93,17 @@ const NOOP_RELEASE = (): void => {};
  */
 function rangesOf(list: readonly string[], key: string): RangeIndex<CidrRange> {
   const index = new RangeIndex<CidrRange>();
-  list.forEach((text, i) => {
+  for (const range of parseRanges(list, key)) index.add(range, range);
+  return index;
+}
+
+/** Parses `list` (the config's `limits.<key>`); throws ConfigError naming the first bad entry. */
+function parseRanges(list: readonly string[], key: string): CidrRange[] {
+  return list.map((text, i) => {
     const range = parseCidr(text);
     if (range === null) throw new ConfigError(`config error at limits.${key}[${i}]: ${JSON.stringify(text)} is not an IPv4 or IPv6 address or CIDR range`);
-    index.add(range, range);
+    return range;
   });
-  return index;
 }
 
 /**
@@ -119,11 +124,7 @@ function gatewaysOf(gateways: LimitsConfig['connections']['gateways']): RangeInd
   const index = new RangeIndex<AddressLimits>();
   gateways.forEach((g, i) => {
     const limits: AddressLimits = { perIpMax: g.perIpMax, ratePerSecond: g.perIpRate.perSecond, rateBurst: g.perIpRate.burst, source: `limits.connections.gateways[${i}]` };
-    g.ranges.forEach((text, j) => {
-      const range = parseCidr(text);
-      if (range === null) throw new ConfigError(`config error at limits.connections.gateways[${i}].ranges[${j}]: ${JSON.stringify(text)} is not an IPv4 or IPv6 address or CIDR range`);
-      index.add(range, limits);
-    });
+    for (const range of parseRanges(g.ranges, `connections.gateways[${i}].ranges`)) index.add(range, limits);
   });
   return index;
 }
